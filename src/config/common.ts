@@ -1,0 +1,113 @@
+// Pieces every config schema shares: addresses, URLs, durations, and the loader that turns YAML
+// into a validated, frozen value or a list of every problem with its path.
+import { readFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import { parseDocument } from 'yaml';
+import { z } from 'zod';
+import { ConnectorError } from '../errors.ts';
+
+export const hostPort = z.string().superRefine((value, ctx) => {
+  const parsed = parseHostPort(value);
+  if (!parsed) ctx.addIssue({ code: 'custom', message: 'must be HOST:PORT (IPv6 as [::1]:PORT), port 0-65535' });
+});
+
+export const loopbackHostPort = hostPort.superRefine((value, ctx) => {
+  const parsed = parseHostPort(value);
+  if (parsed && !isLoopbackHost(parsed.host)) {
+    ctx.addIssue({ code: 'custom', message: 'must be a loopback address (127.0.0.0/8 or [::1]): the metadata endpoints are for this pod only' });
+  }
+});
+
+export const httpsUrl = z.string().superRefine((value, ctx) => {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: 'must be an absolute URL' });
+    return;
+  }
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopbackHost(url.hostname))) {
+    ctx.addIssue({ code: 'custom', message: 'must be an https:// URL (http:// only for loopback hosts)' });
+  }
+});
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export function parseHostPort(value: string): HostPort | undefined {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(value);
+  if (!m) return undefined;
+  const port = Number(m[3]);
+  if (port > 65535) return undefined;
+  const host = m[1] ?? m[2];
+  if (host === undefined || host === '') return undefined;
+  if (m[1] !== undefined && isIP(m[1]) !== 6) return undefined;
+  return { host, port };
+}
+
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '');
+  if (h === 'localhost' || h === '::1') return true;
+  return isIP(h) === 4 && h.startsWith('127.');
+}
+
+/** Formats a zod issue path the way users read it: `aws.roleArn`, `issuer.audiences[1]`. */
+export function formatPath(path: ReadonlyArray<PropertyKey>): string {
+  let out = '';
+  for (const part of path) {
+    if (typeof part === 'number') out += `[${part}]`;
+    else out += out === '' ? String(part) : `.${String(part)}`;
+  }
+  return out === '' ? '(root)' : out;
+}
+
+export class ConfigError extends ConnectorError {
+  readonly problems: readonly string[];
+
+  constructor(source: string, problems: string[]) {
+    super('config_invalid', `${source}: ${problems.length} problem${problems.length === 1 ? '' : 's'}\n  - ${problems.join('\n  - ')}`);
+    this.problems = problems;
+  }
+}
+
+/** Validates a plain value against a schema; every issue is reported with its path. */
+export function validate<S extends z.ZodType>(schema: S, value: unknown, source: string): z.output<S> {
+  const result = schema.safeParse(value);
+  if (!result.success) {
+    const problems = result.error.issues.map((issue) => `${formatPath(issue.path)}: ${issue.message}`);
+    throw new ConfigError(source, problems);
+  }
+  return deepFreeze(result.data);
+}
+
+/** Parses YAML text (every syntax error reported with its line) and validates it. */
+export function parseYamlConfig<S extends z.ZodType>(schema: S, text: string, source: string): z.output<S> {
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(
+      source,
+      doc.errors.map((e) => `line ${e.linePos?.[0]?.line ?? '?'}: ${e.message.split('\n')[0]}`),
+    );
+  }
+  return validate(schema, doc.toJS() ?? {}, source);
+}
+
+export async function loadYamlConfig<S extends z.ZodType>(schema: S, file: string): Promise<z.output<S>> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError(file, [`cannot read the file: ${(error as NodeJS.ErrnoException).code ?? String(error)}`]);
+  }
+  return parseYamlConfig(schema, text, file);
+}
+
+export function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const key of Object.keys(value)) deepFreeze((value as Record<string, unknown>)[key]);
+  }
+  return value;
+}

@@ -1,0 +1,27 @@
+// The `gcp` section of the sidecar config (DESIGN.md "Config"; checks from reference/gcp.md §5, §10).
+import { z } from 'zod';
+import { httpsUrl } from './common.ts';
+
+export const WORKLOAD_IDENTITY_PROVIDER =
+  /^projects\/(\d+)\/locations\/global\/workloadIdentityPools\/([a-z0-9-]{4,32})\/providers\/([a-z0-9-]{4,32})$/;
+
+export const gcpSchema = z
+  .object({
+    projectId: z.string({ error: 'is required' }).regex(/^[a-z][a-z0-9-]{4,28}[a-z0-9]$/, 'must be a GCP project ID (6-30 lowercase letters, digits, hyphens)'),
+    projectNumber: z.coerce.string({ error: 'is required' }).regex(/^\d{1,20}$/, 'must be the numeric project number, digits only (quote it in YAML)'),
+    workloadIdentityProvider: z
+      .string({ error: 'is required' })
+      .regex(
+        WORKLOAD_IDENTITY_PROVIDER,
+        'must be projects/<number>/locations/global/workloadIdentityPools/<pool>/providers/<provider>',
+      ),
+    serviceAccount: z
+      .string()
+      .regex(/^[a-z0-9-]+@[a-z0-9.-]+\.iam\.gserviceaccount\.com$|^[^@\s]+@[^@\s]+$/, 'must be a service account email')
+      .optional(),
+    stsEndpoint: httpsUrl.default('https://sts.googleapis.com'),
+    iamCredentialsEndpoint: httpsUrl.default('https://iamcredentials.googleapis.com'),
+  })
+  .strict();
+
+export type GcpConfig = z.output<typeof gcpSchema>;

@@ -1,0 +1,105 @@
+// The sidecar's config (DESIGN.md "Config"): spiffe sources, listeners, and one optional section per
+// cloud. A cloud section that is absent means that cloud is not served.
+import { z } from 'zod';
+import { httpsUrl, hostPort, loopbackHostPort } from './common.ts';
+import { awsSchema } from './aws.ts';
+import { gcpSchema } from './gcp.ts';
+import { azureSchema } from './azure.ts';
+
+const trustDomain = z
+  .string({ error: 'is required' })
+  .transform((s) => s.replace(/^spiffe:\/\//, ''))
+  .pipe(z.string().regex(/^[a-z0-9._-]{1,255}$/, 'must be a trust domain name: lowercase letters, digits, ".", "_", "-"'));
+
+const x509Schema = z
+  .object({
+    dir: z.string().min(1).default('/var/run/secrets/spiffe.io'),
+    certFile: z.string().min(1).default('tls.crt'),
+    keyFile: z.string().min(1).default('tls.key'),
+    bundleFile: z.string().min(1).default('ca.crt'),
+    /** Seconds between fallback polls of the files, besides watching them. */
+    pollIntervalSeconds: z.number().int().min(1).max(3600).default(30),
+  })
+  .strict();
+
+const jwtSchema = z
+  .object({
+    file: z.string().min(1).optional(),
+    exchange: z
+      .object({
+        url: httpsUrl,
+        /** Extra PEM CA bundle to trust for the issuer's serving certificate (defaults to the SPIFFE bundle + system roots). */
+        caFile: z.string().min(1).optional(),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict()
+  .superRefine((value, ctx) => {
+    const set = [value.file, value.exchange].filter((v) => v !== undefined).length;
+    if (set !== 1) ctx.addIssue({ code: 'custom', message: 'set exactly one of file or exchange' });
+  });
+
+const workloadApiSchema = z
+  .object({
+    socket: z
+      .string()
+      .regex(/^(unix:(\/\/)?\/[^?#]+|tcp:\/\/\d{1,3}(\.\d{1,3}){3}:\d{1,5})$/, 'must be unix:///path/to.sock or tcp://IP:PORT'),
+    /** Serve the SPIFFE Workload API to the pod on this socket (cert-manager users). */
+  })
+  .strict();
+
+export const sidecarSchema = z
+  .object({
+    spiffe: z
+      .object({
+        trustDomain,
+        x509: x509Schema.optional(),
+        jwt: jwtSchema.optional(),
+        workloadApi: workloadApiSchema.optional(),
+      })
+      .strict(),
+    server: z
+      .object({
+        metadataAddress: loopbackHostPort.default('127.0.0.1:8181'),
+        opsAddress: hostPort.default('0.0.0.0:9090'),
+        stateDir: z.string().min(1).default('/var/run/spiffe-connector'),
+        /** Seconds to keep answering (503) after SIGTERM before closing. */
+        drainSeconds: z.number().min(0).max(60).default(3),
+      })
+      .strict()
+      .default({ metadataAddress: '127.0.0.1:8181', opsAddress: '0.0.0.0:9090', stateDir: '/var/run/spiffe-connector', drainSeconds: 3 }),
+    log: z
+      .object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') })
+      .strict()
+      .default({ level: 'info' }),
+    aws: awsSchema.optional(),
+    gcp: gcpSchema.optional(),
+    azure: azureSchema.optional(),
+  })
+  .strict()
+  .superRefine((config, ctx) => {
+    const s = config.spiffe;
+    if (!s.x509 && !s.jwt && !s.workloadApi) {
+      ctx.addIssue({ code: 'custom', path: ['spiffe'], message: 'configure an identity: x509, jwt or workloadApi' });
+    }
+    const hasJwt = s.jwt !== undefined || s.workloadApi !== undefined;
+    if (s.jwt?.exchange && !s.x509 && !s.workloadApi) {
+      ctx.addIssue({ code: 'custom', path: ['spiffe', 'jwt', 'exchange'], message: 'the issuer exchange authenticates with an X.509-SVID: configure spiffe.x509 too' });
+    }
+    if (config.aws && !hasJwt) {
+      ctx.addIssue({ code: 'custom', path: ['aws'], message: 'AWS federation needs JWT-SVIDs: configure spiffe.jwt or spiffe.workloadApi' });
+    }
+    if (config.azure && !hasJwt) {
+      ctx.addIssue({ code: 'custom', path: ['azure'], message: 'Entra federation needs JWT-SVIDs: configure spiffe.jwt or spiffe.workloadApi' });
+    }
+    if (config.gcp && !hasJwt && !s.x509) {
+      ctx.addIssue({ code: 'custom', path: ['gcp'], message: 'Google federation needs JWT-SVIDs or an X.509-SVID: configure spiffe.jwt, spiffe.x509 or spiffe.workloadApi' });
+    }
+    if (!config.aws && !config.gcp && !config.azure) {
+      ctx.addIssue({ code: 'custom', path: [], message: 'configure at least one cloud: aws, gcp or azure' });
+    }
+  });
+
+export type SidecarConfig = z.output<typeof sidecarSchema>;
+export type SpiffeConfig = SidecarConfig['spiffe'];

@@ -1,0 +1,69 @@
+// Prometheus metrics, one registry per process (not prom-client's global, so tests can run many).
+// Labels never carry secrets: only surfaces, clouds, outcomes, statuses, audiences and reasons.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export type Cloud = 'aws' | 'gcp' | 'azure';
+
+export class Metrics {
+  readonly registry = new Registry();
+
+  /** Requests to the emulated endpoints, by surface (aws-container, aws-imds, gcp-metadata, azure-imds, ...) and status. */
+  readonly requests = new Counter({
+    name: 'spiffe_connector_requests_total',
+    help: 'Requests answered by the emulated metadata endpoints, by surface and HTTP status.',
+    labelNames: ['surface', 'status'] as const,
+    registers: [this.registry],
+  });
+
+  /** Exchanges with a cloud (or the issuer), by outcome: success, retryable_error, permanent_error. */
+  readonly exchanges = new Counter({
+    name: 'spiffe_connector_exchanges_total',
+    help: 'Credential exchanges with an upstream, by cloud and outcome.',
+    labelNames: ['cloud', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly upstreamLatency = new Histogram({
+    name: 'spiffe_connector_upstream_latency_seconds',
+    help: 'Latency of upstream exchange calls, by cloud.',
+    labelNames: ['cloud'] as const,
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+
+  readonly credentialExpiry = new Gauge({
+    name: 'spiffe_connector_credential_expiry_seconds',
+    help: 'Seconds until the cached credential expires, by cloud and credential name.',
+    labelNames: ['cloud', 'credential'] as const,
+    registers: [this.registry],
+  });
+
+  readonly svidExpiry = new Gauge({
+    name: 'spiffe_connector_svid_expiry_seconds',
+    help: 'Seconds until the current SVID expires, by kind (x509, jwt).',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+
+  readonly svidUpdates = new Counter({
+    name: 'spiffe_connector_svid_updates_total',
+    help: 'SVIDs read from a source, by kind and outcome (accepted, refused).',
+    labelNames: ['kind', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly refreshRetries = new Counter({
+    name: 'spiffe_connector_refresh_retries_total',
+    help: 'Refresh attempts that failed and were scheduled again, by cloud and credential.',
+    labelNames: ['cloud', 'credential'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(options: { defaultMetrics?: boolean } = {}) {
+    if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry });
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+}
