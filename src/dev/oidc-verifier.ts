@@ -93,7 +93,7 @@ function classify(cause: unknown): OidcVerificationError {
     if (cause.claim === 'nbf' || cause.claim === 'iat') return new OidcVerificationError('not_yet_valid', 'the token is not yet valid', { cause });
     return new OidcVerificationError('missing_claim', `claim ${cause.claim} is invalid: ${cause.reason}`, { cause });
   }
-  if (cause instanceof errors.JWKSFetchFailed || cause instanceof errors.JWKSTimeout) {
+  if (cause instanceof errors.JWKSTimeout || !(cause instanceof errors.JOSEError) || cause.code === 'ERR_JOSE_GENERIC') {
     return new OidcVerificationError('discovery_failed', 'could not fetch the JWKS', { cause });
   }
   return new OidcVerificationError('bad_signature', 'the token signature does not verify', { cause });
