@@ -45,6 +45,8 @@ const workloadApiSchema = z
     socket: z
       .string()
       .regex(/^(unix:(\/\/)?\/[^?#]+|tcp:\/\/\d{1,3}(\.\d{1,3}){3}:\d{1,5})$/, 'must be unix:///path/to.sock or tcp://IP:PORT'),
+    /** Pick the SVID with this hint when the agent returns several (Workload API §4.2); default the first. */
+    hint: z.string().min(1).max(1024).optional(),
     /** Serve the SPIFFE Workload API to the pod on this socket (cert-manager users). */
   })
   .strict();
@@ -66,6 +68,14 @@ export const sidecarSchema = z
         stateDir: z.string().min(1).default('/var/run/spiffe-connector'),
         /** Seconds to keep answering (503) after SIGTERM before closing. */
         drainSeconds: z.number().min(0).max(60).default(3),
+        /** Serve the SPIFFE Workload API to the pod on this Unix socket path (in a volume shared with the app). */
+        workloadApiSocket: z
+          .string()
+          .regex(/^\/[^\0]*[^/]$/, 'must be an absolute filesystem path to the socket file')
+          .refine((p) => Buffer.byteLength(p) <= 107, 'must be at most 107 bytes (the Unix socket path limit)')
+          .optional(),
+        /** JWKS (or OIDC issuer, resolved by discovery) whose keys make the JWT bundle that socket serves. */
+        workloadApiJwksUrl: httpsUrl.optional(),
       })
       .strict()
       .default({ metadataAddress: '127.0.0.1:8181', opsAddress: '0.0.0.0:9090', stateDir: '/var/run/spiffe-connector', drainSeconds: 3 }),
