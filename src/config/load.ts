@@ -31,6 +31,17 @@ export function parseSidecarConfig(text: string, source = 'config', env: Environ
   return validate(sidecarSchema, applyEnvironment(raw, env), source);
 }
 
+/** The environment variable that carries the whole config as YAML (set by the admission webhook). */
+export const CONFIG_ENV = 'SPIFFE_CONNECTOR_CONFIG';
+
+/** The config from `--config FILE`, else from SPIFFE_CONNECTOR_CONFIG; undefined when neither is given. */
+export async function loadSidecarConfigFrom(file: string | undefined, env: Environment): Promise<SidecarConfig | undefined> {
+  if (file !== undefined) return loadSidecarConfig(file, env);
+  const inline = env[CONFIG_ENV];
+  if (inline !== undefined && inline.trim() !== '') return parseSidecarConfig(inline, CONFIG_ENV, env);
+  return undefined;
+}
+
 /** The process environment, read here and passed down (STYLE habit 3). */
 export function processEnvironment(): Environment {
   return process.env;

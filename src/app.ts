@@ -1,0 +1,186 @@
+// The composition root: the only module that knows every other. Builds the identity sources, the
+// configured clouds (each loaded only when configured), the loopback metadata listener and the ops
+// listener, and owns the start and drain order (DESIGN.md "Flow" and "Rules").
+import { mkdir } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import express from 'express';
+import type { Clock } from './clock.ts';
+import { parseHostPort } from './config/common.ts';
+import type { SidecarConfig } from './config/schema.ts';
+import type { Logger } from './ops/logger.ts';
+import type { Cloud, Metrics } from './ops/metrics.ts';
+import { startOpsServer, type OpsServer, type ReadinessReport } from './ops/ops-server.ts';
+import type { CloudModule, CloudProvider, ProviderContext } from './providers/provider.ts';
+import type { Identity, JwtSource, X509Source } from './sources/source.ts';
+
+export interface AppDeps {
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+}
+
+export interface RunningApp {
+  /** http://127.0.0.1:<port> of the metadata listener (the port is real even when configured as 0). */
+  readonly metadataOrigin: string;
+  readonly opsUrl: string;
+  readonly identity: Identity;
+  readiness(): ReadinessReport;
+  /** Resolves when every configured cloud holds credentials (or `signal` aborts). */
+  whenReady(signal?: AbortSignal): Promise<void>;
+  /** Answer 503 for `drainSeconds`, then close everything. */
+  shutdown(drainSeconds?: number): Promise<void>;
+}
+
+const CLOUD_MODULES: Record<Cloud, () => Promise<CloudModule>> = {
+  aws: async () => (await import('./providers/aws/index.ts')).awsModule,
+  gcp: async () => (await import('./providers/gcp/index.ts')).gcpModule,
+  azure: async () => (await import('./providers/azure/index.ts')).azureModule,
+};
+
+interface Startable {
+  start?(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Builds the identity sources the config names. Nothing is read until start(). */
+export async function buildIdentity(config: SidecarConfig, deps: AppDeps): Promise<Identity & { readonly all: Startable[] }> {
+  const s = config.spiffe;
+  const common = { clock: deps.clock, logger: deps.logger, metrics: deps.metrics };
+  let x509: X509Source | undefined;
+  let jwt: JwtSource | undefined;
+  const all: Startable[] = [];
+  if (s.workloadApi) {
+    const { createWorkloadApiSource } = await import('./sources/workload-api.ts');
+    const source = createWorkloadApiSource({ socket: s.workloadApi.socket, trustDomain: s.trustDomain, ...common });
+    x509 = source;
+    jwt = source;
+    all.push(source as unknown as Startable);
+  } else if (s.x509) {
+    const { X509FilesSource } = await import('./sources/x509-files.ts');
+    const source = new X509FilesSource({ ...s.x509, trustDomain: s.trustDomain, ...common });
+    x509 = source;
+    all.push(source);
+  }
+  if (s.jwt?.file) {
+    const { JwtFileSource } = await import('./sources/jwt-file.ts');
+    const source = new JwtFileSource({ file: s.jwt.file, trustDomain: s.trustDomain, ...common });
+    jwt = source;
+    all.push(source);
+  } else if (s.jwt?.exchange && x509) {
+    const { createJwtExchangeSource } = await import('./sources/jwt-exchange.ts');
+    const { readFile } = await import('node:fs/promises');
+    const caPem = s.jwt.exchange.caFile ? await readFile(s.jwt.exchange.caFile, 'utf8') : undefined;
+    const source = createJwtExchangeSource({ url: s.jwt.exchange.url, ...(caPem ? { caPem } : {}), x509, ...common });
+    jwt = source;
+    all.push(source as unknown as Startable);
+  }
+  return { x509, jwt, all };
+}
+
+export async function startApp(config: SidecarConfig, deps: AppDeps): Promise<RunningApp> {
+  const { logger } = deps;
+  await mkdir(config.server.stateDir, { recursive: true });
+  const identity = await buildIdentity(config, deps);
+
+  let draining = false;
+  const metadata = express();
+  metadata.disable('x-powered-by');
+  metadata.set('etag', false);
+  metadata.use((_req, res, next) => {
+    if (!draining) return next();
+    res.set({ connection: 'close', 'retry-after': '1', 'content-type': 'application/json' }).status(503).send('{"message":"spiffe-connector is shutting down"}');
+  });
+  const metadataServer: Server = createServer({ keepAliveTimeout: 5_000 }, metadata);
+  const listenAddress = parseHostPort(config.server.metadataAddress);
+  if (!listenAddress) throw new Error('metadataAddress was validated at load');
+  await listen(metadataServer, listenAddress.host, listenAddress.port);
+  const metadataPort = (metadataServer.address() as AddressInfo).port;
+  const hostForUrl = listenAddress.host.includes(':') ? `[${listenAddress.host}]` : listenAddress.host;
+  const metadataOrigin = `http://${hostForUrl}:${metadataPort}`;
+
+  const context: ProviderContext = {
+    config,
+    identity,
+    clock: deps.clock,
+    logger,
+    metrics: deps.metrics,
+    metadataPort,
+    stateDir: config.server.stateDir,
+    draining: () => draining,
+  };
+  const providers: CloudProvider[] = [];
+  for (const cloud of ['aws', 'gcp', 'azure'] as const) {
+    if (!config[cloud]) continue;
+    const module = await CLOUD_MODULES[cloud]();
+    const provider = await module.create({ ...context, logger: logger.child({ cloud }) });
+    metadata.use(provider.router);
+    providers.push(provider);
+  }
+  metadata.use((_req, res) => {
+    res.status(404).type('text/plain').send('not found\n');
+  });
+
+  const readiness = (): ReadinessReport => {
+    const reasons: string[] = [];
+    if (draining) reasons.push('shutting down');
+    if (identity.x509 && !identity.x509.current()) reasons.push('no valid X.509-SVID');
+    for (const p of providers) {
+      const r = p.readiness();
+      if (!r.ready) reasons.push(`${p.cloud}: ${r.reason ?? 'no valid credentials'}`);
+    }
+    return { ready: reasons.length === 0, reasons };
+  };
+
+  const opsAddress = parseHostPort(config.server.opsAddress);
+  if (!opsAddress) throw new Error('opsAddress was validated at load');
+  const ops: OpsServer = await startOpsServer({ host: opsAddress.host, port: opsAddress.port, metrics: deps.metrics, readiness });
+
+  // Identity first (providers ask it for SVIDs), then the clouds.
+  for (const source of identity.all) await source.start?.();
+  for (const p of providers) await p.start();
+  logger.info({ metadata: metadataOrigin, ops: ops.url, clouds: providers.map((p) => p.cloud) }, 'spiffe-connector is listening');
+
+  return {
+    metadataOrigin,
+    opsUrl: ops.url,
+    identity,
+    readiness,
+    whenReady: (signal) =>
+      new Promise<void>((resolve) => {
+        const check = (): void => {
+          if (readiness().ready || signal?.aborted) return resolve();
+          deps.clock.setTimeout(check, 50);
+        };
+        check();
+      }),
+    shutdown: async (drainSeconds = config.server.drainSeconds) => {
+      if (draining) return;
+      draining = true;
+      logger.info({ drainSeconds }, 'draining');
+      if (drainSeconds > 0) await new Promise((resolve) => setTimeout(resolve, drainSeconds * 1000));
+      await Promise.all([close(metadataServer), ops.close()]);
+      for (const p of providers) await p.stop();
+      for (const source of identity.all) await source.close();
+      logger.info('stopped');
+    },
+  };
+}
+
+function listen(server: Server, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+function close(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.closeIdleConnections();
+    server.close(() => resolve());
+    setTimeout(() => server.closeAllConnections(), 1_000).unref();
+  });
+}

@@ -1,0 +1,69 @@
+// `spiffe-connector check`: validates the config and the identity it names, and says what would be
+// served, or lists every problem (exit 1). Reads files; contacts nothing.
+import { readFile } from 'node:fs/promises';
+import type { SidecarConfig } from '../config/schema.ts';
+import { appEnvironment, configuredMetadataOrigin, configuredModules } from '../env.ts';
+import { toConnectorError } from '../errors.ts';
+import { loadX509Files } from '../sources/x509-files.ts';
+import { parseJwtSvidInsecure } from '../spiffe/jwt-svid.ts';
+import { TrustDomain } from '../spiffe/spiffe-id.ts';
+
+export interface CheckReport {
+  readonly ok: boolean;
+  readonly lines: string[];
+  readonly problems: string[];
+}
+
+/** The audiences the configured clouds will ask JWT-SVIDs for. */
+export function requiredAudiences(config: SidecarConfig): string[] {
+  const out: string[] = [];
+  if (config.aws) out.push(config.aws.audience);
+  if (config.gcp) out.push(`//iam.googleapis.com/${config.gcp.workloadIdentityProvider}`);
+  if (config.azure) out.push(config.azure.audience);
+  return out;
+}
+
+export async function checkConfig(config: SidecarConfig, now: Date): Promise<CheckReport> {
+  const lines: string[] = [];
+  const problems: string[] = [];
+  const s = config.spiffe;
+  lines.push(`trust domain: ${s.trustDomain}`);
+
+  if (s.workloadApi) {
+    lines.push(`identity: SPIFFE Workload API at ${s.workloadApi.socket} (not contacted by check)`);
+  } else if (s.x509) {
+    try {
+      const { svid, bundle } = await loadX509Files({ ...s.x509, trustDomain: s.trustDomain }, now);
+      const hours = ((svid.notAfter.getTime() - now.getTime()) / 3_600_000).toFixed(1);
+      lines.push(`X.509-SVID: ${svid.id.toString()}, valid until ${svid.notAfter.toISOString()} (${hours} h), chain verified against ${bundle.authorities.length} CA certificate(s) of ${s.trustDomain}`);
+    } catch (error) {
+      problems.push(`spiffe.x509: ${toConnectorError(error).message}`);
+    }
+  }
+
+  if (s.jwt?.file) {
+    try {
+      const svid = parseJwtSvidInsecure((await readFile(s.jwt.file, 'utf8')).trim(), { now });
+      if (!svid.id.memberOf(TrustDomain.parse(s.trustDomain))) {
+        problems.push(`spiffe.jwt.file: the JWT-SVID is for ${svid.id.toString()}, outside trust domain ${s.trustDomain}`);
+      }
+      lines.push(`JWT-SVID: ${svid.id.toString()} for ${svid.audience.join(', ')}, issuer ${svid.issuer ?? '(none)'}, valid until ${svid.expiresAt.toISOString()}`);
+      if (svid.issuer === undefined) problems.push('spiffe.jwt.file: the JWT-SVID has no iss claim; AWS, Google and Entra require one');
+      for (const audience of requiredAudiences(config)) {
+        if (!svid.audience.includes(audience)) problems.push(`spiffe.jwt.file: the JWT-SVID's audience does not include ${audience}, which a configured cloud needs`);
+      }
+    } catch (error) {
+      problems.push(`spiffe.jwt.file: ${toConnectorError(error).message}`);
+    }
+  } else if (s.jwt?.exchange) {
+    lines.push(`JWT-SVIDs: exchanged with the issuer at ${s.jwt.exchange.url} for ${requiredAudiences(config).join(', ')} (not contacted by check)`);
+  }
+
+  const origin = configuredMetadataOrigin(config);
+  for (const module of configuredModules(config)) {
+    for (const line of module.describe(config, origin)) lines.push(`${module.cloud}: ${line}`);
+  }
+  lines.push('app container environment:');
+  for (const [k, v] of appEnvironment(config, origin)) lines.push(`  ${k}=${v}`);
+  return { ok: problems.length === 0, lines, problems };
+}

@@ -1,0 +1,119 @@
+// argv → config → app → start; signals. Nothing else (STYLE.md layout).
+// Exit codes: 0 ok, 1 invalid config or identity, 2 usage. SIGTERM drains and exits 0.
+import { Command, CommanderError } from 'commander';
+import { systemClock } from './clock.ts';
+import { ConfigError } from './config/common.ts';
+import { loadSidecarConfig, loadSidecarConfigFrom, processEnvironment, CONFIG_ENV } from './config/load.ts';
+import { appEnvironment, shellQuote } from './env.ts';
+import { toConnectorError } from './errors.ts';
+import { createLogger } from './ops/logger.ts';
+import { Metrics } from './ops/metrics.ts';
+
+const EXIT_INVALID = 1;
+const EXIT_USAGE = 2;
+
+/** Closes `stop` on SIGTERM/SIGINT, then exits 0. A second signal exits at once. */
+function onSignals(stop: () => Promise<void>): void {
+  let stopping = false;
+  const handler = (signal: NodeJS.Signals): void => {
+    if (stopping) process.exit(0);
+    stopping = true;
+    process.stderr.write(`${JSON.stringify({ level: 'info', msg: `received ${signal}` })}\n`);
+    stop().then(
+      () => process.exit(0),
+      () => process.exit(0),
+    );
+  };
+  process.on('SIGTERM', handler);
+  process.on('SIGINT', handler);
+}
+
+function keepRunningOnStrayErrors(log: (msg: string, err: unknown) => void): void {
+  process.on('unhandledRejection', (reason) => log('unhandled rejection (kept running)', reason));
+  process.on('uncaughtException', (error) => log('uncaught exception (kept running)', error));
+}
+
+function fail(error: unknown): never {
+  if (error instanceof ConfigError) {
+    process.stderr.write(`invalid configuration: ${error.message}\n`);
+    process.exit(EXIT_INVALID);
+  }
+  const e = toConnectorError(error);
+  process.stderr.write(`error: ${e.message}\n`);
+  process.exit(e.code === 'usage' ? EXIT_USAGE : EXIT_INVALID);
+}
+
+async function run(configFile: string | undefined): Promise<void> {
+  const env = processEnvironment();
+  const config = await loadSidecarConfigFrom(configFile, env);
+  if (!config) throw new CommanderError(EXIT_USAGE, 'usage', `run needs --config FILE or ${CONFIG_ENV}`);
+  const logger = createLogger({ level: config.log.level });
+  keepRunningOnStrayErrors((msg, err) => logger.error({ err: toConnectorError(err).message }, msg));
+  const metrics = new Metrics({ defaultMetrics: true });
+  const { startApp } = await import('./app.ts');
+  const app = await startApp(config, { clock: systemClock, logger, metrics });
+  onSignals(() => app.shutdown());
+}
+
+async function check(configFile: string): Promise<void> {
+  const config = await loadSidecarConfig(configFile, processEnvironment());
+  const { checkConfig } = await import('./commands/check.ts');
+  const report = await checkConfig(config, new Date());
+  for (const line of report.lines) process.stdout.write(`${line}\n`);
+  if (!report.ok) {
+    process.stderr.write(`\n${report.problems.length} problem${report.problems.length === 1 ? '' : 's'}:\n${report.problems.map((p) => `  - ${p}`).join('\n')}\n`);
+    process.exit(EXIT_INVALID);
+  }
+}
+
+async function env(configFile: string, options: { export?: boolean }): Promise<void> {
+  const config = await loadSidecarConfig(configFile, processEnvironment());
+  for (const [k, v] of appEnvironment(config)) {
+    process.stdout.write(options.export ? `export ${k}=${shellQuote(v)}\n` : `${k}=${v}\n`);
+  }
+}
+
+async function issuer(configFile: string): Promise<void> {
+  const { runIssuer } = await import('./issuer/run.ts');
+  const running = await runIssuer(configFile);
+  onSignals(() => running.close());
+}
+
+async function webhook(configFile: string): Promise<void> {
+  const { runWebhook } = await import('./webhook/run.ts');
+  const running = await runWebhook(configFile);
+  onSignals(() => running.close());
+}
+
+async function dev(options: { port: string; rotateSeconds: string }): Promise<void> {
+  const { runDev } = await import('./dev/dev-mode.ts');
+  const running = await runDev({ metadataPort: Number(options.port), rotateSeconds: Number(options.rotateSeconds) });
+  onSignals(() => running.close());
+}
+
+const program = new Command()
+  .name('spiffe-connector')
+  .description('Turns a pod’s SPIFFE identity into short-lived AWS, Google Cloud and Azure credentials on emulated metadata endpoints.')
+  .exitOverride()
+  .showHelpAfterError();
+
+program.command('run').description('run the sidecar').option('-c, --config <file>', `config file (or YAML in ${CONFIG_ENV})`).action((o: { config?: string }) => run(o.config));
+program.command('check').description('validate config and identity; print what would be served').requiredOption('-c, --config <file>', 'config file').action((o: { config: string }) => check(o.config));
+program.command('env').description('print the KEY=VALUE lines an app container needs').requiredOption('-c, --config <file>', 'config file').option('--export', 'print as shell export lines').action((o: { config: string; export?: boolean }) => env(o.config, o));
+program.command('issuer').description('run the X.509-SVID → JWT-SVID exchange with OIDC discovery').requiredOption('-c, --config <file>', 'issuer config file').action((o: { config: string }) => issuer(o.config));
+program.command('webhook').description('run the mutating admission webhook').requiredOption('-c, --config <file>', 'webhook config file').action((o: { config: string }) => webhook(o.config));
+program
+  .command('dev')
+  .description('everything local: a dev trust domain, the issuer, cloud stand-ins and the sidecar')
+  .option('--port <port>', 'metadata listener port on 127.0.0.1', '8181')
+  .option('--rotate-seconds <seconds>', 'how often the dev X.509-SVID rotates', '300')
+  .action((o: { port: string; rotateSeconds: string }) => dev(o));
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof CommanderError) {
+    process.exit(error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.exitCode === 0 ? 0 : EXIT_USAGE);
+  }
+  fail(error);
+}
