@@ -21,6 +21,10 @@ export const gcpSchema = z
       .optional(),
     stsEndpoint: httpsUrl.default('https://sts.googleapis.com'),
     iamCredentialsEndpoint: httpsUrl.default('https://iamcredentials.googleapis.com'),
+    /** Extra PEM CA bundle trusted (besides the system roots) for stsEndpoint and iamCredentialsEndpoint: private endpoints, dev, tests. */
+    caFile: z.string().min(1).optional(),
+    /** Zone served at instance/zone as projects/<projectNumber>/zones/<zone>. */
+    zone: z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, 'must be a zone name such as europe-west1-b').default('unknown'),
   })
   .strict();
 
