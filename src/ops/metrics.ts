@@ -59,6 +59,22 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Upstream error answers by cloud and the upstream's own code (AADSTS number, STS Code, OAuth error). */
+  readonly upstreamErrors = new Counter({
+    name: 'spiffe_connector_upstream_errors_total',
+    help: 'Error answers from an upstream, by cloud and the upstream error code.',
+    labelNames: ['cloud', 'code'] as const,
+    registers: [this.registry],
+  });
+
+  /** Immediate, named retries inside one exchange (e.g. a fresh assertion after AADSTS700024). */
+  readonly immediateRetries = new Counter({
+    name: 'spiffe_connector_immediate_retries_total',
+    help: 'Retries made at once inside one exchange, by cloud and retry name.',
+    labelNames: ['cloud', 'retry'] as const,
+    registers: [this.registry],
+  });
+
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry });
   }
