@@ -1,0 +1,378 @@
+// A local stand-in for AWS STS on loopback, for tests and the dev mode: AssumeRoleWithWebIdentity
+// checked the way AWS checks it (reference/aws.md §4) and GetCallerIdentity verifying SigV4 with the
+// secret it issued. Answers AWS's query-protocol XML; faults can be injected per exchange request.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+import { decodeJwt } from 'jose';
+import { systemClock, type Clock } from '../clock.ts';
+import { OidcVerificationError, OidcVerifier } from './oidc-verifier.ts';
+import { expectedSignature, parseAmzDate, parseAuthorization, signaturesEqual } from './aws-sigv4.ts';
+import { assumeRoleWithWebIdentityXml, errorXml, getCallerIdentityXml, stsTimestamp } from './fake-sts-xml.ts';
+
+/** An IAM OIDC identity provider: its URL (= `iss`) and registered client IDs (= allowed `aud`). */
+export interface FakeOidcProvider {
+  readonly issuer: string;
+  readonly audiences: readonly string[];
+}
+
+/** An IAM role whose trust policy federates `issuer` with conditions on `aud` and, optionally, `sub`. */
+export interface FakeRole {
+  readonly arn: string;
+  readonly issuer: string;
+  readonly audience: string;
+  /** `StringLike` pattern for `sub` (`*` and `?` wildcards). */
+  readonly subject?: string;
+  /** The role's MaxSessionDuration, default 3600 as in IAM. */
+  readonly maxSessionDurationSeconds?: number;
+}
+
+export type StsFault =
+  | { readonly status: number; readonly code?: string; readonly message?: string }
+  | { readonly delayMs: number }
+  | { readonly garbage: true }
+  | { readonly reset: true };
+
+export interface FakeStsOptions {
+  readonly port?: number;
+  readonly clock?: Clock;
+  readonly providers?: readonly FakeOidcProvider[];
+  readonly roles?: readonly FakeRole[];
+  /** Largest accepted difference between X-Amz-Date and the fake's clock, default 15 min as AWS. */
+  readonly maxSignatureSkewMs?: number;
+}
+
+export interface IssuedCredential {
+  readonly accessKeyId: string;
+  readonly secretAccessKey: string;
+  readonly sessionToken: string;
+  /** Epoch ms, whole seconds (what the XML says). */
+  readonly expiration: number;
+  readonly account: string;
+  readonly assumedRoleArn: string;
+  readonly assumedRoleId: string;
+  readonly sessionName: string;
+  readonly subject: string;
+}
+
+export interface FakeStsStats {
+  /** AssumeRoleWithWebIdentity requests received, faulted ones included. */
+  assumeRoleRequests: number;
+  assumeRoleSuccesses: number;
+  faultsServed: number;
+  callerIdentityRequests: number;
+  /** GetCallerIdentity requests whose SigV4 signature verified with the issued secret. */
+  signaturesVerified: number;
+  /** Error codes answered, by code. */
+  errors: Record<string, number>;
+  lastSessionName: string | undefined;
+  lastSubject: string | undefined;
+  lastAudience: string | undefined;
+  lastDurationSeconds: number | undefined;
+}
+
+class StsError extends Error {
+  readonly status: number;
+  readonly code: string;
+
+  constructor(status: number, code: string, message: string) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+const ROLE_ARN = /^arn:(aws[a-z-]*):iam::(\d{12}):role\/(?:[\w+=,.@-]+\/)*([\w+=,.@-]{1,64})$/;
+const SESSION_NAME = /^[\w+=,.@-]{2,64}$/;
+const MAX_BODY = 64 * 1024;
+
+export class FakeSts {
+  readonly url: string;
+  readonly stats: FakeStsStats = {
+    assumeRoleRequests: 0,
+    assumeRoleSuccesses: 0,
+    faultsServed: 0,
+    callerIdentityRequests: 0,
+    signaturesVerified: 0,
+    errors: {},
+    lastSessionName: undefined,
+    lastSubject: undefined,
+    lastAudience: undefined,
+    lastDurationSeconds: undefined,
+  };
+  readonly #server: Server;
+  readonly #clock: Clock;
+  readonly #maxSkewMs: number;
+  readonly #providers = new Map<string, FakeOidcProvider>();
+  readonly #roles = new Map<string, FakeRole>();
+  readonly #issued = new Map<string, IssuedCredential>();
+  readonly #timers = new Set<NodeJS.Timeout>();
+  #faults: StsFault[] = [];
+  #verifier: OidcVerifier | undefined;
+
+  private constructor(server: Server, url: string, options: FakeStsOptions) {
+    this.#server = server;
+    this.url = url;
+    this.#clock = options.clock ?? systemClock;
+    this.#maxSkewMs = options.maxSignatureSkewMs ?? 15 * 60_000;
+    for (const p of options.providers ?? []) this.addProvider(p);
+    for (const r of options.roles ?? []) this.addRole(r);
+  }
+
+  /** Listens on 127.0.0.1 (port 0 unless given). */
+  static async start(options: FakeStsOptions = {}): Promise<FakeSts> {
+    let fake: FakeSts | undefined;
+    const server = createServer((req, res) => void fake?.handle(req, res));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(options.port ?? 0, '127.0.0.1', resolve);
+    });
+    const { port } = server.address() as AddressInfo;
+    fake = new FakeSts(server, `http://127.0.0.1:${port}`, options);
+    return fake;
+  }
+
+  addProvider(provider: FakeOidcProvider): void {
+    this.#providers.set(provider.issuer, provider);
+    this.#verifier = undefined;
+  }
+
+  addRole(role: FakeRole): void {
+    if (!ROLE_ARN.test(role.arn)) throw new Error(`not an IAM role ARN: ${role.arn}`);
+    this.#roles.set(role.arn, role);
+  }
+
+  /** Faults answered instead of (or, for delayMs, before) the next AssumeRoleWithWebIdentity requests, one each. */
+  injectFaults(faults: readonly StsFault[]): void {
+    this.#faults.push(...faults);
+  }
+
+  pendingFaults(): number {
+    return this.#faults.length;
+  }
+
+  /** Every credential issued so far. */
+  issued(): IssuedCredential[] {
+    return [...this.#issued.values()];
+  }
+
+  async close(): Promise<void> {
+    for (const t of this.#timers) clearTimeout(t);
+    this.#timers.clear();
+    this.#server.closeAllConnections();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const requestId = randomUUID();
+    try {
+      const body = await readBody(req);
+      const url = new URL(req.url ?? '/', 'http://sts');
+      const params = new URLSearchParams(url.search);
+      const contentType = req.headers['content-type'] ?? '';
+      if (req.method === 'POST' && contentType.startsWith('application/x-www-form-urlencoded')) {
+        for (const [k, v] of new URLSearchParams(body.toString('utf8'))) params.append(k, v);
+      }
+      if (url.pathname !== '/') throw new StsError(404, 'UnknownOperationException', `no such resource: ${url.pathname}`);
+      const action = params.get('Action');
+      if (!action) throw new StsError(400, 'MissingAction', 'Missing Action');
+      if (params.get('Version') !== '2011-06-15') throw new StsError(400, 'InvalidAction', `Could not find operation ${action} for version ${params.get('Version') ?? 'NO_VERSION_SPECIFIED'}`);
+      if (action === 'AssumeRoleWithWebIdentity') {
+        this.stats.assumeRoleRequests += 1;
+        const fault = this.#faults.shift();
+        if (fault) {
+          this.stats.faultsServed += 1;
+          if ('delayMs' in fault) await this.#sleep(fault.delayMs, req);
+          else if ('garbage' in fault) return void res.writeHead(200, { 'content-type': 'text/xml', 'x-amzn-requestid': requestId }).end('<<garbage ]]> not xml');
+          else if ('reset' in fault) return void req.socket.destroy();
+          else throw faultError(fault);
+        }
+        if (res.destroyed) return;
+        const xml = await this.#assumeRoleWithWebIdentity(params, requestId);
+        res.writeHead(200, { 'content-type': 'text/xml', 'x-amzn-requestid': requestId }).end(xml);
+      } else if (action === 'GetCallerIdentity') {
+        this.stats.callerIdentityRequests += 1;
+        const xml = this.#getCallerIdentity(req, body, requestId);
+        res.writeHead(200, { 'content-type': 'text/xml', 'x-amzn-requestid': requestId }).end(xml);
+      } else {
+        throw new StsError(400, 'InvalidAction', `Could not find operation ${action} for version 2011-06-15`);
+      }
+    } catch (thrown) {
+      const e = thrown instanceof StsError ? thrown : new StsError(500, 'InternalFailure', 'An internal error has occurred');
+      this.stats.errors[e.code] = (this.stats.errors[e.code] ?? 0) + 1;
+      if (res.destroyed || res.headersSent) return;
+      res
+        .writeHead(e.status, { 'content-type': 'text/xml', 'x-amzn-requestid': requestId })
+        .end(errorXml({ type: e.status >= 500 ? 'Receiver' : 'Sender', code: e.code, message: e.message, requestId }));
+    }
+  }
+
+  async #assumeRoleWithWebIdentity(params: URLSearchParams, requestId: string): Promise<string> {
+    const roleArn = params.get('RoleArn') ?? '';
+    const sessionName = params.get('RoleSessionName') ?? '';
+    const token = params.get('WebIdentityToken') ?? '';
+    const durationParam = params.get('DurationSeconds');
+    const problems: string[] = [];
+    if (roleArn.length < 20 || roleArn.length > 2048) problems.push(`Value '${roleArn}' at 'roleArn' failed to satisfy constraint: Member must have length between 20 and 2048`);
+    if (!SESSION_NAME.test(sessionName)) problems.push(`Value '${sessionName}' at 'roleSessionName' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]* and have length between 2 and 64`);
+    if (token.length < 4 || token.length > 20000) problems.push(`Value at 'webIdentityToken' failed to satisfy constraint: Member must have length between 4 and 20000`);
+    const duration = durationParam === null ? 3600 : Number(durationParam);
+    if (!Number.isInteger(duration) || duration < 900 || duration > 43200) problems.push(`Value '${durationParam}' at 'durationSeconds' failed to satisfy constraint: Member must have value between 900 and 43200`);
+    if (problems.length > 0) throw new StsError(400, 'ValidationError', `${problems.length} validation error${problems.length > 1 ? 's' : ''} detected: ${problems.join('; ')}`);
+    const arn = ROLE_ARN.exec(roleArn);
+    if (!arn) throw new StsError(400, 'ValidationError', 'Request ARN is invalid');
+
+    let iss: unknown;
+    try {
+      iss = decodeJwt(token).iss;
+    } catch {
+      throw new StsError(400, 'InvalidIdentityToken', 'The ID Token provided is not a valid JWT. (You may see this error if you sent an Access Token)');
+    }
+    const provider = typeof iss === 'string' ? this.#providers.get(iss) : undefined;
+    if (!provider) throw new StsError(400, 'InvalidIdentityToken', `No OpenIDConnect provider found in your account for ${String(iss)}`);
+    let claims: Awaited<ReturnType<OidcVerifier['verify']>>;
+    try {
+      claims = await this.#oidc().verify(token, provider.audiences);
+    } catch (thrown) {
+      throw verificationError(thrown, this.#clock.now());
+    }
+    const tokenAuds = Array.isArray(claims.aud) ? claims.aud : [claims.aud ?? ''];
+    const audience = tokenAuds.find((a) => provider.audiences.includes(a)) ?? '';
+
+    const role = this.#roles.get(roleArn);
+    const trusted = role !== undefined && role.issuer === claims.iss && tokenAuds.includes(role.audience) && (role.subject === undefined || globMatch(role.subject, claims.sub));
+    if (!role || !trusted) throw new StsError(403, 'AccessDenied', 'Not authorized to perform sts:AssumeRoleWithWebIdentity');
+    if (duration > (role.maxSessionDurationSeconds ?? 3600)) throw new StsError(400, 'ValidationError', 'The requested DurationSeconds exceeds the MaxSessionDuration set for this role.');
+
+    const [, partition, account, roleName] = arn as unknown as [string, string, string, string];
+    const now = Math.floor(this.#clock.now() / 1000) * 1000;
+    const credential: IssuedCredential = {
+      accessKeyId: `ASIA${randomBase32(16)}`,
+      secretAccessKey: randomBytes(30).toString('base64'),
+      sessionToken: `IQoJb3JpZ2luX2Vj${randomBytes(300).toString('base64')}`,
+      expiration: now + duration * 1000,
+      account,
+      assumedRoleArn: `arn:${partition}:sts::${account}:assumed-role/${roleName}/${sessionName}`,
+      assumedRoleId: `${roleId(roleArn)}:${sessionName}`,
+      sessionName,
+      subject: claims.sub,
+    };
+    for (const [key, c] of this.#issued) if (c.expiration <= now) this.#issued.delete(key);
+    this.#issued.set(credential.accessKeyId, credential);
+    this.stats.assumeRoleSuccesses += 1;
+    this.stats.lastSessionName = sessionName;
+    this.stats.lastSubject = claims.sub;
+    this.stats.lastAudience = audience;
+    this.stats.lastDurationSeconds = duration;
+    return assumeRoleWithWebIdentityXml({ ...credential, audience, provider: claims.iss, requestId });
+  }
+
+  #getCallerIdentity(req: IncomingMessage, body: Buffer, requestId: string): string {
+    const header = req.headers.authorization;
+    if (header === undefined) throw new StsError(403, 'MissingAuthenticationToken', 'Request is missing Authentication Token');
+    const auth = parseAuthorization(header);
+    if (!auth) throw new StsError(400, 'IncompleteSignature', 'Authorization header requires \'Credential\', \'Signature\' and \'SignedHeaders\' parameters.');
+    const amzDateHeader = req.headers['x-amz-date'];
+    const amzDate = typeof amzDateHeader === 'string' ? amzDateHeader : undefined;
+    const signedAt = parseAmzDate(amzDate);
+    if (amzDate === undefined || signedAt === undefined) throw new StsError(400, 'IncompleteSignature', "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.");
+    if (!auth.signedHeaders.includes('host') || !auth.signedHeaders.includes('x-amz-date')) throw new StsError(403, 'SignatureDoesNotMatch', "'Host' and 'X-Amz-Date' must be SignedHeaders in the AWS Authorization.");
+    if (auth.service !== 'sts') throw new StsError(403, 'SignatureDoesNotMatch', "Credential should be scoped to correct service: 'sts'.");
+    if (!amzDate.startsWith(auth.date)) throw new StsError(403, 'SignatureDoesNotMatch', `Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '${auth.date}' != '${amzDate.slice(0, 8)}'`);
+    const now = this.#clock.now();
+    if (Math.abs(now - signedAt) > this.#maxSkewMs) throw new StsError(403, 'SignatureDoesNotMatch', `Signature expired: ${amzDate} is now earlier than ${stsTimestamp(now - this.#maxSkewMs)}`);
+    const credential = this.#issued.get(auth.accessKeyId);
+    const presentedToken = req.headers['x-amz-security-token'];
+    if (!credential || typeof presentedToken !== 'string' || !constantTimeEquals(presentedToken, credential.sessionToken)) {
+      throw new StsError(403, 'InvalidClientTokenId', 'The security token included in the request is invalid.');
+    }
+    if (now >= credential.expiration) throw new StsError(403, 'ExpiredToken', 'The security token included in the request is expired');
+    const expected = expectedSignature({ method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers, body }, auth, amzDate, credential.secretAccessKey);
+    if (!signaturesEqual(expected, auth.signature)) {
+      throw new StsError(403, 'SignatureDoesNotMatch', 'The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.');
+    }
+    this.stats.signaturesVerified += 1;
+    return getCallerIdentityXml({ arn: credential.assumedRoleArn, userId: credential.assumedRoleId, account: credential.account, requestId });
+  }
+
+  #oidc(): OidcVerifier {
+    this.#verifier ??= new OidcVerifier({ issuers: [...this.#providers.keys()], now: () => this.#clock.now() });
+    return this.#verifier;
+  }
+
+  #sleep(ms: number, req: IncomingMessage): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.#timers.delete(timer);
+        req.socket.off('close', done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.#timers.add(timer);
+      req.socket.once('close', done);
+    });
+  }
+}
+
+function faultError(fault: { status: number; code?: string; message?: string }): StsError {
+  const code = fault.code ?? (fault.status === 503 ? 'ServiceUnavailable' : fault.status >= 500 ? 'InternalFailure' : 'Throttling');
+  const message = fault.message ?? (code === 'Throttling' ? 'Rate exceeded' : code === 'ServiceUnavailable' ? 'Service is unavailable' : 'An internal error has occurred');
+  return new StsError(fault.status, code, message);
+}
+
+function verificationError(thrown: unknown, now: number): StsError {
+  if (!(thrown instanceof OidcVerificationError)) return new StsError(500, 'InternalFailure', 'An internal error has occurred');
+  switch (thrown.reason) {
+    case 'discovery_failed':
+      return new StsError(400, 'IDPCommunicationError', "Couldn't retrieve verification key from your identity provider,  please reference AssumeRoleWithWebIdentity documentation for requirements");
+    case 'expired':
+      return new StsError(400, 'ExpiredTokenException', `Token expired: current date/time ${stsTimestamp(now)} must be before the expiration date/time of the token`);
+    case 'wrong_audience':
+      return new StsError(400, 'InvalidIdentityToken', 'Incorrect token audience');
+    case 'bad_signature':
+      return new StsError(400, 'InvalidIdentityToken', 'The web identity token signature could not be verified');
+    default:
+      return new StsError(400, 'InvalidIdentityToken', `The web identity token is invalid: ${thrown.message}`);
+  }
+}
+
+function readBody(req: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_BODY) {
+        reject(new StsError(413, 'RequestEntityTooLarge', 'Request body too large'));
+        req.destroy();
+      } else chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+/** IAM `StringLike`: `*` any run of characters, `?` exactly one. */
+export function globMatch(pattern: string, value: string): boolean {
+  const re = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  return new RegExp(`^${re}$`, 's').test(value);
+}
+
+const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+
+function randomBase32(length: number): string {
+  return [...randomBytes(length)].map((b) => BASE32[b % 32]).join('');
+}
+
+/** A stable unique ID for a role, shaped like IAM's (AROA + 17 characters). */
+function roleId(arn: string): string {
+  const digest = createHash('sha256').update(arn).digest();
+  return `AROA${[...digest.subarray(0, 17)].map((b) => BASE32[b % 32]).join('')}`;
+}
+
+function constantTimeEquals(a: string, b: string): boolean {
+  const x = createHash('sha256').update(a).digest();
+  const y = createHash('sha256').update(b).digest();
+  return timingSafeEqual(x, y) && a.length === b.length;
+}
