@@ -1,0 +1,120 @@
+// Who is asking: the TLS client certificate chain verified as an X.509-SVID of the configured trust
+// domain against the current bundle (X509-SVID.md §5; RFC 8705 §2 for the OAuth side). The TLS layer
+// accepts any certificate so that a refusal can carry an OAuth error body; this module decides.
+import { X509Certificate, createHash } from 'node:crypto';
+import type { DetailedPeerCertificate, PeerCertificate, TLSSocket } from 'node:tls';
+import { ConnectorError } from '../errors.ts';
+import type { X509Bundle } from '../spiffe/bundle.ts';
+import type { SpiffeId, TrustDomain } from '../spiffe/spiffe-id.ts';
+import { verifyX509Svid } from '../spiffe/x509-svid.ts';
+import { OAuthError } from './oauth.ts';
+
+export interface VerifiedClient {
+  readonly id: SpiffeId;
+  /** The earliest notAfter of the verified chain (leaf, intermediates, authority), ms. */
+  readonly notAfterMs: number;
+  /** The latest notBefore of the verified chain, ms. */
+  readonly notBeforeMs: number;
+}
+
+/** The bundle to verify against, with a number that changes whenever the bundle does. */
+export interface BundleSnapshot {
+  readonly bundle: X509Bundle;
+  readonly version: number;
+}
+
+/** Most verified chains remembered (keyed by the chain's bytes and the bundle version). */
+const CACHE_SIZE = 1024;
+
+/**
+ * The certificates the client sent, leaf first, as node:crypto certificates; undefined when it sent
+ * none. Node links each certificate to its issuer among those the peer sent; the walk stops at a
+ * self-issued certificate or a loop.
+ */
+export function peerChain(socket: TLSSocket): X509Certificate[] | undefined {
+  const leaf = socket.getPeerCertificate(true) as DetailedPeerCertificate | PeerCertificate | null;
+  if (!leaf || !('raw' in leaf) || !leaf.raw) return undefined;
+  const out: X509Certificate[] = [];
+  const seen = new Set<string>();
+  let cur: DetailedPeerCertificate | undefined = leaf as DetailedPeerCertificate;
+  while (cur?.raw && out.length < 10) {
+    const key = cur.fingerprint256;
+    if (seen.has(key)) break;
+    seen.add(key);
+    out.push(new X509Certificate(cur.raw));
+    cur = cur.issuerCertificate;
+  }
+  return out;
+}
+
+export class ClientVerifier {
+  readonly #trustDomain: TrustDomain;
+  readonly #bundle: () => BundleSnapshot | undefined;
+  /** chain digest + bundle version → verified client; Map order gives least-recently-used eviction. */
+  readonly #cache = new Map<string, VerifiedClient>();
+
+  constructor(trustDomain: TrustDomain, bundle: () => BundleSnapshot | undefined) {
+    this.#trustDomain = trustDomain;
+    this.#bundle = bundle;
+  }
+
+  /** Verifies the client of `socket` at `nowMs`; throws OAuthError (invalid_client) with the reason. */
+  verifySocket(socket: TLSSocket, nowMs: number): VerifiedClient {
+    const chain = peerChain(socket);
+    if (!chain || chain.length === 0) {
+      throw new OAuthError('invalid_client', 'no_client_certificate', 'a client certificate (an X.509-SVID) is required');
+    }
+    return this.verifyChain(chain, nowMs);
+  }
+
+  /** Verifies a presented chain (leaf first) at `nowMs`. */
+  verifyChain(chain: readonly X509Certificate[], nowMs: number): VerifiedClient {
+    const snapshot = this.#bundle();
+    if (!snapshot) throw new OAuthError('temporarily_unavailable', 'internal', 'the trust bundle is not loaded yet', { headers: { 'retry-after': '5' } });
+    const digest = chainDigest(chain, snapshot.version);
+    const cached = this.#cache.get(digest);
+    if (cached) {
+      this.#cache.delete(digest);
+      this.#cache.set(digest, cached);
+      if (nowMs >= cached.notBeforeMs && nowMs <= cached.notAfterMs) return cached;
+      this.#cache.delete(digest);
+    }
+    const verified = this.#verify(chain, snapshot.bundle, nowMs);
+    this.#cache.set(digest, verified);
+    if (this.#cache.size > CACHE_SIZE) this.#cache.delete(this.#cache.keys().next().value as string);
+    return verified;
+  }
+
+  #verify(chain: readonly X509Certificate[], bundle: X509Bundle, nowMs: number): VerifiedClient {
+    let foreign: TrustDomain | undefined;
+    const lookup = (td: TrustDomain): X509Bundle | undefined => {
+      if (td.equals(this.#trustDomain) && bundle.trustDomain.equals(td)) return bundle;
+      foreign = td;
+      return undefined;
+    };
+    try {
+      const { id, chain: path } = verifyX509Svid(chain, lookup, new Date(nowMs));
+      return {
+        id,
+        notAfterMs: Math.min(...path.map((c) => c.validToDate.getTime())),
+        notBeforeMs: Math.max(...path.map((c) => c.validFromDate.getTime())),
+      };
+    } catch (thrown) {
+      if (!(thrown instanceof ConnectorError)) throw thrown;
+      if (foreign) {
+        throw new OAuthError('invalid_client', 'foreign_trust_domain', `the client certificate is an SVID of trust domain "${foreign.name}"; this issuer serves "${this.#trustDomain.name}"`, { cause: thrown });
+      }
+      const leaf = chain[0];
+      if (leaf && (nowMs > leaf.validToDate.getTime() || nowMs < leaf.validFromDate.getTime())) {
+        throw new OAuthError('invalid_client', 'expired_certificate', `the client certificate is not valid now (valid ${leaf.validFromDate.toISOString()} to ${leaf.validToDate.toISOString()})`, { cause: thrown });
+      }
+      throw new OAuthError('invalid_client', 'invalid_svid', thrown.message, { cause: thrown });
+    }
+  }
+}
+
+function chainDigest(chain: readonly X509Certificate[], version: number): string {
+  const h = createHash('sha256');
+  for (const c of chain) h.update(c.raw);
+  return `${version}:${h.digest('base64url')}`;
+}

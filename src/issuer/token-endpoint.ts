@@ -1,0 +1,123 @@
+// The RFC 8693 token endpoint behind mutual TLS: POST /token turns the client's X.509-SVID into a
+// JWT-SVID for one allowed audience; every refusal is an OAuth error body (RFC 6749 §5.2). Also
+// GET /status as Venafi/token-exchange serves it, so its probes keep working.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import type { Clock } from '../clock.ts';
+import type { SigningAlgorithm } from '../config/issuer.ts';
+import type { Logger } from '../ops/logger.ts';
+import type { ClientVerifier } from './client-auth.ts';
+import type { IssuerMetrics } from './metrics.ts';
+import { buildClaims, signJwtSvid } from './mint.ts';
+import { OAuthError, TOKEN_TYPE_JWT, parseExchangeRequest, type TokenResponse } from './oauth.ts';
+import type { SigningKey } from './signing-key.ts';
+
+export interface TokenEndpointOptions {
+  readonly issuerUrl: string;
+  readonly audiences: readonly string[];
+  readonly lifetimeSeconds: number;
+  readonly alg: SigningAlgorithm;
+  readonly verifier: ClientVerifier;
+  readonly signer: () => SigningKey | undefined;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly metrics: IssuerMetrics;
+  /** True once shutdown began: answers carry `Connection: close`. */
+  readonly draining: () => boolean;
+}
+
+/** Largest request body read; a token-exchange form is a few hundred bytes. */
+export const MAX_BODY_BYTES = 16 * 1024;
+
+const JSON_HEADERS = { 'content-type': 'application/json', 'cache-control': 'no-store', pragma: 'no-cache' } as const;
+
+export function tokenHandler(o: TokenEndpointOptions): (req: IncomingMessage, res: ServerResponse) => void {
+  const allowed = new Set(o.audiences);
+  return (req, res) => {
+    const started = process.hrtime.bigint();
+    const finish = (status: number, body: unknown, headers: Record<string, string> = {}): void => {
+      const text = JSON.stringify(body);
+      if (o.draining()) headers['connection'] = 'close';
+      res.writeHead(status, { ...JSON_HEADERS, 'content-length': Buffer.byteLength(text), ...headers }).end(text);
+    };
+    const refuse = (error: OAuthError): void => {
+      o.metrics.refusals.inc({ error: error.error, reason: error.reason });
+      o.metrics.latency.observe({ outcome: 'refused' }, Number(process.hrtime.bigint() - started) / 1e9);
+      const level = error.status >= 500 ? 'error' : 'info';
+      o.logger[level]({ error: error.error, reason: error.reason, status: error.status, remote: req.socket.remoteAddress, err: error.message }, 'token request refused');
+      finish(error.status, error.body(), { ...error.headers });
+    };
+    handle(o, allowed, req).then(
+      (answer) => {
+        if ('status' in answer) return finish(200, { status: 'OK' });
+        o.metrics.tokensIssued.inc({ audience: answer.audience, alg: o.alg });
+        o.metrics.latency.observe({ outcome: 'issued' }, Number(process.hrtime.bigint() - started) / 1e9);
+        o.logger.info({ spiffeId: answer.body.spiffe_id, audience: answer.audience, kid: answer.kid, jti: answer.jti, expiresIn: answer.body.expires_in }, 'JWT-SVID issued');
+        finish(200, answer.body);
+      },
+      (thrown: unknown) => {
+        if (thrown instanceof OAuthError) return refuse(thrown);
+        o.logger.error({ err: thrown instanceof Error ? thrown.message : String(thrown) }, 'token request failed');
+        refuse(new OAuthError('server_error', 'internal', 'the issuer could not answer; try again'));
+      },
+    );
+  };
+}
+
+type Answer = { status: 'OK' } | { body: TokenResponse; audience: string; kid: string; jti: string };
+
+async function handle(o: TokenEndpointOptions, allowed: ReadonlySet<string>, req: IncomingMessage): Promise<Answer> {
+  const path = (req.url ?? '/').split('?')[0];
+  if (path === '/status' && (req.method === 'GET' || req.method === 'HEAD')) return { status: 'OK' };
+  if (path !== '/token') throw new OAuthError('invalid_request', 'not_found', 'not found: the token endpoint is POST /token', { status: 404 });
+  if (req.method !== 'POST') {
+    throw new OAuthError('invalid_request', 'method_not_allowed', 'the token endpoint takes POST only', { status: 405, headers: { allow: 'POST' } });
+  }
+  if (new URL(req.url ?? '/', 'https://x').search !== '') {
+    throw new OAuthError('invalid_request', 'malformed_request', 'parameters go in the form body, not the query string');
+  }
+  // Client authentication comes first (RFC 6749 §3.2.1): a stranger learns nothing about the rest.
+  const nowBefore = o.clock.now();
+  const client = o.verifier.verifySocket(req.socket as TLSSocket, nowBefore);
+  const body = await readBody(req);
+  const { audience } = parseExchangeRequest(req.headers['content-type'], body, allowed);
+  const key = o.signer();
+  if (!key) throw new OAuthError('temporarily_unavailable', 'no_signing_key', 'no signing key is loaded', { headers: { 'retry-after': '5' } });
+  const now = o.clock.now();
+  const claims = buildClaims({ issuer: o.issuerUrl, subject: client.id.toString(), audience, nowMs: now, lifetimeSeconds: o.lifetimeSeconds, svidNotAfterMs: client.notAfterMs });
+  if (claims.exp <= claims.iat) {
+    throw new OAuthError('invalid_client', 'expired_certificate', 'the client certificate expires within the second; renew it first');
+  }
+  const token = await signJwtSvid(claims, key);
+  return {
+    body: { access_token: token, issued_token_type: TOKEN_TYPE_JWT, token_type: 'N_A', expires_in: claims.exp - claims.iat, spiffe_id: claims.sub },
+    audience,
+    kid: key.kid,
+    jti: claims.jti,
+  };
+}
+
+function readBody(req: IncomingMessage): Promise<string> {
+  const declared = Number(req.headers['content-length'] ?? '0');
+  if (declared > MAX_BODY_BYTES) return Promise.reject(tooLarge());
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) {
+        req.removeAllListeners('data');
+        req.resume(); // discard the rest; the answer closes the connection
+        reject(tooLarge());
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+function tooLarge(): OAuthError {
+  return new OAuthError('invalid_request', 'malformed_request', `the request body is larger than ${MAX_BODY_BYTES} bytes`, { status: 413, headers: { connection: 'close' } });
+}

@@ -1,0 +1,163 @@
+// The token endpoint over real mTLS: a valid X.509-SVID gets a JWT-SVID that verifies against the JWKS
+// found through discovery; every other client and request is refused with an OAuth error body.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
+import { DevCa, mintBad } from '../helpers/pki.ts';
+import { AUDIENCES, FORM, TRUST_DOMAIN, postToken, startFixture, type Fixture } from './fixture.ts';
+
+const ID = `spiffe://${TRUST_DOMAIN}/ns/default/sa/app`;
+
+/** Verifies a token the way a cloud does: discovery → jwks_uri → signature, iss, aud, exp. */
+async function verifyThroughDiscovery(fx: Fixture, token: string, audience: string): Promise<{ payload: JWTPayload; kid: string | undefined }> {
+  const doc = (await (await fetch(fx.issuer.discoveryUrl)).json()) as { issuer: string; jwks_uri: string };
+  assert.equal(doc.issuer, fx.config.url);
+  // The published jwks_uri is the public URL; the test reaches the same path on the loopback listener.
+  const published = new URL(doc.jwks_uri);
+  assert.equal(published.origin, new URL(fx.config.url).origin);
+  const local = new URL(published.pathname, fx.issuer.discoveryUrl);
+  const jwks = createRemoteJWKSet(local);
+  const { payload, protectedHeader } = await jwtVerify(token, jwks, { issuer: fx.config.url, audience, algorithms: [fx.config.algorithm] });
+  return { payload, kid: protectedHeader.kid };
+}
+
+for (const alg of ['RS256', 'ES256'] as const) {
+  test(`a valid X.509-SVID gets a ${alg} JWT-SVID that verifies through discovery`, async (t) => {
+    const fx = await startFixture(t, { alg });
+    const svid = await fx.ca.issueX509Svid({ spiffeId: ID, ttlSeconds: 7200 });
+    const answer = await postToken(fx, svid);
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    assert.equal(answer.headers['cache-control'], 'no-store');
+    assert.equal(answer.body['issued_token_type'], 'urn:ietf:params:oauth:token-type:jwt');
+    assert.equal(answer.body['token_type'], 'N_A');
+    assert.equal(answer.body['spiffe_id'], ID);
+    assert.equal(answer.body['expires_in'], 3600);
+    const token = answer.body['access_token'];
+    assert.equal(typeof token, 'string');
+    const { payload, kid } = await verifyThroughDiscovery(fx, token as string, AUDIENCES[0] ?? '');
+    assert.equal(payload.sub, ID);
+    assert.equal(payload.aud, AUDIENCES[0]);
+    assert.equal(payload.iss, fx.config.url);
+    for (const claim of ['iat', 'nbf', 'exp'] as const) assert.ok(Number.isInteger(payload[claim]), `${claim} is an integer`);
+    assert.equal((payload.exp ?? 0) - (payload.iat ?? 0), 3600);
+    assert.equal(payload.nbf, payload.iat);
+    assert.equal(typeof payload.jti, 'string');
+    const header = decodeProtectedHeader(token as string);
+    assert.equal(header.alg, alg);
+    assert.equal(header.typ, 'JWT');
+    const jwks = (await (await fetch(new URL('/spiffe/.well-known/jwks.json', fx.issuer.discoveryUrl))).json()) as { keys: Array<Record<string, unknown>> };
+    assert.equal(jwks.keys.length, 1);
+    assert.equal(jwks.keys[0]?.['kid'], kid);
+    assert.equal(jwks.keys[0]?.['use'], 'sig');
+    assert.equal(jwks.keys[0]?.['alg'], alg);
+    assert.equal(jwks.keys[0]?.['d'], undefined, 'no private members published');
+  });
+}
+
+test('the chain may include intermediates and the root (as the Venafi client sends tls.crt + ca.crt)', async (t) => {
+  const fx = await startFixture(t);
+  const intermediate = await fx.ca.issueIntermediate();
+  const svid = await intermediate.issueX509Svid({ spiffeId: ID });
+  const withRoot = { certPem: svid.certPem + fx.ca.certPem, keyPem: svid.keyPem };
+  for (const client of [svid, withRoot]) {
+    const answer = await postToken(fx, client);
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    assert.equal(answer.body['spiffe_id'], ID);
+  }
+});
+
+test('the token never outlives the client SVID', async (t) => {
+  const fx = await startFixture(t);
+  const svid = await fx.ca.issueX509Svid({ spiffeId: ID, ttlSeconds: 600 });
+  const answer = await postToken(fx, svid);
+  assert.equal(answer.status, 200);
+  const { payload } = await verifyThroughDiscovery(fx, answer.body['access_token'] as string, AUDIENCES[0] ?? '');
+  assert.equal(payload.exp, Math.floor(svid.notAfter.getTime() / 1000));
+  assert.equal(answer.body['expires_in'], (payload.exp ?? 0) - (payload.iat ?? 0));
+  assert.ok((answer.body['expires_in'] as number) <= 600);
+});
+
+test('refusals: each bad client gets invalid_client with 401', async (t) => {
+  const fx = await startFixture(t);
+  const cases: Array<{ name: string; client: { certPem: string; keyPem: string } | undefined; reason: string }> = [];
+  const foreign = await DevCa.create({ trustDomain: 'other.org' });
+  cases.push({ name: 'foreign trust domain', client: await foreign.issueX509Svid({ spiffeId: 'spiffe://other.org/ns/default/sa/app' }), reason: 'foreign_trust_domain' });
+  const other = await mintBad(fx.ca, 'other-trust-domain');
+  cases.push({ name: 'other trust domain (its own CA)', client: other, reason: 'foreign_trust_domain' });
+  cases.push({ name: 'expired SVID', client: await mintBad(fx.ca, 'expired'), reason: 'expired_certificate' });
+  cases.push({ name: 'CA certificate', client: await mintBad(fx.ca, 'leaf-is-ca'), reason: 'invalid_svid' });
+  cases.push({ name: 'no URI SAN', client: await mintBad(fx.ca, 'no-uri-san'), reason: 'invalid_svid' });
+  cases.push({ name: 'two URI SANs', client: await mintBad(fx.ca, 'two-uri-sans'), reason: 'invalid_svid' });
+  cases.push({ name: 'a CA the bundle does not hold', client: await mintBad(fx.ca, 'foreign-ca'), reason: 'invalid_svid' });
+  cases.push({ name: 'no client certificate', client: undefined, reason: 'no_client_certificate' });
+  for (const c of cases) {
+    const answer = await postToken(fx, c.client);
+    assert.equal(answer.status, 401, `${c.name}: ${JSON.stringify(answer.body)}`);
+    assert.equal(answer.body['error'], 'invalid_client', c.name);
+    assert.equal(typeof answer.body['error_description'], 'string', c.name);
+    assert.equal(answer.body['access_token'], undefined, c.name);
+  }
+  const metrics = await (await fetch(`${fx.issuer.opsUrl}/metrics`)).text();
+  for (const reason of new Set(cases.map((c) => c.reason))) {
+    assert.match(metrics, new RegExp(`spiffe_connector_issuer_refusals_total\\{error="invalid_client",reason="${reason}"\\} [1-9]`), reason);
+  }
+  assert.doesNotMatch(metrics, /spiffe_connector_issuer_tokens_issued_total\{/);
+});
+
+test('refusals: bad requests from a good client', async (t) => {
+  const fx = await startFixture(t);
+  const svid = await fx.ca.issueX509Svid({ spiffeId: ID });
+  const cases: Array<{ name: string; form: Record<string, string | string[]>; status: number; error: string; contentType?: string }> = [
+    { name: 'disallowed audience', form: { ...FORM, audience: 'https://evil.example' }, status: 400, error: 'invalid_target' },
+    { name: 'two audiences', form: { ...FORM, audience: AUDIENCES }, status: 400, error: 'invalid_target' },
+    { name: 'no audience', form: { ...FORM }, status: 400, error: 'invalid_request' },
+    { name: 'wrong grant_type', form: { ...FORM, grant_type: 'client_credentials', audience: AUDIENCES[0] ?? '' }, status: 400, error: 'unsupported_grant_type' },
+    { name: 'no grant_type', form: { subject_token_type: FORM.subject_token_type, audience: AUDIENCES[0] ?? '' }, status: 400, error: 'invalid_request' },
+    { name: 'wrong subject_token_type', form: { ...FORM, subject_token_type: 'urn:ietf:params:oauth:token-type:jwt', audience: AUDIENCES[0] ?? '' }, status: 400, error: 'invalid_request' },
+    { name: 'a subject_token', form: { ...FORM, subject_token: 'x', audience: AUDIENCES[0] ?? '' }, status: 400, error: 'invalid_request' },
+    { name: 'requested_token_type not jwt', form: { ...FORM, requested_token_type: 'urn:ietf:params:oauth:token-type:access_token', audience: AUDIENCES[0] ?? '' }, status: 400, error: 'invalid_request' },
+    { name: 'JSON body', form: { ...FORM, audience: AUDIENCES[0] ?? '' }, contentType: 'application/json', status: 400, error: 'invalid_request' },
+  ];
+  for (const c of cases) {
+    const answer = await postToken(fx, svid, c.form, c.contentType ? { contentType: c.contentType } : {});
+    assert.equal(answer.status, c.status, `${c.name}: ${JSON.stringify(answer.body)}`);
+    assert.equal(answer.body['error'], c.error, c.name);
+  }
+  const get = await postToken(fx, svid, {}, { method: 'GET' });
+  assert.equal(get.status, 405);
+  assert.equal(get.headers['allow'], 'POST');
+  // The allowed audiences still work, one per request.
+  const ok = await postToken(fx, svid, { ...FORM, audience: AUDIENCES[1] ?? '' });
+  assert.equal(ok.status, 200);
+});
+
+test('a client with intermediates that reconnects (and may try session resumption) is verified on every connection', async (t) => {
+  const fx = await startFixture(t);
+  const intermediate = await fx.ca.issueIntermediate();
+  const svid = await intermediate.issueX509Svid({ spiffeId: ID });
+  const { Agent, request } = await import('undici');
+  const agent = new Agent({ connect: { ca: fx.ca.certPem, cert: svid.certPem, key: svid.keyPem } });
+  t.after(() => agent.close());
+  for (let i = 0; i < 4; i++) {
+    const res = await request(fx.issuer.tokenUrl, {
+      method: 'POST',
+      dispatcher: agent,
+      reset: true, // a new connection each time
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ ...FORM, audience: AUDIENCES[0] ?? '' }).toString(),
+    });
+    const body = (await res.body.json()) as Record<string, unknown>;
+    assert.equal(res.statusCode, 200, `request ${i + 1}: ${JSON.stringify(body)}`);
+  }
+});
+
+test('GET /status answers as Venafi/token-exchange does', async (t) => {
+  const fx = await startFixture(t);
+  const svid = await fx.ca.issueX509Svid({ spiffeId: ID });
+  const { Agent, request } = await import('undici');
+  const agent = new Agent({ connect: { ca: fx.ca.certPem, cert: svid.certPem, key: svid.keyPem } });
+  t.after(() => agent.close());
+  const res = await request(fx.issuer.tokenUrl.replace(/\/token$/, '/status'), { dispatcher: agent });
+  assert.equal(res.statusCode, 200);
+  assert.deepEqual(await res.body.json(), { status: 'OK' });
+});
