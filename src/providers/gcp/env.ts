@@ -1,0 +1,73 @@
+// What an app container is told about Google (reference/gcp.md §1.1 and requirement 1) and what
+// `check` says would be served. Pure: config and the metadata origin in, lines out.
+import type { GcpConfig } from '../../config/gcp.ts';
+import type { SidecarConfig } from '../../config/schema.ts';
+import type { EnvLines } from '../provider.ts';
+
+/** The audience of the JWT-SVID Google STS accepts for this provider (reference §5). */
+export function providerAudience(gcp: GcpConfig): string {
+  return `//iam.googleapis.com/${gcp.workloadIdentityProvider}`;
+}
+
+/** host:port of the metadata origin, no scheme: what GCE_METADATA_* take (reference §1.1). */
+export function metadataHostPort(metadataOrigin: string): string {
+  return new URL(metadataOrigin).host;
+}
+
+/** The federated principal of a SPIFFE ID mapped as google.subject (reference §3, "Direct access"). */
+export function federatedPrincipal(gcp: GcpConfig, subject: string): string {
+  const pool = gcp.workloadIdentityProvider.replace(/\/providers\/[^/]+$/, '');
+  return `principal://iam.googleapis.com/${pool}/subject/${subject}`;
+}
+
+/**
+ * The account name served at service-accounts/default/email when no service account is
+ * impersonated: the workload pool, as GKE's metadata server answers for an unannotated
+ * Kubernetes service account (reference §2.1). It must be a single path segment.
+ */
+export function federatedAccountName(gcp: GcpConfig): string {
+  return `${gcp.projectId}.svc.id.goog`;
+}
+
+/** The STS token URL: the mTLS host for the X.509 path when the endpoint is Google's default (reference §4). */
+export function stsTokenUrl(gcp: GcpConfig, mtls: boolean): string {
+  const base = gcp.stsEndpoint.replace(/\/+$/, '');
+  if (mtls && base === 'https://sts.googleapis.com') return 'https://sts.mtls.googleapis.com/v1/token';
+  return `${base}/v1/token`;
+}
+
+export function gcpEnv(config: SidecarConfig, metadataOrigin: string): EnvLines {
+  const gcp = config.gcp;
+  if (!gcp) return [];
+  const hostPort = metadataHostPort(metadataOrigin);
+  return [
+    ['GCE_METADATA_HOST', hostPort],
+    ['GCE_METADATA_IP', hostPort],
+    ['GCE_METADATA_ROOT', hostPort],
+    ['GOOGLE_CLOUD_PROJECT', gcp.projectId],
+  ];
+}
+
+/** Whether the X.509 path is used: no JWT-SVID source configured, an X.509-SVID is. */
+export function usesX509Path(config: SidecarConfig): boolean {
+  const s = config.spiffe;
+  return s.jwt === undefined && s.workloadApi === undefined && s.x509 !== undefined;
+}
+
+export function describeGcp(config: SidecarConfig, metadataOrigin: string): string[] {
+  const gcp = config.gcp;
+  if (!gcp) return [];
+  const x509 = usesX509Path(config);
+  const lines = [
+    `GCE metadata server emulated at ${metadataOrigin}/computeMetadata/v1/ for project ${gcp.projectId} (${gcp.projectNumber}), zone ${gcp.zone}`,
+    x509
+      ? `exchange: X.509-SVID over mTLS (subject_token_type mtls) at ${stsTokenUrl(gcp, true)}, provider ${gcp.workloadIdentityProvider}`
+      : `exchange: JWT-SVID for audience ${providerAudience(gcp)} at ${stsTokenUrl(gcp, false)}`,
+    gcp.serviceAccount
+      ? `access and ID tokens: impersonating ${gcp.serviceAccount} through ${gcp.iamCredentialsEndpoint} (the federated principal needs roles/iam.workloadIdentityUser and roles/iam.serviceAccountOpenIdTokenCreator on it)`
+      : `access tokens: the federated principal itself (${federatedPrincipal(gcp, '<SPIFFE ID>')}), served as account ${federatedAccountName(gcp)}; ID tokens need gcp.serviceAccount (identity answers 404)`,
+    'the SPIFFE ID is mapped as google.subject, which Google limits to 127 bytes: checked before every exchange',
+  ];
+  if (gcp.caFile) lines.push(`extra CA trusted for the Google endpoints: ${gcp.caFile}`);
+  return lines;
+}

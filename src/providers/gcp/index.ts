@@ -1,0 +1,127 @@
+// The Google Cloud module (issue 3): env lines and description (pure), and the running provider —
+// exchange (google-auth-library, imported only here), caches, and the emulated metadata server.
+import { readFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { ConnectorError } from '../../errors.ts';
+import type { X509Svid } from '../../spiffe/x509-svid.ts';
+import type { CloudModule, CloudProvider, ProviderContext, Readiness } from '../provider.ts';
+import { CertificateFiles } from './certificate-files.ts';
+import { GcpCredentials } from './credentials.ts';
+import { metadataRouter } from './endpoints.ts';
+import { describeGcp, federatedAccountName, gcpEnv } from './env.ts';
+import { CLOUD_PLATFORM, GcpExchange, type SubjectSource } from './exchange.ts';
+import { instanceIdFor, type MetadataFacts } from './metadata-tree.ts';
+
+/** Scopes of a token request without `scopes=`: what GKE's metadata server grants by default (reference §2.2). */
+export const DEFAULT_SCOPES = [CLOUD_PLATFORM, 'https://www.googleapis.com/auth/userinfo.email'] as const;
+
+export const NO_IDENTITY_TEXT =
+  'spiffe-connector has no gcp.serviceAccount configured, which is a requirement for retrieving Identity Tokens with workload identity federation. ' +
+  'Set gcp.serviceAccount to a Google service account this workload may impersonate (roles/iam.serviceAccountOpenIdTokenCreator).\n';
+
+export const gcpModule: CloudModule = {
+  cloud: 'gcp',
+  env: gcpEnv,
+  describe: describeGcp,
+  create: createGcpProvider,
+};
+
+async function createGcpProvider(ctx: ProviderContext): Promise<CloudProvider> {
+  const gcp = ctx.config.gcp;
+  if (!gcp) throw new ConnectorError('config_invalid', 'the gcp section is not configured');
+  const sdk = await import('google-auth-library');
+  const caPem = gcp.caFile ? await readFile(gcp.caFile, 'utf8') : undefined;
+  const { jwt, x509 } = ctx.identity;
+
+  let files: CertificateFiles | undefined;
+  let written: X509Svid | undefined;
+  let subject: SubjectSource;
+  if (jwt) {
+    subject = { kind: 'jwt', jwt };
+  } else if (x509) {
+    files = new CertificateFiles(ctx.stateDir);
+    subject = { kind: 'x509', files, currentSubject: () => written?.id.toString() };
+  } else {
+    throw new ConnectorError('config_invalid', 'Google federation needs a JWT-SVID or an X.509-SVID source');
+  }
+
+  const maxScopeSets = 16;
+  const exchange = new GcpExchange({ sdk, gcp, subject, clock: ctx.clock, logger: ctx.logger, metrics: ctx.metrics, caPem, maxClients: maxScopeSets + 2 });
+  const credentials = new GcpCredentials({
+    upstream: exchange,
+    defaultScopes: DEFAULT_SCOPES,
+    idTokens: gcp.serviceAccount !== undefined,
+    clock: ctx.clock,
+    logger: ctx.logger,
+    metrics: ctx.metrics,
+    maxScopeSets,
+  });
+
+  const host = hostname();
+  const facts: MetadataFacts = {
+    projectId: gcp.projectId,
+    numericProjectId: gcp.projectNumber,
+    zone: `projects/${gcp.projectNumber}/zones/${gcp.zone}`,
+    instanceId: instanceIdFor(gcp.projectNumber, host),
+    name: host,
+    hostname: host,
+    universeDomain: 'googleapis.com',
+    email: gcp.serviceAccount ?? federatedAccountName(gcp),
+    scopes: DEFAULT_SCOPES,
+  };
+  const router = metadataRouter({ facts, tokens: credentials, metadataPort: ctx.metadataPort, clock: ctx.clock, metrics: ctx.metrics, logger: ctx.logger, noIdentityText: NO_IDENTITY_TEXT });
+
+  const unsubscribes: Array<() => void> = [];
+  let started = false;
+  // X.509 path: files are written from the source's verified SVID, one write at a time, then every
+  // credential is fetched anew (the SDK re-reads the files on each refresh).
+  let writes: Promise<void> = Promise.resolve();
+  const install = (svid: X509Svid, reason: string): Promise<void> => {
+    writes = writes
+      .then(async () => {
+        if (!files) return;
+        await files.write(svid);
+        const first = written === undefined;
+        written = svid;
+        if (!started) return;
+        if (first) credentials.start();
+        else await credentials.refreshAll(reason);
+      })
+      .catch((error: unknown) => ctx.logger.error({ err: (error as Error).message }, 'could not write the X.509-SVID files for Google'));
+    return writes;
+  };
+
+  return {
+    cloud: 'gcp',
+    router,
+    async start() {
+      if (jwt) {
+        unsubscribes.push(jwt.subscribe(() => void credentials.refreshAll('JWT-SVID identity changed')));
+        started = true;
+        credentials.start();
+        return;
+      }
+      const source = x509;
+      if (!source) return;
+      unsubscribes.push(source.subscribe((svid) => void install(svid, 'X.509-SVID rotated')));
+      const current = source.current();
+      if (current) await install(current, 'start');
+      started = true;
+      // With no SVID yet, the first one the source verifies starts the credentials.
+      if (written) credentials.start();
+    },
+    readiness(): Readiness {
+      if (!started || (files && !written)) return { ready: false, reason: 'waiting for the first SVID' };
+      const lookup = credentials.defaultLookup();
+      if (lookup.ok) return { ready: true };
+      return { ready: false, reason: lookup.error.message };
+    },
+    async stop() {
+      for (const u of unsubscribes.splice(0)) u();
+      credentials.stop();
+      exchange.close();
+      await writes;
+      await files?.remove();
+    },
+  };
+}

@@ -1,0 +1,22 @@
+// The credential values the Google side passes between exchange, cache and endpoints.
+import type { Lookup } from '../../cache/refreshing-credential.ts';
+import type { Secret } from '../../ops/redact.ts';
+
+/** An OAuth access token or an ID token, with when it stops being valid. */
+export interface GcpToken {
+  readonly token: Secret;
+  readonly expiresAt: Date;
+}
+
+/** What the metadata endpoints ask for; answered from the caches, never by calling Google inline. */
+export interface GcpTokens {
+  /** An access token for these scopes (canonical, non-empty). A scope set seen first waits for its first exchange. */
+  accessToken(scopes: readonly string[], signal: AbortSignal): Promise<Lookup<GcpToken>>;
+  /** An ID token for `audience`; undefined when no service account is configured (no ID tokens). */
+  readonly idToken: ((audience: string, signal: AbortSignal) => Promise<Lookup<GcpToken>>) | undefined;
+}
+
+/** Scopes as a cache key: deduplicated, sorted, comma-joined. */
+export function scopeKey(scopes: readonly string[]): string {
+  return [...new Set(scopes)].sort().join(',');
+}
