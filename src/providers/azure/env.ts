@@ -1,0 +1,51 @@
+// What an app container is told about Azure (DESIGN.md "What the app container is told"): the managed-identity
+// endpoints in the order SDKs prefer them, plus the workload-identity file in file mode (reference/azure.md §2).
+// Pure: the identity header value is resolved by the caller.
+import { isAbsolute, join } from 'node:path';
+import type { AzureConfig } from '../../config/azure.ts';
+import type { EnvLines } from '../provider.ts';
+import { APP_SERVICE_PATH, IDENTITY_HEADER_FILE, IMDS_TOKEN_PATH, MSI_PATH } from './paths.ts';
+
+/** Where file mode writes the JWT-SVID: azure.tokenFile, relative paths under the state directory. */
+export function tokenFilePath(azure: AzureConfig, stateDir: string): string | undefined {
+  if (azure.tokenFile === undefined) return undefined;
+  return isAbsolute(azure.tokenFile) ? azure.tokenFile : join(stateDir, azure.tokenFile);
+}
+
+/**
+ * The env lines. Every modern SDK picks App Service (IDENTITY_ENDPOINT + IDENTITY_HEADER) first; az 2.45 uses
+ * MSI_ENDPOINT; clients that know neither use IMDS at AZURE_POD_IDENTITY_AUTHORITY_HOST. AZURE_CLIENT_ID is
+ * what DefaultAzureCredential passes as client_id, which the endpoints treat as the default identity.
+ */
+export function azureEnv(azure: AzureConfig, stateDir: string, metadataOrigin: string, identityHeader: string): EnvLines {
+  const lines: EnvLines = [
+    ['IDENTITY_ENDPOINT', `${metadataOrigin}${APP_SERVICE_PATH}`],
+    ['IDENTITY_HEADER', identityHeader],
+    ['MSI_ENDPOINT', `${metadataOrigin}${MSI_PATH}`],
+    ['AZURE_POD_IDENTITY_AUTHORITY_HOST', metadataOrigin],
+    ['AZURE_CLIENT_ID', azure.clientId],
+    ['AZURE_TENANT_ID', azure.tenantId],
+  ];
+  const file = tokenFilePath(azure, stateDir);
+  if (file !== undefined) {
+    lines.push(['AZURE_FEDERATED_TOKEN_FILE', file], ['AZURE_AUTHORITY_HOST', azure.authorityHost.replace(/\/+$/, '')]);
+  }
+  return lines;
+}
+
+/** What `check` prints about Azure, one line each; never the identity header itself. */
+export function describeAzure(azure: AzureConfig, stateDir: string, metadataOrigin: string): string[] {
+  const header = azure.identityHeader !== undefined ? 'azure.identityHeader' : join(stateDir, IDENTITY_HEADER_FILE);
+  const lines = [
+    `azure: Entra workload identity federation for application ${azure.clientId} in tenant ${azure.tenantId} at ${azure.authorityHost}, presenting JWT-SVIDs for audience ${azure.audience}`,
+    `azure: App Service managed identity at ${metadataOrigin}${APP_SERVICE_PATH} (X-IDENTITY-HEADER from ${header})`,
+    `azure: IMDS managed identity at ${metadataOrigin}${IMDS_TOKEN_PATH} (AZURE_POD_IDENTITY_AUTHORITY_HOST)`,
+    `azure: MSI_ENDPOINT form POST at ${metadataOrigin}${MSI_PATH} (Azure CLI 2.45)`,
+    azure.warmResources.length > 0
+      ? `azure: tokens fetched at start and kept fresh for ${azure.warmResources.join(', ')}; other resources on first request`
+      : 'azure: tokens fetched on first request for each resource',
+  ];
+  const file = tokenFilePath(azure, stateDir);
+  if (file !== undefined) lines.push(`azure: a JWT-SVID for ${azure.audience} kept fresh at ${file} (AZURE_FEDERATED_TOKEN_FILE, exchanged by the SDK at ${azure.authorityHost})`);
+  return lines;
+}

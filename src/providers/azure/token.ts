@@ -1,0 +1,31 @@
+// An Azure access token as the per-resource cache holds it, and the resource rules the exchange and the
+// endpoints share: what a valid `resource` is and how it becomes an Entra scope (reference/azure.md §1, §3, §4).
+import type { Secret } from '../../ops/redact.ts';
+
+export interface AzureAccessToken {
+  readonly accessToken: Secret;
+  /** The resource exactly as requested (echoed in every response body). */
+  readonly resource: string;
+  readonly obtainedAt: Date;
+  readonly expiresAt: Date;
+}
+
+export const MAX_RESOURCE_LENGTH = 2048;
+
+/** Why `resource` cannot be a resource (an App ID URI, URL or GUID), or undefined when it can. */
+export function resourceProblem(resource: string): string | undefined {
+  if (resource === '') return 'resource is empty';
+  if (resource.length > MAX_RESOURCE_LENGTH) return `resource is longer than ${MAX_RESOURCE_LENGTH} characters`;
+  if (/[\s\u0000-\u001f\u007f]/.test(resource)) return 'resource contains whitespace or control characters';
+  if (/\/\.default$/i.test(resource)) return 'resource must be a resource URI, not a scope (drop "/.default")';
+  return undefined;
+}
+
+/**
+ * The v2 scope for a v1 resource: `<resource>/.default`. A resource with a trailing slash keeps it
+ * (`https://management.core.windows.net//.default`), which is how Entra tells apart resource IDs that
+ * differ only by that slash; the token's `aud` is then the resource as written.
+ */
+export function scopeForResource(resource: string): string {
+  return `${resource}/.default`;
+}
