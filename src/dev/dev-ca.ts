@@ -12,6 +12,8 @@
 //   ca.issueServerCert({ dnsNames, ipAddresses?, ttlSeconds?, keyType?, now? }) → DevServerCert
 //   ca.issueCertificate(spec)                                                   → IssuedCertificate: any profile, for refusal tests
 // `now` defaults to the real time at each call; notBefore is `now`, notAfter `now + ttl`, both cut to the second.
+// Default TTLs: root 30 days, intermediate 7 days, SVID 1 hour (csi-driver-spiffe's default), server cert 7 days.
+// Key types 'ec-p256' (default), 'rsa-2048', 'ed25519'; key PEM 'pkcs8' (default), 'sec1' (EC), 'pkcs1' (RSA).
 import { KeyObject, X509Certificate, randomBytes, type webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
 import { x509 } from '../spiffe/x509-lib.ts';

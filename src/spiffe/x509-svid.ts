@@ -10,8 +10,10 @@ import { decodePem, encodePem } from './pem.ts';
 import { SpiffeId, type TrustDomain } from './spiffe-id.ts';
 import { certificateFacts, describeCertificate, type CertificateFacts } from './x509-lib.ts';
 
-/** Longest chain (leaf, intermediates, root) path building will consider. */
+/** Most certificates (leaf and intermediates) a presented chain may hold; the path adds the root. */
 const MAX_CHAIN_LENGTH = 10;
+/** Issuer candidates one path search may try, so a hostile chain cannot make it exponential. */
+const MAX_ISSUER_CHECKS = 1000;
 const SUPPORTED_KEY_TYPES = new Set(['ec', 'rsa', 'ed25519']);
 
 export type BundleLookup = (td: TrustDomain) => X509Bundle | undefined;
@@ -121,6 +123,9 @@ export function verifyX509Svid(
   const [leaf, ...rest] = certificates;
   if (!leaf) throw new ConnectorError('svid_invalid', 'X.509-SVID certificate chain is empty');
   const id = checkLeaf(leaf);
+  if (certificates.length > MAX_CHAIN_LENGTH) {
+    throw svidError(id, `its chain has ${certificates.length} certificates; at most ${MAX_CHAIN_LENGTH} are accepted`);
+  }
   const td = id.trustDomain;
   const trusted = typeof bundle === 'function' ? bundle(td) : bundle.trustDomain.equals(td) ? bundle : undefined;
   if (!trusted) {
@@ -210,9 +215,16 @@ function* candidateChains(
   bundle: X509Bundle,
   problems: string[],
 ): Generator<X509Certificate[]> {
+  let budget = MAX_ISSUER_CHECKS;
+  const issues = (issuer: X509Certificate, subject: X509Certificate, problems: string[]): boolean => {
+    if (budget-- <= 0) {
+      throw new ConnectorError('svid_invalid', `X.509-SVID refused: building a path through its chain took more than ${MAX_ISSUER_CHECKS} issuer checks`);
+    }
+    return issuedBy(issuer, subject, problems);
+  };
   const walk = function* (path: X509Certificate[]): Generator<X509Certificate[]> {
     const current = path[path.length - 1];
-    if (!current || path.length >= MAX_CHAIN_LENGTH) return;
+    if (!current || path.length > MAX_CHAIN_LENGTH) return;
     for (const root of bundle.authorities) {
       if (root.raw.equals(current.raw)) continue;
       if (issues(root, current, problems)) yield [...path, root];
@@ -231,15 +243,15 @@ function* candidateChains(
 }
 
 /** Whether `issuer` issued `subject`: names and key identifiers match (OpenSSL X509_check_issued) and the signature verifies. */
-function issues(issuer: X509Certificate, subject: X509Certificate, problems: string[]): boolean {
-  const signed = signatureVerifies(subject, issuer);
+function issuedBy(issuer: X509Certificate, subject: X509Certificate, problems: string[]): boolean {
   if (!subject.checkIssued(issuer)) {
     // Same name and a good signature, yet refused: the issuer's key usage lacks keyCertSign.
-    if (signed && issuer.subject === subject.issuer) {
+    if (issuer.subject === subject.issuer && signatureVerifies(subject, issuer)) {
       problems.push(`${describeCertificate(issuer)} signed ${describeCertificate(subject)} but its key usage does not allow signing certificates (no keyCertSign)`);
     }
     return false;
   }
+  const signed = signatureVerifies(subject, issuer);
   if (!signed) {
     problems.push(`the signature of ${describeCertificate(subject)} does not verify with the key of ${describeCertificate(issuer)}`);
   }

@@ -303,3 +303,18 @@ test('an X509Svid never shows its key in JSON, inspect or string form', async ()
   // chainPem round-trips.
   assert.equal(X509Svid.parse(svid.chainPem(), issued.keyPem).certificates[0]?.fingerprint256, svid.certificates[0]?.fingerprint256);
 });
+
+test('chains of more than 10 certificates are refused before path building', async () => {
+  const ca = await rootCa();
+  let issuer = ca;
+  for (let i = 0; i < 10; i++) issuer = await issuer.issueIntermediate({ now: NOW });
+  const eleven = certsOf((await issuer.issueX509Svid({ spiffeId: ID, now: NOW })).certPem);
+  assert.equal(eleven.length, 11);
+  const bundle = X509Bundle.parsePem(TD, ca.certPem);
+  assert.throws(() => verifyX509Svid(eleven, bundle, NOW), refusal('its chain has 11 certificates; at most 10'));
+  // A leaf and nine intermediates, plus the root: the longest path accepted.
+  let nine = ca;
+  for (let i = 0; i < 9; i++) nine = await nine.issueIntermediate({ now: NOW });
+  const ten = certsOf((await nine.issueX509Svid({ spiffeId: ID, now: NOW })).certPem);
+  assert.equal(verifyX509Svid(ten, bundle, NOW).chain.length, 11);
+});
