@@ -1,7 +1,8 @@
 // A running issuer on loopback with PKI minted at test time: a DevCa trust domain, a keys directory,
 // a bundle file and a serving certificate in a temp dir; and an mTLS client (undici) for any SVID.
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, readdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
@@ -37,6 +38,33 @@ export interface FixtureOptions {
   readonly logger?: Logger;
   /** Key files to write before start; default one fresh key named 2026-01.pem. */
   readonly keys?: Record<string, string>;
+  /** Lay the keys out as a Kubernetes Secret volume (`..data` symlink); see writeSecret. */
+  readonly secretLayout?: boolean;
+}
+
+let generation = 0;
+
+/** Writes `files` into `dir` the way the kubelet updates a Secret volume: a new timestamped dir, `..data` swapped atomically, visible names symlinked through it. */
+export async function writeSecret(dir: string, files: Record<string, string>): Promise<void> {
+  generation += 1;
+  const stamp = `..2026_01_01_00_00_${String(generation).padStart(4, '0')}`;
+  await mkdir(join(dir, stamp));
+  for (const [name, text] of Object.entries(files)) await writeFile(join(dir, stamp, name), text);
+  await symlink(stamp, join(dir, '..data_tmp'));
+  await rename(join(dir, '..data_tmp'), join(dir, '..data'));
+  const visible = (await readdir(dir)).filter((n) => !n.startsWith('.'));
+  for (const name of visible) if (!(name in files)) await rm(join(dir, name));
+  for (const name of Object.keys(files)) if (!visible.includes(name)) await symlink(join('..data', name), join(dir, name));
+  for (const old of (await readdir(dir)).filter((n) => n.startsWith('..20') && n !== stamp)) await rm(join(dir, old), { recursive: true });
+}
+
+/** Polls until `check` holds (file watching is asynchronous); fails after many tries. */
+export async function eventually(what: string, check: () => Promise<boolean> | boolean): Promise<void> {
+  for (let i = 0; i < 400; i++) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  assert.fail(`never happened: ${what}`);
 }
 
 export function rsaKeyPem(bits = 2048): string {
@@ -52,10 +80,11 @@ export async function startFixture(t: TestContext, options: FixtureOptions = {})
   t.after(() => rm(dir, { recursive: true, force: true }));
   const ca = await DevCa.create({ trustDomain: TRUST_DOMAIN });
   const keysDir = join(dir, 'keys');
-  await import('node:fs/promises').then((fs) => fs.mkdir(keysDir));
+  await mkdir(keysDir);
   const alg = options.alg ?? 'RS256';
   const keys = options.keys ?? { '2026-01.pem': alg === 'RS256' ? rsaKeyPem() : ecKeyPem() };
-  for (const [name, pem] of Object.entries(keys)) await writeFile(join(keysDir, name), pem);
+  if (options.secretLayout) await writeSecret(keysDir, keys);
+  else for (const [name, pem] of Object.entries(keys)) await writeFile(join(keysDir, name), pem);
   const bundleFile = join(dir, 'bundle.pem');
   await writeFile(bundleFile, ca.certPem);
   const serving = await ca.issueServerCert({ dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });

@@ -1,0 +1,36 @@
+// The trust bundle file is reloaded on change: a new CA is trusted from the next request on, a CA
+// removed is no longer trusted, and an unreadable bundle is refused with the last good one kept.
+import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { test } from 'node:test';
+import { DevCa } from '../helpers/pki.ts';
+import { TRUST_DOMAIN, eventually, postToken, startFixture } from './fixture.ts';
+
+const ID = `spiffe://${TRUST_DOMAIN}/ns/default/sa/app`;
+
+test('bundle reload: add a CA, refuse a broken bundle (old kept), drop a CA', async (t) => {
+  const fx = await startFixture(t);
+  const next = await DevCa.create({ trustDomain: TRUST_DOMAIN }); // the trust domain's next root
+  const oldClient = await fx.ca.issueX509Svid({ spiffeId: ID });
+  const newClient = await next.issueX509Svid({ spiffeId: ID });
+  assert.equal((await postToken(fx, oldClient)).status, 200);
+  assert.equal((await postToken(fx, newClient)).status, 401);
+
+  await writeFile(fx.bundleFile, fx.ca.certPem + next.certPem);
+  await eventually('the new root is trusted', async () => (await postToken(fx, newClient)).status === 200);
+  assert.equal((await postToken(fx, oldClient)).status, 200);
+
+  await writeFile(fx.bundleFile, '-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n');
+  await eventually('the broken bundle is refused', async () => /reloads_total\{what="bundle",outcome="refused"\} 1/.test(await fx.issuer.metrics.text()));
+  assert.equal((await postToken(fx, newClient)).status, 200, 'the last good bundle stays');
+  assert.equal((await postToken(fx, oldClient)).status, 200);
+
+  // A leaf certificate is not a trust anchor: refused as well.
+  await writeFile(fx.bundleFile, (await next.issueServerCert({ dnsNames: ['x.example.org'] })).certPem);
+  await eventually('the non-CA bundle is refused', async () => /reloads_total\{what="bundle",outcome="refused"\} 2/.test(await fx.issuer.metrics.text()));
+  assert.equal((await postToken(fx, oldClient)).status, 200);
+
+  await writeFile(fx.bundleFile, next.certPem);
+  await eventually('the old root is dropped', async () => (await postToken(fx, oldClient)).status === 401);
+  assert.equal((await postToken(fx, newClient)).status, 200);
+});

@@ -1,0 +1,89 @@
+// Rolling signing keys in a running issuer: files laid out as a Kubernetes Secret mount (`..data`
+// symlink swap); a new key signs at once (or after the activation delay), old tokens verify until their
+// key is removed; a weak or malformed key refuses the whole new set and the old one stays.
+import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
+import { ManualClock } from '../../src/clock.ts';
+import { AUDIENCES, TRUST_DOMAIN, eventually, postToken, rsaKeyPem, startFixture, writeSecret, type Fixture } from './fixture.ts';
+
+const ID = `spiffe://${TRUST_DOMAIN}/ns/default/sa/app`;
+
+async function jwksKids(fx: Fixture): Promise<string[]> {
+  const jwks = (await (await fetch(new URL('/spiffe/.well-known/jwks.json', fx.issuer.discoveryUrl))).json()) as { keys: Array<{ kid: string }> };
+  return jwks.keys.map((k) => k.kid);
+}
+
+async function token(fx: Fixture, svid: { certPem: string; keyPem: string }): Promise<string> {
+  const answer = await postToken(fx, svid);
+  assert.equal(answer.status, 200, JSON.stringify(answer.body));
+  return answer.body['access_token'] as string;
+}
+
+/** Verifies as a verifier whose JWKS cache is empty: a fresh remote set per call. */
+function verify(fx: Fixture, jwt: string): Promise<unknown> {
+  const jwks = createRemoteJWKSet(new URL('/spiffe/.well-known/jwks.json', fx.issuer.discoveryUrl));
+  return jwtVerify(jwt, jwks, { issuer: fx.config.url, audience: AUDIENCES[0] ?? '' });
+}
+
+const kidOf = (jwt: string): string | undefined => decodeProtectedHeader(jwt).kid;
+
+test('key roll in a Secret mount: add → the new key signs, old tokens verify; remove → they stop; bad keys are refused', async (t) => {
+  const keyA = rsaKeyPem();
+  const fx = await startFixture(t, { keys: { '2026-01.pem': keyA }, secretLayout: true });
+  const svid = await fx.ca.issueX509Svid({ spiffeId: ID });
+  const [kidA] = await jwksKids(fx);
+  const t1 = await token(fx, svid);
+  assert.equal(kidOf(t1), kidA);
+
+  // Add a newer key (by name): published and signing once the watcher has seen the swap.
+  const keyB = rsaKeyPem();
+  await writeSecret(fx.keysDir, { '2026-01.pem': keyA, '2026-02.pem': keyB });
+  await eventually('the JWKS holds both keys', async () => (await jwksKids(fx)).length === 2);
+  const kidB = (await jwksKids(fx)).find((k) => k !== kidA);
+  const t2 = await token(fx, svid);
+  assert.equal(kidOf(t2), kidB);
+  await verify(fx, t1);
+  await verify(fx, t2);
+
+  // A weak key in the next version: the whole set is refused, the last good one stays.
+  await writeSecret(fx.keysDir, { '2026-01.pem': keyA, '2026-02.pem': keyB, '2026-03.pem': rsaKeyPem(1024) });
+  await eventually('the weak key is refused', async () => /reloads_total\{what="keys",outcome="refused"\} 1/.test(await fx.issuer.metrics.text()));
+  assert.deepEqual((await jwksKids(fx)).sort(), [kidA, kidB].sort());
+  assert.equal(kidOf(await token(fx, svid)), kidB);
+
+  // A malformed key likewise.
+  await writeSecret(fx.keysDir, { '2026-01.pem': keyA, '2026-02.pem': keyB, '2026-03.pem': '-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n' });
+  await eventually('the malformed key is refused', async () => /reloads_total\{what="keys",outcome="refused"\} 2/.test(await fx.issuer.metrics.text()));
+  assert.equal(kidOf(await token(fx, svid)), kidB);
+
+  // Retire the old key: tokens it signed stop verifying, the new key's still do.
+  await writeSecret(fx.keysDir, { '2026-02.pem': keyB });
+  await eventually('the JWKS holds only the new key', async () => (await jwksKids(fx)).length === 1);
+  assert.deepEqual(await jwksKids(fx), [kidB]);
+  await assert.rejects(verify(fx, t1), { code: 'ERR_JWKS_NO_MATCHING_KEY' });
+  await verify(fx, t2);
+});
+
+test('with an activation delay, a new key is published first and signs only after the delay', async (t) => {
+  const clock = new ManualClock(Date.now());
+  const fx = await startFixture(t, { clock, keyActivationDelaySeconds: 300 });
+  const svid = await fx.ca.issueX509Svid({ spiffeId: ID, ttlSeconds: 7200, now: new Date(clock.now() - 60_000) });
+  const [kidA] = await jwksKids(fx);
+  await writeFile(join(fx.keysDir, '2026-02.pem'), rsaKeyPem());
+  await fx.issuer.reload();
+  const kids = await jwksKids(fx);
+  assert.equal(kids.length, 2);
+  assert.equal(kidOf(await token(fx, svid)), kidA, 'the old key still signs');
+  await clock.advance(299_000);
+  assert.equal(kidOf(await token(fx, svid)), kidA);
+  await clock.advance(1_000);
+  assert.equal(kidOf(await token(fx, svid)), kids.find((k) => k !== kidA), 'the new key signs after the delay');
+});
+
+test('a keys directory that is bad at start stops the issuer from starting, naming the file', async (t) => {
+  await assert.rejects(startFixture(t, { keys: { 'weak.pem': rsaKeyPem(1024) } }), /signing key weak\.pem: RSA key of 1024 bits is too weak/);
+  await assert.rejects(startFixture(t, { keys: {} }), /holds no signing key/);
+});
