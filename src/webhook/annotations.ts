@@ -1,0 +1,152 @@
+// The pod annotations the webhook reads (docs/webhook.md lists them): each one's name, what sidecar
+// config key it sets, and how its text is read. Pure: annotations in, settings or problems out.
+
+export type Cloud = 'aws' | 'gcp' | 'azure';
+
+type Kind = 'string' | 'seconds' | 'bool' | 'port';
+
+export interface AnnotationSpec {
+  /** The name after the prefix: `aws-role-arn` for `spiffe-connector.io/aws-role-arn`. */
+  readonly name: string;
+  readonly kind: Kind;
+  /** The sidecar config key it sets (schema.ts), or undefined for the webhook's own controls. */
+  readonly path?: readonly string[];
+  /** Setting it serves this cloud. */
+  readonly cloud?: Cloud;
+  readonly description: string;
+}
+
+export const INJECT = 'inject';
+export const SKIP_CONTAINERS = 'skip-containers';
+
+export const ANNOTATIONS: readonly AnnotationSpec[] = [
+  { name: INJECT, kind: 'bool', description: '"true" injects the sidecar (also read from a label of the same name)' },
+  { name: SKIP_CONTAINERS, kind: 'string', description: 'comma-separated app containers that get neither the environment nor the token mount' },
+  { name: 'aws-role-arn', kind: 'string', cloud: 'aws', path: ['aws', 'roleArn'], description: 'IAM role to assume with the JWT-SVID; serves AWS' },
+  { name: 'aws-region', kind: 'string', cloud: 'aws', path: ['aws', 'region'], description: 'AWS region (AWS_REGION, the STS endpoint)' },
+  { name: 'aws-audience', kind: 'string', cloud: 'aws', path: ['aws', 'audience'], description: 'audience of the JWT-SVID sent to STS (the IAM OIDC provider client ID)' },
+  { name: 'aws-session-duration', kind: 'seconds', cloud: 'aws', path: ['aws', 'sessionDurationSeconds'], description: 'seconds the role session lasts (900-43200)' },
+  { name: 'aws-imds', kind: 'bool', cloud: 'aws', path: ['aws', 'imds'], description: '"false" stops emulating EC2 IMDSv2 (container credentials only)' },
+  { name: 'gcp-workload-identity-provider', kind: 'string', cloud: 'gcp', path: ['gcp', 'workloadIdentityProvider'], description: 'projects/<number>/locations/global/workloadIdentityPools/<pool>/providers/<provider>; serves Google Cloud' },
+  { name: 'gcp-service-account', kind: 'string', cloud: 'gcp', path: ['gcp', 'serviceAccount'], description: 'service account to impersonate; serves Google Cloud' },
+  { name: 'gcp-project-id', kind: 'string', cloud: 'gcp', path: ['gcp', 'projectId'], description: 'project ID the metadata server reports' },
+  { name: 'gcp-project-number', kind: 'string', cloud: 'gcp', path: ['gcp', 'projectNumber'], description: 'project number (default: the one in the workload identity provider)' },
+  { name: 'azure-client-id', kind: 'string', cloud: 'azure', path: ['azure', 'clientId'], description: 'application (client) ID of the app registration or managed identity; serves Azure' },
+  { name: 'azure-tenant-id', kind: 'string', cloud: 'azure', path: ['azure', 'tenantId'], description: 'directory (tenant) ID' },
+  { name: 'azure-audience', kind: 'string', cloud: 'azure', path: ['azure', 'audience'], description: 'audience of the JWT-SVID sent to Entra (the federated credential audience)' },
+  { name: 'metadata-port', kind: 'port', path: ['server', 'metadataAddress'], description: 'loopback port of the emulated metadata endpoints' },
+  { name: 'ops-port', kind: 'port', path: ['server', 'opsAddress'], description: 'port of the sidecar /healthz /readyz /metrics (probes)' },
+  { name: 'log-level', kind: 'string', path: ['log', 'level'], description: 'sidecar log level: trace, debug, info, warn, error' },
+];
+
+/** The annotation whose presence serves each cloud, named when that cloud's setup is incomplete. */
+export const CLOUD_ANNOTATION: Readonly<Record<Cloud, string>> = {
+  aws: 'aws-role-arn',
+  gcp: 'gcp-workload-identity-provider',
+  azure: 'azure-client-id',
+};
+
+export type AnnotationValue = string | number | boolean;
+
+export interface PodSettings {
+  readonly inject: boolean;
+  readonly skipContainers: readonly string[];
+  /** Every config-setting annotation present, by name, already typed. */
+  readonly values: ReadonlyMap<string, AnnotationValue>;
+  /** Clouds some annotation asks for. */
+  readonly clouds: ReadonlySet<Cloud>;
+}
+
+export type SettingsResult = { readonly settings: PodSettings } | { readonly problems: readonly string[] };
+
+const SPEC_BY_NAME = new Map(ANNOTATIONS.map((a) => [a.name, a]));
+
+function readValue(spec: AnnotationSpec, text: string): AnnotationValue | string[] {
+  switch (spec.kind) {
+    case 'string':
+      return text;
+    case 'bool':
+      if (text === 'true') return true;
+      if (text === 'false') return false;
+      return ['must be "true" or "false"'];
+    case 'seconds':
+      return /^\d{1,9}$/.test(text) ? Number(text) : ['must be a whole number of seconds'];
+    case 'port': {
+      const n = /^\d{1,5}$/.test(text) ? Number(text) : NaN;
+      return n >= 1 && n <= 65535 ? n : ['must be a port number, 1-65535'];
+    }
+  }
+}
+
+function editDistance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) {
+      next[j] = Math.min((row[j] ?? 0) + 1, (next[j - 1] ?? 0) + 1, (row[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    row = next;
+  }
+  return row[b.length] ?? 0;
+}
+
+/** The known annotation a typo most likely meant (at most 3 edits away). */
+function closest(name: string): string | undefined {
+  let best: { name: string; d: number } | undefined;
+  for (const a of ANNOTATIONS) {
+    const d = editDistance(name, a.name);
+    if (d <= 3 && (!best || d < best.d)) best = { name: a.name, d };
+  }
+  return best?.name;
+}
+
+/** Reads the annotations (and the inject label) of one pod. Unknown names under the prefix are problems: they are typos. */
+export function readPodSettings(
+  annotations: Readonly<Record<string, string>>,
+  labels: Readonly<Record<string, string>>,
+  prefix: string,
+): SettingsResult {
+  const problems: string[] = [];
+  const values = new Map<string, AnnotationValue>();
+  const clouds = new Set<Cloud>();
+  let inject: boolean | undefined;
+  let skipContainers: string[] = [];
+  for (const [key, text] of Object.entries(annotations)) {
+    if (!key.startsWith(prefix)) continue;
+    const name = key.slice(prefix.length);
+    const spec = SPEC_BY_NAME.get(name);
+    if (!spec) {
+      const near = closest(name);
+      problems.push(`${key}: unknown annotation (${near ? `did you mean ${prefix}${near}? ` : ''}known: ${ANNOTATIONS.map((a) => a.name).join(', ')})`);
+      continue;
+    }
+    const value = readValue(spec, text);
+    if (Array.isArray(value)) {
+      problems.push(...value.map((m) => `${key}: ${m}`));
+      continue;
+    }
+    if (name === INJECT) inject = value === true;
+    else if (name === SKIP_CONTAINERS) skipContainers = String(value).split(',').map((s) => s.trim()).filter((s) => s !== '');
+    else {
+      values.set(name, value);
+      if (spec.cloud) clouds.add(spec.cloud);
+    }
+  }
+  const injectProblem = problems.some((p) => p.startsWith(`${prefix}${INJECT}:`));
+  if (inject === undefined) inject = labels[`${prefix}${INJECT}`] === 'true';
+  // A pod that does not ask for the sidecar is left alone, whatever else it carries.
+  if (!inject && !injectProblem) return { settings: { inject: false, skipContainers: [], values: new Map(), clouds: new Set() } };
+  if (problems.length > 0) return { problems };
+  return { settings: { inject, skipContainers, values, clouds } };
+}
+
+/** The annotation that sets a config path (its longest matching prefix), if any. */
+export function annotationForPath(path: readonly PropertyKey[]): AnnotationSpec | undefined {
+  let best: AnnotationSpec | undefined;
+  for (const spec of ANNOTATIONS) {
+    const p = spec.path;
+    if (!p || p.length > path.length || !p.every((part, i) => part === path[i])) continue;
+    if (!best || (best.path?.length ?? 0) < p.length) best = spec;
+  }
+  return best;
+}

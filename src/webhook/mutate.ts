@@ -1,0 +1,154 @@
+// The webhook's pure core: one Pod and its settings in, the JSON Patch that injects the sidecar (plus
+// warnings) or a denial out. Same input, same output: reinvocation of an injected pod patches nothing.
+import type { WebhookConfig } from '../config/webhook.ts';
+import type { SidecarConfig } from '../config/schema.ts';
+import { appEnvironment } from '../env.ts';
+import { readPodSettings, SKIP_CONTAINERS, type PodSettings } from './annotations.ts';
+import { appendAll, pointer, type JsonPatchOp } from './json-patch.ts';
+import type { Container, Pod, Volume } from './pod.ts';
+import { buildSidecarConfig } from './sidecar-config.ts';
+import {
+  FS_GROUP_ATTRIBUTE,
+  metadataPortOf,
+  OPS_PORT_NAME,
+  opsPortOf,
+  sidecarContainer,
+  STATE_VOLUME,
+  stateVolume,
+  SVID_VOLUME,
+  svidVolume,
+} from './sidecar-container.ts';
+
+export type MutationResult =
+  | {
+      readonly outcome: 'injected';
+      readonly patch: readonly JsonPatchOp[];
+      readonly warnings: readonly string[];
+      readonly config: SidecarConfig;
+    }
+  | { readonly outcome: 'not-requested' | 'already-injected'; readonly patch: readonly []; readonly warnings: readonly [] }
+  | { readonly outcome: 'denied'; readonly denied: string };
+
+export interface MutationContext {
+  readonly config: WebhookConfig;
+  /** A fresh random value per call (the Azure identity header). */
+  readonly randomSecret: () => string;
+}
+
+const NOTHING = { patch: [] as const, warnings: [] as const };
+
+function uniqueName(wanted: string, taken: ReadonlySet<string>): string {
+  if (!taken.has(wanted)) return wanted;
+  for (let i = 1; ; i++) if (!taken.has(`${wanted}-${i}`)) return `${wanted}-${i}`;
+}
+
+function denied(message: string): MutationResult {
+  return { outcome: 'denied', denied: message };
+}
+
+function allContainers(pod: Pod): readonly Container[] {
+  return [...(pod.spec.initContainers ?? []), ...pod.spec.containers];
+}
+
+/** Settings from the pod's annotations and labels; the entry point for a whole Pod. */
+export function admitPod(pod: Pod, context: MutationContext): MutationResult {
+  const prefix = context.config.webhook.annotationPrefix;
+  const read = readPodSettings(pod.metadata?.annotations ?? {}, pod.metadata?.labels ?? {}, prefix);
+  if ('problems' in read) return denied(read.problems.join('; '));
+  return mutatePod(pod, read.settings, context);
+}
+
+export function mutatePod(pod: Pod, settings: PodSettings, context: MutationContext): MutationResult {
+  const { config } = context;
+  const { sidecar, defaults } = config;
+  const prefix = config.webhook.annotationPrefix;
+  if (!settings.inject) return { outcome: 'not-requested', ...NOTHING };
+  if (allContainers(pod).some((c) => c.name === sidecar.name)) return { outcome: 'already-injected', ...NOTHING };
+
+  const inject = `${prefix}inject`;
+  if (pod.spec.hostNetwork === true) {
+    return denied(`${inject}: a hostNetwork pod shares the node's loopback, where every host process could read the metadata endpoints; run it without hostNetwork`);
+  }
+  if (pod.spec.os?.name === 'windows') return denied(`${inject}: the sidecar image runs on Linux nodes only`);
+  const unknownSkips = settings.skipContainers.filter((name) => !pod.spec.containers.some((c) => c.name === name));
+  if (unknownSkips.length > 0) return denied(`${prefix}${SKIP_CONTAINERS}: names no container of this pod: ${unknownSkips.join(', ')}`);
+
+  const built = buildSidecarConfig(settings, defaults, { prefix, randomSecret: context.randomSecret });
+  if ('problems' in built) return denied(built.problems.join('; '));
+  const sidecarConfig = built.built.config;
+
+  const ports = [
+    { port: metadataPortOf(sidecarConfig), annotation: 'metadata-port' },
+    { port: opsPortOf(sidecarConfig), annotation: 'ops-port' },
+  ];
+  for (const { port, annotation } of ports) {
+    const user = allContainers(pod).find((c) => c.ports?.some((p) => p.containerPort === port));
+    if (user) return denied(`${prefix}${annotation}: port ${port} is declared by container "${user.name}"; set ${prefix}${annotation} to a free port`);
+  }
+
+  const warnings: string[] = [];
+  const patch: JsonPatchOp[] = [];
+  const volumes = pod.spec.volumes ?? [];
+  const volumeNames = new Set(volumes.map((v) => v.name));
+  const newVolumes: unknown[] = [];
+
+  // The X.509-SVID: reuse the pod's csi-driver-spiffe volume, or add one readable by the sidecar's group.
+  let runAsGroup = sidecar.runAsGroup;
+  const existing: Volume | undefined = volumes.find((v) => v.csi?.driver === defaults.csi.driver);
+  let svidName: string;
+  if (existing) {
+    svidName = existing.name;
+    const fsGroup = existing.csi?.volumeAttributes?.[FS_GROUP_ATTRIBUTE];
+    const podFsGroup = pod.spec.securityContext?.fsGroup;
+    if (fsGroup !== undefined && /^[1-9]\d{0,9}$/.test(fsGroup)) runAsGroup = Number(fsGroup);
+    else if (podFsGroup !== undefined && podFsGroup > 0) runAsGroup = podFsGroup;
+    else {
+      warnings.push(
+        `volume "${existing.name}" (${defaults.csi.driver}) sets no ${FS_GROUP_ATTRIBUTE}: the non-root sidecar (group ${runAsGroup}) may not read the SVID`,
+      );
+    }
+  } else {
+    svidName = uniqueName(SVID_VOLUME, volumeNames);
+    volumeNames.add(svidName);
+    newVolumes.push(svidVolume(svidName, defaults, runAsGroup));
+  }
+  const stateName = uniqueName(STATE_VOLUME, volumeNames);
+  newVolumes.push(stateVolume(stateName));
+  appendAll(patch, pointer('spec', 'volumes'), pod.spec.volumes, newVolumes);
+
+  const portNameTaken = allContainers(pod).some((c) => c.ports?.some((p) => p.name === OPS_PORT_NAME));
+  const container = sidecarContainer({
+    sidecar,
+    defaults,
+    config: sidecarConfig,
+    configText: built.built.text,
+    svidVolume: svidName,
+    stateVolume: stateName,
+    runAsGroup,
+    declarePort: !portNameTaken,
+  });
+  appendAll(patch, pointer('spec', 'initContainers'), pod.spec.initContainers, [container]);
+
+  // Each app container: the environment `spiffe-connector env` prints, and the token files read-only.
+  const env = appEnvironment(sidecarConfig);
+  const stateDir = sidecarConfig.server.stateDir;
+  pod.spec.containers.forEach((c, i) => {
+    if (settings.skipContainers.includes(c.name)) return;
+    const explicit = new Set((c.env ?? []).map((e) => e.name));
+    const add: Array<{ name: string; value: string }> = [];
+    for (const [name, value] of env) {
+      if (explicit.has(name)) {
+        const hint = /^no_proxy$/i.test(name) ? ' (it must include 127.0.0.1, or proxied SDK calls miss the metadata endpoints)' : '';
+        warnings.push(`container "${c.name}": ${name} is set explicitly and was left as it is${hint}`);
+      }
+      else add.push({ name, value });
+    }
+    appendAll(patch, pointer('spec', 'containers', i, 'env'), c.env, add);
+    if ((c.volumeMounts ?? []).some((m) => m.mountPath === stateDir)) {
+      warnings.push(`container "${c.name}": ${stateDir} is already mounted; the token files are not mounted there`);
+    } else {
+      appendAll(patch, pointer('spec', 'containers', i, 'volumeMounts'), c.volumeMounts, [{ name: stateName, mountPath: stateDir, readOnly: true }]);
+    }
+  });
+  return { outcome: 'injected', patch, warnings, config: sidecarConfig };
+}

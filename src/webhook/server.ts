@@ -1,0 +1,207 @@
+// The webhook's HTTPS listener: POST /mutate answers AdmissionReview v1; /healthz, /readyz, /metrics for
+// the kubelet and Prometheus. The serving certificate is reloaded when cert-manager renews it.
+import { randomBytes } from 'node:crypto';
+import { createServer, type Server } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Clock } from '../clock.ts';
+import type { WebhookConfig } from '../config/webhook.ts';
+import { parseHostPort } from '../config/common.ts';
+import { watchServingCert } from '../issuer/files.ts';
+import type { Logger } from '../ops/logger.ts';
+import { allow, deny, isAdmissionReview, reviewResponse, type AdmissionResponse, type AdmissionReview } from './admission.ts';
+import { WebhookMetrics } from './metrics.ts';
+import { admitPod } from './mutate.ts';
+import { isPod, podDisplayName } from './pod.ts';
+
+/** Larger than any AdmissionReview of a Pod (the API server caps objects near 3 MiB; a review carries one). */
+const MAX_BODY_BYTES = 8 * 1024 * 1024;
+
+export interface WebhookDeps {
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly metrics?: WebhookMetrics;
+  /** One fresh secret per injected pod (the Azure identity header); 32 random bytes by default. */
+  readonly randomSecret?: () => string;
+  /** Watch the certificate directory (default true); polling alone otherwise. */
+  readonly watch?: boolean;
+}
+
+export interface RunningWebhook {
+  /** https://host:port as bound (0.0.0.0 reported as 127.0.0.1). */
+  readonly url: string;
+  readonly port: number;
+  readonly metrics: WebhookMetrics;
+  close(): Promise<void>;
+}
+
+type Answer = { status: number; type: string; body: string };
+
+const text = (status: number, body: string): Answer => ({ status, type: 'text/plain; charset=utf-8', body: `${body}\n` });
+
+function readBody(req: IncomingMessage): Promise<Buffer | 'too-large'> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) {
+        resolve('too-large');
+        req.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+export async function startWebhook(config: WebhookConfig, deps: WebhookDeps): Promise<RunningWebhook> {
+  const { logger, clock } = deps;
+  const metrics = deps.metrics ?? new WebhookMetrics();
+  const randomSecret = deps.randomSecret ?? (() => randomBytes(32).toString('base64url'));
+  const context = { config, randomSecret };
+  const address = parseHostPort(config.webhook.address);
+  if (!address) throw new Error(`webhook.address ${config.webhook.address} is not HOST:PORT`);
+  let draining = false;
+
+  /** One review → one response; never throws (a failure is a denial the API server can show). */
+  function review(body: AdmissionReview): AdmissionResponse {
+    const req = body.request;
+    const isPodCreate = req.kind.group === '' && req.kind.version === 'v1' && req.kind.kind === 'Pod' && req.operation === 'CREATE' && !req.subResource;
+    if (!isPodCreate) {
+      metrics.admissions.inc({ outcome: 'ignored' });
+      return allow(req.uid, [], []);
+    }
+    const pod = req.object;
+    if (!isPod(pod)) {
+      metrics.admissions.inc({ outcome: 'denied' });
+      return deny(req.uid, 'spiffe-connector: the Pod object is malformed (spec.containers, volumes, env or annotations have the wrong shape)');
+    }
+    const namespace = req.namespace ?? pod.metadata?.namespace ?? 'default';
+    const result = admitPod(pod, context);
+    const who = podDisplayName(pod, namespace);
+    switch (result.outcome) {
+      case 'denied':
+        metrics.admissions.inc({ outcome: 'denied' });
+        logger.info({ uid: req.uid, pod: who, reason: result.denied }, 'denied a pod');
+        return deny(req.uid, result.denied);
+      case 'injected': {
+        metrics.admissions.inc({ outcome: 'injected' });
+        metrics.warnings.inc(result.warnings.length);
+        const sa = typeof pod.spec.serviceAccountName === 'string' && pod.spec.serviceAccountName !== '' ? pod.spec.serviceAccountName : 'default';
+        const spiffeId = `spiffe://${config.defaults.trustDomain}/ns/${namespace}/sa/${sa}`;
+        const clouds = (['aws', 'gcp', 'azure'] as const).filter((c) => result.config[c] !== undefined);
+        logger.info({ uid: req.uid, pod: who, spiffeId, clouds, warnings: result.warnings.length, dryRun: req.dryRun === true }, 'injected the sidecar');
+        return allow(req.uid, result.patch, result.warnings, { 'spiffe-id': spiffeId, clouds: clouds.join(',') });
+      }
+      case 'already-injected':
+      case 'not-requested':
+        metrics.admissions.inc({ outcome: result.outcome.replace('-', '_') });
+        logger.debug({ uid: req.uid, pod: who, outcome: result.outcome }, 'nothing to inject');
+        return allow(req.uid, [], []);
+    }
+  }
+
+  async function mutate(req: IncomingMessage): Promise<Answer> {
+    if (req.method !== 'POST') return text(405, 'POST an AdmissionReview');
+    if (!/^application\/json\b/i.test(req.headers['content-type'] ?? '')) return text(415, 'Content-Type must be application/json');
+    const raw = await readBody(req);
+    if (raw === 'too-large') return text(413, 'request body too large');
+    const started = process.hrtime.bigint();
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(raw.toString('utf8'));
+    } catch {
+      metrics.admissions.inc({ outcome: 'bad_request' });
+      return text(400, 'the body is not JSON');
+    }
+    if (!isAdmissionReview(parsed)) {
+      metrics.admissions.inc({ outcome: 'bad_request' });
+      return text(400, 'the body is not an admission.k8s.io/v1 AdmissionReview with a request');
+    }
+    let response: AdmissionResponse;
+    try {
+      response = review(parsed);
+    } catch (error) {
+      // A defect, not the pod's fault: deny with the reason rather than crash or silently skip injection.
+      logger.error({ uid: parsed.request.uid, err: (error as Error).message }, 'reviewing a pod failed');
+      metrics.admissions.inc({ outcome: 'error' });
+      response = deny(parsed.request.uid, `spiffe-connector: internal error while injecting: ${(error as Error).message}`);
+    }
+    const body = JSON.stringify(reviewResponse(response));
+    metrics.duration.observe(Number(process.hrtime.bigint() - started) / 1e9);
+    return { status: 200, type: 'application/json', body };
+  }
+
+  async function route(req: IncomingMessage): Promise<Answer> {
+    const path = new URL(req.url ?? '/', 'https://webhook').pathname;
+    if (path === '/mutate') return mutate(req);
+    if (req.method !== 'GET' && req.method !== 'HEAD') return text(405, 'method not allowed');
+    if (path === '/healthz') return text(200, 'ok');
+    if (path === '/readyz') return draining ? text(503, 'draining') : text(200, 'ready');
+    if (path === '/metrics') return { status: 200, type: metrics.registry.contentType, body: await metrics.registry.metrics() };
+    return text(404, 'not found');
+  }
+
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    route(req).then(
+      (a) => res.writeHead(a.status, { 'content-type': a.type, 'content-length': Buffer.byteLength(a.body) }).end(req.method === 'HEAD' ? undefined : a.body),
+      (error: unknown) => {
+        logger.error({ err: (error as Error).message }, 'request failed');
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' }).end('internal error\n');
+        else res.destroy();
+      },
+    );
+  };
+
+  let server: Server | undefined;
+  const serving = watchServingCert(config.webhook.tls.certFile, config.webhook.tls.keyFile, {
+    clock,
+    logger,
+    pollMs: config.webhook.tls.reloadIntervalSeconds * 1000,
+    ...(deps.watch === undefined ? {} : { watch: deps.watch }),
+    onChange: (c) => server?.setSecureContext({ cert: c.certPem, key: c.keyPem.reveal() }),
+    onSwap: () => {
+      metrics.reloads.inc({ outcome: 'accepted' });
+      const current = serving.current();
+      if (current) metrics.certificateExpiry.set(current.notAfter.getTime() / 1000);
+    },
+    onRefuse: () => metrics.reloads.inc({ outcome: 'refused' }),
+  });
+  const cert = await serving.start();
+  server = createServer({ cert: cert.certPem, key: cert.keyPem.reveal(), minVersion: 'TLSv1.2' }, handler);
+  // The API server keeps connections to webhooks alive; outlast its idle reuse so a POST never races a close.
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
+  server.requestTimeout = 30_000;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server?.once('error', reject);
+      server?.listen(address.port, address.host.replace(/^\[|\]$/g, ''), () => resolve());
+    });
+  } catch (error) {
+    await serving.close();
+    throw error;
+  }
+  const bound = server.address() as AddressInfo;
+  const host = bound.family === 'IPv6' ? `[${bound.address === '::' ? '::1' : bound.address}]` : bound.address === '0.0.0.0' ? '127.0.0.1' : bound.address;
+  logger.info({ address: `${bound.address}:${bound.port}`, trustDomain: config.defaults.trustDomain }, 'webhook listening');
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      draining = true;
+      const drainMs = config.webhook.drainSeconds * 1000;
+      if (drainMs > 0) await new Promise<void>((resolve) => clock.setTimeout(resolve, drainMs));
+      await serving.close();
+      await new Promise<void>((resolve) => {
+        server?.close(() => resolve());
+        server?.closeIdleConnections();
+      });
+    })();
+    return closing;
+  };
+  return { url: `https://${host}:${bound.port}`, port: bound.port, metrics, close };
+}

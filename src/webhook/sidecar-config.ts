@@ -1,0 +1,144 @@
+// Builds one pod's sidecar config: the pod's annotations over the cluster defaults, validated by the
+// sidecar's own schema and parser (schema.ts, load.ts), every problem named by its annotation.
+import { stringify } from 'yaml';
+import { ConfigError, formatPath } from '../config/common.ts';
+import { WORKLOAD_IDENTITY_PROVIDER } from '../config/gcp.ts';
+import { CONFIG_ENV, parseSidecarConfig } from '../config/load.ts';
+import { sidecarSchema, type SidecarConfig } from '../config/schema.ts';
+import type { ClusterDefaults } from '../config/webhook.ts';
+import { ANNOTATIONS, annotationForPath, CLOUD_ANNOTATION, INJECT, type AnnotationValue, type Cloud, type PodSettings } from './annotations.ts';
+
+export interface BuiltSidecarConfig {
+  /** The YAML the sidecar reads from SPIFFE_CONNECTOR_CONFIG. */
+  readonly text: string;
+  /** That YAML as the sidecar parses it. */
+  readonly config: SidecarConfig;
+}
+
+export type BuildResult = { readonly built: BuiltSidecarConfig } | { readonly problems: readonly string[] };
+
+export interface BuildOptions {
+  readonly prefix: string;
+  /** A fresh random value for azure.identityHeader (one per pod). */
+  readonly randomSecret: () => string;
+}
+
+type Tree = Record<string, unknown>;
+
+const CLOUDS: readonly Cloud[] = ['aws', 'gcp', 'azure'];
+
+function setPath(tree: Tree, path: readonly string[], value: unknown): void {
+  let node = tree;
+  for (const part of path.slice(0, -1)) {
+    const next = node[part];
+    if (typeof next === 'object' && next !== null) node = next as Tree;
+    else node = node[part] = {};
+  }
+  node[path[path.length - 1] as string] = value;
+}
+
+function getPath(tree: unknown, path: readonly PropertyKey[]): unknown {
+  let node = tree;
+  for (const part of path) {
+    if (typeof node !== 'object' || node === null) return undefined;
+    node = (node as Record<PropertyKey, unknown>)[part];
+  }
+  return node;
+}
+
+function port(settings: PodSettings, name: string, fallback: number): number {
+  const v = settings.values.get(name);
+  return typeof v === 'number' ? v : fallback;
+}
+
+/** The raw config (before schema defaults), exactly what is serialized for the sidecar. */
+function compose(settings: PodSettings, defaults: ClusterDefaults, options: BuildOptions): Tree {
+  const spiffe: Tree = { trustDomain: defaults.trustDomain, x509: { dir: defaults.csi.mountPath } };
+  if (defaults.jwt.exchangeUrl !== undefined) spiffe['jwt'] = { exchange: { url: defaults.jwt.exchangeUrl } };
+  const raw: Tree = {
+    spiffe,
+    server: {
+      metadataAddress: `127.0.0.1:${port(settings, 'metadata-port', defaults.metadataPort)}`,
+      opsAddress: `0.0.0.0:${port(settings, 'ops-port', defaults.opsPort)}`,
+      stateDir: defaults.stateDir,
+    },
+    log: { level: defaults.logLevel },
+  };
+  for (const cloud of CLOUDS) if (settings.clouds.has(cloud)) raw[cloud] = structuredClone(defaults[cloud]) as Tree;
+  for (const [name, value] of settings.values) {
+    if (name === 'metadata-port' || name === 'ops-port') continue;
+    const path = pathOf(name);
+    if (path) setPath(raw, path, value satisfies AnnotationValue);
+  }
+  const gcp = raw['gcp'] as Tree | undefined;
+  if (gcp && gcp['projectNumber'] === undefined && typeof gcp['workloadIdentityProvider'] === 'string') {
+    const m = WORKLOAD_IDENTITY_PROVIDER.exec(gcp['workloadIdentityProvider']);
+    if (m?.[1]) gcp['projectNumber'] = m[1];
+  }
+  const azure = raw['azure'] as Tree | undefined;
+  if (azure) azure['identityHeader'] = options.randomSecret();
+  return raw;
+}
+
+function pathOf(name: string): readonly string[] | undefined {
+  return ANNOTATIONS.find((a) => a.name === name)?.path;
+}
+
+/** Problems the schema would word for a config file, worded for the pod author instead. */
+function precheck(settings: PodSettings, defaults: ClusterDefaults, prefix: string): string[] {
+  const problems: string[] = [];
+  if (defaults.jwt.exchangeUrl === undefined) {
+    const names: Record<Cloud, string> = { aws: 'AWS', gcp: 'Google Cloud', azure: 'Entra' };
+    for (const cloud of ['aws', 'azure'] as const) {
+      if (settings.clouds.has(cloud)) {
+        problems.push(
+          `${prefix}${CLOUD_ANNOTATION[cloud]}: ${names[cloud]} federation needs JWT-SVIDs, and this cluster has no issuer exchange configured (webhook defaults.jwt.exchangeUrl; chart value issuer.enabled)`,
+        );
+      }
+    }
+  }
+  const metadataPort = port(settings, 'metadata-port', defaults.metadataPort);
+  if (metadataPort === port(settings, 'ops-port', defaults.opsPort)) {
+    problems.push(`${prefix}${settings.values.has('ops-port') ? 'ops-port' : 'metadata-port'}: the metadata and ops ports must differ (both ${metadataPort})`);
+  }
+  return problems;
+}
+
+function describeIssue(path: readonly PropertyKey[], message: string, raw: Tree, settings: PodSettings, prefix: string): string {
+  if (path.length === 0) {
+    return `${prefix}${INJECT}: ${message} (annotate ${Object.values(CLOUD_ANNOTATION).map((n) => prefix + n).join(', ')} or ${prefix}gcp-service-account)`;
+  }
+  const spec = annotationForPath(path);
+  if (spec) {
+    if (settings.values.has(spec.name)) return `${prefix}${spec.name}: ${message}`;
+    const where = `defaults.${formatPath(spec.path ?? path)}`;
+    if (getPath(raw, spec.path ?? path) === undefined) return `${prefix}${spec.name}: is required (set it on the pod, or as the cluster default ${where})`;
+    return `${prefix}${spec.name}: the cluster default ${where} ${message}`;
+  }
+  const cloud = CLOUDS.find((c) => c === path[0]);
+  if (cloud) return `${prefix}${CLOUD_ANNOTATION[cloud]}: cluster default defaults.${formatPath(path)}: ${message}`;
+  return `${prefix}${INJECT}: the cluster defaults give an invalid sidecar config: ${formatPath(path)}: ${message}`;
+}
+
+export function buildSidecarConfig(settings: PodSettings, defaults: ClusterDefaults, options: BuildOptions): BuildResult {
+  const { prefix } = options;
+  const pre = precheck(settings, defaults, prefix);
+  if (pre.length > 0) return { problems: pre };
+  const raw = compose(settings, defaults, options);
+  const checked = sidecarSchema.safeParse(raw);
+  if (!checked.success) {
+    const problems = checked.error.issues
+      // The project number follows from the provider name; a missing provider is the one problem to report.
+      .filter((issue) => !(issue.path.join('.') === 'gcp.projectNumber' && getPath(raw, ['gcp', 'workloadIdentityProvider']) === undefined))
+      .map((issue) => describeIssue(issue.path, issue.message, raw, settings, prefix));
+    return { problems: [...new Set(problems)] };
+  }
+  const text = stringify(raw, { lineWidth: 0 });
+  try {
+    // The exact parse the sidecar runs on SPIFFE_CONNECTOR_CONFIG.
+    return { built: { text, config: parseSidecarConfig(text, CONFIG_ENV) } };
+  } catch (error) {
+    const detail = error instanceof ConfigError ? error.problems.join('; ') : String(error);
+    return { problems: [`${prefix}${INJECT}: the generated sidecar config does not parse: ${detail}`] };
+  }
+}
