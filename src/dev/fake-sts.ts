@@ -147,6 +147,11 @@ export class FakeSts {
     this.#faults.push(...faults);
   }
 
+  /** Drops faults not yet served: STS is back. */
+  clearFaults(): void {
+    this.#faults = [];
+  }
+
   pendingFaults(): number {
     return this.#faults.length;
   }

@@ -1,0 +1,195 @@
+// Test wiring for the AWS provider: a JwtSource signing with DevOidcSigner (until test/helpers/identity.ts
+// exports signerJwtSource), a fake STS trusting it, and the provider mounted on a loopback express app.
+import { request } from 'node:http';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import express from 'express';
+import { systemClock, type Clock } from '../../src/clock.ts';
+import { validate } from '../../src/config/common.ts';
+import { sidecarSchema, type SidecarConfig } from '../../src/config/schema.ts';
+import { DevOidcSigner } from '../../src/dev/oidc-signer.ts';
+import { FakeSts, type FakeRole } from '../../src/dev/fake-sts.ts';
+import { silentLogger } from '../../src/ops/logger.ts';
+import { Metrics } from '../../src/ops/metrics.ts';
+import { createAwsProvider } from '../../src/providers/aws/index.ts';
+import { AWS_CONTAINER_TOKEN_FILE } from '../../src/providers/aws/env.ts';
+import type { CloudProvider } from '../../src/providers/provider.ts';
+import { Listeners, type JwtSource, type Unsubscribe } from '../../src/sources/source.ts';
+import { parseJwtSvidInsecure, type JwtSvid } from '../../src/spiffe/jwt-svid.ts';
+
+export const ROLE_ARN = 'arn:aws:iam::111122223333:role/app';
+export const ACCOUNT = '111122223333';
+export const AUDIENCE = 'sts.amazonaws.com';
+export const SPIFFE_ID = 'spiffe://example.org/ns/default/sa/app';
+
+/** A JwtSource that signs a fresh JWT-SVID with the dev signer for every request, at the clock's time. */
+export class SignerJwtSource implements JwtSource {
+  readonly #signer: DevOidcSigner;
+  readonly #clock: Clock;
+  readonly #listeners = new Listeners<[]>();
+  sub: string;
+  fetches = 0;
+  /** When set, handed out instead of a freshly signed token. */
+  fixedToken: string | undefined;
+
+  constructor(signer: DevOidcSigner, options: { sub?: string; clock?: Clock } = {}) {
+    this.#signer = signer;
+    this.#clock = options.clock ?? systemClock;
+    this.sub = options.sub ?? SPIFFE_ID;
+  }
+
+  async fetchJwtSvid(audience: string, _signal: AbortSignal): Promise<JwtSvid> {
+    this.fetches += 1;
+    const now = this.#clock.now();
+    const token = this.fixedToken ?? (await this.#signer.sign({ sub: this.sub, aud: audience, iat: Math.floor(now / 1000) }));
+    return parseJwtSvidInsecure(token, { now: new Date(now), leewaySeconds: 1e9 });
+  }
+
+  /** A new identity: later JWT-SVIDs carry `sub`, and subscribers hear about it. */
+  rotate(sub = this.sub): void {
+    this.sub = sub;
+    this.#listeners.emit();
+  }
+
+  subscribe(listener: () => void): Unsubscribe {
+    return this.#listeners.add(listener);
+  }
+
+  async close(): Promise<void> {}
+}
+
+export function awsConfig(overrides: { stsEndpoint: string; stateDir: string; imds?: boolean; sessionDurationSeconds?: number; audience?: string; roleArn?: string }): SidecarConfig {
+  return validate(
+    sidecarSchema,
+    {
+      spiffe: { trustDomain: 'example.org', jwt: { file: '/unused/jwt-svid' } },
+      server: { metadataAddress: '127.0.0.1:0', stateDir: overrides.stateDir },
+      aws: {
+        roleArn: overrides.roleArn ?? ROLE_ARN,
+        region: 'eu-west-1',
+        audience: overrides.audience ?? AUDIENCE,
+        sessionDurationSeconds: overrides.sessionDurationSeconds ?? 3600,
+        stsEndpoint: overrides.stsEndpoint,
+        imds: overrides.imds ?? true,
+      },
+    },
+    'test config',
+  );
+}
+
+export interface StsWorld {
+  readonly signer: DevOidcSigner;
+  readonly fake: FakeSts;
+  close(): Promise<void>;
+}
+
+/** A dev OIDC issuer and a fake STS that registers it and trusts it for ROLE_ARN. */
+export async function startStsWorld(options: { clock?: Clock; role?: Partial<FakeRole>; providerAudiences?: string[] } = {}): Promise<StsWorld> {
+  const signer = await DevOidcSigner.start();
+  const fake = await FakeSts.start({
+    ...(options.clock ? { clock: options.clock } : {}),
+    providers: [{ issuer: signer.issuer, audiences: options.providerAudiences ?? [AUDIENCE] }],
+    roles: [{ arn: ROLE_ARN, issuer: signer.issuer, audience: AUDIENCE, maxSessionDurationSeconds: 43200, ...options.role }],
+  });
+  return {
+    signer,
+    fake,
+    close: async () => {
+      await fake.close();
+      await signer.close();
+    },
+  };
+}
+
+export interface Sidecar {
+  readonly origin: string;
+  readonly port: number;
+  readonly provider: CloudProvider;
+  readonly metrics: Metrics;
+  readonly stateDir: string;
+  readonly tokenFile: string;
+  readonly config: SidecarConfig;
+  close(): Promise<void>;
+}
+
+/** The AWS provider behind a loopback express app, the way the composition root mounts it. */
+export async function startSidecar(options: {
+  stsEndpoint: string;
+  jwt: JwtSource;
+  clock?: Clock;
+  imds?: boolean;
+  sessionDurationSeconds?: number;
+  stsRequestTimeoutMs?: number;
+}): Promise<Sidecar> {
+  const stateDir = await mkdtemp(join(tmpdir(), 'spiffe-connector-aws-'));
+  const config = awsConfig({ stsEndpoint: options.stsEndpoint, stateDir, ...(options.imds === undefined ? {} : { imds: options.imds }), ...(options.sessionDurationSeconds ? { sessionDurationSeconds: options.sessionDurationSeconds } : {}) });
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  const server: Server = createServer(app);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  const metrics = new Metrics();
+  const provider = await createAwsProvider(
+    {
+      config,
+      identity: { x509: undefined, jwt: options.jwt },
+      clock: options.clock ?? systemClock,
+      logger: silentLogger(),
+      metrics,
+      metadataPort: port,
+      stateDir,
+      draining: () => false,
+    },
+    options.stsRequestTimeoutMs === undefined ? {} : { stsRequestTimeoutMs: options.stsRequestTimeoutMs },
+  );
+  app.use(provider.router);
+  app.use((_req, res) => void res.status(404).type('text/plain').send('app fallback\n'));
+  await provider.start();
+  return {
+    origin: `http://127.0.0.1:${port}`,
+    port,
+    provider,
+    metrics,
+    stateDir,
+    tokenFile: join(stateDir, AWS_CONTAINER_TOKEN_FILE),
+    config,
+    close: async () => {
+      await provider.stop();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await rm(stateDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface RawResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+/** A raw HTTP request (node:http, so Host and any header can be set exactly). */
+export function raw(port: number, method: string, path: string, headers: Record<string, string> = {}): Promise<RawResponse> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, method, path, headers: { host: `127.0.0.1:${port}`, ...headers }, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** Waits (in real time, polling) until `condition` holds; for work that crosses real sockets. */
+export async function until(condition: () => boolean, what = 'condition'): Promise<void> {
+  for (let i = 0; i < 3000; i++) {
+    if (condition()) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error(`gave up waiting for ${what}`);
+}
