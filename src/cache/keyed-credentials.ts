@@ -48,7 +48,8 @@ export class KeyedCredentials<T> {
         this.#o.clock.clearTimeout(t);
         resolve();
       };
-      void entry.whenReady().then(done);
+      // Settled, not ready: a first fetch that fails is answered at once (with its error), not after the wait.
+      void entry.whenSettled().then(done);
       signal?.addEventListener('abort', done, { once: true });
     });
     return entry.get();

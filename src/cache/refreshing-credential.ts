@@ -102,6 +102,11 @@ export class RefreshingCredential<T> {
     return new Promise((resolve) => this.#readyWaiters.push(resolve));
   }
 
+  /** Resolves when the fetch under way (if any) has finished, whether it succeeded or failed. */
+  whenSettled(): Promise<void> {
+    return this.#inflight ? this.#inflight.then(() => undefined, () => undefined) : Promise.resolve();
+  }
+
   /**
    * Refreshes now (an identity change, or start). Single-flight: while a fetch runs, another is
    * queued to run right after it, so the newest identity always gets a fetch of its own.
