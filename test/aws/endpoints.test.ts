@@ -1,0 +1,217 @@
+// The emulated AWS surfaces refuse what the real ones refuse and answer the bytes SDKs parse
+// (reference/aws.md §1, §2, §7). The credentials come from a stub lookup: no STS here.
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import express from 'express';
+import type { Lookup } from '../../src/cache/refreshing-credential.ts';
+import { ManualClock } from '../../src/clock.ts';
+import { ConnectorError } from '../../src/errors.ts';
+import { Metrics } from '../../src/ops/metrics.ts';
+import { Secret } from '../../src/ops/redact.ts';
+import type { AwsCredentials } from '../../src/providers/aws/credentials.ts';
+import { awsRouter, parseTtl } from '../../src/providers/aws/endpoints.ts';
+import { ACCOUNT, ROLE_ARN, raw } from './support.ts';
+
+const TOKEN = 'container-token-0123456789abcdefghijklmnopqrstuv';
+
+function credentials(clock: ManualClock): AwsCredentials {
+  return {
+    accessKeyId: 'ASIAEXAMPLEEXAMPLE12',
+    secretAccessKey: new Secret('secret/with+chars=='),
+    sessionToken: new Secret('IQoJb3JpZ2luX2VjSESSION'),
+    expiration: new Date(clock.now() + 3600_000 + 123),
+    accountId: ACCOUNT,
+    roleArn: ROLE_ARN,
+    assumedRoleArn: `arn:aws:sts::${ACCOUNT}:assumed-role/app/ns.default.sa.app`,
+    sessionName: 'ns.default.sa.app',
+    obtainedAt: new Date(clock.now()),
+  };
+}
+
+async function serve(t: TestContext, options: { imds?: boolean; lookup?: () => Lookup<AwsCredentials>; imdsTokenLimit?: number } = {}) {
+  const clock = new ManualClock();
+  const metrics = new Metrics();
+  const creds = credentials(clock);
+  const app = express();
+  const server = createServer(app);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const port = (server.address() as AddressInfo).port;
+  app.use(
+    awsRouter({
+      credentials: { get: options.lookup ?? (() => ({ ok: true, value: creds, expiresAt: creds.expiration })) },
+      authToken: new Secret(TOKEN),
+      roleArn: ROLE_ARN,
+      region: 'eu-west-1',
+      imds: options.imds ?? true,
+      metadataPort: port,
+      clock,
+      metrics,
+      ...(options.imdsTokenLimit ? { imdsTokenLimit: options.imdsTokenLimit } : {}),
+    }),
+  );
+  app.use((_req, res) => void res.status(404).send('next'));
+  const imdsToken = async (ttl = '21600') => (await raw(port, 'PUT', '/latest/api/token', { 'x-aws-ec2-metadata-token-ttl-seconds': ttl })).body;
+  return { port, clock, metrics, creds, imdsToken };
+}
+
+function json(body: string): Record<string, unknown> {
+  const value: unknown = JSON.parse(body);
+  assert.ok(value !== null && typeof value === 'object');
+  return value as Record<string, unknown>;
+}
+
+test('container credentials: exact fields, Expiration without fraction, AccountId and RoleArn', async (t) => {
+  const { port } = await serve(t);
+  const res = await raw(port, 'GET', '/v1/credentials', { authorization: TOKEN });
+  assert.equal(res.status, 200);
+  assert.equal(res.headers['content-type'], 'application/json');
+  assert.deepEqual(json(res.body), {
+    AccessKeyId: 'ASIAEXAMPLEEXAMPLE12',
+    SecretAccessKey: 'secret/with+chars==',
+    Token: 'IQoJb3JpZ2luX2VjSESSION',
+    Expiration: '2026-01-01T01:00:00Z',
+    AccountId: ACCOUNT,
+    RoleArn: ROLE_ARN,
+  });
+  const local = await raw(port, 'GET', '/v1/credentials', { authorization: TOKEN, host: `localhost:${port}` });
+  assert.equal(local.status, 200);
+});
+
+test('container credentials refuse a missing or wrong token, X-Forwarded-For and a non-loopback Host', async (t) => {
+  const { port, metrics } = await serve(t);
+  const cases: Array<[string, Record<string, string>, number]> = [
+    ['no Authorization', {}, 401],
+    ['empty Authorization', { authorization: '' }, 401],
+    ['wrong token', { authorization: `${TOKEN}x` }, 403],
+    ['token with a scheme', { authorization: `Bearer ${TOKEN}` }, 403],
+    ['X-Forwarded-For', { authorization: TOKEN, 'x-forwarded-for': '10.0.0.1' }, 403],
+    ['Forwarded', { authorization: TOKEN, forwarded: 'for=10.0.0.1' }, 403],
+    ['DNS-rebinding Host', { authorization: TOKEN, host: `evil.example:${port}` }, 403],
+    ['loopback Host on another port', { authorization: TOKEN, host: `127.0.0.1:${port + 1}` }, 403],
+    ['link-local Host', { authorization: TOKEN, host: `169.254.170.2:${port}` }, 403],
+  ];
+  for (const [name, headers, status] of cases) {
+    const res = await raw(port, 'GET', '/v1/credentials', headers);
+    assert.equal(res.status, status, name);
+    assert.equal(res.headers['content-type'], 'application/json', name);
+    const body = json(res.body);
+    assert.deepEqual(Object.keys(body).sort(), ['code', 'message'], name);
+    assert.ok(!res.body.includes('ASIA'), name);
+  }
+  const post = await raw(port, 'POST', '/v1/credentials', { authorization: TOKEN });
+  assert.equal(post.status, 405);
+  const counted = await metrics.registry.getSingleMetric('spiffe_connector_requests_total')?.get();
+  const byStatus = Object.fromEntries((counted?.values ?? []).filter((v) => v.labels['surface'] === 'aws-container').map((v) => [v.labels['status'], v.value]));
+  assert.deepEqual(byStatus, { '401': 2, '403': 7, '405': 1 });
+});
+
+test('no valid credentials: 503 with Retry-After and an AWS-shaped body on both surfaces', async (t) => {
+  const lookup = (): Lookup<AwsCredentials> => ({ ok: false, error: new ConnectorError('credentials_unavailable', 'aws web-identity credentials expired and could not be refreshed'), retryAfterSeconds: 7 });
+  const { port, imdsToken } = await serve(t, { lookup });
+  const container = await raw(port, 'GET', '/v1/credentials', { authorization: TOKEN });
+  assert.equal(container.status, 503);
+  assert.equal(container.headers['retry-after'], '7');
+  assert.equal(container.headers['content-type'], 'application/json');
+  assert.equal(json(container.body)['code'], 'CredentialsUnavailable');
+  const token = await imdsToken();
+  const imds = await raw(port, 'GET', '/latest/meta-data/iam/security-credentials/app', { 'x-aws-ec2-metadata-token': token });
+  assert.equal(imds.status, 503);
+  assert.equal(imds.headers['retry-after'], '7');
+  assert.equal(json(imds.body)['Code'], 'CredentialsUnavailable');
+  const listing = await raw(port, 'GET', '/latest/meta-data/iam/security-credentials/', { 'x-aws-ec2-metadata-token': token });
+  assert.deepEqual([listing.status, listing.body], [200, 'app'], 'the role is still listed');
+});
+
+test('IMDSv2 token: TTL header required, 1-21600; the answer carries the TTL header', async (t) => {
+  const { port } = await serve(t);
+  for (const ttl of [undefined, '0', '21601', 'abc', '-5', '1.5', '']) {
+    const res = await raw(port, 'PUT', '/latest/api/token', ttl === undefined ? {} : { 'x-aws-ec2-metadata-token-ttl-seconds': ttl });
+    assert.equal(res.status, 400, `ttl ${ttl}`);
+  }
+  for (const ttl of ['1', '300', '21600']) {
+    const res = await raw(port, 'PUT', '/latest/api/token', { 'x-aws-ec2-metadata-token-ttl-seconds': ttl });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers['x-aws-ec2-metadata-token-ttl-seconds'], ttl);
+    assert.match(res.body, /^[\w-]{40,}$/);
+  }
+  const slash = await raw(port, 'PUT', '/latest/api/token/', { 'x-aws-ec2-metadata-token-ttl-seconds': '60' });
+  assert.equal(slash.status, 200);
+  const forwarded = await raw(port, 'PUT', '/latest/api/token', { 'x-aws-ec2-metadata-token-ttl-seconds': '60', 'x-forwarded-for': '10.0.0.1' });
+  assert.equal(forwarded.status, 400);
+  const get = await raw(port, 'GET', '/latest/api/token');
+  assert.equal(get.status, 405);
+  assert.equal(parseTtl(' 60 '), 60);
+});
+
+test('IMDSv2 GETs: tokenless, unknown or expired token is 401; X-Forwarded-For and a foreign Host are 403', async (t) => {
+  const { port, clock, imdsToken } = await serve(t);
+  const path = '/latest/meta-data/iam/security-credentials/app';
+  assert.equal((await raw(port, 'GET', path)).status, 401);
+  assert.equal((await raw(port, 'GET', path, { 'x-aws-ec2-metadata-token': 'made-up' })).status, 401);
+  const token = await imdsToken('60');
+  assert.equal((await raw(port, 'GET', path, { 'x-aws-ec2-metadata-token': token, 'x-forwarded-for': '10.0.0.1' })).status, 403);
+  assert.equal((await raw(port, 'GET', path, { 'x-aws-ec2-metadata-token': token, host: `attacker.example:${port}` })).status, 403);
+  assert.equal((await raw(port, 'PUT', '/latest/api/token', { 'x-aws-ec2-metadata-token-ttl-seconds': '60', host: `attacker.example:${port}` })).status, 403);
+  const ok = await raw(port, 'GET', path, { 'x-aws-ec2-metadata-token': token });
+  assert.equal(ok.status, 200);
+  assert.equal(ok.headers['x-aws-ec2-metadata-token-ttl-seconds'], '60');
+  await clock.advance(59_000);
+  assert.equal((await raw(port, 'GET', path, { 'x-aws-ec2-metadata-token': token })).headers['x-aws-ec2-metadata-token-ttl-seconds'], '1');
+  await clock.advance(1_000);
+  assert.equal((await raw(port, 'GET', path, { 'x-aws-ec2-metadata-token': token })).status, 401);
+});
+
+test('IMDSv2 keeps a bounded number of session tokens, dropping the one expiring first', async (t) => {
+  const { port, imdsToken } = await serve(t, { imdsTokenLimit: 2 });
+  const first = await imdsToken('100');
+  const second = await imdsToken('200');
+  const third = await imdsToken('300');
+  const status = async (token: string) => (await raw(port, 'GET', '/latest/meta-data/placement/region', { 'x-aws-ec2-metadata-token': token })).status;
+  assert.deepEqual([await status(first), await status(second), await status(third)], [401, 200, 200]);
+});
+
+test('IMDS paths: role listing, role document, extended, info, placement, identity document, 404 otherwise', async (t) => {
+  const { port, imdsToken } = await serve(t);
+  const token = await imdsToken();
+  const get = (path: string) => raw(port, 'GET', path, { 'x-aws-ec2-metadata-token': token });
+  for (const path of ['/latest/meta-data/iam/security-credentials', '/latest/meta-data/iam/security-credentials/', '/latest/meta-data/iam/security-credentials-extended/']) {
+    const res = await get(path);
+    assert.deepEqual([res.status, res.body], [200, 'app'], path);
+  }
+  for (const path of ['/latest/meta-data/iam/security-credentials/app', '/latest/meta-data/iam/security-credentials/app/', '/latest/meta-data/iam/security-credentials-extended/app']) {
+    const res = await get(path);
+    assert.equal(res.status, 200, path);
+    assert.deepEqual(json(res.body), {
+      Code: 'Success',
+      LastUpdated: '2026-01-01T00:00:00Z',
+      Type: 'AWS-HMAC',
+      AccessKeyId: 'ASIAEXAMPLEEXAMPLE12',
+      SecretAccessKey: 'secret/with+chars==',
+      Token: 'IQoJb3JpZ2luX2VjSESSION',
+      Expiration: '2026-01-01T01:00:00Z',
+      AccountId: ACCOUNT,
+    });
+  }
+  const info = json((await get('/latest/meta-data/iam/info')).body);
+  assert.equal(info['Code'], 'Success');
+  assert.equal(info['InstanceProfileArn'], `arn:aws:iam::${ACCOUNT}:instance-profile/app`);
+  assert.equal((await get('/latest/meta-data/placement/region')).body, 'eu-west-1');
+  assert.equal((await get('/latest/meta-data/placement/availability-zone')).body, 'eu-west-1a');
+  const doc = json((await get('/latest/dynamic/instance-identity/document')).body);
+  assert.deepEqual([doc['region'], doc['accountId']], ['eu-west-1', ACCOUNT]);
+  for (const path of ['/latest/meta-data/iam/security-credentials/other-role', '/latest/user-data', '/latest/meta-data/ami-id']) {
+    const res = await get(path);
+    assert.deepEqual([res.status, res.headers['content-type'], res.body], [404, 'text/plain', 'Not Found'], path);
+  }
+  assert.equal((await raw(port, 'GET', '/computeMetadata/v1/')).body, 'next', 'other surfaces pass through');
+});
+
+test('with aws.imds false the IMDS paths are not mounted', async (t) => {
+  const { port } = await serve(t, { imds: false });
+  const put = await raw(port, 'PUT', '/latest/api/token', { 'x-aws-ec2-metadata-token-ttl-seconds': '60' });
+  assert.deepEqual([put.status, put.body], [404, 'next']);
+  assert.equal((await raw(port, 'GET', '/v1/credentials', { authorization: TOKEN })).status, 200);
+});
