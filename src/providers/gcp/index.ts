@@ -23,10 +23,25 @@ export const gcpModule: CloudModule = {
   cloud: 'gcp',
   env: gcpEnv,
   describe: describeGcp,
-  create: createGcpProvider,
+  create: (ctx) => createGcpProvider(ctx),
 };
 
-async function createGcpProvider(ctx: ProviderContext): Promise<CloudProvider> {
+/** Knobs the config does not carry (tests, benchmarks). */
+export interface GcpProviderOptions {
+  /** Per-request timeout towards Google. Default 10 s. */
+  readonly requestTimeoutMs?: number;
+  /** Most scope sets kept fresh. Default 16. */
+  readonly maxScopeSets?: number;
+  /** Most ID-token audiences kept fresh. Default 32. */
+  readonly maxAudiences?: number;
+  /** How long a request for a new scope set or audience waits for its first exchange. Default 10 s. */
+  readonly firstFetchWaitMs?: number;
+  readonly random?: () => number;
+  /** The instance name served (default: this host's name). */
+  readonly hostname?: string;
+}
+
+export async function createGcpProvider(ctx: ProviderContext, options: GcpProviderOptions = {}): Promise<CloudProvider> {
   const gcp = ctx.config.gcp;
   if (!gcp) throw new ConnectorError('config_invalid', 'the gcp section is not configured');
   const sdk = await import('google-auth-library');
@@ -45,8 +60,18 @@ async function createGcpProvider(ctx: ProviderContext): Promise<CloudProvider> {
     throw new ConnectorError('config_invalid', 'Google federation needs a JWT-SVID or an X.509-SVID source');
   }
 
-  const maxScopeSets = 16;
-  const exchange = new GcpExchange({ sdk, gcp, subject, clock: ctx.clock, logger: ctx.logger, metrics: ctx.metrics, caPem, maxClients: maxScopeSets + 2 });
+  const maxScopeSets = options.maxScopeSets ?? 16;
+  const exchange = new GcpExchange({
+    sdk,
+    gcp,
+    subject,
+    clock: ctx.clock,
+    logger: ctx.logger,
+    metrics: ctx.metrics,
+    caPem,
+    maxClients: maxScopeSets + 2,
+    ...(options.requestTimeoutMs === undefined ? {} : { timeoutMs: options.requestTimeoutMs }),
+  });
   const credentials = new GcpCredentials({
     upstream: exchange,
     defaultScopes: DEFAULT_SCOPES,
@@ -55,9 +80,12 @@ async function createGcpProvider(ctx: ProviderContext): Promise<CloudProvider> {
     logger: ctx.logger,
     metrics: ctx.metrics,
     maxScopeSets,
+    ...(options.maxAudiences === undefined ? {} : { maxAudiences: options.maxAudiences }),
+    ...(options.firstFetchWaitMs === undefined ? {} : { firstFetchWaitMs: options.firstFetchWaitMs }),
+    ...(options.random ? { random: options.random } : {}),
   });
 
-  const host = hostname();
+  const host = options.hostname ?? hostname();
   const facts: MetadataFacts = {
     projectId: gcp.projectId,
     numericProjectId: gcp.projectNumber,

@@ -1,0 +1,291 @@
+// Test wiring for the Google provider: JWT-SVIDs from DevOidcSigner and X.509-SVIDs from DevCa
+// (until test/helpers/identity.ts lands), the Google stand-ins trusting them, the provider mounted
+// on a loopback express app, raw requests, and an unmodified app run as a child process.
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import express from 'express';
+import { systemClock, type Clock } from '../../src/clock.ts';
+import { validate } from '../../src/config/common.ts';
+import { sidecarSchema, type SidecarConfig } from '../../src/config/schema.ts';
+import { DevCa } from '../../src/dev/dev-ca.ts';
+import { FakeGcp } from '../../src/dev/fake-gcp.ts';
+import { DevOidcSigner } from '../../src/dev/oidc-signer.ts';
+import { silentLogger } from '../../src/ops/logger.ts';
+import { Metrics } from '../../src/ops/metrics.ts';
+import { gcpEnv } from '../../src/providers/gcp/env.ts';
+import { createGcpProvider, type GcpProviderOptions } from '../../src/providers/gcp/index.ts';
+import type { CloudProvider } from '../../src/providers/provider.ts';
+import { Listeners, type JwtSource, type Unsubscribe, type X509Source } from '../../src/sources/source.ts';
+import { X509Bundle } from '../../src/spiffe/bundle.ts';
+import { parseJwtSvidInsecure, type JwtSvid } from '../../src/spiffe/jwt-svid.ts';
+import { parseX509Svid, type X509Svid } from '../../src/spiffe/x509-svid.ts';
+
+export const PROJECT_ID = 'my-project';
+export const PROJECT_NUMBER = '123456789012';
+export const POOL = `projects/${PROJECT_NUMBER}/locations/global/workloadIdentityPools/spiffe-pool`;
+export const PROVIDER = `${POOL}/providers/spiffe`;
+export const AUDIENCE = `//iam.googleapis.com/${PROVIDER}`;
+export const SERVICE_ACCOUNT = 'app@my-project.iam.gserviceaccount.com';
+export const SPIFFE_ID = 'spiffe://example.org/ns/default/sa/app';
+export const CLOUD_PLATFORM = 'https://www.googleapis.com/auth/cloud-platform';
+
+/** A JwtSource signing a fresh JWT-SVID at the clock's time for every request. */
+export class SignerJwtSource implements JwtSource {
+  readonly #signer: DevOidcSigner;
+  readonly #clock: Clock;
+  readonly #listeners = new Listeners<[]>();
+  sub: string;
+  fetches = 0;
+
+  constructor(signer: DevOidcSigner, options: { sub?: string; clock?: Clock } = {}) {
+    this.#signer = signer;
+    this.#clock = options.clock ?? systemClock;
+    this.sub = options.sub ?? SPIFFE_ID;
+  }
+
+  async fetchJwtSvid(audience: string): Promise<JwtSvid> {
+    this.fetches += 1;
+    const now = this.#clock.now();
+    const token = await this.#signer.sign({ sub: this.sub, aud: audience, iat: Math.floor(now / 1000) });
+    return parseJwtSvidInsecure(token, { now: new Date(now) });
+  }
+
+  rotate(sub = this.sub): void {
+    this.sub = sub;
+    this.#listeners.emit();
+  }
+
+  subscribe(listener: () => void): Unsubscribe {
+    return this.#listeners.add(listener);
+  }
+
+  async close(): Promise<void> {}
+}
+
+/** An X509Source holding SVIDs minted by a DevCa at the clock's time; rotate() mints the next one. */
+export class DevCaX509Source implements X509Source {
+  readonly #ca: DevCa;
+  readonly #clock: Clock;
+  readonly #listeners = new Listeners<[X509Svid]>();
+  #current: X509Svid | undefined;
+  id: string;
+
+  constructor(ca: DevCa, options: { id?: string; clock?: Clock } = {}) {
+    this.#ca = ca;
+    this.#clock = options.clock ?? systemClock;
+    this.id = options.id ?? SPIFFE_ID;
+  }
+
+  async rotate(id = this.id): Promise<X509Svid> {
+    this.id = id;
+    const minted = await this.#ca.issueX509Svid({ spiffeId: id, ttlSeconds: 24 * 3600, now: new Date(this.#clock.now()) });
+    const svid = parseX509Svid(minted.certPem, minted.keyPem);
+    this.#current = svid;
+    this.#listeners.emit(svid);
+    return svid;
+  }
+
+  current(): X509Svid | undefined {
+    return this.#current;
+  }
+
+  bundle(): X509Bundle {
+    return X509Bundle.parsePem(this.#ca.trustDomain, this.#ca.certPem);
+  }
+
+  subscribe(listener: (svid: X509Svid) => void): Unsubscribe {
+    return this.#listeners.add(listener);
+  }
+
+  async whenReady(): Promise<void> {}
+
+  async close(): Promise<void> {}
+}
+
+export interface GoogleWorld {
+  readonly signer: DevOidcSigner;
+  readonly ca: DevCa;
+  readonly fake: FakeGcp;
+  /** A file with the DevCa root: gcp.caFile, so the sidecar trusts the fake's HTTPS certificate. */
+  readonly caFile: string;
+  readonly dir: string;
+  close(): Promise<void>;
+}
+
+/** A dev OIDC issuer, a dev CA, and the Google stand-ins trusting both, with SERVICE_ACCOUNT impersonable by the pool. */
+export async function startGoogleWorld(options: { clock?: Clock } = {}): Promise<GoogleWorld> {
+  const signer = await DevOidcSigner.start();
+  const ca = await DevCa.create({ trustDomain: 'example.org' });
+  const serverCert = await ca.issueServerCert({ dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
+  const fake = await FakeGcp.start({
+    ...(options.clock ? { clock: options.clock } : {}),
+    tls: { certPem: serverCert.certPem, keyPem: serverCert.keyPem },
+    providers: [{ name: PROVIDER, issuer: signer.issuer, trustAnchorsPem: ca.certPem }],
+    serviceAccounts: [{ email: SERVICE_ACCOUNT, impersonators: [`principalSet://iam.googleapis.com/${POOL}/*`] }],
+  });
+  const dir = await mkdtemp(join(tmpdir(), 'spiffe-connector-gcp-'));
+  const caFile = join(dir, 'ca.pem');
+  await writeFile(caFile, ca.certPem);
+  return {
+    signer,
+    ca,
+    fake,
+    caFile,
+    dir,
+    close: async () => {
+      await fake.close();
+      await signer.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export function gcpConfig(o: { world: GoogleWorld; stateDir: string; x509: boolean; serviceAccount: boolean }): SidecarConfig {
+  const endpoint = o.x509 ? (o.world.fake.httpsUrl as string) : o.world.fake.url;
+  return validate(
+    sidecarSchema,
+    {
+      spiffe: o.x509 ? { trustDomain: 'example.org', x509: { dir: '/unused' } } : { trustDomain: 'example.org', jwt: { file: '/unused/jwt-svid' } },
+      server: { metadataAddress: '127.0.0.1:0', stateDir: o.stateDir },
+      gcp: {
+        projectId: PROJECT_ID,
+        projectNumber: PROJECT_NUMBER,
+        workloadIdentityProvider: PROVIDER,
+        ...(o.serviceAccount ? { serviceAccount: SERVICE_ACCOUNT } : {}),
+        stsEndpoint: endpoint,
+        iamCredentialsEndpoint: endpoint,
+        caFile: o.world.caFile,
+        zone: 'europe-west1-b',
+      },
+    },
+    'test config',
+  );
+}
+
+export interface Sidecar {
+  readonly origin: string;
+  readonly port: number;
+  readonly provider: CloudProvider;
+  readonly metrics: Metrics;
+  readonly stateDir: string;
+  readonly config: SidecarConfig;
+  /** The lines `spiffe-connector env` prints for Google. */
+  readonly env: Record<string, string>;
+  close(): Promise<void>;
+}
+
+/** The Google provider behind a loopback express app, the way the composition root mounts it. */
+export async function startSidecar(o: {
+  world: GoogleWorld;
+  jwt?: JwtSource;
+  x509?: X509Source;
+  serviceAccount?: boolean;
+  clock?: Clock;
+  options?: GcpProviderOptions;
+}): Promise<Sidecar> {
+  const stateDir = await mkdtemp(join(tmpdir(), 'spiffe-connector-gcp-state-'));
+  const config = gcpConfig({ world: o.world, stateDir, x509: o.jwt === undefined, serviceAccount: o.serviceAccount ?? true });
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  const server: Server = createServer(app);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  const metrics = new Metrics();
+  const provider = await createGcpProvider(
+    {
+      config,
+      identity: { x509: o.x509, jwt: o.jwt },
+      clock: o.clock ?? systemClock,
+      logger: silentLogger(),
+      metrics,
+      metadataPort: port,
+      stateDir,
+      draining: () => false,
+    },
+    { hostname: 'app-7d4b9c-xyz', ...o.options },
+  );
+  app.use(provider.router);
+  app.use((_req, res) => void res.status(404).type('text/plain').send('app fallback\n'));
+  await provider.start();
+  const origin = `http://127.0.0.1:${port}`;
+  return {
+    origin,
+    port,
+    provider,
+    metrics,
+    stateDir,
+    config,
+    env: Object.fromEntries(gcpEnv(config, origin)),
+    close: async () => {
+      await provider.stop();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await rm(stateDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface RawResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+export const FLAVOR = { 'Metadata-Flavor': 'Google' } as const;
+
+/** A raw HTTP GET (node:http, so Host and any header can be set exactly). */
+export function get(port: number, path: string, headers: Record<string, string> = FLAVOR, method = 'GET'): Promise<RawResponse> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, method, path, headers: { host: `127.0.0.1:${port}`, ...headers }, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** Waits (in real time, polling) until `condition` holds; for work that crosses real sockets. */
+export async function until(condition: () => boolean, what = 'condition'): Promise<void> {
+  for (let i = 0; i < 3000; i++) {
+    if (condition()) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error(`gave up waiting for ${what}`);
+}
+
+export interface AdcResult {
+  available?: boolean;
+  projectId?: string;
+  metadataProjectId?: string;
+  numericProjectId?: number | string;
+  accessToken?: string | null;
+  email?: string | null;
+  scopedToken?: string | null;
+  idToken?: { authorization: string | null; viaProvider: string };
+  errors: Record<string, string>;
+}
+
+/** Runs test/gcp/adc-client.ts in a child Node with only `env` (plus PATH and an empty HOME). */
+export async function runAdcClient(env: Record<string, string>, args: { audience?: string; scopes?: readonly string[] } = {}): Promise<AdcResult> {
+  const home = await mkdtemp(join(tmpdir(), 'spiffe-connector-gcp-home-'));
+  try {
+    const stdout = await new Promise<string>((resolve, reject) => {
+      execFile(
+        process.execPath,
+        [join(import.meta.dirname, 'adc-client.ts'), args.audience ?? '', (args.scopes ?? []).join(',')],
+        { env: { PATH: dirname(process.execPath), HOME: home, CLOUDSDK_CONFIG: home, ...env }, timeout: 60_000 },
+        (error, out, err) => (error ? reject(new Error(`${error.message}\n${err}`)) : resolve(out)),
+      );
+    });
+    return JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as AdcResult;
+  } finally {
+    await rm(home, { recursive: true, force: true });
+  }
+}
