@@ -1,0 +1,164 @@
+// mutatePod/admitPod, the pure core: every decision the webhook makes about one pod.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseWebhookConfig, type WebhookConfig } from '../../src/config/webhook.ts';
+import { admitPod, type MutationResult } from '../../src/webhook/mutate.ts';
+import type { Pod } from '../../src/webhook/pod.ts';
+
+const BASE = `
+webhook: { tls: { certFile: /tls/tls.crt, keyFile: /tls/tls.key } }
+sidecar: { image: registry.example/spiffe-connector:0.1.0 }
+`;
+
+function config(defaults = `
+defaults:
+  trustDomain: cluster.example
+  jwt: { exchangeUrl: "https://issuer.spiffe-connector.svc:8443/token" }
+  aws: { region: eu-west-1 }
+  gcp: { projectId: my-project, workloadIdentityProvider: projects/42/locations/global/workloadIdentityPools/pool/providers/spiffe }
+`): WebhookConfig {
+  return parseWebhookConfig(BASE + defaults);
+}
+
+const P = 'spiffe-connector.io/';
+
+function pod(annotations: Record<string, string>, spec: Partial<Pod['spec']> = {}, labels?: Record<string, string>): Pod {
+  return { metadata: { name: 'p', annotations, ...(labels ? { labels } : {}) }, spec: { containers: [{ name: 'app', image: 'app:1' }], ...spec } };
+}
+
+function admit(p: Pod, c: WebhookConfig = config()): MutationResult {
+  return admitPod(p, { config: c, randomSecret: () => 'per-pod-secret-0123456789' });
+}
+
+function deniedMessage(r: MutationResult): string {
+  assert.equal(r.outcome, 'denied');
+  return r.outcome === 'denied' ? r.denied : '';
+}
+
+function injected(r: MutationResult): Extract<MutationResult, { outcome: 'injected' }> {
+  assert.equal(r.outcome, 'injected', r.outcome === 'denied' ? r.denied : '');
+  return r as Extract<MutationResult, { outcome: 'injected' }>;
+}
+
+const AWS = { [`${P}inject`]: 'true', [`${P}aws-role-arn`]: 'arn:aws:iam::111122223333:role/app' };
+
+test('pods that do not ask are left alone, even with broken spiffe-connector annotations', () => {
+  assert.equal(admit(pod({})).outcome, 'not-requested');
+  assert.equal(admit(pod({ [`${P}inject`]: 'false', [`${P}aws-role-arn`]: 'nonsense', [`${P}typo`]: 'x' })).outcome, 'not-requested');
+});
+
+test('the inject label works like the annotation; an unreadable inject value is denied', () => {
+  assert.equal(admit(pod({ [`${P}aws-role-arn`]: AWS[`${P}aws-role-arn`] as string }, {}, { [`${P}inject`]: 'true' })).outcome, 'injected');
+  assert.equal(deniedMessage(admit(pod({ [`${P}inject`]: 'yes' }))), `${P}inject: must be "true" or "false"`);
+});
+
+test('a pod that names no cloud is told which annotations serve one', () => {
+  assert.match(deniedMessage(admit(pod({ [`${P}inject`]: 'true' }))), /^spiffe-connector\.io\/inject: configure at least one cloud.*aws-role-arn.*gcp-workload-identity-provider.*azure-client-id.*gcp-service-account/);
+});
+
+test('clouds that need JWT-SVIDs are denied when the cluster has no issuer exchange; GCP falls back to X.509', () => {
+  const noIssuer = config(`
+defaults:
+  trustDomain: cluster.example
+  gcp: { projectId: my-project }
+`);
+  assert.match(deniedMessage(admit(pod(AWS), noIssuer)), /^spiffe-connector\.io\/aws-role-arn: AWS federation needs JWT-SVIDs, and this cluster has no issuer exchange configured/);
+  const gcp = injected(admit(pod({ [`${P}inject`]: 'true', [`${P}gcp-workload-identity-provider`]: 'projects/7/locations/global/workloadIdentityPools/pool/providers/x509' }), noIssuer));
+  assert.equal(gcp.config.spiffe.jwt, undefined);
+  assert.equal(gcp.config.gcp?.projectNumber, '7');
+});
+
+test('a required value missing from both the pod and the cluster defaults names the annotation and the default', () => {
+  const msg = deniedMessage(admit(pod({ [`${P}inject`]: 'true', [`${P}azure-client-id`]: '11111111-1111-1111-1111-111111111111' })));
+  assert.equal(msg, `${P}azure-tenant-id: is required (set it on the pod, or as the cluster default defaults.azure.tenantId)`);
+});
+
+test('the GCP service account alone uses the cluster default provider', () => {
+  const r = injected(admit(pod({ [`${P}inject`]: 'true', [`${P}gcp-service-account`]: 'app@my-project.iam.gserviceaccount.com' })));
+  assert.equal(r.config.gcp?.workloadIdentityProvider, 'projects/42/locations/global/workloadIdentityPools/pool/providers/spiffe');
+  assert.equal(r.config.gcp?.projectNumber, '42');
+});
+
+test('every problem is listed at once', () => {
+  const msg = deniedMessage(admit(pod({ ...AWS, [`${P}aws-region`]: 'mars', [`${P}ops-port`]: '99999', [`${P}log-level`]: 'loud' })));
+  assert.match(msg, /ops-port: must be a port number, 1-65535/);
+  const msg2 = deniedMessage(admit(pod({ ...AWS, [`${P}aws-region`]: 'mars', [`${P}log-level`]: 'loud' })));
+  assert.match(msg2, /spiffe-connector\.io\/aws-region: must be an AWS region/);
+  assert.match(msg2, /spiffe-connector\.io\/log-level: /);
+});
+
+test('host network, Windows, port clashes and unknown skip-containers are denied with the annotation to change', () => {
+  assert.match(deniedMessage(admit(pod(AWS, { hostNetwork: true }))), /hostNetwork/);
+  assert.match(deniedMessage(admit(pod(AWS, { os: { name: 'windows' } }))), /Linux/);
+  assert.equal(
+    deniedMessage(admit(pod(AWS, { containers: [{ name: 'app', ports: [{ containerPort: 9090 }] }] }))),
+    `${P}ops-port: port 9090 is declared by container "app"; set ${P}ops-port to a free port`,
+  );
+  assert.match(deniedMessage(admit(pod({ ...AWS, [`${P}metadata-port`]: '9090' }))), /metadata and ops ports must differ/);
+  assert.equal(deniedMessage(admit(pod({ ...AWS, [`${P}skip-containers`]: 'app, sidecar-typo' }))), `${P}skip-containers: names no container of this pod: sidecar-typo`);
+});
+
+test("the pod's own csi-driver-spiffe volume is reused and its fs-group becomes the sidecar's group", () => {
+  const volumes = [{ name: 'svid', csi: { driver: 'spiffe.csi.cert-manager.io', readOnly: true, volumeAttributes: { 'spiffe.csi.cert-manager.io/fs-group': '2000' } } }];
+  const r = injected(admit(pod(AWS, { volumes })));
+  const added = r.patch.filter((op) => op.path.startsWith('/spec/volumes'));
+  assert.deepEqual(added.map((op) => (op.value as { name: string }).name), ['spiffe-connector-state']);
+  const sidecar = r.patch.find((op) => op.path === '/spec/initContainers')?.value as Array<Record<string, any>>;
+  assert.equal(sidecar[0]?.['securityContext'].runAsGroup, 2000);
+  assert.equal(sidecar[0]?.['volumeMounts'][0].name, 'svid');
+  assert.deepEqual(r.warnings, []);
+
+  const noGroup = injected(admit(pod(AWS, { volumes: [{ name: 'svid', csi: { driver: 'spiffe.csi.cert-manager.io' } }] })));
+  assert.match(noGroup.warnings[0] ?? '', /sets no spiffe\.csi\.cert-manager\.io\/fs-group/);
+  const podGroup = injected(admit(pod(AWS, { volumes: [{ name: 'svid', csi: { driver: 'spiffe.csi.cert-manager.io' } }], securityContext: { fsGroup: 3000 } })));
+  assert.deepEqual(podGroup.warnings, []);
+  const sc = (podGroup.patch.find((op) => op.path === '/spec/initContainers')?.value as Array<Record<string, any>>)[0]?.['securityContext'];
+  assert.equal(sc.runAsGroup, 3000);
+});
+
+test('volume names taken by the pod get a suffix', () => {
+  const r = injected(admit(pod(AWS, { volumes: [{ name: 'spiffe-connector-state', emptyDir: {} }, { name: 'spiffe-connector-svid', emptyDir: {} }] })));
+  assert.deepEqual(
+    r.patch.filter((op) => op.path === '/spec/volumes/-').map((op) => (op.value as { name: string }).name),
+    ['spiffe-connector-svid-1', 'spiffe-connector-state-1'],
+  );
+});
+
+test('each app container gets the env and the read-only token mount, whether it has env and mounts or not', () => {
+  const r = injected(
+    admit(
+      pod(AWS, {
+        containers: [
+          { name: 'a', env: [{ name: 'X', value: '1' }], volumeMounts: [{ name: 'v', mountPath: '/v' }] },
+          { name: 'b' },
+          { name: 'c', volumeMounts: [{ name: 'mine', mountPath: '/var/run/spiffe-connector' }] },
+        ],
+      }),
+    ),
+  );
+  const paths = r.patch.map((op) => op.path);
+  assert.ok(paths.includes('/spec/containers/0/env/-'));
+  assert.ok(paths.includes('/spec/containers/0/volumeMounts/-'));
+  assert.ok(paths.includes('/spec/containers/1/env'));
+  assert.ok(paths.includes('/spec/containers/1/volumeMounts'));
+  assert.ok(!paths.some((p) => p.startsWith('/spec/containers/2/volumeMounts')));
+  assert.deepEqual(r.warnings, ['container "c": /var/run/spiffe-connector is already mounted; the token files are not mounted there']);
+});
+
+test('warnings never carry injected values (the Azure identity header is a secret)', () => {
+  const r = injected(
+    admit(
+      pod(
+        { [`${P}inject`]: 'true', [`${P}azure-client-id`]: '11111111-1111-1111-1111-111111111111', [`${P}azure-tenant-id`]: '00000000-0000-0000-0000-000000000000' },
+        { containers: [{ name: 'app', env: [{ name: 'IDENTITY_HEADER', value: 'mine' }] }] },
+      ),
+    ),
+  );
+  assert.equal(r.config.azure?.identityHeader, 'per-pod-secret-0123456789');
+  assert.deepEqual(r.warnings, ['container "app": IDENTITY_HEADER is set explicitly and was left as it is']);
+  assert.ok(!r.warnings.join().includes('per-pod-secret'));
+});
+
+test('an injected pod is recognised by its sidecar container and patched no further', () => {
+  assert.equal(admit(pod(AWS, { initContainers: [{ name: 'spiffe-connector', restartPolicy: 'Always' }] })).outcome, 'already-injected');
+});
