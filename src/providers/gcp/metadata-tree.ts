@@ -85,7 +85,8 @@ export interface Rendered {
 /** A directory listing: one entry per line, sub-directories suffixed "/" (reference §1.4). */
 export function renderListing(node: MetadataNode & { dir: unknown }, extra: readonly string[] = [], json = false): Rendered {
   const entries = Object.entries(node.dir as Record<string, MetadataNode>).map(([name, child]) => ('dir' in child ? `${name}/` : name));
-  const all = [...entries, ...extra].sort();
+  // Insertion order (default/ before the email, as GCE lists them); token and identity merged in order.
+  const all = extra.length > 0 ? [...entries, ...extra].sort() : entries;
   if (json) return { json: true, body: JSON.stringify(all) };
   return { json: false, body: all.map((e) => `${e}\n`).join('') };
 }

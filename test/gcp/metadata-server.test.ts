@@ -1,0 +1,187 @@
+// The emulated GCE metadata server as the client libraries probe and parse it (reference/gcp.md §1.3,
+// §1.4, requirements 2–7): every path, every format, the headers on every answer, and each refusal.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { CLOUD_PLATFORM, FLAVOR, PROJECT_ID, PROJECT_NUMBER, SERVICE_ACCOUNT, SignerJwtSource, get, startGoogleWorld, startSidecar, until, type RawResponse, type Sidecar } from './support.ts';
+
+const V1 = '/computeMetadata/v1';
+const EMAIL_SCOPE = 'https://www.googleapis.com/auth/userinfo.email';
+
+function assertMetadataHeaders(r: RawResponse, json: boolean): void {
+  assert.equal(r.headers['metadata-flavor'], 'Google');
+  assert.equal(r.headers.server, 'Metadata Server for VM');
+  assert.equal(r.headers['content-type'], json ? 'application/json' : 'application/text');
+}
+
+async function ok(sidecar: Sidecar, path: string, body: string, json = false): Promise<void> {
+  const r = await get(sidecar.port, path);
+  assert.equal(r.status, 200, `${path}: ${r.body}`);
+  assertMetadataHeaders(r, json);
+  assert.equal(r.body, body, path);
+}
+
+test('root, listings, static facts, alt=json and recursive JSON', async (t) => {
+  const world = await startGoogleWorld();
+  t.after(() => world.close());
+  const s = await startSidecar({ world, jwt: new SignerJwtSource(world.signer), serviceAccount: true });
+  t.after(() => s.close());
+
+  // Root answers without Metadata-Flavor (Go and Python probe it so).
+  const root = await get(s.port, '/', {});
+  assert.equal(root.status, 200);
+  assertMetadataHeaders(root, false);
+  assert.equal(root.body, '0.1/\ncomputeMetadata/\n');
+
+  await ok(s, `${V1}/`, 'instance/\nproject/\nuniverse/\n');
+  const instanceListing = 'attributes/\nhostname\nid\nname\nservice-accounts/\nzone\n';
+  await ok(s, `${V1}/instance`, instanceListing);
+  await ok(s, `${V1}/instance/`, instanceListing);
+  await ok(s, `${V1}/project/`, 'attributes/\nnumeric-project-id\nproject-id\n');
+  await ok(s, `${V1}/project/project-id`, PROJECT_ID);
+  await ok(s, `${V1}/project/numeric-project-id`, PROJECT_NUMBER);
+  await ok(s, `${V1}/project/numeric-project-id?alt=json`, PROJECT_NUMBER, true);
+  await ok(s, `${V1}/project/project-id?alt=json`, JSON.stringify(PROJECT_ID), true);
+  await ok(s, `${V1}/instance/zone`, `projects/${PROJECT_NUMBER}/zones/europe-west1-b`);
+  await ok(s, `${V1}/instance/name`, 'app-7d4b9c-xyz');
+  await ok(s, `${V1}/instance/hostname`, 'app-7d4b9c-xyz');
+  await ok(s, `${V1}/universe/universe-domain`, 'googleapis.com');
+  const id = await get(s.port, `${V1}/instance/id`);
+  assert.match(id.body, /^\d{1,19}$/);
+
+  const accounts = `default/\n${SERVICE_ACCOUNT}/\n`;
+  await ok(s, `${V1}/instance/service-accounts`, accounts);
+  await ok(s, `${V1}/instance/service-accounts/`, accounts);
+  await ok(s, `${V1}/instance/service-accounts/?alt=json`, JSON.stringify(['default/', `${SERVICE_ACCOUNT}/`]), true);
+  for (const account of ['default', SERVICE_ACCOUNT]) {
+    const base = `${V1}/instance/service-accounts/${account}`;
+    await ok(s, `${base}/`, 'aliases\nemail\nidentity\nscopes\ntoken\n');
+    await ok(s, `${base}/email`, SERVICE_ACCOUNT);
+    await ok(s, `${base}/aliases`, 'default\n');
+    await ok(s, `${base}/scopes`, `${CLOUD_PLATFORM}\n${EMAIL_SCOPE}\n`);
+    await ok(s, `${base}/?recursive=true`, JSON.stringify({ aliases: ['default'], email: SERVICE_ACCOUNT, scopes: [CLOUD_PLATFORM, EMAIL_SCOPE] }), true);
+  }
+  const all = await get(s.port, `${V1}/instance/service-accounts/?recursive=true`);
+  assertMetadataHeaders(all, true);
+  assert.deepEqual(Object.keys(JSON.parse(all.body) as object), ['default', SERVICE_ACCOUNT]);
+  const project = await get(s.port, `${V1}/project/?recursive=true`);
+  assert.deepEqual(JSON.parse(project.body), { attributes: {}, numericProjectId: Number(PROJECT_NUMBER), projectId: PROJECT_ID });
+  const instance = JSON.parse((await get(s.port, `${V1}/instance/?recursive=true`)).body) as { serviceAccounts: Record<string, unknown>; zone: string };
+  assert.deepEqual(Object.keys(instance.serviceAccounts), ['default', SERVICE_ACCOUNT]);
+});
+
+test('token (per scope set) and identity (with format=full and licenses) by default and by email', async (t) => {
+  const world = await startGoogleWorld();
+  t.after(() => world.close());
+  const s = await startSidecar({ world, jwt: new SignerJwtSource(world.signer), serviceAccount: true });
+  t.after(() => s.close());
+  await until(() => s.provider.readiness().ready, 'default token');
+
+  for (const account of ['default', SERVICE_ACCOUNT]) {
+    const r = await get(s.port, `${V1}/instance/service-accounts/${account}/token`);
+    assert.equal(r.status, 200);
+    assertMetadataHeaders(r, true);
+    const body = JSON.parse(r.body) as { access_token: string; expires_in: number; token_type: string };
+    assert.deepEqual(Object.keys(body), ['access_token', 'expires_in', 'token_type']);
+    assert.equal(body.token_type, 'Bearer');
+    assert.ok(Number.isInteger(body.expires_in) && body.expires_in > 3000 && body.expires_in <= 3600);
+    assert.deepEqual(world.fake.tokenInfo(body.access_token)?.scopes, [CLOUD_PLATFORM, EMAIL_SCOPE]);
+  }
+  // Two spellings of one scope set share one cached token; another set gets its own.
+  const a = JSON.parse((await get(s.port, `${V1}/instance/service-accounts/default/token?scopes=${encodeURIComponent('b.scope,a.scope')}`)).body) as { access_token: string };
+  const b = JSON.parse((await get(s.port, `${V1}/instance/service-accounts/default/token?scopes=a.scope,b.scope,a.scope`)).body) as { access_token: string };
+  assert.equal(a.access_token, b.access_token);
+  assert.deepEqual(world.fake.tokenInfo(a.access_token)?.scopes, ['a.scope', 'b.scope']);
+
+  const id1 = await get(s.port, `${V1}/instance/service-accounts/default/identity?audience=https://x.example/a?b&format=full&licenses=TRUE`);
+  assert.equal(id1.status, 200);
+  assertMetadataHeaders(id1, false);
+  assert.equal(id1.body.split('.').length, 3);
+  const id2 = await get(s.port, `${V1}/instance/service-accounts/${SERVICE_ACCOUNT}/identity?audience=https://x.example/a?b&format=standard`);
+  assert.equal(id2.body, id1.body, 'cached per audience');
+  assert.equal(world.fake.stats.generateIdToken, 1);
+});
+
+test('refusals: Metadata-Flavor, X-Forwarded-For, foreign Host, identity without audience, unknown account and path', async (t) => {
+  const world = await startGoogleWorld();
+  t.after(() => world.close());
+  const s = await startSidecar({ world, jwt: new SignerJwtSource(world.signer), serviceAccount: true });
+  t.after(() => s.close());
+  const token = `${V1}/instance/service-accounts/default/token`;
+
+  const cases: Array<[string, string, Record<string, string>, number, RegExp]> = [
+    ['no Metadata-Flavor', token, {}, 403, /Missing required header "Metadata-Flavor"/],
+    ['wrong Metadata-Flavor', token, { 'Metadata-Flavor': 'google' }, 403, /Metadata-Flavor/],
+    ['X-Forwarded-For', token, { ...FLAVOR, 'X-Forwarded-For': '10.0.0.1' }, 403, /X-Forwarded-For/],
+    ['X-Forwarded-For on the root', '/', { 'X-Forwarded-For': '10.0.0.1' }, 403, /X-Forwarded-For/],
+    ['foreign Host', token, { ...FLAVOR, host: 'evil.example:80' }, 403, /Host/],
+    ['foreign Host on the root', '/', { host: `rebind.example:${s.port}` }, 403, /Host/],
+    ['identity without audience', `${V1}/instance/service-accounts/default/identity`, FLAVOR, 400, /audience/],
+    ['identity with an empty audience', `${V1}/instance/service-accounts/default/identity?audience=`, FLAVOR, 400, /audience/],
+    ['unknown service account token', `${V1}/instance/service-accounts/other@my-project.iam.gserviceaccount.com/token`, FLAVOR, 404, /Not Found/],
+    ['unknown service account email', `${V1}/instance/service-accounts/other@my-project.iam.gserviceaccount.com/email`, FLAVOR, 404, /Not Found/],
+    ['unknown path', `${V1}/instance/machine-type`, FLAVOR, 404, /Not Found/],
+    ['unknown attribute', `${V1}/instance/attributes/cluster-name`, FLAVOR, 404, /Not Found/],
+    ['bad scopes', `${token}?scopes=${encodeURIComponent('a\u0001b')}`, FLAVOR, 400, /scopes/],
+  ];
+  for (const [what, path, headers, status, body] of cases) {
+    const r = await get(s.port, path, headers);
+    assert.equal(r.status, status, what);
+    assert.match(r.body, body, what);
+    assertMetadataHeaders(r, false);
+  }
+  const post = await get(s.port, token, FLAVOR, 'POST');
+  assert.equal(post.status, 405);
+  assertMetadataHeaders(post, false);
+  // Paths outside the metadata tree are left to the rest of the listener.
+  assert.equal((await get(s.port, '/latest/meta-data/')).body, 'app fallback\n');
+  assert.ok(world.fake.stats.stsRequests <= 1, 'refusals never reach Google');
+});
+
+test('without a service account: the pool account, and identity answers 404 the GKE way', async (t) => {
+  const world = await startGoogleWorld();
+  t.after(() => world.close());
+  const s = await startSidecar({ world, jwt: new SignerJwtSource(world.signer), serviceAccount: false });
+  t.after(() => s.close());
+  const email = `${PROJECT_ID}.svc.id.goog`;
+  await ok(s, `${V1}/instance/service-accounts/`, `default/\n${email}/\n`);
+  await ok(s, `${V1}/instance/service-accounts/default/email`, email);
+  const r = await get(s.port, `${V1}/instance/service-accounts/default/identity?audience=https://x.example`);
+  assert.equal(r.status, 404);
+  assertMetadataHeaders(r, false);
+  assert.match(r.body, /gcp\.serviceAccount/);
+  assert.equal(world.fake.stats.generateIdToken, 0);
+});
+
+test('detection and static paths answer before credentials exist; a token request then gets 503 + Retry-After', async (t) => {
+  const world = await startGoogleWorld();
+  t.after(() => world.close());
+  world.fake.setOutage('sts', { status: 503 });
+  const s = await startSidecar({ world, jwt: new SignerJwtSource(world.signer), options: { firstFetchWaitMs: 50 } });
+  t.after(() => s.close());
+  await ok(s, `${V1}/instance`, 'attributes/\nhostname\nid\nname\nservice-accounts/\nzone\n');
+  await ok(s, `${V1}/project/numeric-project-id`, PROJECT_NUMBER);
+  await until(() => world.fake.stats.faultsServed >= 1, 'a refused exchange');
+  const r = await get(s.port, `${V1}/instance/service-accounts/default/token`);
+  assert.equal(r.status, 503);
+  assertMetadataHeaders(r, false);
+  assert.match(String(r.headers['retry-after']), /^\d+$/);
+  assert.equal(s.provider.readiness().ready, false);
+  const counted = await s.metrics.registry.getSingleMetric('spiffe_connector_requests_total')?.get();
+  const statuses = (counted?.values ?? []).filter((v) => v.labels.surface === 'gcp-metadata').map((v) => String(v.labels.status));
+  assert.ok(statuses.includes('200') && statuses.includes('503'));
+});
+
+test('a permanent refusal by Google becomes its 4xx with Google\'s text and no token', async (t) => {
+  const world = await startGoogleWorld();
+  t.after(() => world.close());
+  // The stand-in knows the provider but no service account the pool may impersonate.
+  const s = await startSidecar({ world, jwt: new SignerJwtSource(world.signer), serviceAccount: true });
+  t.after(() => s.close());
+  world.fake.iam.addServiceAccount({ email: SERVICE_ACCOUNT, impersonators: [] });
+  const r = await get(s.port, `${V1}/instance/service-accounts/default/token?scopes=only.this`);
+  assert.equal(r.status, 403);
+  assertMetadataHeaders(r, false);
+  assert.match(r.body, /PERMISSION_DENIED/);
+  assert.match(r.body, /iam\.serviceAccounts\.getAccessToken/);
+  assert.doesNotMatch(r.body, /ya29\.|eyJ/);
+});
