@@ -1,0 +1,174 @@
+// Test fixtures for the Azure provider: a JwtSource backed by DevOidcSigner, the Entra stand-in with a
+// federated credential for that signer, and the provider mounted on an express app on 127.0.0.1:0.
+// (Until test/helpers/identity.ts and test/helpers/sidecar.ts land.)
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import express from 'express';
+import type { TestContext } from 'node:test';
+import type { Clock } from '../../src/clock.ts';
+import { systemClock } from '../../src/clock.ts';
+import { validate } from '../../src/config/common.ts';
+import { sidecarSchema, type SidecarConfig } from '../../src/config/schema.ts';
+import { DevCa } from '../../src/dev/dev-ca.ts';
+import { FakeEntra } from '../../src/dev/fake-entra.ts';
+import { DevOidcSigner } from '../../src/dev/oidc-signer.ts';
+import { silentLogger, type Logger } from '../../src/ops/logger.ts';
+import { Metrics } from '../../src/ops/metrics.ts';
+import type { CloudProvider } from '../../src/providers/provider.ts';
+import { createAzureProvider, azureModule, type AzureProviderOptions } from '../../src/providers/azure/index.ts';
+import { Listeners, type JwtSource } from '../../src/sources/source.ts';
+import { parseJwtSvidInsecure } from '../../src/spiffe/jwt-svid.ts';
+
+export const TENANT_ID = '72f988bf-86f1-41af-91ab-2d7cd011db47';
+export const CLIENT_ID = '11111111-2222-3333-4444-555555555555';
+export const OBJECT_ID = '99999999-8888-7777-6666-555555555555';
+export const SPIFFE_ID = 'spiffe://example.org/ns/default/sa/app';
+
+/** A JwtSource that signs a fresh JWT-SVID per call (what the issuer exchange or Workload API would give). */
+export class SignerJwtSource implements JwtSource {
+  readonly signer: DevOidcSigner;
+  subject: string;
+  ttlSeconds: number;
+  fetches = 0;
+  failWith: Error | undefined;
+  readonly #listeners = new Listeners<[]>();
+
+  constructor(signer: DevOidcSigner, subject = SPIFFE_ID, ttlSeconds = 3600) {
+    this.signer = signer;
+    this.subject = subject;
+    this.ttlSeconds = ttlSeconds;
+  }
+
+  async fetchJwtSvid(audience: string): Promise<ReturnType<typeof parseJwtSvidInsecure>> {
+    this.fetches += 1;
+    if (this.failWith) throw this.failWith;
+    const token = await this.signer.sign({ sub: this.subject, aud: audience, ttlSeconds: this.ttlSeconds });
+    return parseJwtSvidInsecure(token, { now: new Date(), audience });
+  }
+
+  /** Tells subscribers the identity changed. */
+  rotate(subject?: string): void {
+    if (subject !== undefined) this.subject = subject;
+    this.#listeners.emit();
+  }
+
+  subscribe(listener: () => void): () => void {
+    return this.#listeners.add(listener);
+  }
+
+  async close(): Promise<void> {}
+}
+
+export interface AzureWorld {
+  readonly signer: DevOidcSigner;
+  readonly jwt: SignerJwtSource;
+  readonly entra: FakeEntra;
+  readonly ca: DevCa;
+  readonly dir: string;
+  /** A file holding the dev CA (for azure.caFile and NODE_EXTRA_CA_CERTS). */
+  readonly caFile: string;
+}
+
+/** The signer, the Entra stand-in with one application federated to SPIFFE_ID, and a temp state dir. */
+export async function startWorld(t: TestContext, options: { tokenLifetimeSeconds?: number; federate?: boolean } = {}): Promise<AzureWorld> {
+  const signer = await DevOidcSigner.start();
+  t.after(() => signer.close());
+  const ca = await DevCa.create({ trustDomain: 'entra.test' });
+  const entra = await FakeEntra.start({
+    tenantId: TENANT_ID,
+    ca,
+    applications: [{ clientId: CLIENT_ID, objectId: OBJECT_ID, federatedCredentials: options.federate === false ? [] : [{ issuer: signer.issuer, subject: SPIFFE_ID }] }],
+    ...(options.tokenLifetimeSeconds === undefined ? {} : { tokenLifetimeSeconds: options.tokenLifetimeSeconds }),
+  });
+  t.after(() => entra.close());
+  const dir = await mkdtemp(join(tmpdir(), 'sc-azure-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const caFile = join(dir, 'entra-ca.pem');
+  await writeFile(caFile, entra.caPem);
+  return { signer, jwt: new SignerJwtSource(signer), entra, ca, dir, caFile };
+}
+
+export function azureConfig(world: AzureWorld, azure: Record<string, unknown> = {}): SidecarConfig {
+  return validate(
+    sidecarSchema,
+    {
+      spiffe: { trustDomain: 'example.org', jwt: { file: 'jwt-svid' } },
+      server: { metadataAddress: '127.0.0.1:8181', opsAddress: '127.0.0.1:0', stateDir: world.dir, drainSeconds: 0 },
+      azure: { tenantId: TENANT_ID, clientId: CLIENT_ID, authorityHost: world.entra.authorityHost, caFile: world.caFile, warmResources: [], ...azure },
+    },
+    'test config',
+  );
+}
+
+export interface RunningAzure {
+  readonly provider: CloudProvider;
+  readonly origin: string;
+  readonly port: number;
+  readonly metrics: Metrics;
+  readonly config: SidecarConfig;
+  /** The env lines `spiffe-connector env` would print, as an object. */
+  readonly env: Record<string, string>;
+  draining: boolean;
+}
+
+/** Creates the Azure provider on a fresh metadata listener and starts it. */
+export async function runAzure(
+  t: TestContext,
+  world: AzureWorld,
+  options: { azure?: Record<string, unknown>; clock?: Clock; logger?: Logger; provider?: AzureProviderOptions } = {},
+): Promise<RunningAzure> {
+  const app = express();
+  let router: express.Router | undefined;
+  app.use((req, res, next) => (router ? router(req, res, next) : next()));
+  const server: Server = await new Promise((resolve) => {
+    const s = app.listen(0, '127.0.0.1', () => resolve(s));
+  });
+  t.after(() => new Promise<void>((resolve) => {
+    server.closeAllConnections();
+    server.close(() => resolve());
+  }));
+  const port = (server.address() as AddressInfo).port;
+  const origin = `http://127.0.0.1:${port}`;
+  const config = azureConfig(world, options.azure);
+  const metrics = new Metrics();
+  const state = { draining: false };
+  const provider = await createAzureProvider(
+    {
+      config,
+      identity: { x509: undefined, jwt: world.jwt },
+      clock: options.clock ?? systemClock,
+      logger: options.logger ?? silentLogger(),
+      metrics,
+      metadataPort: port,
+      stateDir: world.dir,
+      draining: () => state.draining,
+    },
+    options.provider,
+  );
+  router = provider.router;
+  await provider.start();
+  t.after(() => provider.stop());
+  const env = Object.fromEntries(azureModule.env(config, origin));
+  return {
+    provider,
+    origin,
+    port,
+    metrics,
+    config,
+    env,
+    get draining() {
+      return state.draining;
+    },
+    set draining(v: boolean) {
+      state.draining = v;
+    },
+  };
+}
+
+/** Waits until `check` is true, polling (no time limits: the test runner's own timeout applies). */
+export async function eventually(check: () => boolean | Promise<boolean>): Promise<void> {
+  while (!(await check())) await new Promise((resolve) => setTimeout(resolve, 20));
+}
