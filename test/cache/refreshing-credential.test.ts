@@ -1,0 +1,232 @@
+// The credential cache's promises to every cloud: fetched at start, refreshed ahead of expiry, one
+// fetch at a time, backoff on failure, a valid value served while refreshes fail, an expired never.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ManualClock } from '../../src/clock.ts';
+import { ConnectorError } from '../../src/errors.ts';
+import { silentLogger } from '../../src/ops/logger.ts';
+import { Metrics } from '../../src/ops/metrics.ts';
+import { RefreshingCredential } from '../../src/cache/refreshing-credential.ts';
+import { KeyedCredentials } from '../../src/cache/keyed-credentials.ts';
+import { AWS_POLICY, TOKEN_POLICY, refreshDelay, backoffDelay } from '../../src/cache/refresh-policy.ts';
+
+const HOUR = 3_600_000;
+const MIN = 60_000;
+
+interface Cred {
+  id: number;
+  expiresAt: Date;
+}
+
+function harness(options: { lifeMs?: number; policy?: typeof AWS_POLICY } = {}) {
+  const clock = new ManualClock();
+  const metrics = new Metrics();
+  let calls = 0;
+  let failWith: ConnectorError | undefined;
+  let gate: Promise<void> | undefined;
+  const cred = new RefreshingCredential<Cred>({
+    cloud: 'aws',
+    name: 'role',
+    clock,
+    logger: silentLogger(),
+    metrics,
+    policy: options.policy ?? AWS_POLICY,
+    random: () => 0.5,
+    expiresAt: (c) => c.expiresAt,
+    fetch: async () => {
+      calls += 1;
+      if (gate) await gate;
+      if (failWith) throw failWith;
+      return { id: calls, expiresAt: new Date(clock.now() + (options.lifeMs ?? HOUR)) };
+    },
+  });
+  return {
+    clock,
+    metrics,
+    cred,
+    calls: () => calls,
+    fail: (e: ConnectorError | undefined) => (failWith = e),
+    hold: () => {
+      let release!: () => void;
+      gate = new Promise((r) => (release = r));
+      return () => {
+        gate = undefined;
+        release();
+      };
+    },
+  };
+}
+
+test('refresh timing: half life, pulled in to keep the margin, never a busy loop', () => {
+  const now = 0;
+  assert.equal(refreshDelay({ ...AWS_POLICY, jitter: 0 }, now, now + 4 * HOUR, now), 2 * HOUR);
+  // 1 h AWS credentials: half life and the 30-minute margin agree.
+  assert.equal(refreshDelay({ ...AWS_POLICY, jitter: 0 }, now, now + HOUR, now), 30 * MIN);
+  // 12 h credentials: half life (6 h) is well before expiry − 30 min.
+  assert.equal(refreshDelay({ ...AWS_POLICY, jitter: 0 }, now, now + 12 * HOUR, now), 6 * HOUR);
+  // 40 min credentials: margin says at 10 min.
+  assert.equal(refreshDelay({ ...AWS_POLICY, jitter: 0 }, now, now + 40 * MIN, now), 10 * MIN);
+  // 15 min credentials shorter than the margin: a tenth of life, not zero.
+  assert.equal(refreshDelay({ ...AWS_POLICY, jitter: 0 }, now, now + 15 * MIN, now), 1.5 * MIN);
+  // 1 h tokens with a 5-minute margin: half life.
+  assert.equal(refreshDelay({ ...TOKEN_POLICY, jitter: 0 }, now, now + HOUR, now), 30 * MIN);
+  // Jitter only pulls earlier.
+  assert.ok(refreshDelay(AWS_POLICY, now, now + HOUR, now, () => 1) < 30 * MIN);
+});
+
+test('backoff grows exponentially with jitter and is capped', () => {
+  const p = { ...AWS_POLICY, backoffBaseMs: 1000, backoffMaxMs: 60_000 };
+  assert.equal(backoffDelay(p, 1, () => 1), 1000);
+  assert.equal(backoffDelay(p, 1, () => 0), 500);
+  assert.equal(backoffDelay(p, 4, () => 1), 8000);
+  assert.equal(backoffDelay(p, 20, () => 1), 60_000);
+});
+
+test('fetched at start; served without calls; refreshed at half life', async () => {
+  const h = harness();
+  assert.equal(h.cred.get().ok, false, 'nothing before the first fetch');
+  h.cred.start();
+  await h.cred.whenReady();
+  const first = h.cred.get();
+  assert.ok(first.ok);
+  assert.equal(first.value.id, 1);
+  for (let i = 0; i < 100; i++) h.cred.get();
+  assert.equal(h.calls(), 1, 'reads never fetch');
+  await h.clock.advance(20 * MIN);
+  assert.equal(h.calls(), 1);
+  await h.clock.advance(10 * MIN);
+  assert.equal(h.calls(), 2, 'refreshed by half life');
+  const second = h.cred.get();
+  assert.ok(second.ok && second.value.id === 2);
+  h.cred.stop();
+});
+
+test('a failing refresh keeps the valid credential until it expires, never after; then recovers', async () => {
+  const h = harness();
+  h.cred.start();
+  await h.cred.whenReady();
+  h.fail(new ConnectorError('upstream_unavailable', 'STS 500', { retryable: true }));
+  await h.clock.advance(31 * MIN);
+  assert.ok(h.calls() >= 2, 'refresh attempted');
+  const during = h.cred.get();
+  assert.ok(during.ok, 'still serving the cached credential');
+  assert.equal(during.value.id, 1);
+  await h.clock.advance(29 * MIN + 1000);
+  const after = h.cred.get();
+  assert.equal(after.ok, false, 'expired credential is never served');
+  if (!after.ok) {
+    assert.equal(after.error.code, 'credentials_unavailable');
+    assert.ok(after.retryAfterSeconds >= 1 && after.retryAfterSeconds <= 60);
+  }
+  h.fail(undefined);
+  await h.clock.advance(2 * MIN);
+  const recovered = h.cred.get();
+  assert.ok(recovered.ok, 'recovers once upstream is back');
+  assert.ok(recovered.value.id > 1);
+  h.cred.stop();
+});
+
+test('retries back off: attempts spread out, counted in metrics', async () => {
+  const h = harness();
+  h.fail(new ConnectorError('upstream_unavailable', 'down', { retryable: true }));
+  h.cred.start();
+  await h.clock.advance(0);
+  assert.equal(h.calls(), 1);
+  await h.clock.advance(60_000);
+  const inAMinute = h.calls();
+  assert.ok(inAMinute >= 4 && inAMinute <= 8, `exponential, not a tight loop: ${inAMinute}`);
+  const text = await h.metrics.text();
+  assert.match(text, /spiffe_connector_refresh_retries_total\{cloud="aws",credential="role"\} \d+/);
+  assert.match(text, /spiffe_connector_exchanges_total\{cloud="aws",outcome="retryable_error"\}/);
+  h.cred.stop();
+});
+
+test('a permanent error is not retried in a loop', async () => {
+  const h = harness();
+  h.fail(new ConnectorError('upstream_rejected', 'AccessDenied', { retryable: false, upstreamCode: 'AccessDenied' }));
+  h.cred.start();
+  await h.clock.advance(4 * MIN);
+  assert.equal(h.calls(), 1);
+  const r = h.cred.get();
+  assert.equal(r.ok, false);
+  if (!r.ok) {
+    assert.equal(r.error.code, 'upstream_rejected');
+    assert.equal(r.error.upstreamCode, 'AccessDenied');
+  }
+  // An identity change tries at once.
+  h.fail(undefined);
+  await h.cred.refreshNow('new SVID');
+  assert.ok(h.cred.get().ok);
+  h.cred.stop();
+});
+
+test('single flight: concurrent refreshes share one fetch; a change during a fetch gets its own', async () => {
+  const h = harness();
+  const release = h.hold();
+  h.cred.start();
+  const a = h.cred.refreshNow('x');
+  const b = h.cred.refreshNow('y');
+  await h.clock.advance(0);
+  assert.equal(h.calls(), 1, 'one fetch in flight');
+  release();
+  await Promise.all([a, b]);
+  await h.clock.advance(0);
+  assert.equal(h.calls(), 2, 'the change queued during the fetch ran after it');
+  h.cred.stop();
+});
+
+test('credentials that arrive already expired are refused', async () => {
+  const h = harness({ lifeMs: -1000 });
+  h.cred.start();
+  await h.clock.advance(0);
+  const r = h.cred.get();
+  assert.equal(r.ok, false);
+  if (!r.ok) assert.match(r.error.message, /already expired/);
+  h.cred.stop();
+});
+
+test('keyed credentials: first request waits for its fetch, later ones are cached, LRU bounded', async () => {
+  const clock = new ManualClock();
+  const fetched: string[] = [];
+  const keyed = new KeyedCredentials<Cred>({
+    cloud: 'azure',
+    clock,
+    logger: silentLogger(),
+    policy: TOKEN_POLICY,
+    maxEntries: 2,
+    expiresAt: (c) => c.expiresAt,
+    fetch: async (key) => {
+      fetched.push(key);
+      return { id: fetched.length, expiresAt: new Date(clock.now() + HOUR) };
+    },
+  });
+  const a = await keyed.get('https://storage.azure.com');
+  assert.ok(a.ok);
+  const again = await keyed.get('https://storage.azure.com');
+  assert.ok(again.ok && again.value.id === a.value.id);
+  await keyed.get('https://vault.azure.net');
+  await keyed.get('https://management.azure.com');
+  assert.equal(keyed.size(), 2, 'bounded');
+  assert.deepEqual(keyed.keys(), ['https://vault.azure.net', 'https://management.azure.com']);
+  assert.deepEqual(fetched, ['https://storage.azure.com', 'https://vault.azure.net', 'https://management.azure.com']);
+  keyed.stop();
+});
+
+test('keyed credentials: a failing first fetch answers with the error, not a hang', async () => {
+  const clock = new ManualClock();
+  const keyed = new KeyedCredentials<Cred>({
+    cloud: 'gcp',
+    clock,
+    logger: silentLogger(),
+    policy: TOKEN_POLICY,
+    maxEntries: 4,
+    expiresAt: (c) => c.expiresAt,
+    fetch: async () => {
+      throw new ConnectorError('upstream_rejected', 'invalid_target', { retryable: false });
+    },
+  });
+  const r = await keyed.get('scope-a');
+  assert.equal(r.ok, false);
+  if (!r.ok) assert.equal(r.error.code, 'upstream_rejected');
+  keyed.stop();
+});
