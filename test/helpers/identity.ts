@@ -1,0 +1,77 @@
+// Identity sources for tests: a JwtSource that signs fresh JWT-SVIDs with a DevOidcSigner, and an
+// X509Source holding DevCa-minted SVIDs, both able to "rotate" and tell their subscribers.
+import type { DevOidcSigner } from '../../src/dev/oidc-signer.ts';
+import { DevCa } from '../../src/dev/dev-ca.ts';
+import { parseJwtSvidInsecure, type JwtSvid } from '../../src/spiffe/jwt-svid.ts';
+import { parseX509Svid, type X509Svid } from '../../src/spiffe/x509-svid.ts';
+import { X509Bundle } from '../../src/spiffe/bundle.ts';
+import { Listeners, type JwtSource, type X509Source } from '../../src/sources/source.ts';
+import { ConnectorError } from '../../src/errors.ts';
+
+export interface TestJwtSource extends JwtSource {
+  /** Audiences asked for, in order. */
+  readonly requested: string[];
+  /** Changes the identity (new sub if given) and tells subscribers. */
+  rotate(spiffeId?: string): void;
+  /** Makes fetchJwtSvid fail (retryable) until called with undefined. */
+  failWith(error: ConnectorError | undefined): void;
+}
+
+export function signerJwtSource(options: { signer: DevOidcSigner; spiffeId: string; ttlSeconds?: number; now?: () => number }): TestJwtSource {
+  const listeners = new Listeners<[]>();
+  let spiffeId = options.spiffeId;
+  let failure: ConnectorError | undefined;
+  const requested: string[] = [];
+  return {
+    requested,
+    async fetchJwtSvid(audience: string): Promise<JwtSvid> {
+      requested.push(audience);
+      if (failure) throw failure;
+      const now = options.now ? options.now() : Date.now();
+      const token = await options.signer.sign({ sub: spiffeId, aud: audience, ttlSeconds: options.ttlSeconds ?? 3600, iat: Math.floor(now / 1000) });
+      return parseJwtSvidInsecure(token, { now: new Date(now), audience });
+    },
+    subscribe: (listener) => listeners.add(listener),
+    rotate(next?: string) {
+      if (next) spiffeId = next;
+      listeners.emit();
+    },
+    failWith(error) {
+      failure = error;
+    },
+    close: async () => {},
+  };
+}
+
+export interface TestX509Source extends X509Source {
+  readonly ca: DevCa;
+  /** Issues a fresh SVID (same ID unless given) and tells subscribers. */
+  rotate(spiffeId?: string): Promise<X509Svid>;
+}
+
+export async function devX509Source(options: { trustDomain?: string; spiffeId?: string; ttlSeconds?: number; ca?: DevCa } = {}): Promise<TestX509Source> {
+  const trustDomain = options.trustDomain ?? 'example.org';
+  const ca = options.ca ?? (await DevCa.create({ trustDomain }));
+  const bundle = X509Bundle.parsePem(trustDomain, ca.certPem);
+  const listeners = new Listeners<[X509Svid]>();
+  let spiffeId = options.spiffeId ?? `spiffe://${trustDomain}/ns/default/sa/app`;
+  const issue = async (): Promise<X509Svid> => {
+    const minted = await ca.issueX509Svid({ spiffeId, ttlSeconds: options.ttlSeconds ?? 3600 });
+    return parseX509Svid(minted.certPem, minted.keyPem);
+  };
+  let current = await issue();
+  return {
+    ca,
+    current: () => current,
+    bundle: () => bundle,
+    subscribe: (listener) => listeners.add(listener),
+    whenReady: async () => {},
+    close: async () => {},
+    async rotate(next?: string) {
+      if (next) spiffeId = next;
+      current = await issue();
+      listeners.emit(current);
+      return current;
+    },
+  };
+}
