@@ -185,3 +185,16 @@ test('a permanent refusal by Google becomes its 4xx with Google\'s text and no t
   assert.match(r.body, /iam\.serviceAccounts\.getAccessToken/);
   assert.doesNotMatch(r.body, /ya29\.|eyJ/);
 });
+
+test('a SPIFFE ID over 127 bytes is refused before Google is asked, with the reason', async (t) => {
+  const world = await startGoogleWorld();
+  t.after(() => world.close());
+  const long = `spiffe://example.org/${'a'.repeat(110)}`;
+  const s = await startSidecar({ world, jwt: new SignerJwtSource(world.signer, { sub: long }), options: { firstFetchWaitMs: 50 } });
+  t.after(() => s.close());
+  await until(() => /127 bytes/.test(s.provider.readiness().reason ?? ''), 'the refusal');
+  const r = await get(s.port, `${V1}/instance/service-accounts/default/token`);
+  assert.equal(r.status, 503);
+  assert.match(r.body, /google\.subject to 127 bytes/);
+  assert.equal(world.fake.stats.stsRequests, 0);
+});
