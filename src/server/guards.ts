@@ -1,6 +1,6 @@
 // Request checks every emulated surface shares (DESIGN.md "Loopback and proof of intent"): loopback
 // Host only (DNS rebinding), no X-Forwarded-For, secrets compared in constant time.
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, hash, timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { IncomingMessage } from 'node:http';
 
@@ -27,4 +27,13 @@ export function secretEquals(presented: string | undefined, expected: string): b
   const a = createHash('sha256').update(presented).digest();
   const b = createHash('sha256').update(expected).digest();
   return timingSafeEqual(a, b) && presented.length === expected.length;
+}
+
+/** secretEquals against a fixed secret whose digest is computed once: for per-request checks. */
+export function secretMatcher(expected: string): (presented: string | undefined) => boolean {
+  const want = hash('sha256', expected, 'buffer');
+  return (presented) => {
+    if (presented === undefined) return false;
+    return timingSafeEqual(hash('sha256', presented, 'buffer'), want) && presented.length === expected.length;
+  };
 }
