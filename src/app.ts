@@ -113,7 +113,7 @@ export async function startApp(config: SidecarConfig, deps: AppDeps): Promise<Ru
   for (const cloud of ['aws', 'gcp', 'azure'] as const) {
     if (!config[cloud]) continue;
     const module = await CLOUD_MODULES[cloud]();
-    const provider = await module.create({ ...context, logger: logger.child({ cloud }) });
+    const provider = await module.create(context);
     metadata.use(provider.router);
     providers.push(provider);
   }
