@@ -84,11 +84,11 @@ export function validate<S extends z.ZodType>(schema: S, value: unknown, source:
 
 /** Parses YAML text (every syntax error reported with its line) and validates it. */
 export function parseYamlConfig<S extends z.ZodType>(schema: S, text: string, source: string): z.output<S> {
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     throw new ConfigError(
       source,
-      doc.errors.map((e) => `line ${e.linePos?.[0]?.line ?? '?'}: ${e.message.split('\n')[0]}`),
+      doc.errors.map((e) => `line ${e.linePos?.[0]?.line ?? '?'}: ${(e.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '')}`),
     );
   }
   return validate(schema, doc.toJS() ?? {}, source);
