@@ -52,6 +52,8 @@ export class ClientVerifier {
   readonly #bundle: () => BundleSnapshot | undefined;
   /** chain digest + bundle version → verified client; Map order gives least-recently-used eviction. */
   readonly #cache = new Map<string, VerifiedClient>();
+  /** A keep-alive connection's client, verified once per bundle version (its certificates cannot change). */
+  readonly #bySocket = new WeakMap<TLSSocket, { version: number; client: VerifiedClient }>();
 
   constructor(trustDomain: TrustDomain, bundle: () => BundleSnapshot | undefined) {
     this.#trustDomain = trustDomain;
@@ -60,11 +62,16 @@ export class ClientVerifier {
 
   /** Verifies the client of `socket` at `nowMs`; throws OAuthError (invalid_client) with the reason. */
   verifySocket(socket: TLSSocket, nowMs: number): VerifiedClient {
+    const known = this.#bySocket.get(socket);
+    const version = this.#bundle()?.version;
+    if (known && known.version === version && nowMs >= known.client.notBeforeMs && nowMs <= known.client.notAfterMs) return known.client;
     const chain = peerChain(socket);
     if (!chain || chain.length === 0) {
       throw new OAuthError('invalid_client', 'no_client_certificate', 'a client certificate (an X.509-SVID) is required');
     }
-    return this.verifyChain(chain, nowMs);
+    const client = this.verifyChain(chain, nowMs);
+    if (version !== undefined) this.#bySocket.set(socket, { version, client });
+    return client;
   }
 
   /** Verifies a presented chain (leaf first) at `nowMs`. */

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { test } from 'node:test';
 import { DevCa } from '../helpers/pki.ts';
-import { TRUST_DOMAIN, eventually, postToken, startFixture } from './fixture.ts';
+import { AUDIENCES, FORM, TRUST_DOMAIN, eventually, postToken, startFixture } from './fixture.ts';
 
 const ID = `spiffe://${TRUST_DOMAIN}/ns/default/sa/app`;
 
@@ -15,6 +15,16 @@ test('bundle reload: add a CA, refuse a broken bundle (old kept), drop a CA', as
   const newClient = await next.issueX509Svid({ spiffeId: ID });
   assert.equal((await postToken(fx, oldClient)).status, 200);
   assert.equal((await postToken(fx, newClient)).status, 401);
+  // A keep-alive connection opened now, reused after the old root is dropped: re-verified, not remembered.
+  const { Agent, request } = await import('undici');
+  const kept = new Agent({ connect: { ca: fx.ca.certPem, cert: oldClient.certPem, key: oldClient.keyPem } });
+  t.after(() => kept.close());
+  const viaKept = async (): Promise<number> => {
+    const res = await request(fx.issuer.tokenUrl, { method: 'POST', dispatcher: kept, headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ ...FORM, audience: AUDIENCES[0] ?? '' }).toString() });
+    await res.body.text();
+    return res.statusCode;
+  };
+  assert.equal(await viaKept(), 200);
 
   await writeFile(fx.bundleFile, fx.ca.certPem + next.certPem);
   await eventually('the new root is trusted', async () => (await postToken(fx, newClient)).status === 200);
@@ -33,4 +43,5 @@ test('bundle reload: add a CA, refuse a broken bundle (old kept), drop a CA', as
   await writeFile(fx.bundleFile, next.certPem);
   await eventually('the old root is dropped', async () => (await postToken(fx, oldClient)).status === 401);
   assert.equal((await postToken(fx, newClient)).status, 200);
+  assert.equal(await viaKept(), 401, 'the kept-alive connection of the old root is refused too');
 });
