@@ -1,0 +1,126 @@
+// Runs the real CLI as a user would: `spiffe-connector <command>` in a child process on Node 24,
+// and app clients in child processes that get nothing but the lines `env` printed.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+
+export const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
+
+export interface CliResult {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** A free loopback port (for configs that `env` must be able to print before the sidecar starts). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Runs a node script to completion with exactly `env` (no inherited variables unless passed). */
+export function runNode(args: readonly string[], env: Record<string, string> = {}, input?: string): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(input ?? '');
+  });
+}
+
+export function cli(args: readonly string[], env: Record<string, string> = {}): Promise<CliResult> {
+  return runNode([MAIN, ...args], env);
+}
+
+/** Parses `KEY=VALUE` lines as `env` prints them. */
+export function parseEnvLines(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const i = line.indexOf('=');
+    if (i > 0) out[line.slice(0, i)] = line.slice(i + 1);
+  }
+  return out;
+}
+
+export interface SidecarProcess {
+  readonly child: ChildProcess;
+  /** Everything the process wrote to stderr (its JSON logs) so far. */
+  logs(): string;
+  /** Parsed JSON log lines so far. */
+  logLines(): Array<Record<string, unknown>>;
+  /** Resolves with the first log line matching `predicate` (already written or still to come). */
+  waitForLog(predicate: (line: Record<string, unknown>) => boolean): Promise<Record<string, unknown>>;
+  /** Sends `signal` and resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Starts `spiffe-connector run --config FILE` and resolves once it logs that it is listening. */
+export async function startSidecar(configFile: string, env: Record<string, string> = {}): Promise<SidecarProcess> {
+  const child = spawn(process.execPath, [MAIN, 'run', '--config', configFile], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let logs = '';
+  const waiters: Array<{ predicate: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }> = [];
+  const lines: Array<Record<string, unknown>> = [];
+  let partial = '';
+  child.stderr.on('data', (d: Buffer) => {
+    logs += d.toString();
+    partial += d.toString();
+    const parts = partial.split('\n');
+    partial = parts.pop() ?? '';
+    for (const part of parts) {
+      let line: Record<string, unknown>;
+      try {
+        line = JSON.parse(part) as Record<string, unknown>;
+      } catch {
+        line = { msg: part };
+      }
+      lines.push(line);
+      for (const w of [...waiters]) {
+        if (w.predicate(line)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(line);
+        }
+      }
+    }
+  });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const sidecar: SidecarProcess = {
+    child,
+    logs: () => logs,
+    logLines: () => lines,
+    waitForLog: (predicate) => {
+      const found = lines.find(predicate);
+      if (found) return Promise.resolve(found);
+      return new Promise((resolve, reject) => {
+        waiters.push({ predicate, resolve });
+        void exited.then((code) => reject(new Error(`the sidecar exited (${code}) before the expected log line:\n${logs}`)));
+      });
+    },
+    stop: async (signal = 'SIGTERM') => {
+      if (child.exitCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+  await sidecar.waitForLog((l) => l['msg'] === 'spiffe-connector is listening');
+  return sidecar;
+}
+
+/** Polls `url` until it answers 200, at most `attempts` times (a bound on work, not a time limit on the test). */
+export async function waitFor200(url: string, attempts = 400): Promise<void> {
+  for (let i = 0; i < attempts; i++) {
+    const response = await fetch(url).catch(() => undefined);
+    if (response?.status === 200) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${url} never answered 200`);
+}
