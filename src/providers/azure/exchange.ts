@@ -82,16 +82,20 @@ export class EntraExchange {
     let assertionError: unknown;
     let failure: EntraFailure | undefined;
 
-    const getAssertion = async (): Promise<string> => {
-      try {
-        const svid = await o.jwt.fetchJwtSvid(o.audience, signal);
-        facts = { tenantId: o.tenantId, clientId: o.clientId, issuer: svid.issuer ?? '(the JWT-SVID has no iss claim; Entra needs one)', subject: svid.id.toString(), audience: o.audience };
-        return svid.token.reveal();
-      } catch (error) {
-        assertionError = error;
-        throw error;
-      }
-    };
+    // msal asks for the assertion more than once per token request (the app config and the request both
+    // carry the callback): one JWT-SVID per attempt, shared; a retry builds a new attempt and gets a new one.
+    let assertion: Promise<string> | undefined;
+    const getAssertion = (): Promise<string> =>
+      (assertion ??= o.jwt.fetchJwtSvid(o.audience, signal).then(
+        (svid) => {
+          facts = { tenantId: o.tenantId, clientId: o.clientId, issuer: svid.issuer ?? '(the JWT-SVID has no iss claim; Entra needs one)', subject: svid.id.toString(), audience: o.audience };
+          return svid.token.reveal();
+        },
+        (error: unknown) => {
+          assertionError = error;
+          throw error;
+        },
+      ));
 
     const timeoutMs = o.requestTimeoutMs ?? 10_000;
     const tlsSettings = this.#tlsSettings;

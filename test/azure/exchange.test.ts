@@ -1,0 +1,219 @@
+// The Entra exchange behind the cache, on a ManualClock: faults keep valid tokens flowing until expiry and
+// never after; AADSTS codes retried (or not) as reference/azure.md §3 says; single flight; bounded per-resource
+// cache; identity changes; readiness; file mode rewrites.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { decodeJwt } from 'jose';
+import { ManualClock } from '../../src/clock.ts';
+import { ConnectorError } from '../../src/errors.ts';
+import { MAX_RESOURCES } from '../../src/providers/azure/index.ts';
+import { SPIFFE_ID, eventually, runAzure, startWorld, type RunningAzure } from './fixtures.ts';
+
+const STORAGE = 'https://storage.azure.com';
+const MINUTE = 60_000;
+
+interface Reply {
+  status: number;
+  retryAfter: string | null;
+  body: Record<string, string>;
+}
+
+async function token(run: RunningAzure, resource = STORAGE): Promise<Reply> {
+  const res = await fetch(`${run.origin}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=${encodeURIComponent(resource)}`, { headers: { Metadata: 'true' } });
+  return { status: res.status, retryAfter: res.headers.get('retry-after'), body: (await res.json()) as Record<string, string> };
+}
+
+function metric(text: string, name: string, labels: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{${labels}}`));
+  return line ? Number(line.split(' ').pop()) : 0;
+}
+
+test('Entra faults: the valid token keeps being served until it expires, never after; then a refresh recovers', async (t) => {
+  const clock = new ManualClock();
+  const world = await startWorld(t);
+  const run = await runAzure(t, world, { clock });
+  const first = await token(run);
+  assert.equal(first.status, 200);
+  const expiresAtMs = Number(first.body['expires_on']) * 1000;
+  assert.equal(world.entra.counters.issued, 1);
+
+  world.entra.injectFault({ status: 503, times: 1_000_000 });
+  await clock.advance(31 * MINUTE); // past the half-life refresh
+  await eventually(() => world.entra.counters.faulted >= 1);
+  const during = await token(run);
+  assert.equal(during.status, 200);
+  assert.equal(during.body['access_token'], first.body['access_token']);
+
+  await clock.advance(expiresAtMs - clock.now() - 1000);
+  await eventually(() => world.entra.counters.faulted >= 2);
+  const lastSecond = await token(run);
+  assert.equal(lastSecond.status, 200);
+  assert.equal(lastSecond.body['access_token'], first.body['access_token']);
+  assert.equal(lastSecond.body['expires_in'], '1');
+
+  await clock.advance(2000);
+  const after = await token(run);
+  assert.equal(after.status, 503);
+  assert.ok(Number(after.retryAfter) >= 1);
+  assert.equal(after.body['error'], 'temporarily_unavailable');
+  assert.equal(after.body['access_token'], undefined);
+  assert.match(after.body['error_description'] ?? '', /expired/);
+  assert.equal(world.entra.counters.issued, 1);
+
+  world.entra.clearFaults();
+  const tries = world.entra.counters.token;
+  await clock.advance(61_000);
+  await eventually(() => world.entra.counters.issued === 2);
+  assert.ok(world.entra.counters.token > tries);
+  await eventually(async () => (await token(run)).status === 200);
+  const recovered = await token(run);
+  assert.notEqual(recovered.body['access_token'], first.body['access_token']);
+  const text = await run.metrics.text();
+  assert.ok(metric(text, 'spiffe_connector_upstream_errors_total', 'cloud="azure",code="temporarily_unavailable"') + metric(text, 'spiffe_connector_upstream_errors_total', 'cloud="azure",code="AADSTS90033"') >= 2);
+});
+
+test('after a 429 with Retry-After, the next attempt still reaches Entra (no msal throttling cache in the way)', async (t) => {
+  const clock = new ManualClock();
+  const world = await startWorld(t);
+  const run = await runAzure(t, world, { clock });
+  world.entra.injectFault({ status: 429, retryAfterSeconds: 60 });
+  const throttled = await token(run);
+  assert.equal(throttled.status, 503);
+  assert.ok(Number(throttled.retryAfter) >= 1 && Number(throttled.retryAfter) <= 60);
+  await clock.advance(2000);
+  await eventually(() => world.entra.counters.issued === 1);
+  assert.equal(world.entra.counters.token, 2);
+  assert.equal((await token(run)).status, 200);
+});
+
+test('AADSTS700024 (assertion outside its time window) is retried at once with a fresh JWT-SVID', async (t) => {
+  const world = await startWorld(t);
+  const run = await runAzure(t, world);
+  world.entra.injectFault({ status: 400, code: 700024, error: 'invalid_client', description: 'Client assertion is not within its valid time range.' });
+  const reply = await token(run);
+  assert.equal(reply.status, 200);
+  assert.equal(world.entra.counters.token, 2);
+  assert.equal(world.jwt.fetches, 2);
+  assert.equal(metric(await run.metrics.text(), 'spiffe_connector_immediate_retries_total', 'cloud="azure",retry="fresh-assertion"'), 1);
+});
+
+test('AADSTS90061 (issuer discovery unreachable from Entra) is retryable; AADSTS50027 is permanent and waits', async (t) => {
+  const clock = new ManualClock();
+  const world = await startWorld(t);
+  const run = await runAzure(t, world, { clock });
+  world.entra.injectFault({ status: 400, code: 90061, error: 'invalid_request', description: 'Request to External OIDC endpoint failed.' });
+  const unreachable = await token(run);
+  assert.equal(unreachable.status, 503);
+  assert.equal(unreachable.body['error'], 'temporarily_unavailable');
+  assert.match(unreachable.body['error_description'] ?? '', /openid-configuration/);
+  await clock.advance(2000);
+  await eventually(() => world.entra.counters.issued === 1);
+
+  const vault = 'https://vault.azure.net';
+  world.entra.injectFault({ status: 400, code: 50027, error: 'invalid_request', description: 'JWT token is invalid or malformed.' });
+  const malformed = await token(run, vault);
+  assert.equal(malformed.status, 503);
+  assert.equal(malformed.body['error'], 'invalid_client');
+  assert.match(malformed.body['error_description'] ?? '', /AADSTS50027/);
+  const tries = world.entra.counters.token;
+  await clock.advance(2 * MINUTE);
+  assert.equal(world.entra.counters.token, tries); // not hammered
+  await clock.advance(4 * MINUTE);
+  await eventually(() => world.entra.counters.issued === 2);
+  assert.equal((await token(run, vault)).status, 200);
+});
+
+test('a federated credential created later (propagation) is picked up by the retries; readiness says what to fix until then', async (t) => {
+  const clock = new ManualClock();
+  const world = await startWorld(t, { federate: false });
+  const run = await runAzure(t, world, { clock, azure: { warmResources: [STORAGE] } });
+  await eventually(() => world.entra.counters.refused >= 1);
+  const readiness = run.provider.readiness();
+  assert.equal(readiness.ready, false);
+  assert.match(readiness.reason ?? '', /AADSTS700211/);
+  assert.ok(readiness.reason?.includes(`subject "${SPIFFE_ID}"`));
+  assert.equal((await token(run)).status, 503);
+
+  world.entra.setFederatedCredentials(world.entra.seen[0]?.clientId ?? '', [{ issuer: world.signer.issuer, subject: SPIFFE_ID }]);
+  await clock.advance(61_000);
+  await eventually(() => world.entra.counters.issued === 1);
+  assert.equal(run.provider.readiness().ready, true);
+  assert.equal((await token(run)).status, 200);
+});
+
+test('an identity change refreshes every held token at once, with the new subject', async (t) => {
+  const world = await startWorld(t);
+  const run = await runAzure(t, world);
+  const before = await token(run);
+  const other = 'spiffe://example.org/ns/default/sa/other';
+  world.entra.setFederatedCredentials(world.entra.seen[0]?.clientId ?? '', [{ issuer: world.signer.issuer, subject: other }]);
+  world.jwt.rotate(other);
+  await eventually(() => world.entra.counters.issued === 2);
+  const after = await token(run);
+  assert.notEqual(after.body['access_token'], before.body['access_token']);
+  assert.equal(world.entra.seen.at(-1)?.assertion?.sub, other);
+});
+
+test('concurrent first requests for one resource make one exchange', async (t) => {
+  const world = await startWorld(t);
+  const run = await runAzure(t, world);
+  const replies = await Promise.all(Array.from({ length: 6 }, () => token(run)));
+  assert.deepEqual(replies.map((r) => r.status), [200, 200, 200, 200, 200, 200]);
+  assert.equal(new Set(replies.map((r) => r.body['access_token'])).size, 1);
+  assert.equal(world.entra.counters.token, 1);
+});
+
+test(`the per-resource cache holds at most ${MAX_RESOURCES} resources, dropping the least recently used`, async (t) => {
+  const world = await startWorld(t);
+  const run = await runAzure(t, world);
+  const resources = Array.from({ length: MAX_RESOURCES + 1 }, (_, i) => `api://resource-${i}`);
+  for (let i = 0; i < resources.length; i += 8) {
+    const replies = await Promise.all(resources.slice(i, i + 8).map((r) => token(run, r)));
+    assert.ok(replies.every((r) => r.status === 200));
+  }
+  assert.equal(world.entra.counters.issued, MAX_RESOURCES + 1);
+  const gauges = (await run.metrics.text()).split('\n').filter((l) => l.startsWith('spiffe_connector_credential_expiry_seconds{cloud="azure"'));
+  assert.equal(gauges.length, MAX_RESOURCES);
+  assert.ok(!gauges.some((l) => l.includes('"api://resource-0"')));
+  // The dropped resource is fetched again; a held one is not.
+  assert.equal((await token(run, resources[MAX_RESOURCES] ?? '')).status, 200);
+  assert.equal(world.entra.counters.issued, MAX_RESOURCES + 1);
+  assert.equal((await token(run, resources[0] ?? '')).status, 200);
+  assert.equal(world.entra.counters.issued, MAX_RESOURCES + 2);
+});
+
+test('no JWT-SVID, or Entra unreachable: 503 with Retry-After and the reason, never a 400', async (t) => {
+  const world = await startWorld(t);
+  const run = await runAzure(t, world);
+  world.jwt.failWith = new ConnectorError('identity_unavailable', 'the Workload API is not answering', { retryable: true });
+  const noSvid = await token(run);
+  assert.equal(noSvid.status, 503);
+  assert.match(noSvid.body['error_description'] ?? '', /Workload API is not answering/);
+  assert.equal(world.entra.counters.token, 0);
+
+  world.jwt.failWith = undefined;
+  world.entra.injectFault({ drop: true });
+  const dropped = await token(run, 'https://vault.azure.net');
+  assert.equal(dropped.status, 503);
+  assert.equal(dropped.body['error'], 'temporarily_unavailable');
+  assert.ok(Number(dropped.retryAfter) >= 1);
+});
+
+test('file mode: the JWT-SVID file is rewritten well before expiry, atomically, and readiness waits for it', async (t) => {
+  // The SVID's expiry is an absolute time from its issuer, so this clock starts at the real now.
+  const clock = new ManualClock(Date.now());
+  const world = await startWorld(t);
+  const run = await runAzure(t, world, { clock, azure: { tokenFile: 'azure-federated-token' } });
+  const file = run.env['AZURE_FEDERATED_TOKEN_FILE'] ?? '';
+  await eventually(() => run.provider.readiness().ready);
+  const first = await readFile(file, 'utf8');
+  assert.equal(decodeJwt(first).sub, SPIFFE_ID);
+  await clock.advance(29 * MINUTE);
+  assert.equal(await readFile(file, 'utf8'), first);
+  // Half of the hour-long SVID's life, minus jitter: rewritten by 30 minutes, leaving the SDK's
+  // 5-minute file cache well inside the SVID's remaining life.
+  await clock.advance(MINUTE);
+  await eventually(async () => (await readFile(file, 'utf8')) !== first);
+  assert.equal(world.jwt.fetches, 2);
+});
