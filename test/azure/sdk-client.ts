@@ -1,5 +1,7 @@
 // The black box: the real @azure/identity in a child process that knows only its environment (the `env`
 // lines). argv[2] is JSON { credential, scopes, clientId?, maxRetries? }; prints one JSON line with what it got.
+import { readFileSync } from 'node:fs';
+import { getCACertificates, setDefaultCACertificates } from 'node:tls';
 import { DefaultAzureCredential, ManagedIdentityCredential, WorkloadIdentityCredential, type TokenCredential } from '@azure/identity';
 
 interface Request {
@@ -7,6 +9,8 @@ interface Request {
   scopes: string[];
   clientId?: string;
   maxRetries?: number;
+  /** Trust this PEM file in-process (tls.setDefaultCACertificates) instead of NODE_EXTRA_CA_CERTS. */
+  trustCaFile?: string;
 }
 
 const request = JSON.parse(process.argv[2] ?? '{}') as Request;
@@ -16,6 +20,8 @@ const retryOptions = {
   disableInstanceDiscovery: true,
   ...(request.maxRetries === undefined ? {} : { retryOptions: { maxRetries: request.maxRetries } }),
 };
+
+if (request.trustCaFile) setDefaultCACertificates([...getCACertificates('default'), readFileSync(request.trustCaFile, 'utf8')]);
 
 function credential(): TokenCredential {
   switch (request.credential) {

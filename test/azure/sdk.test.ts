@@ -99,9 +99,15 @@ test('file mode: WorkloadIdentityCredential exchanges the JWT-SVID kept at AZURE
     if (!answer.ok) return;
     await world.entra.verifyAccessToken(answer.tokens[0]?.token ?? '', STORAGE);
   }
+  // In one process, tls.setDefaultCACertificates (Node >= 24.5) works as well.
+  const inProcess = await runSdk({ credential: 'workload-identity', scopes: [`${VAULT}/.default`], trustCaFile: world.caFile }, run.env);
+  assert.equal(inProcess.ok, true, JSON.stringify(inProcess));
+  // Without either, the SDK refuses the stand-in's certificate.
+  const untrusted = await runSdk({ credential: 'workload-identity', scopes: [`${VAULT}/.default`], maxRetries: 0 }, run.env);
+  assert.equal(untrusted.ok, false);
   // Our endpoints were not used; Entra saw the file's assertion.
   assert.deepEqual(await requestsBySurface(run.metrics.text()), {});
-  assert.equal(world.entra.counters.issued, 2);
+  assert.equal(world.entra.counters.issued, 3);
   assert.ok(world.entra.seen.every((s) => s.assertion?.sub === SPIFFE_ID));
 });
 

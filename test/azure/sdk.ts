@@ -13,6 +13,7 @@ export interface SdkRequest {
   scopes: string[];
   clientId?: string;
   maxRetries?: number;
+  trustCaFile?: string;
 }
 
 export function runSdk(request: SdkRequest, env: Record<string, string>): Promise<SdkAnswer> {
