@@ -112,6 +112,11 @@ export const webhookSchema = z
         jwt: z
           .object({
             exchangeUrl: httpsUrl.optional(),
+            /**
+             * PEM CAs (a path inside the sidecar) to trust for the issuer's serving certificate, e.g. the csi-driver-spiffe
+             * ca.crt when that certificate comes from a CA in the trust bundle; the system roots when unset.
+             */
+            caFile: absolutePath.optional(),
           })
           .strict()
           .default({}),

@@ -54,7 +54,9 @@ function port(settings: PodSettings, name: string, fallback: number): number {
 /** The raw config (before schema defaults), exactly what is serialized for the sidecar. */
 function compose(settings: PodSettings, defaults: ClusterDefaults, options: BuildOptions): Tree {
   const spiffe: Tree = { trustDomain: defaults.trustDomain, x509: { dir: defaults.csi.mountPath } };
-  if (defaults.jwt.exchangeUrl !== undefined) spiffe['jwt'] = { exchange: { url: defaults.jwt.exchangeUrl } };
+  if (defaults.jwt.exchangeUrl !== undefined) {
+    spiffe['jwt'] = { exchange: { url: defaults.jwt.exchangeUrl, ...(defaults.jwt.caFile === undefined ? {} : { caFile: defaults.jwt.caFile }) } };
+  }
   const raw: Tree = {
     spiffe,
     server: {

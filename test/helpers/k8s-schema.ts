@@ -35,26 +35,46 @@ function typeOf(module: string, kind: string): ts.Type {
   const file = declarationFile(module);
   if (!program || !program.files.has(file)) {
     programFiles.add(file);
-    const p = ts.createProgram(
-      [...programFiles],
-      { module: ts.ModuleKind.ESNext, moduleResolution: ts.ModuleResolutionKind.Bundler, target: ts.ScriptTarget.ES2022, noEmit: true, skipLibCheck: true, types: [] },
-      undefined,
-      previous,
-    );
-    previous = p;
-    const files = new Map<string, ts.SourceFile>();
-    for (const f of programFiles) {
-      const sf = p.getSourceFile(f);
-      if (!sf) throw new Error(`cannot load ${f}`);
-      files.set(f, sf);
-    }
-    program = { checker: p.getTypeChecker(), files };
+    buildProgram();
   }
-  const sf = program.files.get(file);
-  const moduleSymbol = sf && program.checker.getSymbolAtLocation(sf);
-  const iface = moduleSymbol && program.checker.getExportsOfModule(moduleSymbol).find((s) => s.name === `I${kind}`);
-  if (!iface) throw new Error(`${module} declares no I${kind}`);
+  const sf = program?.files.get(file);
+  const moduleSymbol = sf && program?.checker.getSymbolAtLocation(sf);
+  const iface = moduleSymbol && program?.checker.getExportsOfModule(moduleSymbol).find((s) => s.name === `I${kind}`);
+  if (!iface || !program) throw new Error(`${module} declares no I${kind}`);
   return program.checker.getDeclaredTypeOfSymbol(iface);
+}
+
+/** One type-checker program over every model declaration asked for so far. */
+function buildProgram(): void {
+  const p = ts.createProgram(
+    [...programFiles],
+    { module: ts.ModuleKind.ESNext, moduleResolution: ts.ModuleResolutionKind.Bundler, target: ts.ScriptTarget.ES2022, noEmit: true, skipLibCheck: true, types: [] },
+    undefined,
+    previous,
+  );
+  previous = p;
+  const files = new Map<string, ts.SourceFile>();
+  for (const f of programFiles) {
+    const sf = p.getSourceFile(f);
+    if (!sf) throw new Error(`cannot load ${f}`);
+    files.set(f, sf);
+  }
+  program = { checker: p.getTypeChecker(), files };
+}
+
+/** Loads the declarations of every kind in `objects` at once (one program instead of one per new kind). */
+export async function preloadSchemas(objects: readonly unknown[]): Promise<void> {
+  let added = false;
+  for (const o of objects) {
+    const { apiVersion, kind } = (o ?? {}) as { apiVersion?: unknown; kind?: unknown };
+    if (typeof apiVersion !== 'string' || typeof kind !== 'string') continue;
+    const file = declarationFile(locate(apiVersion, kind).module);
+    if (!programFiles.has(file)) {
+      programFiles.add(file);
+      added = true;
+    }
+  }
+  if (added) buildProgram();
 }
 
 function unknownFields(checker: ts.TypeChecker, value: unknown, type: ts.Type, path: string, out: string[]): void {

@@ -1,0 +1,240 @@
+// charts/spiffe-connector: the real templates rendered as Helm renders them (Go text/template + sprig,
+// test/chart/render/main.go) with the defaults and with each example values file; every object checked
+// against the Kubernetes (and cert-manager) schemas; the configs the chart writes parsed by the programs'
+// own config code; values.schema.json checked with ajv; the example pods injected by the webhook core.
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Ajv } from 'ajv';
+import { isMap, parseAllDocuments, parseDocument, type YAMLMap } from 'yaml';
+import { parseIssuerConfig } from '../../src/config/issuer.ts';
+import { parseWebhookConfig } from '../../src/config/webhook.ts';
+import { parseSigningKey } from '../../src/issuer/signing-key.ts';
+import { Secret } from '../../src/ops/redact.ts';
+import { admitPod } from '../../src/webhook/mutate.ts';
+import type { Pod } from '../../src/webhook/pod.ts';
+import { preloadSchemas, validateK8sObject } from '../helpers/k8s-schema.ts';
+import { CHART_DIR, renderer, type Rendered } from './render.ts';
+
+const EXAMPLES = new URL('../../examples/', import.meta.url).pathname;
+const NAMESPACE = 'spiffe-connector';
+
+type Obj = Record<string, any>;
+
+async function exampleValues(): Promise<string[]> {
+  return (await readdir(EXAMPLES)).filter((f) => /^values-.*\.yaml$/.test(f)).sort();
+}
+
+async function yamlFile(path: string): Promise<Obj> {
+  return parseDocument(await readFile(path, 'utf8')).toJS() as Obj;
+}
+
+/** Helm's coalescing of user values over the chart's: maps merge, null deletes, the rest replaces. */
+function coalesce(base: Obj, over: Obj): Obj {
+  const out: Obj = structuredClone(base);
+  for (const [k, v] of Object.entries(over)) {
+    if (v === null) delete out[k];
+    else if (v && typeof v === 'object' && !Array.isArray(v) && out[k] && typeof out[k] === 'object' && !Array.isArray(out[k])) out[k] = coalesce(out[k], v);
+    else out[k] = v;
+  }
+  return out;
+}
+
+function find(r: Rendered, kind: string, name?: string): Obj[] {
+  return r.documents.map((d) => d.object as Obj).filter((o) => o['kind'] === kind && (name === undefined || o['metadata']?.name === name));
+}
+
+function one(r: Rendered, kind: string, name: string): Obj {
+  const found = find(r, kind, name);
+  assert.equal(found.length, 1, `one ${kind} ${name}`);
+  return found[0] as Obj;
+}
+
+async function checkRendered(r: Rendered, values: Obj): Promise<void> {
+  // Every object is valid for the API server (types, required fields, enums, no unknown fields).
+  await preloadSchemas(r.documents.map((d) => d.object));
+  for (const doc of r.documents) assert.deepEqual(await validateK8sObject(doc.object), [], `${doc.template}`);
+  const ids = r.documents.map((d) => `${(d.object as Obj)['kind']}/${(d.object as Obj)['metadata']?.name}`);
+  assert.equal(new Set(ids).size, ids.length, 'no two objects share a kind and name');
+  for (const o of r.documents.map((d) => d.object as Obj)) {
+    if (!['MutatingWebhookConfiguration', 'ClusterRole', 'ClusterRoleBinding', 'CertificateRequestPolicy'].includes(o['kind'])) {
+      assert.equal(o['metadata'].namespace, NAMESPACE, `${o['kind']} ${o['metadata'].name} is in the release namespace`);
+    }
+  }
+
+  // The chart's own pods: non-root, read-only root filesystem, nothing to escalate, no API token.
+  for (const deployment of find(r, 'Deployment')) {
+    const spec = deployment['spec'].template.spec;
+    assert.equal(spec.automountServiceAccountToken, false);
+    assert.equal(spec.securityContext.runAsNonRoot, true);
+    for (const c of spec.containers) {
+      assert.equal(c.securityContext.runAsNonRoot, true);
+      assert.equal(c.securityContext.readOnlyRootFilesystem, true);
+      assert.equal(c.securityContext.allowPrivilegeEscalation, false);
+      assert.deepEqual(c.securityContext.capabilities, { drop: ['ALL'] });
+      assert.equal(c.securityContext.seccompProfile.type, 'RuntimeDefault');
+    }
+    // Each mounted ConfigMap is rendered here or named by a value; each Secret comes from a Certificate, the chart or a value.
+    const certificateSecrets = find(r, 'Certificate').map((c) => c['spec'].secretName);
+    for (const v of spec.volumes) {
+      if (v.configMap) assert.ok(find(r, 'ConfigMap', v.configMap.name).length === 1 || v.configMap.name === values['issuer'].bundle.configMapName, `ConfigMap ${v.configMap.name}`);
+      if (v.secret) {
+        const s = v.secret.secretName;
+        assert.ok(certificateSecrets.includes(s) || find(r, 'Secret', s).length === 1 || [values['issuer'].tls.existingSecret, values['issuer'].keys.existingSecret].includes(s), `Secret ${s}`);
+      }
+    }
+    for (const pdb of find(r, 'PodDisruptionBudget', deployment['metadata'].name)) {
+      assert.deepEqual(pdb['spec'].selector.matchLabels, deployment['spec'].selector.matchLabels);
+    }
+  }
+
+  // The webhook: a Service for the MutatingWebhookConfiguration, the CA injected from its Certificate.
+  const webhookName = 'spiffe-connector-webhook';
+  const deployment = one(r, 'Deployment', webhookName);
+  assert.equal(deployment['spec'].replicas, values['webhook'].replicaCount);
+  const mwc = one(r, 'MutatingWebhookConfiguration', 'spiffe-connector');
+  const hook = mwc['webhooks'][0];
+  assert.equal(hook.reinvocationPolicy, 'IfNeeded');
+  assert.equal(hook.sideEffects, 'None');
+  assert.equal(hook.failurePolicy, values['webhook'].failurePolicy);
+  assert.deepEqual(hook.rules, [{ operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'], scope: 'Namespaced' }]);
+  assert.ok(hook.namespaceSelector.matchExpressions[0].values.includes(NAMESPACE), 'the webhook never intercepts its own namespace');
+  assert.equal(mwc['metadata'].annotations['cert-manager.io/inject-ca-from'], `${NAMESPACE}/${webhookName}`);
+  const certificate = one(r, 'Certificate', webhookName);
+  assert.ok(certificate['spec'].dnsNames.includes(`${hook.clientConfig.service.name}.${NAMESPACE}.svc`));
+  const service = one(r, 'Service', hook.clientConfig.service.name);
+  const servicePort = service['spec'].ports.find((p: Obj) => p.port === hook.clientConfig.service.port);
+  assert.ok(servicePort);
+  assert.ok(deployment['spec'].template.spec.containers[0].ports.some((p: Obj) => p.name === servicePort.targetPort));
+  assert.deepEqual(service['spec'].selector, deployment['spec'].selector.matchLabels);
+
+  // The config files the chart writes are accepted by the programs' own config code.
+  const webhookConfig = parseWebhookConfig(one(r, 'ConfigMap', webhookName)['data']['webhook.yaml'], 'rendered webhook.yaml');
+  assert.equal(webhookConfig.defaults.trustDomain, values['trustDomain']);
+  assert.match(webhookConfig.sidecar.image, /^ghcr\.io\/spiffe-connector\/spiffe-connector:/);
+  const args = deployment['spec'].template.spec.containers[0].args;
+  assert.deepEqual(args.slice(0, 2), ['webhook', '--config']);
+
+  if (values['issuer'].enabled) {
+    const issuerName = 'spiffe-connector-issuer';
+    const issuerConfig = parseIssuerConfig(one(r, 'ConfigMap', issuerName)['data']['issuer.yaml'], 'rendered issuer.yaml');
+    assert.equal(issuerConfig.issuer.url, values['issuer'].url);
+    assert.equal(issuerConfig.issuer.trustDomain, values['trustDomain']);
+    // Sidecars exchange at the issuer Service, whose certificate names that host.
+    const url = new URL(webhookConfig.defaults.jwt.exchangeUrl ?? '');
+    const issuerService = one(r, 'Service', issuerName);
+    assert.equal(url.hostname, `${issuerName}.${NAMESPACE}.svc`);
+    assert.ok(issuerService['spec'].ports.some((p: Obj) => p.port === Number(url.port) && p.targetPort === 'token'));
+    if (values['issuer'].tls.mode === 'certManager') {
+      assert.ok(one(r, 'Certificate', issuerName)['spec'].dnsNames.includes(url.hostname));
+    }
+    // A generated signing key is one the issuer accepts.
+    for (const secret of find(r, 'Secret', `${issuerName}-keys`)) {
+      for (const [file, b64] of Object.entries(secret['data'] as Record<string, string>)) {
+        await parseSigningKey(file, new Secret(Buffer.from(b64, 'base64').toString('utf8')), issuerConfig.issuer.algorithm);
+      }
+    }
+    if (values['issuer'].ingress.enabled) {
+      const ingress = one(r, 'Ingress', issuerName);
+      const issuerUrl = new URL(values['issuer'].url);
+      assert.equal(ingress['spec'].rules[0].host, issuerUrl.hostname);
+      assert.equal(ingress['spec'].rules[0].http.paths[0].path, `${issuerUrl.pathname.replace(/\/$/, '')}/.well-known`);
+      assert.equal(ingress['spec'].rules[0].http.paths[0].backend.service.port.name, 'discovery');
+    }
+  } else {
+    assert.equal(find(r, 'Deployment', 'spiffe-connector-issuer').length, 0);
+  }
+  assert.match(r.notes, /Next steps/);
+}
+
+const renderCases = async (): Promise<Array<{ name: string; files: string[] }>> => [
+  { name: 'the default values', files: [] },
+  ...(await exampleValues()).map((f) => ({ name: `examples/${f}`, files: [join(EXAMPLES, f)] })),
+];
+
+for (const c of await renderCases()) {
+  test(`renders with ${c.name}: every object is valid`, async (t) => {
+    const r = await renderer();
+    if ('skip' in r) return t.skip(r.skip);
+    const defaults = await yamlFile(join(CHART_DIR, 'values.yaml'));
+    let values = defaults;
+    for (const f of c.files) values = coalesce(values, await yamlFile(f));
+    await checkRendered(await r.render({ valuesFiles: c.files }), values);
+  });
+}
+
+test('missing required values stop the render with a message naming them', async (t) => {
+  const r = await renderer();
+  if ('skip' in r) return t.skip(r.skip);
+  const { mkdtemp, writeFile, rm } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const dir = await mkdtemp(join(tmpdir(), 'chart-values-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const file = join(dir, 'v.yaml');
+  await writeFile(file, 'issuer: { enabled: true, tls: { issuerRef: { name: internal-ca } } }\n');
+  await assert.rejects(r.render({ valuesFiles: [file] }), /issuer\.url is required/);
+  await writeFile(file, 'issuer: { enabled: true, url: "https://oidc.example.org" }\n');
+  await assert.rejects(r.render({ valuesFiles: [file] }), /issuer\.tls\.issuerRef\.name is required/);
+});
+
+test('the example pods are injected by the webhook with the matching example values', async (t) => {
+  const r = await renderer();
+  if ('skip' in r) return t.skip(r.skip);
+  for (const cloud of ['aws', 'gcp', 'azure']) {
+    const rendered = await r.render({ valuesFiles: [join(EXAMPLES, `values-${cloud}.yaml`)] });
+    const config = parseWebhookConfig(one(rendered, 'ConfigMap', 'spiffe-connector-webhook')['data']['webhook.yaml']);
+    const docs = parseAllDocuments(await readFile(join(EXAMPLES, `pod-${cloud}.yaml`), 'utf8')).map((d) => d.toJS() as Obj);
+    for (const doc of docs) assert.deepEqual(await validateK8sObject(doc), [], `examples/pod-${cloud}.yaml`);
+    const workload = docs.find((d) => d['kind'] === 'Pod' || d['kind'] === 'Deployment') as Obj;
+    const pod = (workload['kind'] === 'Pod' ? workload : { apiVersion: 'v1', kind: 'Pod', ...workload['spec'].template, metadata: { ...workload['spec'].template.metadata, generateName: 'x-' } }) as Pod;
+    const result = admitPod(pod, { config, randomSecret: () => 'identity-header-for-the-example' });
+    assert.equal(result.outcome, 'injected', result.outcome === 'denied' ? result.denied : '');
+    if (result.outcome === 'injected') assert.ok(result.config[cloud as 'aws' | 'gcp' | 'azure'], `${cloud} is served`);
+  }
+});
+
+const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true });
+const validateValues = ajv.compile(JSON.parse(await readFile(join(CHART_DIR, 'values.schema.json'), 'utf8')));
+
+test('values.schema.json accepts the defaults and every example', async () => {
+  const defaults = await yamlFile(join(CHART_DIR, 'values.yaml'));
+  assert.ok(validateValues(defaults), JSON.stringify(validateValues.errors));
+  for (const f of await exampleValues()) {
+    const merged = coalesce(defaults, await yamlFile(join(EXAMPLES, f)));
+    assert.ok(validateValues(merged), `${f}: ${JSON.stringify(validateValues.errors)}`);
+  }
+});
+
+test('values.schema.json refuses bad values', async () => {
+  const defaults = await yamlFile(join(CHART_DIR, 'values.yaml'));
+  const bad: Array<[string, Obj]> = [
+    ['an unknown failure policy', { webhook: { failurePolicy: 'Sometimes' } }],
+    ['a misspelt key', { webhook: { replicas: 3 } }],
+    ['a trust domain with capitals and spaces', { trustDomain: 'My Domain' }],
+    ['the issuer without its URL', { issuer: { enabled: true } }],
+    ['an http issuer URL', { issuer: { url: 'http://oidc.example.org' } }],
+    ['a port out of range', { defaults: { metadataPort: 70000 } }],
+    ['a bad quantity', { sidecar: { resources: { limits: { memory: 'lots' } } } }],
+    ['a root sidecar', { sidecar: { runAsUser: 0 } }],
+    ['an unknown algorithm', { issuer: { algorithm: 'HS256' } }],
+    ['a malformed GCP provider', { defaults: { gcp: { workloadIdentityProvider: 'pool/provider' } } }],
+  ];
+  for (const [what, over] of bad) assert.equal(validateValues(coalesce(defaults, over)), false, what);
+});
+
+test('every values.yaml key is commented', async () => {
+  const doc = parseDocument(await readFile(join(CHART_DIR, 'values.yaml'), 'utf8'));
+  const missing: string[] = [];
+  const walk = (map: YAMLMap, path: string): void => {
+    map.items.forEach((pair, i) => {
+      const key = String((pair.key as { value?: unknown }).value ?? pair.key);
+      const comment = (pair.key as { commentBefore?: string }).commentBefore ?? (i === 0 ? map.commentBefore : undefined);
+      if (!comment) missing.push(`${path}${key}`);
+      // Free-form Kubernetes values (resources) are documented as a whole.
+      if (isMap(pair.value) && key !== 'resources') walk(pair.value, `${path}${key}.`);
+    });
+  };
+  walk(doc.contents as YAMLMap, '');
+  assert.deepEqual(missing, []);
+});
