@@ -1,13 +1,13 @@
 // The emulated AWS surfaces on the loopback metadata listener: container credentials (`/v1/credentials`)
 // and IMDSv2 (`/latest/...`), byte-compatible with what the SDKs parse (reference/aws.md §1, §2, §7).
 // Answers from the cache only; never calls AWS on the request path.
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, hash, randomBytes } from 'node:crypto';
 import { Router, type Request, type Response } from 'express';
 import type { Lookup } from '../../cache/refreshing-credential.ts';
 import type { Clock } from '../../clock.ts';
 import type { Metrics } from '../../ops/metrics.ts';
 import type { Secret } from '../../ops/redact.ts';
-import { hostIsLoopback, isForwarded, secretEquals } from '../../server/guards.ts';
+import { hostIsLoopback, isForwarded, secretMatcher } from '../../server/guards.ts';
 import { CONTAINER_CREDENTIALS_PATH } from './env.ts';
 import { accountFromArn, awsTimestamp, roleNameFromArn, type AwsCredentials } from './credentials.ts';
 
@@ -34,9 +34,8 @@ type Surface = 'aws-container' | 'aws-imds';
 
 export function awsRouter(options: AwsEndpointOptions): Router {
   const router = Router();
-  const count = requestCounter(options.metrics);
-  const container = containerHandler(options, count);
-  const imds = options.imds ? imdsHandler(options, count) : undefined;
+  const container = containerHandler(options, sender(options.metrics, 'aws-container'));
+  const imds = options.imds ? imdsHandler(options, sender(options.metrics, 'aws-imds')) : undefined;
   router.use((req, res, next) => {
     const path = req.path;
     if (path === CONTAINER_CREDENTIALS_PATH) return container(req, res);
@@ -46,47 +45,46 @@ export function awsRouter(options: AwsEndpointOptions): Router {
   return router;
 }
 
-type Count = (surface: Surface, res: Response) => void;
+type Send = (res: Response, status: number, headers: Record<string, string>, body: string) => void;
 
-/** Counts every answer by surface and status; label children are cached (this is the hot path). */
-function requestCounter(metrics: Metrics | undefined): Count {
-  if (!metrics) return () => undefined;
-  const children = new Map<string, { inc(): void }>();
-  return (surface, res) => {
-    res.once('finish', () => {
-      const key = `${surface} ${res.statusCode}`;
-      let child = children.get(key);
-      if (!child) {
-        child = metrics.requests.labels({ surface, status: String(res.statusCode) });
-        children.set(key, child);
-      }
-      child.inc();
-    });
+/** Writes an answer and counts it by surface and status; label children are cached (this is the hot path). */
+function sender(metrics: Metrics | undefined, surface: Surface): Send {
+  const children = new Map<number, { inc(): void }>();
+  return (res, status, headers, body) => {
+    res.writeHead(status, headers).end(body);
+    if (!metrics) return;
+    let child = children.get(status);
+    if (!child) {
+      child = metrics.requests.labels({ surface, status: String(status) });
+      children.set(status, child);
+    }
+    child.inc();
   };
 }
 
 // ---- container credentials (reference/aws.md §1, §7.1-7.3) ----
 
-function containerHandler(o: AwsEndpointOptions, count: Count): (req: Request, res: Response) => void {
-  const token = o.authToken.reveal();
+const JSON_TYPE = { 'content-type': 'application/json' };
+
+function containerHandler(o: AwsEndpointOptions, send: Send): (req: Request, res: Response) => void {
+  const tokenMatches = secretMatcher(o.authToken.reveal());
   let cached: { creds: AwsCredentials; body: string } | undefined;
   const body = (creds: AwsCredentials): string => {
     if (cached?.creds !== creds) cached = { creds, body: containerCredentialsJson(creds) };
     return cached.body;
   };
   return (req, res) => {
-    count('aws-container', res);
-    if (req.method !== 'GET' && req.method !== 'HEAD') return containerError(res, 405, 'MethodNotAllowed', 'use GET', { allow: 'GET' });
-    if (!hostIsLoopback(req.headers.host, o.metadataPort)) return containerError(res, 403, 'AccessDenied', 'the Host header must name the loopback metadata listener');
-    if (isForwarded(req)) return containerError(res, 403, 'AccessDenied', 'forwarded requests are refused');
+    if (req.method !== 'GET' && req.method !== 'HEAD') return containerError(send, res, 405, 'MethodNotAllowed', 'use GET', { allow: 'GET' });
+    if (!hostIsLoopback(req.headers.host, o.metadataPort)) return containerError(send, res, 403, 'AccessDenied', 'the Host header must name the loopback metadata listener');
+    if (isForwarded(req)) return containerError(send, res, 403, 'AccessDenied', 'forwarded requests are refused');
     const presented = req.headers.authorization;
-    if (presented === undefined || presented === '') return containerError(res, 401, 'Unauthorized', 'the Authorization header with the token from AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE is required');
-    if (!secretEquals(presented, token)) return containerError(res, 403, 'AccessDenied', 'the Authorization token is not valid');
+    if (presented === undefined || presented === '') return containerError(send, res, 401, 'Unauthorized', 'the Authorization header with the token from AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE is required');
+    if (!tokenMatches(presented)) return containerError(send, res, 403, 'AccessDenied', 'the Authorization token is not valid');
     const lookup = o.credentials.get();
     if (!lookup.ok) {
-      return containerError(res, 503, 'CredentialsUnavailable', lookup.error.message, { 'retry-after': String(lookup.retryAfterSeconds) });
+      return containerError(send, res, 503, 'CredentialsUnavailable', lookup.error.message, { 'retry-after': String(lookup.retryAfterSeconds) });
     }
-    res.writeHead(200, { 'content-type': 'application/json' }).end(body(lookup.value));
+    send(res, 200, JSON_TYPE, body(lookup.value));
   };
 }
 
@@ -103,13 +101,13 @@ export function containerCredentialsJson(c: AwsCredentials): string {
 }
 
 /** Errors as Go's endpointcreds decodes them: `{"code","message"}` with Content-Type exactly application/json. */
-function containerError(res: Response, status: number, code: string, message: string, headers: Record<string, string> = {}): void {
-  res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(JSON.stringify({ code, message }));
+function containerError(send: Send, res: Response, status: number, code: string, message: string, headers: Record<string, string> = {}): void {
+  send(res, status, { 'content-type': 'application/json', ...headers }, JSON.stringify({ code, message }));
 }
 
 // ---- IMDSv2 (reference/aws.md §2, §7.6) ----
 
-function imdsHandler(o: AwsEndpointOptions, count: Count): (req: Request, res: Response, path: string) => void {
+function imdsHandler(o: AwsEndpointOptions, send: Send): (req: Request, res: Response, path: string) => void {
   const tokens = new ImdsTokens(o.clock, o.imdsTokenLimit ?? 1024);
   const roleName = roleNameFromArn(o.roleArn);
   const account = accountFromArn(o.roleArn);
@@ -137,43 +135,42 @@ function imdsHandler(o: AwsEndpointOptions, count: Count): (req: Request, res: R
   let cached: { creds: AwsCredentials; body: string } | undefined;
 
   return (req, res, path) => {
-    count('aws-imds', res);
-    if (!hostIsLoopback(req.headers.host, o.metadataPort)) return text(res, 403, 'Forbidden');
+    if (!hostIsLoopback(req.headers.host, o.metadataPort)) return text(send, res, 403, 'Forbidden');
     const isTokenPath = path === IMDS_TOKEN_PATH || path === `${IMDS_TOKEN_PATH}/`;
     if (isTokenPath) {
-      if (req.method !== 'PUT') return text(res, 405, 'Method Not Allowed', { allow: 'PUT' });
+      if (req.method !== 'PUT') return text(send, res, 405, 'Method Not Allowed', { allow: 'PUT' });
       // Real IMDS refuses token requests that crossed a proxy (X-Forwarded-For).
-      if (isForwarded(req)) return text(res, 400, 'Bad Request');
+      if (isForwarded(req)) return text(send, res, 400, 'Bad Request');
       const ttl = parseTtl(req.headers['x-aws-ec2-metadata-token-ttl-seconds']);
-      if (ttl === undefined) return text(res, 400, 'Bad Request');
+      if (ttl === undefined) return text(send, res, 400, 'Bad Request');
       const issued = tokens.issue(ttl);
-      return text(res, 200, issued, { 'x-aws-ec2-metadata-token-ttl-seconds': String(ttl) });
+      return text(send, res, 200, issued, { 'x-aws-ec2-metadata-token-ttl-seconds': String(ttl) });
     }
-    if (isForwarded(req)) return text(res, 403, 'Forbidden');
-    if (req.method !== 'GET' && req.method !== 'HEAD') return text(res, 405, 'Method Not Allowed', { allow: 'GET, HEAD' });
+    if (isForwarded(req)) return text(send, res, 403, 'Forbidden');
+    if (req.method !== 'GET' && req.method !== 'HEAD') return text(send, res, 405, 'Method Not Allowed', { allow: 'GET, HEAD' });
     const remaining = tokens.remainingSeconds(req.headers['x-aws-ec2-metadata-token']);
     // IMDSv2 only: no session token (or an expired one) is 401, which makes SDKs fetch a token.
-    if (remaining === undefined) return text(res, 401, 'Unauthorized');
+    if (remaining === undefined) return text(send, res, 401, 'Unauthorized');
     const ttlHeader = { 'x-aws-ec2-metadata-token-ttl-seconds': String(remaining) };
     if (credsPaths.has(path)) {
       const lookup = o.credentials.get();
       if (!lookup.ok) {
         const body = JSON.stringify({ Code: 'CredentialsUnavailable', Message: lookup.error.message, LastUpdated: awsTimestamp(new Date(o.clock.now())) }, null, 2);
-        return text(res, 503, body, { ...ttlHeader, 'retry-after': String(lookup.retryAfterSeconds) });
+        return text(send, res, 503, body, { ...ttlHeader, 'retry-after': String(lookup.retryAfterSeconds) });
       }
       if (cached?.creds !== lookup.value) cached = { creds: lookup.value, body: imdsCredentialsJson(lookup.value) };
-      return text(res, 200, cached.body, ttlHeader);
+      return text(send, res, 200, cached.body, ttlHeader);
     }
     if (path === '/latest/meta-data/iam/info' || path === '/latest/meta-data/iam/info/') {
       const info = { Code: 'Success', LastUpdated: awsTimestamp(new Date(o.clock.now())), InstanceProfileArn: `arn:aws:iam::${account}:instance-profile/${roleName}`, InstanceProfileId: instanceProfileId };
-      return text(res, 200, JSON.stringify(info, null, 2), ttlHeader);
+      return text(send, res, 200, JSON.stringify(info, null, 2), ttlHeader);
     }
     if (path === '/latest/dynamic/instance-identity/document' || path === '/latest/dynamic/instance-identity/document/') {
-      return text(res, 200, identityDocument, ttlHeader);
+      return text(send, res, 200, identityDocument, ttlHeader);
     }
     const listing = listings[path.endsWith('/') ? path.slice(0, -1) : path];
-    if (listing !== undefined) return text(res, 200, listing, ttlHeader);
-    text(res, 404, 'Not Found', ttlHeader);
+    if (listing !== undefined) return text(send, res, 200, listing, ttlHeader);
+    text(send, res, 404, 'Not Found', ttlHeader);
   };
 }
 
@@ -195,8 +192,8 @@ export function imdsCredentialsJson(c: AwsCredentials): string {
   );
 }
 
-function text(res: Response, status: number, body: string, headers: Record<string, string> = {}): void {
-  res.writeHead(status, { 'content-type': 'text/plain', ...headers }).end(body);
+function text(send: Send, res: Response, status: number, body: string, headers: Record<string, string> = {}): void {
+  send(res, status, { 'content-type': 'text/plain', ...headers }, body);
 }
 
 /** `x-aws-ec2-metadata-token-ttl-seconds`: a whole number 1–21600, required. */
@@ -229,14 +226,14 @@ export class ImdsTokens {
       }
     }
     const token = randomBytes(40).toString('base64url');
-    this.#byHash.set(hash(token), now + ttlSeconds * 1000);
+    this.#byHash.set(digest(token), now + ttlSeconds * 1000);
     return token;
   }
 
   /** Whole seconds the presented token has left, or undefined when it is missing, unknown or expired. */
   remainingSeconds(presented: string | string[] | undefined): number | undefined {
     if (typeof presented !== 'string' || presented === '') return undefined;
-    const key = hash(presented);
+    const key = digest(presented);
     const expiresAt = this.#byHash.get(key);
     if (expiresAt === undefined) return undefined;
     const left = expiresAt - this.#clock.now();
@@ -252,6 +249,6 @@ export class ImdsTokens {
   }
 }
 
-function hash(token: string): string {
-  return createHash('sha256').update(token).digest('base64');
+function digest(token: string): string {
+  return hash('sha256', token, 'base64');
 }
