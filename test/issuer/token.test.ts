@@ -161,3 +161,23 @@ test('GET /status answers as Venafi/token-exchange does', async (t) => {
   assert.equal(res.statusCode, 200);
   assert.deepEqual(await res.body.json(), { status: 'OK' });
 });
+
+test('JSON logs record issuance and refusals without the token', async (t) => {
+  const { Writable } = await import('node:stream');
+  const { createLogger } = await import('../../src/ops/logger.ts');
+  const lines: string[] = [];
+  const destination = new Writable({ write: (chunk: Buffer, _enc, cb) => { lines.push(...chunk.toString().split('\n').filter(Boolean)); cb(); } });
+  const fx = await startFixture(t, { logger: createLogger({ level: 'info', destination }) });
+  const svid = await fx.ca.issueX509Svid({ spiffeId: ID });
+  const answer = await postToken(fx, svid);
+  const token = answer.body['access_token'] as string;
+  await postToken(fx, svid, { ...FORM, audience: 'nope' });
+  const records = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+  const issued = records.find((r) => r['msg'] === 'JWT-SVID issued');
+  assert.equal(issued?.['spiffeId'], ID);
+  assert.equal(issued?.['audience'], AUDIENCES[0]);
+  assert.equal(typeof issued?.['jti'], 'string');
+  assert.ok(records.some((r) => r['msg'] === 'token request refused' && r['reason'] === 'disallowed_audience'));
+  const all = lines.join('\n');
+  for (const part of token.split('.')) assert.ok(!all.includes(part), 'no part of the token is logged');
+});
