@@ -50,3 +50,11 @@ issuer:
   assert.throws(() => parseIssuerConfig(GOOD.replace('https://oidc.example.org/spiffe', 'https://oidc.example.org/spiffe#x')), /issuer\.url: must have no query or fragment/);
   assert.throws(() => parseIssuerConfig(GOOD.replace('[sts.amazonaws.com, api://AzureADTokenExchange]', '[]')), /issuer\.audiences: list at least one audience/);
 });
+
+test('issuer.example.yaml is a valid config', async () => {
+  const { readFile } = await import('node:fs/promises');
+  const text = await readFile(new URL('../../issuer.example.yaml', import.meta.url), 'utf8');
+  const c = parseIssuerConfig(text, 'issuer.example.yaml').issuer;
+  assert.equal(c.algorithm, 'RS256');
+  assert.equal(c.audiences.length, 3);
+});
