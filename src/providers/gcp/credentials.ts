@@ -85,8 +85,12 @@ export class GcpCredentials implements GcpTokens {
     this.#access.warm([this.#defaultKey]);
   }
 
-  accessToken(scopes: readonly string[], signal: AbortSignal): Promise<Lookup<GcpToken>> {
-    return this.#access.get(scopeKey(scopes), signal);
+  peekAccessToken(scopes: readonly string[] | undefined): Lookup<GcpToken> {
+    return this.#access.peek(scopes === undefined ? this.#defaultKey : scopeKey(scopes));
+  }
+
+  accessToken(scopes: readonly string[] | undefined, signal: AbortSignal): Promise<Lookup<GcpToken>> {
+    return this.#access.get(scopes === undefined ? this.#defaultKey : scopeKey(scopes), signal);
   }
 
   /** The identity changed: every held credential is fetched anew (ID tokens after the federated token). */

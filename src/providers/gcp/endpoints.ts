@@ -59,7 +59,9 @@ export function metadataRouter(options: MetadataEndpointOptions): Router {
     if (path !== PREFIX && !path.startsWith(`${PREFIX}/`)) return notFound(send, res);
     const rest = path.slice(PREFIX.length);
     const segments = rest.split('/').filter((s) => s !== '');
-    const query = new URL(req.originalUrl ?? req.url, 'http://metadata').searchParams;
+    const url = req.originalUrl ?? req.url;
+    const q = url.indexOf('?');
+    const query = new URLSearchParams(q === -1 ? '' : url.slice(q + 1));
     const json = query.get('alt') === 'json';
     const recursive = query.get('recursive')?.toLowerCase() === 'true';
 
@@ -67,14 +69,15 @@ export function metadataRouter(options: MetadataEndpointOptions): Router {
     const last = segments[segments.length - 1];
     if (segments.length === 4 && isAccountDir(segments.slice(0, 3)) && (TOKEN_LEAVES as readonly string[]).includes(last ?? '')) {
       if (!lookup(tree, segments.slice(0, 3))) return notFound(send, res);
-      const abort = new AbortController();
-      res.once('close', () => abort.abort());
-      const work = last === 'token' ? token(options, query, abort.signal, res, send) : identity(options, query, abort.signal, res, send, json);
-      void work.catch((error: unknown) => {
-        options.logger.error({ err: (error as Error).message }, 'metadata request failed');
-        if (!res.headersSent) send(res, 500, false, 'Internal Server Error\n');
-      });
-      return;
+      if (last === 'token') {
+        const scopes = parseScopes(query.get('scopes'));
+        if (scopes === false) return send(res, 400, false, `Bad Request: scopes must be at most ${MAX_SCOPES} comma-separated scope names.\n`);
+        // The common case answers from the cache at once, without a promise.
+        const cached = options.tokens.peekAccessToken(scopes);
+        if (cached.ok && remainingSeconds(cached, options.clock) >= 1) return sendToken(send, res, cached, options.clock);
+        return waitFor(options, res, send, (signal) => token(options, scopes, signal, res, send));
+      }
+      return waitFor(options, res, send, (signal) => identity(options, query, signal, res, send, json));
     }
 
     const node = lookup(tree, segments);
@@ -111,20 +114,34 @@ function notFound(send: Send, res: ServerResponse): void {
   send(res, 404, false, 'Not Found\n');
 }
 
-async function token(o: MetadataEndpointOptions, query: URLSearchParams, signal: AbortSignal, res: ServerResponse, send: Send): Promise<void> {
-  const raw = query.get('scopes');
-  let scopes: string[] = [...o.facts.scopes];
-  if (raw !== null && raw.trim() !== '') {
-    scopes = raw.split(/[,\s]+/).filter((s) => s !== '');
-    if (scopes.length > MAX_SCOPES || !scopes.every((s) => SCOPE.test(s))) {
-      return send(res, 400, false, `Bad Request: scopes must be at most ${MAX_SCOPES} comma-separated scope names.\n`);
-    }
-  }
+/** Runs an answer that may wait for a first exchange, abandoned when the client goes away. */
+function waitFor(o: MetadataEndpointOptions, res: ServerResponse, send: Send, work: (signal: AbortSignal) => Promise<void>): void {
+  const abort = new AbortController();
+  res.once('close', () => abort.abort());
+  void work(abort.signal).catch((error: unknown) => {
+    o.logger.error({ err: (error as Error).message }, 'metadata request failed');
+    if (!res.headersSent) send(res, 500, false, 'Internal Server Error\n');
+  });
+}
+
+/** `scopes=a,b` (commas or spaces): undefined for the default set, false when malformed. */
+function parseScopes(raw: string | null): string[] | undefined | false {
+  if (raw === null || raw.trim() === '') return undefined;
+  const scopes = raw.split(/[,\s]+/).filter((s) => s !== '');
+  if (scopes.length === 0) return undefined;
+  if (scopes.length > MAX_SCOPES || !scopes.every((s) => SCOPE.test(s))) return false;
+  return scopes;
+}
+
+async function token(o: MetadataEndpointOptions, scopes: string[] | undefined, signal: AbortSignal, res: ServerResponse, send: Send): Promise<void> {
   const found = await o.tokens.accessToken(scopes, signal);
   if (res.destroyed) return;
-  const expiresIn = remainingSeconds(found, o.clock);
-  if (!found.ok || expiresIn < 1) return sendError(o, res, send, found);
-  const body = JSON.stringify({ access_token: found.value.token.reveal(), expires_in: expiresIn, token_type: 'Bearer' });
+  if (!found.ok || remainingSeconds(found, o.clock) < 1) return sendError(o, res, send, found);
+  sendToken(send, res, found, o.clock);
+}
+
+function sendToken(send: Send, res: ServerResponse, found: Lookup<GcpToken> & { ok: true }, clock: Clock): void {
+  const body = `{"access_token":${JSON.stringify(found.value.token.reveal())},"expires_in":${remainingSeconds(found, clock)},"token_type":"Bearer"}`;
   send(res, 200, true, body);
 }
 

@@ -10,8 +10,10 @@ export interface GcpToken {
 
 /** What the metadata endpoints ask for; answered from the caches, never by calling Google inline. */
 export interface GcpTokens {
-  /** An access token for these scopes (canonical, non-empty). A scope set seen first waits for its first exchange. */
-  accessToken(scopes: readonly string[], signal: AbortSignal): Promise<Lookup<GcpToken>>;
+  /** The cached access token for these scopes (undefined: the default set) at once; starts fetching a set not seen before. */
+  peekAccessToken(scopes: readonly string[] | undefined): Lookup<GcpToken>;
+  /** An access token for these scopes (undefined: the default set). A scope set seen first waits for its first exchange. */
+  accessToken(scopes: readonly string[] | undefined, signal: AbortSignal): Promise<Lookup<GcpToken>>;
   /** An ID token for `audience`; undefined when no service account is configured (no ID tokens). */
   readonly idToken: ((audience: string, signal: AbortSignal) => Promise<Lookup<GcpToken>>) | undefined;
 }
