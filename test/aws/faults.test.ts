@@ -37,6 +37,9 @@ test('during an STS outage the cached credentials are served until they expire, 
   const first = fake.issued()[0];
   assert.ok(first);
   assert.ok(sidecar.provider.readiness().ready);
+  const requestsBefore = fake.stats.assumeRoleRequests;
+  for (let i = 0; i < 20; i++) assert.equal((await container()).status, 200);
+  assert.equal(fake.stats.assumeRoleRequests, requestsBefore, 'answering never calls STS');
   fake.injectFaults(Array.from({ length: 600 }, (_, i) => OUTAGE[i % OUTAGE.length] as StsFault));
 
   await advanceTo(first.expiration - 1_000);
