@@ -28,7 +28,7 @@ const jwtSchema = z
     exchange: z
       .object({
         url: httpsUrl,
-        /** Extra PEM CA bundle to trust for the issuer's serving certificate (defaults to the SPIFFE bundle + system roots). */
+        /** PEM CA bundle to trust for the issuer's serving certificate, instead of the system roots (used when absent). */
         caFile: z.string().min(1).optional(),
       })
       .strict()
