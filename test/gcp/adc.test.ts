@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { decodeJwt } from 'jose';
-import { CLOUD_PLATFORM, DevCaX509Source, POOL, PROJECT_ID, PROJECT_NUMBER, SERVICE_ACCOUNT, SPIFFE_ID, SignerJwtSource, runAdcClient, startGoogleWorld, startSidecar } from './support.ts';
+import { CLOUD_PLATFORM, POOL, PROJECT_ID, PROJECT_NUMBER, SERVICE_ACCOUNT, SPIFFE_ID, runAdcClient, startGoogleWorld, startSidecar, jwtSource, x509Source } from './support.ts';
 
 const AUD = 'https://app.example.com/api';
 const STORAGE = 'https://www.googleapis.com/auth/devstorage.read_only';
@@ -13,8 +13,7 @@ for (const path of ['jwt', 'x509'] as const) {
   test(`ADC through the ${path} path with impersonation: access token, project, email, ID token`, async (t) => {
     const world = await startGoogleWorld();
     t.after(() => world.close());
-    const identity = path === 'jwt' ? { jwt: new SignerJwtSource(world.signer) } : { x509: new DevCaX509Source(world.ca) };
-    if (identity.x509) await identity.x509.rotate();
+    const identity = path === 'jwt' ? { jwt: jwtSource(world) } : { x509: await x509Source(world) };
     const sidecar = await startSidecar({ world, ...identity, serviceAccount: true });
     t.after(() => sidecar.close());
 
@@ -57,8 +56,7 @@ for (const path of ['jwt', 'x509'] as const) {
   test(`ADC through the ${path} path without impersonation: the federated token itself, no ID tokens`, async (t) => {
     const world = await startGoogleWorld();
     t.after(() => world.close());
-    const identity = path === 'jwt' ? { jwt: new SignerJwtSource(world.signer) } : { x509: new DevCaX509Source(world.ca) };
-    if (identity.x509) await identity.x509.rotate();
+    const identity = path === 'jwt' ? { jwt: jwtSource(world) } : { x509: await x509Source(world) };
     const sidecar = await startSidecar({ world, ...identity, serviceAccount: false });
     t.after(() => sidecar.close());
 

@@ -6,7 +6,7 @@ import { execFile, execFileSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SERVICE_ACCOUNT, SignerJwtSource, startGoogleWorld, startSidecar } from './support.ts';
+import { SERVICE_ACCOUNT, startGoogleWorld, startSidecar, jwtSource } from './support.ts';
 
 function hasGcloud(): boolean {
   try {
@@ -20,7 +20,7 @@ function hasGcloud(): boolean {
 test('gcloud auth print-access-token', { skip: hasGcloud() ? false : 'gcloud is not installed' }, async (t) => {
   const world = await startGoogleWorld();
   t.after(() => world.close());
-  const s = await startSidecar({ world, jwt: new SignerJwtSource(world.signer), serviceAccount: true });
+  const s = await startSidecar({ world, jwt: jwtSource(world), serviceAccount: true });
   t.after(() => s.close());
   const config = await mkdtemp(join(tmpdir(), 'spiffe-connector-gcloud-'));
   t.after(() => rm(config, { recursive: true, force: true }));

@@ -2,7 +2,7 @@
 // §1.4, requirements 2–7): every path, every format, the headers on every answer, and each refusal.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CLOUD_PLATFORM, FLAVOR, PROJECT_ID, PROJECT_NUMBER, SERVICE_ACCOUNT, SignerJwtSource, get, startGoogleWorld, startSidecar, until, type RawResponse, type Sidecar } from './support.ts';
+import { CLOUD_PLATFORM, FLAVOR, PROJECT_ID, PROJECT_NUMBER, SERVICE_ACCOUNT, get, startGoogleWorld, startSidecar, until, type RawResponse, type Sidecar, jwtSource } from './support.ts';
 
 const V1 = '/computeMetadata/v1';
 const EMAIL_SCOPE = 'https://www.googleapis.com/auth/userinfo.email';
@@ -23,7 +23,7 @@ async function ok(sidecar: Sidecar, path: string, body: string, json = false): P
 test('root, listings, static facts, alt=json and recursive JSON', async (t) => {
   const world = await startGoogleWorld();
   t.after(() => world.close());
-  const s = await startSidecar({ world, jwt: new SignerJwtSource(world.signer), serviceAccount: true });
+  const s = await startSidecar({ world, jwt: jwtSource(world), serviceAccount: true });
   t.after(() => s.close());
 
   // Root answers without Metadata-Flavor (Go and Python probe it so).
@@ -72,7 +72,7 @@ test('root, listings, static facts, alt=json and recursive JSON', async (t) => {
 test('token (per scope set) and identity (with format=full and licenses) by default and by email', async (t) => {
   const world = await startGoogleWorld();
   t.after(() => world.close());
-  const s = await startSidecar({ world, jwt: new SignerJwtSource(world.signer), serviceAccount: true });
+  const s = await startSidecar({ world, jwt: jwtSource(world), serviceAccount: true });
   t.after(() => s.close());
   await until(() => s.provider.readiness().ready, 'default token');
 
@@ -104,7 +104,7 @@ test('token (per scope set) and identity (with format=full and licenses) by defa
 test('refusals: Metadata-Flavor, X-Forwarded-For, foreign Host, identity without audience, unknown account and path', async (t) => {
   const world = await startGoogleWorld();
   t.after(() => world.close());
-  const s = await startSidecar({ world, jwt: new SignerJwtSource(world.signer), serviceAccount: true });
+  const s = await startSidecar({ world, jwt: jwtSource(world), serviceAccount: true });
   t.after(() => s.close());
   const token = `${V1}/instance/service-accounts/default/token`;
 
@@ -140,7 +140,7 @@ test('refusals: Metadata-Flavor, X-Forwarded-For, foreign Host, identity without
 test('without a service account: the pool account, and identity answers 404 the GKE way', async (t) => {
   const world = await startGoogleWorld();
   t.after(() => world.close());
-  const s = await startSidecar({ world, jwt: new SignerJwtSource(world.signer), serviceAccount: false });
+  const s = await startSidecar({ world, jwt: jwtSource(world), serviceAccount: false });
   t.after(() => s.close());
   const email = `${PROJECT_ID}.svc.id.goog`;
   await ok(s, `${V1}/instance/service-accounts/`, `default/\n${email}/\n`);
@@ -156,7 +156,7 @@ test('detection and static paths answer before credentials exist; a token reques
   const world = await startGoogleWorld();
   t.after(() => world.close());
   world.fake.setOutage('sts', { status: 503 });
-  const s = await startSidecar({ world, jwt: new SignerJwtSource(world.signer), options: { firstFetchWaitMs: 50 } });
+  const s = await startSidecar({ world, jwt: jwtSource(world), options: { firstFetchWaitMs: 50 } });
   t.after(() => s.close());
   await ok(s, `${V1}/instance`, 'attributes/\nhostname\nid\nname\nservice-accounts/\nzone\n');
   await ok(s, `${V1}/project/numeric-project-id`, PROJECT_NUMBER);
@@ -175,7 +175,7 @@ test('a permanent refusal by Google becomes its 4xx with Google\'s text and no t
   const world = await startGoogleWorld();
   t.after(() => world.close());
   // The stand-in knows the provider but no service account the pool may impersonate.
-  const s = await startSidecar({ world, jwt: new SignerJwtSource(world.signer), serviceAccount: true });
+  const s = await startSidecar({ world, jwt: jwtSource(world), serviceAccount: true });
   t.after(() => s.close());
   world.fake.iam.addServiceAccount({ email: SERVICE_ACCOUNT, impersonators: [] });
   const r = await get(s.port, `${V1}/instance/service-accounts/default/token?scopes=only.this`);
@@ -190,7 +190,7 @@ test('a SPIFFE ID over 127 bytes is refused before Google is asked, with the rea
   const world = await startGoogleWorld();
   t.after(() => world.close());
   const long = `spiffe://example.org/${'a'.repeat(110)}`;
-  const s = await startSidecar({ world, jwt: new SignerJwtSource(world.signer, { sub: long }), options: { firstFetchWaitMs: 50 } });
+  const s = await startSidecar({ world, jwt: jwtSource(world, { spiffeId: long }), options: { firstFetchWaitMs: 50 } });
   t.after(() => s.close());
   await until(() => /127 bytes/.test(s.provider.readiness().reason ?? ''), 'the refusal');
   const r = await get(s.port, `${V1}/instance/service-accounts/default/token`);

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ManualClock } from '../../src/clock.ts';
-import { DevCaX509Source, SignerJwtSource, get, startGoogleWorld, startSidecar, until, type Sidecar } from './support.ts';
+import { get, startGoogleWorld, startSidecar, until, type Sidecar, jwtSource, x509Source } from './support.ts';
 
 const TOKEN = '/computeMetadata/v1/instance/service-accounts/default/token';
 
@@ -25,7 +25,7 @@ test('JWT path: a new identity gets new tokens at once', async (t) => {
   const clock = new ManualClock(Date.now());
   const world = await startGoogleWorld({ clock });
   t.after(() => world.close());
-  const jwt = new SignerJwtSource(world.signer, { clock });
+  const jwt = jwtSource(world, { clock });
   const s = await startSidecar({ world, jwt, clock, serviceAccount: false });
   t.after(() => s.close());
   await until(() => s.provider.readiness().ready, 'first token');
@@ -46,8 +46,9 @@ test('X.509 path: a rotated SVID is written (private dir, atomic files) and exch
   const clock = new ManualClock(Date.now());
   const world = await startGoogleWorld({ clock });
   t.after(() => world.close());
-  const x509 = new DevCaX509Source(world.ca, { clock });
-  const first = await x509.rotate();
+  const x509 = await x509Source(world);
+  const first = x509.current();
+  assert.ok(first);
   const s = await startSidecar({ world, x509, clock, serviceAccount: true });
   t.after(() => s.close());
   await until(() => s.provider.readiness().ready, 'first token');
@@ -81,7 +82,7 @@ test('STS faults: the valid token keeps flowing until it expires, never after; t
   const clock = new ManualClock(Date.now());
   const world = await startGoogleWorld({ clock });
   t.after(() => world.close());
-  const s = await startSidecar({ world, jwt: new SignerJwtSource(world.signer, { clock }), clock, serviceAccount: false, options: { random: () => 0 } });
+  const s = await startSidecar({ world, jwt: jwtSource(world, { clock }), clock, serviceAccount: false, options: { random: () => 0 } });
   t.after(() => s.close());
   await until(() => s.provider.readiness().ready, 'first token');
   const good = await token(s);
@@ -124,7 +125,7 @@ test('STS faults: the valid token keeps flowing until it expires, never after; t
 test('per-scope and per-audience caches are bounded: the least recently used set is dropped', async (t) => {
   const world = await startGoogleWorld();
   t.after(() => world.close());
-  const s = await startSidecar({ world, jwt: new SignerJwtSource(world.signer), serviceAccount: true, options: { maxScopeSets: 2, maxAudiences: 2 } });
+  const s = await startSidecar({ world, jwt: jwtSource(world), serviceAccount: true, options: { maxScopeSets: 2, maxAudiences: 2 } });
   t.after(() => s.close());
   await until(() => s.provider.readiness().ready, 'first token');
 

@@ -1,6 +1,6 @@
-// Test wiring for the Google provider: JWT-SVIDs from DevOidcSigner and X.509-SVIDs from DevCa
-// (until test/helpers/identity.ts lands), the Google stand-ins trusting them, the provider mounted
-// on a loopback express app, raw requests, and an unmodified app run as a child process.
+// Test wiring for the Google provider: the Google stand-ins trusting the dev OIDC signer and dev CA
+// (identities from test/helpers/identity.ts), the provider mounted on a loopback express app, raw
+// requests, and an unmodified app run as a child process.
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, request, type Server } from 'node:http';
@@ -19,10 +19,8 @@ import { Metrics } from '../../src/ops/metrics.ts';
 import { gcpEnv } from '../../src/providers/gcp/env.ts';
 import { createGcpProvider, type GcpProviderOptions } from '../../src/providers/gcp/index.ts';
 import type { CloudProvider } from '../../src/providers/provider.ts';
-import { Listeners, type JwtSource, type Unsubscribe, type X509Source } from '../../src/sources/source.ts';
-import { X509Bundle } from '../../src/spiffe/bundle.ts';
-import { parseJwtSvidInsecure, type JwtSvid } from '../../src/spiffe/jwt-svid.ts';
-import { parseX509Svid, type X509Svid } from '../../src/spiffe/x509-svid.ts';
+import type { JwtSource, X509Source } from '../../src/sources/source.ts';
+import { devX509Source, signerJwtSource, type TestJwtSource, type TestX509Source } from '../helpers/identity.ts';
 
 export const PROJECT_ID = 'my-project';
 export const PROJECT_NUMBER = '123456789012';
@@ -33,77 +31,15 @@ export const SERVICE_ACCOUNT = 'app@my-project.iam.gserviceaccount.com';
 export const SPIFFE_ID = 'spiffe://example.org/ns/default/sa/app';
 export const CLOUD_PLATFORM = 'https://www.googleapis.com/auth/cloud-platform';
 
-/** A JwtSource signing a fresh JWT-SVID at the clock's time for every request. */
-export class SignerJwtSource implements JwtSource {
-  readonly #signer: DevOidcSigner;
-  readonly #clock: Clock;
-  readonly #listeners = new Listeners<[]>();
-  sub: string;
-  fetches = 0;
-
-  constructor(signer: DevOidcSigner, options: { sub?: string; clock?: Clock } = {}) {
-    this.#signer = signer;
-    this.#clock = options.clock ?? systemClock;
-    this.sub = options.sub ?? SPIFFE_ID;
-  }
-
-  async fetchJwtSvid(audience: string): Promise<JwtSvid> {
-    this.fetches += 1;
-    const now = this.#clock.now();
-    const token = await this.#signer.sign({ sub: this.sub, aud: audience, iat: Math.floor(now / 1000) });
-    return parseJwtSvidInsecure(token, { now: new Date(now) });
-  }
-
-  rotate(sub = this.sub): void {
-    this.sub = sub;
-    this.#listeners.emit();
-  }
-
-  subscribe(listener: () => void): Unsubscribe {
-    return this.#listeners.add(listener);
-  }
-
-  async close(): Promise<void> {}
+/** JWT-SVIDs for SPIFFE_ID (or `spiffeId`) signed by the world's issuer at the clock's time. */
+export function jwtSource(world: GoogleWorld, o: { spiffeId?: string; clock?: Clock } = {}): TestJwtSource {
+  const clock = o.clock;
+  return signerJwtSource({ signer: world.signer, spiffeId: o.spiffeId ?? SPIFFE_ID, ...(clock ? { now: () => clock.now() } : {}) });
 }
 
-/** An X509Source holding SVIDs minted by a DevCa at the clock's time; rotate() mints the next one. */
-export class DevCaX509Source implements X509Source {
-  readonly #ca: DevCa;
-  readonly #clock: Clock;
-  readonly #listeners = new Listeners<[X509Svid]>();
-  #current: X509Svid | undefined;
-  id: string;
-
-  constructor(ca: DevCa, options: { id?: string; clock?: Clock } = {}) {
-    this.#ca = ca;
-    this.#clock = options.clock ?? systemClock;
-    this.id = options.id ?? SPIFFE_ID;
-  }
-
-  async rotate(id = this.id): Promise<X509Svid> {
-    this.id = id;
-    const minted = await this.#ca.issueX509Svid({ spiffeId: id, ttlSeconds: 24 * 3600, now: new Date(this.#clock.now()) });
-    const svid = parseX509Svid(minted.certPem, minted.keyPem);
-    this.#current = svid;
-    this.#listeners.emit(svid);
-    return svid;
-  }
-
-  current(): X509Svid | undefined {
-    return this.#current;
-  }
-
-  bundle(): X509Bundle {
-    return X509Bundle.parsePem(this.#ca.trustDomain, this.#ca.certPem);
-  }
-
-  subscribe(listener: (svid: X509Svid) => void): Unsubscribe {
-    return this.#listeners.add(listener);
-  }
-
-  async whenReady(): Promise<void> {}
-
-  async close(): Promise<void> {}
+/** X.509-SVIDs for SPIFFE_ID minted by the world's CA (one is current at once). */
+export function x509Source(world: GoogleWorld): Promise<TestX509Source> {
+  return devX509Source({ ca: world.ca, spiffeId: SPIFFE_ID, ttlSeconds: 24 * 3600 });
 }
 
 export interface GoogleWorld {
