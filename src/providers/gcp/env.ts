@@ -71,3 +71,14 @@ export function describeGcp(config: SidecarConfig, metadataOrigin: string): stri
   if (gcp.caFile) lines.push(`extra CA trusted for the Google endpoints: ${gcp.caFile}`);
   return lines;
 }
+
+/** Google limits the mapped google.subject (the SPIFFE ID) to 127 bytes (reference §5). */
+export const MAX_GOOGLE_SUBJECT_BYTES = 127;
+
+/** Why Google STS would refuse this SPIFFE ID as google.subject, or undefined (for `check`). */
+export function googleSubjectProblem(config: SidecarConfig, spiffeId: string): string | undefined {
+  if (!config.gcp) return undefined;
+  const bytes = Buffer.byteLength(spiffeId);
+  if (bytes <= MAX_GOOGLE_SUBJECT_BYTES) return undefined;
+  return `the SPIFFE ID ${spiffeId} is ${bytes} bytes; Google limits google.subject to ${MAX_GOOGLE_SUBJECT_BYTES} bytes, so STS would refuse it`;
+}

@@ -11,15 +11,13 @@ import type { Metrics } from '../../ops/metrics.ts';
 import { Secret } from '../../ops/redact.ts';
 import type { JwtSource } from '../../sources/source.ts';
 import type { CertificateFilePaths } from './certificate-files.ts';
-import { providerAudience, stsTokenUrl } from './env.ts';
+import { MAX_GOOGLE_SUBJECT_BYTES, providerAudience, stsTokenUrl } from './env.ts';
 import { spiffeClientFactory, type GoogleAuthSdk, type SpiffeClient } from './sdk-client.ts';
 import type { GcpToken } from './token.ts';
 import { scopeKey } from './token.ts';
 import { isIamAccessTokenResponse, isIamIdTokenResponse, isStsTokenResponse, upstreamError } from './upstream-errors.ts';
 
 export const CLOUD_PLATFORM = 'https://www.googleapis.com/auth/cloud-platform';
-/** Google's limit on the mapped google.subject (reference §5). */
-export const MAX_SUBJECT_BYTES = 127;
 const JWT_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
 const MTLS_TYPE = 'urn:ietf:params:oauth:token-type:mtls';
 
@@ -180,8 +178,8 @@ async function jwtSubjectToken(jwt: JwtSource, audience: string, signal: AbortSi
 function checkSubject(subject: string | undefined): void {
   if (subject === undefined) throw new ConnectorError('identity_unavailable', 'no X.509-SVID yet', { retryable: true });
   const bytes = Buffer.byteLength(subject);
-  if (bytes > MAX_SUBJECT_BYTES) {
-    throw new ConnectorError('svid_invalid', `the SPIFFE ID ${subject} is ${bytes} bytes; Google limits google.subject to ${MAX_SUBJECT_BYTES} bytes, so STS would refuse it`, { retryable: false });
+  if (bytes > MAX_GOOGLE_SUBJECT_BYTES) {
+    throw new ConnectorError('svid_invalid', `the SPIFFE ID ${subject} is ${bytes} bytes; Google limits google.subject to ${MAX_GOOGLE_SUBJECT_BYTES} bytes, so STS would refuse it`, { retryable: false });
   }
 }
 
