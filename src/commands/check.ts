@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises';
 import type { SidecarConfig } from '../config/schema.ts';
 import { appEnvironment, configuredMetadataOrigin, configuredModules } from '../env.ts';
 import { toConnectorError } from '../errors.ts';
+import { googleSubjectProblem } from '../providers/gcp/env.ts';
 import { loadX509Files } from '../sources/x509-files.ts';
 import { parseJwtSvidInsecure } from '../spiffe/jwt-svid.ts';
 import { TrustDomain } from '../spiffe/spiffe-id.ts';
@@ -36,6 +37,8 @@ export async function checkConfig(config: SidecarConfig, now: Date): Promise<Che
       const { svid, bundle } = await loadX509Files({ ...s.x509, trustDomain: s.trustDomain }, now);
       const hours = ((svid.notAfter.getTime() - now.getTime()) / 3_600_000).toFixed(1);
       lines.push(`X.509-SVID: ${svid.id.toString()}, valid until ${svid.notAfter.toISOString()} (${hours} h), chain verified against ${bundle.authorities.length} CA certificate(s) of ${s.trustDomain}`);
+      const subjectProblem = googleSubjectProblem(config, svid.id.toString());
+      if (subjectProblem) problems.push(`gcp: ${subjectProblem}`);
     } catch (error) {
       problems.push(`spiffe.x509: ${toConnectorError(error).message}`);
     }
@@ -49,6 +52,8 @@ export async function checkConfig(config: SidecarConfig, now: Date): Promise<Che
       }
       lines.push(`JWT-SVID: ${svid.id.toString()} for ${svid.audience.join(', ')}, issuer ${svid.issuer ?? '(none)'}, valid until ${svid.expiresAt.toISOString()}`);
       if (svid.issuer === undefined) problems.push('spiffe.jwt.file: the JWT-SVID has no iss claim; AWS, Google and Entra require one');
+      const subjectProblem = googleSubjectProblem(config, svid.id.toString());
+      if (subjectProblem) problems.push(`gcp: ${subjectProblem}`);
       for (const audience of requiredAudiences(config)) {
         if (!svid.audience.includes(audience)) problems.push(`spiffe.jwt.file: the JWT-SVID's audience does not include ${audience}, which a configured cloud needs`);
       }
