@@ -6,7 +6,7 @@ import { validate } from '../../src/config/common.ts';
 import { sidecarSchema } from '../../src/config/schema.ts';
 import { ConnectorError } from '../../src/errors.ts';
 import { metadataError } from '../../src/providers/gcp/endpoints.ts';
-import { describeGcp, gcpEnv, stsTokenUrl } from '../../src/providers/gcp/env.ts';
+import { describeGcp, gcpEnv, googleSubjectProblem, stsTokenUrl } from '../../src/providers/gcp/env.ts';
 import { gcpModule } from '../../src/providers/gcp/index.ts';
 import { upstreamError } from '../../src/providers/gcp/upstream-errors.ts';
 import { PROJECT_ID, PROJECT_NUMBER, PROVIDER, SERVICE_ACCOUNT } from './support.ts';
@@ -35,6 +35,12 @@ test('describe: which path, which principal, the 127-byte subject limit', () => 
   assert.match(x509, /X\.509-SVID over mTLS .* https:\/\/sts\.mtls\.googleapis\.com\/v1\/token/);
   assert.match(x509, /principal:\/\/iam\.googleapis\.com\/projects\/123456789012\/locations\/global\/workloadIdentityPools\/spiffe-pool\/subject\//);
   assert.equal(stsTokenUrl(config({ x509: {} }).gcp!, false), 'https://sts.googleapis.com/v1/token');
+});
+
+test('check: a SPIFFE ID over 127 bytes is a problem when Google is configured', () => {
+  const c = config({ jwt: { file: '/x' } });
+  assert.equal(googleSubjectProblem(c, `spiffe://example.org/${'a'.repeat(106)}`), undefined);
+  assert.match(googleSubjectProblem(c, `spiffe://example.org/${'a'.repeat(107)}`) ?? '', /128 bytes; Google limits google\.subject to 127 bytes/);
 });
 
 test('config refuses a malformed provider resource name, with its path', () => {
