@@ -124,7 +124,7 @@ test('a rotated JWT-SVID gives fresh credentials with no failed request; a bad o
   t.after(() => sidecar.stop('SIGKILL'));
   await waitFor200(`${f.opsUrl}/readyz`);
   const token = await readFile(join(f.dir, 'state', 'aws-container-token'), 'utf8');
-  const get = async (): Promise<{ status: number; key?: string }> => {
+  const get = async (): Promise<{ status: number; key: string | undefined }> => {
     const r = await fetch(`${f.metadataOrigin}/v1/credentials`, { headers: { authorization: token } });
     return { status: r.status, key: r.status === 200 ? ((await r.json()) as { AccessKeyId: string }).AccessKeyId : undefined };
   };
