@@ -2,7 +2,7 @@
 // against the local OIDC signer and the AWS and Google stand-ins) beside a bare node:http server serving
 // the same bytes, in one run; idle RSS beside a bare Node process. Targets (issue 3): ≥0.4 of bare
 // throughput, p99 < 5 ms, ≤20 MB above bare Node.
-// Usage: node bench/gcp-endpoint.ts [seconds] [main]   (main: src/main.ts, or the build, e.g. after
+// Usage: node bench/gcp-endpoint.ts [seconds] [main] [rounds]   (main: src/main.ts, or the build, e.g. after
 // `npx tsc -p tsconfig.build.json --outDir .bench-out/dist`, .bench-out/dist/main.js — what the image runs)
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -11,10 +11,11 @@ import { fileURLToPath } from 'node:url';
 import { FakeGcp } from '../src/dev/fake-gcp.ts';
 import { FakeSts } from '../src/dev/fake-sts.ts';
 import { DevOidcSigner } from '../src/dev/oidc-signer.ts';
-import { bareNodeRss, freePort, mb, printLoad, runLoad, sleep, spawnNode, startBareServer, waitFor } from './lib.ts';
+import { bareNodeRss, compare, freePort, mb, printLoad, runLoad, sleep, spawnNode, startBareServer, waitFor, type LoadResult } from './lib.ts';
 
 const seconds = Number(process.argv[2] ?? 10);
 const main = process.argv[3] ?? 'src/main.ts';
+const rounds = Number(process.argv[4] ?? 3);
 const ROLE_ARN = 'arn:aws:iam::111122223333:role/app';
 const AWS_AUDIENCE = 'sts.amazonaws.com';
 const POOL = 'projects/123456789012/locations/global/workloadIdentityPools/spiffe-pool';
@@ -85,11 +86,19 @@ try {
     const warm = Math.min(3, seconds);
     await runLoad({ label: 'warm-up bare', url: bare.url, durationSeconds: warm });
     await runLoad({ label: 'warm-up sidecar', url, headers, durationSeconds: warm });
-    const baseline = await runLoad({ label: 'bare node:http (same bytes)', url: bare.url, durationSeconds: seconds });
-    const ours = await runLoad({ label: 'GET …/default/token', url, headers, durationSeconds: seconds });
-    console.log(`\nGCE metadata token endpoint, ${body.length}-byte body, 32 connections, ${seconds} s each, Node ${process.version}`);
+    const [baseline, ours] = (await compare(
+      [
+        { label: 'bare node:http (same bytes)', url: bare.url, pid: bare.pid },
+        { label: 'GET …/default/token', url, headers, pid: sidecar.pid },
+      ],
+      { rounds, durationSeconds: seconds },
+    )) as [LoadResult, LoadResult];
+    console.log(`\nGCE metadata token endpoint, ${body.length}-byte body, 32 connections, median of ${rounds} interleaved ${seconds} s runs, Node ${process.version}`);
     printLoad([baseline, ours], baseline);
     console.log(`throughput ratio ${(ours.rps / baseline.rps).toFixed(2)} (target ≥ 0.40); p99 ${ours.p99} ms (target < 5 ms)`);
+    if (ours.cpuUsPerRequest !== undefined && baseline.cpuUsPerRequest !== undefined) {
+      console.log(`server CPU per request: ${ours.cpuUsPerRequest.toFixed(1)} µs vs ${baseline.cpuUsPerRequest.toFixed(1)} µs bare (ratio ${(baseline.cpuUsPerRequest / ours.cpuUsPerRequest).toFixed(2)}; steadier than req/s when the machine is shared)`);
+    }
     console.log(`idle RSS (AWS + Google configured, ${main}): sidecar ${mb(sidecarRss)}, bare node ${mb(bareRss)}, difference ${mb(sidecarRss - bareRss)} (target ≤ 20 MB)`);
   } finally {
     await bare.stop();
