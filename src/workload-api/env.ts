@@ -1,0 +1,11 @@
+// What the app container is told about the Workload API we serve (SPIFFE_Workload_Endpoint.md §4):
+// SPIFFE_ENDPOINT_SOCKET, the variable go-spiffe, java-spiffe, py-spiffe and spiffe-helper read.
+import type { SidecarConfig } from '../config/schema.ts';
+import type { EnvLines } from '../providers/provider.ts';
+import { unixEndpointUri } from './address.ts';
+
+/** `SPIFFE_ENDPOINT_SOCKET=unix://<path>` when server.workloadApiSocket is set; nothing otherwise. */
+export function workloadApiEnv(config: SidecarConfig): EnvLines {
+  const path = config.server.workloadApiSocket;
+  return path === undefined ? [] : [['SPIFFE_ENDPOINT_SOCKET', unixEndpointUri(path)]];
+}
