@@ -54,7 +54,7 @@ export function discoveryHandler(options: DiscoveryHandlerOptions): (req: Incomi
   const paths = discoveryPaths(options.issuerUrl);
   const discoveryBody = JSON.stringify(discoveryDocument(options.issuerUrl, options.alg));
   const cacheControl = `public, max-age=${options.maxAgeSeconds}`;
-  let jwksCache: { source: unknown; body: string } | undefined;
+  let jwksCache: { kids: string; body: string } | undefined;
   return (req, res) => {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     const which = path === paths.discovery || path === DISCOVERY_SUFFIX ? 'discovery' : path === paths.jwks || path === JWKS_SUFFIX ? 'jwks' : 'other';
@@ -70,7 +70,8 @@ export function discoveryHandler(options: DiscoveryHandlerOptions): (req: Incomi
     }
     const set = options.jwks();
     if (!set) return send(503, { 'content-type': 'application/json', 'retry-after': '5' }, '{"error":"temporarily_unavailable"}');
-    if (jwksCache?.source !== set.keys.map((k) => k.kid).join(',')) jwksCache = { source: set.keys.map((k) => k.kid).join(','), body: JSON.stringify(set) };
+    const kids = set.keys.map((k) => k.kid).join(',');
+    if (jwksCache?.kids !== kids) jwksCache = { kids, body: JSON.stringify(set) };
     return send(200, { 'content-type': 'application/json', 'cache-control': cacheControl, 'access-control-allow-origin': '*' }, jwksCache.body);
   };
 }
