@@ -7,12 +7,12 @@ import type { AddressInfo } from 'node:net';
 import type { Clock } from '../clock.ts';
 import type { WebhookConfig } from '../config/webhook.ts';
 import { parseHostPort } from '../config/common.ts';
-import { watchServingCert } from '../issuer/files.ts';
 import type { Logger } from '../ops/logger.ts';
 import { allow, deny, isAdmissionReview, reviewResponse, type AdmissionResponse, type AdmissionReview } from './admission.ts';
 import { WebhookMetrics } from './metrics.ts';
 import { admitPod } from './mutate.ts';
 import { isPod, podDisplayName } from './pod.ts';
+import { watchServingPair } from './serving-cert.ts';
 
 /** Larger than any AdmissionReview of a Pod (the API server caps objects near 3 MiB; a review carries one). */
 const MAX_BODY_BYTES = 8 * 1024 * 1024;
@@ -33,6 +33,22 @@ export interface RunningWebhook {
   readonly port: number;
   readonly metrics: WebhookMetrics;
   close(): Promise<void>;
+}
+
+/** 32 random bytes (base64url) per call, drawn from a pool refilled 64 secrets at a time (one CSPRNG call each). */
+function pooledSecrets(): () => string {
+  let pool = Buffer.alloc(0);
+  let offset = 0;
+  return () => {
+    if (offset + 32 > pool.length) {
+      pool = randomBytes(32 * 64);
+      offset = 0;
+    }
+    const secret = pool.subarray(offset, offset + 32).toString('base64url');
+    pool.fill(0, offset, offset + 32);
+    offset += 32;
+    return secret;
+  };
 }
 
 type Answer = { status: number; type: string; body: string };
@@ -60,7 +76,7 @@ function readBody(req: IncomingMessage): Promise<Buffer | 'too-large'> {
 export async function startWebhook(config: WebhookConfig, deps: WebhookDeps): Promise<RunningWebhook> {
   const { logger, clock } = deps;
   const metrics = deps.metrics ?? new WebhookMetrics();
-  const randomSecret = deps.randomSecret ?? (() => randomBytes(32).toString('base64url'));
+  const randomSecret = deps.randomSecret ?? pooledSecrets();
   const context = { config, randomSecret };
   const address = parseHostPort(config.webhook.address);
   if (!address) throw new Error(`webhook.address ${config.webhook.address} is not HOST:PORT`);
@@ -157,16 +173,17 @@ export async function startWebhook(config: WebhookConfig, deps: WebhookDeps): Pr
   };
 
   let server: Server | undefined;
-  const serving = watchServingCert(config.webhook.tls.certFile, config.webhook.tls.keyFile, {
+  const serving = watchServingPair({
+    certFile: config.webhook.tls.certFile,
+    keyFile: config.webhook.tls.keyFile,
     clock,
     logger,
     pollMs: config.webhook.tls.reloadIntervalSeconds * 1000,
     ...(deps.watch === undefined ? {} : { watch: deps.watch }),
     onChange: (c) => server?.setSecureContext({ cert: c.certPem, key: c.keyPem.reveal() }),
-    onSwap: () => {
+    onSwap: (c) => {
       metrics.reloads.inc({ outcome: 'accepted' });
-      const current = serving.current();
-      if (current) metrics.certificateExpiry.set(current.notAfter.getTime() / 1000);
+      metrics.certificateExpiry.set(c.notAfter.getTime() / 1000);
     },
     onRefuse: () => metrics.reloads.inc({ outcome: 'refused' }),
   });

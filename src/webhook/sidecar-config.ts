@@ -1,9 +1,8 @@
 // Builds one pod's sidecar config: the pod's annotations over the cluster defaults, validated by the
 // sidecar's own schema and parser (schema.ts, load.ts), every problem named by its annotation.
-import { stringify } from 'yaml';
-import { ConfigError, formatPath } from '../config/common.ts';
+import { deepFreeze, formatPath } from '../config/common.ts';
 import { WORKLOAD_IDENTITY_PROVIDER } from '../config/gcp.ts';
-import { CONFIG_ENV, parseSidecarConfig } from '../config/load.ts';
+import { azureSchema } from '../config/azure.ts';
 import { sidecarSchema, type SidecarConfig } from '../config/schema.ts';
 import type { ClusterDefaults } from '../config/webhook.ts';
 import { ANNOTATIONS, annotationForPath, CLOUD_ANNOTATION, INJECT, type AnnotationValue, type Cloud, type PodSettings } from './annotations.ts';
@@ -26,6 +25,7 @@ export interface BuildOptions {
 type Tree = Record<string, unknown>;
 
 const CLOUDS: readonly Cloud[] = ['aws', 'gcp', 'azure'];
+const identityHeaderSchema = azureSchema.shape.identityHeader.unwrap();
 
 function setPath(tree: Tree, path: readonly string[], value: unknown): void {
   let node = tree;
@@ -66,7 +66,8 @@ function compose(settings: PodSettings, defaults: ClusterDefaults, options: Buil
     },
     log: { level: defaults.logLevel },
   };
-  for (const cloud of CLOUDS) if (settings.clouds.has(cloud)) raw[cloud] = structuredClone(defaults[cloud]) as Tree;
+  // Cloud defaults are flat maps of scalars (webhook.ts): a shallow copy is a full copy.
+  for (const cloud of CLOUDS) if (settings.clouds.has(cloud)) raw[cloud] = { ...defaults[cloud] };
   for (const [name, value] of settings.values) {
     if (name === 'metadata-port' || name === 'ops-port') continue;
     const path = pathOf(name);
@@ -77,9 +78,22 @@ function compose(settings: PodSettings, defaults: ClusterDefaults, options: Buil
     const m = WORKLOAD_IDENTITY_PROVIDER.exec(gcp['workloadIdentityProvider']);
     if (m?.[1]) gcp['projectNumber'] = m[1];
   }
-  const azure = raw['azure'] as Tree | undefined;
-  if (azure) azure['identityHeader'] = options.randomSecret();
   return raw;
+}
+
+/**
+ * Configs already validated, by their serialized form (without the per-pod identity header): the pods
+ * of one Deployment share their annotations, so schema validation runs once per distinct config.
+ */
+const validated = new Map<string, SidecarConfig>();
+const MAX_VALIDATED = 512;
+
+function remember(key: string, config: SidecarConfig): void {
+  if (validated.size >= MAX_VALIDATED) {
+    const oldest = validated.keys().next().value;
+    if (oldest !== undefined) validated.delete(oldest);
+  }
+  validated.set(key, config);
 }
 
 function pathOf(name: string): readonly string[] | undefined {
@@ -127,20 +141,45 @@ export function buildSidecarConfig(settings: PodSettings, defaults: ClusterDefau
   const pre = precheck(settings, defaults, prefix);
   if (pre.length > 0) return { problems: pre };
   const raw = compose(settings, defaults, options);
-  const checked = sidecarSchema.safeParse(raw);
-  if (!checked.success) {
-    const problems = checked.error.issues
-      // The project number follows from the provider name; a missing provider is the one problem to report.
-      .filter((issue) => !(issue.path.join('.') === 'gcp.projectNumber' && getPath(raw, ['gcp', 'workloadIdentityProvider']) === undefined))
-      .map((issue) => describeIssue(issue.path, issue.message, raw, settings, prefix));
-    return { problems: [...new Set(problems)] };
+  const key = JSON.stringify(raw);
+  let config = validated.get(key);
+  if (!config) {
+    const checked = sidecarSchema.safeParse(raw);
+    if (!checked.success) {
+      const problems = checked.error.issues
+        // The project number follows from the provider name; a missing provider is the one problem to report.
+        .filter((issue) => !(issue.path.join('.') === 'gcp.projectNumber' && getPath(raw, ['gcp', 'workloadIdentityProvider']) === undefined))
+        .map((issue) => describeIssue(issue.path, issue.message, raw, settings, prefix));
+      return { problems: [...new Set(problems)] };
+    }
+    config = deepFreeze(checked.data);
+    remember(key, config);
   }
-  const text = stringify(raw, { lineWidth: 0 });
-  try {
-    // The exact parse the sidecar runs on SPIFFE_CONNECTOR_CONFIG.
-    return { built: { text, config: parseSidecarConfig(text, CONFIG_ENV) } };
-  } catch (error) {
-    const detail = error instanceof ConfigError ? error.problems.join('; ') : String(error);
-    return { problems: [`${prefix}${INJECT}: the generated sidecar config does not parse: ${detail}`] };
+  const azure = raw['azure'] as Tree | undefined;
+  if (azure && config.azure) {
+    // One identity header per pod, shared by the sidecar and the app. Checked by the schema's own rule.
+    const header = identityHeaderSchema.parse(options.randomSecret());
+    azure['identityHeader'] = header;
+    config = Object.freeze({ ...config, azure: Object.freeze({ ...config.azure, identityHeader: header }) });
   }
+  // Validated by the sidecar's own schema; the text is YAML whose every scalar is a JSON literal, so
+  // parseSidecarConfig (load.ts) reads back exactly `raw` plus schema defaults, i.e. `config` (tests
+  // check it), at a fraction of the cost of a YAML library round trip on every admission.
+  return { built: { text: toYaml(raw), config } };
+}
+
+/** Block-style YAML of a tree of maps and scalars; scalars and lists as JSON (valid YAML flow/double-quoted). */
+export function toYaml(tree: Tree, indent = ''): string {
+  let out = '';
+  for (const [key, value] of Object.entries(tree)) {
+    if (value === undefined) continue;
+    const k = /^[A-Za-z][A-Za-z0-9]*$/.test(key) ? key : JSON.stringify(key);
+    if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+      const inner = toYaml(value as Tree, `${indent}  `);
+      out += inner === '' ? `${indent}${k}: {}\n` : `${indent}${k}:\n${inner}`;
+    } else {
+      out += `${indent}${k}: ${JSON.stringify(value)}\n`;
+    }
+  }
+  return out;
 }

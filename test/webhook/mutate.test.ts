@@ -162,3 +162,30 @@ test('warnings never carry injected values (the Azure identity header is a secre
 test('an injected pod is recognised by its sidecar container and patched no further', () => {
   assert.equal(admit(pod(AWS, { initContainers: [{ name: 'spiffe-connector', restartPolicy: 'Always' }] })).outcome, 'already-injected');
 });
+
+test('the sidecar reads back exactly the config the webhook validated (hot path skips the YAML library)', async () => {
+  const { parseSidecarConfig } = await import('../../src/config/load.ts');
+  const { toYaml } = await import('../../src/webhook/sidecar-config.ts');
+  const all = {
+    ...AWS,
+    [`${P}aws-session-duration`]: '7200',
+    [`${P}aws-imds`]: 'false',
+    [`${P}gcp-service-account`]: 'app@my-project.iam.gserviceaccount.com',
+    [`${P}azure-client-id`]: '11111111-1111-1111-1111-111111111111',
+    [`${P}azure-tenant-id`]: '00000000-0000-0000-0000-000000000000',
+    [`${P}metadata-port`]: '18181',
+    [`${P}log-level`]: 'debug',
+  };
+  for (let i = 0; i < 2; i++) {
+    // Twice: the second admission comes from the validated-config cache.
+    const r = injected(admit(pod(all)));
+    const sidecar = (r.patch.find((op) => op.path === '/spec/initContainers')?.value as Array<Record<string, any>>)[0];
+    const text = sidecar?.['env'][0].value as string;
+    assert.deepEqual(parseSidecarConfig(text, 'SPIFFE_CONNECTOR_CONFIG'), r.config);
+    assert.equal(r.config.aws?.sessionDurationSeconds, 7200);
+    assert.equal(r.config.aws?.imds, false);
+  }
+  const odd = { a: 'quote " and \\ backslash', b: 'line\nbreak', c: '#not a comment', d: 'yes', e: '0123', f: 'ü ☃', 'g-h': 1.5, i: true, j: {} };
+  const { parse } = await import('yaml');
+  assert.deepEqual(parse(toYaml(odd)), odd);
+});
