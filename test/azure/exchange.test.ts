@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { decodeJwt } from 'jose';
 import { ManualClock } from '../../src/clock.ts';
 import { ConnectorError } from '../../src/errors.ts';
+import { createLogger } from '../../src/ops/logger.ts';
 import { MAX_RESOURCES } from '../../src/providers/azure/index.ts';
 import { SPIFFE_ID, eventually, runAzure, startWorld, type RunningAzure } from './fixtures.ts';
 
@@ -216,4 +217,26 @@ test('file mode: the JWT-SVID file is rewritten well before expiry, atomically, 
   await clock.advance(MINUTE);
   await eventually(async () => (await readFile(file, 'utf8')) !== first);
   assert.equal(world.jwt.fetches, 2);
+});
+
+test('no token, assertion or identity header reaches the logs or metrics, whatever happens', async (t) => {
+  const lines: string[] = [];
+  const logger = createLogger({ level: 'debug', destination: { write: (line: string) => void lines.push(line) } });
+  const world = await startWorld(t, { federate: false });
+  const run = await runAzure(t, world, { logger, azure: { tokenFile: 'azure-federated-token' } });
+  assert.equal((await token(run)).status, 503); // FIC mismatch: warn lines with the fix
+  world.entra.setFederatedCredentials(world.entra.seen[0]?.clientId ?? '', [{ issuer: world.signer.issuer, subject: SPIFFE_ID }]);
+  world.entra.injectFault({ status: 400, code: 700024, error: 'invalid_client' });
+  const ok = await token(run, 'https://vault.azure.net');
+  assert.equal(ok.status, 200);
+  const viaAppService = await fetch(`${run.origin}/msi/token?api-version=2019-08-01&resource=https://vault.azure.net`, { headers: { 'X-IDENTITY-HEADER': run.env['IDENTITY_HEADER'] ?? '' } });
+  assert.equal(viaAppService.status, 200);
+  const assertion = await readFile(run.env['AZURE_FEDERATED_TOKEN_FILE'] ?? '', 'utf8');
+  const everything = lines.join('') + (await run.metrics.text());
+  assert.ok(lines.some((l) => l.includes('AADSTS700211')));
+  for (const secret of [ok.body['access_token'] ?? '', run.env['IDENTITY_HEADER'] ?? '', assertion]) {
+    assert.ok(secret.length > 20);
+    assert.ok(!everything.includes(secret));
+    assert.ok(!everything.includes(secret.split('.')[2] ?? secret)); // not even a JWT's signature part
+  }
 });
