@@ -33,19 +33,19 @@ export function azureEnv(azure: AzureConfig, stateDir: string, metadataOrigin: s
   return lines;
 }
 
-/** What `check` prints about Azure, one line each; never the identity header itself. */
+/** What `check` prints about Azure, one line each (check prefixes the cloud); never the identity header itself. */
 export function describeAzure(azure: AzureConfig, stateDir: string, metadataOrigin: string): string[] {
   const header = azure.identityHeader !== undefined ? 'azure.identityHeader' : join(stateDir, IDENTITY_HEADER_FILE);
   const lines = [
-    `azure: Entra workload identity federation for application ${azure.clientId} in tenant ${azure.tenantId} at ${azure.authorityHost}, presenting JWT-SVIDs for audience ${azure.audience}`,
-    `azure: App Service managed identity at ${metadataOrigin}${APP_SERVICE_PATH} (X-IDENTITY-HEADER from ${header})`,
-    `azure: IMDS managed identity at ${metadataOrigin}${IMDS_TOKEN_PATH} (AZURE_POD_IDENTITY_AUTHORITY_HOST)`,
-    `azure: MSI_ENDPOINT form POST at ${metadataOrigin}${MSI_PATH} (Azure CLI 2.45)`,
+    `Entra workload identity federation for application ${azure.clientId} in tenant ${azure.tenantId} at ${azure.authorityHost}, presenting JWT-SVIDs for audience ${azure.audience}`,
+    `App Service managed identity: ${metadataOrigin}${APP_SERVICE_PATH} (X-IDENTITY-HEADER from ${header})`,
+    `IMDS managed identity: ${metadataOrigin}${IMDS_TOKEN_PATH} (AZURE_POD_IDENTITY_AUTHORITY_HOST)`,
+    `MSI_ENDPOINT form POST: ${metadataOrigin}${MSI_PATH} (Azure CLI 2.45)`,
     azure.warmResources.length > 0
-      ? `azure: tokens fetched at start and kept fresh for ${azure.warmResources.join(', ')}; other resources on first request`
-      : 'azure: tokens fetched on first request for each resource',
+      ? `tokens fetched at start and kept fresh for ${azure.warmResources.join(', ')}; other resources on first request`
+      : 'tokens fetched on first request for each resource',
   ];
   const file = tokenFilePath(azure, stateDir);
-  if (file !== undefined) lines.push(`azure: a JWT-SVID for ${azure.audience} kept fresh at ${file} (AZURE_FEDERATED_TOKEN_FILE, exchanged by the SDK at ${azure.authorityHost})`);
+  if (file !== undefined) lines.push(`file mode: a JWT-SVID for ${azure.audience} kept fresh at ${file} (AZURE_FEDERATED_TOKEN_FILE, exchanged by the SDK at ${azure.authorityHost})`);
   return lines;
 }
