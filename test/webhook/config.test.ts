@@ -61,3 +61,10 @@ defaults:
     return true;
   });
 });
+
+test('docs/webhook.md lists every annotation the webhook reads', async () => {
+  const { readFile } = await import('node:fs/promises');
+  const { ANNOTATIONS } = await import('../../src/webhook/annotations.ts');
+  const doc = await readFile(new URL('../../docs/webhook.md', import.meta.url), 'utf8');
+  for (const a of ANNOTATIONS) assert.ok(doc.includes(`| \`spiffe-connector.io/${a.name}\` |`), a.name);
+});
