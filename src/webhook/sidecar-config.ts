@@ -168,7 +168,16 @@ export function buildSidecarConfig(settings: PodSettings, defaults: ClusterDefau
   return { built: { text: toYaml(raw), config } };
 }
 
-/** Block-style YAML of a tree of maps and scalars; scalars and lists as JSON (valid YAML flow/double-quoted). */
+/** A string that YAML reads back as that same string unquoted: no indicators, no number/bool/null look-alikes. */
+const PLAIN = /^[A-Za-z/_][A-Za-z0-9._/@+=-]*(:[A-Za-z0-9._/@+=-]+)*$/;
+const RESERVED = /^(true|false|null|yes|no|on|off|y|n|~)$/i;
+
+function scalar(value: unknown): string {
+  if (typeof value === 'string' && PLAIN.test(value) && !RESERVED.test(value)) return value;
+  return JSON.stringify(value);
+}
+
+/** Block-style YAML of a tree of maps and scalars: plain where unambiguous, else JSON literals (valid YAML double-quoted/flow). */
 export function toYaml(tree: Tree, indent = ''): string {
   let out = '';
   for (const [key, value] of Object.entries(tree)) {
@@ -178,7 +187,7 @@ export function toYaml(tree: Tree, indent = ''): string {
       const inner = toYaml(value as Tree, `${indent}  `);
       out += inner === '' ? `${indent}${k}: {}\n` : `${indent}${k}:\n${inner}`;
     } else {
-      out += `${indent}${k}: ${JSON.stringify(value)}\n`;
+      out += `${indent}${k}: ${scalar(value)}\n`;
     }
   }
   return out;

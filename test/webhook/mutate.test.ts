@@ -189,3 +189,17 @@ test('the sidecar reads back exactly the config the webhook validated (hot path 
   const { parse } = await import('yaml');
   assert.deepEqual(parse(toYaml(odd)), odd);
 });
+
+test('the sidecar config YAML round-trips every kind of scalar the webhook writes', async () => {
+  const { toYaml } = await import('../../src/webhook/sidecar-config.ts');
+  const { parse } = await import('yaml');
+  const values = {
+    url: 'https://issuer.spiffe-connector.svc:8443/token', arn: 'arn:aws:iam::111122223333:role/app', path: '/var/run/spiffe-connector',
+    addr: '127.0.0.1:8181', any: '0.0.0.0:9090', num: '123456789012', float: '1.5', exp: '1e3', hex: '0x1F', oct: '0o17', bool: 'true', no: 'No', nul: 'null', tilde: '~',
+    email: 'app@my-project.iam.gserviceaccount.com', provider: 'projects/1/locations/global/workloadIdentityPools/p/providers/x', guid: '00000000-0000-0000-0000-000000000000',
+    audience: 'api://AzureADTokenExchange', gcpAud: '//iam.googleapis.com/projects/1/x', colonSpace: 'a: b', hash: 'a #b', dash: '- x', star: '*x', amp: '&x', bang: '!x', pct: '%x',
+    at: '@x', tick: '`x', quote: "'x", dq: '"x', brace: '{x}', bracket: '[x]', comma: 'a,b', q: '?x', pipe: '|x', gt: '>x', empty: '', space: ' x', trailing: 'x ', dot: '.5', inf: '.inf', nan: '.NaN',
+    header: 'abc-_DEF012', b64: 'YWJj+/=', n: 42, t: false,
+  };
+  assert.deepEqual(parse(toYaml(values)), values);
+});
