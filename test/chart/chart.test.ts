@@ -219,6 +219,7 @@ test('values.schema.json refuses bad values', async () => {
     ['a root sidecar', { sidecar: { runAsUser: 0 } }],
     ['an unknown algorithm', { issuer: { algorithm: 'HS256' } }],
     ['a malformed GCP provider', { defaults: { gcp: { workloadIdentityProvider: 'pool/provider' } } }],
+    ['an unquoted project number (Helm would print it as a float)', { defaults: { gcp: { projectNumber: 123456789012 } } }],
   ];
   for (const [what, over] of bad) assert.equal(validateValues(coalesce(defaults, over)), false, what);
 });
