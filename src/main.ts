@@ -4,7 +4,6 @@ import { Command, CommanderError } from 'commander';
 import { systemClock } from './clock.ts';
 import { ConfigError } from './config/common.ts';
 import { loadSidecarConfig, loadSidecarConfigFrom, processEnvironment, CONFIG_ENV } from './config/load.ts';
-import { appEnvironment, shellQuote } from './env.ts';
 import { toConnectorError } from './errors.ts';
 import { createLogger } from './ops/logger.ts';
 import { Metrics } from './ops/metrics.ts';
@@ -68,6 +67,7 @@ async function check(configFile: string): Promise<void> {
 
 async function env(configFile: string, options: { export?: boolean }): Promise<void> {
   const config = await loadSidecarConfig(configFile, processEnvironment());
+  const { appEnvironment, shellQuote } = await import('./env.ts');
   for (const [k, v] of appEnvironment(config)) {
     process.stdout.write(options.export ? `export ${k}=${shellQuote(v)}\n` : `${k}=${v}\n`);
   }
