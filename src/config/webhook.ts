@@ -120,6 +120,8 @@ export const webhookSchema = z
           })
           .strict()
           .default({}),
+        /** JWKS (or OIDC issuer URL) whose keys make the JWT bundle of the Workload API pods ask for (annotation workload-api). */
+        workloadApiJwksUrl: httpsUrl.optional(),
         /** Cluster-wide defaults of each cloud; a cloud is served only when a pod names its role/identity. */
         aws: cloudDefaults(awsSchema.omit({ roleArn: true })),
         gcp: cloudDefaults(gcpSchema.omit({ serviceAccount: true })),

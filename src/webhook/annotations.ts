@@ -37,6 +37,12 @@ export const ANNOTATIONS: readonly AnnotationSpec[] = [
   { name: 'metadata-port', kind: 'port', path: ['server', 'metadataAddress'], description: 'loopback port of the emulated metadata endpoints' },
   { name: 'ops-port', kind: 'port', path: ['server', 'opsAddress'], description: 'port of the sidecar /healthz /readyz /metrics (probes)' },
   { name: 'log-level', kind: 'string', path: ['log', 'level'], description: 'sidecar log level: trace, debug, info, warn, error' },
+  {
+    name: 'workload-api',
+    kind: 'bool',
+    path: ['server', 'workloadApiSocket'],
+    description: '"true" also serves the SPIFFE Workload API to the app containers (SPIFFE_ENDPOINT_SOCKET, a socket in the token directory)',
+  },
 ];
 
 /** The annotation whose presence serves each cloud, named when that cloud's setup is incomplete. */

@@ -25,6 +25,8 @@ export interface BuildOptions {
 type Tree = Record<string, unknown>;
 
 const CLOUDS: readonly Cloud[] = ['aws', 'gcp', 'azure'];
+/** The Workload API socket the sidecar serves, in the token directory the app containers mount. */
+export const WORKLOAD_API_SOCKET = 'workload-api.sock';
 const identityHeaderSchema = azureSchema.shape.identityHeader.unwrap();
 
 function setPath(tree: Tree, path: readonly string[], value: unknown): void {
@@ -68,8 +70,13 @@ function compose(settings: PodSettings, defaults: ClusterDefaults, options: Buil
   };
   // Cloud defaults are flat maps of scalars (webhook.ts): a shallow copy is a full copy.
   for (const cloud of CLOUDS) if (settings.clouds.has(cloud)) raw[cloud] = { ...defaults[cloud] };
+  if (settings.values.get('workload-api') === true) {
+    const server = raw['server'] as Tree;
+    server['workloadApiSocket'] = `${defaults.stateDir.replace(/\/+$/, '')}/${WORKLOAD_API_SOCKET}`;
+    if (defaults.workloadApiJwksUrl !== undefined) server['workloadApiJwksUrl'] = defaults.workloadApiJwksUrl;
+  }
   for (const [name, value] of settings.values) {
-    if (name === 'metadata-port' || name === 'ops-port') continue;
+    if (name === 'metadata-port' || name === 'ops-port' || name === 'workload-api') continue;
     const path = pathOf(name);
     if (path) setPath(raw, path, value satisfies AnnotationValue);
   }

@@ -125,6 +125,7 @@ async function checkRendered(r: Rendered, values: Obj): Promise<void> {
     const url = new URL(webhookConfig.defaults.jwt.exchangeUrl ?? '');
     const issuerService = one(r, 'Service', issuerName);
     assert.equal(url.hostname, `${issuerName}.${NAMESPACE}.svc`);
+    assert.equal(webhookConfig.defaults.workloadApiJwksUrl, values['defaults'].workloadApiJwksUrl || values['issuer'].url, 'Workload API JWT bundles come from the issuer');
     assert.ok(issuerService['spec'].ports.some((p: Obj) => p.port === Number(url.port) && p.targetPort === 'token'));
     if (values['issuer'].tls.mode === 'certManager') {
       assert.ok(one(r, 'Certificate', issuerName)['spec'].dnsNames.includes(url.hostname));

@@ -203,3 +203,19 @@ test('the sidecar config YAML round-trips every kind of scalar the webhook write
   };
   assert.deepEqual(parse(toYaml(values)), values);
 });
+
+test('workload-api serves the SPIFFE Workload API to the app on a socket in the token directory', () => {
+  const c = config(`
+defaults:
+  trustDomain: cluster.example
+  jwt: { exchangeUrl: "https://issuer.spiffe-connector.svc:8443/token" }
+  workloadApiJwksUrl: https://oidc.example.org/spiffe
+  aws: { region: eu-west-1 }
+`);
+  const r = injected(admit(pod({ ...AWS, [`${P}workload-api`]: 'true' }), c));
+  assert.equal(r.config.server.workloadApiSocket, '/var/run/spiffe-connector/workload-api.sock');
+  assert.equal(r.config.server.workloadApiJwksUrl, 'https://oidc.example.org/spiffe');
+  const env = r.patch.filter((op) => op.path === '/spec/containers/0/env').flatMap((op) => op.value as Array<{ name: string; value: string }>);
+  assert.ok(env.some((e) => e.name === 'SPIFFE_ENDPOINT_SOCKET' && e.value === 'unix:///var/run/spiffe-connector/workload-api.sock'), JSON.stringify(env));
+  assert.equal(deniedMessage(admit(pod({ ...AWS, [`${P}workload-api`]: 'maybe' }), c)), `${P}workload-api: must be "true" or "false"`);
+});
