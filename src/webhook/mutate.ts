@@ -88,6 +88,10 @@ export function mutatePod(pod: Pod, settings: PodSettings, context: MutationCont
 
   const warnings: string[] = [];
   const patch: JsonPatchOp[] = [];
+  if (sidecarConfig.server.workloadApiSocket !== undefined && pod.spec.securityContext?.fsGroup === undefined) {
+    // The socket is mode 0660: the app containers reach it through the emptyDir's fsGroup.
+    warnings.push(`${prefix}workload-api: the pod sets no securityContext.fsGroup, so app containers running as another user cannot open the Workload API socket`);
+  }
   const volumes = pod.spec.volumes ?? [];
   const volumeNames = new Set(volumes.map((v) => v.name));
   const newVolumes: unknown[] = [];

@@ -217,5 +217,7 @@ defaults:
   assert.equal(r.config.server.workloadApiJwksUrl, 'https://oidc.example.org/spiffe');
   const env = r.patch.filter((op) => op.path === '/spec/containers/0/env').flatMap((op) => op.value as Array<{ name: string; value: string }>);
   assert.ok(env.some((e) => e.name === 'SPIFFE_ENDPOINT_SOCKET' && e.value === 'unix:///var/run/spiffe-connector/workload-api.sock'), JSON.stringify(env));
+  assert.match(r.warnings[0] ?? '', /workload-api: the pod sets no securityContext\.fsGroup/);
+  assert.deepEqual(injected(admit(pod({ ...AWS, [`${P}workload-api`]: 'true' }, { securityContext: { fsGroup: 2000 } }), c)).warnings, []);
   assert.equal(deniedMessage(admit(pod({ ...AWS, [`${P}workload-api`]: 'maybe' }), c)), `${P}workload-api: must be "true" or "false"`);
 });
