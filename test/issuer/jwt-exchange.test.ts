@@ -61,9 +61,9 @@ test('one JWT-SVID per audience, cached: a second fetch does not call the issuer
 test('refreshed at half life', async (t) => {
   const { clock, fx, source } = await setup(t);
   const first = await source.fetchJwtSvid(AWS, signal());
-  await clock.advance(1_700_000); // before half life (1800 s, jitter takes up to 10 % off)
+  await clock.advance(1_600_000); // before the earliest refresh: half life (1800 s) less up to 10 % jitter = 1620 s
   assert.equal(await issued(fx), 1);
-  await clock.advance(100_000);
+  await clock.advance(200_000);
   await eventually('the refresh reached the issuer', async () => (await issued(fx)) === 2);
   await eventually('the new token is served', async () => (await source.fetchJwtSvid(AWS, signal())).token.reveal() !== first.token.reveal());
   const second = await source.fetchJwtSvid(AWS, signal());
