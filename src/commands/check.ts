@@ -9,6 +9,9 @@ import { loadX509Files } from '../sources/x509-files.ts';
 import { parseJwtSvidInsecure } from '../spiffe/jwt-svid.ts';
 import { TrustDomain } from '../spiffe/spiffe-id.ts';
 
+/** Env values that are secrets: `check` output lands in logs and tickets, so it does not show them. */
+const SECRET_ENV = new Set(['IDENTITY_HEADER']);
+
 export interface CheckReport {
   readonly ok: boolean;
   readonly lines: string[];
@@ -69,6 +72,6 @@ export async function checkConfig(config: SidecarConfig, now: Date): Promise<Che
     for (const line of module.describe(config, origin)) lines.push(`${module.cloud}: ${line}`);
   }
   lines.push('app container environment:');
-  for (const [k, v] of appEnvironment(config, origin)) lines.push(`  ${k}=${v}`);
+  for (const [k, v] of appEnvironment(config, origin)) lines.push(`  ${k}=${SECRET_ENV.has(k) ? '[redacted: see `spiffe-connector env`]' : v}`);
   return { ok: problems.length === 0, lines, problems };
 }
