@@ -54,11 +54,13 @@ export function reviewResponse(response: AdmissionResponse): { apiVersion: 'admi
   return { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response };
 }
 
-export function allow(uid: string, patch: readonly JsonPatchOp[], warnings: readonly string[], auditAnnotations?: Record<string, string>): AdmissionResponse {
+/** Allows the object, with a patch (operations, or their JSON already serialized) when there is one. */
+export function allow(uid: string, patch: readonly JsonPatchOp[] | string, warnings: readonly string[], auditAnnotations?: Record<string, string>): AdmissionResponse {
+  const json = typeof patch === 'string' ? patch : patch.length > 0 ? JSON.stringify(patch) : undefined;
   return {
     uid,
     allowed: true,
-    ...(patch.length > 0 ? { patchType: 'JSONPatch' as const, patch: Buffer.from(JSON.stringify(patch)).toString('base64') } : {}),
+    ...(json !== undefined && json !== '[]' ? { patchType: 'JSONPatch' as const, patch: Buffer.from(json).toString('base64') } : {}),
     ...(warnings.length > 0 ? { warnings } : {}),
     ...(auditAnnotations ? { auditAnnotations } : {}),
   };

@@ -10,7 +10,7 @@ import { parseHostPort } from '../config/common.ts';
 import type { Logger } from '../ops/logger.ts';
 import { allow, deny, isAdmissionReview, reviewResponse, type AdmissionResponse, type AdmissionReview } from './admission.ts';
 import { WebhookMetrics } from './metrics.ts';
-import { admitPod } from './mutate.ts';
+import { AdmissionCache } from './admission-cache.ts';
 import { isPod, podDisplayName } from './pod.ts';
 import { watchServingPair } from './serving-cert.ts';
 
@@ -78,6 +78,7 @@ export async function startWebhook(config: WebhookConfig, deps: WebhookDeps): Pr
   const metrics = deps.metrics ?? new WebhookMetrics();
   const randomSecret = deps.randomSecret ?? pooledSecrets();
   const context = { config, randomSecret };
+  const cache = new AdmissionCache();
   const address = parseHostPort(config.webhook.address);
   if (!address) throw new Error(`webhook.address ${config.webhook.address} is not HOST:PORT`);
   let draining = false;
@@ -96,7 +97,7 @@ export async function startWebhook(config: WebhookConfig, deps: WebhookDeps): Pr
       return deny(req.uid, 'spiffe-connector: the Pod object is malformed (spec.containers, volumes, env or annotations have the wrong shape)');
     }
     const namespace = req.namespace ?? pod.metadata?.namespace ?? 'default';
-    const result = admitPod(pod, context);
+    const { result, patchJson } = cache.admit(pod, context);
     const who = podDisplayName(pod, namespace);
     switch (result.outcome) {
       case 'denied':
@@ -110,7 +111,7 @@ export async function startWebhook(config: WebhookConfig, deps: WebhookDeps): Pr
         const spiffeId = `spiffe://${config.defaults.trustDomain}/ns/${namespace}/sa/${sa}`;
         const clouds = (['aws', 'gcp', 'azure'] as const).filter((c) => result.config[c] !== undefined);
         logger.info({ uid: req.uid, pod: who, spiffeId, clouds, warnings: result.warnings.length, dryRun: req.dryRun === true }, 'injected the sidecar');
-        return allow(req.uid, result.patch, result.warnings, { 'spiffe-id': spiffeId, clouds: clouds.join(',') });
+        return allow(req.uid, patchJson ?? result.patch, result.warnings, { 'spiffe-id': spiffeId, clouds: clouds.join(',') });
       }
       case 'already-injected':
       case 'not-requested':

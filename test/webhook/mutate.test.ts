@@ -221,3 +221,23 @@ defaults:
   assert.deepEqual(injected(admit(pod({ ...AWS, [`${P}workload-api`]: 'true' }, { securityContext: { fsGroup: 2000 } }), c)).warnings, []);
   assert.equal(deniedMessage(admit(pod({ ...AWS, [`${P}workload-api`]: 'maybe' }), c)), `${P}workload-api: must be "true" or "false"`);
 });
+
+test('the admission cache gives every pod a fresh secret and never serves a pod that carries the placeholder', async () => {
+  const { AdmissionCache } = await import('../../src/webhook/admission-cache.ts');
+  const cache = new AdmissionCache(2);
+  let n = 0;
+  const context = { config: config(), randomSecret: () => `fresh-secret-${String(++n).padStart(8, '0')}` };
+  const azure = { [`${P}inject`]: 'true', [`${P}azure-client-id`]: '11111111-1111-1111-1111-111111111111', [`${P}azure-tenant-id`]: '00000000-0000-0000-0000-000000000000' };
+  const a = cache.admit(pod(azure), context);
+  const b = cache.admit(pod(azure), context);
+  assert.match(a.patchJson ?? '', /fresh-secret-00000001/);
+  assert.match(b.patchJson ?? '', /fresh-secret-00000002/);
+  assert.doesNotMatch(`${a.patchJson}${b.patchJson}`, /placeholder/);
+  // A pod that itself contains the placeholder text is admitted directly (its own content is never rewritten).
+  const tricky = pod(azure, { containers: [{ name: 'app', env: [{ name: 'X', value: 'spiffe-connector.per-pod-secret.placeholder' }] }] });
+  const c = cache.admit(tricky, context);
+  assert.match(c.patchJson ?? '', /fresh-secret-00000003/);
+  // Denials and skips are cached as they are.
+  assert.equal(cache.admit(pod({ [`${P}inject`]: 'yes' }), context).result.outcome, 'denied');
+  assert.equal(cache.admit(pod({}), context).result.outcome, 'not-requested');
+});

@@ -283,3 +283,21 @@ test('health, readiness and metrics are served on the same HTTPS listener', asyn
   assert.doesNotMatch(metrics.text, /arn:aws|test-identity-header/, 'no pod content in metrics');
   assert.equal((await h.get('/nope')).status, 404);
 });
+
+test('replicas of one Deployment each get their own identity header, shared only by their own sidecar and app', async (t) => {
+  const h = await startHarness(t);
+  const deployment = await fixture('deployment.json');
+  const headers = new Set<string>();
+  for (const suffix of ['a1b2c', 'd3e4f', 'g5h6i']) {
+    const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { ...deployment['spec'].template.metadata, generateName: `ledger-6d4cf56db6-${suffix}` }, spec: deployment['spec'].template.spec };
+    const review = podReview(pod, 'finance');
+    const out = applied(pod, responseOf((await h.post(review)).json, (review['request'] as { uid: string }).uid));
+    await assertValidPod(out);
+    const config = parseSidecarConfig(envValue(sidecarOf(out), 'SPIFFE_CONNECTOR_CONFIG') ?? '', 'SPIFFE_CONNECTOR_CONFIG');
+    const header = config.azure?.identityHeader ?? '';
+    assert.equal(envValue(out.spec.containers[0], 'IDENTITY_HEADER'), header);
+    assert.doesNotMatch(JSON.stringify(out), /placeholder/);
+    headers.add(header);
+  }
+  assert.equal(headers.size, 3);
+});

@@ -1,0 +1,53 @@
+// Memoizes admitPod for pods that are the same in everything it reads (annotations, labels, spec): the
+// replicas of a Deployment differ only in their names. The per-pod secret is a placeholder in the cached
+// patch, replaced by a fresh value for each pod, so no two pods ever share it.
+import type { MutationContext, MutationResult } from './mutate.ts';
+import { admitPod } from './mutate.ts';
+import type { Pod } from './pod.ts';
+
+/** Matches the identity-header rule (azure.ts), and cannot come from a pod: pods containing it bypass the cache. */
+const PLACEHOLDER = 'spiffe-connector.per-pod-secret.placeholder';
+
+export interface Admission {
+  readonly result: MutationResult;
+  /** The JSON Patch, serialized, with this pod's own secret (injected pods only). */
+  readonly patchJson?: string;
+}
+
+interface Entry {
+  readonly result: MutationResult;
+  readonly patchJson?: string;
+}
+
+export class AdmissionCache {
+  readonly #entries = new Map<string, Entry>();
+  readonly #max: number;
+
+  constructor(max = 256) {
+    this.#max = max;
+  }
+
+  admit(pod: Pod, context: MutationContext): Admission {
+    const key = JSON.stringify([pod.metadata?.annotations ?? null, pod.metadata?.labels ?? null, pod.spec]);
+    if (key.includes(PLACEHOLDER)) return serialize(admitPod(pod, context));
+    let entry = this.#entries.get(key);
+    if (entry) {
+      // Most recently used last.
+      this.#entries.delete(key);
+      this.#entries.set(key, entry);
+    } else {
+      entry = serialize(admitPod(pod, { ...context, randomSecret: () => PLACEHOLDER }));
+      if (this.#entries.size >= this.#max) {
+        const oldest = this.#entries.keys().next().value;
+        if (oldest !== undefined) this.#entries.delete(oldest);
+      }
+      this.#entries.set(key, entry);
+    }
+    if (entry.patchJson === undefined || !entry.patchJson.includes(PLACEHOLDER)) return entry;
+    return { result: entry.result, patchJson: entry.patchJson.split(PLACEHOLDER).join(context.randomSecret()) };
+  }
+}
+
+function serialize(result: MutationResult): Entry {
+  return result.outcome === 'injected' ? { result, patchJson: JSON.stringify(result.patch) } : { result };
+}
