@@ -52,7 +52,7 @@ export async function buildIdentity(config: SidecarConfig, deps: AppDeps): Promi
   const all: Startable[] = [];
   if (s.workloadApi) {
     const { createWorkloadApiSource } = await import('./sources/workload-api.ts');
-    const source = createWorkloadApiSource({ socket: s.workloadApi.socket, trustDomain: s.trustDomain, ...common });
+    const source = createWorkloadApiSource({ socket: s.workloadApi.socket, trustDomain: s.trustDomain, ...(s.workloadApi.hint ? { hint: s.workloadApi.hint } : {}), ...common });
     x509 = source;
     jwt = source;
     all.push(source as unknown as Startable);
@@ -139,6 +139,7 @@ export async function startApp(config: SidecarConfig, deps: AppDeps): Promise<Ru
   // Identity first (providers ask it for SVIDs), then the clouds.
   for (const source of identity.all) await source.start?.();
   for (const p of providers) await p.start();
+  const workloadApi = await startWorkloadApi(config, identity, deps);
   logger.info({ metadata: metadataOrigin, ops: ops.url, clouds: providers.map((p) => p.cloud) }, 'spiffe-connector is listening');
 
   return {
@@ -161,10 +162,29 @@ export async function startApp(config: SidecarConfig, deps: AppDeps): Promise<Ru
       if (drainSeconds > 0) await new Promise((resolve) => setTimeout(resolve, drainSeconds * 1000));
       await Promise.all([close(metadataServer), ops.close()]);
       for (const p of providers) await p.stop();
+      for (const w of workloadApi) await w.close();
       for (const source of identity.all) await source.close();
       logger.info('stopped');
     },
   };
+}
+
+/** The SPIFFE Workload API served to the pod (server.workloadApiSocket), backed by our own sources. */
+async function startWorkloadApi(config: SidecarConfig, identity: Identity, deps: AppDeps): Promise<Array<{ close(): Promise<void> }>> {
+  const path = config.server.workloadApiSocket;
+  if (!path || !identity.x509) return [];
+  const common = { trustDomain: config.spiffe.trustDomain, clock: deps.clock, logger: deps.logger, metrics: deps.metrics };
+  const closers: Array<{ close(): Promise<void> }> = [];
+  let jwtBundle;
+  if (config.server.workloadApiJwksUrl) {
+    const { startJwksBundleSource } = await import('./workload-api/jwt-bundle-source.ts');
+    jwtBundle = await startJwksBundleSource({ url: config.server.workloadApiJwksUrl, ...common });
+    closers.push(jwtBundle);
+  }
+  const { startWorkloadApiServer } = await import('./workload-api/server.ts');
+  const server = await startWorkloadApiServer({ path, x509: identity.x509, ...(identity.jwt ? { jwt: identity.jwt } : {}), ...(jwtBundle ? { jwtBundle } : {}), ...common });
+  closers.unshift(server);
+  return closers;
 }
 
 function listen(server: Server, host: string, port: number): Promise<void> {

@@ -47,7 +47,6 @@ const workloadApiSchema = z
       .regex(/^(unix:(\/\/)?\/[^?#]+|tcp:\/\/\d{1,3}(\.\d{1,3}){3}:\d{1,5})$/, 'must be unix:///path/to.sock or tcp://IP:PORT'),
     /** Pick the SVID with this hint when the agent returns several (Workload API §4.2); default the first. */
     hint: z.string().min(1).max(1024).optional(),
-    /** Serve the SPIFFE Workload API to the pod on this socket (cert-manager users). */
   })
   .strict();
 
