@@ -1,9 +1,9 @@
 // The admission webhook under 32 concurrent AdmissionReviews over HTTPS (keep-alive, as the API server
-// sends them): the real `spiffe-connector webhook` in its own process beside a bare node:https server
+// sends them): the real `spiffe-connector webhook`, compiled as the image runs it, in its own process beside a bare node:https server
 // answering the same response bytes, interleaved rounds, medians. Target (issue 7): p99 < 10 ms per
 // review. Also server CPU per review and idle RSS beside a bare Node process.
 // Usage: node bench/webhook.ts [seconds per run, default 5] [rounds, default 3]
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -57,10 +57,21 @@ defaults:
 log: { level: warn }
 `,
   );
-  const webhook = spawnNode([join(ROOT, 'src/main.ts'), 'webhook', '--config', join(dir, 'webhook.yaml')]);
+  // What the image runs: the compiled dist/ (no type stripping at run time), beside this node_modules.
+  const app = join(dir, 'app');
+  await mkdir(app);
+  await symlink(join(ROOT, 'node_modules'), join(app, 'node_modules'), 'dir');
+  await writeFile(join(app, 'package.json'), JSON.stringify({ type: 'module' }));
+  await new Promise<void>((resolve, reject) => {
+    const tsc = spawnNode([join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json'), '--outDir', join(app, 'dist')]);
+    tsc.child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`tsc failed: ${tsc.output().slice(0, 2000)}`))));
+  });
+  const webhook = spawnNode([join(app, 'dist/main.js'), 'webhook', '--config', join(dir, 'webhook.yaml')]);
   const url = `https://127.0.0.1:${port}`;
   const agent = new Agent({ connect: { ca: ca.certPem } });
   await waitFor(() => request(`${url}/readyz`, { dispatcher: agent }).then((r) => (r.body.dump(), r.statusCode === 200 ? true : undefined), () => undefined), 'the webhook to be ready');
+  await sleep(2_000);
+  const rssAtStart = await webhook.rss();
 
   // A realistic review: a Deployment's pod asking for all three clouds (the largest patch).
   const pod = JSON.parse(await readFile(join(ROOT, 'test/webhook/fixtures/explicit-env.json'), 'utf8')) as { metadata: { annotations: Record<string, string> } };
@@ -151,7 +162,7 @@ log: { level: warn }
 
   await sleep(2_000);
   globalThis.gc?.();
-  console.log(`idle RSS: webhook ${mb(await webhook.rss())} vs bare Node ${mb(await bareNodeRss())}`);
+  console.log(`idle RSS: webhook ${mb(rssAtStart)} after start, ${mb(await webhook.rss())} after the load; bare Node ${mb(await bareNodeRss())}`);
   await bareServer.stop();
   await webhook.stop();
 } finally {
