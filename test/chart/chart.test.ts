@@ -90,10 +90,11 @@ async function checkRendered(r: Rendered, values: Obj): Promise<void> {
   }
 
   // The webhook: a Service for the MutatingWebhookConfiguration, the CA injected from its Certificate.
-  const webhookName = 'spiffe-connector-webhook';
+  const prefix = (values['fullnameOverride'] as string) || 'spiffe-connector';
+  const webhookName = `${prefix}-webhook`;
   const deployment = one(r, 'Deployment', webhookName);
   assert.equal(deployment['spec'].replicas, values['webhook'].replicaCount);
-  const mwc = one(r, 'MutatingWebhookConfiguration', 'spiffe-connector');
+  const mwc = one(r, 'MutatingWebhookConfiguration', prefix);
   const hook = mwc['webhooks'][0];
   assert.equal(hook.reinvocationPolicy, 'IfNeeded');
   assert.equal(hook.sideEffects, 'None');
@@ -111,23 +112,25 @@ async function checkRendered(r: Rendered, values: Obj): Promise<void> {
 
   // The config files the chart writes are accepted by the programs' own config code.
   const webhookConfig = parseWebhookConfig(one(r, 'ConfigMap', webhookName)['data']['webhook.yaml'], 'rendered webhook.yaml');
-  assert.equal(webhookConfig.defaults.trustDomain, values['trustDomain']);
-  assert.match(webhookConfig.sidecar.image, /^ghcr\.io\/spiffe-connector\/spiffe-connector:/);
+  assert.equal(webhookConfig.defaults.trustDomain, String(values['trustDomain']).replace(/^spiffe:\/\//, ''));
+  assert.match(webhookConfig.sidecar.image, /^ghcr\.io\/spiffe-connector\/spiffe-connector[:@]/);
   const args = deployment['spec'].template.spec.containers[0].args;
   assert.deepEqual(args.slice(0, 2), ['webhook', '--config']);
 
   if (values['issuer'].enabled) {
-    const issuerName = 'spiffe-connector-issuer';
+    const issuerName = `${prefix}-issuer`;
     const issuerConfig = parseIssuerConfig(one(r, 'ConfigMap', issuerName)['data']['issuer.yaml'], 'rendered issuer.yaml');
     assert.equal(issuerConfig.issuer.url, values['issuer'].url);
-    assert.equal(issuerConfig.issuer.trustDomain, values['trustDomain']);
-    // Sidecars exchange at the issuer Service, whose certificate names that host.
+    assert.equal(issuerConfig.issuer.trustDomain, String(values['trustDomain']).replace(/^spiffe:\/\//, ''));
+    // Sidecars exchange at the issuer Service (unless pointed elsewhere), whose certificate names that host.
     const url = new URL(webhookConfig.defaults.jwt.exchangeUrl ?? '');
     const issuerService = one(r, 'Service', issuerName);
-    assert.equal(url.hostname, `${issuerName}.${NAMESPACE}.svc`);
+    if (!values['defaults'].jwt.exchangeUrl) {
+      assert.equal(url.hostname, `${issuerName}.${NAMESPACE}.svc`);
+      assert.ok(issuerService['spec'].ports.some((p: Obj) => p.port === Number(url.port) && p.targetPort === 'token'));
+    }
     assert.equal(webhookConfig.defaults.workloadApiJwksUrl, values['defaults'].workloadApiJwksUrl || values['issuer'].url, 'Workload API JWT bundles come from the issuer');
-    assert.ok(issuerService['spec'].ports.some((p: Obj) => p.port === Number(url.port) && p.targetPort === 'token'));
-    if (values['issuer'].tls.mode === 'certManager') {
+    if (values['issuer'].tls.mode === 'certManager' && !values['defaults'].jwt.exchangeUrl) {
       assert.ok(one(r, 'Certificate', issuerName)['spec'].dnsNames.includes(url.hostname));
     }
     // A generated signing key is one the issuer accepts.
@@ -139,12 +142,12 @@ async function checkRendered(r: Rendered, values: Obj): Promise<void> {
     if (values['issuer'].ingress.enabled) {
       const ingress = one(r, 'Ingress', issuerName);
       const issuerUrl = new URL(values['issuer'].url);
-      assert.equal(ingress['spec'].rules[0].host, issuerUrl.hostname);
+      assert.equal(ingress['spec'].rules[0].host, values['issuer'].ingress.host || issuerUrl.hostname);
       assert.equal(ingress['spec'].rules[0].http.paths[0].path, `${issuerUrl.pathname.replace(/\/$/, '')}/.well-known`);
       assert.equal(ingress['spec'].rules[0].http.paths[0].backend.service.port.name, 'discovery');
     }
   } else {
-    assert.equal(find(r, 'Deployment', 'spiffe-connector-issuer').length, 0);
+    assert.equal(find(r, 'Deployment', `${prefix}-issuer`).length, 0);
   }
   assert.match(r.notes, /Next steps/);
 }
@@ -152,6 +155,7 @@ async function checkRendered(r: Rendered, values: Obj): Promise<void> {
 const renderCases = async (): Promise<Array<{ name: string; files: string[] }>> => [
   { name: 'the default values', files: [] },
   ...(await exampleValues()).map((f) => ({ name: `examples/${f}`, files: [join(EXAMPLES, f)] })),
+  { name: 'every optional value set (test/chart/values/everything.yaml)', files: [new URL('./values/everything.yaml', import.meta.url).pathname] },
 ];
 
 for (const c of await renderCases()) {
@@ -205,6 +209,8 @@ test('values.schema.json accepts the defaults and every example', async () => {
     const merged = coalesce(defaults, await yamlFile(join(EXAMPLES, f)));
     assert.ok(validateValues(merged), `${f}: ${JSON.stringify(validateValues.errors)}`);
   }
+  const everything = coalesce(defaults, await yamlFile(new URL('./values/everything.yaml', import.meta.url).pathname));
+  assert.ok(validateValues(everything), JSON.stringify(validateValues.errors));
 });
 
 test('values.schema.json refuses bad values', async () => {
