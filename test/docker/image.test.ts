@@ -95,7 +95,10 @@ test('the image layout starts the webhook, the issuer and the sidecar from the e
   for (const f of ['package.json', 'config.example.yaml']) await cp(join(ROOT, f), join(app, f));
   for (const d of ['bin', 'proto']) await cp(join(ROOT, d), join(app, d), { recursive: true });
 
-  const help = await run(process.execPath, [join(app, 'bin', 'spiffe-connector.js'), '--help'], { cwd: app });
+  // ENTRYPOINT ["spiffe-connector"]: a symlink on PATH to bin/spiffe-connector.js, run from anywhere.
+  await mkdir(join(dir, 'usr-local-bin'));
+  await symlink(join(app, 'bin', 'spiffe-connector.js'), join(dir, 'usr-local-bin', 'spiffe-connector'));
+  const help = await run(process.execPath, [join(dir, 'usr-local-bin', 'spiffe-connector'), '--help'], { cwd: '/' });
   for (const command of ['run', 'issuer', 'webhook']) assert.match(help.stdout, new RegExp(`\\n\\s+${command}\\b`));
 
   const ca = await DevCa.create({ trustDomain: 'example.org' });
