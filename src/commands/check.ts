@@ -2,7 +2,7 @@
 // served, or lists every problem (exit 1). Reads files; contacts nothing.
 import { readFile } from 'node:fs/promises';
 import type { SidecarConfig } from '../config/schema.ts';
-import { appEnvironment, configuredMetadataOrigin, configuredModules } from '../env.ts';
+import { appEnvironment, configuredMetadataOrigin, describeClouds } from '../env.ts';
 import { toConnectorError } from '../errors.ts';
 import { googleSubjectProblem } from '../providers/gcp/env.ts';
 import { loadX509Files } from '../sources/x509-files.ts';
@@ -68,9 +68,7 @@ export async function checkConfig(config: SidecarConfig, now: Date): Promise<Che
   }
 
   const origin = configuredMetadataOrigin(config);
-  for (const module of configuredModules(config)) {
-    for (const line of module.describe(config, origin)) lines.push(`${module.cloud}: ${line}`);
-  }
+  for (const [cloud, line] of describeClouds(config, origin)) lines.push(`${cloud}: ${line}`);
   lines.push('app container environment:');
   for (const [k, v] of appEnvironment(config, origin)) lines.push(`  ${k}=${SECRET_ENV.has(k) ? '[redacted: see `spiffe-connector env`]' : v}`);
   return { ok: problems.length === 0, lines, problems };

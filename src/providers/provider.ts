@@ -1,5 +1,5 @@
-// What the composition root needs from each cloud: its env lines and a description (pure, for
-// `env` and `check`), and a running provider (credentials kept fresh + the emulated endpoints).
+// What the composition root needs from each cloud: a running provider (credentials kept fresh + the
+// emulated endpoints). Env lines and descriptions are pure, in providers/<cloud>/env.ts.
 import type { Router } from 'express';
 import type { Clock } from '../clock.ts';
 import type { SidecarConfig } from '../config/schema.ts';
@@ -40,12 +40,9 @@ export interface CloudProvider {
   stop(): Promise<void>;
 }
 
+/** A cloud's running side. Its env lines and description are pure functions in providers/<cloud>/env.ts, joined in src/env.ts. */
 export interface CloudModule {
   readonly cloud: Cloud;
-  /** The lines `spiffe-connector env` prints for this cloud. `metadataOrigin` is http://127.0.0.1:<port>. */
-  env(config: SidecarConfig, metadataOrigin: string): EnvLines;
-  /** What `check` says would be served, one line each. */
-  describe(config: SidecarConfig, metadataOrigin: string): string[];
   /** Builds the running provider; loads the cloud's SDK only here. */
   create(context: ProviderContext): Promise<CloudProvider>;
 }

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { AWS_CONTAINER_TOKEN_FILE, awsEnv, describeAws } from '../../src/providers/aws/env.ts';
-import { awsModule } from '../../src/providers/aws/index.ts';
+import { cloudEnvironment } from '../../src/env.ts';
 import { awsConfig } from './support.ts';
 
 test('FULL_URI and TOKEN_FILE, IMDS endpoint when enabled, region; never RELATIVE_URI or TOKEN', () => {
@@ -20,7 +20,7 @@ test('FULL_URI and TOKEN_FILE, IMDS endpoint when enabled, region; never RELATIV
   assert.ok(!names.includes('AWS_CONTAINER_CREDENTIALS_RELATIVE_URI'));
   assert.ok(!names.includes('AWS_CONTAINER_AUTHORIZATION_TOKEN'));
   assert.equal(Object.fromEntries(awsEnv(noImds, 'http://127.0.0.1:8181/'))['AWS_CONTAINER_CREDENTIALS_FULL_URI'], 'http://127.0.0.1:8181/v1/credentials');
-  assert.equal(awsModule.env, awsEnv);
+  assert.deepEqual(cloudEnvironment('aws', noImds, 'http://127.0.0.1:8181/'), awsEnv(noImds, 'http://127.0.0.1:8181/'));
 });
 
 test('describe names the role, the STS endpoint, both surfaces and the IMDS caveat', () => {

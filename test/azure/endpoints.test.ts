@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
 import { stat, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { azureModule } from '../../src/providers/azure/index.ts';
+import { cloudEnvironment } from '../../src/env.ts';
 import { CLIENT_ID, OBJECT_ID, azureConfig, runAzure, startWorld, type RunningAzure } from './fixtures.ts';
 
 const STORAGE = 'https://storage.azure.com';
@@ -169,8 +169,8 @@ test('loopback Host only, forwarded requests refused, 503 + Retry-After while dr
 test('the identity header: created once (0600) in the state dir, the same for `env` and the sidecar; azure.identityHeader wins', async (t) => {
   const world = await startWorld(t);
   const config = azureConfig(world);
-  const first = Object.fromEntries(azureModule.env(config, 'http://127.0.0.1:8181'));
-  const second = Object.fromEntries(azureModule.env(config, 'http://127.0.0.1:8181'));
+  const first = Object.fromEntries(cloudEnvironment('azure', config, 'http://127.0.0.1:8181'));
+  const second = Object.fromEntries(cloudEnvironment('azure', config, 'http://127.0.0.1:8181'));
   const file = join(world.dir, 'azure-identity-header');
   assert.equal(first['IDENTITY_HEADER'], second['IDENTITY_HEADER']);
   assert.equal(first['IDENTITY_HEADER'], await readFile(file, 'utf8'));
@@ -181,6 +181,6 @@ test('the identity header: created once (0600) in the state dir, the same for `e
   assert.equal(run.env['IDENTITY_HEADER'], first['IDENTITY_HEADER']);
   assert.equal((await appService(run, `api-version=2019-08-01&resource=${STORAGE}`, { 'X-IDENTITY-HEADER': first['IDENTITY_HEADER'] ?? '' })).status, 200);
 
-  const configured = Object.fromEntries(azureModule.env(azureConfig(world, { identityHeader: 'set-by-the-webhook-0123456789' }), 'http://127.0.0.1:8181'));
+  const configured = Object.fromEntries(cloudEnvironment('azure', azureConfig(world, { identityHeader: 'set-by-the-webhook-0123456789' }), 'http://127.0.0.1:8181'));
   assert.equal(configured['IDENTITY_HEADER'], 'set-by-the-webhook-0123456789');
 });

@@ -18,7 +18,8 @@ import { DevOidcSigner } from '../../src/dev/oidc-signer.ts';
 import { silentLogger, type Logger } from '../../src/ops/logger.ts';
 import { Metrics } from '../../src/ops/metrics.ts';
 import type { CloudProvider } from '../../src/providers/provider.ts';
-import { createAzureProvider, azureModule, type AzureProviderOptions } from '../../src/providers/azure/index.ts';
+import { createAzureProvider, type AzureProviderOptions } from '../../src/providers/azure/index.ts';
+import { cloudEnvironment } from '../../src/env.ts';
 import { Listeners, type JwtSource } from '../../src/sources/source.ts';
 import { parseJwtSvidInsecure } from '../../src/spiffe/jwt-svid.ts';
 
@@ -151,7 +152,7 @@ export async function runAzure(
   router = provider.router;
   await provider.start();
   t.after(() => provider.stop());
-  const env = Object.fromEntries(azureModule.env(config, origin));
+  const env = Object.fromEntries(cloudEnvironment('azure', config, origin));
   return {
     provider,
     origin,

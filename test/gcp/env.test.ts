@@ -7,7 +7,7 @@ import { sidecarSchema } from '../../src/config/schema.ts';
 import { ConnectorError } from '../../src/errors.ts';
 import { metadataError } from '../../src/providers/gcp/endpoints.ts';
 import { describeGcp, gcpEnv, googleSubjectProblem, stsTokenUrl } from '../../src/providers/gcp/env.ts';
-import { gcpModule } from '../../src/providers/gcp/index.ts';
+import { cloudEnvironment } from '../../src/env.ts';
 import { upstreamError } from '../../src/providers/gcp/upstream-errors.ts';
 import { PROJECT_ID, PROJECT_NUMBER, PROVIDER, SERVICE_ACCOUNT } from './support.ts';
 
@@ -23,7 +23,7 @@ test('env lines: the three GCE_METADATA_* as host:port without a scheme, and the
     ['GCE_METADATA_ROOT', '127.0.0.1:8181'],
     ['GOOGLE_CLOUD_PROJECT', PROJECT_ID],
   ]);
-  assert.equal(gcpModule.env, gcpEnv);
+  assert.deepEqual(cloudEnvironment('gcp', c, 'http://127.0.0.1:8181'), gcpEnv(c, 'http://127.0.0.1:8181'));
 });
 
 test('describe: which path, which principal, the 127-byte subject limit', () => {

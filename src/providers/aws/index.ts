@@ -9,7 +9,7 @@ import { ConnectorError } from '../../errors.ts';
 import { Secret } from '../../ops/redact.ts';
 import type { CloudModule, CloudProvider, ProviderContext } from '../provider.ts';
 import type { AwsCredentials } from './credentials.ts';
-import { AWS_CONTAINER_TOKEN_FILE, awsEnv, describeAws } from './env.ts';
+import { AWS_CONTAINER_TOKEN_FILE } from './env.ts';
 
 export interface AwsProviderOptions {
   /** Per-request timeout for STS, default 10 s. */
@@ -18,8 +18,6 @@ export interface AwsProviderOptions {
 
 export const awsModule: CloudModule = {
   cloud: 'aws',
-  env: awsEnv,
-  describe: describeAws,
   create: (context) => createAwsProvider(context),
 };
 

@@ -9,7 +9,7 @@ import type { AzureConfig } from '../../config/azure.ts';
 import { ConnectorError } from '../../errors.ts';
 import type { CloudModule, CloudProvider, ProviderContext, Readiness } from '../provider.ts';
 import { azureRouter } from './endpoints.ts';
-import { azureEnv, describeAzure, tokenFilePath } from './env.ts';
+import { tokenFilePath } from './env.ts';
 import { EntraExchange, type AzureIdentitySdk } from './exchange.ts';
 import { resolveIdentityHeader } from './identity-header.ts';
 import { AzureTokenFile } from './token-file.ts';
@@ -27,17 +27,6 @@ export interface AzureProviderOptions {
 
 export const azureModule: CloudModule = {
   cloud: 'azure',
-
-  env(config, metadataOrigin) {
-    const azure = config.azure;
-    if (!azure) return [];
-    const header = resolveIdentityHeader(azure.identityHeader, config.server.stateDir);
-    return azureEnv(azure, config.server.stateDir, metadataOrigin, header.reveal());
-  },
-
-  describe(config, metadataOrigin) {
-    return config.azure ? describeAzure(config.azure, config.server.stateDir, metadataOrigin) : [];
-  },
 
   create(context) {
     return createAzureProvider(context);

@@ -8,7 +8,7 @@ import type { CloudModule, CloudProvider, ProviderContext, Readiness } from '../
 import { CertificateFiles } from './certificate-files.ts';
 import { GcpCredentials } from './credentials.ts';
 import { metadataRouter } from './endpoints.ts';
-import { describeGcp, federatedAccountName, gcpEnv } from './env.ts';
+import { federatedAccountName } from './env.ts';
 import { CLOUD_PLATFORM, GcpExchange, type SubjectSource } from './exchange.ts';
 import { instanceIdFor, type MetadataFacts } from './metadata-tree.ts';
 
@@ -21,8 +21,6 @@ export const NO_IDENTITY_TEXT =
 
 export const gcpModule: CloudModule = {
   cloud: 'gcp',
-  env: gcpEnv,
-  describe: describeGcp,
   create: (ctx) => createGcpProvider(ctx),
 };
 
