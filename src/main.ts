@@ -50,8 +50,12 @@ async function run(configFile: string | undefined): Promise<void> {
   keepRunningOnStrayErrors((msg, err) => logger.error({ err: toConnectorError(err).message }, msg));
   const metrics = new Metrics({ defaultMetrics: true });
   const { startApp } = await import('./app.ts');
-  const app = await startApp(config, { clock: systemClock, logger, metrics });
-  onSignals(() => app.shutdown());
+  // Signals first: a SIGTERM while the first credentials are still being fetched also exits 0.
+  let app: Awaited<ReturnType<typeof startApp>> | undefined;
+  onSignals(async () => {
+    await app?.shutdown();
+  });
+  app = await startApp(config, { clock: systemClock, logger, metrics });
 }
 
 async function check(configFile: string): Promise<void> {
