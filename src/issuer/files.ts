@@ -11,7 +11,7 @@ import { Secret } from '../ops/redact.ts';
 import { X509Bundle } from '../spiffe/bundle.ts';
 import type { TrustDomain } from '../spiffe/spiffe-id.ts';
 import type { BundleSnapshot } from './client-auth.ts';
-import { Reloading } from './reloading.ts';
+import { Reloading } from '../files/reloading.ts';
 
 interface WatchOptions {
   readonly clock: Clock;

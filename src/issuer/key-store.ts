@@ -8,7 +8,7 @@ import type { SigningAlgorithm } from '../config/issuer.ts';
 import { ConnectorError } from '../errors.ts';
 import type { Logger } from '../ops/logger.ts';
 import { Secret } from '../ops/redact.ts';
-import { Reloading } from './reloading.ts';
+import { Reloading } from '../files/reloading.ts';
 import { KeySet, parseSigningKey, type SigningKey } from './signing-key.ts';
 
 export interface KeyStoreOptions {

@@ -3,9 +3,9 @@
 // a bad or half-written set is refused with a clear log line and the last good SVID stays.
 import { readFile as fsReadFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { watch, type FSWatcher } from 'chokidar';
-import type { Clock, TimerHandle } from '../clock.ts';
-import { ConnectorError, toConnectorError } from '../errors.ts';
+import type { Clock } from '../clock.ts';
+import { ConnectorError } from '../errors.ts';
+import { Reloading } from '../files/reloading.ts';
 import type { Logger } from '../ops/logger.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import { X509Bundle } from '../spiffe/bundle.ts';
@@ -64,39 +64,48 @@ export async function loadX509Files(options: Pick<X509FilesOptions, 'dir' | 'cer
 export class X509FilesSource implements X509Source {
   readonly #o: X509FilesOptions;
   readonly #listeners = new Listeners<[X509Svid]>();
-  #current: LoadedX509 | undefined;
-  #watcher: FSWatcher | undefined;
-  #debounce: TimerHandle | undefined;
-  #poll: TimerHandle | undefined;
-  #loading: Promise<void> | undefined;
-  #again = false;
-  #lastRefusal: string | undefined;
+  readonly #files: Reloading<LoadedX509>;
   #readyWaiters: Array<() => void> = [];
   #closed = false;
 
   constructor(options: X509FilesOptions) {
     this.#o = options;
+    const { clock, logger, metrics } = options;
+    this.#files = new Reloading<LoadedX509>({
+      what: 'X.509-SVID files',
+      watchDirs: [options.dir],
+      load: () => loadX509Files(options, new Date(clock.now()), options.readFile),
+      fingerprint: fingerprint,
+      describe: (held) => held.svid.id.toString(),
+      clock,
+      logger,
+      pollMs: options.pollIntervalSeconds * 1000,
+      debounceMs: options.debounceMs ?? 250,
+      watch: options.watch ?? true,
+      onRefuse: () => metrics?.svidUpdates.inc({ kind: 'x509', outcome: 'refused' }),
+      onSwap: (loaded, previous) => {
+        metrics?.svidUpdates.inc({ kind: 'x509', outcome: 'accepted' });
+        metrics?.svidExpiry.set({ kind: 'x509' }, Math.round((loaded.svid.notAfter.getTime() - clock.now()) / 1000));
+        logger.info({ spiffeId: loaded.svid.id.toString(), notAfter: loaded.svid.notAfter.toISOString(), serial: loaded.svid.certificates[0]?.serialNumber }, previous ? 'X.509-SVID rotated' : 'X.509-SVID loaded');
+        for (const w of this.#readyWaiters.splice(0)) w();
+        this.#listeners.emit(loaded.svid);
+      },
+    });
   }
 
-  /** Loads once (refusals logged, not thrown), then watches and polls. */
-  async start(): Promise<void> {
-    await this.reload('start');
-    if (this.#o.watch !== false) {
-      this.#watcher = watch(this.#o.dir, { depth: 0, ignoreInitial: true, followSymlinks: false });
-      this.#watcher.on('all', () => this.#scheduleReload());
-      this.#watcher.on('error', (error) => this.#o.logger.warn({ err: (error as Error).message, dir: this.#o.dir }, 'watching the SVID directory failed; polling continues'));
-    }
-    this.#schedulePoll();
+  /** Loads once (a refusal is logged, not thrown: the SVID may not be there yet), then watches and polls. */
+  start(): Promise<void> {
+    return this.#files.startWithoutValue();
   }
 
   current(): X509Svid | undefined {
-    const held = this.#current;
+    const held = this.#files.current();
     if (!held || held.svid.notAfter.getTime() <= this.#o.clock.now()) return undefined;
     return held.svid;
   }
 
   bundle(): X509Bundle | undefined {
-    return this.#current?.bundle;
+    return this.#files.current()?.bundle;
   }
 
   subscribe(listener: (svid: X509Svid) => void): Unsubscribe {
@@ -104,80 +113,23 @@ export class X509FilesSource implements X509Source {
   }
 
   whenReady(): Promise<void> {
-    if (this.#current || this.#closed) return Promise.resolve();
+    if (this.#files.current() || this.#closed) return Promise.resolve();
     return new Promise((resolve) => this.#readyWaiters.push(resolve));
   }
 
   async close(): Promise<void> {
     this.#closed = true;
-    if (this.#debounce) this.#o.clock.clearTimeout(this.#debounce);
-    if (this.#poll) this.#o.clock.clearTimeout(this.#poll);
-    await this.#watcher?.close();
+    await this.#files.close();
     for (const w of this.#readyWaiters.splice(0)) w();
   }
 
   /** Reads the files now; one read at a time, a request during a read runs right after it. */
   reload(reason: string): Promise<void> {
-    if (this.#loading) {
-      this.#again = true;
-      return this.#loading;
-    }
-    this.#loading = this.#load(reason).finally(() => {
-      this.#loading = undefined;
-      if (this.#again && !this.#closed) {
-        this.#again = false;
-        void this.reload('changed during a read');
-      }
-    });
-    return this.#loading;
-  }
-
-  async #load(reason: string): Promise<void> {
-    const { logger, metrics, clock } = this.#o;
-    let loaded: LoadedX509;
-    try {
-      loaded = await loadX509Files(this.#o, new Date(clock.now()), this.#o.readFile);
-    } catch (thrown) {
-      const error = toConnectorError(thrown, 'svid_invalid');
-      if (error.message !== this.#lastRefusal) {
-        logger.warn({ reason, dir: this.#o.dir, code: error.code, keeping: this.#current ? this.#current.svid.id.toString() : null, err: error.message }, this.#current ? 'refused the new X.509-SVID files; keeping the last good SVID' : 'no usable X.509-SVID yet');
-        metrics?.svidUpdates.inc({ kind: 'x509', outcome: 'refused' });
-        this.#lastRefusal = error.message;
-      }
-      return;
-    }
-    this.#lastRefusal = undefined;
-    const previous = this.#current;
-    if (previous && sameSvid(previous, loaded)) return;
-    this.#current = loaded;
-    metrics?.svidUpdates.inc({ kind: 'x509', outcome: 'accepted' });
-    metrics?.svidExpiry.set({ kind: 'x509' }, Math.round((loaded.svid.notAfter.getTime() - clock.now()) / 1000));
-    logger.info({ reason, spiffeId: loaded.svid.id.toString(), notAfter: loaded.svid.notAfter.toISOString(), serial: loaded.svid.certificates[0]?.serialNumber }, previous ? 'X.509-SVID rotated' : 'X.509-SVID loaded');
-    for (const w of this.#readyWaiters.splice(0)) w();
-    this.#listeners.emit(loaded.svid);
-  }
-
-  #scheduleReload(): void {
-    if (this.#closed) return;
-    if (this.#debounce) this.#o.clock.clearTimeout(this.#debounce);
-    this.#debounce = this.#o.clock.setTimeout(() => {
-      this.#debounce = undefined;
-      void this.reload('files changed');
-    }, this.#o.debounceMs ?? 250);
-  }
-
-  #schedulePoll(): void {
-    if (this.#closed) return;
-    this.#poll = this.#o.clock.setTimeout(() => {
-      void this.reload('poll').finally(() => this.#schedulePoll());
-    }, this.#o.pollIntervalSeconds * 1000);
+    return this.#files.reload(reason);
   }
 }
 
-function sameSvid(a: LoadedX509, b: LoadedX509): boolean {
-  const la = a.svid.certificates[0];
-  const lb = b.svid.certificates[0];
-  if (!la || !lb || la.fingerprint256 !== lb.fingerprint256) return false;
-  if (a.bundle.authorities.length !== b.bundle.authorities.length) return false;
-  return a.bundle.authorities.every((c, i) => c.fingerprint256 === b.bundle.authorities[i]?.fingerprint256);
+/** The leaf and every authority: the same fingerprint means nothing changed. */
+function fingerprint(loaded: LoadedX509): string {
+  return [loaded.svid.certificates[0]?.fingerprint256 ?? '', ...loaded.bundle.authorities.map((c) => c.fingerprint256)].join('|');
 }

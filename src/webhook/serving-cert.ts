@@ -6,7 +6,7 @@ import { dirname } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import type { Clock } from '../clock.ts';
 import { ConnectorError } from '../errors.ts';
-import { Reloading } from '../issuer/reloading.ts';
+import { Reloading } from '../files/reloading.ts';
 import type { Logger } from '../ops/logger.ts';
 import { Secret } from '../ops/redact.ts';
 

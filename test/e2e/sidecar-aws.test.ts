@@ -158,7 +158,7 @@ test('a rotated JWT-SVID gives fresh credentials with no failed request; a bad o
     { name: 'tls.key', content: 'garbage' },
     { name: 'ca.crt', content: f.ca.certPem },
   ]);
-  await sidecar.waitForLog((l) => l['msg'] === 'refused the new X.509-SVID files; keeping the last good SVID');
+  await sidecar.waitForLog((l) => l['msg'] === 'refused the new X.509-SVID files; keeping the last good ones');
   assert.equal((await fetch(`${f.opsUrl}/readyz`)).status, 200);
 });
 

@@ -92,7 +92,7 @@ test('every bad SVID is refused with a clear log line and the last good one kept
     captured.lines.length = 0;
     await source.reload(`test ${kind}`);
     assert.equal(serial(source.current()), good, `${kind}: the last good SVID stays`);
-    const refusal = captured.lines.find((l) => l['msg'] === 'refused the new X.509-SVID files; keeping the last good SVID');
+    const refusal = captured.lines.find((l) => l['msg'] === 'refused the new X.509-SVID files; keeping the last good ones');
     assert.ok(refusal, `${kind}: a refusal is logged`);
     assert.equal(refusal['keeping'], ID);
     assert.ok(typeof refusal['err'] === 'string' && (refusal['err'] as string).length > 10, `${kind}: says why`);

@@ -25,6 +25,8 @@ export interface ReloadingOptions<T> {
   readonly watch?: boolean;
   readonly onSwap?: (value: T, previous: T | undefined) => void;
   readonly onRefuse?: (error: ConnectorError) => void;
+  /** Names a held value in log lines (e.g. its SPIFFE ID); never a secret. */
+  readonly describe?: (value: T) => string;
 }
 
 export class Reloading<T> {
@@ -49,6 +51,17 @@ export class Reloading<T> {
     this.#value = value;
     this.#digest = this.#o.fingerprint(value);
     this.#o.onSwap?.(value, undefined);
+    await this.#watchAndPoll();
+    return value;
+  }
+
+  /** Like start(), but a failed first load is logged like any refusal and the next change or poll tries again. */
+  async startWithoutValue(): Promise<void> {
+    await this.#load('start');
+    await this.#watchAndPoll();
+  }
+
+  async #watchAndPoll(): Promise<void> {
     if (this.#o.watch !== false) {
       for (const dir of new Set(this.#o.watchDirs)) {
         const watcher = watch(dir, { depth: 1, ignoreInitial: true, followSymlinks: false });
@@ -59,7 +72,6 @@ export class Reloading<T> {
       await Promise.all(this.#watchers.map((w) => new Promise<void>((resolve) => w.once('ready', () => resolve()))));
     }
     this.#schedulePoll();
-    return value;
   }
 
   /** The last good value. Only undefined before start() succeeded. */
@@ -105,7 +117,9 @@ export class Reloading<T> {
     } catch (thrown) {
       const error = toConnectorError(thrown, 'config_invalid');
       if (error.message !== this.#lastRefusal) {
-        logger.error({ reason, code: error.code, err: error.message }, `refused the new ${what}; keeping the last good ones`);
+        const held = this.#value;
+        if (held === undefined) logger.warn({ reason, code: error.code, err: error.message }, `no usable ${what} yet`);
+        else logger.error({ reason, code: error.code, keeping: this.#o.describe?.(held), err: error.message }, `refused the new ${what}; keeping the last good ones`);
         this.#lastRefusal = error.message;
         this.#o.onRefuse?.(error);
       }
