@@ -16,6 +16,7 @@ import { randomUUID } from 'node:crypto';
 import { SignJWT, createLocalJWKSet, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify, type CryptoKey, type JWK, type JWTPayload } from 'jose';
 import type { DevCa } from './dev-ca.ts';
 import { OidcVerificationError, OidcVerifier } from './oidc-verifier.ts';
+import { readBody } from '../server/read-body.ts';
 
 export const ENTRA_FEDERATION_AUDIENCE = 'api://AzureADTokenExchange';
 const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
@@ -207,7 +208,9 @@ export class FakeEntra {
 
   async #token(req: IncomingMessage, res: ServerResponse): Promise<void> {
     this.counters.token += 1;
-    const form = new URLSearchParams(await readBody(req));
+    const body = await readBody(req, 1_000_000);
+    if (!body) throw new Error('request body too large');
+    const form = new URLSearchParams(body.toString('utf8'));
     const clientId = form.get('client_id') ?? undefined;
     const scope = form.get('scope') ?? undefined;
     const assertion = form.get('client_assertion') ?? undefined;
@@ -376,16 +379,6 @@ function isoOf(seconds: unknown): string {
   return typeof seconds === 'number' ? new Date(seconds * 1000).toISOString() : 'unknown';
 }
 
-async function readBody(req: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > 1_000_000) throw new Error('request body too large');
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks).toString('utf8');
-}
 
 function json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', ...headers }).end(JSON.stringify(body));

@@ -11,6 +11,7 @@ import { systemClock, type Clock } from '../clock.ts';
 import { OidcVerifier } from './oidc-verifier.ts';
 import { checkJwtSubject, checkMtlsSubject, OAuthError, type FakeWorkloadIdentityProvider } from './fake-gcp-checks.ts';
 import { FakeIam, GoogleApiError, type FakeServiceAccount, type IssuedToken } from './fake-gcp-iam.ts';
+import { readBody } from '../server/read-body.ts';
 
 export type { FakeWorkloadIdentityProvider } from './fake-gcp-checks.ts';
 export type { FakeServiceAccount, IssuedToken } from './fake-gcp-iam.ts';
@@ -131,7 +132,8 @@ export class FakeGcp {
     const url = new URL(req.url ?? '/', 'http://fake-gcp');
     const surface: GcpSurface | undefined = url.pathname === '/v1/token' ? 'sts' : url.pathname.startsWith('/v1/projects/') ? 'iam' : undefined;
     try {
-      const body = await readBody(req);
+      const body = await readBody(req, MAX_BODY);
+      if (!body) throw new OAuthError('invalid_request', 'The request body is too large.');
       if (surface) {
         const fault = this.#outage[surface] ?? this.#faults[surface].shift();
         if (fault) {
@@ -264,20 +266,3 @@ function errorCode(body: unknown): string | undefined {
   return undefined;
 }
 
-function readBody(req: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > MAX_BODY) {
-        reject(new OAuthError('invalid_request', 'The request body is too large.'));
-        req.destroy();
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
-}

@@ -9,6 +9,7 @@ import { systemClock, type Clock } from '../clock.ts';
 import { OidcVerificationError, OidcVerifier } from './oidc-verifier.ts';
 import { expectedSignature, parseAmzDate, parseAuthorization, signaturesEqual } from './aws-sigv4.ts';
 import { assumeRoleWithWebIdentityXml, errorXml, getCallerIdentityXml, stsTimestamp } from './fake-sts-xml.ts';
+import { readBody } from '../server/read-body.ts';
 
 /** An IAM OIDC identity provider: its URL (= `iss`) and registered client IDs (= allowed `aud`). */
 export interface FakeOidcProvider {
@@ -171,7 +172,8 @@ export class FakeSts {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const requestId = randomUUID();
     try {
-      const body = await readBody(req);
+      const body = await readBody(req, MAX_BODY);
+      if (!body) throw new StsError(413, 'RequestEntityTooLarge', 'Request body too large');
       const url = new URL(req.url ?? '/', 'http://sts');
       const params = new URLSearchParams(url.search);
       const contentType = req.headers['content-type'] ?? '';
@@ -342,21 +344,6 @@ function verificationError(thrown: unknown, now: number): StsError {
   }
 }
 
-function readBody(req: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > MAX_BODY) {
-        reject(new StsError(413, 'RequestEntityTooLarge', 'Request body too large'));
-        req.destroy();
-      } else chunks.push(chunk);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
-}
 
 /** IAM `StringLike`: `*` any run of characters, `?` exactly one. */
 export function globMatch(pattern: string, value: string): boolean {

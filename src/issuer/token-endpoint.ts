@@ -11,6 +11,7 @@ import type { IssuerMetrics } from './metrics.ts';
 import { buildClaims, signJwtSvid } from './mint.ts';
 import { OAuthError, TOKEN_TYPE_JWT, parseExchangeRequest, type TokenResponse } from './oauth.ts';
 import type { SigningKey } from './signing-key.ts';
+import { readBody } from '../server/read-body.ts';
 
 export interface TokenEndpointOptions {
   readonly issuerUrl: string;
@@ -79,7 +80,9 @@ async function handle(o: TokenEndpointOptions, allowed: ReadonlySet<string>, req
   // Client authentication comes first (RFC 6749 §3.2.1): a stranger learns nothing about the rest.
   const nowBefore = o.clock.now();
   const client = o.verifier.verifySocket(req.socket as TLSSocket, nowBefore);
-  const body = await readBody(req);
+  const raw = await readBody(req, MAX_BODY_BYTES);
+  if (!raw) throw tooLarge();
+  const body = raw.toString('utf8');
   const { audience } = parseExchangeRequest(req.headers['content-type'], body, allowed);
   const key = o.signer();
   if (!key) throw new OAuthError('temporarily_unavailable', 'no_signing_key', 'no signing key is loaded', { headers: { 'retry-after': '5' } });
@@ -97,26 +100,6 @@ async function handle(o: TokenEndpointOptions, allowed: ReadonlySet<string>, req
   };
 }
 
-function readBody(req: IncomingMessage): Promise<string> {
-  const declared = Number(req.headers['content-length'] ?? '0');
-  if (declared > MAX_BODY_BYTES) return Promise.reject(tooLarge());
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > MAX_BODY_BYTES) {
-        req.removeAllListeners('data');
-        req.resume(); // discard the rest; the answer closes the connection
-        reject(tooLarge());
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
-}
 
 function tooLarge(): OAuthError {
   return new OAuthError('invalid_request', 'malformed_request', `the request body is larger than ${MAX_BODY_BYTES} bytes`, { status: 413, headers: { connection: 'close' } });

@@ -13,6 +13,7 @@ import { WebhookMetrics } from './metrics.ts';
 import { AdmissionCache } from './admission-cache.ts';
 import { isPod, podDisplayName } from './pod.ts';
 import { watchServingPair } from './serving-cert.ts';
+import { readBody } from '../server/read-body.ts';
 
 /** Larger than any AdmissionReview of a Pod (the API server caps objects near 3 MiB; a review carries one). */
 const MAX_BODY_BYTES = 8 * 1024 * 1024;
@@ -55,23 +56,6 @@ type Answer = { status: number; type: string; body: string };
 
 const text = (status: number, body: string): Answer => ({ status, type: 'text/plain; charset=utf-8', body: `${body}\n` });
 
-function readBody(req: IncomingMessage): Promise<Buffer | 'too-large'> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > MAX_BODY_BYTES) {
-        resolve('too-large');
-        req.destroy();
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
-}
 
 export async function startWebhook(config: WebhookConfig, deps: WebhookDeps): Promise<RunningWebhook> {
   const { logger, clock } = deps;
@@ -124,8 +108,8 @@ export async function startWebhook(config: WebhookConfig, deps: WebhookDeps): Pr
   async function mutate(req: IncomingMessage): Promise<Answer> {
     if (req.method !== 'POST') return text(405, 'POST an AdmissionReview');
     if (!/^application\/json\b/i.test(req.headers['content-type'] ?? '')) return text(415, 'Content-Type must be application/json');
-    const raw = await readBody(req);
-    if (raw === 'too-large') return text(413, 'request body too large');
+    const raw = await readBody(req, MAX_BODY_BYTES);
+    if (!raw) return text(413, 'request body too large');
     const started = process.hrtime.bigint();
     let parsed: unknown;
     try {
