@@ -3,12 +3,12 @@
 // Its issuer URL is the discovery listener's own http://127.0.0.1:<port>, so stand-ins can find the JWKS.
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { systemClock, type Clock } from '../clock.ts';
 import type { IssuerConfig, SigningAlgorithm } from '../config/issuer.ts';
 import { startIssuer, type RunningIssuer } from '../issuer/issuer.ts';
+import { freeLoopbackPort } from '../server/free-port.ts';
 import { silentLogger, type Logger } from '../ops/logger.ts';
 import type { DevCa } from './dev-ca.ts';
 
@@ -51,7 +51,7 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
     // The issuer URL must be known before start (it is the iss claim) and name the discovery listener:
     // take a free loopback port, and try again should another process grab it in between.
     for (let attempt = 1; ; attempt++) {
-      const port = await freePort();
+      const port = await freeLoopbackPort();
       const config: IssuerConfig = {
         url: `http://127.0.0.1:${port}`,
         trustDomain: options.trustDomain,
@@ -92,16 +92,4 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
     await rm(dir, { recursive: true, force: true });
     throw error;
   }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }

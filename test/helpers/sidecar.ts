@@ -1,8 +1,8 @@
 // Runs the real CLI as a user would: `spiffe-connector <command>` in a child process on Node 24,
 // and app clients in child processes that get nothing but the lines `env` printed.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { freeLoopbackPort } from '../../src/server/free-port.ts';
 
 export const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
 
@@ -13,17 +13,7 @@ export interface CliResult {
 }
 
 /** A free loopback port (for configs that `env` must be able to print before the sidecar starts). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
+export const freePort = freeLoopbackPort;
 
 /** Runs a node script to completion with exactly `env` (no inherited variables unless passed). */
 export function runNode(args: readonly string[], env: Record<string, string> = {}, input?: string): Promise<CliResult> {
