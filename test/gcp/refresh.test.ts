@@ -46,7 +46,7 @@ test('X.509 path: a rotated SVID is written (private dir, atomic files) and exch
   const clock = new ManualClock(Date.now());
   const world = await startGoogleWorld({ clock });
   t.after(() => world.close());
-  const x509 = await x509Source(world);
+  const x509 = await x509Source(world, { clock });
   const first = x509.current();
   assert.ok(first);
   const s = await startSidecar({ world, x509, clock, serviceAccount: true });

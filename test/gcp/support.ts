@@ -37,9 +37,13 @@ export function jwtSource(world: GoogleWorld, o: { spiffeId?: string; clock?: Cl
   return signerJwtSource({ signer: world.signer, spiffeId: o.spiffeId ?? SPIFFE_ID, ...(clock ? { now: () => clock.now() } : {}) });
 }
 
-/** X.509-SVIDs for SPIFFE_ID minted by the world's CA (one is current at once). */
-export function x509Source(world: GoogleWorld): Promise<TestX509Source> {
-  return devX509Source({ ca: world.ca, spiffeId: SPIFFE_ID, ttlSeconds: 24 * 3600 });
+/**
+ * X.509-SVIDs for SPIFFE_ID minted by the world's CA (one is current at once), at the clock's time:
+ * the fake checks notBefore against that clock, which a ManualClock keeps behind the real time.
+ */
+export function x509Source(world: GoogleWorld, o: { clock?: Clock } = {}): Promise<TestX509Source> {
+  const clock = o.clock;
+  return devX509Source({ ca: world.ca, spiffeId: SPIFFE_ID, ttlSeconds: 24 * 3600, ...(clock ? { now: () => clock.now() } : {}) });
 }
 
 export interface GoogleWorld {
@@ -55,7 +59,8 @@ export interface GoogleWorld {
 /** A dev OIDC issuer, a dev CA, and the Google stand-ins trusting both, with SERVICE_ACCOUNT impersonable by the pool. */
 export async function startGoogleWorld(options: { clock?: Clock } = {}): Promise<GoogleWorld> {
   const signer = await DevOidcSigner.start();
-  const ca = await DevCa.create({ trustDomain: 'example.org' });
+  // The root is checked against the fake's clock too: minted at that clock's time.
+  const ca = await DevCa.create({ trustDomain: 'example.org', ...(options.clock ? { now: new Date(options.clock.now()) } : {}) });
   const serverCert = await ca.issueServerCert({ dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
   const fake = await FakeGcp.start({
     ...(options.clock ? { clock: options.clock } : {}),

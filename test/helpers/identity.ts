@@ -49,14 +49,18 @@ export interface TestX509Source extends X509Source {
   rotate(spiffeId?: string): Promise<X509Svid>;
 }
 
-export async function devX509Source(options: { trustDomain?: string; spiffeId?: string; ttlSeconds?: number; ca?: DevCa } = {}): Promise<TestX509Source> {
+/**
+ * `now` (default: the real time) is when each SVID is minted: give the clock of a world whose fakes
+ * check validity against a ManualClock, or a new SVID may start after that clock's "now".
+ */
+export async function devX509Source(options: { trustDomain?: string; spiffeId?: string; ttlSeconds?: number; ca?: DevCa; now?: () => number } = {}): Promise<TestX509Source> {
   const trustDomain = options.trustDomain ?? 'example.org';
   const ca = options.ca ?? (await DevCa.create({ trustDomain }));
   const bundle = X509Bundle.parsePem(trustDomain, ca.certPem);
   const listeners = new Listeners<[X509Svid]>();
   let spiffeId = options.spiffeId ?? `spiffe://${trustDomain}/ns/default/sa/app`;
   const issue = async (): Promise<X509Svid> => {
-    const minted = await ca.issueX509Svid({ spiffeId, ttlSeconds: options.ttlSeconds ?? 3600 });
+    const minted = await ca.issueX509Svid({ spiffeId, ttlSeconds: options.ttlSeconds ?? 3600, ...(options.now ? { now: new Date(options.now()) } : {}) });
     return parseX509Svid(minted.certPem, minted.keyPem);
   };
   let current = await issue();
