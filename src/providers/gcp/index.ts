@@ -42,7 +42,9 @@ export interface GcpProviderOptions {
 export async function createGcpProvider(ctx: ProviderContext, options: GcpProviderOptions = {}): Promise<CloudProvider> {
   const gcp = ctx.config.gcp;
   if (!gcp) throw new ConnectorError('config_invalid', 'the gcp section is not configured');
-  const sdk = await import('google-auth-library');
+  // module.exports of the CommonJS package: what Node's import() gives as `default`, and the only export a
+  // bundled chunk of it has (esbuild gives no named exports to a dynamically imported CommonJS module).
+  const sdk = (await import('google-auth-library')).default;
   const caPem = gcp.caFile ? await readFile(gcp.caFile, 'utf8') : undefined;
   const { jwt, x509 } = ctx.identity;
 
