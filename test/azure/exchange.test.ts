@@ -9,7 +9,7 @@ import { ManualClock } from '../../src/clock.ts';
 import { ConnectorError } from '../../src/errors.ts';
 import { createLogger } from '../../src/ops/logger.ts';
 import { MAX_RESOURCES } from '../../src/providers/azure/index.ts';
-import { SPIFFE_ID, eventually, runAzure, startWorld, type RunningAzure } from './fixtures.ts';
+import { SPIFFE_ID, eventually, exchangesSettled, runAzure, startWorld, type RunningAzure } from './fixtures.ts';
 
 const STORAGE = 'https://storage.azure.com';
 const MINUTE = 60_000;
@@ -122,6 +122,8 @@ test('AADSTS90061 (issuer discovery unreachable from Entra) is retryable; AADSTS
   assert.equal(world.entra.counters.token, tries); // not hammered
   await clock.advance(4 * MINUTE);
   await eventually(() => world.entra.counters.issued === 2);
+  // Entra counts the token when it answers; the cache has it a moment later.
+  await eventually(async () => (await exchangesSettled(run, 'success')) === 2);
   assert.equal((await token(run, vault)).status, 200);
 });
 
@@ -130,6 +132,8 @@ test('a federated credential created later (propagation) is picked up by the ret
   const world = await startWorld(t, { federate: false });
   const run = await runAzure(t, world, { clock, azure: { warmResources: [STORAGE] } });
   await eventually(() => world.entra.counters.refused >= 1);
+  // Entra counts the refusal when it answers; the cache holds it (and schedules the retry) a moment later.
+  await eventually(async () => (await exchangesSettled(run, 'retryable_error')) >= 1);
   const readiness = run.provider.readiness();
   assert.equal(readiness.ready, false);
   assert.match(readiness.reason ?? '', /AADSTS700211/);
@@ -139,6 +143,7 @@ test('a federated credential created later (propagation) is picked up by the ret
   world.entra.setFederatedCredentials(world.entra.seen[0]?.clientId ?? '', [{ issuer: world.signer.issuer, subject: SPIFFE_ID }]);
   await clock.advance(61_000);
   await eventually(() => world.entra.counters.issued === 1);
+  await eventually(async () => (await exchangesSettled(run, 'success')) === 1);
   assert.equal(run.provider.readiness().ready, true);
   assert.equal((await token(run)).status, 200);
 });
@@ -151,6 +156,8 @@ test('an identity change refreshes every held token at once, with the new subjec
   world.entra.setFederatedCredentials(world.entra.seen[0]?.clientId ?? '', [{ issuer: world.signer.issuer, subject: other }]);
   world.jwt.rotate(other);
   await eventually(() => world.entra.counters.issued === 2);
+  // Until the cache has stored the new token, it rightly serves the old one (still valid).
+  await eventually(async () => (await exchangesSettled(run, 'success')) === 2);
   const after = await token(run);
   assert.notEqual(after.body['access_token'], before.body['access_token']);
   assert.equal(world.entra.seen.at(-1)?.assertion?.sub, other);
@@ -209,12 +216,18 @@ test('file mode: the JWT-SVID file is rewritten well before expiry, atomically, 
   const file = run.env['AZURE_FEDERATED_TOKEN_FILE'] ?? '';
   await eventually(() => run.provider.readiness().ready);
   const first = await readFile(file, 'utf8');
-  assert.equal(decodeJwt(first).sub, SPIFFE_ID);
-  await clock.advance(29 * MINUTE);
+  const claims = decodeJwt(first);
+  assert.equal(claims.sub, SPIFFE_ID);
+  assert.equal(typeof claims.exp, 'number');
+  // The file was written at the clock's start; the SVID lives an hour from its (real) issue time.
+  const writtenAt = clock.now();
+  const halfLife = Math.ceil(((claims.exp ?? 0) * 1000 - writtenAt) / 2);
+  // Half of the hour-long SVID's life, minus up to 10 % jitter: rewritten between 27 minutes and half
+  // its life, leaving the SDK's 5-minute file cache well inside the SVID's remaining life.
+  await clock.advance(26 * MINUTE);
+  assert.equal(world.jwt.fetches, 1);
   assert.equal(await readFile(file, 'utf8'), first);
-  // Half of the hour-long SVID's life, minus jitter: rewritten by 30 minutes, leaving the SDK's
-  // 5-minute file cache well inside the SVID's remaining life.
-  await clock.advance(MINUTE);
+  await clock.advance(writtenAt + halfLife - clock.now());
   await eventually(async () => (await readFile(file, 'utf8')) !== first);
   assert.equal(world.jwt.fetches, 2);
 });

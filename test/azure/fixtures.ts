@@ -169,6 +169,15 @@ export async function runAzure(
   };
 }
 
+/**
+ * Exchanges the provider's cache has finished, by outcome: counted once the token or the error is stored,
+ * which is after the stand-in counted its answer (wait on this, not on the stand-in, before asking the sidecar).
+ */
+export async function exchangesSettled(run: RunningAzure, outcome: 'success' | 'retryable_error' | 'permanent_error'): Promise<number> {
+  const metric = await run.metrics.exchanges.get();
+  return metric.values.find((v) => v.labels.cloud === 'azure' && v.labels.outcome === outcome)?.value ?? 0;
+}
+
 /** Waits until `check` is true, polling (no time limits: the test runner's own timeout applies). */
 export async function eventually(check: () => boolean | Promise<boolean>): Promise<void> {
   while (!(await check())) await new Promise((resolve) => setTimeout(resolve, 20));
