@@ -72,7 +72,8 @@ test('STS failures are typed with retryability and the upstream code', async (t)
   const world = await startStsWorld();
   t.after(() => world.close());
   const jwt = new SignerJwtSource(world.signer);
-  const exchange = exchangeFor(world.fake.url, jwt, { requestTimeoutMs: 300 });
+  // Real time: far above a good answer on a loaded machine, far below the 5 s hang of the timeout case.
+  const exchange = exchangeFor(world.fake.url, jwt, { requestTimeoutMs: 2_000 });
   t.after(() => exchange.close());
   const cases: Array<[string, Parameters<typeof world.fake.injectFaults>[0][number], ConnectorError['code'], boolean, string | undefined]> = [
     ['5xx', { status: 500 }, 'upstream_unavailable', true, 'InternalFailure'],

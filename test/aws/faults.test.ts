@@ -14,7 +14,10 @@ async function world(t: TestContext, options: { faultsBeforeStart?: StsFault[] }
   t.after(() => sts.close());
   if (options.faultsBeforeStart) sts.fake.injectFaults(options.faultsBeforeStart);
   const jwt = new SignerJwtSource(sts.signer, { clock });
-  const sidecar = await startSidecar({ stsEndpoint: sts.fake.url, jwt, clock, stsRequestTimeoutMs: 300 });
+  // The request timeout is real time: well above what a good exchange takes on a loaded 2-core machine
+  // (the first one also loads the SDK and has the fake fetch the issuer's JWKS), well below the 10 s
+  // hang of a { delayMs } fault.
+  const sidecar = await startSidecar({ stsEndpoint: sts.fake.url, jwt, clock, stsRequestTimeoutMs: 2_000 });
   t.after(() => sidecar.close());
   const idle = () => until(() => clock.pendingTimers() > 0, 'the refresh to settle');
   await idle();
