@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ManualClock } from '../../src/clock.ts';
-import { get, startGoogleWorld, startSidecar, until, type Sidecar, jwtSource, x509Source } from './support.ts';
+import { exchangesSettled, get, startGoogleWorld, startSidecar, until, type Sidecar, jwtSource, x509Source } from './support.ts';
 
 const TOKEN = '/computeMetadata/v1/instance/service-accounts/default/token';
 
@@ -33,8 +33,11 @@ test('JWT path: a new identity gets new tokens at once', async (t) => {
   assert.equal(world.fake.tokenInfo(first.token as string)?.principal.endsWith('/subject/spiffe://example.org/ns/default/sa/app'), true);
 
   const exchanges = world.fake.stats.stsSuccesses;
+  const settled = await exchangesSettled(s, 'success');
   jwt.rotate('spiffe://example.org/ns/default/sa/renamed');
   await until(() => world.fake.stats.stsSuccesses > exchanges, 'exchange after rotation');
+  // STS counts the exchange when it answers; the cache holds the new token a moment later.
+  await until(async () => (await exchangesSettled(s, 'success')) > settled, 'the new token in the cache');
   await until(() => s.provider.readiness().ready, 'token after rotation');
   const second = await token(s);
   assert.notEqual(second.token, first.token);
@@ -61,17 +64,16 @@ test('X.509 path: a rotated SVID is written (private dir, atomic files) and exch
   const before = await token(s);
 
   const mtls = world.fake.stats.stsByType.mtls ?? 0;
+  const settled = await exchangesSettled(s, 'success');
   const second = await x509.rotate('spiffe://example.org/ns/default/sa/next');
   await until(() => (world.fake.stats.stsByType.mtls ?? 0) > mtls, 'mTLS exchange after rotation');
+  // The default scope set is refreshed right after the files are written (STS, then
+  // generateAccessToken); the cache holds the new token once that exchange has settled.
+  await until(async () => (await exchangesSettled(s, 'success')) > settled, 'the new token in the cache');
   await until(() => s.provider.readiness().ready, 'token after rotation');
   assert.equal(await readFile(join(dir, 'tls.crt'), 'utf8'), second.chainPem());
   assert.equal(world.fake.stats.lastSts?.subject, 'spiffe://example.org/ns/default/sa/next');
-  // The default scope set is refreshed right after the files are: poll until it is served.
-  let after = await token(s);
-  for (let i = 0; i < 500 && after.token === before.token; i++) {
-    await new Promise((resolve) => setTimeout(resolve, 10));
-    after = await token(s);
-  }
+  const after = await token(s);
   assert.notEqual(after.token, before.token);
   assert.equal(world.fake.tokenInfo(after.token as string)?.kind, 'service-account');
   await s.close();

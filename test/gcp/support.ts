@@ -171,6 +171,15 @@ export async function startSidecar(o: {
   };
 }
 
+/**
+ * Exchanges the provider's caches have finished, by outcome: counted once the token or the error is
+ * stored, which is after the stand-in counted its answer (wait on this before asking the sidecar).
+ */
+export async function exchangesSettled(s: Sidecar, outcome: 'success' | 'retryable_error' | 'permanent_error'): Promise<number> {
+  const metric = await s.metrics.exchanges.get();
+  return metric.values.find((v) => v.labels.cloud === 'gcp' && v.labels.outcome === outcome)?.value ?? 0;
+}
+
 export interface RawResponse {
   status: number;
   headers: Record<string, string | string[] | undefined>;
@@ -193,9 +202,9 @@ export function get(port: number, path: string, headers: Record<string, string> 
 }
 
 /** Waits (in real time, polling) until `condition` holds; for work that crosses real sockets. */
-export async function until(condition: () => boolean, what = 'condition'): Promise<void> {
+export async function until(condition: () => boolean | Promise<boolean>, what = 'condition'): Promise<void> {
   for (let i = 0; i < 3000; i++) {
-    if (condition()) return;
+    if (await condition()) return;
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
   throw new Error(`gave up waiting for ${what}`);
