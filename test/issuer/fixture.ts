@@ -78,7 +78,10 @@ export function ecKeyPem(curve = 'P-256'): string {
 export async function startFixture(t: TestContext, options: FixtureOptions = {}): Promise<Fixture> {
   const dir = await mkdtemp(join(tmpdir(), 'issuer-test-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
-  const ca = await DevCa.create({ trustDomain: TRUST_DOMAIN });
+  // The issuer checks client chains, root included, at its clock's time: with a ManualClock (which
+  // stays behind the real time) the root is minted a minute before that clock's start, like the SVIDs.
+  const clock = options.clock;
+  const ca = await DevCa.create({ trustDomain: TRUST_DOMAIN, ...(clock ? { now: new Date(clock.now() - 60_000) } : {}) });
   const keysDir = join(dir, 'keys');
   await mkdir(keysDir);
   const alg = options.alg ?? 'RS256';
