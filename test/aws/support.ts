@@ -1,6 +1,5 @@
 // Test wiring for the AWS provider: a JwtSource signing with DevOidcSigner (until test/helpers/identity.ts
 // exports signerJwtSource), a fake STS trusting it, and the provider mounted on a loopback express app.
-import { request } from 'node:http';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -19,6 +18,8 @@ import { AWS_CONTAINER_TOKEN_FILE } from '../../src/providers/aws/env.ts';
 import type { CloudProvider } from '../../src/providers/provider.ts';
 import { Listeners, type JwtSource, type Unsubscribe } from '../../src/sources/source.ts';
 import { parseJwtSvidInsecure, type JwtSvid } from '../../src/spiffe/jwt-svid.ts';
+
+export { raw, until, type RawResponse } from '../helpers/http.ts';
 
 export const ROLE_ARN = 'arn:aws:iam::111122223333:role/app';
 export const ACCOUNT = '111122223333';
@@ -166,30 +167,5 @@ export async function startSidecar(options: {
   };
 }
 
-export interface RawResponse {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-}
 
-/** A raw HTTP request (node:http, so Host and any header can be set exactly). */
-export function raw(port: number, method: string, path: string, headers: Record<string, string> = {}): Promise<RawResponse> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, method, path, headers: { host: `127.0.0.1:${port}`, ...headers }, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
 
-/** Waits (in real time, polling) until `condition` holds; for work that crosses real sockets. */
-export async function until(condition: () => boolean, what = 'condition'): Promise<void> {
-  for (let i = 0; i < 3000; i++) {
-    if (condition()) return;
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  throw new Error(`gave up waiting for ${what}`);
-}

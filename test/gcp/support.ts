@@ -3,7 +3,7 @@
 // requests, and an unmodified app run as a child process.
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer, request, type Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -21,6 +21,9 @@ import { createGcpProvider, type GcpProviderOptions } from '../../src/providers/
 import type { CloudProvider } from '../../src/providers/provider.ts';
 import type { JwtSource, X509Source } from '../../src/sources/source.ts';
 import { devX509Source, signerJwtSource, type TestJwtSource, type TestX509Source } from '../helpers/identity.ts';
+import { raw, type RawResponse } from '../helpers/http.ts';
+
+export { until, type RawResponse } from '../helpers/http.ts';
 
 export const PROJECT_ID = 'my-project';
 export const PROJECT_NUMBER = '123456789012';
@@ -180,34 +183,11 @@ export async function exchangesSettled(s: Sidecar, outcome: 'success' | 'retryab
   return metric.values.find((v) => v.labels.cloud === 'gcp' && v.labels.outcome === outcome)?.value ?? 0;
 }
 
-export interface RawResponse {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-}
-
 export const FLAVOR = { 'Metadata-Flavor': 'Google' } as const;
 
-/** A raw HTTP GET (node:http, so Host and any header can be set exactly). */
+/** A raw HTTP GET with `Metadata-Flavor: Google` unless other headers are given. */
 export function get(port: number, path: string, headers: Record<string, string> = FLAVOR, method = 'GET'): Promise<RawResponse> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, method, path, headers: { host: `127.0.0.1:${port}`, ...headers }, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-/** Waits (in real time, polling) until `condition` holds; for work that crosses real sockets. */
-export async function until(condition: () => boolean | Promise<boolean>, what = 'condition'): Promise<void> {
-  for (let i = 0; i < 3000; i++) {
-    if (await condition()) return;
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  throw new Error(`gave up waiting for ${what}`);
+  return raw(port, method, path, headers);
 }
 
 export interface AdcResult {
