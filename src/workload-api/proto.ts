@@ -1,5 +1,7 @@
 // The vendored Workload API proto loaded for @grpc/grpc-js, the SSRF header, and the wire shapes each
 // side reads, with their type guards (SPIFFE_Workload_API.md; proto/workload.proto, no `package`).
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
@@ -10,8 +12,18 @@ export const SECURITY_HEADER_VALUE = 'true';
 /** SPIRE's wording (spire pkg/agent/endpoints/middleware.go), answered with InvalidArgument. */
 export const SECURITY_HEADER_MISSING = 'security header missing from request';
 
-/** Same depth under the package root from src/workload-api/ and dist/workload-api/. */
-const PROTO_FILE = fileURLToPath(new URL('../../proto/workload.proto', import.meta.url));
+/**
+ * proto/workload.proto of the package: looked for upwards from this module's directory, which is
+ * src/workload-api/ when run from source and dist/chunks/ (or dist/) in the bundle the build makes.
+ */
+function protoFile(): string {
+  const start = dirname(fileURLToPath(import.meta.url));
+  for (let dir = start; ; dir = dirname(dir)) {
+    const candidate = join(dir, 'proto', 'workload.proto');
+    if (existsSync(candidate)) return candidate;
+    if (dirname(dir) === dir) throw new Error(`proto/workload.proto not found above ${start}`);
+  }
+}
 
 export interface WorkloadApiDefinition {
   readonly service: grpc.ServiceDefinition;
@@ -26,9 +38,10 @@ let loaded: WorkloadApiDefinition | undefined;
  */
 export function workloadApiDefinition(): WorkloadApiDefinition {
   if (loaded) return loaded;
-  const packageDefinition = loadSync(PROTO_FILE, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
+  const file = protoFile();
+  const packageDefinition = loadSync(file, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
   const Client = grpc.loadPackageDefinition(packageDefinition)['SpiffeWorkloadAPI'];
-  if (typeof Client !== 'function' || !('service' in Client)) throw new Error(`${PROTO_FILE} defines no SpiffeWorkloadAPI service`);
+  if (typeof Client !== 'function' || !('service' in Client)) throw new Error(`${file} defines no SpiffeWorkloadAPI service`);
   const ctor = Client as grpc.ServiceClientConstructor;
   loaded = { service: ctor.service, Client: ctor };
   return loaded;
