@@ -4,7 +4,8 @@
 # nothing written at run time outside mounted volumes, so it runs with a read-only root filesystem.
 ARG NODE_IMAGE=node:24-bookworm-slim
 
-# Build: compile src/ to dist/ with the dev dependencies (TypeScript).
+# Build: typecheck src/ and bundle it into dist/ (main.js + lazily loaded chunks/) with the dev
+# dependencies (TypeScript, esbuild; scripts/build.ts).
 FROM ${NODE_IMAGE} AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
@@ -12,6 +13,7 @@ COPY package.json package-lock.json ./
 # so its bin shim is removed and `npm run build` runs tsc on the image's Node.
 RUN npm ci --ignore-scripts --no-audit --no-fund && rm -f node_modules/.bin/node
 COPY tsconfig.json tsconfig.build.json ./
+COPY scripts ./scripts
 COPY src ./src
 RUN npm run build
 

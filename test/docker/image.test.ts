@@ -1,9 +1,10 @@
 // The container image as far as it can be tested without a container engine: the Dockerfile's shape,
-// and its layout rebuilt here (dist compiled with tsconfig.build.json, production dependencies only,
-// bin, proto) with the entry point starting each of the three programs and stopping on SIGTERM.
+// and its layout rebuilt here (dist bundled by scripts/build.ts as `npm run build` does, production
+// dependencies only, bin, proto, the image's NODE_OPTIONS) with the entry point starting each of the three
+// programs and stopping on SIGTERM.
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { cp, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,10 +23,13 @@ test('the Dockerfile builds with npm run build, installs production dependencies
   assert.match(text, /^ARG NODE_IMAGE=node:24[-\w.]*$/m, 'every stage is Node 24');
   assert.ok(froms.every((f) => f === '${NODE_IMAGE}'));
   assert.match(text, /^RUN .*npm run build/m);
+  assert.match(text, /^COPY scripts \.\/scripts$/m, 'the build stage has the build script');
   assert.match(text, /^RUN npm ci --omit=dev\b/m);
   const users = [...text.matchAll(/^USER\s+(\S+)/gm)].map((m) => m[1]);
   assert.deepEqual(users, ['65532:65532'], 'the runtime stage runs as a non-root uid:gid');
   assert.match(text, /^ENTRYPOINT \["spiffe-connector"\]$/m);
+  const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+  assert.match(pkg.scripts['build'] ?? '', /node scripts\/build\.ts/, 'npm run build bundles with scripts/build.ts');
   const ignore = await readFile(join(ROOT, '.dockerignore'), 'utf8');
   for (const p of ['node_modules', 'dist', '.git', 'test']) assert.match(ignore, new RegExp(`^${p.replace('.', '\\.')}$`, 'm'));
 });
@@ -61,9 +65,15 @@ interface Started {
   readonly log: () => string;
 }
 
+/** The runtime stage's `ENV NODE_OPTIONS=...`, given to every program started from the layout. */
+async function imageNodeOptions(): Promise<string> {
+  const m = /^ENV NODE_OPTIONS=(\S+)$/m.exec(await readFile(join(ROOT, 'Dockerfile'), 'utf8'));
+  return m?.[1] ?? '';
+}
+
 /** Starts the entry point and waits for a log line (bounded by a count of checks, never by a timing assertion). */
 async function start(app: string, args: string[], env: Record<string, string>, ready: RegExp): Promise<Started> {
-  const child = spawn(process.execPath, [join(app, 'bin', 'spiffe-connector.js'), ...args], { cwd: app, env: { PATH: process.env['PATH'] ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [join(app, 'bin', 'spiffe-connector.js'), ...args], { cwd: app, env: { PATH: process.env['PATH'] ?? '', NODE_OPTIONS: await imageNodeOptions(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
@@ -87,8 +97,11 @@ test('the image layout starts the webhook, the issuer and the sidecar from the e
   const app = join(dir, 'app');
   await mkdir(app);
 
-  // Build stage: tsc with tsconfig.build.json (what `npm run build` runs) into the image's dist/.
-  await run(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json'), '--outDir', join(app, 'dist')], { cwd: ROOT });
+  // Build stage: the bundle `npm run build` makes (after its typecheck, which `npm test` runs already) into
+  // the image's dist/: main.js and the lazily loaded chunks, with source maps.
+  await run(process.execPath, [join(ROOT, 'scripts', 'build.ts'), join(app, 'dist')], { cwd: ROOT });
+  const built = await readdir(join(app, 'dist', 'chunks'));
+  assert.ok(built.some((f) => f.endsWith('.js')) && built.some((f) => f.endsWith('.js.map')), 'chunks with source maps');
   // Runtime stage: production node_modules, package.json, bin, proto.
   const prod = await productionModules(app);
   assert.ok(!prod.includes('typescript') && !prod.includes('fast-json-patch'), 'no devDependency is in the production tree');
@@ -147,7 +160,7 @@ test('the image layout starts the webhook, the issuer and the sidecar from the e
   await writeFile(join(dir, 'svid', 'ca.crt'), ca.certPem);
   const [metadataPort, opsPort, deadPort] = [await freePort(), await freePort(), await freePort()];
   const config = `spiffe: { trustDomain: example.org, x509: { dir: ${dir}/svid } }
-server: { metadataAddress: "127.0.0.1:${metadataPort}", opsAddress: "127.0.0.1:${opsPort}", stateDir: ${dir}/state, drainSeconds: 0 }
+server: { metadataAddress: "127.0.0.1:${metadataPort}", opsAddress: "127.0.0.1:${opsPort}", stateDir: ${dir}/state, drainSeconds: 0, workloadApiSocket: ${dir}/state/agent.sock }
 gcp:
   projectId: my-project
   projectNumber: "1"
@@ -155,7 +168,7 @@ gcp:
   stsEndpoint: http://127.0.0.1:${deadPort}
   iamCredentialsEndpoint: http://127.0.0.1:${deadPort}
 `;
-  const sidecar = spawn(process.execPath, [join(app, 'bin', 'spiffe-connector.js'), 'run'], { cwd: app, env: { PATH: process.env['PATH'] ?? '', SPIFFE_CONNECTOR_CONFIG: config }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const sidecar = spawn(process.execPath, [join(app, 'bin', 'spiffe-connector.js'), 'run'], { cwd: app, env: { PATH: process.env['PATH'] ?? '', NODE_OPTIONS: await imageNodeOptions(), SPIFFE_CONNECTOR_CONFIG: config }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   sidecar.stderr.on('data', (d: Buffer) => (out += d.toString()));
   let health = 0;
@@ -165,6 +178,13 @@ gcp:
   }
   assert.equal(health, 200, `the sidecar did not start:\n${out}`);
   assert.equal((await fetch(`http://127.0.0.1:${opsPort}/readyz`)).status, 503, 'not ready without credentials');
+  // The Workload API server loads proto/workload.proto from the bundle's chunks directory.
+  let listening = false;
+  for (let i = 0; i < 600 && !listening && sidecar.exitCode === null; i++) {
+    listening = await stat(join(dir, 'state', 'agent.sock')).then((s) => s.isSocket(), () => false);
+    if (!listening) await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.ok(listening, `the Workload API socket did not appear:\n${out}`);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => sidecar.once('exit', (code, signal) => resolve({ code, signal })));
   sidecar.kill('SIGTERM');
   // It stops; while still fetching its first credentials it may not have installed the drain handler yet.
