@@ -26,6 +26,10 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean -
 # Runtime.
 FROM ${NODE_IMAGE}
 ENV NODE_ENV=production
+# V8's young generation capped at 1 MB instead of growing to 16 MB during start: ~3 MB less resident at
+# idle for the bundled sidecar, no cost to the endpoints' throughput beyond noise (bench/rss.ts,
+# bench/aws-endpoint.ts). Set here, so it applies to all three programs and to the bench's production form.
+ENV NODE_OPTIONS=--max-semi-space-size=1
 # A passwd entry for the runtime user, so libraries asking for the home directory get an answer.
 RUN groupadd --gid 65532 nonroot \
  && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin nonroot

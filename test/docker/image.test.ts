@@ -28,6 +28,7 @@ test('the Dockerfile builds with npm run build, installs production dependencies
   const users = [...text.matchAll(/^USER\s+(\S+)/gm)].map((m) => m[1]);
   assert.deepEqual(users, ['65532:65532'], 'the runtime stage runs as a non-root uid:gid');
   assert.match(text, /^ENTRYPOINT \["spiffe-connector"\]$/m);
+  assert.match(text, /^ENV NODE_OPTIONS=--max-semi-space-size=1$/m, 'the runtime keeps V8\'s young generation small');
   const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
   assert.match(pkg.scripts['build'] ?? '', /node scripts\/build\.ts/, 'npm run build bundles with scripts/build.ts');
   const ignore = await readFile(join(ROOT, '.dockerignore'), 'utf8');
