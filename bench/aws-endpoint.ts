@@ -2,6 +2,8 @@
 // the local OIDC signer and fake STS) beside a bare node:http server serving the same bytes, in one run.
 // Also: process start to /readyz 200, and idle RSS beside a bare Node process. Targets (issue 2): ≥0.4 of
 // bare throughput, p99 < 5 ms, ≤15 MB above bare Node, ready < 1 s.
+// The sidecar runs as production does (bin/spiffe-connector.js → dist/ from `npm run build`, the image's
+// NODE_OPTIONS); BENCH_ENTRY=src/main.ts and BENCH_NODE_OPTIONS="..." override (see sidecarForm in lib.ts).
 // Usage: node bench/aws-endpoint.ts [seconds per run, default 10] [rounds, default 3]
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -9,13 +11,14 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FakeSts } from '../src/dev/fake-sts.ts';
 import { DevOidcSigner } from '../src/dev/oidc-signer.ts';
-import { bareNodeRss, compare, freePort, mb, printLoad, runLoad, sleep, spawnNode, startBareServer, waitFor, type LoadResult } from './lib.ts';
+import { bareNodeRss, compare, formEnv, freePort, mb, printLoad, runLoad, sidecarForm, sleep, spawnNode, startBareServer, waitFor, type LoadResult } from './lib.ts';
 
 const seconds = Number(process.argv[2] ?? 10);
 const rounds = Number(process.argv[3] ?? 3);
 const ROLE_ARN = 'arn:aws:iam::111122223333:role/app';
 const AUDIENCE = 'sts.amazonaws.com';
 const root = fileURLToPath(new URL('..', import.meta.url));
+const form = await sidecarForm();
 
 const signer = await DevOidcSigner.start();
 const sts = await FakeSts.start({
@@ -45,9 +48,9 @@ aws:
 `,
 );
 
-const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('AWS_')));
+const env = formEnv(form, Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('AWS_'))));
 const started = performance.now();
-const sidecar = spawnNode([join(root, 'src/main.ts'), 'run', '--config', join(dir, 'config.yaml')], { env, cwd: root });
+const sidecar = spawnNode([...form.nodeArgs, form.entry, 'run', '--config', join(dir, 'config.yaml')], { env, cwd: root });
 try {
   await waitFor(async () => {
     if (sidecar.child.exitCode !== null) throw new Error(`the sidecar exited: ${sidecar.output()}`);
@@ -78,6 +81,7 @@ try {
       { rounds, durationSeconds: seconds },
     )) as [LoadResult, LoadResult];
     console.log(`\nAWS container-credentials endpoint, ${body.length}-byte body, 32 connections, median of ${rounds} interleaved ${seconds} s runs, Node ${process.version}`);
+    console.log(`sidecar: ${form.label}`);
     printLoad([baseline, ours], baseline);
     console.log(`throughput ratio ${(ours.rps / baseline.rps).toFixed(2)} (target ≥ 0.40); p99 ${ours.p99} ms (target < 5 ms)`);
     if (ours.cpuUsPerRequest !== undefined && baseline.cpuUsPerRequest !== undefined) {

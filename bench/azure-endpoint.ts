@@ -3,6 +3,8 @@
 // node:http server serving the same bytes, in one run; idle RSS beside a bare Node process, and idle RSS with
 // AWS and Google only, to show what Azure (@azure/identity, loaded only when configured) adds. Targets (issue 4): ≥0.4 of bare
 // throughput, p99 < 5 ms, ≤25 MB above bare Node with all three clouds.
+// The sidecar runs as production does (bin/spiffe-connector.js → dist/ from `npm run build`, the image's
+// NODE_OPTIONS); BENCH_ENTRY=src/main.ts and BENCH_NODE_OPTIONS="..." override (see sidecarForm in lib.ts).
 // Usage: node bench/azure-endpoint.ts [seconds per run, default 10] [rounds, default 3]
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -13,7 +15,7 @@ import { FakeEntra, ENTRA_FEDERATION_AUDIENCE } from '../src/dev/fake-entra.ts';
 import { FakeGcp } from '../src/dev/fake-gcp.ts';
 import { FakeSts } from '../src/dev/fake-sts.ts';
 import { DevOidcSigner } from '../src/dev/oidc-signer.ts';
-import { bareNodeRss, compare, freePort, mb, printLoad, runLoad, sleep, spawnNode, startBareServer, waitFor, type LoadResult } from './lib.ts';
+import { bareNodeRss, compare, formEnv, freePort, mb, printLoad, runLoad, sidecarForm, sleep, spawnNode, startBareServer, waitFor, type LoadResult } from './lib.ts';
 
 const seconds = Number(process.argv[2] ?? 10);
 const rounds = Number(process.argv[3] ?? 3);
@@ -28,6 +30,7 @@ const TENANT_ID = '72f988bf-86f1-41af-91ab-2d7cd011db47';
 const CLIENT_ID = '11111111-2222-3333-4444-555555555555';
 const RESOURCE = 'https://storage.azure.com';
 const root = fileURLToPath(new URL('..', import.meta.url));
+const form = await sidecarForm();
 
 const signer = await DevOidcSigner.start();
 const sts = await FakeSts.start({
@@ -94,8 +97,8 @@ server:
 log: { level: warn }
 ${clouds}`,
   );
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(AWS_|GCE_|GOOGLE_|AZURE_|IDENTITY_|MSI_)/.test(k)));
-  const node = spawnNode([join(root, 'src/main.ts'), 'run', '--config', config], { env, cwd: root });
+  const env = formEnv(form, Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(AWS_|GCE_|GOOGLE_|AZURE_|IDENTITY_|MSI_)/.test(k))));
+  const node = spawnNode([...form.nodeArgs, form.entry, 'run', '--config', config], { env, cwd: root });
   await waitFor(async () => {
     if (node.child.exitCode !== null) throw new Error(`the sidecar exited: ${node.output()}`);
     const res = await fetch(`http://127.0.0.1:${opsPort}/readyz`).catch(() => undefined);
@@ -140,6 +143,7 @@ try {
     );
     const [baseline, ours, imdsResult] = results as [LoadResult, LoadResult, LoadResult];
     console.log(`\nAzure managed-identity endpoints, ${body.length}-byte App Service body, 32 connections, median of ${rounds} interleaved ${seconds} s runs, Node ${process.version}`);
+    console.log(`sidecar: ${form.label}`);
     printLoad(results, baseline);
     for (const r of [ours, imdsResult]) {
       console.log(`${r.label}: throughput ratio ${(r.rps / baseline.rps).toFixed(2)} (target ≥ 0.40); p99 ${r.p99} ms (target < 5 ms)`);

@@ -2,8 +2,9 @@
 // against the local OIDC signer and the AWS and Google stand-ins) beside a bare node:http server serving
 // the same bytes, in one run; idle RSS beside a bare Node process. Targets (issue 3): ≥0.4 of bare
 // throughput, p99 < 5 ms, ≤20 MB above bare Node.
-// Usage: node bench/gcp-endpoint.ts [seconds] [main] [rounds]   (main: src/main.ts, or the build, e.g. after
-// `npx tsc -p tsconfig.build.json --outDir .bench-out/dist`, .bench-out/dist/main.js — what the image runs)
+// The sidecar runs as production does (bin/spiffe-connector.js → dist/ from `npm run build`, the image's
+// NODE_OPTIONS); BENCH_ENTRY=src/main.ts and BENCH_NODE_OPTIONS="..." override (see sidecarForm in lib.ts).
+// Usage: node bench/gcp-endpoint.ts [seconds per run, default 10] [rounds, default 3]
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,11 +12,10 @@ import { fileURLToPath } from 'node:url';
 import { FakeGcp } from '../src/dev/fake-gcp.ts';
 import { FakeSts } from '../src/dev/fake-sts.ts';
 import { DevOidcSigner } from '../src/dev/oidc-signer.ts';
-import { bareNodeRss, compare, freePort, mb, printLoad, runLoad, sleep, spawnNode, startBareServer, waitFor, type LoadResult } from './lib.ts';
+import { bareNodeRss, compare, formEnv, freePort, mb, printLoad, runLoad, sidecarForm, sleep, spawnNode, startBareServer, waitFor, type LoadResult } from './lib.ts';
 
 const seconds = Number(process.argv[2] ?? 10);
-const main = process.argv[3] ?? 'src/main.ts';
-const rounds = Number(process.argv[4] ?? 3);
+const rounds = Number(process.argv[3] ?? 3);
 const ROLE_ARN = 'arn:aws:iam::111122223333:role/app';
 const AWS_AUDIENCE = 'sts.amazonaws.com';
 const POOL = 'projects/123456789012/locations/global/workloadIdentityPools/spiffe-pool';
@@ -23,6 +23,7 @@ const PROVIDER = `${POOL}/providers/spiffe`;
 const GCP_AUDIENCE = `//iam.googleapis.com/${PROVIDER}`;
 const SERVICE_ACCOUNT = 'app@my-project.iam.gserviceaccount.com';
 const root = fileURLToPath(new URL('..', import.meta.url));
+const form = await sidecarForm();
 
 const signer = await DevOidcSigner.start();
 const sts = await FakeSts.start({
@@ -63,8 +64,8 @@ gcp:
 `,
 );
 
-const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('AWS_') && !k.startsWith('GCE_') && !k.startsWith('GOOGLE_')));
-const sidecar = spawnNode([join(root, main), 'run', '--config', join(dir, 'config.yaml')], { env, cwd: root });
+const env = formEnv(form, Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('AWS_') && !k.startsWith('GCE_') && !k.startsWith('GOOGLE_'))));
+const sidecar = spawnNode([...form.nodeArgs, form.entry, 'run', '--config', join(dir, 'config.yaml')], { env, cwd: root });
 try {
   await waitFor(async () => {
     if (sidecar.child.exitCode !== null) throw new Error(`the sidecar exited: ${sidecar.output()}`);
@@ -94,12 +95,13 @@ try {
       { rounds, durationSeconds: seconds },
     )) as [LoadResult, LoadResult];
     console.log(`\nGCE metadata token endpoint, ${body.length}-byte body, 32 connections, median of ${rounds} interleaved ${seconds} s runs, Node ${process.version}`);
+    console.log(`sidecar: ${form.label}`);
     printLoad([baseline, ours], baseline);
     console.log(`throughput ratio ${(ours.rps / baseline.rps).toFixed(2)} (target ≥ 0.40); p99 ${ours.p99} ms (target < 5 ms)`);
     if (ours.cpuUsPerRequest !== undefined && baseline.cpuUsPerRequest !== undefined) {
       console.log(`server CPU per request: ${ours.cpuUsPerRequest.toFixed(1)} µs vs ${baseline.cpuUsPerRequest.toFixed(1)} µs bare (ratio ${(baseline.cpuUsPerRequest / ours.cpuUsPerRequest).toFixed(2)}; steadier than req/s when the machine is shared)`);
     }
-    console.log(`idle RSS (AWS + Google configured, ${main}): sidecar ${mb(sidecarRss)}, bare node ${mb(bareRss)}, difference ${mb(sidecarRss - bareRss)} (target ≤ 20 MB)`);
+    console.log(`idle RSS (AWS + Google configured): sidecar ${mb(sidecarRss)}, bare node ${mb(bareRss)}, difference ${mb(sidecarRss - bareRss)} (target ≤ 20 MB)`);
   } finally {
     await bare.stop();
   }

@@ -3,9 +3,12 @@
 // baseline, and idle RSS of a child
 // process beside a bare Node process. Run by hand, never in `npm test`.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 const require = createRequire(import.meta.url);
 
@@ -89,6 +92,45 @@ export async function rssOf(pid: number): Promise<number> {
     ps.on('close', () => resolve(text));
   });
   return Number(out.trim()) * 1024;
+}
+
+/** What the benches start as the sidecar: an entry script and the NODE_OPTIONS it runs with. */
+export interface SidecarForm {
+  /** Absolute path of the script node runs. */
+  readonly entry: string;
+  /** Node/V8 flags on node's command line, before the entry (flags NODE_OPTIONS does not accept). */
+  readonly nodeArgs: readonly string[];
+  readonly nodeOptions: string;
+  readonly label: string;
+}
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+/** The NODE_OPTIONS the runtime image sets (the Dockerfile's `ENV NODE_OPTIONS=...`), so a bench runs what ships. */
+export async function imageNodeOptions(): Promise<string> {
+  const dockerfile = await readFile(join(ROOT, 'Dockerfile'), 'utf8');
+  const m = /^ENV NODE_OPTIONS=(?:"([^"]*)"|(\S+))/m.exec(dockerfile);
+  return m?.[1] ?? m?.[2] ?? '';
+}
+
+/**
+ * The production form by default: bin/spiffe-connector.js (the image's entry point, which runs dist/ as
+ * `npm run build` makes it) with the image's NODE_OPTIONS. BENCH_ENTRY (a path from the repository root,
+ * e.g. src/main.ts) and BENCH_NODE_OPTIONS override either; BENCH_NODE_ARGS adds flags to node's command
+ * line (V8 flags NODE_OPTIONS refuses, e.g. --max-opt=2, for experiments).
+ */
+export async function sidecarForm(): Promise<SidecarForm> {
+  const entry = process.env['BENCH_ENTRY'] ?? 'bin/spiffe-connector.js';
+  const nodeOptions = process.env['BENCH_NODE_OPTIONS'] ?? (await imageNodeOptions());
+  const nodeArgs = (process.env['BENCH_NODE_ARGS'] ?? '').split(' ').filter(Boolean);
+  if (entry === 'bin/spiffe-connector.js' && !existsSync(join(ROOT, 'dist/main.js'))) throw new Error('no dist/main.js: run `npm run build` first (or set BENCH_ENTRY=src/main.ts)');
+  return { entry: join(ROOT, entry), nodeArgs, nodeOptions, label: `${[...nodeArgs, entry].join(' ')}${nodeOptions ? ` with NODE_OPTIONS=${nodeOptions}` : ''}` };
+}
+
+/** `env` with NODE_OPTIONS replaced by the form's (removed when it has none). */
+export function formEnv(form: SidecarForm, env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const { NODE_OPTIONS: _, ...rest } = env;
+  return form.nodeOptions ? { ...rest, NODE_OPTIONS: form.nodeOptions } : rest;
 }
 
 const BARE_SERVER = `

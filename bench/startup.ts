@@ -1,6 +1,7 @@
 // Process start to `/readyz` 200 against the local stand-ins (issue 2 target: under 1 s): the AWS
-// stand-in and an OIDC signer run here, the sidecar is spawned `rounds` times from src/ (type
-// stripping) and, when built, from dist/. Run by hand: node bench/startup.ts [rounds]
+// stand-in and an OIDC signer run here, the sidecar is spawned `rounds` times as production starts it
+// (bin/spiffe-connector.js → the bundled dist/, with the image's NODE_OPTIONS; run `npm run build`
+// first) and from src/ (type stripping). Run by hand: node bench/startup.ts [rounds]
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -9,11 +10,15 @@ import { fileURLToPath } from 'node:url';
 import { writeAtomicDir } from '../src/dev/atomic-dir.ts';
 import { FakeSts } from '../src/dev/fake-sts.ts';
 import { DevOidcSigner } from '../src/dev/oidc-signer.ts';
-import { freePort, spawnNode } from './lib.ts';
+import { freePort, imageNodeOptions, spawnNode } from './lib.ts';
 
 const rounds = Number(process.argv[2] ?? 5);
 const root = fileURLToPath(new URL('..', import.meta.url));
-const entries = [['src', join(root, 'src/main.ts')], ['dist', join(root, 'dist/main.js')]].filter(([, p]) => existsSync(p!)) as Array<[string, string]>;
+const imageOptions = await imageNodeOptions();
+const entries: Array<[label: string, entry: string, nodeOptions: string]> = [
+  ...(existsSync(join(root, 'dist/main.js')) ? [['image', join(root, 'bin/spiffe-connector.js'), imageOptions] as [string, string, string]] : []),
+  ['src', join(root, 'src/main.ts'), ''],
+];
 
 const dir = await mkdtemp(join(tmpdir(), 'bench-startup-'));
 const signer = await DevOidcSigner.start();
@@ -28,7 +33,7 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)] ?? NaN;
 }
 
-for (const [label, entry] of entries) {
+for (const [label, entry, nodeOptions] of entries) {
   const times: number[] = [];
   for (let i = 0; i < rounds; i++) {
     const [metadata, ops] = [await freePort(), await freePort()];
@@ -42,7 +47,8 @@ aws: { roleArn: "arn:aws:iam::111122223333:role/app", region: eu-west-1, stsEndp
 `,
     );
     const started = performance.now();
-    const child = spawnNode([entry, 'run', '--config', config]);
+    const { NODE_OPTIONS: _, ...env } = process.env;
+    const child = spawnNode([entry, 'run', '--config', config], { env: nodeOptions ? { ...env, NODE_OPTIONS: nodeOptions } : env });
     for (;;) {
       const status = await fetch(`http://127.0.0.1:${ops}/readyz`).then((r) => r.status, () => 0);
       if (status === 200) break;

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
 import { DevCa } from '../src/dev/dev-ca.ts';
-import { bareNodeRss, cpuMsOf, freePort, mb, median, sleep, spawnNode, waitFor } from './lib.ts';
+import { bareNodeRss, cpuMsOf, freePort, imageNodeOptions, mb, median, sleep, spawnNode, waitFor } from './lib.ts';
 
 const require = createRequire(import.meta.url);
 const autocannon = require('autocannon') as (opts: Record<string, unknown>) => Promise<{
@@ -57,16 +57,19 @@ defaults:
 log: { level: warn }
 `,
   );
-  // What the image runs: the compiled dist/ (no type stripping at run time), beside this node_modules.
+  // What the image runs: the bundled dist/ (scripts/build.ts, what `npm run build` makes) beside this
+  // node_modules, with the image's NODE_OPTIONS.
   const app = join(dir, 'app');
   await mkdir(app);
   await symlink(join(ROOT, 'node_modules'), join(app, 'node_modules'), 'dir');
   await writeFile(join(app, 'package.json'), JSON.stringify({ type: 'module' }));
   await new Promise<void>((resolve, reject) => {
-    const tsc = spawnNode([join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json'), '--outDir', join(app, 'dist')]);
-    tsc.child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`tsc failed: ${tsc.output().slice(0, 2000)}`))));
+    const build = spawnNode([join(ROOT, 'scripts/build.ts'), join(app, 'dist')]);
+    build.child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`the build failed: ${build.output().slice(0, 2000)}`))));
   });
-  const webhook = spawnNode([join(app, 'dist/main.js'), 'webhook', '--config', join(dir, 'webhook.yaml')]);
+  const nodeOptions = process.env['BENCH_NODE_OPTIONS'] ?? (await imageNodeOptions());
+  const { NODE_OPTIONS: _, ...parentEnv } = process.env;
+  const webhook = spawnNode([join(app, 'dist/main.js'), 'webhook', '--config', join(dir, 'webhook.yaml')], { env: nodeOptions ? { ...parentEnv, NODE_OPTIONS: nodeOptions } : parentEnv });
   const url = `https://127.0.0.1:${port}`;
   const agent = new Agent({ connect: { ca: ca.certPem } });
   await waitFor(() => request(`${url}/readyz`, { dispatcher: agent }).then((r) => (r.body.dump(), r.statusCode === 200 ? true : undefined), () => undefined), 'the webhook to be ready');
