@@ -1,5 +1,5 @@
 // The `aws` section of the sidecar config (DESIGN.md "Config"; STS limits from reference/aws.md §4).
-import { z } from 'zod';
+import * as z from 'zod';
 import { httpsUrl } from './common.ts';
 
 export const awsSchema = z

@@ -1,5 +1,5 @@
 // The `azure` section of the sidecar config (DESIGN.md "Config"; facts from reference/azure.md §3, §5).
-import { z } from 'zod';
+import * as z from 'zod';
 import { httpsUrl } from './common.ts';
 
 const GUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;

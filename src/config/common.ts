@@ -3,7 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { parseDocument } from 'yaml';
-import { z } from 'zod';
+import * as z from 'zod';
 import { ConnectorError } from '../errors.ts';
 
 export const hostPort = z.string().superRefine((value, ctx) => {

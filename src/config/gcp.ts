@@ -1,5 +1,5 @@
 // The `gcp` section of the sidecar config (DESIGN.md "Config"; checks from reference/gcp.md §5, §10).
-import { z } from 'zod';
+import * as z from 'zod';
 import { httpsUrl } from './common.ts';
 
 export const WORKLOAD_IDENTITY_PROVIDER =

@@ -1,6 +1,6 @@
 // The sidecar's config (DESIGN.md "Config"): spiffe sources, listeners, and one optional section per
 // cloud. A cloud section that is absent means that cloud is not served.
-import { z } from 'zod';
+import * as z from 'zod';
 import { httpsUrl, hostPort, loopbackHostPort } from './common.ts';
 import { awsSchema } from './aws.ts';
 import { gcpSchema } from './gcp.ts';

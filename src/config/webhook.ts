@@ -1,6 +1,6 @@
 // The admission webhook's config (`spiffe-connector webhook --config FILE`, the chart's ConfigMap):
 // its HTTPS listener, the sidecar it injects, and the cluster defaults that pod annotations override.
-import { z } from 'zod';
+import * as z from 'zod';
 import { hostPort, httpsUrl, loadYamlConfig, parseYamlConfig } from './common.ts';
 import { awsSchema } from './aws.ts';
 import { gcpSchema } from './gcp.ts';
