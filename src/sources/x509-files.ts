@@ -47,11 +47,14 @@ export async function loadX509Files(options: Pick<X509FilesOptions, 'dir' | 'cer
       throw new ConnectorError('svid_invalid', `cannot read the ${what} ${join(options.dir, name)}${code ? ` (${code})` : ''}`, { cause: error, retryable: true });
     }
   };
-  const [certPem, keyPem, bundlePem] = await Promise.all([
+  // Read together, but report a missing file in a fixed order (certificate, key, bundle), not whichever failed first.
+  const reads = await Promise.allSettled([
     readOne(options.certFile, 'certificate file'),
     readOne(options.keyFile, 'private key file'),
     readOne(options.bundleFile, 'trust bundle file'),
   ]);
+  for (const r of reads) if (r.status === 'rejected') throw r.reason;
+  const [certPem, keyPem, bundlePem] = reads.map((r) => (r as PromiseFulfilledResult<string>).value) as [string, string, string];
   const bundle = X509Bundle.parsePem(td, bundlePem);
   const svid = parseX509Svid(certPem, keyPem);
   if (!svid.id.memberOf(td)) {
