@@ -8,17 +8,13 @@
 //   Both repeat: every entry × every NODE_OPTIONS is a variant, all measured in the same interleaved rounds.
 //   --detail        also print V8 heap figures of each sidecar (read through a preloaded module)
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { DevCa } from '../src/dev/dev-ca.ts';
-import { FakeEntra, ENTRA_FEDERATION_AUDIENCE } from '../src/dev/fake-entra.ts';
-import { FakeGcp } from '../src/dev/fake-gcp.ts';
-import { FakeSts } from '../src/dev/fake-sts.ts';
-import { DevOidcSigner } from '../src/dev/oidc-signer.ts';
-import { freePort, imageNodeOptions, mb, median, sleep, spawnNode, waitFor } from './lib.ts';
+import { imageNodeOptions, mb, median, sleep, spawnNode, waitFor } from './lib.ts';
+import { startBenchWorld, type BenchCloud } from './world.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { values, positionals } = parseArgs({
@@ -55,48 +51,11 @@ process.on('SIGUSR2', () => {
 });
 `;
 
-const SPIFFE_ID = 'spiffe://example.org/ns/bench/sa/app';
-const ROLE_ARN = 'arn:aws:iam::111122223333:role/app';
-const AWS_AUDIENCE = 'sts.amazonaws.com';
-const POOL = 'projects/123456789012/locations/global/workloadIdentityPools/spiffe-pool';
-const PROVIDER = `${POOL}/providers/spiffe`;
-const SERVICE_ACCOUNT = 'app@my-project.iam.gserviceaccount.com';
-const TENANT_ID = '72f988bf-86f1-41af-91ab-2d7cd011db47';
-const CLIENT_ID = '11111111-2222-3333-4444-555555555555';
-
-const signer = await DevOidcSigner.start();
-const sts = await FakeSts.start({
-  providers: [{ issuer: signer.issuer, audiences: [AWS_AUDIENCE] }],
-  roles: [{ arn: ROLE_ARN, issuer: signer.issuer, audience: AWS_AUDIENCE, maxSessionDurationSeconds: 43200 }],
-});
-const google = await FakeGcp.start({
-  providers: [{ name: PROVIDER, issuer: signer.issuer }],
-  serviceAccounts: [{ email: SERVICE_ACCOUNT, impersonators: [`principalSet://iam.googleapis.com/${POOL}/*`] }],
-});
-const entra = await FakeEntra.start({
-  tenantId: TENANT_ID,
-  ca: await DevCa.create({ trustDomain: 'entra.bench' }),
-  applications: [{ clientId: CLIENT_ID, federatedCredentials: [{ issuer: signer.issuer, subject: SPIFFE_ID }] }],
-});
-const dir = await mkdtemp(join(tmpdir(), 'spiffe-connector-rss-'));
-await writeFile(join(dir, 'entra-ca.pem'), entra.caPem);
-await writeFile(join(dir, 'jwt-svid'), await signer.sign({ sub: SPIFFE_ID, aud: [AWS_AUDIENCE, `//iam.googleapis.com/${PROVIDER}`, ENTRA_FEDERATION_AUDIENCE], ttlSeconds: 4 * 3600 }));
-const probe = join(dir, 'probe.cjs');
+const world = await startBenchWorld();
+const probe = join(await mkdtemp(join(tmpdir(), 'spiffe-connector-rss-')), 'probe.cjs');
 await writeFile(probe, PROBE);
 
-const CLOUDS = {
-  aws: `aws: { roleArn: "${ROLE_ARN}", region: eu-west-1, stsEndpoint: "${sts.url}" }\n`,
-  gcp: `gcp:
-  projectId: my-project
-  projectNumber: "123456789012"
-  workloadIdentityProvider: ${PROVIDER}
-  serviceAccount: ${SERVICE_ACCOUNT}
-  stsEndpoint: ${google.url}
-  iamCredentialsEndpoint: ${google.url}
-`,
-  azure: `azure: { tenantId: ${TENANT_ID}, clientId: ${CLIENT_ID}, authorityHost: "${entra.authorityHost}", caFile: ${join(dir, 'entra-ca.pem')}, warmResources: [https://storage.azure.com] }\n`,
-};
-const SETS: ReadonlyArray<{ label: string; clouds: ReadonlyArray<keyof typeof CLOUDS>; targetMb: number }> = [
+const SETS: ReadonlyArray<{ label: string; clouds: readonly BenchCloud[]; targetMb: number }> = [
   { label: 'AWS', clouds: ['aws'], targetMb: 15 },
   { label: 'AWS + Google', clouds: ['aws', 'gcp'], targetMb: 20 },
   { label: 'AWS + Google + Azure', clouds: ['aws', 'gcp', 'azure'], targetMb: 25 },
@@ -108,28 +67,12 @@ interface Sample {
 }
 
 /** Starts the sidecar with these clouds, waits for /readyz 200 and `settleMs`, reads its RSS, stops it. */
-async function sidecarRss(variant: Variant, name: string, clouds: ReadonlyArray<keyof typeof CLOUDS>): Promise<Sample> {
-  const [metadataPort, opsPort] = [await freePort(), await freePort()];
-  const state = join(dir, `state-${name}`);
-  await mkdir(state, { recursive: true });
-  const config = join(dir, `${name}.yaml`);
-  await writeFile(
-    config,
-    `spiffe: { trustDomain: example.org, jwt: { file: ${join(dir, 'jwt-svid')} } }
-server: { metadataAddress: "127.0.0.1:${metadataPort}", opsAddress: "127.0.0.1:${opsPort}", stateDir: ${state}, drainSeconds: 0 }
-log: { level: warn }
-${clouds.map((c) => CLOUDS[c]).join('')}`,
-  );
-  const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(AWS_|GCE_|GOOGLE_|AZURE_|IDENTITY_|MSI_|NODE_OPTIONS$)/.test(k)));
+async function sidecarRss(variant: Variant, name: string, clouds: readonly BenchCloud[]): Promise<Sample> {
+  const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'NODE_OPTIONS'));
   const options = [variant.nodeOptions, values.detail ? `--require=${probe}` : ''].filter(Boolean).join(' ');
   if (options) env['NODE_OPTIONS'] = options;
-  const node = spawnNode([join(root, variant.entry), 'run', '--config', config], { env, cwd: root });
+  const { node } = await world.startSidecar(name, clouds, { args: [join(root, variant.entry)], env });
   try {
-    await waitFor(async () => {
-      if (node.child.exitCode !== null) throw new Error(`the sidecar exited: ${node.output()}`);
-      const res = await fetch(`http://127.0.0.1:${opsPort}/readyz`).catch(() => undefined);
-      return res?.status === 200 ? true : undefined;
-    }, `/readyz 200 (${name})`);
     await sleep(settleMs);
     const rss = await node.rss();
     if (!values.detail) return { rss };
@@ -199,9 +142,6 @@ try {
     );
   }
 } finally {
-  await entra.close();
-  await google.close();
-  await sts.close();
-  await signer.close();
-  await rm(dir, { recursive: true, force: true });
+  await world.close();
+  await rm(dirname(probe), { recursive: true, force: true });
 }

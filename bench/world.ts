@@ -1,0 +1,132 @@
+// What every sidecar benchmark stands on: the local OIDC signer with the AWS, Google and Entra stand-ins
+// trusting it, one JWT-SVID file carrying every cloud's audience, and `spiffe-connector run` started with
+// any set of clouds and waited for until /readyz answers 200. Run by hand, never in `npm test`.
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DevCa } from '../src/dev/dev-ca.ts';
+import { FakeEntra, ENTRA_FEDERATION_AUDIENCE } from '../src/dev/fake-entra.ts';
+import { FakeGcp } from '../src/dev/fake-gcp.ts';
+import { FakeSts } from '../src/dev/fake-sts.ts';
+import { DevOidcSigner } from '../src/dev/oidc-signer.ts';
+import { formEnv, freePort, spawnNode, waitFor, type ChildNode, type SidecarForm } from './lib.ts';
+
+export type BenchCloud = 'aws' | 'gcp' | 'azure';
+
+export const SPIFFE_ID = 'spiffe://example.org/ns/bench/sa/app';
+const ROLE_ARN = 'arn:aws:iam::111122223333:role/app';
+const AWS_AUDIENCE = 'sts.amazonaws.com';
+const POOL = 'projects/123456789012/locations/global/workloadIdentityPools/spiffe-pool';
+const PROVIDER = `${POOL}/providers/spiffe`;
+const SERVICE_ACCOUNT = 'app@my-project.iam.gserviceaccount.com';
+const TENANT_ID = '72f988bf-86f1-41af-91ab-2d7cd011db47';
+const CLIENT_ID = '11111111-2222-3333-4444-555555555555';
+/** The Azure resource fetched at start (warm), so its token endpoint answers from the cache. */
+export const AZURE_RESOURCE = 'https://storage.azure.com';
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+/** Variables of the bench's own shell that would point a cloud SDK elsewhere; the sidecar gets none of them. */
+const CLOUD_ENV = /^(AWS_|GCE_|GOOGLE_|AZURE_|IDENTITY_|MSI_)/;
+
+export interface Launch {
+  /** Node's arguments before `run` (flags, then the entry script). */
+  readonly args: readonly string[];
+  /** The sidecar's environment (cloud variables are removed from it). */
+  readonly env: NodeJS.ProcessEnv;
+}
+
+export interface BenchSidecar {
+  readonly node: ChildNode & { output(): string };
+  readonly metadataPort: number;
+  readonly opsPort: number;
+  readonly stateDir: string;
+  /** Milliseconds from spawn to the first /readyz 200. */
+  readonly readyMs: number;
+  /** The container-credentials token (AWS configured). */
+  awsToken(): Promise<string>;
+  /** The App Service X-IDENTITY-HEADER (Azure configured). */
+  azureIdentityHeader(): Promise<string>;
+}
+
+export interface BenchWorld {
+  /** The Entra stand-in, whose counters show that load never reaches a cloud. */
+  readonly entra: FakeEntra;
+  startSidecar(name: string, clouds: readonly BenchCloud[], launch: Launch): Promise<BenchSidecar>;
+  close(): Promise<void>;
+}
+
+export async function startBenchWorld(): Promise<BenchWorld> {
+  const signer = await DevOidcSigner.start();
+  const sts = await FakeSts.start({
+    providers: [{ issuer: signer.issuer, audiences: [AWS_AUDIENCE] }],
+    roles: [{ arn: ROLE_ARN, issuer: signer.issuer, audience: AWS_AUDIENCE, maxSessionDurationSeconds: 43200 }],
+  });
+  const google = await FakeGcp.start({
+    providers: [{ name: PROVIDER, issuer: signer.issuer }],
+    serviceAccounts: [{ email: SERVICE_ACCOUNT, impersonators: [`principalSet://iam.googleapis.com/${POOL}/*`] }],
+  });
+  const entra = await FakeEntra.start({
+    tenantId: TENANT_ID,
+    ca: await DevCa.create({ trustDomain: 'entra.bench' }),
+    applications: [{ clientId: CLIENT_ID, federatedCredentials: [{ issuer: signer.issuer, subject: SPIFFE_ID }] }],
+  });
+  const dir = await mkdtemp(join(tmpdir(), 'spiffe-connector-bench-'));
+  await writeFile(join(dir, 'entra-ca.pem'), entra.caPem);
+  await writeFile(join(dir, 'jwt-svid'), await signer.sign({ sub: SPIFFE_ID, aud: [AWS_AUDIENCE, `//iam.googleapis.com/${PROVIDER}`, ENTRA_FEDERATION_AUDIENCE], ttlSeconds: 4 * 3600 }));
+
+  const sections: Record<BenchCloud, string> = {
+    aws: `aws: { roleArn: "${ROLE_ARN}", region: eu-west-1, stsEndpoint: "${sts.url}" }\n`,
+    gcp: `gcp: { projectId: my-project, projectNumber: "123456789012", workloadIdentityProvider: ${PROVIDER}, serviceAccount: ${SERVICE_ACCOUNT}, stsEndpoint: "${google.url}", iamCredentialsEndpoint: "${google.url}" }\n`,
+    azure: `azure: { tenantId: ${TENANT_ID}, clientId: ${CLIENT_ID}, authorityHost: "${entra.authorityHost}", caFile: ${join(dir, 'entra-ca.pem')}, warmResources: [${AZURE_RESOURCE}] }\n`,
+  };
+
+  return {
+    entra,
+    async startSidecar(name, clouds, launch) {
+      const [metadataPort, opsPort] = [await freePort(), await freePort()];
+      const stateDir = join(dir, `state-${name}`);
+      await mkdir(stateDir, { recursive: true });
+      const config = join(dir, `${name}.yaml`);
+      await writeFile(
+        config,
+        `spiffe: { trustDomain: example.org, jwt: { file: ${join(dir, 'jwt-svid')} } }
+server: { metadataAddress: "127.0.0.1:${metadataPort}", opsAddress: "127.0.0.1:${opsPort}", stateDir: ${stateDir}, drainSeconds: 0 }
+log: { level: warn }
+${clouds.map((c) => sections[c]).join('')}`,
+      );
+      const env = Object.fromEntries(Object.entries(launch.env).filter(([k]) => !CLOUD_ENV.test(k)));
+      const started = performance.now();
+      const node = spawnNode([...launch.args, 'run', '--config', config], { env, cwd: ROOT });
+      try {
+        await waitFor(async () => {
+          if (node.child.exitCode !== null) throw new Error(`the sidecar exited: ${node.output()}`);
+          const res = await fetch(`http://127.0.0.1:${opsPort}/readyz`).catch(() => undefined);
+          return res?.status === 200 ? true : undefined;
+        }, `/readyz 200 (${name})`);
+      } catch (error) {
+        await node.stop();
+        throw error;
+      }
+      const readyMs = performance.now() - started;
+      return {
+        node,
+        metadataPort,
+        opsPort,
+        stateDir,
+        readyMs,
+        awsToken: () => readFile(join(stateDir, 'aws-container-token'), 'utf8'),
+        azureIdentityHeader: async () => (await readFile(join(stateDir, 'azure-identity-header'), 'utf8')).trim(),
+      };
+    },
+    async close() {
+      await Promise.all([sts.close(), google.close(), entra.close()]);
+      await signer.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** How a bench starts the sidecar in the form sidecarForm() chose (entry, node flags, NODE_OPTIONS). */
+export function formLaunch(form: SidecarForm): Launch {
+  return { args: [...form.nodeArgs, form.entry], env: formEnv(form, process.env) };
+}
