@@ -1,25 +1,18 @@
 // Test wiring for the AWS provider: a JwtSource signing with DevOidcSigner (until test/helpers/identity.ts
 // exports signerJwtSource), a fake STS trusting it, and the provider mounted on a loopback express app.
-import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import express from 'express';
 import { systemClock, type Clock } from '../../src/clock.ts';
 import { validate } from '../../src/config/common.ts';
 import { sidecarSchema, type SidecarConfig } from '../../src/config/schema.ts';
 import { DevOidcSigner } from '../../src/dev/oidc-signer.ts';
 import { FakeSts, type FakeRole } from '../../src/dev/fake-sts.ts';
-import { silentLogger } from '../../src/ops/logger.ts';
-import { Metrics } from '../../src/ops/metrics.ts';
 import { createAwsProvider } from '../../src/providers/aws/index.ts';
 import { AWS_CONTAINER_TOKEN_FILE } from '../../src/providers/aws/env.ts';
-import type { CloudProvider } from '../../src/providers/provider.ts';
 import { Listeners, type JwtSource, type Unsubscribe } from '../../src/sources/source.ts';
 import { parseJwtSvidInsecure, type JwtSvid } from '../../src/spiffe/jwt-svid.ts';
 
 export { raw, until, type RawResponse } from '../helpers/http.ts';
+import { mountProvider, type MountedProvider } from '../helpers/provider-harness.ts';
 
 export const ROLE_ARN = 'arn:aws:iam::111122223333:role/app';
 export const ACCOUNT = '111122223333';
@@ -105,15 +98,8 @@ export async function startStsWorld(options: { clock?: Clock; role?: Partial<Fak
   };
 }
 
-export interface Sidecar {
-  readonly origin: string;
-  readonly port: number;
-  readonly provider: CloudProvider;
-  readonly metrics: Metrics;
-  readonly stateDir: string;
+export interface Sidecar extends MountedProvider {
   readonly tokenFile: string;
-  readonly config: SidecarConfig;
-  close(): Promise<void>;
 }
 
 /** The AWS provider behind a loopback express app, the way the composition root mounts it. */
@@ -125,46 +111,13 @@ export async function startSidecar(options: {
   sessionDurationSeconds?: number;
   stsRequestTimeoutMs?: number;
 }): Promise<Sidecar> {
-  const stateDir = await mkdtemp(join(tmpdir(), 'spiffe-connector-aws-'));
-  const config = awsConfig({ stsEndpoint: options.stsEndpoint, stateDir, ...(options.imds === undefined ? {} : { imds: options.imds }), ...(options.sessionDurationSeconds ? { sessionDurationSeconds: options.sessionDurationSeconds } : {}) });
-  const app = express();
-  app.disable('x-powered-by');
-  app.set('etag', false);
-  const server: Server = createServer(app);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
-  const metrics = new Metrics();
-  const provider = await createAwsProvider(
-    {
-      config,
-      identity: { x509: undefined, jwt: options.jwt },
-      clock: options.clock ?? systemClock,
-      logger: silentLogger(),
-      metrics,
-      metadataPort: port,
-      stateDir,
-      draining: () => false,
-    },
-    options.stsRequestTimeoutMs === undefined ? {} : { stsRequestTimeoutMs: options.stsRequestTimeoutMs },
-  );
-  app.use(provider.router);
-  app.use((_req, res) => void res.status(404).type('text/plain').send('app fallback\n'));
-  await provider.start();
-  return {
-    origin: `http://127.0.0.1:${port}`,
-    port,
-    provider,
-    metrics,
-    stateDir,
-    tokenFile: join(stateDir, AWS_CONTAINER_TOKEN_FILE),
-    config,
-    close: async () => {
-      await provider.stop();
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      await rm(stateDir, { recursive: true, force: true });
-    },
-  };
+  const mounted = await mountProvider({
+    config: (stateDir) => awsConfig({ stsEndpoint: options.stsEndpoint, stateDir, ...(options.imds === undefined ? {} : { imds: options.imds }), ...(options.sessionDurationSeconds ? { sessionDurationSeconds: options.sessionDurationSeconds } : {}) }),
+    identity: { x509: undefined, jwt: options.jwt },
+    clock: options.clock,
+    create: (ctx) => createAwsProvider(ctx, options.stsRequestTimeoutMs === undefined ? {} : { stsRequestTimeoutMs: options.stsRequestTimeoutMs }),
+  });
+  return { ...mounted, tokenFile: join(mounted.stateDir, AWS_CONTAINER_TOKEN_FILE) };
 }
 
 

@@ -3,25 +3,20 @@
 // requests, and an unmodified app run as a child process.
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import express from 'express';
-import { systemClock, type Clock } from '../../src/clock.ts';
+import type { Clock } from '../../src/clock.ts';
 import { validate } from '../../src/config/common.ts';
 import { sidecarSchema, type SidecarConfig } from '../../src/config/schema.ts';
 import { DevCa } from '../../src/dev/dev-ca.ts';
 import { FakeGcp } from '../../src/dev/fake-gcp.ts';
 import { DevOidcSigner } from '../../src/dev/oidc-signer.ts';
-import { silentLogger } from '../../src/ops/logger.ts';
-import { Metrics } from '../../src/ops/metrics.ts';
 import { gcpEnv } from '../../src/providers/gcp/env.ts';
 import { createGcpProvider, type GcpProviderOptions } from '../../src/providers/gcp/index.ts';
-import type { CloudProvider } from '../../src/providers/provider.ts';
 import type { JwtSource, X509Source } from '../../src/sources/source.ts';
 import { devX509Source, signerJwtSource, type TestJwtSource, type TestX509Source } from '../helpers/identity.ts';
 import { raw, type RawResponse } from '../helpers/http.ts';
+import { mountProvider, type MountedProvider } from '../helpers/provider-harness.ts';
 
 export { until, type RawResponse } from '../helpers/http.ts';
 
@@ -110,16 +105,9 @@ export function gcpConfig(o: { world: GoogleWorld; stateDir: string; x509: boole
   );
 }
 
-export interface Sidecar {
-  readonly origin: string;
-  readonly port: number;
-  readonly provider: CloudProvider;
-  readonly metrics: Metrics;
-  readonly stateDir: string;
-  readonly config: SidecarConfig;
+export interface Sidecar extends MountedProvider {
   /** The lines `spiffe-connector env` prints for Google. */
   readonly env: Record<string, string>;
-  close(): Promise<void>;
 }
 
 /** The Google provider behind a loopback express app, the way the composition root mounts it. */
@@ -131,47 +119,13 @@ export async function startSidecar(o: {
   clock?: Clock;
   options?: GcpProviderOptions;
 }): Promise<Sidecar> {
-  const stateDir = await mkdtemp(join(tmpdir(), 'spiffe-connector-gcp-state-'));
-  const config = gcpConfig({ world: o.world, stateDir, x509: o.jwt === undefined, serviceAccount: o.serviceAccount ?? true });
-  const app = express();
-  app.disable('x-powered-by');
-  app.set('etag', false);
-  const server: Server = createServer(app);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
-  const metrics = new Metrics();
-  const provider = await createGcpProvider(
-    {
-      config,
-      identity: { x509: o.x509, jwt: o.jwt },
-      clock: o.clock ?? systemClock,
-      logger: silentLogger(),
-      metrics,
-      metadataPort: port,
-      stateDir,
-      draining: () => false,
-    },
-    { hostname: 'app-7d4b9c-xyz', ...o.options },
-  );
-  app.use(provider.router);
-  app.use((_req, res) => void res.status(404).type('text/plain').send('app fallback\n'));
-  await provider.start();
-  const origin = `http://127.0.0.1:${port}`;
-  return {
-    origin,
-    port,
-    provider,
-    metrics,
-    stateDir,
-    config,
-    env: Object.fromEntries(gcpEnv(config, origin)),
-    close: async () => {
-      await provider.stop();
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      await rm(stateDir, { recursive: true, force: true });
-    },
-  };
+  const mounted = await mountProvider({
+    config: (stateDir) => gcpConfig({ world: o.world, stateDir, x509: o.jwt === undefined, serviceAccount: o.serviceAccount ?? true }),
+    identity: { x509: o.x509, jwt: o.jwt },
+    clock: o.clock,
+    create: (ctx) => createGcpProvider(ctx, { hostname: 'app-7d4b9c-xyz', ...o.options }),
+  });
+  return { ...mounted, env: Object.fromEntries(gcpEnv(mounted.config, mounted.origin)) };
 }
 
 /**
