@@ -49,7 +49,7 @@ async function child(alg: Alg): Promise<void> {
   const { startDevIssuer } = await import('../src/dev/dev-issuer.ts');
   const { parseSigningKey } = await import('../src/issuer/signing-key.ts');
   const { buildClaims, signJwtSvid } = await import('../src/issuer/mint.ts');
-  const { Secret } = await import('../src/ops/redact.ts');
+  const { Secret } = await import('../src/base/secret.ts');
   const { createLogger } = await import('../src/ops/logger.ts');
   const ca = await DevCa.create({ trustDomain: 'example.org' });
   const dev = await startDevIssuer({ ca, trustDomain: 'example.org', audiences: [AUDIENCE], alg, logger: createLogger({ level: 'warn' }) });

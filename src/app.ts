@@ -5,14 +5,14 @@ import { mkdir } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
-import type { Clock } from './clock.ts';
+import type { Clock } from './base/clock.ts';
 import { parseHostPort } from './config/common.ts';
 import type { SidecarConfig } from './config/schema.ts';
 import type { Logger } from './ops/logger.ts';
 import type { Cloud, Metrics } from './ops/metrics.ts';
 import { startOpsServer, type OpsServer, type ReadinessReport } from './ops/ops-server.ts';
-import type { CloudModule, CloudProvider, ProviderContext } from './providers/provider.ts';
-import type { Identity, JwtSource, X509Source } from './sources/source.ts';
+import type { CloudModule, CloudProvider, ProviderContext } from './providers/contract.ts';
+import type { Identity, JwtSource, X509Source } from './spiffe/source.ts';
 
 export interface AppDeps {
   readonly clock: Clock;
@@ -51,7 +51,7 @@ export async function buildIdentity(config: SidecarConfig, deps: AppDeps): Promi
   let jwt: JwtSource | undefined;
   const all: Startable[] = [];
   if (s.workloadApi) {
-    const { createWorkloadApiSource } = await import('./sources/workload-api.ts');
+    const { createWorkloadApiSource } = await import('./sources/workload-api/client.ts');
     const source = createWorkloadApiSource({ socket: s.workloadApi.socket, trustDomain: s.trustDomain, ...(s.workloadApi.hint ? { hint: s.workloadApi.hint } : {}), ...common });
     x509 = source;
     jwt = source;
@@ -177,11 +177,11 @@ async function startWorkloadApi(config: SidecarConfig, identity: Identity, deps:
   const closers: Array<{ close(): Promise<void> }> = [];
   let jwtBundle;
   if (config.server.workloadApiJwksUrl) {
-    const { startJwksBundleSource } = await import('./workload-api/jwt-bundle-source.ts');
+    const { startJwksBundleSource } = await import('./surfaces/workload-api/jwt-bundle-source.ts');
     jwtBundle = await startJwksBundleSource({ url: config.server.workloadApiJwksUrl, ...common });
     closers.push(jwtBundle);
   }
-  const { startWorkloadApiServer } = await import('./workload-api/server.ts');
+  const { startWorkloadApiServer } = await import('./surfaces/workload-api/server.ts');
   const server = await startWorkloadApiServer({ path, x509: identity.x509, ...(identity.jwt ? { jwt: identity.jwt } : {}), ...(jwtBundle ? { jwtBundle } : {}), ...common });
   closers.unshift(server);
   return closers;

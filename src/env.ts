@@ -3,12 +3,12 @@
 // it imports only the pure providers/<cloud>/env.ts modules, never a cloud's endpoints or SDK.
 import type { SidecarConfig } from './config/schema.ts';
 import type { Cloud } from './ops/metrics.ts';
-import type { EnvLines } from './providers/provider.ts';
+import type { EnvLines } from './base/env-lines.ts';
 import { awsEnv, describeAws } from './providers/aws/env.ts';
 import { describeGcp, gcpEnv } from './providers/gcp/env.ts';
 import { azureEnv, describeAzure } from './providers/azure/env.ts';
 import { resolveIdentityHeader } from './providers/azure/identity-header.ts';
-import { workloadApiEnv } from './workload-api/env.ts';
+import { workloadApiEnv } from './surfaces/workload-api/env.ts';
 
 export const LOOPBACK_NO_PROXY = '127.0.0.1,localhost,::1';
 

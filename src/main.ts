@@ -1,10 +1,10 @@
 // argv → config → app → start; signals. Nothing else (STYLE.md layout).
 // Exit codes: 0 ok, 1 invalid config or identity, 2 usage. SIGTERM drains and exits 0.
 import { Command, CommanderError } from 'commander';
-import { systemClock } from './clock.ts';
+import { systemClock } from './base/clock.ts';
 import { ConfigError } from './config/common.ts';
 import { loadSidecarConfig, loadSidecarConfigFrom, processEnvironment, CONFIG_ENV } from './config/load.ts';
-import { toConnectorError } from './errors.ts';
+import { toConnectorError } from './base/errors.ts';
 import { createLogger } from './ops/logger.ts';
 import { Metrics } from './ops/metrics.ts';
 

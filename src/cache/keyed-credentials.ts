@@ -1,7 +1,7 @@
 // Credentials that depend on what the caller asks for (GCP scope sets, ID-token audiences, Azure
 // resources): one RefreshingCredential per key, bounded, least recently used evicted. A key seen for
 // the first time is fetched once and waited for; afterwards it is refreshed ahead like any other.
-import { ConnectorError } from '../errors.ts';
+import { ConnectorError } from '../base/errors.ts';
 import { RefreshingCredential, type Lookup, type RefreshingCredentialOptions } from './refreshing-credential.ts';
 
 export interface KeyedCredentialsOptions<T> extends Omit<RefreshingCredentialOptions<T>, 'fetch' | 'name'> {

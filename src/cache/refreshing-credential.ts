@@ -1,8 +1,8 @@
 // A credential kept fresh ahead of time: fetched at start, refreshed per RefreshPolicy, one fetch at
 // a time, backoff on failure, last valid value served while refreshes fail, never an expired one.
 // Modelled on jose's remote JWKS cache (one shared in-flight fetch); see DESIGN.md "Rules".
-import type { Clock, TimerHandle } from '../clock.ts';
-import { ConnectorError, toConnectorError } from '../errors.ts';
+import type { Clock, TimerHandle } from '../base/clock.ts';
+import { ConnectorError, toConnectorError } from '../base/errors.ts';
 import type { Logger } from '../ops/logger.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import { backoffDelay, refreshDelay, type RefreshPolicy } from './refresh-policy.ts';

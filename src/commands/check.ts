@@ -3,7 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import type { SidecarConfig } from '../config/schema.ts';
 import { appEnvironment, configuredMetadataOrigin, describeClouds } from '../env.ts';
-import { toConnectorError } from '../errors.ts';
+import { toConnectorError } from '../base/errors.ts';
 import { googleSubjectProblem } from '../providers/gcp/env.ts';
 import { loadX509Files } from '../sources/x509-files.ts';
 import { parseJwtSvidInsecure } from '../spiffe/jwt-svid.ts';

@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { parseDocument } from 'yaml';
 import * as z from 'zod';
-import { ConnectorError } from '../errors.ts';
+import { ConnectorError } from '../base/errors.ts';
 
 export const hostPort = z.string().superRefine((value, ctx) => {
   const parsed = parseHostPort(value);

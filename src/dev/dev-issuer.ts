@@ -5,10 +5,10 @@ import { generateKeyPairSync } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { systemClock, type Clock } from '../clock.ts';
+import { systemClock, type Clock } from '../base/clock.ts';
 import type { IssuerConfig, SigningAlgorithm } from '../config/issuer.ts';
 import { startIssuer, type RunningIssuer } from '../issuer/issuer.ts';
-import { freeLoopbackPort } from '../server/free-port.ts';
+import { freeLoopbackPort } from '../http/free-port.ts';
 import { silentLogger, type Logger } from '../ops/logger.ts';
 import type { DevCa } from './dev-ca.ts';
 

@@ -5,7 +5,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startApp, type RunningApp } from '../app.ts';
-import { systemClock } from '../clock.ts';
+import { systemClock } from '../base/clock.ts';
 import { validate } from '../config/common.ts';
 import { sidecarSchema, type SidecarConfig } from '../config/schema.ts';
 import { appEnvironment, shellQuote } from '../env.ts';

@@ -16,7 +16,7 @@ import { randomUUID } from 'node:crypto';
 import { SignJWT, createLocalJWKSet, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify, type CryptoKey, type JWK, type JWTPayload } from 'jose';
 import type { DevCa } from './dev-ca.ts';
 import { OidcVerificationError, OidcVerifier } from './oidc-verifier.ts';
-import { readBody } from '../server/read-body.ts';
+import { readBody } from '../http/read-body.ts';
 
 export const ENTRA_FEDERATION_AUDIENCE = 'api://AzureADTokenExchange';
 const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';

@@ -3,7 +3,7 @@
 // federated token this fake issued to a principal allowed to impersonate, and tokeninfo.
 import { randomBytes } from 'node:crypto';
 import { SignJWT, exportJWK, generateKeyPair, jwtVerify, createLocalJWKSet, type CryptoKey, type JWK } from 'jose';
-import type { Clock } from '../clock.ts';
+import type { Clock } from '../base/clock.ts';
 
 export const GOOGLE_ID_TOKEN_ISSUER = 'https://accounts.google.com';
 const CLOUD_PLATFORM = 'https://www.googleapis.com/auth/cloud-platform';

@@ -7,11 +7,11 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { X509Certificate } from 'node:crypto';
-import { systemClock, type Clock } from '../clock.ts';
+import { systemClock, type Clock } from '../base/clock.ts';
 import { OidcVerifier } from './oidc-verifier.ts';
 import { checkJwtSubject, checkMtlsSubject, OAuthError, type FakeWorkloadIdentityProvider } from './fake-gcp-checks.ts';
 import { FakeIam, GoogleApiError, type FakeServiceAccount, type IssuedToken } from './fake-gcp-iam.ts';
-import { readBody } from '../server/read-body.ts';
+import { readBody } from '../http/read-body.ts';
 
 export type { FakeWorkloadIdentityProvider } from './fake-gcp-checks.ts';
 export type { FakeServiceAccount, IssuedToken } from './fake-gcp-iam.ts';

@@ -2,8 +2,8 @@
 // `..data` symlink, so the parent directories are watched), polled as a fallback; a load that fails
 // is refused with one log line and the last good value stays in use.
 import { watch, type FSWatcher } from 'chokidar';
-import type { Clock, TimerHandle } from '../clock.ts';
-import { toConnectorError, type ConnectorError } from '../errors.ts';
+import type { Clock, TimerHandle } from '../base/clock.ts';
+import { toConnectorError, type ConnectorError } from '../base/errors.ts';
 import type { Logger } from '../ops/logger.ts';
 
 export interface ReloadingOptions<T> {

@@ -3,7 +3,7 @@
 // accepts any certificate so that a refusal can carry an OAuth error body; this module decides.
 import { X509Certificate, createHash } from 'node:crypto';
 import type { DetailedPeerCertificate, PeerCertificate, TLSSocket } from 'node:tls';
-import { ConnectorError } from '../errors.ts';
+import { ConnectorError } from '../base/errors.ts';
 import type { X509Bundle } from '../spiffe/bundle.ts';
 import type { SpiffeId, TrustDomain } from '../spiffe/spiffe-id.ts';
 import { verifyX509Svid } from '../spiffe/x509-svid.ts';

@@ -3,11 +3,11 @@
 // any weak or malformed key is refused whole and the last good set stays.
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Clock } from '../clock.ts';
+import type { Clock } from '../base/clock.ts';
 import type { SigningAlgorithm } from '../config/issuer.ts';
-import { ConnectorError } from '../errors.ts';
+import { ConnectorError } from '../base/errors.ts';
 import type { Logger } from '../ops/logger.ts';
-import { Secret } from '../ops/redact.ts';
+import { Secret } from '../base/secret.ts';
 import { Reloading } from '../files/reloading.ts';
 import { KeySet, parseSigningKey, type SigningKey } from './signing-key.ts';
 

@@ -1,6 +1,6 @@
 // `spiffe-connector issuer --config FILE`: load the issuer config, start the issuer with the real clock,
 // a JSON logger and process metrics; close() drains (readiness 503 for drainSeconds) and then closes.
-import { systemClock } from '../clock.ts';
+import { systemClock } from '../base/clock.ts';
 import { loadIssuerConfig } from '../config/issuer.ts';
 import { createLogger } from '../ops/logger.ts';
 import { startIssuer, type RunningIssuer } from './issuer.ts';

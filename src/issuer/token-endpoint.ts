@@ -3,7 +3,7 @@
 // GET /status as Venafi/token-exchange serves it, so its probes keep working.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import type { Clock } from '../clock.ts';
+import type { Clock } from '../base/clock.ts';
 import type { SigningAlgorithm } from '../config/issuer.ts';
 import type { Logger } from '../ops/logger.ts';
 import type { ClientVerifier } from './client-auth.ts';
@@ -11,7 +11,7 @@ import type { IssuerMetrics } from './metrics.ts';
 import { buildClaims, signJwtSvid } from './mint.ts';
 import { OAuthError, TOKEN_TYPE_JWT, parseExchangeRequest, type TokenResponse } from './oauth.ts';
 import type { SigningKey } from './signing-key.ts';
-import { readBody } from '../server/read-body.ts';
+import { readBody } from '../http/read-body.ts';
 
 export interface TokenEndpointOptions {
   readonly issuerUrl: string;

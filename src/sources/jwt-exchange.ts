@@ -1,15 +1,15 @@
 // The `spiffe.jwt.exchange` JWT source: trades the current X.509-SVID for JWT-SVIDs at the issuer
 // (RFC 8693 over mutual TLS, reference/spiffe.md §7), one per audience, cached and refreshed ahead.
 import { Agent, request } from 'undici';
-import type { Clock } from '../clock.ts';
+import type { Clock } from '../base/clock.ts';
 import { KeyedCredentials } from '../cache/keyed-credentials.ts';
 import { TOKEN_POLICY } from '../cache/refresh-policy.ts';
-import { ConnectorError } from '../errors.ts';
+import { ConnectorError } from '../base/errors.ts';
 import type { Logger } from '../ops/logger.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import { parseJwtSvidInsecure, type JwtSvid } from '../spiffe/jwt-svid.ts';
 import type { X509Svid } from '../spiffe/x509-svid.ts';
-import { Listeners, type JwtSource, type Unsubscribe, type X509Source } from './source.ts';
+import { Listeners, type JwtSource, type Unsubscribe, type X509Source } from '../spiffe/source.ts';
 
 export const GRANT_TYPE_TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 export const TOKEN_TYPE_TLS_CLIENT_AUTH = 'urn:ietf:params:oauth:token-type:tls-client-auth';

@@ -3,13 +3,13 @@
 import { readFile as fsReadFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
-import type { Clock, TimerHandle } from '../clock.ts';
-import { ConnectorError, toConnectorError } from '../errors.ts';
+import type { Clock, TimerHandle } from '../base/clock.ts';
+import { ConnectorError, toConnectorError } from '../base/errors.ts';
 import type { Logger } from '../ops/logger.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import { parseJwtSvidInsecure, type JwtSvid } from '../spiffe/jwt-svid.ts';
 import { TrustDomain } from '../spiffe/spiffe-id.ts';
-import { Listeners, type JwtSource, type Unsubscribe } from './source.ts';
+import { Listeners, type JwtSource, type Unsubscribe } from '../spiffe/source.ts';
 
 export interface JwtFileOptions {
   readonly file: string;

@@ -3,15 +3,15 @@
 // a bad or half-written set is refused with a clear log line and the last good SVID stays.
 import { readFile as fsReadFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Clock } from '../clock.ts';
-import { ConnectorError } from '../errors.ts';
+import type { Clock } from '../base/clock.ts';
+import { ConnectorError } from '../base/errors.ts';
 import { Reloading } from '../files/reloading.ts';
 import type { Logger } from '../ops/logger.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import { X509Bundle } from '../spiffe/bundle.ts';
 import { TrustDomain } from '../spiffe/spiffe-id.ts';
 import { parseX509Svid, verifyX509Svid, type X509Svid } from '../spiffe/x509-svid.ts';
-import { Listeners, type Unsubscribe, type X509Source } from './source.ts';
+import { Listeners, type Unsubscribe, type X509Source } from '../spiffe/source.ts';
 
 export interface X509FilesOptions {
   readonly dir: string;

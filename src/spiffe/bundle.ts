@@ -2,7 +2,7 @@
 // JWT authorities (JWKS / SPIFFE bundle JSON), per SPIFFE_Trust_Domain_and_Bundle.md §4 and JWT-SVID.md §6.
 import { X509Certificate, createPublicKey, type JsonWebKey } from 'node:crypto';
 import type { JSONWebKeySet, JWK } from 'jose';
-import { ConnectorError, type ErrorCode } from '../errors.ts';
+import { ConnectorError, type ErrorCode } from '../base/errors.ts';
 import { decodePem, encodePem } from './pem.ts';
 import { TrustDomain } from './spiffe-id.ts';
 import { describeCertificate } from './x509-lib.ts';

@@ -2,8 +2,8 @@
 // bundle of the subject's trust domain (§6, go-spiffe jwtsvid.ParseAndValidate: `kid` required).
 import { inspect } from 'node:util';
 import { compactVerify, importJWK } from 'jose';
-import { ConnectorError } from '../errors.ts';
-import { Secret } from '../ops/redact.ts';
+import { ConnectorError } from '../base/errors.ts';
+import { Secret } from '../base/secret.ts';
 import type { JwtBundle } from './bundle.ts';
 import { SpiffeId, type TrustDomain } from './spiffe-id.ts';
 

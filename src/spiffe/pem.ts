@@ -1,6 +1,6 @@
 // PEM text to labelled DER blocks (RFC 7468, "lax" parsing: text between blocks is ignored). Shared by
 // bundles and X.509-SVIDs; error messages name labels and positions, never block contents.
-import { ConnectorError, type ErrorCode } from '../errors.ts';
+import { ConnectorError, type ErrorCode } from '../base/errors.ts';
 
 export interface PemBlock {
   /** The label, e.g. "CERTIFICATE", "PRIVATE KEY". */

@@ -1,6 +1,6 @@
 // SPIFFE IDs and trust domains as validated values (SPIFFE-ID.md §2), with go-spiffe's `spiffeid`
 // semantics: lowercase `spiffe://` only, no percent-encoding, plus the §2.3 length limits.
-import { ConnectorError } from '../errors.ts';
+import { ConnectorError } from '../base/errors.ts';
 
 const SCHEME_PREFIX = 'spiffe://';
 /** SPIFFE-ID.md §2.3: IDs up to 2048 bytes; the trust domain at most 255 (the RFC 3986 host limit). */

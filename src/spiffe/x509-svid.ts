@@ -2,8 +2,8 @@
 // the leaf's own trust domain (x509svid.Verify), per X509-SVID.md §2–5; EKU is not enforced, as in go-spiffe.
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import { inspect } from 'node:util';
-import { ConnectorError } from '../errors.ts';
-import { Secret } from '../ops/redact.ts';
+import { ConnectorError } from '../base/errors.ts';
+import { Secret } from '../base/secret.ts';
 import type { X509Bundle } from './bundle.ts';
 import { splitDer } from './bundle.ts';
 import { decodePem, encodePem } from './pem.ts';

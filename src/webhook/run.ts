@@ -1,5 +1,5 @@
 // `spiffe-connector webhook --config FILE`: load and validate the config once, then serve until stopped.
-import { systemClock } from '../clock.ts';
+import { systemClock } from '../base/clock.ts';
 import { loadWebhookConfig } from '../config/webhook.ts';
 import { createLogger } from '../ops/logger.ts';
 import { WebhookMetrics } from './metrics.ts';

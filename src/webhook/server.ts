@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Clock } from '../clock.ts';
+import type { Clock } from '../base/clock.ts';
 import type { WebhookConfig } from '../config/webhook.ts';
 import { parseHostPort } from '../config/common.ts';
 import type { Logger } from '../ops/logger.ts';
@@ -13,7 +13,7 @@ import { WebhookMetrics } from './metrics.ts';
 import { AdmissionCache } from './admission-cache.ts';
 import { isPod, podDisplayName } from './pod.ts';
 import { watchServingPair } from './serving-cert.ts';
-import { readBody } from '../server/read-body.ts';
+import { readBody } from '../http/read-body.ts';
 
 /** Larger than any AdmissionReview of a Pod (the API server caps objects near 3 MiB; a review carries one). */
 const MAX_BODY_BYTES = 8 * 1024 * 1024;

@@ -4,11 +4,11 @@ import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { createSecureContext } from 'node:tls';
-import type { Clock } from '../clock.ts';
-import { ConnectorError } from '../errors.ts';
+import type { Clock } from '../base/clock.ts';
+import { ConnectorError } from '../base/errors.ts';
 import { Reloading } from '../files/reloading.ts';
 import type { Logger } from '../ops/logger.ts';
-import { Secret } from '../ops/redact.ts';
+import { Secret } from '../base/secret.ts';
 
 export interface ServingPair {
   readonly certPem: string;

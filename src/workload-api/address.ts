@@ -1,7 +1,7 @@
 // Workload API endpoint addresses (SPIFFE_Workload_Endpoint.md §4, go-spiffe workloadapi/addr.go):
 // `unix:///abs/path` (and `unix:/abs/path`) or `tcp://<IP>:<port>`, turned into a grpc-js target.
 import { isIP } from 'node:net';
-import { ConnectorError } from '../errors.ts';
+import { ConnectorError } from '../base/errors.ts';
 
 export type WorkloadApiAddress =
   | { readonly kind: 'unix'; readonly path: string; readonly target: string }

@@ -1,7 +1,7 @@
 // gRPC statuses from a Workload API endpoint, classified as SPIFFE_Workload_Endpoint.md §6 says a
 // client must treat them: InvalidArgument and Unimplemented are final, everything else is retried.
 import { status, type ServiceError } from '@grpc/grpc-js';
-import { ConnectorError } from '../errors.ts';
+import { ConnectorError } from '../base/errors.ts';
 
 /** The name of a gRPC status code, e.g. "INVALID_ARGUMENT". */
 export function statusName(code: number): string {

@@ -1,6 +1,6 @@
 // X.509 messages of the Workload API, both ways (SPIFFE_Workload_API.md §4.2–4.3): an X509SVIDResponse
 // read into one verified SVID and its bundle (the same checks as files), and our SVID written as one.
-import { ConnectorError } from '../errors.ts';
+import { ConnectorError } from '../base/errors.ts';
 import { X509Bundle } from '../spiffe/bundle.ts';
 import { TrustDomain } from '../spiffe/spiffe-id.ts';
 import { parseX509SvidDer, verifyX509Svid, type X509Svid } from '../spiffe/x509-svid.ts';

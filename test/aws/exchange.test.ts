@@ -3,8 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { inspect } from 'node:util';
-import { systemClock } from '../../src/clock.ts';
-import { ConnectorError } from '../../src/errors.ts';
+import { systemClock } from '../../src/base/clock.ts';
+import { ConnectorError } from '../../src/base/errors.ts';
 import { silentLogger } from '../../src/ops/logger.ts';
 import { StsWebIdentityExchange, mapStsError, roleSessionName } from '../../src/providers/aws/exchange.ts';
 import { ACCOUNT, AUDIENCE, ROLE_ARN, SPIFFE_ID, SignerJwtSource, awsConfig, startStsWorld } from './support.ts';

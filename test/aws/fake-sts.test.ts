@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
-import { ManualClock } from '../../src/clock.ts';
+import { ManualClock } from '../../src/base/clock.ts';
 import { DevOidcSigner } from '../../src/dev/oidc-signer.ts';
 import { FakeSts, globMatch } from '../../src/dev/fake-sts.ts';
 import { ACCOUNT, AUDIENCE, ROLE_ARN, SPIFFE_ID, startStsWorld } from './support.ts';

@@ -1,14 +1,14 @@
 // Test wiring for the AWS provider: a JwtSource signing with DevOidcSigner (until test/helpers/identity.ts
 // exports signerJwtSource), a fake STS trusting it, and the provider mounted on a loopback express app.
 import { join } from 'node:path';
-import { systemClock, type Clock } from '../../src/clock.ts';
+import { systemClock, type Clock } from '../../src/base/clock.ts';
 import { validate } from '../../src/config/common.ts';
 import { sidecarSchema, type SidecarConfig } from '../../src/config/schema.ts';
 import { DevOidcSigner } from '../../src/dev/oidc-signer.ts';
 import { FakeSts, type FakeRole } from '../../src/dev/fake-sts.ts';
 import { createAwsProvider } from '../../src/providers/aws/index.ts';
 import { AWS_CONTAINER_TOKEN_FILE } from '../../src/providers/aws/env.ts';
-import { Listeners, type JwtSource, type Unsubscribe } from '../../src/sources/source.ts';
+import { Listeners, type JwtSource, type Unsubscribe } from '../../src/spiffe/source.ts';
 import { parseJwtSvidInsecure, type JwtSvid } from '../../src/spiffe/jwt-svid.ts';
 
 export { raw, until, type RawResponse } from '../helpers/http.ts';

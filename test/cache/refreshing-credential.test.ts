@@ -2,8 +2,8 @@
 // fetch at a time, backoff on failure, a valid value served while refreshes fail, an expired never.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ManualClock } from '../../src/clock.ts';
-import { ConnectorError } from '../../src/errors.ts';
+import { ManualClock } from '../../src/base/clock.ts';
+import { ConnectorError } from '../../src/base/errors.ts';
 import { silentLogger } from '../../src/ops/logger.ts';
 import { Metrics } from '../../src/ops/metrics.ts';
 import { RefreshingCredential } from '../../src/cache/refreshing-credential.ts';

@@ -11,7 +11,7 @@ import { isMap, parseAllDocuments, parseDocument, type YAMLMap } from 'yaml';
 import { parseIssuerConfig } from '../../src/config/issuer.ts';
 import { parseWebhookConfig } from '../../src/config/webhook.ts';
 import { parseSigningKey } from '../../src/issuer/signing-key.ts';
-import { Secret } from '../../src/ops/redact.ts';
+import { Secret } from '../../src/base/secret.ts';
 import { admitPod } from '../../src/webhook/mutate.ts';
 import type { Pod } from '../../src/webhook/pod.ts';
 import { preloadSchemas, validateK8sObject } from '../helpers/k8s-schema.ts';

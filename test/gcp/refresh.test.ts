@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ManualClock } from '../../src/clock.ts';
+import { ManualClock } from '../../src/base/clock.ts';
 import { exchangesSettled, get, startGoogleWorld, startSidecar, until, type Sidecar, jwtSource, x509Source } from './support.ts';
 
 const TOKEN = '/computeMetadata/v1/instance/service-accounts/default/token';

@@ -5,8 +5,8 @@ import { DevCa } from '../../src/dev/dev-ca.ts';
 import { parseJwtSvidInsecure, type JwtSvid } from '../../src/spiffe/jwt-svid.ts';
 import { parseX509Svid, type X509Svid } from '../../src/spiffe/x509-svid.ts';
 import { X509Bundle } from '../../src/spiffe/bundle.ts';
-import { Listeners, type JwtSource, type X509Source } from '../../src/sources/source.ts';
-import { ConnectorError } from '../../src/errors.ts';
+import { Listeners, type JwtSource, type X509Source } from '../../src/spiffe/source.ts';
+import { ConnectorError } from '../../src/base/errors.ts';
 
 export interface TestJwtSource extends JwtSource {
   /** Audiences asked for, in order. */

@@ -6,12 +6,12 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import express from 'express';
-import { systemClock, type Clock } from '../../src/clock.ts';
+import { systemClock, type Clock } from '../../src/base/clock.ts';
 import type { SidecarConfig } from '../../src/config/schema.ts';
 import { silentLogger } from '../../src/ops/logger.ts';
 import { Metrics } from '../../src/ops/metrics.ts';
-import type { CloudProvider, ProviderContext } from '../../src/providers/provider.ts';
-import type { Identity } from '../../src/sources/source.ts';
+import type { CloudProvider, ProviderContext } from '../../src/providers/contract.ts';
+import type { Identity } from '../../src/spiffe/source.ts';
 
 export interface MountedProvider {
   readonly origin: string;

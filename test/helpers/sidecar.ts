@@ -2,7 +2,7 @@
 // and app clients in child processes that get nothing but the lines `env` printed.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { freeLoopbackPort } from '../../src/server/free-port.ts';
+import { freeLoopbackPort } from '../../src/http/free-port.ts';
 
 export const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
 

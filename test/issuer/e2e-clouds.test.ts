@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { fromWebToken } from '@aws-sdk/credential-providers';
-import { systemClock } from '../../src/clock.ts';
+import { systemClock } from '../../src/base/clock.ts';
 import { startDevIssuer } from '../../src/dev/dev-issuer.ts';
 import { FakeSts } from '../../src/dev/fake-sts.ts';
 import { silentLogger } from '../../src/ops/logger.ts';

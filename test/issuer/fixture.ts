@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { Agent, request } from 'undici';
-import { systemClock, type Clock } from '../../src/clock.ts';
+import { systemClock, type Clock } from '../../src/base/clock.ts';
 import type { IssuerConfig } from '../../src/config/issuer.ts';
 import { startIssuer, type RunningIssuer } from '../../src/issuer/issuer.ts';
 import { silentLogger, type Logger } from '../../src/ops/logger.ts';

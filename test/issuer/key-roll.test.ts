@@ -6,7 +6,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
-import { ManualClock } from '../../src/clock.ts';
+import { ManualClock } from '../../src/base/clock.ts';
 import { AUDIENCES, TRUST_DOMAIN, eventually, postToken, rsaKeyPem, startFixture, writeSecret, type Fixture } from './fixture.ts';
 
 const ID = `spiffe://${TRUST_DOMAIN}/ns/default/sa/app`;

@@ -5,7 +5,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { test } from 'node:test';
 import { calculateJwkThumbprint } from 'jose';
 import { KeySet, compareKeyNames, parseSigningKey, type SigningKey } from '../../src/issuer/signing-key.ts';
-import { Secret } from '../../src/ops/redact.ts';
+import { Secret } from '../../src/base/secret.ts';
 import { ecKeyPem, rsaKeyPem } from './fixture.ts';
 
 const refused = async (pem: string, alg: 'RS256' | 'ES256', pattern: RegExp): Promise<void> => {

@@ -2,11 +2,11 @@
 // while it is valid, and a token for the wrong audience is an error that says what to fix.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ManualClock } from '../../src/clock.ts';
+import { ManualClock } from '../../src/base/clock.ts';
 import { DevOidcSigner } from '../../src/dev/oidc-signer.ts';
 import { silentLogger } from '../../src/ops/logger.ts';
 import { JwtFileSource } from '../../src/sources/jwt-file.ts';
-import { ConnectorError } from '../../src/errors.ts';
+import { ConnectorError } from '../../src/base/errors.ts';
 
 const ID = 'spiffe://example.org/ns/default/sa/app';
 

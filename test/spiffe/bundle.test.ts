@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { exportJWK, generateKeyPair } from 'jose';
-import { ConnectorError } from '../../src/errors.ts';
+import { ConnectorError } from '../../src/base/errors.ts';
 import { JwtBundle, X509Bundle, splitDer } from '../../src/spiffe/bundle.ts';
 import { TrustDomain } from '../../src/spiffe/spiffe-id.ts';
 import { DevCa } from '../helpers/pki.ts';

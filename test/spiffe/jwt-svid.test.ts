@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { inspect } from 'node:util';
 import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK, type JWTPayload } from 'jose';
-import { ConnectorError } from '../../src/errors.ts';
+import { ConnectorError } from '../../src/base/errors.ts';
 import { JwtBundle } from '../../src/spiffe/bundle.ts';
 import { TrustDomain } from '../../src/spiffe/spiffe-id.ts';
 import { JWT_SVID_ALGORITHMS, parseJwtSvidInsecure, validateJwtSvid } from '../../src/spiffe/jwt-svid.ts';

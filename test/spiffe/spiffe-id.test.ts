@@ -2,7 +2,7 @@
 // trustdomain_test.go), including every byte 0–255 in trust-domain and path position.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ConnectorError } from '../../src/errors.ts';
+import { ConnectorError } from '../../src/base/errors.ts';
 import { MAX_SPIFFE_ID_BYTES, MAX_TRUST_DOMAIN_BYTES, SpiffeId, TrustDomain } from '../../src/spiffe/spiffe-id.ts';
 
 const BAD_TD_CHAR = 'trust domain characters are limited to lowercase letters, numbers, dots, dashes, and underscores';

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { Agent, request } from 'undici';
-import { ManualClock, type Clock } from '../../src/clock.ts';
+import { ManualClock, type Clock } from '../../src/base/clock.ts';
 import { parseWebhookConfig, type WebhookConfig } from '../../src/config/webhook.ts';
 import { silentLogger } from '../../src/ops/logger.ts';
 import { startWebhook, type RunningWebhook } from '../../src/webhook/server.ts';

@@ -5,7 +5,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ManualClock } from '../../src/clock.ts';
+import { ManualClock } from '../../src/base/clock.ts';
 import { podReview, startHarness } from './harness.ts';
 
 async function eventually(check: () => Promise<boolean>): Promise<void> {

@@ -1,7 +1,7 @@
 // Workload API endpoint addresses (SPIFFE_Workload_Endpoint.md §4, go-spiffe workloadapi/addr_test.go).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ConnectorError } from '../../src/errors.ts';
+import { ConnectorError } from '../../src/base/errors.ts';
 import { parseWorkloadApiAddress, unixEndpointUri } from '../../src/workload-api/address.ts';
 
 test('accepts unix:///path, unix:/path and tcp://IP:port, normalised to grpc-js targets', () => {

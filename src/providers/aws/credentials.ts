@@ -1,6 +1,6 @@
 // The AWS credential the sidecar holds and serves: the domain type shared by the exchange (which makes
 // it) and the endpoints (which serve it), so neither imports the other (DESIGN.md "Flow").
-import type { Secret } from '../../ops/redact.ts';
+import type { Secret } from '../../base/secret.ts';
 
 export interface AwsCredentials {
   readonly accessKeyId: string;

@@ -4,10 +4,10 @@
 import { createHash, hash, randomBytes } from 'node:crypto';
 import { Router, type Request, type Response } from 'express';
 import type { Lookup } from '../../cache/refreshing-credential.ts';
-import type { Clock } from '../../clock.ts';
+import type { Clock } from '../../base/clock.ts';
 import type { Metrics } from '../../ops/metrics.ts';
-import type { Secret } from '../../ops/redact.ts';
-import { hostIsLoopback, isForwarded, secretMatcher } from '../../server/guards.ts';
+import type { Secret } from '../../base/secret.ts';
+import { hostIsLoopback, isForwarded, secretMatcher } from '../../http/guards.ts';
 import { CONTAINER_CREDENTIALS_PATH } from './env.ts';
 import { accountFromArn, awsTimestamp, roleNameFromArn, type AwsCredentials } from './credentials.ts';
 

@@ -2,7 +2,7 @@
 // TOKEN_FILE (never RELATIVE_URI, which wins everywhere, nor TOKEN, which Java prefers over FILE).
 import { posix } from 'node:path';
 import type { SidecarConfig } from '../../config/schema.ts';
-import type { EnvLines } from '../provider.ts';
+import type { EnvLines } from '../../base/env-lines.ts';
 
 /** Where the container-credentials endpoint answers on the metadata listener. */
 export const CONTAINER_CREDENTIALS_PATH = '/v1/credentials';

@@ -2,12 +2,12 @@
 // (reference/aws.md §4, §7.7). Retrying is the cache's job, so the SDK makes one attempt per call.
 import { createHash } from 'node:crypto';
 import { AssumeRoleWithWebIdentityCommand, STSClient } from '@aws-sdk/client-sts';
-import type { Clock } from '../../clock.ts';
+import type { Clock } from '../../base/clock.ts';
 import type { AwsConfig } from '../../config/aws.ts';
-import { ConnectorError } from '../../errors.ts';
+import { ConnectorError } from '../../base/errors.ts';
 import type { Logger } from '../../ops/logger.ts';
-import { Secret } from '../../ops/redact.ts';
-import type { JwtSource } from '../../sources/source.ts';
+import { Secret } from '../../base/secret.ts';
+import type { JwtSource } from '../../spiffe/source.ts';
 import { accountFromAssumedRoleArn, type AwsCredentials } from './credentials.ts';
 
 export interface StsExchangeOptions {

@@ -5,9 +5,9 @@ import { chmod, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AWS_POLICY } from '../../cache/refresh-policy.ts';
 import { RefreshingCredential } from '../../cache/refreshing-credential.ts';
-import { ConnectorError } from '../../errors.ts';
-import { Secret } from '../../ops/redact.ts';
-import type { CloudModule, CloudProvider, ProviderContext } from '../provider.ts';
+import { ConnectorError } from '../../base/errors.ts';
+import { Secret } from '../../base/secret.ts';
+import type { CloudModule, CloudProvider, ProviderContext } from '../contract.ts';
 import type { AwsCredentials } from './credentials.ts';
 import { AWS_CONTAINER_TOKEN_FILE } from './env.ts';
 

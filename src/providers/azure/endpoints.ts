@@ -4,12 +4,12 @@
 // metric children cached, the identity header's digest computed once.
 import { randomUUID } from 'node:crypto';
 import express, { Router, type Request, type Response } from 'express';
-import type { Clock } from '../../clock.ts';
+import type { Clock } from '../../base/clock.ts';
 import type { Lookup } from '../../cache/refreshing-credential.ts';
 import type { Logger } from '../../ops/logger.ts';
 import type { Metrics } from '../../ops/metrics.ts';
-import type { Secret } from '../../ops/redact.ts';
-import { hostIsLoopback, isForwarded, secretMatcher } from '../../server/guards.ts';
+import type { Secret } from '../../base/secret.ts';
+import { hostIsLoopback, isForwarded, secretMatcher } from '../../http/guards.ts';
 import { APP_SERVICE_PATH, IMDS_TOKEN_PATH, MSI_PATH } from './paths.ts';
 import { parseTokenRequest, type Params, type ServedIdentity, type Surface } from './request.ts';
 import { appServiceProblem, appServiceTokenBody, imdsProblem, imdsTokenBody, type Answer, type Problem } from './responses.ts';

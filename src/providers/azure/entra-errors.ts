@@ -1,7 +1,7 @@
 // Entra token-endpoint errors: the wire JSON read through a type guard, then turned into a ConnectorError by
 // AADSTS code (reference/azure.md §3): whether retrying can help, and for a federated-credential mismatch,
 // exactly what to change in Entra. Codes come from `error_codes`, the "AADSTSnnnn:" prefix only as a fallback.
-import { ConnectorError } from '../../errors.ts';
+import { ConnectorError } from '../../base/errors.ts';
 
 /** Entra's OAuth error body (reference-error-codes.md). */
 export interface EntraErrorWire {

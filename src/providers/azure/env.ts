@@ -3,7 +3,7 @@
 // Pure: the identity header value is resolved by the caller.
 import { isAbsolute, join } from 'node:path';
 import type { AzureConfig } from '../../config/azure.ts';
-import type { EnvLines } from '../provider.ts';
+import type { EnvLines } from '../../base/env-lines.ts';
 import { APP_SERVICE_PATH, IDENTITY_HEADER_FILE, IMDS_TOKEN_PATH, MSI_PATH } from './paths.ts';
 
 /** Where file mode writes the JWT-SVID: azure.tokenFile, relative paths under the state directory. */

@@ -8,12 +8,12 @@
 // answered from msal's cache. The cost is one OIDC metadata GET per exchange, every half hour per resource.
 import { getCACertificates } from 'node:tls';
 import type { AccessToken, ClientAssertionCredentialOptions, GetTokenOptions } from '@azure/identity';
-import type { Clock } from '../../clock.ts';
-import { ConnectorError, isConnectorError } from '../../errors.ts';
+import type { Clock } from '../../base/clock.ts';
+import { ConnectorError, isConnectorError } from '../../base/errors.ts';
 import type { Logger } from '../../ops/logger.ts';
 import type { Metrics } from '../../ops/metrics.ts';
-import { Secret } from '../../ops/redact.ts';
-import type { JwtSource } from '../../sources/source.ts';
+import { Secret } from '../../base/secret.ts';
+import type { JwtSource } from '../../spiffe/source.ts';
 import { ASSERTION_TIME_WINDOW, entraError, isEntraErrorWire, type AssertionFacts, type EntraFailure } from './entra-errors.ts';
 import { scopeForResource, type AzureAccessToken } from './token.ts';
 

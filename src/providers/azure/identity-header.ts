@@ -3,8 +3,8 @@
 import { randomBytes } from 'node:crypto';
 import { linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ConnectorError } from '../../errors.ts';
-import { Secret } from '../../ops/redact.ts';
+import { ConnectorError } from '../../base/errors.ts';
+import { Secret } from '../../base/secret.ts';
 import { IDENTITY_HEADER_FILE } from './paths.ts';
 
 const USABLE = /^[A-Za-z0-9._~+/=-]{16,256}$/;

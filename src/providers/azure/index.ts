@@ -1,12 +1,12 @@
-// The Azure CloudModule (src/providers/provider.ts): env lines and description (pure, plus the identity-header
+// The Azure CloudModule (src/providers/contract.ts): env lines and description (pure, plus the identity-header
 // file), and the running provider: Entra exchange → per-resource token cache → emulated endpoints.
 // @azure/identity is imported only in create(), so a config without `azure` never loads it.
 import { readFile } from 'node:fs/promises';
 import { KeyedCredentials } from '../../cache/keyed-credentials.ts';
 import { TOKEN_POLICY } from '../../cache/refresh-policy.ts';
 import type { AzureConfig } from '../../config/azure.ts';
-import { ConnectorError } from '../../errors.ts';
-import type { CloudModule, CloudProvider, ProviderContext, Readiness } from '../provider.ts';
+import { ConnectorError } from '../../base/errors.ts';
+import type { CloudModule, CloudProvider, ProviderContext, Readiness } from '../contract.ts';
 import { azureRouter } from './endpoints.ts';
 import { tokenFilePath } from './env.ts';
 import { EntraExchange, type AzureIdentitySdk } from './exchange.ts';

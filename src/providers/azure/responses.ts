@@ -2,7 +2,7 @@
 // MSI_ENDPOINT answer with every number as a string; App Service with a string epoch. One function per surface
 // turns a problem into that surface's status and body: 400-class only for caller errors, 503 + Retry-After
 // for anything upstream or not yet fetched. Pure.
-import type { ConnectorError } from '../../errors.ts';
+import type { ConnectorError } from '../../base/errors.ts';
 import type { Refusal } from './request.ts';
 import type { AzureAccessToken } from './token.ts';
 

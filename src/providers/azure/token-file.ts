@@ -6,12 +6,12 @@
 // later than FILE_MARGIN before expiry: whatever an SDK read, even 5 minutes ago, stays valid for 10 more.
 import { rename, unlink, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import type { Clock } from '../../clock.ts';
+import type { Clock } from '../../base/clock.ts';
 import { RefreshingCredential } from '../../cache/refreshing-credential.ts';
 import { TOKEN_POLICY, type RefreshPolicy } from '../../cache/refresh-policy.ts';
 import type { Logger } from '../../ops/logger.ts';
 import type { Metrics } from '../../ops/metrics.ts';
-import type { JwtSource } from '../../sources/source.ts';
+import type { JwtSource } from '../../spiffe/source.ts';
 
 /** Rewrite no later than this before the SVID expires: the SDK's 5-minute file cache plus 10 minutes. */
 export const FILE_MARGIN_MS = 15 * 60_000;

@@ -1,6 +1,6 @@
 // An Azure access token as the per-resource cache holds it, and the resource rules the exchange and the
 // endpoints share: what a valid `resource` is and how it becomes an Entra scope (reference/azure.md §1, §3, §4).
-import type { Secret } from '../../ops/redact.ts';
+import type { Secret } from '../../base/secret.ts';
 
 export interface AzureAccessToken {
   readonly accessToken: Secret;

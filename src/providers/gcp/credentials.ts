@@ -6,10 +6,10 @@ import { createHash } from 'node:crypto';
 import { KeyedCredentials } from '../../cache/keyed-credentials.ts';
 import { RefreshingCredential, type Lookup } from '../../cache/refreshing-credential.ts';
 import { TOKEN_POLICY } from '../../cache/refresh-policy.ts';
-import type { Clock } from '../../clock.ts';
+import type { Clock } from '../../base/clock.ts';
 import type { Logger } from '../../ops/logger.ts';
 import type { Metrics } from '../../ops/metrics.ts';
-import type { Secret } from '../../ops/redact.ts';
+import type { Secret } from '../../base/secret.ts';
 import { scopeKey, type GcpToken, type GcpTokens } from './token.ts';
 
 /** The upstream calls this cache makes (GcpExchange implements it; tests may fake it). */

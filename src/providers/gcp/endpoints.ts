@@ -2,11 +2,11 @@
 // listing probes, static facts, service accounts, token and identity from the caches. Never calls Google.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Router, type NextFunction, type Request, type Response } from 'express';
-import type { Clock } from '../../clock.ts';
-import type { ConnectorError } from '../../errors.ts';
+import type { Clock } from '../../base/clock.ts';
+import type { ConnectorError } from '../../base/errors.ts';
 import type { Logger } from '../../ops/logger.ts';
 import type { Metrics } from '../../ops/metrics.ts';
-import { hostIsLoopback, isForwarded } from '../../server/guards.ts';
+import { hostIsLoopback, isForwarded } from '../../http/guards.ts';
 import type { Lookup } from '../../cache/refreshing-credential.ts';
 import { buildTree, isAccountDir, lookup, renderLeaf, renderListing, renderRecursive, TOKEN_LEAVES, type MetadataFacts, type Rendered } from './metadata-tree.ts';
 import type { GcpToken, GcpTokens } from './token.ts';

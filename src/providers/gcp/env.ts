@@ -2,7 +2,7 @@
 // `check` says would be served. Pure: config and the metadata origin in, lines out.
 import type { GcpConfig } from '../../config/gcp.ts';
 import type { SidecarConfig } from '../../config/schema.ts';
-import type { EnvLines } from '../provider.ts';
+import type { EnvLines } from '../../base/env-lines.ts';
 
 /** The audience of the JWT-SVID Google STS accepts for this provider (reference §5). */
 export function providerAudience(gcp: GcpConfig): string {

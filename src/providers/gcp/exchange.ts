@@ -3,13 +3,13 @@
 // through IAM Credentials generateAccessToken, ID tokens through generateIdToken. One client per
 // (scope set, impersonation); no caching here — cache/ and credentials.ts decide when to call.
 import { decodeJwt } from 'jose';
-import type { Clock } from '../../clock.ts';
+import type { Clock } from '../../base/clock.ts';
 import type { GcpConfig } from '../../config/gcp.ts';
-import { ConnectorError } from '../../errors.ts';
+import { ConnectorError } from '../../base/errors.ts';
 import type { Logger } from '../../ops/logger.ts';
 import type { Metrics } from '../../ops/metrics.ts';
-import { Secret } from '../../ops/redact.ts';
-import type { JwtSource } from '../../sources/source.ts';
+import { Secret } from '../../base/secret.ts';
+import type { JwtSource } from '../../spiffe/source.ts';
 import type { CertificateFilePaths } from './certificate-files.ts';
 import { MAX_GOOGLE_SUBJECT_BYTES, providerAudience, stsTokenUrl } from './env.ts';
 import { spiffeClientFactory, type GoogleAuthSdk, type SpiffeClient } from './sdk-client.ts';

@@ -2,9 +2,9 @@
 // exchange (google-auth-library, imported only here), caches, and the emulated metadata server.
 import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { ConnectorError } from '../../errors.ts';
+import { ConnectorError } from '../../base/errors.ts';
 import type { X509Svid } from '../../spiffe/x509-svid.ts';
-import type { CloudModule, CloudProvider, ProviderContext, Readiness } from '../provider.ts';
+import type { CloudModule, CloudProvider, ProviderContext, Readiness } from '../contract.ts';
 import { CertificateFiles } from './certificate-files.ts';
 import { GcpCredentials } from './credentials.ts';
 import { metadataRouter } from './endpoints.ts';

@@ -1,6 +1,6 @@
 // The credential values the Google side passes between exchange, cache and endpoints.
 import type { Lookup } from '../../cache/refreshing-credential.ts';
-import type { Secret } from '../../ops/redact.ts';
+import type { Secret } from '../../base/secret.ts';
 
 /** An OAuth access token or an ID token, with when it stops being valid. */
 export interface GcpToken {

@@ -9,8 +9,8 @@
 import { chmod, lstat, unlink } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
-import { ConnectorError } from '../errors.ts';
-import type { Logger } from '../ops/logger.ts';
+import { ConnectorError } from '../../base/errors.ts';
+import type { Logger } from '../../ops/logger.ts';
 
 export const WORKLOAD_API_SOCKET_MODE = 0o660;
 

@@ -1,22 +1,22 @@
 // The SPIFFE Workload API as an identity source (SPIFFE_Workload_API.md §4, reference/spiffe.md
 // "Implications" 5): the X.509-SVID stream verified like files, bundles, JWT-SVIDs per audience.
 import * as grpc from '@grpc/grpc-js';
-import type { Clock } from '../clock.ts';
-import { KeyedCredentials } from '../cache/keyed-credentials.ts';
-import type { RefreshPolicy } from '../cache/refresh-policy.ts';
-import { ConnectorError, toConnectorError } from '../errors.ts';
-import type { Logger } from '../ops/logger.ts';
-import type { Metrics } from '../ops/metrics.ts';
-import { JwtBundle, type X509Bundle } from '../spiffe/bundle.ts';
-import { parseJwtSvidInsecure, type JwtSvid } from '../spiffe/jwt-svid.ts';
-import { TrustDomain } from '../spiffe/spiffe-id.ts';
-import { verifyX509Svid, type X509Svid } from '../spiffe/x509-svid.ts';
-import { parseWorkloadApiAddress } from '../workload-api/address.ts';
-import { isJwtBundlesResponse, isJwtSvidResponse, isX509BundlesResponse, isX509SvidResponse, securityMetadata, workloadApiDefinition } from '../workload-api/proto.ts';
-import { workloadApiError } from '../workload-api/status.ts';
-import { StreamWatcher } from '../workload-api/stream-watcher.ts';
-import { readX509BundlesResponse, readX509SvidResponse, type X509Context } from '../workload-api/x509-wire.ts';
-import { Listeners, type JwtSource, type Unsubscribe, type X509Source } from './source.ts';
+import type { Clock } from '../../base/clock.ts';
+import { KeyedCredentials } from '../../cache/keyed-credentials.ts';
+import type { RefreshPolicy } from '../../cache/refresh-policy.ts';
+import { ConnectorError, toConnectorError } from '../../base/errors.ts';
+import type { Logger } from '../../ops/logger.ts';
+import type { Metrics } from '../../ops/metrics.ts';
+import { JwtBundle, type X509Bundle } from '../../spiffe/bundle.ts';
+import { parseJwtSvidInsecure, type JwtSvid } from '../../spiffe/jwt-svid.ts';
+import { TrustDomain } from '../../spiffe/spiffe-id.ts';
+import { verifyX509Svid, type X509Svid } from '../../spiffe/x509-svid.ts';
+import { parseWorkloadApiAddress } from '../../workload-api/address.ts';
+import { isJwtBundlesResponse, isJwtSvidResponse, isX509BundlesResponse, isX509SvidResponse, securityMetadata, workloadApiDefinition } from '../../workload-api/proto.ts';
+import { workloadApiError } from '../../workload-api/status.ts';
+import { StreamWatcher } from './stream-watcher.ts';
+import { readX509BundlesResponse, readX509SvidResponse, type X509Context } from '../../workload-api/x509-wire.ts';
+import { Listeners, type JwtSource, type Unsubscribe, type X509Source } from '../../spiffe/source.ts';
 
 /** JWT-SVIDs from the agent: refreshed at half their life (±10 %), as SPIRE's own cache does. */
 export const WORKLOAD_API_JWT_POLICY: RefreshPolicy = { marginMs: 30_000, backoffBaseMs: 1_000, backoffMaxMs: 30_000, jitter: 0.1 };

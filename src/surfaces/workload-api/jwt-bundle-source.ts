@@ -1,13 +1,13 @@
 // Our trust domain's JWT bundle for the Workload API server (FetchJWTBundles, ValidateJWTSVID): the
 // issuer's published JWKS, found directly or through OIDC discovery, polled, last good kept.
-import type { Clock, TimerHandle } from '../clock.ts';
-import { backoffDelay, type RefreshPolicy } from '../cache/refresh-policy.ts';
-import { ConnectorError, toConnectorError } from '../errors.ts';
-import type { Logger } from '../ops/logger.ts';
-import type { Metrics } from '../ops/metrics.ts';
-import { JwtBundle } from '../spiffe/bundle.ts';
-import { isLoopbackHost } from '../config/common.ts';
-import { Listeners, type Unsubscribe } from '../sources/source.ts';
+import type { Clock, TimerHandle } from '../../base/clock.ts';
+import { backoffDelay, type RefreshPolicy } from '../../cache/refresh-policy.ts';
+import { ConnectorError, toConnectorError } from '../../base/errors.ts';
+import type { Logger } from '../../ops/logger.ts';
+import type { Metrics } from '../../ops/metrics.ts';
+import { JwtBundle } from '../../spiffe/bundle.ts';
+import { isLoopbackHost } from '../../config/common.ts';
+import { Listeners, type Unsubscribe } from '../../spiffe/source.ts';
 
 /** Where the server gets the JWT bundle it publishes and validates with. */
 export interface JwtBundleSource {

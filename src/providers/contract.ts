@@ -1,13 +1,11 @@
 // What the composition root needs from each cloud: a running provider (credentials kept fresh + the
 // emulated endpoints). Env lines and descriptions are pure, in providers/<cloud>/env.ts.
 import type { Router } from 'express';
-import type { Clock } from '../clock.ts';
+import type { Clock } from '../base/clock.ts';
 import type { SidecarConfig } from '../config/schema.ts';
 import type { Logger } from '../ops/logger.ts';
 import type { Cloud, Metrics } from '../ops/metrics.ts';
-import type { Identity } from '../sources/source.ts';
-
-export type EnvLines = Array<readonly [name: string, value: string]>;
+import type { Identity } from '../spiffe/source.ts';
 
 export interface ProviderContext {
   readonly config: SidecarConfig;

@@ -3,12 +3,12 @@
 // for good on InvalidArgument or Unimplemented (SPIFFE_Workload_Endpoint.md §6).
 import type { ClientReadableStream, StatusObject } from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
-import type { Clock, TimerHandle } from '../clock.ts';
-import { backoffDelay, type RefreshPolicy } from '../cache/refresh-policy.ts';
-import { ConnectorError } from '../errors.ts';
-import type { Logger } from '../ops/logger.ts';
-import type { Metrics } from '../ops/metrics.ts';
-import { isFinalStatus, statusName } from './status.ts';
+import type { Clock, TimerHandle } from '../../base/clock.ts';
+import { backoffDelay, type RefreshPolicy } from '../../cache/refresh-policy.ts';
+import { ConnectorError } from '../../base/errors.ts';
+import type { Logger } from '../../ops/logger.ts';
+import type { Metrics } from '../../ops/metrics.ts';
+import { isFinalStatus, statusName } from '../../workload-api/status.ts';
 
 /** Reconnect backoff: 1 s doubling to 30 s, "equal jitter" (go-spiffe caps at 30 s, java-spiffe at 60 s). */
 export const STREAM_BACKOFF: RefreshPolicy = { marginMs: 0, backoffBaseMs: 1_000, backoffMaxMs: 30_000, jitter: 0.1 };

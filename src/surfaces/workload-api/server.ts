@@ -1,20 +1,20 @@
 // The SPIFFE Workload API served to the pod on a Unix socket (SPIFFE_Workload_API.md §4–6,
 // reference/spiffe.md "Implications" 7), backed by our X509Source (files) and JwtSource (issuer).
 import * as grpc from '@grpc/grpc-js';
-import { systemClock, type Clock } from '../clock.ts';
-import { toConnectorError } from '../errors.ts';
-import type { Logger } from '../ops/logger.ts';
-import type { Metrics } from '../ops/metrics.ts';
-import type { JwtBundle } from '../spiffe/bundle.ts';
-import { validateJwtSvid } from '../spiffe/jwt-svid.ts';
-import { TrustDomain } from '../spiffe/spiffe-id.ts';
-import type { JwtSource, Unsubscribe, X509Source } from '../sources/source.ts';
+import { systemClock, type Clock } from '../../base/clock.ts';
+import { toConnectorError } from '../../base/errors.ts';
+import type { Logger } from '../../ops/logger.ts';
+import type { Metrics } from '../../ops/metrics.ts';
+import type { JwtBundle } from '../../spiffe/bundle.ts';
+import { validateJwtSvid } from '../../spiffe/jwt-svid.ts';
+import { TrustDomain } from '../../spiffe/spiffe-id.ts';
+import type { JwtSource, Unsubscribe, X509Source } from '../../spiffe/source.ts';
 import type { JwtBundleSource } from './jwt-bundle-source.ts';
-import { SECURITY_HEADER_MISSING, hasSecurityHeader, isJwtSvidRequest, isValidateJwtSvidRequest, workloadApiDefinition } from './proto.ts';
+import { SECURITY_HEADER_MISSING, hasSecurityHeader, isJwtSvidRequest, isValidateJwtSvidRequest, workloadApiDefinition } from '../../workload-api/proto.ts';
 import { listenUnixSocket, unlinkOwnSocket, WORKLOAD_API_SOCKET_MODE } from './socket.ts';
-import { statusName } from './status.ts';
-import { jsonToStruct } from './struct.ts';
-import { buildX509BundlesResponse, buildX509SvidResponse } from './x509-wire.ts';
+import { statusName } from '../../workload-api/status.ts';
+import { jsonToStruct } from '../../workload-api/struct.ts';
+import { buildX509BundlesResponse, buildX509SvidResponse } from '../../workload-api/x509-wire.ts';
 
 export interface WorkloadApiServerOptions {
   /** Filesystem path of the socket, in a volume shared with the app container. */
