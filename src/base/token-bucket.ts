@@ -1,7 +1,7 @@
 // Token buckets: a burst of `capacity`, refilled continuously at `refillPerSecond`. One bucket for an
 // overall limit, `KeyedTokenBuckets` for one bucket per key with the number of keys bounded. Time comes
 // from an injected clock, so tests move it by hand.
-import type { Clock } from '../clock.ts';
+import type { Clock } from './clock.ts';
 
 export interface TokenBucketOptions {
   /** Tokens the bucket holds when full: the burst allowed after a quiet period. */
