@@ -4,7 +4,7 @@ import { createPrivateKey, createPublicKey, type KeyObject, type webcrypto } fro
 import { calculateJwkThumbprint, type JWK } from 'jose';
 import type { SigningAlgorithm } from '../config/issuer.ts';
 import { ConnectorError } from '../base/errors.ts';
-import { Secret } from '../base/secret.ts';
+import type { Secret } from '../base/secret.ts';
 
 /** A key's public half as published in the JWKS: only kty/alg/use/kid and the key fields (Google accepts nothing else). */
 export type PublicJwk = JWK & { kid: string; alg: SigningAlgorithm; use: 'sig' };

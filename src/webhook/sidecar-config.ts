@@ -54,7 +54,7 @@ function port(settings: PodSettings, name: string, fallback: number): number {
 }
 
 /** The raw config (before schema defaults), exactly what is serialized for the sidecar. */
-function compose(settings: PodSettings, defaults: ClusterDefaults, options: BuildOptions): Tree {
+function compose(settings: PodSettings, defaults: ClusterDefaults): Tree {
   const spiffe: Tree = { trustDomain: defaults.trustDomain, x509: { dir: defaults.csi.mountPath } };
   if (defaults.jwt.exchangeUrl !== undefined) {
     spiffe['jwt'] = { exchange: { url: defaults.jwt.exchangeUrl, ...(defaults.jwt.caFile === undefined ? {} : { caFile: defaults.jwt.caFile }) } };
@@ -147,7 +147,7 @@ export function buildSidecarConfig(settings: PodSettings, defaults: ClusterDefau
   const { prefix } = options;
   const pre = precheck(settings, defaults, prefix);
   if (pre.length > 0) return { problems: pre };
-  const raw = compose(settings, defaults, options);
+  const raw = compose(settings, defaults);
   const key = JSON.stringify(raw);
   let config = validated.get(key);
   if (!config) {

@@ -21,6 +21,7 @@ test('the Dockerfile builds with npm run build, installs production dependencies
   const froms = [...text.matchAll(/^FROM\s+(\S+)(?:\s+AS\s+(\S+))?/gim)].map((m) => m[1]);
   assert.ok(froms.length >= 2, 'multi-stage');
   assert.match(text, /^ARG NODE_IMAGE=node:24[-\w.]*$/m, 'every stage is Node 24');
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: the Dockerfile's own text, not a template literal
   assert.ok(froms.every((f) => f === '${NODE_IMAGE}'));
   assert.match(text, /^RUN .*npm run build/m);
   assert.match(text, /^COPY scripts \.\/scripts$/m, 'the build stage has the build script');

@@ -34,7 +34,9 @@ test('describe: which path, which principal, the 127-byte subject limit', () => 
   const x509 = describeGcp(config({ x509: {} }), 'http://127.0.0.1:8181').join('\n');
   assert.match(x509, /X\.509-SVID over mTLS .* https:\/\/sts\.mtls\.googleapis\.com\/v1\/token/);
   assert.match(x509, /principal:\/\/iam\.googleapis\.com\/projects\/123456789012\/locations\/global\/workloadIdentityPools\/spiffe-pool\/subject\//);
-  assert.equal(stsTokenUrl(config({ x509: {} }).gcp!, false), 'https://sts.googleapis.com/v1/token');
+  const gcp = config({ x509: {} }).gcp;
+  assert.ok(gcp);
+  assert.equal(stsTokenUrl(gcp, false), 'https://sts.googleapis.com/v1/token');
 });
 
 test('check: a SPIFFE ID over 127 bytes is a problem when Google is configured', () => {

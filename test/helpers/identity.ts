@@ -6,7 +6,7 @@ import { parseJwtSvidInsecure, type JwtSvid } from '../../src/spiffe/jwt-svid.ts
 import { parseX509Svid, type X509Svid } from '../../src/spiffe/x509-svid.ts';
 import { X509Bundle } from '../../src/spiffe/bundle.ts';
 import { Listeners, type JwtSource, type X509Source } from '../../src/spiffe/source.ts';
-import { ConnectorError } from '../../src/base/errors.ts';
+import type { ConnectorError } from '../../src/base/errors.ts';
 
 export interface TestJwtSource extends JwtSource {
   /** Audiences asked for, in order. */

@@ -33,7 +33,7 @@ let previous: ts.Program | undefined;
 
 function typeOf(module: string, kind: string): ts.Type {
   const file = declarationFile(module);
-  if (!program || !program.files.has(file)) {
+  if (!program?.files.has(file)) {
     programFiles.add(file);
     buildProgram();
   }
@@ -92,7 +92,7 @@ function unknownFields(checker: ts.TypeChecker, value: unknown, type: ts.Type, p
       return;
     }
     const element = checker.getTypeArguments(t as ts.TypeReference)[0];
-    if (element) value.forEach((v, i) => unknownFields(checker, v, element, `${path}[${i}]`, out));
+    if (element) for (const [i, v] of value.entries()) unknownFields(checker, v, element, `${path}[${i}]`, out);
     return;
   }
   const index = checker.getIndexInfoOfType(t, ts.IndexKind.String);

@@ -6,7 +6,7 @@ import { ManualClock } from '../../src/base/clock.ts';
 import { DevOidcSigner } from '../../src/dev/oidc-signer.ts';
 import { silentLogger } from '../../src/ops/logger.ts';
 import { JwtFileSource } from '../../src/sources/jwt-file.ts';
-import { ConnectorError } from '../../src/base/errors.ts';
+import type { ConnectorError } from '../../src/base/errors.ts';
 
 const ID = 'spiffe://example.org/ns/default/sa/app';
 

@@ -48,7 +48,7 @@ test('X509Bundle.parsePem: refuses empty, garbage, non-CA, keys and truncated PE
   refused(() => X509Bundle.parsePem(td, svid.certPem), 'bundle_invalid', 'is not a CA certificate');
   refused(() => X509Bundle.parsePem(td, ca.certPem.slice(0, 200)), 'bundle_invalid', 'BEGIN without a matching END');
   refused(
-    () => X509Bundle.parsePem(td, ca.certPem.slice(0, 200) + '\n-----END CERTIFICATE-----\n'),
+    () => X509Bundle.parsePem(td, `${ca.certPem.slice(0, 200)}\n-----END CERTIFICATE-----\n`),
     'bundle_invalid',
     'not valid base64',
   );

@@ -7,7 +7,7 @@ import { inspect } from 'node:util';
 import { ConnectorError } from '../../src/base/errors.ts';
 import { Secret } from '../../src/base/secret.ts';
 import { X509Bundle } from '../../src/spiffe/bundle.ts';
-import { TrustDomain } from '../../src/spiffe/spiffe-id.ts';
+import type { TrustDomain } from '../../src/spiffe/spiffe-id.ts';
 import { X509Svid, parseX509Svid, parseX509SvidDer, verifyX509Svid } from '../../src/spiffe/x509-svid.ts';
 import { BAD_SVID_KINDS, DevCa, mintBad, type BadSvidKind } from '../helpers/pki.ts';
 

@@ -112,7 +112,7 @@ test("the pod's own csi-driver-spiffe volume is reused and its fs-group becomes 
   assert.match(noGroup.warnings[0] ?? '', /sets no spiffe\.csi\.cert-manager\.io\/fs-group/);
   const podGroup = injected(admit(pod(AWS, { volumes: [{ name: 'svid', csi: { driver: 'spiffe.csi.cert-manager.io' } }], securityContext: { fsGroup: 3000 } })));
   assert.deepEqual(podGroup.warnings, []);
-  const sc = (podGroup.patch.find((op) => op.path === '/spec/initContainers')?.value as Array<Record<string, any>>)[0]?.['securityContext'];
+  const sc = (podGroup.patch.find((op) => op.path === '/spec/initContainers')?.value as Array<Record<string, any>> | undefined)?.[0]?.['securityContext'];
   assert.equal(sc.runAsGroup, 3000);
 });
 
@@ -179,7 +179,7 @@ test('the sidecar reads back exactly the config the webhook validated (hot path 
   for (let i = 0; i < 2; i++) {
     // Twice: the second admission comes from the validated-config cache.
     const r = injected(admit(pod(all)));
-    const sidecar = (r.patch.find((op) => op.path === '/spec/initContainers')?.value as Array<Record<string, any>>)[0];
+    const sidecar = (r.patch.find((op) => op.path === '/spec/initContainers')?.value as Array<Record<string, any>> | undefined)?.[0];
     const text = sidecar?.['env'][0].value as string;
     assert.deepEqual(parseSidecarConfig(text, 'SPIFFE_CONNECTOR_CONFIG'), r.config);
     assert.equal(r.config.aws?.sessionDurationSeconds, 7200);

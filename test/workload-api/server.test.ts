@@ -191,7 +191,7 @@ test('ValidateJWTSVID: a good token gives its SPIFFE ID and claims; bad, foreign
   assert.equal(fields['sub']?.['stringValue'], ID);
   assert.equal(fields['team']?.['stringValue'], 'a');
   assert.equal(fields['n']?.['numberValue'], 3);
-  assert.deepEqual((fields['tags']?.['listValue'] as { values: { stringValue: string }[] }).values.map((v) => v.stringValue), ['x', 'y']);
+  assert.deepEqual((fields['tags']?.['listValue'] as { values: { stringValue: string }[] } | undefined)?.values.map((v) => v.stringValue), ['x', 'y']);
 
   await assert.rejects(unary(h.client, 'ValidateJWTSVID', { audience: 'other', svid: token }), isStatus(grpc.status.INVALID_ARGUMENT, /audience/));
   await assert.rejects(unary(h.client, 'ValidateJWTSVID', { audience: 'my-service', svid: 'not.a.jwt' }), isStatus(grpc.status.INVALID_ARGUMENT));

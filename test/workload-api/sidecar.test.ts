@@ -68,7 +68,7 @@ aws:
   const jwtCalls = agent.calls.filter((c) => c.rpc === 'FetchJWTSVID');
   assert.ok(jwtCalls.length >= 1);
   for (const call of agent.calls) assert.deepEqual(call.header, ['true'], `${call.rpc} carried the security header`);
-  assert.deepEqual((jwtCalls[0]?.request as { audience: string[] }).audience, ['sts.amazonaws.com']);
+  assert.deepEqual((jwtCalls[0]?.request as { audience: string[] } | undefined)?.audience, ['sts.amazonaws.com']);
 
   // The agent goes away: streams fail, new calls answer Unavailable. Credentials keep being served.
   agent.failWith(grpc.status.UNAVAILABLE, 'agent restarting');
