@@ -1,10 +1,10 @@
 // A value read from files that is reloaded when they change (Kubernetes Secret/ConfigMap mounts swap a
 // `..data` symlink, so the parent directories are watched), polled as a fallback; a load that fails
 // is refused with one log line and the last good value stays in use.
-import { watch, type FSWatcher } from 'chokidar';
 import type { Clock, TimerHandle } from '../base/clock.ts';
 import { toConnectorError, type ConnectorError } from '../base/errors.ts';
 import type { Logger } from '../ops/logger.ts';
+import { watchDirectory, type DirectoryWatch } from './watch-dir.ts';
 
 export interface ReloadingOptions<T> {
   /** What is loaded, for log lines: "signing keys", "trust bundle", "serving certificate". */
@@ -36,7 +36,7 @@ export class Reloading<T> {
   #lastRefusal: string | undefined;
   #loading: Promise<void> | undefined;
   #again = false;
-  #watchers: FSWatcher[] = [];
+  #watchers: DirectoryWatch[] = [];
   #debounce: TimerHandle | undefined;
   #poll: TimerHandle | undefined;
   #closed = false;
@@ -64,12 +64,15 @@ export class Reloading<T> {
   async #watchAndPoll(): Promise<void> {
     if (this.#o.watch !== false) {
       for (const dir of new Set(this.#o.watchDirs)) {
-        const watcher = watch(dir, { depth: 1, ignoreInitial: true, followSymlinks: false });
-        watcher.on('all', () => this.#scheduleReload());
-        watcher.on('error', (error) => this.#o.logger.warn({ dir, err: (error as Error).message }, `watching the ${this.#o.what} failed; polling continues`));
+        // Survives the directory being removed and created again (its parent is watched too).
+        const watcher = watchDirectory(dir, {
+          depth: 1,
+          onChange: () => this.#scheduleReload(),
+          onError: (error) => this.#o.logger.warn({ dir, err: error.message }, `watching the ${this.#o.what} failed; polling continues`),
+        });
         this.#watchers.push(watcher);
       }
-      await Promise.all(this.#watchers.map((w) => new Promise<void>((resolve) => w.once('ready', () => resolve()))));
+      await Promise.all(this.#watchers.map((w) => w.ready));
     }
     this.#schedulePoll();
   }

@@ -2,7 +2,7 @@
 // every kind of bad or half-written set is refused with the last good SVID kept.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { systemClock } from '../../src/base/clock.ts';
@@ -26,7 +26,7 @@ function capturingLogger(): { logger: ReturnType<typeof createLogger>; captured:
   return { logger, captured };
 }
 
-async function setup(t: import('node:test').TestContext, options: { watch?: boolean } = {}) {
+async function setup(t: import('node:test').TestContext, options: { watch?: boolean; pollIntervalSeconds?: number } = {}) {
   const dir = await mkdtemp(join(tmpdir(), 'svid-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const ca = await DevCa.create({ trustDomain: TD });
@@ -46,7 +46,7 @@ async function setup(t: import('node:test').TestContext, options: { watch?: bool
     keyFile: 'tls.key',
     bundleFile: 'ca.crt',
     trustDomain: TD,
-    pollIntervalSeconds: 1,
+    pollIntervalSeconds: options.pollIntervalSeconds ?? 1,
     clock: systemClock,
     logger,
     metrics,
@@ -79,6 +79,31 @@ test('an atomic ..data swap is picked up by the watcher and announced', async (t
   const svid = await announced;
   assert.notEqual(serial(svid), before);
   assert.equal(serial(source.current()), serial(svid));
+});
+
+test('the directory removed and created again is still watched (no wait for the poll)', async (t) => {
+  // Polling every 10 minutes: only the watcher can see the new set within the test's bound.
+  const { source, ca, dir } = await setup(t, { watch: true, pollIntervalSeconds: 600 });
+  for (let round = 0; round < 2; round++) {
+    const before = serial(source.current());
+    const announced = new Promise<X509Svid>((resolve) => {
+      const stop = source.subscribe((svid) => {
+        stop();
+        resolve(svid);
+      });
+    });
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir);
+    const next = await ca.issueX509Svid({ spiffeId: ID });
+    await writeAtomicDir(dir, [
+      { name: 'tls.crt', content: next.certPem },
+      { name: 'tls.key', content: next.keyPem, mode: 0o600 },
+      { name: 'ca.crt', content: ca.certPem },
+    ]);
+    const svid = await Promise.race([announced, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 10_000).unref())]);
+    assert.ok(svid, `round ${round}: the new SVID was not seen within 10 s`);
+    assert.notEqual(serial(svid), before);
+  }
 });
 
 test('every bad SVID is refused with a clear log line and the last good one kept', async (t) => {
