@@ -2,12 +2,12 @@
 // change and before expiry; a bad or expired token is refused and the last good one kept while valid.
 import { readFile as fsReadFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { watch, type FSWatcher } from 'chokidar';
 import type { Clock, TimerHandle } from '../base/clock.ts';
 import { ConnectorError, toConnectorError } from '../base/errors.ts';
 import type { Logger } from '../ops/logger.ts';
 import type { Metrics } from '../ops/metrics.ts';
-import { parseJwtSvidInsecure, type JwtSvid } from '../spiffe/jwt-svid.ts';
+import { watchDirectory, type DirectoryWatch } from '../files/watch-dir.ts';
+import { parseJwtSvidInsecure, signatureBytes, type JwtSvid } from '../spiffe/jwt-svid.ts';
 import { TrustDomain } from '../spiffe/spiffe-id.ts';
 import { Listeners, type JwtSource, type Unsubscribe } from '../spiffe/source.ts';
 
@@ -22,6 +22,11 @@ export interface JwtFileOptions {
   readonly pollIntervalMs?: number;
   readonly debounceMs?: number;
   readonly watch?: boolean;
+  /**
+   * Audiences the configured clouds ask for (AWS `aws.audience`, Google's provider, Entra's
+   * `azure.audience`). A token lacking one is refused, so it never replaces one that has them all.
+   */
+  readonly requiredAudiences?: readonly string[];
 }
 
 export class JwtFileSource implements JwtSource {
@@ -31,7 +36,7 @@ export class JwtFileSource implements JwtSource {
   #current: JwtSvid | undefined;
   #lastRefusal: string | undefined;
   #warnedNoIssuer = false;
-  #watcher: FSWatcher | undefined;
+  #watcher: DirectoryWatch | undefined;
   #timer: TimerHandle | undefined;
   #debounce: TimerHandle | undefined;
   #closed = false;
@@ -45,12 +50,17 @@ export class JwtFileSource implements JwtSource {
     await this.reload('start');
     if (this.#o.watch !== false) {
       // Watch the directory: projected volumes and csi drivers swap a `..data` symlink.
-      this.#watcher = watch(dirname(this.#o.file), { depth: 0, ignoreInitial: true, followSymlinks: false });
-      this.#watcher.on('all', () => {
-        if (this.#debounce) this.#o.clock.clearTimeout(this.#debounce);
-        this.#debounce = this.#o.clock.setTimeout(() => void this.reload('file changed'), this.#o.debounceMs ?? 250);
+      // The directory is re-watched when it is removed and created again.
+      this.#watcher = watchDirectory(dirname(this.#o.file), {
+        depth: 0,
+        onChange: () => {
+          if (this.#closed) return;
+          if (this.#debounce) this.#o.clock.clearTimeout(this.#debounce);
+          this.#debounce = this.#o.clock.setTimeout(() => void this.reload('file changed'), this.#o.debounceMs ?? 250);
+        },
+        onError: (error) => this.#o.logger.warn({ err: error.message }, 'watching the JWT-SVID file failed; polling continues'),
       });
-      this.#watcher.on('error', (error) => this.#o.logger.warn({ err: (error as Error).message }, 'watching the JWT-SVID file failed; polling continues'));
+      await this.#watcher.ready;
     }
   }
 
@@ -100,6 +110,11 @@ export class JwtFileSource implements JwtSource {
       if (!svid.id.memberOf(this.#td)) {
         throw new ConnectorError('jwt_svid_invalid', `the JWT-SVID is for ${svid.id.toString()}, outside the configured trust domain ${this.#td.name}`);
       }
+      const missing = (this.#o.requiredAudiences ?? []).filter((a) => !svid.audience.includes(a));
+      if (missing.length > 0) {
+        throw new ConnectorError('jwt_svid_invalid', `the JWT-SVID (audience ${svid.audience.join(', ')}) lacks the audience ${missing.join(', ')} that the configured clouds need; issue it with every one of them`);
+      }
+      checkSameKeySize(this.#current, svid);
       this.#lastRefusal = undefined;
       if (svid.issuer === undefined && !this.#warnedNoIssuer) {
         this.#warnedNoIssuer = true;
@@ -133,5 +148,18 @@ export class JwtFileSource implements JwtSource {
     const held = this.current();
     const delay = held ? Math.max(1_000, Math.min(poll, (held.expiresAt.getTime() - this.#o.clock.now()) / 2)) : poll;
     this.#timer = this.#o.clock.setTimeout(() => void this.reload('scheduled'), delay);
+  }
+}
+
+/**
+ * A token signed with the key that signed the held one has a signature of the same length (for RSA,
+ * the modulus size). A different length is a file cut short, not a rotation.
+ */
+function checkSameKeySize(held: JwtSvid | undefined, next: JwtSvid): void {
+  if (!held || held.algorithm !== next.algorithm || held.keyId === undefined || held.keyId !== next.keyId || held.issuer !== next.issuer) return;
+  const was = signatureBytes(held.token.reveal().split('.')[2] ?? '');
+  const now = signatureBytes(next.token.reveal().split('.')[2] ?? '');
+  if (was !== now) {
+    throw new ConnectorError('jwt_svid_invalid', `the JWT-SVID's signature is ${now ?? '?'} bytes, but key ${JSON.stringify(next.keyId)} made ${was ?? '?'}-byte signatures; the token looks cut short`);
   }
 }

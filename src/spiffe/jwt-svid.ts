@@ -79,6 +79,7 @@ export class JwtSvid {
     if (!isAlgorithm(alg)) {
       throw jwtError(`its header alg ${JSON.stringify(alg)} is not one of ${JWT_SVID_ALGORITHMS.join(', ')} (JWT-SVID.md §3)`);
     }
+    checkSignatureLength(alg, signaturePart);
     const typ = header['typ'];
     if (typ !== undefined && typ !== 'JWT' && typ !== 'JOSE') {
       throw jwtError(`its header typ ${JSON.stringify(typ)} is neither JWT nor JOSE (JWT-SVID.md §3)`);
@@ -209,6 +210,37 @@ export async function validateJwtSvid(
 }
 
 const BASE64URL = /^[A-Za-z0-9_-]+$/;
+
+/** ECDSA signatures are r ‖ s, each the size of the curve's order (RFC 7518 §3.4). */
+const ECDSA_SIGNATURE_BYTES: Partial<Record<JwtSvidAlgorithm, number>> = { ES256: 64, ES384: 96, ES512: 132 };
+/** RSA signatures are the size of the modulus: 2048 bits at least (what jose and the clouds accept), 16384 at most. */
+const RSA_MIN_BYTES = 256;
+const RSA_MAX_BYTES = 2048;
+/** Key sizes in use are multiples of 256 bits (2048, 3072, 4096). */
+const RSA_STEP_BYTES = 32;
+
+/** The signature's size in bytes, or undefined when the base64url text cannot be whole bytes. */
+export function signatureBytes(signaturePart: string): number | undefined {
+  if (signaturePart.length % 4 === 1) return undefined;
+  return Math.floor((signaturePart.length * 3) / 4);
+}
+
+/**
+ * A signature must have the length its algorithm gives, so that a token cut short (a file caught half
+ * written) is refused before it replaces a good one, even where the signature itself is not verified.
+ */
+function checkSignatureLength(alg: JwtSvidAlgorithm, signaturePart: string): void {
+  const bytes = signatureBytes(signaturePart);
+  if (bytes === undefined) throw jwtError(`its signature (${signaturePart.length} base64url characters) is not a whole number of bytes; the token looks cut short`);
+  const ecdsa = ECDSA_SIGNATURE_BYTES[alg];
+  if (ecdsa !== undefined) {
+    if (bytes !== ecdsa) throw jwtError(`its signature is ${bytes} bytes; ${alg} signatures are ${ecdsa} bytes (the token looks cut short)`);
+    return;
+  }
+  if (bytes < RSA_MIN_BYTES || bytes > RSA_MAX_BYTES || bytes % RSA_STEP_BYTES !== 0) {
+    throw jwtError(`its signature is ${bytes} bytes; ${alg} signatures are the size of the RSA modulus, a multiple of 256 bits from 2048 (256, 384 or 512 bytes for 2048-, 3072- or 4096-bit keys); the token looks cut short`);
+  }
+}
 
 function decodeSegment(segment: string, what: 'header' | 'payload'): Record<string, unknown> {
   if (!BASE64URL.test(segment)) throw jwtError(`its ${what} is not base64url`);

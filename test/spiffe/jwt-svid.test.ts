@@ -232,3 +232,15 @@ test('a JwtSvid never shows its token', async () => {
     keyId: s.kid,
   });
 });
+
+test('parseJwtSvidInsecure: a signature cut short is refused for every algorithm (the Workload API and issuer paths too)', async () => {
+  for (const alg of JWT_SVID_ALGORITHMS) {
+    const s = await signer(alg);
+    const token = await sign(s);
+    assert.ok(parseJwtSvidInsecure(token, { now: NOW }), `${alg} whole`);
+    for (const keep of [1, 2, 3, 4, 40]) {
+      const cut = token.slice(0, token.length - keep);
+      assert.throws(() => parseJwtSvidInsecure(cut, { now: NOW }), refusal(cut, 'cut short'), `${alg} cut by ${keep}`);
+    }
+  }
+});
