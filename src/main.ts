@@ -1,5 +1,6 @@
 // argv → config → app → start; signals. Nothing else (STYLE.md layout).
-// Exit codes: 0 ok, 1 invalid config or identity, 2 usage. SIGTERM drains and exits 0.
+// Exit codes: 0 ok, 1 invalid config or identity, 2 usage, 70 an uncaught exception (see ops/stray-errors.ts).
+// SIGTERM drains and exits 0.
 import { Command, CommanderError } from 'commander';
 import { systemClock } from './base/clock.ts';
 import { ConfigError } from './config/common.ts';
@@ -7,6 +8,7 @@ import { loadSidecarConfig, loadSidecarConfigFrom, processEnvironment, CONFIG_EN
 import { toConnectorError } from './base/errors.ts';
 import { createLogger } from './ops/logger.ts';
 import { Metrics } from './ops/metrics.ts';
+import { exitOnStrayErrors } from './ops/stray-errors.ts';
 
 const EXIT_INVALID = 1;
 const EXIT_USAGE = 2;
@@ -27,11 +29,6 @@ function onSignals(stop: () => Promise<void>): void {
   process.on('SIGINT', handler);
 }
 
-function keepRunningOnStrayErrors(log: (msg: string, err: unknown) => void): void {
-  process.on('unhandledRejection', (reason) => log('unhandled rejection (kept running)', reason));
-  process.on('uncaughtException', (error) => log('uncaught exception (kept running)', error));
-}
-
 function fail(error: unknown): never {
   if (error instanceof ConfigError) {
     process.stderr.write(`invalid configuration: ${error.message}\n`);
@@ -43,11 +40,11 @@ function fail(error: unknown): never {
 }
 
 async function run(configFile: string | undefined): Promise<void> {
+  exitOnStrayErrors();
   const env = processEnvironment();
   const config = await loadSidecarConfigFrom(configFile, env);
   if (!config) throw new CommanderError(EXIT_USAGE, 'usage', `run needs --config FILE or ${CONFIG_ENV}`);
   const logger = createLogger({ level: config.log.level });
-  keepRunningOnStrayErrors((msg, err) => logger.error({ err: toConnectorError(err).message }, msg));
   const metrics = new Metrics({ defaultMetrics: true });
   const { startApp } = await import('./app.ts');
   // Signals first: a SIGTERM while the first credentials are still being fetched also exits 0.
@@ -78,12 +75,14 @@ async function env(configFile: string, options: { export?: boolean }): Promise<v
 }
 
 async function issuer(configFile: string): Promise<void> {
+  exitOnStrayErrors({ name: 'spiffe-connector-issuer' });
   const { runIssuer } = await import('./issuer/run.ts');
   const running = await runIssuer(configFile);
   onSignals(() => running.close());
 }
 
 async function webhook(configFile: string): Promise<void> {
+  exitOnStrayErrors({ name: 'spiffe-connector-webhook' });
   const { runWebhook } = await import('./webhook/run.ts');
   const running = await runWebhook(configFile);
   onSignals(() => running.close());

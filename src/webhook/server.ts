@@ -137,7 +137,8 @@ export async function startWebhook(config: WebhookConfig, deps: WebhookDeps): Pr
   }
 
   async function route(req: IncomingMessage): Promise<Answer> {
-    const path = new URL(req.url ?? '/', 'https://webhook').pathname;
+    // The target as sent, up to the query: URL parsers throw on targets such as `//a:99999/x`.
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
     if (path === '/mutate') return mutate(req);
     if (req.method !== 'GET' && req.method !== 'HEAD') return text(405, 'method not allowed');
     if (path === '/healthz') return text(200, 'ok');

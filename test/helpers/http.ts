@@ -1,6 +1,8 @@
 // Raw HTTP for endpoint tests: node:http so the Host header and every other header are exactly as
 // given (fetch would set its own), and a bounded poll for work that crosses real sockets.
 import { request } from 'node:http';
+import { connect as netConnect } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 
 export interface RawResponse {
   status: number;
@@ -28,4 +30,42 @@ export async function until(condition: () => boolean | Promise<boolean>, what = 
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
   throw new Error(`gave up waiting for ${what}`);
+}
+
+/** Request targets a hostile or buggy client may send, that URL parsers throw on. */
+export const MALFORMED_TARGETS = ['//a:99999/x', '//[zz/x', 'http://[', 'http://a:99999/x', '//', '*', '/%zz', '/x?%zz=%', '/\u00ff'];
+
+export interface TargetAnswer {
+  /** The status line, or undefined when none came within the bound. */
+  readonly statusLine: string | undefined;
+  /** Whether the server closed the connection (it was asked to: Connection: close). */
+  readonly closed: boolean;
+}
+
+/**
+ * Sends `GET <target>` exactly as given (a client library would normalise it) with Connection: close,
+ * over TLS when `tls` is set, and waits at most `timeoutMs` for the answer and the close.
+ */
+export function sendTarget(port: number, target: string, options: { timeoutMs?: number; tls?: boolean; host?: string } = {}): Promise<TargetAnswer> {
+  return new Promise((resolve) => {
+    const request = `GET ${target} HTTP/1.1\r\nHost: ${options.host ?? `127.0.0.1:${port}`}\r\nConnection: close\r\n\r\n`;
+    const socket = options.tls
+      ? tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false }, () => socket.write(request, 'latin1'))
+      : netConnect(port, '127.0.0.1', () => socket.write(request, 'latin1'));
+    let data = '';
+    let done = false;
+    const finish = (closed: boolean): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.destroy();
+      const line = data.split('\r\n')[0];
+      resolve({ statusLine: line ? line : undefined, closed });
+    };
+    const timer = setTimeout(() => finish(false), options.timeoutMs ?? 3000);
+    socket.setEncoding('latin1');
+    socket.on('data', (d: string) => (data += d));
+    socket.on('error', () => finish(true));
+    socket.on('close', () => finish(true));
+  });
 }

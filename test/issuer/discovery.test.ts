@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { discoveryPaths } from '../../src/issuer/discovery.ts';
+import { MALFORMED_TARGETS, sendTarget } from '../helpers/http.ts';
 import { startFixture } from './fixture.ts';
 
 test('discovery paths follow OIDC Discovery §4 (trailing slash removed before appending)', () => {
@@ -58,4 +59,25 @@ test('ops listener: healthz, readyz (503 while draining), metrics', async (t) =>
   const ready = await fetch(`${fx.issuer.opsUrl}/readyz`);
   assert.equal(ready.status, 503);
   assert.match(await ready.text(), /shutting down/);
+});
+
+test('every issuer listener answers malformed request targets and closes the connection', async (t) => {
+  const fx = await startFixture(t);
+  const uncaught: unknown[] = [];
+  const onUncaught = (e: unknown): void => void uncaught.push(e);
+  process.on('uncaughtException', onUncaught);
+  t.after(() => process.off('uncaughtException', onUncaught));
+  const port = (url: string): number => Number(new URL(url).port);
+  for (const target of MALFORMED_TARGETS) {
+    for (const [name, url] of [['discovery', fx.issuer.discoveryUrl], ['ops', fx.issuer.opsUrl]] as const) {
+      const answer = await sendTarget(port(url), target);
+      assert.match(answer.statusLine ?? 'no answer', /^HTTP\/1\.1 (400|404|405) /, `${name}: GET ${target}`);
+      assert.ok(answer.closed, `${name}: GET ${target}: closed`);
+    }
+    // The token endpoint takes mTLS clients only: without a certificate it may refuse the handshake, but never hang.
+    const token = await sendTarget(port(fx.issuer.tokenUrl), target, { tls: true });
+    assert.ok(token.closed, `token: GET ${target}: closed`);
+    if (token.statusLine) assert.match(token.statusLine, /^HTTP\/1\.1 (400|401|404|405) /, `token: GET ${target}`);
+  }
+  assert.deepEqual(uncaught, []);
 });

@@ -11,6 +11,7 @@ import { parseSidecarConfig } from '../../src/config/load.ts';
 import { appEnvironment } from '../../src/env.ts';
 import { validateK8sObject } from '../helpers/k8s-schema.ts';
 import { podReview, startHarness } from './harness.ts';
+import { MALFORMED_TARGETS, sendTarget } from '../helpers/http.ts';
 
 const run = promisify(execFile);
 const fixture = async (name: string): Promise<Record<string, any>> => JSON.parse(await readFile(new URL(`./fixtures/${name}`, import.meta.url), 'utf8'));
@@ -300,4 +301,14 @@ test('replicas of one Deployment each get their own identity header, shared only
     headers.add(header);
   }
   assert.equal(headers.size, 3);
+});
+
+test('malformed request targets get an answer (404, not a 500 or a hang) and the connection is closed', async (t) => {
+  const h = await startHarness(t);
+  for (const target of MALFORMED_TARGETS) {
+    const answer = await sendTarget(h.webhook.port, target, { tls: true });
+    assert.match(answer.statusLine ?? 'no answer', /^HTTP\/1\.1 (400|404) /, `GET ${target}`);
+    assert.ok(answer.closed, `GET ${target}: closed`);
+  }
+  assert.equal((await h.get('/healthz')).status, 200);
 });
