@@ -24,6 +24,8 @@ export interface RunningApp {
   /** http://127.0.0.1:<port> of the metadata listener (the port is real even when configured as 0). */
   readonly metadataOrigin: string;
   readonly opsUrl: string;
+  /** Where /metrics is served: opsUrl, or the metrics listener's own. */
+  readonly metricsUrl: string;
   readonly identity: Identity;
   readiness(): ReadinessReport;
   /** Resolves when every configured cloud holds credentials (or `signal` aborts). */
@@ -130,30 +132,43 @@ export async function startApp(config: SidecarConfig, deps: AppDeps): Promise<Ru
     res.status(404).type('text/plain').send('not found\n');
   });
 
+  // `reasons` are fixed text (shown on the pod-wide probes listener); `details` carry the causes.
   const readiness = (): ReadinessReport => {
     const reasons: string[] = [];
-    if (draining) reasons.push('shutting down');
-    if (identity.x509 && !identity.x509.current()) reasons.push('no valid X.509-SVID');
+    const details: string[] = [];
+    const add = (reason: string, detail = reason): void => {
+      reasons.push(reason);
+      details.push(detail);
+    };
+    if (draining) add('shutting down');
+    if (identity.x509 && !identity.x509.current()) add('no valid X.509-SVID');
     for (const p of providers) {
       const r = p.readiness();
-      if (!r.ready) reasons.push(`${p.cloud}: ${r.reason ?? 'no valid credentials'}`);
+      if (!r.ready) add(`${p.cloud}: no valid credentials`, `${p.cloud}: ${r.reason ?? 'no valid credentials'}`);
     }
-    return { ready: reasons.length === 0, reasons };
+    return { ready: reasons.length === 0, reasons, details };
   };
 
   const opsAddress = parseHostPort(config.server.opsAddress);
-  if (!opsAddress) throw new Error('opsAddress was validated at load');
-  const ops: OpsServer = await startOpsServer({ host: opsAddress.host, port: opsAddress.port, metrics: deps.metrics, readiness });
+  const metricsAddress = parseHostPort(config.server.metricsAddress);
+  if (!opsAddress || !metricsAddress) throw new Error('opsAddress and metricsAddress were validated at load');
+  // One listener when both addresses are the same; otherwise probes and metrics apart.
+  const together = config.server.metricsAddress === config.server.opsAddress;
+  const ops: OpsServer = await startOpsServer({ host: opsAddress.host, port: opsAddress.port, readiness, logger, ...(together ? { metrics: deps.metrics } : {}) });
+  const metricsServer: OpsServer | undefined = together
+    ? undefined
+    : await startOpsServer({ host: metricsAddress.host, port: metricsAddress.port, metrics: deps.metrics, readiness, logger });
 
   // Identity first (providers ask it for SVIDs), then the clouds.
   for (const source of identity.all) await source.start?.();
   for (const p of providers) await p.start();
   const workloadApi = await startWorkloadApi(config, identity, deps);
-  logger.info({ metadata: metadataOrigin, ops: ops.url, clouds: providers.map((p) => p.cloud) }, 'spiffe-connector is listening');
+  logger.info({ metadata: metadataOrigin, ops: ops.url, metrics: metricsServer?.url ?? ops.url, clouds: providers.map((p) => p.cloud) }, 'spiffe-connector is listening');
 
   return {
     metadataOrigin,
     opsUrl: ops.url,
+    metricsUrl: metricsServer?.url ?? ops.url,
     identity,
     readiness,
     whenReady: (signal) =>
@@ -169,7 +184,7 @@ export async function startApp(config: SidecarConfig, deps: AppDeps): Promise<Ru
       draining = true;
       logger.info({ drainSeconds }, 'draining');
       if (drainSeconds > 0) await new Promise((resolve) => setTimeout(resolve, drainSeconds * 1000));
-      await Promise.all([close(metadataServer), ops.close()]);
+      await Promise.all([close(metadataServer), ops.close(), metricsServer?.close()]);
       for (const p of providers) await p.stop();
       for (const w of workloadApi) await w.close();
       for (const source of identity.all) await source.close();

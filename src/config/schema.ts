@@ -1,7 +1,7 @@
 // The sidecar's config (DESIGN.md "Config"): spiffe sources, listeners, and one optional section per
 // cloud. A cloud section that is absent means that cloud is not served.
 import * as z from 'zod';
-import { httpsUrl, hostPort, loopbackHostPort } from './common.ts';
+import { httpsUrl, hostPort, isLoopbackHost, loopbackHostPort, parseHostPort } from './common.ts';
 import { awsSchema } from './aws.ts';
 import { gcpSchema } from './gcp.ts';
 import { azureSchema } from './azure.ts';
@@ -50,6 +50,14 @@ const workloadApiSchema = z
   })
   .strict();
 
+export const DEFAULT_METRICS_ADDRESS = '127.0.0.1:9091';
+
+/** /metrics stays on loopback unless configured otherwise: with the probes when they are loopback, else on its own port. */
+export function defaultMetricsAddress(opsAddress: string): string {
+  const ops = parseHostPort(opsAddress);
+  return ops && isLoopbackHost(ops.host) ? opsAddress : DEFAULT_METRICS_ADDRESS;
+}
+
 export const sidecarSchema = z
   .object({
     spiffe: z
@@ -63,7 +71,13 @@ export const sidecarSchema = z
     server: z
       .object({
         metadataAddress: loopbackHostPort.default('127.0.0.1:8181'),
+        /** /healthz and /readyz (the kubelet's probes; /readyz names what is not ready, never why). */
         opsAddress: hostPort.default('0.0.0.0:9090'),
+        /**
+         * /metrics (and a /readyz that says why). Default: opsAddress when that is loopback, otherwise
+         * 127.0.0.1:9091. Set it to opsAddress (or any pod-wide address) to let Prometheus scrape the pod.
+         */
+        metricsAddress: hostPort.optional(),
         stateDir: z.string().min(1).default('/var/run/spiffe-connector'),
         /** Seconds to keep answering (503) after SIGTERM before closing. */
         drainSeconds: z.number().min(0).max(60).default(3),
@@ -77,7 +91,8 @@ export const sidecarSchema = z
         workloadApiJwksUrl: httpsUrl.optional(),
       })
       .strict()
-      .default({ metadataAddress: '127.0.0.1:8181', opsAddress: '0.0.0.0:9090', stateDir: '/var/run/spiffe-connector', drainSeconds: 3 }),
+      .transform((server) => ({ ...server, metricsAddress: server.metricsAddress ?? defaultMetricsAddress(server.opsAddress) }))
+      .default({ metadataAddress: '127.0.0.1:8181', opsAddress: '0.0.0.0:9090', metricsAddress: DEFAULT_METRICS_ADDRESS, stateDir: '/var/run/spiffe-connector', drainSeconds: 3 }),
     log: z
       .object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') })
       .strict()

@@ -1,20 +1,29 @@
-// The ops listener: /healthz (alive), /readyz (every configured cloud holds valid credentials, and
-// not draining), /metrics (Prometheus). Kept apart from the loopback metadata listener.
-import { createServer, type Server } from 'node:http';
+// The ops listeners. The probes listener (server.opsAddress, reachable by the kubelet) answers /healthz
+// (alive) and /readyz (every configured cloud holds valid credentials, and not draining) with fixed
+// text only. The metrics listener (server.metricsAddress, loopback by default) answers /metrics
+// (Prometheus) and a /readyz that also says why. When both addresses are the same, one listener
+// serves everything. Kept apart from the loopback metadata listener.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Logger } from './logger.ts';
 import type { Metrics } from './metrics.ts';
 
 export interface ReadinessReport {
   readonly ready: boolean;
-  /** One line per thing that is not ready, for the operator. */
+  /** One fixed line per thing that is not ready ("aws: no valid credentials"): safe to show to anyone who can reach the probes. */
   readonly reasons: readonly string[];
+  /** The same with the causes (upstream error text, configured names), for the loopback listener and the logs. */
+  readonly details?: readonly string[];
 }
 
 export interface OpsServerOptions {
   readonly host: string;
   readonly port: number;
-  readonly metrics: Metrics;
-  readonly readiness: () => ReadinessReport;
+  /** Serve /healthz and /readyz (the probes). */
+  readonly readiness?: () => ReadinessReport;
+  /** Serve /metrics, and a /readyz with the details. */
+  readonly metrics?: Metrics;
+  readonly logger?: Logger;
 }
 
 export interface OpsServer {
@@ -22,30 +31,51 @@ export interface OpsServer {
   close(): Promise<void>;
 }
 
+/** The path of a request target, without parsing it as a URL (targets such as `//a:99999/x` make URL parsers throw). */
+export function targetPath(target: string | undefined): string {
+  const t = target ?? '/';
+  const q = t.indexOf('?');
+  return q === -1 ? t : t.slice(0, q);
+}
+
 export async function startOpsServer(options: OpsServerOptions): Promise<OpsServer> {
-  const server: Server = createServer((req, res) => {
-    const path = new URL(req.url ?? '/', 'http://ops').pathname;
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');
+  const text = (res: ServerResponse, status: number, body: string, headers: Record<string, string> = {}): void => {
+    res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), ...headers }).end(body);
+  };
+  const readyz = (res: ServerResponse, detailed: boolean): void => {
+    const report = (options.readiness as () => ReadinessReport)();
+    const lines = detailed ? (report.details ?? report.reasons) : report.reasons;
+    text(res, report.ready ? 200 : 503, report.ready ? 'ready\n' : `not ready:\n${lines.map((r) => `- ${r}`).join('\n')}\n`);
+  };
+  const handle = (req: IncomingMessage, res: ServerResponse): void => {
+    const path = targetPath(req.url);
+    if (req.method !== 'GET' && req.method !== 'HEAD') return text(res, 405, 'method not allowed\n', { allow: 'GET, HEAD' });
+    if (options.readiness && path === '/healthz') return text(res, 200, 'ok\n');
+    if (options.readiness && path === '/readyz') return readyz(res, options.metrics !== undefined && isLoopback(options.host));
+    if (options.metrics && path === '/metrics') {
+      const metrics = options.metrics;
+      metrics.text().then(
+        (body) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(body),
+        () => text(res, 500, 'metrics unavailable\n'),
+      );
       return;
     }
-    if (path === '/healthz') {
-      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
-    } else if (path === '/readyz') {
-      const report = options.readiness();
-      res
-        .writeHead(report.ready ? 200 : 503, { 'content-type': 'text/plain' })
-        .end(report.ready ? 'ready\n' : `not ready:\n${report.reasons.map((r) => `- ${r}`).join('\n')}\n`);
-    } else if (path === '/metrics') {
-      options.metrics.text().then(
-        (text) => res.writeHead(200, { 'content-type': options.metrics.registry.contentType }).end(text),
-        () => res.writeHead(500, { 'content-type': 'text/plain' }).end('metrics unavailable\n'),
-      );
-    } else {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+    text(res, 404, 'not found\n');
+  };
+  const server: Server = createServer((req, res) => {
+    // A defect in a handler answers 500 and is logged; it never leaves the request open.
+    try {
+      handle(req, res);
+    } catch (error) {
+      options.logger?.error({ err: (error as Error).message }, 'ops request failed');
+      if (!res.headersSent) text(res, 500, 'internal error\n', { connection: 'close' });
+      else res.destroy();
     }
   });
   server.keepAliveTimeout = 5_000;
+  // Bounds for clients that open a connection and send nothing (or too slowly).
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 15_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => {
@@ -56,11 +86,15 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
   const address = server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   return {
-    url: `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${address.port}`,
+    url: `http://${host === '0.0.0.0' ? '127.0.0.1' : host === '[::]' ? '[::1]' : host}:${address.port}`,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
         server.close(() => resolve());
       }),
   };
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
 }

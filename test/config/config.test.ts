@@ -30,6 +30,7 @@ test('a minimal config gets the documented defaults and is frozen', () => {
   const config = parseSidecarConfig(MINIMAL);
   assert.equal(config.server.metadataAddress, '127.0.0.1:8181');
   assert.equal(config.server.opsAddress, '0.0.0.0:9090');
+  assert.equal(config.server.metricsAddress, '127.0.0.1:9091', '/metrics stays on loopback while the probes are pod-wide');
   assert.equal(config.server.stateDir, '/var/run/spiffe-connector');
   assert.equal(config.aws?.audience, 'sts.amazonaws.com');
   assert.equal(config.aws?.sessionDurationSeconds, 3600);
@@ -105,6 +106,15 @@ test('SPIFFE_ENDPOINT_SOCKET names the Workload API only when no identity source
   const files = parseSidecarConfig(MINIMAL, 'env', { SPIFFE_ENDPOINT_SOCKET: 'unix:///run/spire/agent.sock' });
   assert.equal(files.spiffe.workloadApi, undefined);
   assert.ok(problemsOf(base, { SPIFFE_ENDPOINT_SOCKET: 'http://x' }).some((p) => p.startsWith('spiffe.workloadApi.socket:')));
+});
+
+test('metricsAddress: with the probes when they are loopback, pod-wide only when configured', () => {
+  const aws = 'aws: { roleArn: "arn:aws:iam::111122223333:role/a", region: eu-west-1 }\n';
+  const of = (server: string) => parseSidecarConfig(`spiffe: { trustDomain: example.org, jwt: { file: /t } }\nserver: ${server}\n${aws}`).server.metricsAddress;
+  assert.equal(of('{ opsAddress: "0.0.0.0:9090" }'), '127.0.0.1:9091');
+  assert.equal(of('{ opsAddress: "127.0.0.1:7000" }'), '127.0.0.1:7000');
+  assert.equal(of('{ opsAddress: "0.0.0.0:9090", metricsAddress: "0.0.0.0:9090" }'), '0.0.0.0:9090');
+  assert.equal(of('{ metricsAddress: "127.0.0.1:0" }'), '127.0.0.1:0');
 });
 
 test('config.example.yaml is valid and documents every key of the schema', async () => {

@@ -10,6 +10,7 @@ import { writeAtomicDir } from '../../src/dev/atomic-dir.ts';
 import { DevCa } from '../../src/dev/dev-ca.ts';
 import { DevOidcSigner } from '../../src/dev/oidc-signer.ts';
 import { FakeSts } from '../../src/dev/fake-sts.ts';
+import { MALFORMED_TARGETS, sendTarget } from '../helpers/http.ts';
 import { cli, freePort, parseEnvLines, runNode, startSidecar, waitFor200 } from '../helpers/sidecar.ts';
 
 const TD = 'example.org';
@@ -116,6 +117,15 @@ test('check, env, run: an unmodified AWS SDK app gets role credentials from the 
   assert.match(metrics, /spiffe_connector_exchanges_total\{cloud="aws",outcome="success"\} \d+/);
   assert.match(metrics, /spiffe_connector_credential_expiry_seconds\{cloud="aws"/);
   for (const secret of [token, creds['SecretAccessKey'], creds['Token']]) assert.ok(secret && !metrics.includes(secret));
+
+  // Request targets that make URL parsers throw: every listener answers and closes, and the sidecar stays up.
+  for (const origin of [f.metadataOrigin, f.opsUrl]) {
+    const answers = await Promise.all(MALFORMED_TARGETS.flatMap((target) => Array.from({ length: 10 }, () => sendTarget(Number(new URL(origin).port), target))));
+    assert.equal(answers.filter((a) => a.statusLine !== undefined && a.closed).length, answers.length, `${origin}: every malformed request answered and closed`);
+  }
+  assert.equal(sidecar.child.exitCode, null, 'the sidecar is still running');
+  assert.equal((await fetch(`${f.opsUrl}/readyz`)).status, 200);
+  assert.doesNotMatch(sidecar.logs(), /uncaught exception/);
 });
 
 test('a rotated JWT-SVID gives fresh credentials with no failed request; a bad one is refused and the last good kept', async (t) => {
