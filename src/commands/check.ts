@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises';
 import type { SidecarConfig } from '../config/schema.ts';
 import { appEnvironment, configuredMetadataOrigin, describeClouds } from '../env.ts';
 import { toConnectorError } from '../base/errors.ts';
+import { rolesAnywhereProblems } from '../providers/aws/env.ts';
 import { googleSubjectProblem } from '../providers/gcp/env.ts';
 import { loadX509Files } from '../sources/x509-files.ts';
 import { parseJwtSvidInsecure } from '../spiffe/jwt-svid.ts';
@@ -21,7 +22,7 @@ export interface CheckReport {
 /** The audiences the configured clouds will ask JWT-SVIDs for. */
 export function requiredAudiences(config: SidecarConfig): string[] {
   const out: string[] = [];
-  if (config.aws) out.push(config.aws.audience);
+  if (config.aws && !config.aws.rolesAnywhere) out.push(config.aws.audience);
   if (config.gcp) out.push(`//iam.googleapis.com/${config.gcp.workloadIdentityProvider}`);
   if (config.azure) out.push(config.azure.audience);
   return out;
@@ -35,6 +36,7 @@ export async function checkConfig(config: SidecarConfig, now: Date): Promise<Che
 
   if (s.workloadApi) {
     lines.push(`identity: SPIFFE Workload API at ${s.workloadApi.socket} (not contacted by check)`);
+    if (config.aws?.rolesAnywhere) lines.push('aws.rolesAnywhere: check cannot see the Workload API SVID: IAM Roles Anywhere refuses certificates with an empty subject and keys other than RSA and EC');
   } else if (s.x509) {
     try {
       const { svid, bundle } = await loadX509Files({ ...s.x509, trustDomain: s.trustDomain }, now);
@@ -42,6 +44,12 @@ export async function checkConfig(config: SidecarConfig, now: Date): Promise<Che
       lines.push(`X.509-SVID: ${svid.id.toString()}, valid until ${svid.notAfter.toISOString()} (${hours} h), chain verified against ${bundle.authorities.length} CA certificate(s) of ${s.trustDomain}`);
       const subjectProblem = googleSubjectProblem(config, svid.id.toString());
       if (subjectProblem) problems.push(`gcp: ${subjectProblem}`);
+      const [leaf] = svid.certificates;
+      if (leaf && config.aws?.rolesAnywhere) {
+        for (const p of rolesAnywhereProblems(config, leaf, svid.privateKey.asymmetricKeyType)) problems.push(`aws.rolesAnywhere: ${p}`);
+        const top = svid.certificates.at(-1) ?? leaf;
+        lines.push(`aws.rolesAnywhere: the trust anchor must hold the CA that issued this SVID (${top.issuer.replace(/\n/g, ', ')}); check cannot ask AWS`);
+      }
     } catch (error) {
       problems.push(`spiffe.x509: ${toConnectorError(error).message}`);
     }

@@ -1,6 +1,35 @@
-// The `aws` section of the sidecar config (DESIGN.md "Config"; STS limits from reference/aws.md §4).
+// The `aws` section of the sidecar config: STS web identity (a JWT-SVID) by default, or IAM Roles
+// Anywhere (the X.509-SVID) when `rolesAnywhere` is set; limits as in README.md.
 import * as z from 'zod';
 import { httpsUrl } from './common.ts';
+
+const ARN_ID = '[0-9A-Za-z-]{1,64}';
+export const TRUST_ANCHOR_ARN = new RegExp(`^arn:(aws[a-z-]*):rolesanywhere:([a-z]{2}(?:-[a-z]+)+-\\d):(\\d{12}):trust-anchor/${ARN_ID}$`);
+export const PROFILE_ARN = new RegExp(`^arn:(aws[a-z-]*):rolesanywhere:([a-z]{2}(?:-[a-z]+)+-\\d):(\\d{12}):profile/${ARN_ID}$`);
+
+const rolesAnywhereFields = z
+  .object({
+    trustAnchorArn: z
+      .string({ error: 'is required' })
+      .regex(TRUST_ANCHOR_ARN, 'must be a Roles Anywhere trust anchor ARN (arn:aws:rolesanywhere:<region>:<12-digit account>:trust-anchor/<id>)'),
+    profileArn: z
+      .string({ error: 'is required' })
+      .regex(PROFILE_ARN, 'must be a Roles Anywhere profile ARN (arn:aws:rolesanywhere:<region>:<12-digit account>:profile/<id>)'),
+    /** Default: https://rolesanywhere.<the trust anchor's region>.amazonaws.com. */
+    endpoint: httpsUrl.optional(),
+  })
+  .strict();
+
+/** Cluster defaults (the webhook) may give any part; the pod's annotations complete it. */
+export const rolesAnywhereDefaultsSchema = rolesAnywhereFields.partial().strict();
+
+const rolesAnywhereSchema = rolesAnywhereFields.superRefine((value, ctx) => {
+  const anchor = TRUST_ANCHOR_ARN.exec(value.trustAnchorArn);
+  const profile = PROFILE_ARN.exec(value.profileArn);
+  if (anchor && profile && (anchor[2] !== profile[2] || anchor[1] !== profile[1])) {
+    ctx.addIssue({ code: 'custom', path: ['profileArn'], message: `must be in the trust anchor's region (${anchor[2]}): Roles Anywhere answers for one region` });
+  }
+});
 
 export const awsSchema = z
   .object({
@@ -17,7 +46,23 @@ export const awsSchema = z
       .default(3600),
     stsEndpoint: httpsUrl.optional(),
     imds: z.boolean().default(true),
+    /** Sign Roles Anywhere CreateSession with the X.509-SVID instead of exchanging a JWT-SVID at STS. */
+    rolesAnywhere: rolesAnywhereSchema.optional(),
   })
   .strict();
 
 export type AwsConfig = z.output<typeof awsSchema>;
+export type RolesAnywhereConfig = NonNullable<AwsConfig['rolesAnywhere']>;
+
+/** The region Roles Anywhere is called in: the trust anchor's (its profile is checked to match). */
+export function rolesAnywhereRegion(config: RolesAnywhereConfig): string {
+  return TRUST_ANCHOR_ARN.exec(config.trustAnchorArn)?.[2] ?? '';
+}
+
+/** The endpoint CreateSession goes to: the override, or the regional endpoint of the anchor's partition. */
+export function rolesAnywhereEndpoint(config: RolesAnywhereConfig): string {
+  if (config.endpoint) return config.endpoint.replace(/\/+$/, '');
+  const partition = TRUST_ANCHOR_ARN.exec(config.trustAnchorArn)?.[1] ?? 'aws';
+  const suffix = partition === 'aws-cn' ? 'amazonaws.com.cn' : 'amazonaws.com';
+  return `https://rolesanywhere.${rolesAnywhereRegion(config)}.${suffix}`;
+}

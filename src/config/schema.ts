@@ -111,8 +111,11 @@ export const sidecarSchema = z
     if (s.jwt?.exchange && !s.x509 && !s.workloadApi) {
       ctx.addIssue({ code: 'custom', path: ['spiffe', 'jwt', 'exchange'], message: 'the issuer exchange authenticates with an X.509-SVID: configure spiffe.x509 too' });
     }
-    if (config.aws && !hasJwt) {
-      ctx.addIssue({ code: 'custom', path: ['aws'], message: 'AWS federation needs JWT-SVIDs: configure spiffe.jwt or spiffe.workloadApi' });
+    const hasX509 = s.x509 !== undefined || s.workloadApi !== undefined;
+    if (config.aws?.rolesAnywhere && !hasX509) {
+      ctx.addIssue({ code: 'custom', path: ['aws', 'rolesAnywhere'], message: 'IAM Roles Anywhere signs with the X.509-SVID, not a JWT-SVID: configure spiffe.x509 or spiffe.workloadApi' });
+    } else if (config.aws && !config.aws.rolesAnywhere && !hasJwt) {
+      ctx.addIssue({ code: 'custom', path: ['aws'], message: 'AWS federation needs JWT-SVIDs (or aws.rolesAnywhere with an X.509-SVID): configure spiffe.jwt or spiffe.workloadApi' });
     }
     if (config.azure && !hasJwt) {
       ctx.addIssue({ code: 'custom', path: ['azure'], message: 'Entra federation needs JWT-SVIDs: configure spiffe.jwt or spiffe.workloadApi' });

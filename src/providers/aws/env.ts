@@ -1,6 +1,8 @@
 // What an app container needs to find the AWS endpoints (reference/aws.md §7.1, §7.6, §7.9): FULL_URI +
 // TOKEN_FILE (never RELATIVE_URI, which wins everywhere, nor TOKEN, which Java prefers over FILE).
 import { posix } from 'node:path';
+import type { X509Certificate } from 'node:crypto';
+import { rolesAnywhereEndpoint, rolesAnywhereRegion } from '../../config/aws.ts';
 import type { SidecarConfig } from '../../config/schema.ts';
 import type { EnvLines } from '../../base/env-lines.ts';
 
@@ -32,11 +34,33 @@ export function describeAws(config: SidecarConfig, metadataOrigin: string): stri
   if (!aws) return [];
   const origin = metadataOrigin.replace(/\/+$/, '');
   const sts = aws.stsEndpoint ?? `https://sts.${aws.region}.amazonaws.com`;
+  const ra = aws.rolesAnywhere;
+  const exchange = ra
+    ? `AWS: assume ${aws.roleArn} with the X.509-SVID through IAM Roles Anywhere (CreateSession at ${rolesAnywhereEndpoint(ra)}, region ${rolesAnywhereRegion(ra)}, trust anchor ${ra.trustAnchorArn}, profile ${ra.profileArn}, ${aws.sessionDurationSeconds} s sessions: the profile's duration must allow that)`
+    : `AWS: assume ${aws.roleArn} with a JWT-SVID for audience "${aws.audience}" (AssumeRoleWithWebIdentity at ${sts}, ${aws.sessionDurationSeconds} s sessions, region ${aws.region})`;
   return [
-    `AWS: assume ${aws.roleArn} with a JWT-SVID for audience "${aws.audience}" (AssumeRoleWithWebIdentity at ${sts}, ${aws.sessionDurationSeconds} s sessions, region ${aws.region})`,
+    exchange,
     `AWS container credentials: ${origin}${CONTAINER_CREDENTIALS_PATH} (Authorization token in ${awsTokenFilePath(config)})`,
     aws.imds
       ? `AWS IMDSv2: ${origin}/latest/ (role ${aws.roleArn.slice(aws.roleArn.lastIndexOf('/') + 1)}; any process in the pod can read it, prefer the container endpoint)`
       : 'AWS IMDSv2: off (aws.imds: false)',
   ];
+}
+
+/**
+ * What IAM Roles Anywhere would refuse about this X.509-SVID, known without calling it: an empty subject
+ * (AWS documents such certificates as unsupported; csi-driver-spiffe issues them so) and key types other
+ * than RSA and EC. Empty when Roles Anywhere is not configured.
+ */
+export function rolesAnywhereProblems(config: SidecarConfig, leaf: X509Certificate, keyType: string | undefined): string[] {
+  if (!config.aws?.rolesAnywhere) return [];
+  const problems: string[] = [];
+  // node:crypto gives undefined (not '') for an empty subject.
+  if (!(leaf.subject as string | undefined)?.trim()) {
+    problems.push(
+      'the X.509-SVID has an empty subject (csi-driver-spiffe issues SVIDs so, with the SPIFFE ID only in the URI SAN). AWS documents that IAM Roles Anywhere does not support certificates with an empty subject, so CreateSession would be refused. Use AWS web identity (aws without rolesAnywhere, JWT-SVIDs from the issuer) or SVIDs with a subject (SPIRE sets one); see README.md "AWS with IAM Roles Anywhere"',
+    );
+  }
+  if (keyType !== 'ec' && keyType !== 'rsa') problems.push(`the X.509-SVID has a ${keyType ?? 'unknown'} key; IAM Roles Anywhere accepts RSA and EC keys only`);
+  return problems;
 }

@@ -12,7 +12,7 @@ import type { AwsCredentials } from './credentials.ts';
 import { AWS_CONTAINER_TOKEN_FILE } from './env.ts';
 
 export interface AwsProviderOptions {
-  /** Per-request timeout for STS, default 10 s. */
+  /** Per-request timeout for STS (or Roles Anywhere), default 10 s. */
   readonly stsRequestTimeoutMs?: number;
 }
 
@@ -24,25 +24,16 @@ export const awsModule: CloudModule = {
 export async function createAwsProvider(ctx: ProviderContext, options: AwsProviderOptions = {}): Promise<CloudProvider> {
   const aws = ctx.config.aws;
   if (!aws) throw new ConnectorError('config_invalid', 'aws: the section is missing');
-  const jwt = ctx.identity.jwt;
-  if (!jwt) throw new ConnectorError('config_invalid', 'aws: AWS federation needs JWT-SVIDs: configure spiffe.jwt or spiffe.workloadApi');
+  const upstream = aws.rolesAnywhere ? await rolesAnywhereUpstream(ctx, options) : await webIdentityUpstream(ctx, options);
 
   const authToken = new Secret(randomBytes(32).toString('base64url'));
   await writeTokenFile(join(ctx.stateDir, AWS_CONTAINER_TOKEN_FILE), authToken);
 
-  // The SDK is loaded only now, when AWS is configured.
-  const [{ StsWebIdentityExchange }, { awsRouter }] = await Promise.all([import('./exchange.ts'), import('./endpoints.ts')]);
-  const exchange = new StsWebIdentityExchange({
-    config: aws,
-    jwt,
-    clock: ctx.clock,
-    logger: ctx.logger,
-    ...(options.stsRequestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.stsRequestTimeoutMs }),
-  });
+  const { awsRouter } = await import('./endpoints.ts');
   const credential = new RefreshingCredential<AwsCredentials>({
     cloud: 'aws',
-    name: 'web-identity',
-    fetch: (signal) => exchange.exchange(signal),
+    name: upstream.name,
+    fetch: upstream.fetch,
     expiresAt: (c) => c.expiration,
     policy: AWS_POLICY,
     clock: ctx.clock,
@@ -50,10 +41,7 @@ export async function createAwsProvider(ctx: ProviderContext, options: AwsProvid
     metrics: ctx.metrics,
     timeoutMs: (options.stsRequestTimeoutMs ?? 10_000) + 5_000,
   });
-  const unsubscribe = jwt.subscribe(() => {
-    exchange.identityChanged();
-    void credential.refreshNow('JWT-SVID changed');
-  });
+  const unsubscribe = upstream.subscribe((reason) => void credential.refreshNow(reason));
   const router = awsRouter({
     credentials: credential,
     authToken,
@@ -76,9 +64,57 @@ export async function createAwsProvider(ctx: ProviderContext, options: AwsProvid
     stop: async () => {
       unsubscribe();
       credential.stop();
-      exchange.close();
+      upstream.close();
     },
   };
+}
+
+/** One AWS exchange: how to fetch, and when the identity behind it changed. */
+interface AwsUpstream {
+  readonly name: string;
+  readonly fetch: (signal: AbortSignal) => Promise<AwsCredentials>;
+  subscribe(changed: (reason: string) => void): () => void;
+  close(): void;
+}
+
+async function webIdentityUpstream(ctx: ProviderContext, options: AwsProviderOptions): Promise<AwsUpstream> {
+  const jwt = ctx.identity.jwt;
+  if (!ctx.config.aws || !jwt) throw new ConnectorError('config_invalid', 'aws: AWS federation needs JWT-SVIDs: configure spiffe.jwt or spiffe.workloadApi');
+  // The SDK is loaded only now, when AWS web identity is configured.
+  const { StsWebIdentityExchange } = await import('./exchange.ts');
+  const exchange = new StsWebIdentityExchange({
+    config: ctx.config.aws,
+    jwt,
+    clock: ctx.clock,
+    logger: ctx.logger,
+    ...(options.stsRequestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.stsRequestTimeoutMs }),
+  });
+  return {
+    name: 'web-identity',
+    fetch: (signal) => exchange.exchange(signal),
+    subscribe: (changed) =>
+      jwt.subscribe(() => {
+        exchange.identityChanged();
+        changed('JWT-SVID changed');
+      }),
+    close: () => exchange.close(),
+  };
+}
+
+async function rolesAnywhereUpstream(ctx: ProviderContext, options: AwsProviderOptions): Promise<AwsUpstream> {
+  const aws = ctx.config.aws;
+  const x509 = ctx.identity.x509;
+  if (!aws?.rolesAnywhere || !x509) throw new ConnectorError('config_invalid', 'aws.rolesAnywhere: IAM Roles Anywhere signs with the X.509-SVID: configure spiffe.x509 or spiffe.workloadApi');
+  const { createRolesAnywhereExchange } = await import('./roles-anywhere.ts');
+  const exchange = createRolesAnywhereExchange({
+    config: { ...aws, rolesAnywhere: aws.rolesAnywhere },
+    x509,
+    clock: ctx.clock,
+    logger: ctx.logger,
+    ...(options.stsRequestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.stsRequestTimeoutMs }),
+  });
+  // A rotated SVID signs a new session at once: the old certificate may be revoked or expire first.
+  return { name: 'roles-anywhere', fetch: exchange, subscribe: (changed) => x509.subscribe(() => changed('X.509-SVID rotated')), close: () => {} };
 }
 
 /** Writes the token atomically (temp file + rename), 0644, with no trailing newline (JS and botocore reject one). */
