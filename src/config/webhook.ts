@@ -2,7 +2,7 @@
 // its HTTPS listener, the sidecar it injects, and the cluster defaults that pod annotations override.
 import * as z from 'zod';
 import { hostPort, httpsUrl, loadYamlConfig, parseYamlConfig } from './common.ts';
-import { awsSchema } from './aws.ts';
+import { awsSchema, rolesAnywhereDefaultsSchema } from './aws.ts';
 import { gcpSchema } from './gcp.ts';
 import { azureSchema } from './azure.ts';
 
@@ -123,7 +123,7 @@ export const webhookSchema = z
         /** JWKS (or OIDC issuer URL) whose keys make the JWT bundle of the Workload API pods ask for (annotation workload-api). */
         workloadApiJwksUrl: httpsUrl.optional(),
         /** Cluster-wide defaults of each cloud; a cloud is served only when a pod names its role/identity. */
-        aws: cloudDefaults(awsSchema.omit({ roleArn: true })),
+        aws: cloudDefaults(awsSchema.omit({ roleArn: true }).extend({ rolesAnywhere: rolesAnywhereDefaultsSchema.optional() })),
         gcp: cloudDefaults(gcpSchema.omit({ serviceAccount: true })),
         azure: cloudDefaults(azureSchema.pick({ tenantId: true, authorityHost: true, audience: true, caFile: true })),
       })

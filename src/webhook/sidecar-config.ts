@@ -68,8 +68,8 @@ function compose(settings: PodSettings, defaults: ClusterDefaults): Tree {
     },
     log: { level: defaults.logLevel },
   };
-  // Cloud defaults are flat maps of scalars (webhook.ts): a shallow copy is a full copy.
-  for (const cloud of CLOUDS) if (settings.clouds.has(cloud)) raw[cloud] = { ...defaults[cloud] };
+  // Cloud defaults are frozen and may nest (aws.rolesAnywhere): annotations are set on a copy.
+  for (const cloud of CLOUDS) if (settings.clouds.has(cloud)) raw[cloud] = structuredClone(defaults[cloud]);
   if (settings.values.get('workload-api') === true) {
     const server = raw['server'] as Tree;
     server['workloadApiSocket'] = `${defaults.stateDir.replace(/\/+$/, '')}/${WORKLOAD_API_SOCKET}`;
@@ -112,8 +112,10 @@ function precheck(settings: PodSettings, defaults: ClusterDefaults, prefix: stri
   const problems: string[] = [];
   if (defaults.jwt.exchangeUrl === undefined) {
     const names: Record<Cloud, string> = { aws: 'AWS', gcp: 'Google Cloud', azure: 'Entra' };
+    // IAM Roles Anywhere signs with the X.509-SVID: AWS needs no issuer then.
+    const rolesAnywhere = settings.values.has('aws-trust-anchor-arn') || settings.values.has('aws-profile-arn') || defaults.aws['rolesAnywhere'] !== undefined;
     for (const cloud of ['aws', 'azure'] as const) {
-      if (settings.clouds.has(cloud)) {
+      if (settings.clouds.has(cloud) && !(cloud === 'aws' && rolesAnywhere)) {
         problems.push(
           `${prefix}${CLOUD_ANNOTATION[cloud]}: ${names[cloud]} federation needs JWT-SVIDs, and this cluster has no issuer exchange configured (webhook defaults.jwt.exchangeUrl; chart value issuer.enabled)`,
         );
