@@ -1,6 +1,7 @@
 // The issuer's Prometheus metrics, in a registry of their own (one per issuer, so tests can run many):
 // tokens issued by audience, refusals by reason, latency, key and bundle reloads. No label carries a secret.
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { registerProcessMetrics } from '../ops/process-metrics.ts';
 
 export class IssuerMetrics {
   readonly registry = new Registry();
@@ -48,7 +49,7 @@ export class IssuerMetrics {
   });
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
-    if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry });
+    if (options.defaultMetrics) registerProcessMetrics(this.registry);
   }
 
   text(): Promise<string> {

@@ -1,6 +1,7 @@
 // Prometheus metrics, one registry per process (not prom-client's global, so tests can run many).
 // Labels never carry secrets: only surfaces, clouds, outcomes, statuses, audiences and reasons.
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { registerProcessMetrics } from './process-metrics.ts';
 
 export type Cloud = 'aws' | 'gcp' | 'azure';
 
@@ -76,7 +77,7 @@ export class Metrics {
   });
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
-    if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry });
+    if (options.defaultMetrics) registerProcessMetrics(this.registry);
   }
 
   text(): Promise<string> {

@@ -1,5 +1,6 @@
 // The webhook's Prometheus metrics (its own registry). Labels carry outcomes only, never pod content.
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { registerProcessMetrics } from '../ops/process-metrics.ts';
 
 export class WebhookMetrics {
   readonly registry = new Registry();
@@ -39,6 +40,6 @@ export class WebhookMetrics {
   });
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
-    if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry });
+    if (options.defaultMetrics) registerProcessMetrics(this.registry);
   }
 }
