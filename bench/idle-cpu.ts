@@ -47,37 +47,62 @@ const world = await startBenchWorld();
 const results = new Map<string, Figures[]>();
 try {
   for (let round = 0; round < rounds; round++) {
-    const watched: Watched[] = [{ label: 'bare node (setInterval 2^30 ms)', node: spawnNode(['-e', 'setInterval(() => {}, 1 << 30)']) }];
+    const watched: Watched[] = [
+      { label: 'bare node (setInterval 2^30 ms)', node: spawnNode(['-e', 'setInterval(() => {}, 1 << 30)']) },
+    ];
     try {
       for (const [i, set] of SETS.entries()) {
         const sidecar = await world.startSidecar(`idle-${round}-${i}`, set.clouds, formLaunch(form));
         watched.push({ label: `sidecar ${set.label}`, node: sidecar.node });
       }
       await sleep(settleSeconds * 1000);
-      const before = await Promise.all(watched.map(async (w) => ({ cpu: (await cpuMsOf(w.node.pid)) ?? Number.NaN, wake: await wakeupsOf(w.node.pid) })));
+      const before = await Promise.all(
+        watched.map(async (w) => ({
+          cpu: (await cpuMsOf(w.node.pid)) ?? Number.NaN,
+          wake: await wakeupsOf(w.node.pid),
+        })),
+      );
       const t0 = performance.now();
       await sleep(seconds * 1000);
-      const after = await Promise.all(watched.map(async (w) => ({ cpu: (await cpuMsOf(w.node.pid)) ?? Number.NaN, wake: await wakeupsOf(w.node.pid) })));
+      const after = await Promise.all(
+        watched.map(async (w) => ({
+          cpu: (await cpuMsOf(w.node.pid)) ?? Number.NaN,
+          wake: await wakeupsOf(w.node.pid),
+        })),
+      );
       const elapsed = (performance.now() - t0) / 1000;
       for (const [i, w] of watched.entries()) {
         const b = before[i];
         const a = after[i];
         if (!a || !b) continue;
-        const figures = { cpuMsPerMinute: ((a.cpu - b.cpu) * 60) / elapsed, wakeupsPerSecond: (a.wake - b.wake) / elapsed };
+        const figures = {
+          cpuMsPerMinute: ((a.cpu - b.cpu) * 60) / elapsed,
+          wakeupsPerSecond: (a.wake - b.wake) / elapsed,
+        };
         results.set(w.label, [...(results.get(w.label) ?? []), figures]);
       }
     } finally {
       await Promise.all(watched.map((w) => w.node.stop()));
     }
   }
-  const range = (xs: number[], digits: number): string => (xs.length > 1 ? ` [${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)}]` : '');
-  console.log(`\nIdle CPU over ${seconds} s, ${settleSeconds} s after /readyz 200, ${rounds} round(s) (medians; min–max in brackets), Node ${process.version}`);
-  console.log(`sidecar: ${form.label}; CPU from /proc/<pid>/stat (10 ms ticks), wake-ups = voluntary context switches of all threads`);
+  const range = (xs: number[], digits: number): string =>
+    xs.length > 1 ? ` [${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)}]` : '';
+  console.log(
+    `\nIdle CPU over ${seconds} s, ${settleSeconds} s after /readyz 200, ${rounds} round(s) (medians; min–max in brackets), Node ${process.version}`,
+  );
+  console.log(
+    `sidecar: ${form.label}; CPU from /proc/<pid>/stat (10 ms ticks), wake-ups = voluntary context switches of all threads`,
+  );
   console.table(
     [...results].map(([label, rs]) => {
       const cpu = rs.map((r) => r.cpuMsPerMinute);
       const wake = rs.map((r) => r.wakeupsPerSecond);
-      return { process: label, 'CPU ms/min': `${median(cpu).toFixed(0)}${range(cpu, 0)}`, 'wake-ups/s': `${median(wake).toFixed(1)}${range(wake, 1)}`, target: label.startsWith('sidecar') ? '≤ 10 ms/min' : '-' };
+      return {
+        process: label,
+        'CPU ms/min': `${median(cpu).toFixed(0)}${range(cpu, 0)}`,
+        'wake-ups/s': `${median(wake).toFixed(1)}${range(wake, 1)}`,
+        target: label.startsWith('sidecar') ? '≤ 10 ms/min' : '-',
+      };
     }),
   );
 } finally {

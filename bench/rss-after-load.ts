@@ -8,7 +8,10 @@ import { parseArgs } from 'node:util';
 import { mb, median, runLoad, sidecarForm, sleep, startBareServer } from './lib.ts';
 import { formLaunch, startBenchWorld } from './world.ts';
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { load: { type: 'string' }, after: { type: 'string' } } });
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { load: { type: 'string' }, after: { type: 'string' } },
+});
 const rounds = Number(positionals[0] ?? 3);
 const loadSeconds = Number(values.load ?? 10);
 const afterSeconds = Number(values.after ?? 20);
@@ -49,23 +52,44 @@ try {
       const bareAfter = await bare.rss();
       await sleep(Math.max(0, sidecarEnded + afterSeconds * 1000 - performance.now()));
       const sidecarAfter = await sidecar.node.rss();
-      out.push({ idleGap: sidecarIdle - bareIdle, loadedGap: sidecarLoaded - bareLoaded, afterGap: sidecarAfter - bareAfter, sidecarIdle, sidecarAfter, bareIdle, bareAfter });
+      out.push({
+        idleGap: sidecarIdle - bareIdle,
+        loadedGap: sidecarLoaded - bareLoaded,
+        afterGap: sidecarAfter - bareAfter,
+        sidecarIdle,
+        sidecarAfter,
+        bareIdle,
+        bareAfter,
+      });
     } finally {
       await bare.stop();
       await sidecar.node.stop();
     }
   }
-  const col = (f: (r: Round) => number): string => `${mb(median(out.map(f)))}${out.length > 1 ? ` [${mb(Math.min(...out.map(f)))}–${mb(Math.max(...out.map(f)))}]` : ''}`;
-  console.log(`\nRSS after a ${loadSeconds} s load (32 connections), read ${afterSeconds} s after it ended; AWS sidecar beside bare node:http; ${rounds} round(s), medians [min–max], Node ${process.version}`);
+  const col = (f: (r: Round) => number): string =>
+    `${mb(median(out.map(f)))}${out.length > 1 ? ` [${mb(Math.min(...out.map(f)))}–${mb(Math.max(...out.map(f)))}]` : ''}`;
+  console.log(
+    `\nRSS after a ${loadSeconds} s load (32 connections), read ${afterSeconds} s after it ended; AWS sidecar beside bare node:http; ${rounds} round(s), medians [min–max], Node ${process.version}`,
+  );
   console.log(`sidecar: ${form.label}`);
   console.table([
-    { figure: 'sidecar RSS', idle: col((r) => r.sidecarIdle), [`${afterSeconds} s after load`]: col((r) => r.sidecarAfter) },
+    {
+      figure: 'sidecar RSS',
+      idle: col((r) => r.sidecarIdle),
+      [`${afterSeconds} s after load`]: col((r) => r.sidecarAfter),
+    },
     { figure: 'bare RSS', idle: col((r) => r.bareIdle), [`${afterSeconds} s after load`]: col((r) => r.bareAfter) },
-    { figure: 'gap (sidecar − bare)', idle: col((r) => r.idleGap), [`${afterSeconds} s after load`]: col((r) => r.afterGap) },
+    {
+      figure: 'gap (sidecar − bare)',
+      idle: col((r) => r.idleGap),
+      [`${afterSeconds} s after load`]: col((r) => r.afterGap),
+    },
   ]);
   console.log(`gap at the end of the load: ${col((r) => r.loadedGap)}`);
   const growth = median(out.map((r) => r.afterGap - r.idleGap));
-  console.log(`after-load gap minus idle gap: ${mb(growth)} (target ≤ 5 MB: ${growth <= 5 * 1024 * 1024 ? 'met' : 'not met'})`);
+  console.log(
+    `after-load gap minus idle gap: ${mb(growth)} (target ≤ 5 MB: ${growth <= 5 * 1024 * 1024 ? 'met' : 'not met'})`,
+  );
 } finally {
   await world.close();
 }

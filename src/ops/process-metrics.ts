@@ -5,6 +5,7 @@
 // wake-ups a second when idle). The event loop is described at scrape time instead: the lag of one turn
 // (prom-client's own measure when no monitor is available) and the share of time it was busy since the
 // previous scrape.
+/// <reference path="./prom-client-collectors.d.ts" />
 import { performance } from 'node:perf_hooks';
 import { Gauge, type Registry } from 'prom-client';
 import gc from 'prom-client/lib/metrics/gc.js';
@@ -20,7 +21,20 @@ import processResources from 'prom-client/lib/metrics/processResources.js';
 import processStartTime from 'prom-client/lib/metrics/processStartTime.js';
 import version from 'prom-client/lib/metrics/version.js';
 
-const COLLECTORS = [processCpuTotal, processStartTime, osMemoryHeap, processOpenFileDescriptors, processMaxFileDescriptors, processResources, processHandles, processRequests, heapSizeAndUsed, heapSpacesSizeAndUsed, version, gc];
+const COLLECTORS = [
+  processCpuTotal,
+  processStartTime,
+  osMemoryHeap,
+  processOpenFileDescriptors,
+  processMaxFileDescriptors,
+  processResources,
+  processHandles,
+  processRequests,
+  heapSizeAndUsed,
+  heapSpacesSizeAndUsed,
+  version,
+  gc,
+];
 
 /** Registers the process and Node.js metrics on `registry`; none of them arms a timer. */
 export function registerProcessMetrics(registry: Registry): void {

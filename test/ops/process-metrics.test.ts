@@ -70,7 +70,14 @@ test('process metrics are computed when scraped, and an idle process with them i
     return Number(m[1]);
   };
   const first = await scrape();
-  for (const name of ['process_cpu_seconds_total', 'process_resident_memory_bytes', 'process_start_time_seconds', 'process_open_fds', 'nodejs_heap_size_used_bytes', 'nodejs_active_handles_total']) {
+  for (const name of [
+    'process_cpu_seconds_total',
+    'process_resident_memory_bytes',
+    'process_start_time_seconds',
+    'process_open_fds',
+    'nodejs_heap_size_used_bytes',
+    'nodejs_active_handles_total',
+  ]) {
     assert.ok(value(first, name) > 0, `${name} > 0`);
   }
   assert.match(first, /^nodejs_version_info\{version="v24\./m);
@@ -83,7 +90,9 @@ test('process metrics are computed when scraped, and an idle process with them i
   // A sampler on a timer (an event-loop-delay monitor at 10 ms wakes the process ~100 times a second)
   // shows here; a process that only waits for its listener and one 1 s timer is woken a handful of times.
   child.send('idle');
-  const idle = await nextMessage(child, (m) => (m && typeof m === 'object' && 'wakeups' in m ? Number(m.wakeups) : undefined));
+  const idle = await nextMessage(child, (m) =>
+    m && typeof m === 'object' && 'wakeups' in m ? Number(m.wakeups) : undefined,
+  );
   assert.ok(idle < 20, `${idle} wake-ups in one idle second`);
   child.send('stop');
 });
