@@ -72,7 +72,10 @@ export async function startBenchWorld(): Promise<BenchWorld> {
   });
   const dir = await mkdtemp(join(tmpdir(), 'spiffe-connector-bench-'));
   await writeFile(join(dir, 'entra-ca.pem'), entra.caPem);
-  await writeFile(join(dir, 'jwt-svid'), await signer.sign({ sub: SPIFFE_ID, aud: [AWS_AUDIENCE, `//iam.googleapis.com/${PROVIDER}`, ENTRA_FEDERATION_AUDIENCE], ttlSeconds: 4 * 3600 }));
+  // The JWT-SVID in a directory of its own, as a mounted volume is: the sidecar watches that directory and,
+  // for the directory's own entry, its parent (the bench's directory, quiet once the sidecars started).
+  await mkdir(join(dir, 'svid'));
+  await writeFile(join(dir, 'svid', 'jwt-svid'), await signer.sign({ sub: SPIFFE_ID, aud: [AWS_AUDIENCE, `//iam.googleapis.com/${PROVIDER}`, ENTRA_FEDERATION_AUDIENCE], ttlSeconds: 4 * 3600 }));
 
   const sections: Record<BenchCloud, string> = {
     aws: `aws: { roleArn: "${ROLE_ARN}", region: eu-west-1, stsEndpoint: "${sts.url}" }\n`,
@@ -89,7 +92,7 @@ export async function startBenchWorld(): Promise<BenchWorld> {
       const config = join(dir, `${name}.yaml`);
       await writeFile(
         config,
-        `spiffe: { trustDomain: example.org, jwt: { file: ${join(dir, 'jwt-svid')} } }
+        `spiffe: { trustDomain: example.org, jwt: { file: ${join(dir, 'svid', 'jwt-svid')} } }
 server: { metadataAddress: "127.0.0.1:${metadataPort}", opsAddress: "127.0.0.1:${opsPort}", stateDir: ${stateDir}, drainSeconds: 0 }
 log: { level: warn }
 ${clouds.map((c) => sections[c]).join('')}`,
