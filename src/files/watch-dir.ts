@@ -1,7 +1,9 @@
 // Watches a directory so that it survives the directory itself being removed and created again (a
 // volume re-mounted, an SVID directory rebuilt by its writer): the parent is watched for the
 // directory's own entry, and the watcher inside is re-armed when the directory comes back.
-import { dirname, resolve } from 'node:path';
+import { watch as watchFs } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { basename, dirname, resolve } from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 
 export interface DirectoryWatchOptions {
@@ -35,19 +37,28 @@ export function watchDirectory(dir: string, options: DirectoryWatchOptions): Dir
     return Promise.all([previous?.close(), ready]).then(() => undefined);
   };
 
-  // The parent, only for the directory's own entry: its removal and its return.
-  const outer = parent === target
-    ? undefined
-    : watch(parent, { depth: 0, ignoreInitial: true, followSymlinks: false, ignored: (path: string) => path !== parent && resolve(path) !== target });
-  outer?.on('all', (event: string, path: string) => {
-    if (closed || resolve(path) !== target) return;
-    options.onChange();
-    if (event === 'addDir' || event === 'add') {
-      arming = arming.then(() => (closed ? undefined : armInner())).catch((error: unknown) => options.onError(error as Error));
-    }
-  });
-  outer?.on('error', (error) => options.onError(error as Error));
-  const outerReady = outer ? new Promise<void>((done) => outer.once('ready', () => done())) : Promise.resolve();
+  // The parent, only for the directory's own entry (its removal and its return), with node's own fs.watch:
+  // it names the entry of each event, so a busy parent (/tmp, say) costs one comparison per event, where a
+  // chokidar watcher would read the parent and stat every entry in it.
+  const name = basename(target);
+  const outer =
+    parent === target
+      ? undefined
+      : watchFs(parent, (_event, filename) => {
+          if (closed || (filename !== null && filename.toString() !== name)) return;
+          options.onChange();
+          void stat(target).then(
+            () => {
+              if (closed) return;
+              arming = arming
+                .then(() => (closed ? undefined : armInner()))
+                .catch((error: unknown) => options.onError(error as Error));
+            },
+            () => undefined,
+          );
+        });
+  outer?.on('error', (error) => options.onError(error));
+  const outerReady = Promise.resolve();
 
   arming = armInner();
   return {
@@ -55,7 +66,8 @@ export function watchDirectory(dir: string, options: DirectoryWatchOptions): Dir
     close: async () => {
       closed = true;
       await arming.catch(() => undefined);
-      await Promise.all([inner?.close(), outer?.close()]);
+      outer?.close();
+      await inner?.close();
     },
   };
 }
