@@ -1,16 +1,15 @@
 // The composition root: the only module that knows every other. Builds the identity sources, the
 // configured clouds (each loaded only when configured), the loopback metadata listener and the ops
-// listener, and owns the start and drain order (DESIGN.md "Flow" and "Rules").
+// listener, and owns the start and drain order (docs/architecture.md "Flow").
 import { mkdir } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import express from 'express';
 import type { Clock } from './base/clock.ts';
 import { parseHostPort } from './config/common.ts';
 import type { SidecarConfig } from './config/schema.ts';
 import type { Logger } from './ops/logger.ts';
 import type { Cloud, Metrics } from './ops/metrics.ts';
 import { startOpsServer, type OpsServer, type ReadinessReport } from './ops/ops-server.ts';
+import { requiredAudiences } from './env.ts';
+import { startMetadataListener } from './metadata/listener.ts';
 import type { CloudModule, CloudProvider, ProviderContext } from './providers/contract.ts';
 import type { Identity, JwtSource, X509Source } from './spiffe/source.ts';
 
@@ -35,9 +34,9 @@ export interface RunningApp {
 }
 
 const CLOUD_MODULES: Record<Cloud, () => Promise<CloudModule>> = {
-  aws: async () => (await import('./providers/aws/index.ts')).awsModule,
-  gcp: async () => (await import('./providers/gcp/index.ts')).gcpModule,
-  azure: async () => (await import('./providers/azure/index.ts')).azureModule,
+  aws: async () => (await import('./providers/aws/module.ts')).awsModule,
+  gcp: async () => (await import('./providers/gcp/module.ts')).gcpModule,
+  azure: async () => (await import('./providers/azure/module.ts')).azureModule,
 };
 
 interface Startable {
@@ -63,7 +62,7 @@ export async function buildIdentity(config: SidecarConfig, deps: AppDeps): Promi
   const all: Startable[] = [];
   if (s.workloadApi) {
     const { createWorkloadApiSource } = await import('./sources/workload-api/client.ts');
-    const source = createWorkloadApiSource({ socket: s.workloadApi.socket, trustDomain: s.trustDomain, ...(s.workloadApi.hint ? { hint: s.workloadApi.hint } : {}), ...common });
+    const source = createWorkloadApiSource({ socket: s.workloadApi.socket, trustDomain: s.trustDomain, audiences: requiredAudiences(config), ...(s.workloadApi.hint ? { hint: s.workloadApi.hint } : {}), ...common });
     x509 = source;
     jwt = source;
     all.push(source as unknown as Startable);
@@ -82,7 +81,7 @@ export async function buildIdentity(config: SidecarConfig, deps: AppDeps): Promi
     const { createJwtExchangeSource } = await import('./sources/jwt-exchange.ts');
     const { readFile } = await import('node:fs/promises');
     const caPem = s.jwt.exchange.caFile ? await readFile(s.jwt.exchange.caFile, 'utf8') : undefined;
-    const source = createJwtExchangeSource({ url: s.jwt.exchange.url, ...(caPem ? { caPem } : {}), x509, ...common });
+    const source = createJwtExchangeSource({ url: s.jwt.exchange.url, ...(caPem ? { caPem } : {}), x509, audiences: requiredAudiences(config), ...common });
     jwt = source;
     all.push(source as unknown as Startable);
   }
@@ -94,21 +93,10 @@ export async function startApp(config: SidecarConfig, deps: AppDeps): Promise<Ru
   await mkdir(config.server.stateDir, { recursive: true });
   const identity = await buildIdentity(config, deps);
 
-  let draining = false;
-  const metadata = express();
-  metadata.disable('x-powered-by');
-  metadata.set('etag', false);
-  metadata.use((_req, res, next) => {
-    if (!draining) return next();
-    res.set({ connection: 'close', 'retry-after': '1', 'content-type': 'application/json' }).status(503).send('{"message":"spiffe-connector is shutting down"}');
-  });
-  const metadataServer: Server = createServer({ keepAliveTimeout: 5_000 }, metadata);
   const listenAddress = parseHostPort(config.server.metadataAddress);
   if (!listenAddress) throw new Error('metadataAddress was validated at load');
-  await listen(metadataServer, listenAddress.host, listenAddress.port);
-  const metadataPort = (metadataServer.address() as AddressInfo).port;
-  const hostForUrl = listenAddress.host.includes(':') ? `[${listenAddress.host}]` : listenAddress.host;
-  const metadataOrigin = `http://${hostForUrl}:${metadataPort}`;
+  const metadata = await startMetadataListener({ host: listenAddress.host, port: listenAddress.port, metrics: deps.metrics, logger });
+  const metadataOrigin = metadata.origin;
 
   const context: ProviderContext = {
     config,
@@ -116,21 +104,16 @@ export async function startApp(config: SidecarConfig, deps: AppDeps): Promise<Ru
     clock: deps.clock,
     logger,
     metrics: deps.metrics,
-    metadataPort,
+    metadataPort: metadata.port,
     stateDir: config.server.stateDir,
-    draining: () => draining,
   };
   const providers: CloudProvider[] = [];
   for (const cloud of ['aws', 'gcp', 'azure'] as const) {
     if (!config[cloud]) continue;
     const module = await CLOUD_MODULES[cloud]();
-    const provider = await module.create(context);
-    metadata.use(provider.router);
-    providers.push(provider);
+    providers.push(await module.create(context));
   }
-  metadata.use((_req, res) => {
-    res.status(404).type('text/plain').send('not found\n');
-  });
+  metadata.mount(providers.flatMap((p) => p.surfaces));
 
   // `reasons` are fixed text (shown on the pod-wide probes listener); `details` carry the causes.
   const readiness = (): ReadinessReport => {
@@ -140,7 +123,7 @@ export async function startApp(config: SidecarConfig, deps: AppDeps): Promise<Ru
       reasons.push(reason);
       details.push(detail);
     };
-    if (draining) add('shutting down');
+    if (metadata.draining()) add('shutting down');
     if (identity.x509 && !identity.x509.current()) add('no valid X.509-SVID');
     for (const p of providers) {
       const r = p.readiness();
@@ -180,11 +163,11 @@ export async function startApp(config: SidecarConfig, deps: AppDeps): Promise<Ru
         check();
       }),
     shutdown: async (drainSeconds = config.server.drainSeconds) => {
-      if (draining) return;
-      draining = true;
+      if (metadata.draining()) return;
+      metadata.drain();
       logger.info({ drainSeconds }, 'draining');
       if (drainSeconds > 0) await new Promise((resolve) => setTimeout(resolve, drainSeconds * 1000));
-      await Promise.all([close(metadataServer), ops.close(), metricsServer?.close()]);
+      await Promise.all([metadata.close(), ops.close(), metricsServer?.close()]);
       for (const p of providers) await p.stop();
       for (const w of workloadApi) await w.close();
       for (const source of identity.all) await source.close();
@@ -209,22 +192,4 @@ async function startWorkloadApi(config: SidecarConfig, identity: Identity, deps:
   const server = await startWorkloadApiServer({ path, x509: identity.x509, ...(identity.jwt ? { jwt: identity.jwt } : {}), ...(jwtBundle ? { jwtBundle } : {}), ...common });
   closers.unshift(server);
   return closers;
-}
-
-function listen(server: Server, host: string, port: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-}
-
-function close(server: Server): Promise<void> {
-  return new Promise((resolve) => {
-    server.closeIdleConnections();
-    server.close(() => resolve());
-    setTimeout(() => server.closeAllConnections(), 1_000).unref();
-  });
 }

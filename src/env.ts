@@ -1,11 +1,11 @@
-// What the app container is told (DESIGN.md "What the app container is told"): every configured
-// cloud's lines plus NO_PROXY. `spiffe-connector env`, `check`, the dev mode and the webhook use this;
+// What the app container is told (docs/architecture.md "What the app sees"): every configured
+// cloud's lines plus NO_PROXY, and the JWT-SVID audiences those clouds need. `spiffe-connector env`, `check`, the dev mode and the webhook use this;
 // it imports only the pure providers/<cloud>/env.ts modules, never a cloud's endpoints or SDK.
 import type { SidecarConfig } from './config/schema.ts';
 import type { Cloud } from './ops/metrics.ts';
 import type { EnvLines } from './base/env-lines.ts';
 import { awsEnv, describeAws } from './providers/aws/env.ts';
-import { describeGcp, gcpEnv } from './providers/gcp/env.ts';
+import { describeGcp, gcpEnv, providerAudience } from './providers/gcp/env.ts';
 import { azureEnv, describeAzure } from './providers/azure/env.ts';
 import { resolveIdentityHeader } from './providers/azure/identity-header.ts';
 import { workloadApiEnv } from './surfaces/workload-api/env.ts';
@@ -60,4 +60,13 @@ export function describeClouds(config: SidecarConfig, metadataOrigin = configure
 /** Quotes a value for a POSIX shell `export` line. */
 export function shellQuote(value: string): string {
   return /^[\w@%+=:,./-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The audiences the configured clouds will ask JWT-SVIDs for. */
+export function requiredAudiences(config: SidecarConfig): string[] {
+  const out: string[] = [];
+  if (config.aws && !config.aws.rolesAnywhere) out.push(config.aws.audience);
+  if (config.gcp) out.push(providerAudience(config.gcp));
+  if (config.azure) out.push(config.azure.audience);
+  return out;
 }

@@ -13,6 +13,8 @@ export type ErrorCode =
   | 'upstream_rejected' //        a cloud refused us for a reason retrying will not fix
   | 'upstream_malformed' //       a cloud answered something we could not read
   | 'credentials_unavailable' //  nothing valid to serve (none fetched yet, or expired)
+  | 'throttled' //                too many new keys asked for; the caller should retry later
+  | 'request_invalid' //          a request asked for something this sidecar will not serve
   | 'timeout'
   | 'internal';
 

@@ -1,6 +1,7 @@
-// A credential kept fresh ahead of time: fetched at start, refreshed per RefreshPolicy, one fetch at
+// One credential kept fresh ahead of time: fetched at start, refreshed per RefreshPolicy, one fetch at
 // a time, backoff on failure, last valid value served while refreshes fail, never an expired one.
-// Modelled on jose's remote JWKS cache (one shared in-flight fetch); see DESIGN.md "Rules".
+// The entry of CredentialCache (credential-cache.ts), which every cloud and source uses; see
+// docs/architecture.md "The credential cache".
 import type { Clock, TimerHandle } from '../base/clock.ts';
 import { ConnectorError, toConnectorError } from '../base/errors.ts';
 import type { Logger } from '../ops/logger.ts';
@@ -15,6 +16,10 @@ export interface RefreshingCredentialOptions<T> {
   /** For metrics and logs: the cloud (or "issuer", "workload-api") and the credential's name. */
   readonly cloud: string;
   readonly name: string;
+  /** Which key of a keyed cache this is, in words for logs (never a metric label). */
+  readonly key?: string;
+  /** Called after each successful refresh (the cache reports expiry for all its keys at once). */
+  readonly onRefreshed?: () => void;
   /** Obtains a fresh value from upstream. Must honour the signal. */
   readonly fetch: (signal: AbortSignal) => Promise<T>;
   readonly expiresAt: (value: T) => Date;
@@ -57,6 +62,10 @@ export class RefreshingCredential<T> {
     if (this.#started) return;
     this.#started = true;
     void this.refreshNow('start');
+  }
+
+  isStarted(): boolean {
+    return this.#started;
   }
 
   /** The value to serve now, or why there is none. Never touches the network. */
@@ -132,18 +141,19 @@ export class RefreshingCredential<T> {
     this.#stop.abort();
     this.#cancelTimer();
     for (const w of this.#readyWaiters.splice(0)) w();
-    this.#o.metrics?.credentialExpiry.remove({ cloud: this.#o.cloud, credential: this.#o.name });
   }
 
   async #run(reason: string): Promise<void> {
-    const { clock, logger, metrics, cloud, name } = this.#o;
+    const { clock, logger, metrics, cloud, name, key } = this.#o;
     const started = clock.now();
     const signal = AbortSignal.any([this.#stop.signal, AbortSignal.timeout(this.#o.timeoutMs ?? 30_000)]);
-    logger.debug({ cloud, credential: name, reason }, 'refreshing credentials');
+    logger.debug({ cloud, credential: name, key, reason }, 'refreshing credentials');
     try {
       const value = await this.#o.fetch(signal);
       if (this.#stop.signal.aborted) return;
-      const expiresAt = this.#o.expiresAt(value).getTime();
+      // Whole seconds, rounded toward now: every surface prints expiry in whole seconds, so a credential
+      // is never served with a printed expiry that has already passed.
+      const expiresAt = Math.floor(this.#o.expiresAt(value).getTime() / 1000) * 1000;
       const now = clock.now();
       if (!(expiresAt > now)) throw new ConnectorError('upstream_malformed', `${cloud} returned credentials that are already expired`, { retryable: true });
       this.#held = { value, fetchedAt: now, expiresAt };
@@ -151,9 +161,9 @@ export class RefreshingCredential<T> {
       this.#failures = 0;
       metrics?.exchanges.inc({ cloud, outcome: 'success' });
       metrics?.upstreamLatency.observe({ cloud }, (now - started) / 1000);
-      metrics?.credentialExpiry.set({ cloud, credential: name }, Math.round((expiresAt - now) / 1000));
+      this.#o.onRefreshed?.();
       const delay = refreshDelay(this.#o.policy, now, expiresAt, now, this.#o.random);
-      logger.info({ cloud, credential: name, reason, expiresAt: new Date(expiresAt).toISOString(), nextRefreshInSeconds: Math.round(delay / 1000) }, 'credentials refreshed');
+      logger.info({ cloud, credential: name, key, reason, expiresAt: new Date(expiresAt).toISOString(), nextRefreshInSeconds: Math.round(delay / 1000) }, 'credentials refreshed');
       this.#schedule(delay);
       for (const w of this.#readyWaiters.splice(0)) w();
     } catch (thrown) {
@@ -168,7 +178,7 @@ export class RefreshingCredential<T> {
       // While a valid value is held, never wait past its expiry for the next try.
       if (this.#held && this.#held.expiresAt > now) delay = Math.min(delay, Math.max(1_000, this.#held.expiresAt - now));
       logger.warn(
-        { cloud, credential: name, reason, code: error.code, upstreamCode: error.upstreamCode, retryable: error.retryable, attempt: this.#failures, retryInSeconds: Math.round(delay / 1000), servingCached: this.#held !== undefined && this.#held.expiresAt > now, err: error.message },
+        { cloud, credential: name, key, reason, code: error.code, upstreamCode: error.upstreamCode, retryable: error.retryable, attempt: this.#failures, retryInSeconds: Math.round(delay / 1000), servingCached: this.#held !== undefined && this.#held.expiresAt > now, err: error.message },
         'credential refresh failed',
       );
       this.#schedule(delay);

@@ -2,7 +2,7 @@
 // served, or lists every problem (exit 1). Reads files; contacts nothing.
 import { readFile } from 'node:fs/promises';
 import type { SidecarConfig } from '../config/schema.ts';
-import { appEnvironment, configuredMetadataOrigin, describeClouds } from '../env.ts';
+import { appEnvironment, configuredMetadataOrigin, describeClouds, requiredAudiences } from '../env.ts';
 import { toConnectorError } from '../base/errors.ts';
 import { rolesAnywhereProblems } from '../providers/aws/env.ts';
 import { googleSubjectProblem } from '../providers/gcp/env.ts';
@@ -17,15 +17,6 @@ export interface CheckReport {
   readonly ok: boolean;
   readonly lines: string[];
   readonly problems: string[];
-}
-
-/** The audiences the configured clouds will ask JWT-SVIDs for. */
-export function requiredAudiences(config: SidecarConfig): string[] {
-  const out: string[] = [];
-  if (config.aws && !config.aws.rolesAnywhere) out.push(config.aws.audience);
-  if (config.gcp) out.push(`//iam.googleapis.com/${config.gcp.workloadIdentityProvider}`);
-  if (config.azure) out.push(config.azure.audience);
-  return out;
 }
 
 export async function checkConfig(config: SidecarConfig, now: Date): Promise<CheckReport> {

@@ -1,7 +1,13 @@
-// What the composition root needs from each cloud: a running provider (credentials kept fresh + the
-// emulated endpoints). Env lines and descriptions are pure, in providers/<cloud>/env.ts.
-import type { Router } from 'express';
+// What a cloud supplies, and all the composition root knows of it. A cloud turns an identity into
+// credentials with exchanges `(key, signal) → credential` (cache/credential-cache.ts wraps each one),
+// and answers apps on surfaces: a surface claims its paths on the loopback metadata listener, answers
+// from a credential lookup only, and declares how its problems look in its own cloud's shape, so the
+// listener's one request pipeline (metadata/pipeline.ts) can refuse, throttle and drain for it.
+// See docs/architecture.md.
+import type { IncomingMessage } from 'node:http';
+import type { Request, Response } from 'express';
 import type { Clock } from '../base/clock.ts';
+import type { ConnectorError } from '../base/errors.ts';
 import type { SidecarConfig } from '../config/schema.ts';
 import type { Logger } from '../ops/logger.ts';
 import type { Cloud, Metrics } from '../ops/metrics.ts';
@@ -13,27 +19,63 @@ export interface ProviderContext {
   readonly clock: Clock;
   readonly logger: Logger;
   readonly metrics: Metrics;
-  /** Port of the loopback metadata listener (the Host check compares against it). */
+  /** Port of the loopback metadata listener (links a surface prints name it). */
   readonly metadataPort: number;
   /** Directory shared with the app container (token files). Exists and is writable. */
   readonly stateDir: string;
-  /** True once SIGTERM arrived: answer 503 and close connections. */
-  readonly draining: () => boolean;
+}
+
+/** The surfaces' names: a fixed set, so they can be metric labels. */
+export type SurfaceName = 'aws-container' | 'aws-imds' | 'gcp-metadata' | 'azure-appservice' | 'azure-imds' | 'azure-msi';
+
+/** One answer, as a surface writes it. `body` is sent as is (HEAD requests get the headers only). */
+export interface Answer {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string | number>>;
+  readonly body: string;
+}
+
+/** What can stop a request before, or instead of, its credential: each surface words it its own way. */
+export type Problem =
+  /** The Host header names something other than this loopback listener (DNS rebinding). */
+  | { readonly kind: 'foreign-host' }
+  /** The request came through a proxy (X-Forwarded-For, Forwarded), which the real services refuse. */
+  | { readonly kind: 'forwarded' }
+  /** A header that must appear once appears more than once. */
+  | { readonly kind: 'ambiguous'; readonly header: string }
+  /** The sidecar is shutting down. */
+  | { readonly kind: 'draining' }
+  /** Too many new keys: try again after the given wait. */
+  | { readonly kind: 'throttled'; readonly retryAfterSeconds: number }
+  /** No valid credential to serve (not fetched yet, expired, or refused upstream). */
+  | { readonly kind: 'unavailable'; readonly error: ConnectorError; readonly retryAfterSeconds: number };
+
+/** Writes an answer and counts it by surface and status. */
+export type Reply = (res: Response, answer: Answer) => void;
+
+export interface Surface {
+  readonly name: SurfaceName;
+  /** Whether this surface answers `path` (the request's path without its query). */
+  claims(path: string): boolean;
+  /** This surface's answer to a problem, in its cloud's shape. */
+  problem(problem: Problem, req: IncomingMessage): Answer;
+  /** Answers a request that passed the pipeline's checks; never calls a cloud. */
+  handle(req: Request, res: Response, reply: Reply): void | Promise<void>;
 }
 
 export interface Readiness {
   readonly ready: boolean;
-  /** Why not, in words for an operator (no secrets). */
+  /** Why not, in words for an operator (no secrets, no request input). */
   readonly reason?: string;
 }
 
 export interface CloudProvider {
   readonly cloud: Cloud;
-  /** The emulated endpoints, mounted on the loopback metadata listener. Answers without upstream calls. */
-  readonly router: Router;
+  /** The emulated surfaces, mounted on the loopback metadata listener in this order. */
+  readonly surfaces: readonly Surface[];
   /** Starts fetching credentials (before ready). */
   start(): Promise<void>;
-  /** Ready only when this cloud holds valid credentials. */
+  /** Ready only when this cloud holds valid credentials for what the pod was configured with. */
   readiness(): Readiness;
   stop(): Promise<void>;
 }
@@ -43,4 +85,9 @@ export interface CloudModule {
   readonly cloud: Cloud;
   /** Builds the running provider; loads the cloud's SDK only here. */
   create(context: ProviderContext): Promise<CloudProvider>;
+}
+
+/** The problem a failed lookup stands for: throttled, or no credential to serve. */
+export function lookupProblem(failed: { readonly error: ConnectorError; readonly retryAfterSeconds: number }): Problem {
+  return failed.error.code === 'throttled' ? { kind: 'throttled', retryAfterSeconds: failed.retryAfterSeconds } : { kind: 'unavailable', error: failed.error, retryAfterSeconds: failed.retryAfterSeconds };
 }

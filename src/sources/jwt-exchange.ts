@@ -2,12 +2,12 @@
 // (RFC 8693 over mutual TLS, reference/spiffe.md §7), one per audience, cached and refreshed ahead.
 import { Agent, request } from 'undici';
 import type { Clock } from '../base/clock.ts';
-import { KeyedCredentials } from '../cache/keyed-credentials.ts';
+import { CredentialCache } from '../cache/credential-cache.ts';
 import { TOKEN_POLICY } from '../cache/refresh-policy.ts';
 import { ConnectorError } from '../base/errors.ts';
 import type { Logger } from '../ops/logger.ts';
 import type { Metrics } from '../ops/metrics.ts';
-import { parseJwtSvidInsecure, type JwtSvid } from '../spiffe/jwt-svid.ts';
+import { MAX_AUDIENCE_LENGTH, parseJwtSvidInsecure, type JwtSvid } from '../spiffe/jwt-svid.ts';
 import type { X509Svid } from '../spiffe/x509-svid.ts';
 import { Listeners, type JwtSource, type Unsubscribe, type X509Source } from '../spiffe/source.ts';
 
@@ -26,7 +26,9 @@ export interface JwtExchangeOptions {
   readonly metrics?: Metrics | undefined;
   /** Per-request timeout; default 10 s. */
   readonly timeoutMs?: number;
-  /** Most audiences kept fresh at once; default 32. */
+  /** Audiences the sidecar itself needs (the configured clouds'): kept fresh from the start, never dropped. */
+  readonly audiences?: readonly string[];
+  /** Other audiences kept fresh at once; default 32. */
   readonly maxAudiences?: number;
 }
 
@@ -58,7 +60,7 @@ function oauthError(v: unknown): { error: string; description: string | undefine
 
 class JwtExchangeSource implements JwtSource {
   readonly #o: JwtExchangeOptions;
-  readonly #cache: KeyedCredentials<JwtSvid>;
+  readonly #cache: CredentialCache<JwtSvid>;
   readonly #listeners = new Listeners<[]>();
   readonly #unsubscribe: Unsubscribe;
   #client: { svid: X509Svid; agent: Agent } | undefined;
@@ -66,15 +68,18 @@ class JwtExchangeSource implements JwtSource {
 
   constructor(options: JwtExchangeOptions) {
     this.#o = options;
-    this.#cache = new KeyedCredentials<JwtSvid>({
+    this.#cache = new CredentialCache<JwtSvid>({
       cloud: 'issuer',
-      fetch: (audience, signal) => this.#exchange(audience, signal),
+      name: 'jwt-svid',
+      exchange: (audience, signal) => this.#exchange(audience, signal),
+      pinned: options.audiences ?? [],
       expiresAt: (svid) => svid.expiresAt,
       policy: TOKEN_POLICY,
       clock: options.clock,
       logger: options.logger,
       metrics: options.metrics,
-      maxEntries: options.maxAudiences ?? 32,
+      maxKeys: options.maxAudiences ?? 32,
+      maxKeyLength: MAX_AUDIENCE_LENGTH,
     });
     this.#unsubscribe = options.x509.subscribe((svid) => void this.#rotated(svid));
   }
@@ -106,7 +111,7 @@ class JwtExchangeSource implements JwtSource {
   /** A new X.509-SVID: fetch new JWT-SVIDs with it, then tell the consumers (who will ask us again). */
   async #rotated(svid: X509Svid): Promise<void> {
     if (this.#closed) return;
-    this.#o.logger.info({ spiffeId: svid.id.toString(), audiences: this.#cache.keys() }, 'X.509-SVID rotated; exchanging it for new JWT-SVIDs');
+    this.#o.logger.info({ spiffeId: svid.id.toString(), audiences: this.#cache.size }, 'X.509-SVID rotated; exchanging it for new JWT-SVIDs');
     await this.#cache.refreshAll('X.509-SVID rotated');
     this.#listeners.emit();
   }

@@ -17,6 +17,9 @@ export type JwtSvidAlgorithm = (typeof JWT_SVID_ALGORITHMS)[number];
 
 export const DEFAULT_LEEWAY_SECONDS = 30;
 
+/** The longest audience this program asks for or holds a JWT-SVID for (a bound of ours, not of the spec). */
+export const MAX_AUDIENCE_LENGTH = 2048;
+
 export type JwtBundleLookup = (td: TrustDomain) => JwtBundle | undefined;
 
 export interface JwtSvidParseOptions {

@@ -2,16 +2,16 @@
 // (reference/aws.md §1, §2, §7). The credentials come from a stub lookup: no STS here.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import express from 'express';
 import type { Lookup } from '../../src/cache/refreshing-credential.ts';
 import { ManualClock } from '../../src/base/clock.ts';
 import { ConnectorError } from '../../src/base/errors.ts';
 import { Metrics } from '../../src/ops/metrics.ts';
 import { Secret } from '../../src/base/secret.ts';
-import type { AwsCredentials } from '../../src/providers/aws/credentials.ts';
-import { awsRouter, parseTtl } from '../../src/providers/aws/endpoints.ts';
+import type { AwsCredentials } from '../../src/providers/aws/credential.ts';
+import { containerSurface, imdsSurface } from '../../src/providers/aws/endpoints.ts';
+import { parseTtl } from '../../src/providers/aws/imds-tokens.ts';
+import { startMetadataListener } from '../../src/metadata/listener.ts';
+import { silentLogger } from '../../src/ops/logger.ts';
 import { ACCOUNT, ROLE_ARN, raw } from './support.ts';
 
 const TOKEN = 'container-token-0123456789abcdefghijklmnopqrstuv';
@@ -34,25 +34,16 @@ async function serve(t: TestContext, options: { imds?: boolean; lookup?: () => L
   const clock = new ManualClock();
   const metrics = new Metrics();
   const creds = credentials(clock);
-  const app = express();
-  const server = createServer(app);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  const port = (server.address() as AddressInfo).port;
-  app.use(
-    awsRouter({
-      credentials: { get: options.lookup ?? (() => ({ ok: true, value: creds, expiresAt: creds.expiration })) },
-      authToken: new Secret(TOKEN),
-      roleArn: ROLE_ARN,
-      region: 'eu-west-1',
-      imds: options.imds ?? true,
-      metadataPort: port,
-      clock,
-      metrics,
-      ...(options.imdsTokenLimit ? { imdsTokenLimit: options.imdsTokenLimit } : {}),
-    }),
-  );
-  app.use((_req, res) => void res.status(404).send('next'));
+  const listener = await startMetadataListener({ host: '127.0.0.1', port: 0, metrics, logger: silentLogger() });
+  t.after(() => listener.close(0));
+  const port = listener.port;
+  const lookup = options.lookup ?? (() => ({ ok: true as const, value: creds, expiresAt: creds.expiration }));
+  const credentialLookup = { peek: () => lookup(), get: async () => lookup() };
+  const surfaces = [containerSurface({ credentials: credentialLookup, authToken: new Secret(TOKEN) })];
+  if (options.imds ?? true) {
+    surfaces.push(imdsSurface({ credentials: credentialLookup, roleArn: ROLE_ARN, region: 'eu-west-1', clock, ...(options.imdsTokenLimit ? { tokenLimit: options.imdsTokenLimit } : {}) }));
+  }
+  listener.mount(surfaces);
   const imdsToken = async (ttl = '21600') => (await raw(port, 'PUT', '/latest/api/token', { 'x-aws-ec2-metadata-token-ttl-seconds': ttl })).body;
   return { port, clock, metrics, creds, imdsToken };
 }
@@ -206,12 +197,12 @@ test('IMDS paths: role listing, role document, extended, info, placement, identi
     const res = await get(path);
     assert.deepEqual([res.status, res.headers['content-type'], res.body], [404, 'text/plain', 'Not Found'], path);
   }
-  assert.equal((await raw(port, 'GET', '/computeMetadata/v1/')).body, 'next', 'other surfaces pass through');
+  assert.equal((await raw(port, 'GET', '/computeMetadata/v1/')).body, 'not found\n', 'other surfaces pass through');
 });
 
 test('with aws.imds false the IMDS paths are not mounted', async (t) => {
   const { port } = await serve(t, { imds: false });
   const put = await raw(port, 'PUT', '/latest/api/token', { 'x-aws-ec2-metadata-token-ttl-seconds': '60' });
-  assert.deepEqual([put.status, put.body], [404, 'next']);
+  assert.deepEqual([put.status, put.body], [404, 'not found\n']);
   assert.equal((await raw(port, 'GET', '/v1/credentials', { authorization: TOKEN })).status, 200);
 });

@@ -6,7 +6,9 @@ import { inspect } from 'node:util';
 import { systemClock } from '../../src/base/clock.ts';
 import { ConnectorError } from '../../src/base/errors.ts';
 import { silentLogger } from '../../src/ops/logger.ts';
-import { StsWebIdentityExchange, mapStsError, roleSessionName } from '../../src/providers/aws/exchange.ts';
+import * as stsSdk from '@aws-sdk/client-sts';
+import { StsWebIdentityExchange, roleSessionName } from '../../src/providers/aws/exchange.ts';
+import { mapStsError } from '../../src/providers/aws/upstream-errors.ts';
 import { ACCOUNT, AUDIENCE, ROLE_ARN, SPIFFE_ID, SignerJwtSource, awsConfig, startStsWorld } from './support.ts';
 
 const SESSION = /^[\w+=,.@-]{2,64}$/;
@@ -31,7 +33,7 @@ test('RoleSessionName: the SPIFFE path, readable, stable, within [\\w+=,.@-]{2,6
 function exchangeFor(stsEndpoint: string, jwt: SignerJwtSource, options: { requestTimeoutMs?: number; sessionDurationSeconds?: number } = {}) {
   const config = awsConfig({ stsEndpoint, stateDir: '/unused', ...(options.sessionDurationSeconds ? { sessionDurationSeconds: options.sessionDurationSeconds } : {}) });
   if (!config.aws) throw new Error('no aws section');
-  return new StsWebIdentityExchange({ config: config.aws, jwt, clock: systemClock, logger: silentLogger(), ...(options.requestTimeoutMs ? { requestTimeoutMs: options.requestTimeoutMs } : {}) });
+  return new StsWebIdentityExchange({ sdk: stsSdk, config: config.aws, jwt, clock: systemClock, logger: silentLogger(), ...(options.requestTimeoutMs ? { requestTimeoutMs: options.requestTimeoutMs } : {}) });
 }
 
 async function failure(promise: Promise<unknown>): Promise<ConnectorError> {
@@ -50,7 +52,7 @@ test('a JWT-SVID becomes session credentials; secrets are wrapped and never prin
   const jwt = new SignerJwtSource(world.signer);
   const exchange = exchangeFor(world.fake.url, jwt, { sessionDurationSeconds: 7200 });
   t.after(() => exchange.close());
-  const creds = await exchange.exchange(AbortSignal.timeout(10_000));
+  const creds = await exchange.exchange('', AbortSignal.timeout(10_000));
   const [issued] = world.fake.issued();
   assert.ok(issued);
   assert.equal(creds.accessKeyId, issued.accessKeyId);
@@ -90,7 +92,7 @@ test('STS failures are typed with retryability and the upstream code', async (t)
   ];
   for (const [name, fault, code, retryable, upstreamCode] of cases) {
     world.fake.injectFaults([fault]);
-    const error = await failure(exchange.exchange(AbortSignal.timeout(10_000)));
+    const error = await failure(exchange.exchange('', AbortSignal.timeout(10_000)));
     assert.equal(error.code, code, `${name}: ${error.message}`);
     assert.equal(error.retryable, retryable, name);
     assert.equal(error.upstreamCode, upstreamCode, name);
@@ -98,7 +100,7 @@ test('STS failures are typed with retryability and the upstream code', async (t)
   assert.equal(world.fake.pendingFaults(), 0);
   // A real trust mismatch, not an injected one.
   world.fake.addRole({ arn: ROLE_ARN, issuer: world.signer.issuer, audience: AUDIENCE, subject: 'spiffe://example.org/ns/prod/*' });
-  const denied = await failure(exchange.exchange(AbortSignal.timeout(10_000)));
+  const denied = await failure(exchange.exchange('', AbortSignal.timeout(10_000)));
   assert.deepEqual([denied.code, denied.retryable, denied.upstreamCode, denied.upstreamStatus], ['upstream_rejected', false, 'AccessDenied', 403]);
 });
 
@@ -110,7 +112,7 @@ test('STS unreachable and an aborted call are retryable', async (t) => {
   t.after(() => signer.close());
   const exchange = exchangeFor(url, new SignerJwtSource(signer.signer));
   t.after(() => exchange.close());
-  const refused = await failure(exchange.exchange(AbortSignal.timeout(10_000)));
+  const refused = await failure(exchange.exchange('', AbortSignal.timeout(10_000)));
   assert.deepEqual([refused.code, refused.retryable, refused.upstreamCode], ['upstream_unavailable', true, 'ECONNREFUSED']);
   const aborted = mapStsError(Object.assign(new Error('Request aborted'), { name: 'AbortError' }));
   assert.deepEqual([aborted.code, aborted.retryable], ['timeout', true]);
@@ -124,12 +126,12 @@ test('InvalidIdentityToken is retried a bounded number of times, then permanent 
   t.after(() => exchange.close());
   world.fake.injectFaults(Array.from({ length: 5 }, () => ({ status: 400, code: 'InvalidIdentityToken' })));
   const retryable = [];
-  for (let i = 0; i < 4; i++) retryable.push((await failure(exchange.exchange(AbortSignal.timeout(10_000)))).retryable);
+  for (let i = 0; i < 4; i++) retryable.push((await failure(exchange.exchange('', AbortSignal.timeout(10_000)))).retryable);
   assert.deepEqual(retryable, [true, true, true, false]);
   exchange.identityChanged();
-  const fresh = await failure(exchange.exchange(AbortSignal.timeout(10_000)));
+  const fresh = await failure(exchange.exchange('', AbortSignal.timeout(10_000)));
   assert.deepEqual([fresh.upstreamCode, fresh.retryable], ['InvalidIdentityToken', true]);
-  await exchange.exchange(AbortSignal.timeout(10_000));
+  await exchange.exchange('', AbortSignal.timeout(10_000));
 });
 
 test('ExpiredTokenException is retried only with a fresh JWT-SVID', async (t) => {
@@ -140,13 +142,13 @@ test('ExpiredTokenException is retried only with a fresh JWT-SVID', async (t) =>
   jwt.fixedToken = await world.signer.sign({ sub: SPIFFE_ID, aud: AUDIENCE, iat: now - 7200, ttlSeconds: 3600 });
   const exchange = exchangeFor(world.fake.url, jwt);
   t.after(() => exchange.close());
-  const expired = await failure(exchange.exchange(AbortSignal.timeout(10_000)));
+  const expired = await failure(exchange.exchange('', AbortSignal.timeout(10_000)));
   assert.deepEqual([expired.code, expired.retryable, expired.upstreamCode], ['upstream_rejected', true, 'ExpiredTokenException']);
   const requests = world.fake.stats.assumeRoleRequests;
-  const same = await failure(exchange.exchange(AbortSignal.timeout(10_000)));
+  const same = await failure(exchange.exchange('', AbortSignal.timeout(10_000)));
   assert.deepEqual([same.code, same.retryable], ['identity_unavailable', false]);
   assert.equal(world.fake.stats.assumeRoleRequests, requests, 'the token STS called expired is not sent again');
   jwt.fixedToken = undefined;
-  const creds = await exchange.exchange(AbortSignal.timeout(10_000));
+  const creds = await exchange.exchange('', AbortSignal.timeout(10_000));
   assert.match(creds.accessKeyId, /^ASIA/);
 });

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { Clock } from '../../src/base/clock.ts';
 import { validate } from '../../src/config/common.ts';
 import { sidecarSchema, type SidecarConfig } from '../../src/config/schema.ts';
-import { createAwsProvider } from '../../src/providers/aws/index.ts';
+import { createAwsProvider } from '../../src/providers/aws/module.ts';
 import { AWS_CONTAINER_TOKEN_FILE } from '../../src/providers/aws/env.ts';
 import { Listeners, type X509Source } from '../../src/spiffe/source.ts';
 import { X509Bundle } from '../../src/spiffe/bundle.ts';

@@ -47,12 +47,12 @@ async function withEnv<T>(vars: Record<string, string>, fn: () => Promise<T>): P
 
 const ARN = `arn:aws:sts::${ACCOUNT}:assumed-role/app/ns.default.sa.app`;
 
-test('the token file: random, base64url, no trailing newline, mode 0644', async (t) => {
+test('the token file: random, base64url, no trailing newline, mode 0640 (owner and the pod fsGroup only)', async (t) => {
   const { sidecar } = await world(t);
   const token = await readFile(sidecar.tokenFile, 'utf8');
   assert.match(token, /^[\w-]{43,}$/);
   assert.ok(!token.endsWith('\n'));
-  assert.equal((await stat(sidecar.tokenFile)).mode & 0o777, 0o644);
+  assert.equal((await stat(sidecar.tokenFile)).mode & 0o777, 0o640);
 });
 
 test('fromHttp (the default chain’s container provider) with FULL_URI and TOKEN_FILE', async (t) => {

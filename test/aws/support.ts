@@ -6,7 +6,7 @@ import { validate } from '../../src/config/common.ts';
 import { sidecarSchema, type SidecarConfig } from '../../src/config/schema.ts';
 import { DevOidcSigner } from '../../src/dev/oidc-signer.ts';
 import { FakeSts, type FakeRole } from '../../src/dev/fake-sts.ts';
-import { createAwsProvider } from '../../src/providers/aws/index.ts';
+import { createAwsProvider } from '../../src/providers/aws/module.ts';
 import { AWS_CONTAINER_TOKEN_FILE } from '../../src/providers/aws/env.ts';
 import { Listeners, type JwtSource, type Unsubscribe } from '../../src/spiffe/source.ts';
 import { parseJwtSvidInsecure, type JwtSvid } from '../../src/spiffe/jwt-svid.ts';

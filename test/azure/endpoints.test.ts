@@ -160,7 +160,7 @@ test('loopback Host only, forwarded requests refused, 503 + Retry-After while dr
   assert.equal((await imds(run, q, { Metadata: 'true', 'X-Forwarded-For': '10.0.0.1' })).status, 400);
   assert.equal((await appService(run, `api-version=2019-08-01&resource=${STORAGE}`, { 'X-IDENTITY-HEADER': run.env['IDENTITY_HEADER'] ?? '', Forwarded: 'for=10.0.0.1' })).status, 400);
   assert.equal((await imds(run, q, { Metadata: 'true', host: `localhost:${run.port}` })).status, 200);
-  run.draining = true;
+  run.listener.drain();
   const draining = await imds(run, q);
   assert.equal(draining.status, 503);
   assert.equal(draining.headers['retry-after'], '5');

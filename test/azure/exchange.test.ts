@@ -8,8 +8,9 @@ import { decodeJwt } from 'jose';
 import { ManualClock } from '../../src/base/clock.ts';
 import { ConnectorError } from '../../src/base/errors.ts';
 import { createLogger } from '../../src/ops/logger.ts';
-import { MAX_RESOURCES } from '../../src/providers/azure/index.ts';
-import { SPIFFE_ID, eventually, exchangesSettled, runAzure, startWorld, type RunningAzure } from './fixtures.ts';
+import { MAX_RESOURCES } from '../../src/providers/azure/module.ts';
+import { SPIFFE_ID, exchangesSettled, runAzure, startWorld, type RunningAzure} from './fixtures.ts';
+import { until } from '../helpers/http.ts';
 
 const STORAGE = 'https://storage.azure.com';
 const MINUTE = 60_000;
@@ -41,13 +42,13 @@ test('Entra faults: the valid token keeps being served until it expires, never a
 
   world.entra.injectFault({ status: 503, times: 1_000_000 });
   await clock.advance(31 * MINUTE); // past the half-life refresh
-  await eventually(() => world.entra.counters.faulted >= 1);
+  await until(() => world.entra.counters.faulted >= 1);
   const during = await token(run);
   assert.equal(during.status, 200);
   assert.equal(during.body['access_token'], first.body['access_token']);
 
   await clock.advance(expiresAtMs - clock.now() - 1000);
-  await eventually(() => world.entra.counters.faulted >= 2);
+  await until(() => world.entra.counters.faulted >= 2);
   const lastSecond = await token(run);
   assert.equal(lastSecond.status, 200);
   assert.equal(lastSecond.body['access_token'], first.body['access_token']);
@@ -65,9 +66,9 @@ test('Entra faults: the valid token keeps being served until it expires, never a
   world.entra.clearFaults();
   const tries = world.entra.counters.token;
   await clock.advance(61_000);
-  await eventually(() => world.entra.counters.issued === 2);
+  await until(() => world.entra.counters.issued === 2);
   assert.ok(world.entra.counters.token > tries);
-  await eventually(async () => (await token(run)).status === 200);
+  await until(async () => (await token(run)).status === 200);
   const recovered = await token(run);
   assert.notEqual(recovered.body['access_token'], first.body['access_token']);
   const text = await run.metrics.text();
@@ -83,7 +84,7 @@ test('after a 429 with Retry-After, the next attempt still reaches Entra (no msa
   assert.equal(throttled.status, 503);
   assert.ok(Number(throttled.retryAfter) >= 1 && Number(throttled.retryAfter) <= 60);
   await clock.advance(2000);
-  await eventually(() => world.entra.counters.issued === 1);
+  await until(() => world.entra.counters.issued === 1);
   assert.equal(world.entra.counters.token, 2);
   assert.equal((await token(run)).status, 200);
 });
@@ -109,7 +110,7 @@ test('AADSTS90061 (issuer discovery unreachable from Entra) is retryable; AADSTS
   assert.equal(unreachable.body['error'], 'temporarily_unavailable');
   assert.match(unreachable.body['error_description'] ?? '', /openid-configuration/);
   await clock.advance(2000);
-  await eventually(() => world.entra.counters.issued === 1);
+  await until(() => world.entra.counters.issued === 1);
 
   const vault = 'https://vault.azure.net';
   world.entra.injectFault({ status: 400, code: 50027, error: 'invalid_request', description: 'JWT token is invalid or malformed.' });
@@ -121,9 +122,9 @@ test('AADSTS90061 (issuer discovery unreachable from Entra) is retryable; AADSTS
   await clock.advance(2 * MINUTE);
   assert.equal(world.entra.counters.token, tries); // not hammered
   await clock.advance(4 * MINUTE);
-  await eventually(() => world.entra.counters.issued === 2);
+  await until(() => world.entra.counters.issued === 2);
   // Entra counts the token when it answers; the cache has it a moment later.
-  await eventually(async () => (await exchangesSettled(run, 'success')) === 2);
+  await until(async () => (await exchangesSettled(run, 'success')) === 2);
   assert.equal((await token(run, vault)).status, 200);
 });
 
@@ -131,9 +132,9 @@ test('a federated credential created later (propagation) is picked up by the ret
   const clock = new ManualClock();
   const world = await startWorld(t, { federate: false });
   const run = await runAzure(t, world, { clock, azure: { warmResources: [STORAGE] } });
-  await eventually(() => world.entra.counters.refused >= 1);
+  await until(() => world.entra.counters.refused >= 1);
   // Entra counts the refusal when it answers; the cache holds it (and schedules the retry) a moment later.
-  await eventually(async () => (await exchangesSettled(run, 'retryable_error')) >= 1);
+  await until(async () => (await exchangesSettled(run, 'retryable_error')) >= 1);
   const readiness = run.provider.readiness();
   assert.equal(readiness.ready, false);
   assert.match(readiness.reason ?? '', /AADSTS700211/);
@@ -142,8 +143,8 @@ test('a federated credential created later (propagation) is picked up by the ret
 
   world.entra.setFederatedCredentials(world.entra.seen[0]?.clientId ?? '', [{ issuer: world.signer.issuer, subject: SPIFFE_ID }]);
   await clock.advance(61_000);
-  await eventually(() => world.entra.counters.issued === 1);
-  await eventually(async () => (await exchangesSettled(run, 'success')) === 1);
+  await until(() => world.entra.counters.issued === 1);
+  await until(async () => (await exchangesSettled(run, 'success')) === 1);
   assert.equal(run.provider.readiness().ready, true);
   assert.equal((await token(run)).status, 200);
 });
@@ -155,9 +156,9 @@ test('an identity change refreshes every held token at once, with the new subjec
   const other = 'spiffe://example.org/ns/default/sa/other';
   world.entra.setFederatedCredentials(world.entra.seen[0]?.clientId ?? '', [{ issuer: world.signer.issuer, subject: other }]);
   world.jwt.rotate(other);
-  await eventually(() => world.entra.counters.issued === 2);
+  await until(() => world.entra.counters.issued === 2);
   // Until the cache has stored the new token, it rightly serves the old one (still valid).
-  await eventually(async () => (await exchangesSettled(run, 'success')) === 2);
+  await until(async () => (await exchangesSettled(run, 'success')) === 2);
   const after = await token(run);
   assert.notEqual(after.body['access_token'], before.body['access_token']);
   assert.equal(world.entra.seen.at(-1)?.assertion?.sub, other);
@@ -172,22 +173,33 @@ test('concurrent first requests for one resource make one exchange', async (t) =
   assert.equal(world.entra.counters.token, 1);
 });
 
-test(`the per-resource cache holds at most ${MAX_RESOURCES} resources, dropping the least recently used`, async (t) => {
+test(`the per-resource cache holds at most ${MAX_RESOURCES} resources; new ones beyond the burst get 429 + Retry-After; metrics name no resource`, async (t) => {
+  const clock = new ManualClock();
   const world = await startWorld(t);
-  const run = await runAzure(t, world);
+  const run = await runAzure(t, world, { clock });
   const resources = Array.from({ length: MAX_RESOURCES + 1 }, (_, i) => `api://resource-${i}`);
-  for (let i = 0; i < resources.length; i += 8) {
-    const replies = await Promise.all(resources.slice(i, i + 8).map((r) => token(run, r)));
-    assert.ok(replies.every((r) => r.status === 200));
-  }
-  assert.equal(world.entra.counters.issued, MAX_RESOURCES + 1);
-  const gauges = (await run.metrics.text()).split('\n').filter((l) => l.startsWith('spiffe_connector_credential_expiry_seconds{cloud="azure"'));
-  assert.equal(gauges.length, MAX_RESOURCES);
-  assert.ok(!gauges.some((l) => l.includes('"api://resource-0"')));
+  let throttled = 0;
+  const served = async (resource: string): Promise<void> => {
+    let reply = await token(run, resource);
+    if (reply.status === 429) {
+      throttled += 1;
+      const wait = Number(reply.retryAfter);
+      assert.ok(wait >= 1 && wait <= 60, `Retry-After ${reply.retryAfter}`);
+      assert.equal(reply.body['error'], 'too_many_requests');
+      await clock.advance(wait * 1000);
+      reply = await token(run, resource);
+    }
+    assert.equal(reply.status, 200, resource);
+  };
+  for (const r of resources) await served(r);
+  assert.ok(throttled > 0, 'new resources are rate-limited');
+  assert.equal(world.entra.counters.issued, MAX_RESOURCES + 1, 'one exchange per resource, none for a throttled request');
+  const text = await run.metrics.text();
+  assert.doesNotMatch(text, /api:\/\/resource-/, 'no metric label carries a resource');
   // The dropped resource is fetched again; a held one is not.
-  assert.equal((await token(run, resources[MAX_RESOURCES] ?? '')).status, 200);
+  await served(resources[MAX_RESOURCES] ?? '');
   assert.equal(world.entra.counters.issued, MAX_RESOURCES + 1);
-  assert.equal((await token(run, resources[0] ?? '')).status, 200);
+  await served(resources[0] ?? '');
   assert.equal(world.entra.counters.issued, MAX_RESOURCES + 2);
 });
 
@@ -214,7 +226,7 @@ test('file mode: the JWT-SVID file is rewritten well before expiry, atomically, 
   const world = await startWorld(t);
   const run = await runAzure(t, world, { clock, azure: { tokenFile: 'azure-federated-token' } });
   const file = run.env['AZURE_FEDERATED_TOKEN_FILE'] ?? '';
-  await eventually(() => run.provider.readiness().ready);
+  await until(() => run.provider.readiness().ready);
   const first = await readFile(file, 'utf8');
   const claims = decodeJwt(first);
   assert.equal(claims.sub, SPIFFE_ID);
@@ -228,7 +240,7 @@ test('file mode: the JWT-SVID file is rewritten well before expiry, atomically, 
   assert.equal(world.jwt.fetches, 1);
   assert.equal(await readFile(file, 'utf8'), first);
   await clock.advance(writtenAt + halfLife - clock.now());
-  await eventually(async () => (await readFile(file, 'utf8')) !== first);
+  await until(async () => (await readFile(file, 'utf8')) !== first);
   assert.equal(world.jwt.fetches, 2);
 });
 

@@ -4,9 +4,6 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import express from 'express';
 import type { TestContext } from 'node:test';
 import type { Clock } from '../../src/base/clock.ts';
 import { systemClock } from '../../src/base/clock.ts';
@@ -17,8 +14,9 @@ import { FakeEntra } from '../../src/dev/fake-entra.ts';
 import { DevOidcSigner } from '../../src/dev/oidc-signer.ts';
 import { silentLogger, type Logger } from '../../src/ops/logger.ts';
 import { Metrics } from '../../src/ops/metrics.ts';
+import { startMetadataListener, type MetadataListener } from '../../src/metadata/listener.ts';
 import type { CloudProvider } from '../../src/providers/contract.ts';
-import { createAzureProvider, type AzureProviderOptions } from '../../src/providers/azure/index.ts';
+import { createAzureProvider, type AzureProviderOptions } from '../../src/providers/azure/module.ts';
 import { cloudEnvironment } from '../../src/env.ts';
 import { Listeners, type JwtSource } from '../../src/spiffe/source.ts';
 import { parseJwtSvidInsecure } from '../../src/spiffe/jwt-svid.ts';
@@ -112,61 +110,30 @@ export interface RunningAzure {
   readonly config: SidecarConfig;
   /** The env lines `spiffe-connector env` would print, as an object. */
   readonly env: Record<string, string>;
-  draining: boolean;
+  /** drain() it to see the surfaces answer that they are shutting down. */
+  readonly listener: MetadataListener;
 }
 
-/** Creates the Azure provider on a fresh metadata listener and starts it. */
+/** Creates the Azure provider on a fresh metadata listener (the shared one, behind the request pipeline) and starts it. */
 export async function runAzure(
   t: TestContext,
   world: AzureWorld,
   options: { azure?: Record<string, unknown>; clock?: Clock; logger?: Logger; provider?: AzureProviderOptions } = {},
 ): Promise<RunningAzure> {
-  const app = express();
-  let router: express.Router | undefined;
-  app.use((req, res, next) => (router ? router(req, res, next) : next()));
-  const server: Server = await new Promise((resolve) => {
-    const s = app.listen(0, '127.0.0.1', () => resolve(s));
-  });
-  t.after(() => new Promise<void>((resolve) => {
-    server.closeAllConnections();
-    server.close(() => resolve());
-  }));
-  const port = (server.address() as AddressInfo).port;
-  const origin = `http://127.0.0.1:${port}`;
-  const config = azureConfig(world, options.azure);
   const metrics = new Metrics();
-  const state = { draining: false };
+  const logger = options.logger ?? silentLogger();
+  const listener = await startMetadataListener({ host: '127.0.0.1', port: 0, metrics, logger });
+  t.after(() => listener.close(0));
+  const config = azureConfig(world, options.azure);
   const provider = await createAzureProvider(
-    {
-      config,
-      identity: { x509: undefined, jwt: world.jwt },
-      clock: options.clock ?? systemClock,
-      logger: options.logger ?? silentLogger(),
-      metrics,
-      metadataPort: port,
-      stateDir: world.dir,
-      draining: () => state.draining,
-    },
+    { config, identity: { x509: undefined, jwt: world.jwt }, clock: options.clock ?? systemClock, logger, metrics, metadataPort: listener.port, stateDir: world.dir },
     options.provider,
   );
-  router = provider.router;
+  listener.mount(provider.surfaces);
   await provider.start();
   t.after(() => provider.stop());
-  const env = Object.fromEntries(cloudEnvironment('azure', config, origin));
-  return {
-    provider,
-    origin,
-    port,
-    metrics,
-    config,
-    env,
-    get draining() {
-      return state.draining;
-    },
-    set draining(v: boolean) {
-      state.draining = v;
-    },
-  };
+  const env = Object.fromEntries(cloudEnvironment('azure', config, listener.origin));
+  return { provider, origin: listener.origin, port: listener.port, metrics, config, env, listener };
 }
 
 /**
@@ -176,9 +143,4 @@ export async function runAzure(
 export async function exchangesSettled(run: RunningAzure, outcome: 'success' | 'retryable_error' | 'permanent_error'): Promise<number> {
   const metric = await run.metrics.exchanges.get();
   return metric.values.find((v) => v.labels.cloud === 'azure' && v.labels.outcome === outcome)?.value ?? 0;
-}
-
-/** Waits until `check` is true, polling (no time limits: the test runner's own timeout applies). */
-export async function eventually(check: () => boolean | Promise<boolean>): Promise<void> {
-  while (!(await check())) await new Promise((resolve) => setTimeout(resolve, 20));
 }

@@ -3,10 +3,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { validate } from '../../src/config/common.ts';
 import { azureSchema } from '../../src/config/azure.ts';
-import { aadstsCode, entraError, isEntraErrorWire, type AssertionFacts } from '../../src/providers/azure/entra-errors.ts';
+import { aadstsCode, entraError, isEntraErrorWire, type AssertionFacts } from '../../src/providers/azure/upstream-errors.ts';
 import { azureEnv, describeAzure, tokenFilePath } from '../../src/providers/azure/env.ts';
 import { parseTokenRequest } from '../../src/providers/azure/request.ts';
-import { resourceProblem, scopeForResource } from '../../src/providers/azure/token.ts';
+import { resourceProblem, scopeForResource } from '../../src/providers/azure/credential.ts';
 
 const CLIENT = '11111111-2222-3333-4444-555555555555';
 const TENANT = '72f988bf-86f1-41af-91ab-2d7cd011db47';

@@ -7,7 +7,6 @@ import { ConnectorError } from '../../src/base/errors.ts';
 import { silentLogger } from '../../src/ops/logger.ts';
 import { Metrics } from '../../src/ops/metrics.ts';
 import { RefreshingCredential } from '../../src/cache/refreshing-credential.ts';
-import { KeyedCredentials } from '../../src/cache/keyed-credentials.ts';
 import { AWS_POLICY, TOKEN_POLICY, refreshDelay, backoffDelay } from '../../src/cache/refresh-policy.ts';
 
 const HOUR = 3_600_000;
@@ -183,50 +182,4 @@ test('credentials that arrive already expired are refused', async () => {
   assert.equal(r.ok, false);
   if (!r.ok) assert.match(r.error.message, /already expired/);
   h.cred.stop();
-});
-
-test('keyed credentials: first request waits for its fetch, later ones are cached, LRU bounded', async () => {
-  const clock = new ManualClock();
-  const fetched: string[] = [];
-  const keyed = new KeyedCredentials<Cred>({
-    cloud: 'azure',
-    clock,
-    logger: silentLogger(),
-    policy: TOKEN_POLICY,
-    maxEntries: 2,
-    expiresAt: (c) => c.expiresAt,
-    fetch: async (key) => {
-      fetched.push(key);
-      return { id: fetched.length, expiresAt: new Date(clock.now() + HOUR) };
-    },
-  });
-  const a = await keyed.get('https://storage.azure.com');
-  assert.ok(a.ok);
-  const again = await keyed.get('https://storage.azure.com');
-  assert.ok(again.ok && again.value.id === a.value.id);
-  await keyed.get('https://vault.azure.net');
-  await keyed.get('https://management.azure.com');
-  assert.equal(keyed.size(), 2, 'bounded');
-  assert.deepEqual(keyed.keys(), ['https://vault.azure.net', 'https://management.azure.com']);
-  assert.deepEqual(fetched, ['https://storage.azure.com', 'https://vault.azure.net', 'https://management.azure.com']);
-  keyed.stop();
-});
-
-test('keyed credentials: a failing first fetch answers with the error, not a hang', async () => {
-  const clock = new ManualClock();
-  const keyed = new KeyedCredentials<Cred>({
-    cloud: 'gcp',
-    clock,
-    logger: silentLogger(),
-    policy: TOKEN_POLICY,
-    maxEntries: 4,
-    expiresAt: (c) => c.expiresAt,
-    fetch: async () => {
-      throw new ConnectorError('upstream_rejected', 'invalid_target', { retryable: false });
-    },
-  });
-  const r = await keyed.get('scope-a');
-  assert.equal(r.ok, false);
-  if (!r.ok) assert.equal(r.error.code, 'upstream_rejected');
-  keyed.stop();
 });

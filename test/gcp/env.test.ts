@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { validate } from '../../src/config/common.ts';
 import { sidecarSchema } from '../../src/config/schema.ts';
 import { ConnectorError } from '../../src/base/errors.ts';
-import { metadataError } from '../../src/providers/gcp/endpoints.ts';
+import { metadataError } from '../../src/providers/gcp/responses.ts';
 import { describeGcp, gcpEnv, googleSubjectProblem, stsTokenUrl } from '../../src/providers/gcp/env.ts';
 import { cloudEnvironment } from '../../src/env.ts';
 import { upstreamError } from '../../src/providers/gcp/upstream-errors.ts';

@@ -133,7 +133,7 @@ test('refusals: Metadata-Flavor, X-Forwarded-For, foreign Host, identity without
   assert.equal(post.status, 405);
   assertMetadataHeaders(post, false);
   // Paths outside the metadata tree are left to the rest of the listener.
-  assert.equal((await get(s.port, '/latest/meta-data/')).body, 'app fallback\n');
+  assert.equal((await get(s.port, '/latest/meta-data/')).body, 'not found\n');
   assert.ok(world.fake.stats.stsRequests <= 1, 'refusals never reach Google');
 });
 

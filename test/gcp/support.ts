@@ -12,7 +12,7 @@ import { DevCa } from '../../src/dev/dev-ca.ts';
 import { FakeGcp } from '../../src/dev/fake-gcp.ts';
 import { DevOidcSigner } from '../../src/dev/oidc-signer.ts';
 import { gcpEnv } from '../../src/providers/gcp/env.ts';
-import { createGcpProvider, type GcpProviderOptions } from '../../src/providers/gcp/index.ts';
+import { createGcpProvider, type GcpProviderOptions } from '../../src/providers/gcp/module.ts';
 import type { JwtSource, X509Source } from '../../src/spiffe/source.ts';
 import { devX509Source, signerJwtSource, type TestJwtSource, type TestX509Source } from '../helpers/identity.ts';
 import { raw, type RawResponse } from '../helpers/http.ts';

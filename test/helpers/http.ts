@@ -69,3 +69,49 @@ export function sendTarget(port: number, target: string, options: { timeoutMs?: 
     socket.on('close', () => finish(true));
   });
 }
+/**
+ * A request written byte for byte on a socket (repeated headers, absolute-form targets: what node:http
+ * would not send), answered and closed within `timeoutMs`. The request should say `Connection: close`.
+ */
+export function rawSocket(port: number, request: string, timeoutMs = 5_000): Promise<RawResponse> {
+  return new Promise((resolve, reject) => {
+    const socket = netConnect(port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no complete answer within ${timeoutMs} ms to ${JSON.stringify(request.split('\r\n')[0])}`));
+    }, timeoutMs);
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    socket.on('close', () => {
+      clearTimeout(timer);
+      const text = Buffer.concat(chunks).toString('utf8');
+      const split = text.indexOf('\r\n\r\n');
+      const head = (split === -1 ? text : text.slice(0, split)).split('\r\n');
+      const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(head[0] ?? '')?.[1] ?? 0);
+      const headers: Record<string, string> = {};
+      for (const line of head.slice(1)) {
+        const colon = line.indexOf(':');
+        if (colon > 0) headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+      }
+      const rest = split === -1 ? '' : text.slice(split + 4);
+      resolve({ status, headers, body: headers['transfer-encoding'] === 'chunked' ? dechunk(rest) : rest });
+    });
+    socket.end(request);
+  });
+}
+
+function dechunk(text: string): string {
+  let out = '';
+  let at = 0;
+  for (;;) {
+    const eol = text.indexOf('\r\n', at);
+    const size = Number.parseInt(text.slice(at, eol), 16);
+    if (eol === -1 || !(size > 0)) return out;
+    out += text.slice(eol + 2, eol + 2 + size);
+    at = eol + 2 + size + 2;
+  }
+}

@@ -1,15 +1,13 @@
-// One cloud provider behind a loopback express app, the way the composition root mounts it (its
-// router, then a fallback 404), with a fresh state directory; for provider-level endpoint tests.
+// One cloud provider's surfaces on a loopback metadata listener, mounted the way the composition root
+// mounts them (behind the one request pipeline), with a fresh state directory; for provider-level tests.
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import express from 'express';
 import { systemClock, type Clock } from '../../src/base/clock.ts';
 import type { SidecarConfig } from '../../src/config/schema.ts';
 import { silentLogger } from '../../src/ops/logger.ts';
 import { Metrics } from '../../src/ops/metrics.ts';
+import { startMetadataListener, type MetadataListener } from '../../src/metadata/listener.ts';
 import type { CloudProvider, ProviderContext } from '../../src/providers/contract.ts';
 import type { Identity } from '../../src/spiffe/source.ts';
 
@@ -20,6 +18,8 @@ export interface MountedProvider {
   readonly metrics: Metrics;
   readonly stateDir: string;
   readonly config: SidecarConfig;
+  /** The listener the provider's surfaces are mounted on (drain() it to test draining). */
+  readonly listener: MetadataListener;
   close(): Promise<void>;
 }
 
@@ -32,28 +32,23 @@ export async function mountProvider(o: {
 }): Promise<MountedProvider> {
   const stateDir = await mkdtemp(join(tmpdir(), 'spiffe-connector-provider-'));
   const config = o.config(stateDir);
-  const app = express();
-  app.disable('x-powered-by');
-  app.set('etag', false);
-  const server: Server = createServer(app);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
   const metrics = new Metrics();
-  const provider = await o.create({ config, identity: o.identity, clock: o.clock ?? systemClock, logger: silentLogger(), metrics, metadataPort: port, stateDir, draining: () => false });
-  app.use(provider.router);
-  app.use((_req, res) => void res.status(404).type('text/plain').send('app fallback\n'));
+  const logger = silentLogger();
+  const listener = await startMetadataListener({ host: '127.0.0.1', port: 0, metrics, logger });
+  const provider = await o.create({ config, identity: o.identity, clock: o.clock ?? systemClock, logger, metrics, metadataPort: listener.port, stateDir });
+  listener.mount(provider.surfaces);
   await provider.start();
   return {
-    origin: `http://127.0.0.1:${port}`,
-    port,
+    origin: listener.origin,
+    port: listener.port,
     provider,
     metrics,
     stateDir,
     config,
+    listener,
     close: async () => {
       await provider.stop();
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await listener.close(0);
       await rm(stateDir, { recursive: true, force: true });
     },
   };

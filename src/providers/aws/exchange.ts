@@ -1,16 +1,21 @@
-// The AWS exchange: a JWT-SVID for `aws.audience` → STS AssumeRoleWithWebIdentity → session credentials
-// (reference/aws.md §4, §7.7). Retrying is the cache's job, so the SDK makes one attempt per call.
+// The AWS web-identity exchange: a JWT-SVID for `aws.audience` → STS AssumeRoleWithWebIdentity → session
+// credentials (docs/aws.md "Web identity"). Retrying is the cache's job, so the SDK makes one attempt per call.
 import { createHash } from 'node:crypto';
-import { AssumeRoleWithWebIdentityCommand, STSClient } from '@aws-sdk/client-sts';
+import type { STSClient } from '@aws-sdk/client-sts';
 import type { Clock } from '../../base/clock.ts';
 import type { AwsConfig } from '../../config/aws.ts';
 import { ConnectorError } from '../../base/errors.ts';
 import type { Logger } from '../../ops/logger.ts';
 import { Secret } from '../../base/secret.ts';
 import type { JwtSource } from '../../spiffe/source.ts';
-import { accountFromAssumedRoleArn, type AwsCredentials } from './credentials.ts';
+import { accountFromAssumedRoleArn, type AwsCredentials } from './credential.ts';
+import { mapStsError } from './upstream-errors.ts';
+
+/** @aws-sdk/client-sts, loaded by module.ts only when AWS web identity is configured. */
+export type StsSdk = typeof import('@aws-sdk/client-sts');
 
 export interface StsExchangeOptions {
+  readonly sdk: StsSdk;
   readonly config: AwsConfig;
   readonly jwt: JwtSource;
   readonly clock: Clock;
@@ -40,63 +45,6 @@ export function roleSessionName(spiffeId: string): string {
   return `${name.slice(0, SESSION_NAME_MAX - HASH_CHARS - 1)}-${hash}`;
 }
 
-/** STS error codes that retrying (with backoff) can fix; reference/aws.md §4 table. */
-const RETRYABLE_CODES = new Set([
-  'IDPCommunicationError',
-  'Throttling',
-  'ThrottlingException',
-  'RequestLimitExceeded',
-  'TooManyRequestsException',
-  'InternalFailure',
-  'InternalError',
-  'ServiceUnavailable',
-  'RequestTimeout',
-  'RequestTimeoutException',
-]);
-
-const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNABORTED']);
-
-interface SdkErrorShape {
-  name?: unknown;
-  code?: unknown;
-  Code?: unknown;
-  message?: unknown;
-  $fault?: unknown;
-  $metadata?: { httpStatusCode?: unknown };
-}
-
-/**
- * Maps what the SDK threw to a ConnectorError with retryability per reference/aws.md §4. InvalidIdentityToken
- * and ExpiredTokenException come back retryable here; StsWebIdentityExchange bounds the first and demands
- * a fresh JWT-SVID for the second.
- */
-export function mapStsError(thrown: unknown): ConnectorError {
-  if (thrown instanceof ConnectorError) return thrown;
-  const e = (thrown !== null && typeof thrown === 'object' ? thrown : {}) as SdkErrorShape;
-  const name = typeof e.name === 'string' ? e.name : 'Error';
-  const status = typeof e.$metadata?.httpStatusCode === 'number' ? e.$metadata.httpStatusCode : undefined;
-  const upstream = { ...(status === undefined ? {} : { upstreamStatus: status }) };
-  const detail = typeof e.message === 'string' ? e.message : String(thrown);
-  if (typeof e.Code === 'string' || e.$fault === 'client' || e.$fault === 'server') {
-    const code = typeof e.Code === 'string' ? e.Code : name.replace(/Exception$/, '');
-    const options = { cause: thrown, upstreamCode: code, ...upstream };
-    const message = `STS AssumeRoleWithWebIdentity failed: ${code}: ${detail}`;
-    if (code === 'InvalidIdentityToken' || code === 'ExpiredTokenException') return new ConnectorError('upstream_rejected', message, { ...options, retryable: true });
-    if (RETRYABLE_CODES.has(code) || (status !== undefined && status >= 500)) return new ConnectorError('upstream_unavailable', message, { ...options, retryable: true });
-    return new ConnectorError('upstream_rejected', message, { ...options, retryable: false });
-  }
-  if (typeof e.code === 'string' && NETWORK_CODES.has(e.code)) {
-    return new ConnectorError('upstream_unavailable', `STS could not be reached: ${e.code}`, { cause: thrown, retryable: true, upstreamCode: e.code });
-  }
-  if (e.code === 'ETIMEDOUT' || name === 'AbortError' || (name === 'TimeoutError' && e.code === undefined)) {
-    return new ConnectorError('timeout', 'STS did not answer in time', { cause: thrown, retryable: true });
-  }
-  if (status !== undefined && status < 300) {
-    return new ConnectorError('upstream_malformed', `STS answered something that is not an AssumeRoleWithWebIdentity response: ${detail.split('\n')[0]}`, { cause: thrown, retryable: true, ...upstream });
-  }
-  return new ConnectorError('upstream_unavailable', `STS call failed: ${detail.split('\n')[0]}`, { cause: thrown, retryable: true, ...upstream });
-}
-
 export class StsWebIdentityExchange {
   readonly #o: StsExchangeOptions;
   readonly #client: STSClient;
@@ -108,7 +56,7 @@ export class StsWebIdentityExchange {
     this.#o = options;
     const { config } = options;
     const timeout = options.requestTimeoutMs ?? 10_000;
-    this.#client = new STSClient({
+    this.#client = new options.sdk.STSClient({
       region: config.region,
       ...(config.stsEndpoint ? { endpoint: config.stsEndpoint } : {}),
       maxAttempts: 1,
@@ -116,8 +64,8 @@ export class StsWebIdentityExchange {
     });
   }
 
-  /** One exchange. Throws ConnectorError with `retryable` set. */
-  async exchange(signal: AbortSignal): Promise<AwsCredentials> {
+  /** One exchange (the cache's key is unused: one role). Throws ConnectorError with `retryable` set. */
+  async exchange(_key: string, signal: AbortSignal): Promise<AwsCredentials> {
     const { config, jwt, clock, logger } = this.#o;
     const svid = await jwt.fetchJwtSvid(config.audience, signal);
     const token = svid.token.reveal();
@@ -130,7 +78,7 @@ export class StsWebIdentityExchange {
     let output;
     try {
       output = await this.#client.send(
-        new AssumeRoleWithWebIdentityCommand({
+        new this.#o.sdk.AssumeRoleWithWebIdentityCommand({
           RoleArn: config.roleArn,
           RoleSessionName: sessionName,
           WebIdentityToken: token,

@@ -14,7 +14,7 @@ import { ConnectorError } from '../../base/errors.ts';
 import type { Logger } from '../../ops/logger.ts';
 import { Secret } from '../../base/secret.ts';
 import type { X509Source } from '../../spiffe/source.ts';
-import { accountFromAssumedRoleArn, type AwsCredentials } from './credentials.ts';
+import { accountFromAssumedRoleArn, type AwsCredentials } from './credential.ts';
 import { serialDecimal, signingAlgorithmFor, signX509Request } from './roles-anywhere-sign.ts';
 
 export interface RolesAnywhereExchangeOptions {

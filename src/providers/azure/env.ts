@@ -1,10 +1,18 @@
-// What an app container is told about Azure (DESIGN.md "What the app container is told"): the managed-identity
-// endpoints in the order SDKs prefer them, plus the workload-identity file in file mode (reference/azure.md §2).
-// Pure: the identity header value is resolved by the caller.
+// What an app container is told about Azure (docs/azure.md "What apps are told"): the managed-identity
+// endpoints in the order SDKs prefer them, where they live on the metadata listener, plus the
+// workload-identity file in file mode. Pure: the identity header value is resolved by the caller.
 import { isAbsolute, join } from 'node:path';
 import type { AzureConfig } from '../../config/azure.ts';
 import type { EnvLines } from '../../base/env-lines.ts';
-import { APP_SERVICE_PATH, IDENTITY_HEADER_FILE, IMDS_TOKEN_PATH, MSI_PATH } from './paths.ts';
+
+/** App Service 2019-08-01, named by IDENTITY_ENDPOINT. */
+export const APP_SERVICE_PATH = '/msi/token';
+/** The MSI_ENDPOINT form POST (Cloud Shell shape; Azure CLI 2.45 uses it). */
+export const MSI_PATH = '/msi/legacy';
+/** IMDS token path, appended by SDKs to AZURE_POD_IDENTITY_AUTHORITY_HOST. */
+export const IMDS_TOKEN_PATH = '/metadata/identity/oauth2/token';
+/** The file, in the state directory, holding the generated X-IDENTITY-HEADER secret. */
+export const IDENTITY_HEADER_FILE = 'azure-identity-header';
 
 /** Where file mode writes the JWT-SVID: azure.tokenFile, relative paths under the state directory. */
 export function tokenFilePath(azure: AzureConfig, stateDir: string): string | undefined {

@@ -14,8 +14,8 @@ import type { Logger } from '../../ops/logger.ts';
 import type { Metrics } from '../../ops/metrics.ts';
 import { Secret } from '../../base/secret.ts';
 import type { JwtSource } from '../../spiffe/source.ts';
-import { ASSERTION_TIME_WINDOW, entraError, isEntraErrorWire, type AssertionFacts, type EntraFailure } from './entra-errors.ts';
-import { scopeForResource, type AzureAccessToken } from './token.ts';
+import { ASSERTION_TIME_WINDOW, entraError, isEntraErrorWire, type AssertionFacts, type EntraFailure } from './upstream-errors.ts';
+import { scopeForResource, type AzureAccessToken } from './credential.ts';
 
 type PipelinePolicy = NonNullable<ClientAssertionCredentialOptions['additionalPolicies']>[number]['policy'];
 

@@ -5,7 +5,7 @@ import { linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'no
 import { join } from 'node:path';
 import { ConnectorError } from '../../base/errors.ts';
 import { Secret } from '../../base/secret.ts';
-import { IDENTITY_HEADER_FILE } from './paths.ts';
+import { IDENTITY_HEADER_FILE } from './env.ts';
 
 const USABLE = /^[A-Za-z0-9._~+/=-]{16,256}$/;
 

@@ -1,6 +1,6 @@
 // Reading a managed-identity token request (query string or MSI form body) into the resource to serve, or the
 // caller error real endpoints answer with 400 (reference/azure.md §1, §2, implication 4). Pure.
-import { resourceProblem } from './token.ts';
+import { resourceProblem } from './credential.ts';
 
 export type Surface = 'azure-appservice' | 'azure-imds' | 'azure-msi';
 

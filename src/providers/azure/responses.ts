@@ -1,20 +1,29 @@
-// The bodies and statuses of the Azure surfaces (reference/azure.md §1, §2, implications 3–6): IMDS and the
+// The bodies and statuses of the Azure surfaces (docs/azure.md "Managed identity endpoints"): IMDS and the
 // MSI_ENDPOINT answer with every number as a string; App Service with a string epoch. One function per surface
-// turns a problem into that surface's status and body: 400-class only for caller errors, 503 + Retry-After
-// for anything upstream or not yet fetched. Pure.
-import type { ConnectorError } from '../../base/errors.ts';
+// turns a problem into that surface's status and body: 400-class only for caller errors, 429 when throttled,
+// 503 + Retry-After for anything upstream, not yet fetched, or while shutting down. Pure.
+import type { Answer, Problem } from '../contract.ts';
+import type { AzureAccessToken } from './credential.ts';
 import type { Refusal } from './request.ts';
-import type { AzureAccessToken } from './token.ts';
 
-export type Problem =
-  | { readonly kind: 'refused'; readonly status: 400 | 401 | 404 | 405; readonly refusal: Refusal }
-  | { readonly kind: 'unavailable'; readonly error: ConnectorError; readonly retryAfterSeconds: number }
-  | { readonly kind: 'draining' };
+/** A problem of the Azure surfaces: the shared ones, or a caller error with its status. */
+export type AzureProblem = Problem | { readonly kind: 'refused'; readonly status: 400 | 401 | 404 | 405; readonly refusal: Refusal };
 
-export interface Answer {
-  readonly status: number;
-  readonly headers: Readonly<Record<string, string>>;
-  readonly body: unknown;
+const JSON_HEADERS = { 'content-type': 'application/json; charset=utf-8' } as const;
+
+function json(status: number, body: unknown, headers: Record<string, string> = {}): Answer {
+  return { status, headers: { ...JSON_HEADERS, ...headers }, body: JSON.stringify(body) };
+}
+
+/** The caller error each shared problem is, for the checks the pipeline makes before the surface. */
+function asRefusal(problem: Problem & { kind: 'foreign-host' | 'forwarded' | 'ambiguous' }): { status: 400; refusal: Refusal } {
+  const description =
+    problem.kind === 'foreign-host'
+      ? 'The request must name the loopback metadata address as its host'
+      : problem.kind === 'forwarded'
+        ? 'Request contains a forwarding header (X-Forwarded-For or Forwarded); the identity endpoint answers this pod only'
+        : `The ${problem.header} header must appear once`;
+  return { status: 400, refusal: { error: 'invalid_request', description } };
 }
 
 const seconds = (ms: number): number => Math.floor(ms / 1000);
@@ -47,33 +56,41 @@ export function appServiceTokenBody(token: AzureAccessToken, clientId: string): 
 }
 
 /** IMDS (and MSI_ENDPOINT): `{error, error_description}`. */
-export function imdsProblem(problem: Problem): Answer {
+export function imdsProblem(problem: AzureProblem): Answer {
   switch (problem.kind) {
     case 'refused':
-      return { status: problem.status, headers: {}, body: { error: problem.refusal.error, error_description: problem.refusal.description } };
+      return json(problem.status, { error: problem.refusal.error, error_description: problem.refusal.description });
+    case 'foreign-host':
+    case 'forwarded':
+    case 'ambiguous': {
+      const r = asRefusal(problem);
+      return json(r.status, { error: r.refusal.error, error_description: r.refusal.description });
+    }
+    case 'throttled':
+      return json(429, { error: 'too_many_requests', error_description: 'Too many requests; retry later' }, { 'Retry-After': String(problem.retryAfterSeconds) });
     case 'unavailable':
-      return {
-        status: 503,
-        headers: { 'Retry-After': String(problem.retryAfterSeconds) },
-        body: { error: problem.error.retryable ? 'temporarily_unavailable' : 'invalid_client', error_description: problem.error.message },
-      };
+      return json(503, { error: problem.error.retryable ? 'temporarily_unavailable' : 'invalid_client', error_description: problem.error.message }, { 'Retry-After': String(problem.retryAfterSeconds) });
     case 'draining':
-      return { status: 503, headers: { 'Retry-After': '5' }, body: { error: 'temporarily_unavailable', error_description: 'The metadata endpoint is shutting down' } };
+      return json(503, { error: 'temporarily_unavailable', error_description: 'The metadata endpoint is shutting down' }, { 'Retry-After': '5' });
   }
 }
 
 /** App Service: `{statusCode, message, correlationId}`, the shape msal-node reads `message` from. */
-export function appServiceProblem(problem: Problem, correlationId: string): Answer {
+export function appServiceProblem(problem: AzureProblem, correlationId: string): Answer {
   switch (problem.kind) {
     case 'refused':
-      return { status: problem.status, headers: {}, body: { statusCode: problem.status, message: `${problem.refusal.error}: ${problem.refusal.description}`, correlationId } };
+      return json(problem.status, { statusCode: problem.status, message: `${problem.refusal.error}: ${problem.refusal.description}`, correlationId });
+    case 'foreign-host':
+    case 'forwarded':
+    case 'ambiguous': {
+      const r = asRefusal(problem);
+      return json(r.status, { statusCode: r.status, message: `${r.refusal.error}: ${r.refusal.description}`, correlationId });
+    }
+    case 'throttled':
+      return json(429, { statusCode: 429, message: 'Too many requests; retry later', correlationId }, { 'Retry-After': String(problem.retryAfterSeconds) });
     case 'unavailable':
-      return {
-        status: 503,
-        headers: { 'Retry-After': String(problem.retryAfterSeconds) },
-        body: { statusCode: 503, message: problem.error.message, correlationId },
-      };
+      return json(503, { statusCode: 503, message: problem.error.message, correlationId }, { 'Retry-After': String(problem.retryAfterSeconds) });
     case 'draining':
-      return { status: 503, headers: { 'Retry-After': '5' }, body: { statusCode: 503, message: 'The identity endpoint is shutting down', correlationId } };
+      return json(503, { statusCode: 503, message: 'The identity endpoint is shutting down', correlationId }, { 'Retry-After': '5' });
   }
 }

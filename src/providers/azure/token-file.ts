@@ -4,10 +4,9 @@
 // Timing: the JS WorkloadIdentityCredential caches the file's contents for 5 minutes, and Entra must still
 // accept the assertion when the SDK presents it. So the file is rewritten at half the SVID's life and never
 // later than FILE_MARGIN before expiry: whatever an SDK read, even 5 minutes ago, stays valid for 10 more.
-import { rename, unlink, writeFile } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
 import type { Clock } from '../../base/clock.ts';
-import { RefreshingCredential } from '../../cache/refreshing-credential.ts';
+import { CredentialCache, SINGLE } from '../../cache/credential-cache.ts';
+import { writeSecretFile } from '../../files/secret-file.ts';
 import { TOKEN_POLICY, type RefreshPolicy } from '../../cache/refresh-policy.ts';
 import type { Logger } from '../../ops/logger.ts';
 import type { Metrics } from '../../ops/metrics.ts';
@@ -32,14 +31,15 @@ interface Written {
 
 export class AzureTokenFile {
   readonly #o: AzureTokenFileOptions;
-  readonly #credential: RefreshingCredential<Written>;
+  readonly #credential: CredentialCache<Written>;
 
   constructor(options: AzureTokenFileOptions) {
     this.#o = options;
-    this.#credential = new RefreshingCredential<Written>({
+    this.#credential = new CredentialCache<Written>({
       cloud: 'azure',
       name: 'federated-token-file',
-      fetch: (signal) => this.#write(signal),
+      exchange: (_key, signal) => this.#write(signal),
+      pinned: [SINGLE],
       expiresAt: (w) => w.expiresAt,
       policy: FILE_POLICY,
       clock: options.clock,
@@ -54,7 +54,7 @@ export class AzureTokenFile {
 
   /** Rewrites the file now (the identity changed). */
   refreshNow(reason: string): Promise<void> {
-    return this.#credential.refreshNow(reason);
+    return this.#credential.refreshAll(reason);
   }
 
   whenReady(): Promise<void> {
@@ -63,7 +63,7 @@ export class AzureTokenFile {
 
   /** Whether the file holds a JWT-SVID that is still valid, and if not, why. */
   status(): { valid: true } | { valid: false; reason: string } {
-    const lookup = this.#credential.get();
+    const lookup = this.#credential.peek(SINGLE);
     return lookup.ok ? { valid: true } : { valid: false, reason: lookup.error.message };
   }
 
@@ -78,16 +78,7 @@ export class AzureTokenFile {
     if (remainingMs < 2 * FILE_MARGIN_MS) {
       logger.warn({ cloud: 'azure', path, remainingSeconds: Math.round(remainingMs / 1000) }, 'the JWT-SVID for the token file lives less than 30 minutes; SDKs cache the file for 5 minutes, so the file is rewritten often and may be read close to expiry');
     }
-    // Atomic: readers see the old token or the new one, never a partial file. 0644 because the app
-    // container may run as another user; the directory is this pod's own emptyDir.
-    const tmp = `${path}.${randomBytes(4).toString('hex')}.tmp`;
-    try {
-      await writeFile(tmp, svid.token.reveal(), { mode: 0o644, signal });
-      await rename(tmp, path);
-    } catch (error) {
-      await unlink(tmp).catch(() => undefined);
-      throw error;
-    }
+    await writeSecretFile(path, svid.token, 'federated token file', signal);
     logger.info({ cloud: 'azure', path, expiresAt: svid.expiresAt.toISOString() }, 'wrote the federated token file');
     return { expiresAt: svid.expiresAt };
   }

@@ -1,7 +1,7 @@
-// Google workload identity federation through google-auth-library (reference/gcp.md §3–§6): STS with
-// a JWT-SVID (subject token supplier) or an X.509-SVID (mTLS, certificate_config.json), impersonation
-// through IAM Credentials generateAccessToken, ID tokens through generateIdToken. One client per
-// (scope set, impersonation); no caching here — cache/ and credentials.ts decide when to call.
+// Google workload identity federation through google-auth-library (docs/gcp.md "Workload identity
+// federation"): STS with a JWT-SVID (subject token supplier) or an X.509-SVID (mTLS, certificate_config.json),
+// impersonation through IAM Credentials generateAccessToken, ID tokens through generateIdToken. One SDK
+// client per (scope set, impersonation); no caching here: the credential caches in module.ts decide when to call.
 import { decodeJwt } from 'jose';
 import type { Clock } from '../../base/clock.ts';
 import type { GcpConfig } from '../../config/gcp.ts';
@@ -13,8 +13,7 @@ import type { JwtSource } from '../../spiffe/source.ts';
 import type { CertificateFilePaths } from './certificate-files.ts';
 import { MAX_GOOGLE_SUBJECT_BYTES, providerAudience, stsTokenUrl } from './env.ts';
 import { spiffeClientFactory, type GoogleAuthSdk, type SpiffeClient } from './sdk-client.ts';
-import type { GcpToken } from './token.ts';
-import { scopeKey } from './token.ts';
+import { scopeKey, type GcpToken } from './credential.ts';
 import { isIamAccessTokenResponse, isIamIdTokenResponse, isStsTokenResponse, upstreamError } from './upstream-errors.ts';
 
 export const CLOUD_PLATFORM = 'https://www.googleapis.com/auth/cloud-platform';
@@ -165,7 +164,7 @@ export class GcpExchange {
   }
 }
 
-/** The JWT-SVID for the provider's audience, checked the way Google will check it (reference §5). */
+/** The JWT-SVID for the provider's audience, checked the way Google will check it. */
 async function jwtSubjectToken(jwt: JwtSource, audience: string, signal: AbortSignal): Promise<string> {
   const svid = await jwt.fetchJwtSvid(audience, signal);
   if (!svid.audience.includes(audience)) {

@@ -2,13 +2,13 @@
 // "Implications" 5): the X.509-SVID stream verified like files, bundles, JWT-SVIDs per audience.
 import * as grpc from '@grpc/grpc-js';
 import type { Clock } from '../../base/clock.ts';
-import { KeyedCredentials } from '../../cache/keyed-credentials.ts';
+import { CredentialCache } from '../../cache/credential-cache.ts';
 import type { RefreshPolicy } from '../../cache/refresh-policy.ts';
 import { ConnectorError, toConnectorError } from '../../base/errors.ts';
 import type { Logger } from '../../ops/logger.ts';
 import type { Metrics } from '../../ops/metrics.ts';
 import { JwtBundle, type X509Bundle } from '../../spiffe/bundle.ts';
-import { parseJwtSvidInsecure, type JwtSvid } from '../../spiffe/jwt-svid.ts';
+import { MAX_AUDIENCE_LENGTH, parseJwtSvidInsecure, type JwtSvid } from '../../spiffe/jwt-svid.ts';
 import { TrustDomain } from '../../spiffe/spiffe-id.ts';
 import { verifyX509Svid, type X509Svid } from '../../spiffe/x509-svid.ts';
 import { parseWorkloadApiAddress } from '../../workload-api/address.ts';
@@ -36,7 +36,9 @@ export interface WorkloadApiSourceOptions {
   readonly metrics?: Metrics | undefined;
   /** Deadline of one FetchJWTSVID call. Default 10 s. */
   readonly callTimeoutMs?: number;
-  /** Audiences kept fresh at once; the least recently used beyond this is dropped. Default 32. */
+  /** Audiences the sidecar itself needs (the configured clouds'): kept fresh from the start, never dropped. */
+  readonly audiences?: readonly string[];
+  /** Other audiences (asked for by the pod) kept fresh at once; the least recently used beyond this is dropped. Default 32. */
   readonly maxAudiences?: number;
   readonly streamBackoff?: RefreshPolicy;
   readonly jwtPolicy?: RefreshPolicy;
@@ -54,7 +56,7 @@ export class WorkloadApiSource implements X509Source, JwtSource {
   readonly #client: WorkloadApiClient;
   readonly #listeners = new Listeners<[X509Svid]>();
   readonly #watchers: StreamWatcher[] = [];
-  readonly #jwt: KeyedCredentials<JwtSvid>;
+  readonly #jwt: CredentialCache<JwtSvid>;
   #x509: X509Context | undefined;
   #bundle: X509Bundle | undefined;
   #jwtBundles = new Map<string, JwtBundle>();
@@ -80,16 +82,18 @@ export class WorkloadApiSource implements X509Source, JwtSource {
     });
     promise.catch(() => undefined); // rejection is reported through whenReady() callers
     this.#ready = { promise, resolve, reject };
-    this.#jwt = new KeyedCredentials<JwtSvid>({
+    this.#jwt = new CredentialCache<JwtSvid>({
       cloud: 'workload-api',
-      fetch: (audience, signal) => this.#fetchJwtSvid(audience, signal),
+      name: 'jwt-svid',
+      exchange: (audience, signal) => this.#fetchJwtSvid(audience, signal),
+      pinned: options.audiences ?? [],
       expiresAt: (svid) => svid.expiresAt,
       policy: options.jwtPolicy ?? WORKLOAD_API_JWT_POLICY,
       clock: options.clock,
       logger: options.logger,
       metrics: options.metrics,
-      maxEntries: options.maxAudiences ?? 32,
-      label: (audience) => `jwt-svid ${audience}`,
+      maxKeys: options.maxAudiences ?? 32,
+      maxKeyLength: MAX_AUDIENCE_LENGTH,
       ...(options.random ? { random: options.random } : {}),
     });
   }
@@ -192,7 +196,7 @@ export class WorkloadApiSource implements X509Source, JwtSource {
     if (previous && !previous.svid.id.equals(svid.id)) {
       // Another identity: JWT-SVIDs of the old one must not be handed out any more.
       logger.warn({ from: previous.svid.id.toString(), to: svid.id.toString() }, 'the Workload API identity changed; dropping cached JWT-SVIDs');
-      this.#jwt.stop();
+      this.#jwt.reset();
     }
     this.#ready.resolve();
     this.#listeners.emit(svid);

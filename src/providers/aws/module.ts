@@ -1,18 +1,22 @@
-// The AWS cloud module: env lines and description (pure), and the running provider: the container token
-// file, STS credentials kept fresh by the cache, and the emulated endpoints (reference/aws.md §7).
+// The AWS cloud module: the container token file, one exchange (web identity at STS, or IAM Roles
+// Anywhere with the X.509-SVID) wrapped by the credential cache, and the two surfaces (container
+// credentials, IMDSv2 when aws.imds). The AWS SDK is loaded only here, for web identity.
 import { randomBytes } from 'node:crypto';
-import { chmod, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AWS_POLICY } from '../../cache/refresh-policy.ts';
-import { RefreshingCredential } from '../../cache/refreshing-credential.ts';
 import { ConnectorError } from '../../base/errors.ts';
 import { Secret } from '../../base/secret.ts';
-import type { CloudModule, CloudProvider, ProviderContext } from '../contract.ts';
-import type { AwsCredentials } from './credentials.ts';
+import { CredentialCache, SINGLE, type Exchange } from '../../cache/credential-cache.ts';
+import { AWS_POLICY } from '../../cache/refresh-policy.ts';
+import { writeSecretFile } from '../../files/secret-file.ts';
+import type { CloudModule, CloudProvider, ProviderContext, Surface } from '../contract.ts';
+import type { AwsCredentials } from './credential.ts';
+import { containerSurface, imdsSurface } from './endpoints.ts';
 import { AWS_CONTAINER_TOKEN_FILE } from './env.ts';
+import { StsWebIdentityExchange } from './exchange.ts';
+import { createRolesAnywhereExchange } from './roles-anywhere.ts';
 
 export interface AwsProviderOptions {
-  /** Per-request timeout for STS (or Roles Anywhere), default 10 s. */
+  /** Per-request timeout for STS, default 10 s. */
   readonly stsRequestTimeoutMs?: number;
 }
 
@@ -27,52 +31,47 @@ export async function createAwsProvider(ctx: ProviderContext, options: AwsProvid
   const upstream = aws.rolesAnywhere ? await rolesAnywhereUpstream(ctx, options) : await webIdentityUpstream(ctx, options);
 
   const authToken = new Secret(randomBytes(32).toString('base64url'));
-  await writeTokenFile(join(ctx.stateDir, AWS_CONTAINER_TOKEN_FILE), authToken);
+  await writeSecretFile(join(ctx.stateDir, AWS_CONTAINER_TOKEN_FILE), authToken, 'AWS container token file');
 
-  const { awsRouter } = await import('./endpoints.ts');
-  const credential = new RefreshingCredential<AwsCredentials>({
+  const credentials = new CredentialCache<AwsCredentials>({
     cloud: 'aws',
     name: upstream.name,
-    fetch: upstream.fetch,
+    exchange: upstream.exchange,
     expiresAt: (c) => c.expiration,
+    pinned: [SINGLE],
     policy: AWS_POLICY,
     clock: ctx.clock,
     logger: ctx.logger,
     metrics: ctx.metrics,
     timeoutMs: (options.stsRequestTimeoutMs ?? 10_000) + 5_000,
   });
-  const unsubscribe = upstream.subscribe((reason) => void credential.refreshNow(reason));
-  const router = awsRouter({
-    credentials: credential,
-    authToken,
-    roleArn: aws.roleArn,
-    region: aws.region,
-    imds: aws.imds,
-    metadataPort: ctx.metadataPort,
-    clock: ctx.clock,
-    metrics: ctx.metrics,
-  });
+  const surfaces: Surface[] = [containerSurface({ credentials, authToken })];
+  if (aws.imds) surfaces.push(imdsSurface({ credentials, roleArn: aws.roleArn, region: aws.region, clock: ctx.clock }));
 
+  let unsubscribe: (() => void) | undefined;
   return {
     cloud: 'aws',
-    router,
-    start: async () => credential.start(),
+    surfaces,
+    start: async () => {
+      unsubscribe = upstream.subscribe((reason) => void credentials.refreshAll(reason));
+      credentials.start();
+    },
     readiness: () => {
-      const lookup = credential.get();
+      const lookup = credentials.peek(SINGLE);
       return lookup.ok ? { ready: true } : { ready: false, reason: lookup.error.message };
     },
     stop: async () => {
-      unsubscribe();
-      credential.stop();
+      unsubscribe?.();
+      credentials.stop();
       upstream.close();
     },
   };
 }
 
-/** One AWS exchange: how to fetch, and when the identity behind it changed. */
+/** One AWS exchange: how to obtain credentials, and when the identity behind them changed. */
 interface AwsUpstream {
   readonly name: string;
-  readonly fetch: (signal: AbortSignal) => Promise<AwsCredentials>;
+  readonly exchange: Exchange<AwsCredentials>;
   subscribe(changed: (reason: string) => void): () => void;
   close(): void;
 }
@@ -80,9 +79,9 @@ interface AwsUpstream {
 async function webIdentityUpstream(ctx: ProviderContext, options: AwsProviderOptions): Promise<AwsUpstream> {
   const jwt = ctx.identity.jwt;
   if (!ctx.config.aws || !jwt) throw new ConnectorError('config_invalid', 'aws: AWS federation needs JWT-SVIDs: configure spiffe.jwt or spiffe.workloadApi');
-  // The SDK is loaded only now, when AWS web identity is configured.
-  const { StsWebIdentityExchange } = await import('./exchange.ts');
+  const sdk = await import('@aws-sdk/client-sts');
   const exchange = new StsWebIdentityExchange({
+    sdk,
     config: ctx.config.aws,
     jwt,
     clock: ctx.clock,
@@ -91,12 +90,12 @@ async function webIdentityUpstream(ctx: ProviderContext, options: AwsProviderOpt
   });
   return {
     name: 'web-identity',
-    fetch: (signal) => exchange.exchange(signal),
+    exchange: (key, signal) => exchange.exchange(key, signal),
     subscribe: (changed) =>
-      jwt.subscribe(() => {
+      ctx.identity.jwt?.subscribe(() => {
         exchange.identityChanged();
         changed('JWT-SVID changed');
-      }),
+      }) ?? (() => {}),
     close: () => exchange.close(),
   };
 }
@@ -105,7 +104,6 @@ async function rolesAnywhereUpstream(ctx: ProviderContext, options: AwsProviderO
   const aws = ctx.config.aws;
   const x509 = ctx.identity.x509;
   if (!aws?.rolesAnywhere || !x509) throw new ConnectorError('config_invalid', 'aws.rolesAnywhere: IAM Roles Anywhere signs with the X.509-SVID: configure spiffe.x509 or spiffe.workloadApi');
-  const { createRolesAnywhereExchange } = await import('./roles-anywhere.ts');
   const exchange = createRolesAnywhereExchange({
     config: { ...aws, rolesAnywhere: aws.rolesAnywhere },
     x509,
@@ -114,18 +112,5 @@ async function rolesAnywhereUpstream(ctx: ProviderContext, options: AwsProviderO
     ...(options.stsRequestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.stsRequestTimeoutMs }),
   });
   // A rotated SVID signs a new session at once: the old certificate may be revoked or expire first.
-  return { name: 'roles-anywhere', fetch: exchange, subscribe: (changed) => x509.subscribe(() => changed('X.509-SVID rotated')), close: () => {} };
-}
-
-/** Writes the token atomically (temp file + rename), 0644, with no trailing newline (JS and botocore reject one). */
-export async function writeTokenFile(path: string, token: Secret): Promise<void> {
-  const temp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  try {
-    await writeFile(temp, token.reveal(), { mode: 0o644, flag: 'wx' });
-    await chmod(temp, 0o644);
-    await rename(temp, path);
-  } catch (error) {
-    await rm(temp, { force: true });
-    throw new ConnectorError('internal', `cannot write the AWS container token file ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, { cause: error });
-  }
+  return { name: 'roles-anywhere', exchange: (_key, signal) => exchange(signal), subscribe: (changed) => x509.subscribe(() => changed('X.509-SVID rotated')), close: () => {} };
 }

@@ -1,18 +1,22 @@
-// The Google Cloud module (issue 3): env lines and description (pure), and the running provider —
-// exchange (google-auth-library, imported only here), caches, and the emulated metadata server.
+// The Google Cloud module: the exchange (google-auth-library, imported only here) wrapped by three
+// credential caches (access tokens by scope set, the federated token, ID tokens by audience) and the
+// emulated metadata server. On the X.509 path the verified SVID is written to files the SDK reads,
+// and every credential is fetched anew after each rotation.
 import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { ConnectorError } from '../../base/errors.ts';
+import { CredentialCache, SINGLE } from '../../cache/credential-cache.ts';
+import { TOKEN_POLICY } from '../../cache/refresh-policy.ts';
 import type { X509Svid } from '../../spiffe/x509-svid.ts';
 import type { CloudModule, CloudProvider, ProviderContext, Readiness } from '../contract.ts';
 import { CertificateFiles } from './certificate-files.ts';
-import { GcpCredentials } from './credentials.ts';
-import { metadataRouter } from './endpoints.ts';
+import { scopeKey, type GcpToken } from './credential.ts';
+import { MAX_AUDIENCE, metadataSurface } from './endpoints.ts';
 import { federatedAccountName } from './env.ts';
 import { CLOUD_PLATFORM, GcpExchange, type SubjectSource } from './exchange.ts';
 import { instanceIdFor, type MetadataFacts } from './metadata-tree.ts';
 
-/** Scopes of a token request without `scopes=`: what GKE's metadata server grants by default (reference §2.2). */
+/** Scopes of a token request without `scopes=`: what GKE's metadata server grants by default. */
 export const DEFAULT_SCOPES = [CLOUD_PLATFORM, 'https://www.googleapis.com/auth/userinfo.email'] as const;
 
 export const NO_IDENTITY_TEXT =
@@ -28,7 +32,7 @@ export const gcpModule: CloudModule = {
 export interface GcpProviderOptions {
   /** Per-request timeout towards Google. Default 10 s. */
   readonly requestTimeoutMs?: number;
-  /** Most scope sets kept fresh. Default 16. */
+  /** Most scope sets kept fresh besides the default one. Default 16. */
   readonly maxScopeSets?: number;
   /** Most ID-token audiences kept fresh. Default 32. */
   readonly maxAudiences?: number;
@@ -72,18 +76,48 @@ export async function createGcpProvider(ctx: ProviderContext, options: GcpProvid
     maxClients: maxScopeSets + 2,
     ...(options.requestTimeoutMs === undefined ? {} : { timeoutMs: options.requestTimeoutMs }),
   });
-  const credentials = new GcpCredentials({
-    upstream: exchange,
-    defaultScopes: DEFAULT_SCOPES,
-    idTokens: gcp.serviceAccount !== undefined,
+  const common = {
+    cloud: 'gcp',
+    expiresAt: (t: GcpToken) => t.expiresAt,
+    policy: TOKEN_POLICY,
     clock: ctx.clock,
     logger: ctx.logger,
     metrics: ctx.metrics,
-    maxScopeSets,
-    ...(options.maxAudiences === undefined ? {} : { maxAudiences: options.maxAudiences }),
     ...(options.firstFetchWaitMs === undefined ? {} : { firstFetchWaitMs: options.firstFetchWaitMs }),
     ...(options.random ? { random: options.random } : {}),
+  };
+  const defaultKey = scopeKey(DEFAULT_SCOPES);
+  const accessTokens = new CredentialCache<GcpToken>({
+    ...common,
+    name: 'access-token',
+    exchange: (key, signal) => exchange.accessToken(key.split(','), signal),
+    pinned: [defaultKey],
+    maxKeys: maxScopeSets,
+    maxKeyLength: 4096,
   });
+  // The federated principal's own token authorises generateIdToken; fetched when the first ID token is.
+  const federated = new CredentialCache<GcpToken>({ ...common, name: 'federated-token', exchange: (_key, signal) => exchange.federatedToken(signal), pinned: [SINGLE] });
+  const idTokens =
+    gcp.serviceAccount === undefined
+      ? undefined
+      : new CredentialCache<GcpToken>({
+          ...common,
+          name: 'id-token',
+          maxKeys: options.maxAudiences ?? 32,
+          maxKeyLength: MAX_AUDIENCE,
+          exchange: async (audience, signal) => {
+            const token = await federated.get(SINGLE, signal);
+            if (!token.ok) throw token.error;
+            return exchange.idToken(audience, token.value.token, signal);
+          },
+        });
+  const caches = [accessTokens, federated, ...(idTokens ? [idTokens] : [])];
+  const refreshAll = async (reason: string): Promise<void> => {
+    await Promise.all([accessTokens.refreshAll(reason), (async () => {
+      await federated.refreshAll(reason);
+      await idTokens?.refreshAll(reason);
+    })()]);
+  };
 
   const host = options.hostname ?? hostname();
   const facts: MetadataFacts = {
@@ -97,7 +131,7 @@ export async function createGcpProvider(ctx: ProviderContext, options: GcpProvid
     email: gcp.serviceAccount ?? federatedAccountName(gcp),
     scopes: DEFAULT_SCOPES,
   };
-  const router = metadataRouter({ facts, tokens: credentials, metadataPort: ctx.metadataPort, clock: ctx.clock, metrics: ctx.metrics, logger: ctx.logger, noIdentityText: NO_IDENTITY_TEXT });
+  const surface = metadataSurface({ facts, accessTokens, defaultScopes: DEFAULT_SCOPES, idTokens, clock: ctx.clock, noIdentityText: NO_IDENTITY_TEXT });
 
   const unsubscribes: Array<() => void> = [];
   let started = false;
@@ -112,8 +146,8 @@ export async function createGcpProvider(ctx: ProviderContext, options: GcpProvid
         const first = written === undefined;
         written = svid;
         if (!started) return;
-        if (first) credentials.start();
-        else await credentials.refreshAll(reason);
+        if (first) accessTokens.start();
+        else await refreshAll(reason);
       })
       .catch((error: unknown) => ctx.logger.error({ err: (error as Error).message }, 'could not write the X.509-SVID files for Google'));
     return writes;
@@ -121,12 +155,12 @@ export async function createGcpProvider(ctx: ProviderContext, options: GcpProvid
 
   return {
     cloud: 'gcp',
-    router,
+    surfaces: [surface],
     async start() {
       if (jwt) {
-        unsubscribes.push(jwt.subscribe(() => void credentials.refreshAll('JWT-SVID identity changed')));
+        unsubscribes.push(jwt.subscribe(() => void refreshAll('JWT-SVID identity changed')));
         started = true;
-        credentials.start();
+        accessTokens.start();
         return;
       }
       const source = x509;
@@ -136,17 +170,17 @@ export async function createGcpProvider(ctx: ProviderContext, options: GcpProvid
       if (current) await install(current, 'start');
       started = true;
       // With no SVID yet, the first one the source verifies starts the credentials.
-      if (written) credentials.start();
+      if (written) accessTokens.start();
     },
     readiness(): Readiness {
       if (!started || (files && !written)) return { ready: false, reason: 'waiting for the first SVID' };
-      const lookup = credentials.defaultLookup();
+      const lookup = accessTokens.peek(defaultKey);
       if (lookup.ok) return { ready: true };
       return { ready: false, reason: lookup.error.message };
     },
     async stop() {
       for (const u of unsubscribes.splice(0)) u();
-      credentials.stop();
+      for (const c of caches) c.stop();
       exchange.close();
       await writes;
       await files?.remove();

@@ -1,5 +1,5 @@
 // The AWS credential the sidecar holds and serves: the domain type shared by the exchange (which makes
-// it) and the endpoints (which serve it), so neither imports the other (DESIGN.md "Flow").
+// it) and the endpoints (which serve it), so neither imports the other.
 import type { Secret } from '../../base/secret.ts';
 
 export interface AwsCredentials {

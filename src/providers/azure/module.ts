@@ -1,20 +1,21 @@
-// The Azure CloudModule (src/providers/contract.ts): env lines and description (pure, plus the identity-header
-// file), and the running provider: Entra exchange → per-resource token cache → emulated endpoints.
+// The Azure cloud module: the Entra exchange wrapped by the per-resource credential cache (the warm
+// resources pinned), the three managed-identity surfaces, and file mode's federated token file.
 // @azure/identity is imported only in create(), so a config without `azure` never loads it.
 import { readFile } from 'node:fs/promises';
-import { KeyedCredentials } from '../../cache/keyed-credentials.ts';
+import { CredentialCache } from '../../cache/credential-cache.ts';
 import { TOKEN_POLICY } from '../../cache/refresh-policy.ts';
 import type { AzureConfig } from '../../config/azure.ts';
 import { ConnectorError } from '../../base/errors.ts';
 import type { CloudModule, CloudProvider, ProviderContext, Readiness } from '../contract.ts';
-import { azureRouter } from './endpoints.ts';
+import type { AzureAccessToken } from './credential.ts';
+import { azureSurfaces } from './endpoints.ts';
 import { tokenFilePath } from './env.ts';
 import { EntraExchange, type AzureIdentitySdk } from './exchange.ts';
 import { resolveIdentityHeader } from './identity-header.ts';
 import { AzureTokenFile } from './token-file.ts';
-import type { AzureAccessToken } from './token.ts';
+import { MAX_RESOURCE_LENGTH } from './credential.ts';
 
-/** Resources held (and kept fresh) at once; the least recently used beyond this is dropped. */
+/** Resources held (and kept fresh) at once besides the warm ones; the least recently used beyond this is dropped. */
 export const MAX_RESOURCES = 64;
 
 export interface AzureProviderOptions {
@@ -56,41 +57,40 @@ export async function createAzureProvider(ctx: ProviderContext, options: AzurePr
     trustedCaPem,
     ...(options.sdkNow ? { sdkNow: options.sdkNow } : {}),
   });
-  const tokens = new KeyedCredentials<AzureAccessToken>({
+  const tokens = new CredentialCache<AzureAccessToken>({
     cloud: 'azure',
-    fetch: (resource, signal) => exchange.fetchToken(resource, signal),
+    name: 'resource-token',
+    exchange: (resource, signal) => exchange.fetchToken(resource, signal),
+    pinned: azure.warmResources,
     expiresAt: (t) => t.expiresAt,
     policy: TOKEN_POLICY,
     clock,
     logger,
     metrics,
-    maxEntries: MAX_RESOURCES,
-    label: (resource) => resource.slice(0, 200),
+    maxKeys: MAX_RESOURCES,
+    maxKeyLength: MAX_RESOURCE_LENGTH,
   });
   const filePath = tokenFilePath(azure, ctx.stateDir);
   const tokenFile = filePath === undefined ? undefined : new AzureTokenFile({ path: filePath, audience: azure.audience, jwt, clock, logger, metrics });
 
-  const router = azureRouter({
+  const surfaces = azureSurfaces({
     tokens,
     served: { clientId: azure.clientId, objectId: azure.objectId, resourceId: azure.resourceId },
     identityHeader: resolveIdentityHeader(azure.identityHeader, ctx.stateDir),
-    metadataPort: ctx.metadataPort,
     clock,
     logger,
-    metrics,
-    draining: ctx.draining,
   });
 
   let unsubscribe: (() => void) | undefined;
   return {
     cloud: 'azure',
-    router,
+    surfaces,
     async start() {
       unsubscribe = jwt.subscribe(() => {
         void tokens.refreshAll('identity changed');
         void tokenFile?.refreshNow('identity changed');
       });
-      tokens.warm(azure.warmResources);
+      tokens.start();
       tokenFile?.start();
     },
     readiness: () => readiness(azure, tokens, tokenFile),
@@ -103,7 +103,7 @@ export async function createAzureProvider(ctx: ProviderContext, options: AzurePr
 }
 
 /** Ready when every warm resource has a valid token and the token file (file mode) is current. */
-function readiness(azure: AzureConfig, tokens: KeyedCredentials<AzureAccessToken>, tokenFile: AzureTokenFile | undefined): Readiness {
+function readiness(azure: AzureConfig, tokens: CredentialCache<AzureAccessToken>, tokenFile: AzureTokenFile | undefined): Readiness {
   for (const resource of azure.warmResources) {
     const lookup = tokens.peek(resource);
     if (!lookup.ok) return { ready: false, reason: `azure: no token for ${resource}: ${lookup.error.message}` };

@@ -1,0 +1,90 @@
+// The one request pipeline in front of every emulated surface on the loopback metadata listener: it
+// finds the surface that claims the path, then refuses, in that surface's own shape, what no surface
+// may answer (a target or Host naming another host, a forwarded request, a repeated Host or
+// Authorization header, a request while draining), counts every answer by surface and status, and logs
+// refusals. Surfaces see only requests that passed. See docs/architecture.md "The metadata listener".
+import type { IncomingMessage } from 'node:http';
+import type { NextFunction, Request, Response } from 'express';
+import { ConnectorError } from '../base/errors.ts';
+import { hostIsLoopback, isForwarded } from '../http/guards.ts';
+import type { Logger } from '../ops/logger.ts';
+import type { Metrics } from '../ops/metrics.ts';
+import type { Answer, Problem, Reply, Surface } from '../providers/contract.ts';
+
+export interface PipelineOptions {
+  readonly surfaces: readonly Surface[];
+  /** The listener's port: a Host header must name it. */
+  readonly port: number;
+  readonly draining: () => boolean;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+}
+
+export type Middleware = (req: Request, res: Response, next: NextFunction) => void;
+
+/** Headers a request may carry once only: two of them could be read differently by two parsers. */
+const SINGLE_HEADERS = ['host', 'authorization'] as const;
+
+export function metadataPipeline(o: PipelineOptions): Middleware {
+  const replies = new Map<Surface, Reply>(o.surfaces.map((s) => [s, replier(s, o.metrics)]));
+  return (req, res, next) => {
+    const path = req.path;
+    let surface: Surface | undefined;
+    for (const s of o.surfaces) {
+      if (s.claims(path)) {
+        surface = s;
+        break;
+      }
+    }
+    if (!surface) return next();
+    const reply = replies.get(surface) as Reply;
+    const problem = refusal(req, o);
+    if (problem) {
+      o.logger.debug({ surface: surface.name, method: req.method, problem: problem.kind }, 'metadata request refused');
+      const answer = surface.problem(problem, req);
+      return reply(res, problem.kind === 'draining' ? { ...answer, headers: { ...answer.headers, Connection: 'close' } } : answer);
+    }
+    const done = surface.handle(req, res, reply);
+    if (done instanceof Promise) {
+      done.catch((error: unknown) => {
+        o.logger.error({ surface: surface.name, err: error instanceof Error ? error.message : String(error) }, 'metadata request failed');
+        if (!res.headersSent) reply(res, surface.problem({ kind: 'unavailable', error: new ConnectorError('internal', 'the sidecar could not answer this request', { retryable: true }), retryAfterSeconds: 1 }, req));
+        else res.destroy();
+      });
+    }
+  };
+}
+
+function refusal(req: IncomingMessage, o: PipelineOptions): Problem | undefined {
+  // An absolute-form target (`GET http://other/...`) names a host of its own: the real services are never proxies.
+  if (!req.url?.startsWith('/')) return { kind: 'foreign-host' };
+  for (const name of SINGLE_HEADERS) if (repeated(req.rawHeaders, name)) return { kind: 'ambiguous', header: name };
+  if (!hostIsLoopback(req.headers.host, o.port)) return { kind: 'foreign-host' };
+  if (isForwarded(req)) return { kind: 'forwarded' };
+  if (o.draining()) return { kind: 'draining' };
+  return undefined;
+}
+
+/** Node keeps only the first of some repeated headers; the raw list shows them all. */
+function repeated(raw: readonly string[], name: string): boolean {
+  let seen = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const header = raw[i] as string;
+    if (header.length === name.length && header.toLowerCase() === name && ++seen > 1) return true;
+  }
+  return false;
+}
+
+/** Writes answers for one surface and counts them; label children are cached (this is the hot path). */
+function replier(surface: Surface, metrics: Metrics): Reply {
+  const children = new Map<number, { inc(): void }>();
+  return (res: Response, answer: Answer) => {
+    res.writeHead(answer.status, answer.headers as Record<string, string | number>).end(answer.body);
+    let child = children.get(answer.status);
+    if (!child) {
+      child = metrics.requests.labels({ surface: surface.name, status: String(answer.status) });
+      children.set(answer.status, child);
+    }
+    child.inc();
+  };
+}

@@ -1,0 +1,188 @@
+// The one request pipeline in front of every surface: whatever no surface may answer (a foreign Host or
+// request target, a forwarded request, a repeated Host or Authorization header, a request while draining)
+// is refused in that surface's own cloud's shape, before the surface sees it, and counted.
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { ManualClock } from '../../src/base/clock.ts';
+import { Secret } from '../../src/base/secret.ts';
+import type { CredentialLookup, Lookup } from '../../src/cache/credential-cache.ts';
+import { startMetadataListener } from '../../src/metadata/listener.ts';
+import { silentLogger } from '../../src/ops/logger.ts';
+import { Metrics } from '../../src/ops/metrics.ts';
+import type { SurfaceName } from '../../src/providers/contract.ts';
+import { containerSurface, imdsSurface } from '../../src/providers/aws/endpoints.ts';
+import type { AwsCredentials } from '../../src/providers/aws/credential.ts';
+import { metadataSurface } from '../../src/providers/gcp/endpoints.ts';
+import type { GcpToken } from '../../src/providers/gcp/credential.ts';
+import { azureSurfaces } from '../../src/providers/azure/endpoints.ts';
+import type { AzureAccessToken } from '../../src/providers/azure/credential.ts';
+import { raw, rawSocket, type RawResponse } from '../helpers/http.ts';
+
+const ROLE_ARN = 'arn:aws:iam::111122223333:role/app';
+const AWS_TOKEN = 'container-token-0123456789abcdefghijklmnopqrstuv';
+const IDENTITY_HEADER = 'identity-header-0123456789abcdefghijklmnop';
+
+function fixed<C>(value: C, expiresAt: Date): CredentialLookup<C> {
+  const found: Lookup<C> = { ok: true, value, expiresAt };
+  return { peek: () => found, get: async () => found };
+}
+
+/** Every surface of the three clouds on one listener, answering from fixed credentials. */
+async function everySurface(t: TestContext) {
+  const clock = new ManualClock(Date.now());
+  const metrics = new Metrics();
+  const expires = new Date(clock.now() + 3_600_000);
+  const aws: AwsCredentials = {
+    accessKeyId: 'ASIAEXAMPLE',
+    secretAccessKey: new Secret('secret'),
+    sessionToken: new Secret('session'),
+    expiration: expires,
+    accountId: '111122223333',
+    roleArn: ROLE_ARN,
+    assumedRoleArn: 'arn:aws:sts::111122223333:assumed-role/app/s',
+    sessionName: 's',
+    obtainedAt: new Date(clock.now()),
+  };
+  const awsLookup = fixed(aws, expires);
+  const gcp = fixed<GcpToken>({ token: new Secret('ya29.token'), expiresAt: expires }, expires);
+  const azure = fixed<AzureAccessToken>({ accessToken: new Secret('eyJ.azure'), resource: 'https://storage.azure.com', obtainedAt: new Date(clock.now()), expiresAt: expires }, expires);
+  const listener = await startMetadataListener({ host: '127.0.0.1', port: 0, metrics, logger: silentLogger() });
+  t.after(() => listener.close(0));
+  listener.mount([
+    containerSurface({ credentials: awsLookup, authToken: new Secret(AWS_TOKEN) }),
+    imdsSurface({ credentials: awsLookup, roleArn: ROLE_ARN, region: 'eu-west-1', clock }),
+    metadataSurface({
+      facts: { projectId: 'p', numericProjectId: '1', zone: 'projects/1/zones/z', instanceId: '1', name: 'h', hostname: 'h', universeDomain: 'googleapis.com', email: 'sa@p.iam.gserviceaccount.com', scopes: ['s'] },
+      accessTokens: gcp,
+      defaultScopes: ['s'],
+      idTokens: undefined,
+      clock,
+      noIdentityText: 'none\n',
+    }),
+    ...azureSurfaces({ tokens: azure, served: { clientId: 'client' }, identityHeader: new Secret(IDENTITY_HEADER), clock, logger: silentLogger() }),
+  ]);
+  return { listener, metrics, port: listener.port };
+}
+
+interface Case {
+  readonly surface: SurfaceName;
+  readonly method: string;
+  readonly path: string;
+  readonly headers: Record<string, string>;
+  /** How the surface's own answers look. */
+  readonly shape: (r: RawResponse) => void;
+}
+
+const json = (r: RawResponse): Record<string, unknown> => JSON.parse(r.body) as Record<string, unknown>;
+
+const CASES: readonly Case[] = [
+  {
+    surface: 'aws-container',
+    method: 'GET',
+    path: '/v1/credentials',
+    headers: { authorization: AWS_TOKEN },
+    shape: (r) => {
+      assert.equal(r.headers['content-type'], 'application/json');
+      assert.equal(typeof json(r)['code'], 'string');
+      assert.equal(typeof json(r)['message'], 'string');
+    },
+  },
+  {
+    surface: 'aws-imds',
+    method: 'GET',
+    path: '/latest/meta-data/iam/security-credentials/app',
+    headers: {},
+    shape: (r) => assert.equal(r.headers['content-type'], 'text/plain'),
+  },
+  {
+    surface: 'gcp-metadata',
+    method: 'GET',
+    path: '/computeMetadata/v1/instance/service-accounts/default/token',
+    headers: { 'Metadata-Flavor': 'Google' },
+    shape: (r) => {
+      assert.equal(r.headers['metadata-flavor'], 'Google');
+      assert.equal(r.headers['server'], 'Metadata Server for VM');
+    },
+  },
+  {
+    surface: 'azure-appservice',
+    method: 'GET',
+    path: '/msi/token?api-version=2019-08-01&resource=https://storage.azure.com',
+    headers: { 'X-IDENTITY-HEADER': IDENTITY_HEADER },
+    shape: (r) => {
+      assert.match(String(r.headers['content-type']), /^application\/json/);
+      assert.equal(json(r)['statusCode'], r.status);
+      assert.equal(typeof json(r)['correlationId'], 'string');
+    },
+  },
+  {
+    surface: 'azure-imds',
+    method: 'GET',
+    path: '/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://storage.azure.com',
+    headers: { Metadata: 'true' },
+    shape: (r) => {
+      assert.match(String(r.headers['content-type']), /^application\/json/);
+      assert.equal(typeof json(r)['error'], 'string');
+      assert.equal(typeof json(r)['error_description'], 'string');
+    },
+  },
+];
+
+function requestText(port: number, c: Case, extra: string[] = [], target = c.path, host = `127.0.0.1:${port}`): string {
+  const lines = [`${c.method} ${target} HTTP/1.1`, `Host: ${host}`, ...Object.entries(c.headers).map(([k, v]) => `${k}: ${v}`), ...extra, 'Connection: close', '', ''];
+  return lines.join('\r\n');
+}
+
+test('each surface serves its credential through the pipeline (the cases below are otherwise valid requests)', async (t) => {
+  const { port } = await everySurface(t);
+  for (const c of CASES) {
+    if (c.surface === 'aws-imds') continue; // needs a session token first, covered by the AWS tests
+    const r = await rawSocket(port, requestText(port, c));
+    assert.equal(r.status, 200, c.surface);
+  }
+});
+
+test('a foreign Host, a rebinding name and an absolute-form target are refused by every surface, in its own shape', async (t) => {
+  const { port } = await everySurface(t);
+  for (const c of CASES) {
+    for (const host of ['evil.example', `127.0.0.1.attacker.example:${port}`, `localhost.evil:${port}`, `127.0.0.1:${port + 1}`]) {
+      const r = await rawSocket(port, requestText(port, c, [], c.path, host));
+      assert.ok(r.status === 403 || r.status === 400, `${c.surface} ${host}: ${r.status}`);
+      c.shape(r);
+    }
+    const absolute = await rawSocket(port, requestText(port, c, [], `http://evil.example${c.path}`));
+    assert.ok(absolute.status === 403 || absolute.status === 400, `${c.surface} absolute target: ${absolute.status}`);
+    c.shape(absolute);
+  }
+});
+
+test('a forwarded request and a repeated Host or Authorization header are refused by every surface, in its own shape', async (t) => {
+  const { port } = await everySurface(t);
+  for (const c of CASES) {
+    for (const extra of [['X-Forwarded-For: 10.0.0.1'], ['Forwarded: for=10.0.0.1'], [`Host: evil.example`], ['Authorization: a', 'Authorization: b']]) {
+      const r = await rawSocket(port, requestText(port, c, extra));
+      assert.ok(r.status === 403 || r.status === 400, `${c.surface} ${extra.join(', ')}: ${r.status}`);
+      c.shape(r);
+    }
+  }
+});
+
+test('while draining every surface answers 503 with Retry-After and Connection: close, in its own shape', async (t) => {
+  const { port, listener, metrics } = await everySurface(t);
+  listener.drain();
+  for (const c of CASES) {
+    const r = await raw(port, c.method, c.path, c.headers);
+    assert.equal(r.status, 503, c.surface);
+    assert.ok(Number(r.headers['retry-after']) >= 1, `${c.surface} Retry-After`);
+    assert.equal(r.headers['connection'], 'close', c.surface);
+    c.shape(r);
+  }
+  const text = await metrics.text();
+  for (const c of CASES) assert.match(text, new RegExp(`spiffe_connector_requests_total\\{surface="${c.surface}",status="503"\\} 1`), c.surface);
+});
+
+test('paths no surface claims get a plain 404, the same from every cloud', async (t) => {
+  const { port } = await everySurface(t);
+  const r = await raw(port, 'GET', '/nothing/here');
+  assert.deepEqual([r.status, r.body], [404, 'not found\n']);
+});
