@@ -65,6 +65,33 @@ export const webhookSchema = z
         annotationPrefix: annotationPrefix.default('spiffe-connector.io/'),
         /** Seconds to keep answering (503 on /readyz) after SIGTERM before closing. */
         drainSeconds: z.number().min(0).max(60).default(3),
+        /** Plain-HTTP listener for /metrics only (Prometheus without the webhook's serving CA); off when unset. */
+        metricsAddress: hostPort.optional(),
+        /**
+         * The pod's ServiceAccount annotations (same names as on pods; a pod annotation overrides), read from the
+         * API server with the in-cluster conventions: KUBERNETES_SERVICE_HOST/PORT, the mounted token and CA.
+         */
+        serviceAccounts: z
+          .object({
+            enabled: z.boolean().default(false),
+            tokenFile: file.default('/var/run/secrets/kubernetes.io/serviceaccount/token'),
+            caFile: file.default('/var/run/secrets/kubernetes.io/serviceaccount/ca.crt'),
+            /** How long one GET may take; keep it well under the MutatingWebhookConfiguration's timeoutSeconds. */
+            timeoutSeconds: z.number().min(0.1).max(30).default(2),
+            /** How long a ServiceAccount's annotations are reused for the next pods of that account. */
+            cacheSeconds: z.number().int().min(0).max(3600).default(30),
+            /** What a failed lookup does: deny the pod (failurePolicy Fail), or inject from the pod's annotations alone with a warning (Ignore). */
+            onError: z.enum(['deny', 'podAnnotationsOnly']).default('deny'),
+          })
+          .strict()
+          .default({
+            enabled: false,
+            tokenFile: '/var/run/secrets/kubernetes.io/serviceaccount/token',
+            caFile: '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt',
+            timeoutSeconds: 2,
+            cacheSeconds: 30,
+            onError: 'deny',
+          }),
       })
       .strict(),
     sidecar: z
@@ -86,6 +113,12 @@ export const webhookSchema = z
         runAsGroup: z.number().int().min(1, 'must not be 0').default(65532),
         /** How long the startup probe waits for the first credentials before the kubelet restarts the sidecar. */
         startupTimeoutSeconds: z.number().int().min(10).max(3600).default(120),
+        /**
+         * Serve the pod's init containers too: the sidecar goes first among the init containers (its startup probe
+         * holds the next ones until credentials are ready) and they get the environment and token mount. Per pod:
+         * annotation init-containers.
+         */
+        serveInitContainers: z.boolean().default(false),
       })
       .strict(),
     defaults: z

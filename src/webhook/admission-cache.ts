@@ -1,7 +1,7 @@
-// Memoizes admitPod for pods that are the same in everything it reads (annotations, labels, spec): the
-// replicas of a Deployment differ only in their names. The per-pod secret is a placeholder in the cached
+// Memoizes admitPod for pods that are the same in everything it reads (annotations, labels, spec, their
+// ServiceAccount's annotations): the replicas of a Deployment differ only in their names. The per-pod secret is a placeholder in the cached
 // patch, replaced by a fresh value for each pod, so no two pods ever share it.
-import type { MutationContext, MutationResult } from './mutate.ts';
+import type { MutationContext, MutationResult, ServiceAccountAnnotations } from './mutate.ts';
 import { admitPod } from './mutate.ts';
 import type { Pod } from './pod.ts';
 
@@ -27,16 +27,16 @@ export class AdmissionCache {
     this.#max = max;
   }
 
-  admit(pod: Pod, context: MutationContext): Admission {
-    const key = JSON.stringify([pod.metadata?.annotations ?? null, pod.metadata?.labels ?? null, pod.spec]);
-    if (key.includes(PLACEHOLDER)) return serialize(admitPod(pod, context));
+  admit(pod: Pod, context: MutationContext, serviceAccount?: ServiceAccountAnnotations): Admission {
+    const key = JSON.stringify([pod.metadata?.annotations ?? null, pod.metadata?.labels ?? null, pod.spec, serviceAccount ?? null]);
+    if (key.includes(PLACEHOLDER)) return serialize(admitPod(pod, context, serviceAccount));
     let entry = this.#entries.get(key);
     if (entry) {
       // Most recently used last.
       this.#entries.delete(key);
       this.#entries.set(key, entry);
     } else {
-      entry = serialize(admitPod(pod, { ...context, randomSecret: () => PLACEHOLDER }));
+      entry = serialize(admitPod(pod, { ...context, randomSecret: () => PLACEHOLDER }, serviceAccount));
       if (this.#entries.size >= this.#max) {
         const oldest = this.#entries.keys().next().value;
         if (oldest !== undefined) this.#entries.delete(oldest);

@@ -18,10 +18,16 @@ export interface AnnotationSpec {
 
 export const INJECT = 'inject';
 export const SKIP_CONTAINERS = 'skip-containers';
+export const INIT_CONTAINERS = 'init-containers';
 
 export const ANNOTATIONS: readonly AnnotationSpec[] = [
   { name: INJECT, kind: 'bool', description: '"true" injects the sidecar (also read from a label of the same name)' },
   { name: SKIP_CONTAINERS, kind: 'string', description: 'comma-separated app containers that get neither the environment nor the token mount' },
+  {
+    name: INIT_CONTAINERS,
+    kind: 'bool',
+    description: '"true" also serves the init containers: the sidecar starts before them and they get the environment and the token mount',
+  },
   { name: 'aws-role-arn', kind: 'string', cloud: 'aws', path: ['aws', 'roleArn'], description: 'IAM role to assume with the JWT-SVID; serves AWS' },
   { name: 'aws-region', kind: 'string', cloud: 'aws', path: ['aws', 'region'], description: 'AWS region (AWS_REGION, the STS endpoint)' },
   { name: 'aws-audience', kind: 'string', cloud: 'aws', path: ['aws', 'audience'], description: 'audience of the JWT-SVID sent to STS (the IAM OIDC provider client ID)' },
@@ -59,6 +65,8 @@ export type AnnotationValue = string | number | boolean;
 export interface PodSettings {
   readonly inject: boolean;
   readonly skipContainers: readonly string[];
+  /** Annotation init-containers, when set. */
+  readonly initContainers?: boolean;
   /** Every config-setting annotation present, by name, already typed. */
   readonly values: ReadonlyMap<string, AnnotationValue>;
   /** Clouds some annotation asks for. */
@@ -119,6 +127,7 @@ export function readPodSettings(
   const clouds = new Set<Cloud>();
   let inject: boolean | undefined;
   let skipContainers: string[] = [];
+  let initContainers: boolean | undefined;
   for (const [key, text] of Object.entries(annotations)) {
     if (!key.startsWith(prefix)) continue;
     const name = key.slice(prefix.length);
@@ -135,6 +144,7 @@ export function readPodSettings(
     }
     if (name === INJECT) inject = value === true;
     else if (name === SKIP_CONTAINERS) skipContainers = String(value).split(',').map((s) => s.trim()).filter((s) => s !== '');
+    else if (name === INIT_CONTAINERS) initContainers = value === true;
     else {
       values.set(name, value);
       if (spec.cloud) clouds.add(spec.cloud);
@@ -145,7 +155,7 @@ export function readPodSettings(
   // A pod that does not ask for the sidecar is left alone, whatever else it carries.
   if (!inject && !injectProblem) return { settings: { inject: false, skipContainers: [], values: new Map(), clouds: new Set() } };
   if (problems.length > 0) return { problems };
-  return { settings: { inject, skipContainers, values, clouds } };
+  return { settings: { inject, skipContainers, values, clouds, ...(initContainers === undefined ? {} : { initContainers }) } };
 }
 
 /** The annotation that sets a config path (its longest matching prefix), if any. */

@@ -26,6 +26,21 @@ export class WebhookMetrics {
     registers: [this.registry],
   });
 
+  /** ServiceAccount lookups (webhook.serviceAccounts), by outcome: found, not_found, error; cache hits included. */
+  readonly serviceAccountLookups = new Counter({
+    name: 'spiffe_connector_webhook_service_account_lookups_total',
+    help: 'ServiceAccount annotation lookups, by outcome (found, not_found, error); answers from the cache count too.',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly serviceAccountLookupDuration = new Histogram({
+    name: 'spiffe_connector_webhook_service_account_lookup_duration_seconds',
+    help: 'Time to get a ServiceAccount\'s annotations (from the cache or the API server).',
+    buckets: [0.0001, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [this.registry],
+  });
+
   readonly reloads = new Counter({
     name: 'spiffe_connector_webhook_tls_reloads_total',
     help: 'Serving certificate loads, by outcome (accepted, refused).',

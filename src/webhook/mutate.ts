@@ -50,11 +50,31 @@ function allContainers(pod: Pod): readonly Container[] {
   return [...(pod.spec.initContainers ?? []), ...pod.spec.containers];
 }
 
-/** Settings from the pod's annotations and labels; the entry point for a whole Pod. */
-export function admitPod(pod: Pod, context: MutationContext): MutationResult {
+/** The pod's ServiceAccount and its annotations (service-accounts.ts), when the webhook reads them. */
+export interface ServiceAccountAnnotations {
+  /** "namespace/name", for messages. */
+  readonly name: string;
+  readonly annotations: Readonly<Record<string, string>>;
+}
+
+/**
+ * Settings from the pod's annotations and labels over its ServiceAccount's annotations (same names; the
+ * pod's win key by key); the entry point for a whole Pod.
+ */
+export function admitPod(pod: Pod, context: MutationContext, serviceAccount?: ServiceAccountAnnotations): MutationResult {
   const prefix = context.config.webhook.annotationPrefix;
-  const read = readPodSettings(pod.metadata?.annotations ?? {}, pod.metadata?.labels ?? {}, prefix);
-  if ('problems' in read) return denied(read.problems.join('; '));
+  const own = pod.metadata?.annotations ?? {};
+  const inherited = Object.entries(serviceAccount?.annotations ?? {}).filter(([k]) => k.startsWith(prefix) && !(k in own));
+  const annotations = inherited.length === 0 ? own : { ...Object.fromEntries(inherited), ...own };
+  const read = readPodSettings(annotations, pod.metadata?.labels ?? {}, prefix);
+  if ('problems' in read) {
+    const fromAccount = new Set(inherited.map(([k]) => k));
+    const named = read.problems.map((p) => {
+      const key = p.slice(0, p.indexOf(':'));
+      return fromAccount.has(key) ? `${p} (annotation of ServiceAccount ${serviceAccount?.name})` : p;
+    });
+    return denied(named.join('; '));
+  }
   return mutatePod(pod, read.settings, context);
 }
 
@@ -131,12 +151,23 @@ export function mutatePod(pod: Pod, settings: PodSettings, context: MutationCont
     runAsGroup,
     declarePort: !portNameTaken,
   });
-  appendAll(patch, pointer('spec', 'initContainers'), pod.spec.initContainers, [container]);
+  const serveInit = settings.initContainers ?? sidecar.serveInitContainers;
+  const initContainers = pod.spec.initContainers ?? [];
+  if (serveInit && initContainers.length > 0) {
+    // First among the init containers: its startup probe holds the next ones until credentials are ready.
+    patch.push({ op: 'add', path: pointer('spec', 'initContainers', 0), value: container });
+  } else {
+    appendAll(patch, pointer('spec', 'initContainers'), pod.spec.initContainers, [container]);
+  }
 
-  // Each app container: the environment `spiffe-connector env` prints, and the token files read-only.
+  // Each app container (and init container when asked): the environment `spiffe-connector env` prints, and the token files read-only.
   const env = appEnvironment(sidecarConfig);
   const stateDir = sidecarConfig.server.stateDir;
-  pod.spec.containers.forEach((c, i) => {
+  const served: Array<{ c: Container; at: (i: number, ...rest: Array<string | number>) => string; i: number }> = [];
+  // Indexes after the insertion at 0 (init containers moved one down).
+  if (serveInit) initContainers.forEach((c, i) => served.push({ c, i: i + 1, at: (n, ...rest) => pointer('spec', 'initContainers', n, ...rest) }));
+  pod.spec.containers.forEach((c, i) => served.push({ c, i, at: (n, ...rest) => pointer('spec', 'containers', n, ...rest) }));
+  served.forEach(({ c, i, at }) => {
     if (settings.skipContainers.includes(c.name)) return;
     const explicit = new Set((c.env ?? []).map((e) => e.name));
     const add: Array<{ name: string; value: string }> = [];
@@ -147,11 +178,11 @@ export function mutatePod(pod: Pod, settings: PodSettings, context: MutationCont
       }
       else add.push({ name, value });
     }
-    appendAll(patch, pointer('spec', 'containers', i, 'env'), c.env, add);
+    appendAll(patch, at(i, 'env'), c.env, add);
     if ((c.volumeMounts ?? []).some((m) => m.mountPath === stateDir)) {
       warnings.push(`container "${c.name}": ${stateDir} is already mounted; the token files are not mounted there`);
     } else {
-      appendAll(patch, pointer('spec', 'containers', i, 'volumeMounts'), c.volumeMounts, [{ name: stateName, mountPath: stateDir, readOnly: true }]);
+      appendAll(patch, at(i, 'volumeMounts'), c.volumeMounts, [{ name: stateName, mountPath: stateDir, readOnly: true }]);
     }
   });
   return { outcome: 'injected', patch, warnings, config: sidecarConfig };

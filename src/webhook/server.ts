@@ -1,8 +1,9 @@
 // The webhook's HTTPS listener: POST /mutate answers AdmissionReview v1; /healthz, /readyz, /metrics for
-// the kubelet and Prometheus. The serving certificate is reloaded when cert-manager renews it.
+// the kubelet and Prometheus (and /metrics alone on a plain-HTTP port when webhook.metricsAddress is set).
+// The serving certificate is reloaded when cert-manager renews it.
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Clock } from '../base/clock.ts';
 import type { WebhookConfig } from '../config/webhook.ts';
@@ -11,8 +12,10 @@ import type { Logger } from '../ops/logger.ts';
 import { allow, deny, isAdmissionReview, reviewResponse, type AdmissionResponse, type AdmissionReview } from './admission.ts';
 import { WebhookMetrics } from './metrics.ts';
 import { AdmissionCache } from './admission-cache.ts';
-import { isPod, podDisplayName } from './pod.ts';
+import { isPod, podDisplayName, type Pod } from './pod.ts';
 import { watchServingPair } from './serving-cert.ts';
+import { InClusterServiceAccounts, type ServiceAccountSource } from './service-accounts.ts';
+import type { ServiceAccountAnnotations } from './mutate.ts';
 import { readBody } from '../http/read-body.ts';
 
 /** Larger than any AdmissionReview of a Pod (the API server caps objects near 3 MiB; a review carries one). */
@@ -26,14 +29,23 @@ export interface WebhookDeps {
   readonly randomSecret?: () => string;
   /** Watch the certificate directory (default true); polling alone otherwise. */
   readonly watch?: boolean;
+  /** Where KUBERNETES_SERVICE_HOST/PORT are read for ServiceAccount lookups (process.env by default). */
+  readonly env?: Readonly<Record<string, string | undefined>>;
 }
 
 export interface RunningWebhook {
   /** https://host:port as bound (0.0.0.0 reported as 127.0.0.1). */
   readonly url: string;
   readonly port: number;
+  /** http://host:port of the plain-HTTP metrics listener, when webhook.metricsAddress is set. */
+  readonly metricsUrl?: string;
   readonly metrics: WebhookMetrics;
   close(): Promise<void>;
+}
+
+function hostOf(bound: AddressInfo): string {
+  if (bound.family === 'IPv6') return `[${bound.address === '::' ? '::1' : bound.address}]`;
+  return bound.address === '0.0.0.0' ? '127.0.0.1' : bound.address;
 }
 
 /** 32 random bytes (base64url) per call, drawn from a pool refilled 64 secrets at a time (one CSPRNG call each). */
@@ -66,9 +78,28 @@ export async function startWebhook(config: WebhookConfig, deps: WebhookDeps): Pr
   const address = parseHostPort(config.webhook.address);
   if (!address) throw new Error(`webhook.address ${config.webhook.address} is not HOST:PORT`);
   let draining = false;
+  const lookups = config.webhook.serviceAccounts;
+  const serviceAccounts: ServiceAccountSource | undefined = lookups.enabled
+    ? new InClusterServiceAccounts({ settings: lookups, clock, prefix: config.webhook.annotationPrefix, ...(deps.env ? { env: deps.env } : {}) })
+    : undefined;
+
+  /** The pod's ServiceAccount annotations, or the denial (or warning) a failed lookup gives. */
+  async function accountOf(pod: Pod, namespace: string): Promise<{ account?: ServiceAccountAnnotations; warning?: string } | { denied: string }> {
+    if (!serviceAccounts) return {};
+    const name = pod.spec.serviceAccountName || (typeof pod.spec['serviceAccount'] === 'string' ? pod.spec['serviceAccount'] : '') || 'default';
+    const started = process.hrtime.bigint();
+    const got = await serviceAccounts.get(namespace, name);
+    metrics.serviceAccountLookups.inc({ outcome: 'error' in got ? 'error' : got.found ? 'found' : 'not_found' });
+    metrics.serviceAccountLookupDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
+    if (!('error' in got)) return got.found ? { account: { name: `${namespace}/${name}`, annotations: got.annotations } } : {};
+    const what = `spiffe-connector: cannot read ServiceAccount ${namespace}/${name}, whose annotations may configure this pod: ${got.error}`;
+    logger.warn({ serviceAccount: `${namespace}/${name}`, err: got.error }, 'ServiceAccount lookup failed');
+    if (lookups.onError === 'deny') return { denied: `${what}; the pod is refused rather than started without its credentials (retry, or fix the webhook's API access)` };
+    return { warning: `${what}; injected from the pod's own annotations only` };
+  }
 
   /** One review → one response; never throws (a failure is a denial the API server can show). */
-  function review(body: AdmissionReview): AdmissionResponse {
+  async function review(body: AdmissionReview): Promise<AdmissionResponse> {
     const req = body.request;
     const isPodCreate = req.kind.group === '' && req.kind.version === 'v1' && req.kind.kind === 'Pod' && req.operation === 'CREATE' && !req.subResource;
     if (!isPodCreate) {
@@ -81,8 +112,17 @@ export async function startWebhook(config: WebhookConfig, deps: WebhookDeps): Pr
       return deny(req.uid, 'spiffe-connector: the Pod object is malformed (spec.containers, volumes, env or annotations have the wrong shape)');
     }
     const namespace = req.namespace ?? pod.metadata?.namespace ?? 'default';
-    const { result, patchJson } = cache.admit(pod, context);
     const who = podDisplayName(pod, namespace);
+    const fromAccount = await accountOf(pod, namespace);
+    if ('denied' in fromAccount) {
+      metrics.admissions.inc({ outcome: 'denied' });
+      logger.info({ uid: req.uid, pod: who, reason: fromAccount.denied }, 'denied a pod');
+      return deny(req.uid, fromAccount.denied);
+    }
+    const admitted = cache.admit(pod, context, fromAccount.account);
+    const { result } = admitted;
+    const patchJson = admitted.patchJson;
+    const extraWarnings = fromAccount.warning && result.outcome !== 'denied' ? [fromAccount.warning] : [];
     switch (result.outcome) {
       case 'denied':
         metrics.admissions.inc({ outcome: 'denied' });
@@ -90,18 +130,19 @@ export async function startWebhook(config: WebhookConfig, deps: WebhookDeps): Pr
         return deny(req.uid, result.denied);
       case 'injected': {
         metrics.admissions.inc({ outcome: 'injected' });
-        metrics.warnings.inc(result.warnings.length);
+        const warnings = [...extraWarnings, ...result.warnings];
+        metrics.warnings.inc(warnings.length);
         const sa = typeof pod.spec.serviceAccountName === 'string' && pod.spec.serviceAccountName !== '' ? pod.spec.serviceAccountName : 'default';
         const spiffeId = `spiffe://${config.defaults.trustDomain}/ns/${namespace}/sa/${sa}`;
         const clouds = (['aws', 'gcp', 'azure'] as const).filter((c) => result.config[c] !== undefined);
-        logger.info({ uid: req.uid, pod: who, spiffeId, clouds, warnings: result.warnings.length, dryRun: req.dryRun === true }, 'injected the sidecar');
-        return allow(req.uid, patchJson ?? result.patch, result.warnings, { 'spiffe-id': spiffeId, clouds: clouds.join(',') });
+        logger.info({ uid: req.uid, pod: who, spiffeId, clouds, warnings: warnings.length, dryRun: req.dryRun === true }, 'injected the sidecar');
+        return allow(req.uid, patchJson ?? result.patch, warnings, { 'spiffe-id': spiffeId, clouds: clouds.join(',') });
       }
       case 'already-injected':
       case 'not-requested':
         metrics.admissions.inc({ outcome: result.outcome.replace('-', '_') });
         logger.debug({ uid: req.uid, pod: who, outcome: result.outcome }, 'nothing to inject');
-        return allow(req.uid, [], []);
+        return allow(req.uid, [], extraWarnings);
     }
   }
 
@@ -124,7 +165,7 @@ export async function startWebhook(config: WebhookConfig, deps: WebhookDeps): Pr
     }
     let response: AdmissionResponse;
     try {
-      response = review(parsed);
+      response = await review(parsed);
     } catch (error) {
       // A defect, not the pod's fault: deny with the reason rather than crash or silently skip injection.
       logger.error({ uid: parsed.request.uid, err: (error as Error).message }, 'reviewing a pod failed');
@@ -189,8 +230,44 @@ export async function startWebhook(config: WebhookConfig, deps: WebhookDeps): Pr
     throw error;
   }
   const bound = server.address() as AddressInfo;
-  const host = bound.family === 'IPv6' ? `[${bound.address === '::' ? '::1' : bound.address}]` : bound.address === '0.0.0.0' ? '127.0.0.1' : bound.address;
-  logger.info({ address: `${bound.address}:${bound.port}`, trustDomain: config.defaults.trustDomain }, 'webhook listening');
+  const host = hostOf(bound);
+  logger.info({ address: `${bound.address}:${bound.port}`, trustDomain: config.defaults.trustDomain, serviceAccountLookups: lookups.enabled }, 'webhook listening');
+
+  // Prometheus scrapes /metrics here over plain HTTP (no serving CA to distribute); nothing else is served.
+  let metricsServer: HttpServer | undefined;
+  let metricsUrl: string | undefined;
+  if (config.webhook.metricsAddress !== undefined) {
+    const metricsAt = parseHostPort(config.webhook.metricsAddress);
+    if (!metricsAt) throw new Error(`webhook.metricsAddress ${config.webhook.metricsAddress} is not HOST:PORT`);
+    const plain = createHttpServer((req, res) => {
+      const path = new URL(req.url ?? '/', 'http://metrics').pathname;
+      const answer: Promise<Answer> =
+        req.method !== 'GET' && req.method !== 'HEAD'
+          ? Promise.resolve(text(405, 'method not allowed'))
+          : path === '/metrics'
+            ? metrics.registry.metrics().then((body) => ({ status: 200, type: metrics.registry.contentType, body }))
+            : Promise.resolve(text(404, 'not found (this port serves /metrics only)'));
+      answer.then(
+        (a) => res.writeHead(a.status, { 'content-type': a.type, 'content-length': Buffer.byteLength(a.body) }).end(req.method === 'HEAD' ? undefined : a.body),
+        () => res.writeHead(500, { 'content-type': 'text/plain' }).end('internal error\n'),
+      );
+    });
+    plain.requestTimeout = 10_000;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        plain.once('error', reject);
+        plain.listen(metricsAt.port, metricsAt.host.replace(/^\[|\]$/g, ''), () => resolve());
+      });
+    } catch (error) {
+      await serving.close();
+      await new Promise<void>((resolve) => server?.close(() => resolve()));
+      throw error;
+    }
+    metricsServer = plain;
+    const m = plain.address() as AddressInfo;
+    metricsUrl = `http://${hostOf(m)}:${m.port}`;
+    logger.info({ address: `${m.address}:${m.port}` }, 'webhook metrics listening (plain HTTP)');
+  }
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
@@ -203,8 +280,14 @@ export async function startWebhook(config: WebhookConfig, deps: WebhookDeps): Pr
         server?.close(() => resolve());
         server?.closeIdleConnections();
       });
+      if (metricsServer) {
+        await new Promise<void>((resolve) => {
+          metricsServer?.close(() => resolve());
+          metricsServer?.closeAllConnections();
+        });
+      }
     })();
     return closing;
   };
-  return { url: `https://${host}:${bound.port}`, port: bound.port, metrics, close };
+  return { url: `https://${host}:${bound.port}`, port: bound.port, ...(metricsUrl ? { metricsUrl } : {}), metrics, close };
 }

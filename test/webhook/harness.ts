@@ -45,6 +45,8 @@ export interface HarnessOptions {
   readonly configText?: (certFile: string, keyFile: string) => string;
   readonly clock?: Clock;
   readonly secrets?: () => string;
+  /** The webhook's view of the environment (KUBERNETES_SERVICE_HOST/PORT for ServiceAccount lookups). */
+  readonly env?: Readonly<Record<string, string | undefined>>;
 }
 
 export async function startHarness(t: TestContext, options: HarnessOptions = {}): Promise<Harness> {
@@ -63,6 +65,7 @@ export async function startHarness(t: TestContext, options: HarnessOptions = {})
     clock,
     logger: silentLogger(),
     watch: false,
+    ...(options.env ? { env: options.env } : {}),
     randomSecret: options.secrets ?? (() => `test-identity-header-${String(++n).padStart(4, '0')}`),
   });
   const agent = new Agent({ connect: { ca: ca.certPem, servername: 'spiffe-connector-webhook.spiffe-connector.svc' } });

@@ -10,7 +10,7 @@ import jsonpatch from 'fast-json-patch';
 import { parseSidecarConfig } from '../../src/config/load.ts';
 import { appEnvironment } from '../../src/env.ts';
 import { validateK8sObject } from '../helpers/k8s-schema.ts';
-import { podReview, startHarness } from './harness.ts';
+import { podReview, startHarness, WEBHOOK_CONFIG } from './harness.ts';
 import { MALFORMED_TARGETS, sendTarget } from '../helpers/http.ts';
 
 const run = promisify(execFile);
@@ -311,4 +311,22 @@ test('malformed request targets get an answer (404, not a 500 or a hang) and the
     assert.ok(answer.closed, `GET ${target}: closed`);
   }
   assert.equal((await h.get('/healthz')).status, 200);
+});
+
+test('webhook.metricsAddress serves /metrics over plain HTTP, and nothing else', async (t) => {
+  const h = await startHarness(t, { configText: (cert, key) => WEBHOOK_CONFIG(cert, key).replace('  drainSeconds: 0\n', '  drainSeconds: 0\n  metricsAddress: 127.0.0.1:0\n') });
+  const pod = await fixture('plain-pod.json');
+  await h.post(podReview(pod, 'shop'));
+  const base = h.webhook.metricsUrl;
+  assert.ok(base?.startsWith('http://127.0.0.1:'), base);
+  const metrics = await fetch(`${base}/metrics`);
+  assert.equal(metrics.status, 200);
+  assert.match(metrics.headers.get('content-type') ?? '', /^text\/plain/);
+  assert.match(await metrics.text(), /spiffe_connector_webhook_admissions_total\{outcome="injected"\} 1/);
+  const mutate = await fetch(`${base}/mutate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(podReview(pod, 'shop')) });
+  assert.equal(mutate.status, 405, 'no admission over plain HTTP');
+  await mutate.body?.cancel();
+  const other = await fetch(`${base}/readyz`);
+  assert.equal(other.status, 404);
+  await other.body?.cancel();
 });
