@@ -44,6 +44,11 @@ export const issuerSchema = z
         /** /healthz, /readyz, /metrics: kept off the discovery listener, which is meant for an Ingress. */
         opsAddress: hostPort.default('0.0.0.0:9090'),
         keysDir: file,
+        /**
+         * Keep publishing the key a reload replaced, signing with it until the new one has been published for
+         * keyActivationDelaySeconds: for a key rotated in place (cert-manager's tls.key, rotationPolicy Always).
+         */
+        retainReplacedKey: z.boolean().optional(),
         audiences: z
           .array(audience, { error: 'must be a list of audiences' })
           .min(1, 'list at least one audience')

@@ -54,6 +54,7 @@ export async function startIssuer(config: IssuerConfig, deps: IssuerDeps): Promi
     dir: config.keysDir,
     alg: config.algorithm,
     activationDelayMs: config.keyActivationDelaySeconds * 1000,
+    retainReplaced: config.retainReplacedKey === true,
     ...watchOpts,
     onRefuse: () => metrics.reloads.inc({ what: 'keys', outcome: 'refused' }),
     onSwap: (set) => {

@@ -1,6 +1,11 @@
 // The signing keys directory (a Kubernetes Secret mount): every visible file is a PEM private key;
 // all are published, the newest by file name signs (signing-key.ts). Reloaded on change; a set with
 // any weak or malformed key is refused whole and the last good set stays.
+//
+// With retainReplaced (a key that cert-manager rotates in place, tls.key of a Certificate's Secret) the
+// key a reload replaced stays published and keeps signing until its successor has been published for
+// the activation delay; it is dropped when the next one replaces the successor. Only this process
+// remembers it: an issuer started after a rotation publishes and signs with the new key alone.
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Clock } from '../base/clock.ts';
@@ -20,6 +25,8 @@ export interface KeyStoreOptions {
   readonly pollMs?: number;
   readonly watch?: boolean;
   readonly onRefuse?: () => void;
+  /** Keep publishing (and signing with, until the delay passes) the key a reload replaced. */
+  readonly retainReplaced?: boolean;
   /** Called with the new set after every accepted (re)load. */
   readonly onSwap?: (set: KeySet) => void;
 }
@@ -74,7 +81,14 @@ export class KeyStore {
         const keys = await readKeyDir(options.dir, options.alg);
         const now = previous === undefined ? 0 : options.clock.now();
         for (const k of keys) if (!this.#firstSeen.has(k.kid)) this.#firstSeen.set(k.kid, now);
-        return new KeySet(keys, this.#firstSeen);
+        let retired: SigningKey[] = [];
+        if (options.retainReplaced && previous) {
+          // The newest of the keys that just left the directory: the one that was signing.
+          const gone = previous.keys.filter((k) => !keys.some((n) => n.kid === k.kid));
+          retired = gone.slice(-1).map((k) => ({ ...k, name: `${k.name} (replaced)` }));
+          if (keys.length + retired.length > MAX_KEYS) retired = [];
+        }
+        return new KeySet(keys, this.#firstSeen, retired);
       },
       fingerprint: (set) => set.keys.map((k) => `${k.name}=${k.kid}`).join(','),
       onSwap: (set, previous) => {

@@ -96,20 +96,25 @@ export function compareKeyNames(a: string, b: string): number {
   return ra.length - rb.length;
 }
 
-/** The keys of a key directory at one moment: all are published, the newest active one signs. */
+/** The keys of a key directory at one moment (and a replaced one kept): all are published, the newest active one signs. */
 export class KeySet {
   /** Sorted oldest first by file name; duplicates (same kid) kept once, under the newest name. */
   readonly keys: readonly SigningKey[];
   /** When each kid was first seen by this process (ms), for the activation delay. */
   readonly #firstSeen: ReadonlyMap<string, number>;
 
-  constructor(keys: readonly SigningKey[], firstSeen: ReadonlyMap<string, number>) {
+  /**
+   * `retired`: keys no longer in the directory but still published and able to sign (key-store.ts keeps the
+   * one a rotation replaced); they are older than every key on disk, so they come first.
+   */
+  constructor(keys: readonly SigningKey[], firstSeen: ReadonlyMap<string, number>, retired: readonly SigningKey[] = []) {
     const byKid = new Map<string, SigningKey>();
     for (const k of [...keys].sort((a, b) => compareKeyNames(a.name, b.name))) {
       byKid.delete(k.kid);
       byKid.set(k.kid, k);
     }
-    this.keys = Object.freeze([...byKid.values()]);
+    const older = retired.filter((k) => !byKid.has(k.kid));
+    this.keys = Object.freeze([...older, ...byKid.values()]);
     this.#firstSeen = firstSeen;
   }
 

@@ -40,6 +40,8 @@ export interface FixtureOptions {
   readonly keys?: Record<string, string>;
   /** Lay the keys out as a Kubernetes Secret volume (`..data` symlink); see writeSecret. */
   readonly secretLayout?: boolean;
+  /** The issuer's retainReplacedKey (a key rotated in place). */
+  readonly retainReplacedKey?: boolean;
 }
 
 let generation = 0;
@@ -106,6 +108,7 @@ export async function startFixture(t: TestContext, options: FixtureOptions = {})
     tokenLifetimeSeconds: options.tokenLifetimeSeconds ?? 3600,
     algorithm: alg,
     keyActivationDelaySeconds: options.keyActivationDelaySeconds ?? 0,
+    ...(options.retainReplacedKey === undefined ? {} : { retainReplacedKey: options.retainReplacedKey }),
     discoveryMaxAgeSeconds: 300,
     drainSeconds: 0,
   };

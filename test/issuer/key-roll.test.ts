@@ -23,9 +23,9 @@ async function token(fx: Fixture, svid: { certPem: string; keyPem: string }): Pr
 }
 
 /** Verifies as a verifier whose JWKS cache is empty: a fresh remote set per call. */
-function verify(fx: Fixture, jwt: string): Promise<unknown> {
+function verify(fx: Fixture, jwt: string, at?: ManualClock): Promise<unknown> {
   const jwks = createRemoteJWKSet(new URL('/spiffe/.well-known/jwks.json', fx.issuer.discoveryUrl));
-  return jwtVerify(jwt, jwks, { issuer: fx.config.url, audience: AUDIENCES[0] ?? '' });
+  return jwtVerify(jwt, jwks, { issuer: fx.config.url, audience: AUDIENCES[0] ?? '', ...(at ? { currentDate: new Date(at.now()) } : {}) });
 }
 
 const kidOf = (jwt: string): string | undefined => decodeProtectedHeader(jwt).kid;
@@ -81,6 +81,52 @@ test('with an activation delay, a new key is published first and signs only afte
   assert.equal(kidOf(await token(fx, svid)), kidA);
   await clock.advance(1_000);
   assert.equal(kidOf(await token(fx, svid)), kids.find((k) => k !== kidA), 'the new key signs after the delay');
+});
+
+test('a key rotated in place (cert-manager tls.key): the replaced key stays published and signs until the new one is past the delay', async (t) => {
+  const clock = new ManualClock(Date.now());
+  const keyA = rsaKeyPem();
+  const fx = await startFixture(t, { clock, keyActivationDelaySeconds: 600, retainReplacedKey: true, secretLayout: true, keys: { 'tls.key': keyA } });
+  const svid = await fx.ca.issueX509Svid({ spiffeId: ID, ttlSeconds: 7200, now: new Date(clock.now() - 60_000) });
+  const [kidA] = await jwksKids(fx);
+  const tA = await token(fx, svid);
+  assert.equal(kidOf(tA), kidA);
+
+  // cert-manager renews the Certificate: a new private key in the same file.
+  await writeSecret(fx.keysDir, { 'tls.key': rsaKeyPem() });
+  await fx.issuer.reload();
+  const kids = await jwksKids(fx);
+  assert.equal(kids.length, 2, 'the previous and the current key are published');
+  assert.equal(kids[0], kidA, 'the previous key first');
+  const kidB = kids[1];
+  assert.equal(kidOf(await token(fx, svid)), kidA, 'the previous key signs while the clouds may not have the new one');
+  await verify(fx, tA, clock);
+  await clock.advance(599_000);
+  assert.equal(kidOf(await token(fx, svid)), kidA);
+  await clock.advance(1_000);
+  const tB = await token(fx, svid);
+  assert.equal(kidOf(tB), kidB, 'the new key signs after the delay');
+  await verify(fx, tA, clock);
+  await verify(fx, tB, clock);
+
+  // The next rotation drops the oldest: previous (B) and current (C) only.
+  await writeSecret(fx.keysDir, { 'tls.key': rsaKeyPem() });
+  await fx.issuer.reload();
+  const next = await jwksKids(fx);
+  assert.equal(next.length, 2);
+  assert.equal(next[0], kidB);
+  assert.ok(!next.includes(kidA ?? ''), 'the key before the previous one is gone');
+  assert.equal(kidOf(await token(fx, svid)), kidB);
+});
+
+test('without retainReplacedKey a key rotated in place is replaced at once (the files layout: removing a key retires it)', async (t) => {
+  const fx = await startFixture(t, { secretLayout: true, keys: { 'tls.key': rsaKeyPem() } });
+  const [kidA] = await jwksKids(fx);
+  await writeSecret(fx.keysDir, { 'tls.key': rsaKeyPem() });
+  await fx.issuer.reload();
+  const kids = await jwksKids(fx);
+  assert.equal(kids.length, 1);
+  assert.notEqual(kids[0], kidA);
 });
 
 test('a keys directory that is bad at start stops the issuer from starting, naming the file', async (t) => {
