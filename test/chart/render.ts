@@ -1,22 +1,21 @@
-// Renders charts/spiffe-connector as Helm does, with test/chart/render/main.go (Go text/template +
-// sprig + Helm's functions) built here with Debian's golang-go and golang-github-masterminds-sprig-dev.
-// When that toolchain is absent, `renderer()` says why so the chart tests can skip.
+// Renders charts/spiffe-connector with Helm itself: `helm template` for the objects, `helm install
+// --dry-run=client` for NOTES.txt, `helm lint --strict`. The helm binary is the one scripts/install-tools.sh
+// builds into .tools/bin (pinned there), or else `helm` on the PATH; without either, `renderer()` says why
+// so the chart tests can skip. Helm's own directories point into a temporary one: nothing of the user's is read.
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { access, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { parseAllDocuments } from 'yaml';
 
 const run = promisify(execFile);
 
 export const CHART_DIR = new URL('../../charts/spiffe-connector/', import.meta.url).pathname;
-const SOURCE = new URL('./render/main.go', import.meta.url);
-/** Debian's Go library tree (GOPATH layout). */
-const GOCODE = '/usr/share/gocode';
-const NEEDED = ['src/github.com/Masterminds/sprig/go.mod', 'src/sigs.k8s.io/yaml/yaml.go'];
+const PINNED = new URL('../../.tools/bin/helm', import.meta.url).pathname;
 
 export interface RenderedDocument {
+  /** The template the object came from, e.g. spiffe-connector/templates/webhook-deployment.yaml. */
   readonly template: string;
   readonly object: Record<string, unknown>;
 }
@@ -24,81 +23,115 @@ export interface RenderedDocument {
 export interface Rendered {
   readonly documents: readonly RenderedDocument[];
   readonly notes: string;
+  /** The manifest exactly as Helm printed it (for byte-for-byte comparisons). */
+  readonly text: string;
 }
 
 export interface RenderOptions {
   readonly valuesFiles?: readonly string[];
+  readonly set?: readonly string[];
   readonly release?: string;
   readonly namespace?: string;
+  /** Capabilities.KubeVersion (helm's default otherwise). */
+  readonly kubeVersion?: string;
+  /** Extra Capabilities.APIVersions, e.g. monitoring.coreos.com/v1. */
+  readonly apiVersions?: readonly string[];
+  /** Also render NOTES.txt (a second helm run). */
+  readonly notes?: boolean;
 }
 
 export interface Renderer {
+  readonly helm: string;
+  readonly version: string;
   render(options?: RenderOptions): Promise<Rendered>;
+  lint(options?: Pick<RenderOptions, 'valuesFiles' | 'set' | 'kubeVersion'>): Promise<string>;
 }
 
-async function exists(path: string): Promise<boolean> {
+async function works(helm: string): Promise<string | undefined> {
   try {
-    await access(path);
-    return true;
+    const { stdout } = await run(helm, ['version', '--short'], { timeout: 30_000 });
+    return stdout.trim();
   } catch {
-    return false;
+    return undefined;
   }
-}
-
-async function findGo(): Promise<string | undefined> {
-  for (const candidate of ['go', '/usr/lib/go/bin/go', '/usr/local/go/bin/go']) {
-    try {
-      await run(candidate, ['version']);
-      return candidate;
-    } catch {
-      // next
-    }
-  }
-  return undefined;
 }
 
 let built: Promise<Renderer | { skip: string }> | undefined;
 
-/** Builds the renderer once per process (and once per source version on this machine). */
 export function renderer(): Promise<Renderer | { skip: string }> {
-  built ??= build();
+  built ??= find();
   return built;
 }
 
-async function build(): Promise<Renderer | { skip: string }> {
-  const go = await findGo();
-  if (!go) return { skip: 'no Go toolchain (apt-get install golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev)' };
-  for (const file of NEEDED) {
-    if (!(await exists(join(GOCODE, file)))) return { skip: `${GOCODE}/${file} is missing (apt-get install golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev)` };
+async function find(): Promise<Renderer | { skip: string }> {
+  let helm: string | undefined;
+  let version: string | undefined;
+  try {
+    await access(PINNED);
+    version = await works(PINNED);
+    if (version) helm = PINNED;
+  } catch {
+    // not built here
   }
-  const source = await readFile(SOURCE, 'utf8');
-  const hash = createHash('sha256').update(source).digest('hex').slice(0, 16);
-  const root = join(tmpdir(), `spiffe-connector-chart-render-${hash}`);
-  const binary = join(root, 'bin', 'render');
-  if (!(await exists(binary))) {
-    // GOPATH mode over Debian's tree; the go.mod marks the program as module-aware code so that
-    // imports like github.com/Masterminds/sprig/v3 resolve to the /v3-less directory (minimal module compatibility).
-    const pkg = join(root, 'src', 'chartrender');
-    await mkdir(pkg, { recursive: true });
-    await writeFile(join(pkg, 'main.go'), source);
-    await writeFile(join(pkg, 'go.mod'), 'module chartrender\n\ngo 1.19\n');
-    await run(go, ['build', '-o', binary, '.'], {
-      cwd: pkg,
-      env: { ...process.env, GO111MODULE: 'off', GOPATH: `${root}:${GOCODE}`, GOFLAGS: '', GOCACHE: join(tmpdir(), 'spiffe-connector-go-cache') },
-      timeout: 300_000,
-    });
+  if (!helm) {
+    version = await works('helm');
+    if (version) helm = 'helm';
   }
+  if (!helm || !version) return { skip: 'no helm (bash scripts/install-tools.sh builds it into .tools/bin from the Go module proxy; it needs Go)' };
+  const home = await mkdtemp(join(tmpdir(), 'helm-home-'));
+  const env = {
+    PATH: process.env['PATH'] ?? '',
+    HOME: home,
+    HELM_CONFIG_HOME: join(home, 'config'),
+    HELM_CACHE_HOME: join(home, 'cache'),
+    HELM_DATA_HOME: join(home, 'data'),
+    KUBECONFIG: join(home, 'no-kubeconfig'),
+  };
+  const binary = helm;
+  const common = (options: RenderOptions): string[] => {
+    const args: string[] = [];
+    for (const f of options.valuesFiles ?? []) args.push('-f', f);
+    for (const s of options.set ?? []) args.push('--set', s);
+    return args;
+  };
+  const helmRun = async (args: string[]): Promise<string> => {
+    try {
+      const { stdout } = await run(binary, args, { env, maxBuffer: 64 * 1024 * 1024, timeout: 120_000 });
+      return stdout;
+    } catch (error) {
+      const e = error as { stderr?: string; stdout?: string };
+      throw new Error(`helm ${args[0]} failed: ${(e.stderr || e.stdout || String(error)).trim()}`);
+    }
+  };
   return {
+    helm: binary,
+    version,
     async render(options = {}) {
-      const args = ['-chart', CHART_DIR, '-name', options.release ?? 'spiffe-connector', '-namespace', options.namespace ?? 'spiffe-connector'];
-      for (const f of options.valuesFiles ?? []) args.push('-f', f);
-      try {
-        const { stdout } = await run(binary, args, { maxBuffer: 64 * 1024 * 1024 });
-        return JSON.parse(stdout) as Rendered;
-      } catch (error) {
-        const stderr = (error as { stderr?: string }).stderr ?? String(error);
-        throw new Error(`helm-style render failed: ${stderr.trim()}`);
+      const release = options.release ?? 'spiffe-connector';
+      const namespace = options.namespace ?? 'spiffe-connector';
+      const args = ['template', release, CHART_DIR, '--namespace', namespace, ...common(options)];
+      if (options.kubeVersion) args.push('--kube-version', options.kubeVersion);
+      for (const v of options.apiVersions ?? []) args.push('--api-versions', v);
+      const text = await helmRun(args);
+      const documents: RenderedDocument[] = [];
+      for (const doc of parseAllDocuments(text)) {
+        if (doc.errors.length > 0) throw new Error(`helm printed invalid YAML: ${doc.errors[0]?.message}`);
+        const object = doc.toJS() as Record<string, unknown> | null;
+        if (object === null) continue;
+        const source = /# Source: (\S+)/.exec(doc.commentBefore ?? '')?.[1] ?? '';
+        documents.push({ template: source, object });
       }
+      let notes = '';
+      if (options.notes) {
+        const json = await helmRun(['install', release, CHART_DIR, '--namespace', namespace, '--dry-run=client', '--output', 'json', ...common(options)]);
+        notes = (JSON.parse(json) as { info?: { notes?: string } }).info?.notes ?? '';
+      }
+      return { documents, notes, text };
+    },
+    async lint(options = {}) {
+      const args = ['lint', '--strict', CHART_DIR, ...common(options)];
+      if (options.kubeVersion) args.push('--kube-version', options.kubeVersion);
+      return helmRun(args);
     },
   };
 }

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Builds the optional tools the tests use when present, from the Go module proxy, into .tools/bin:
+#   helm       (helm lint + helm template in test/chart/)
+#   actionlint (the release workflow in test/release/)
+# Go's module and build caches (GOMODCACHE, GOCACHE) are Go's defaults, so a second run on the same
+# machine only links. A tool already built at the pinned version is kept. Without Go, it says so and
+# exits 0: the tests that need the tools skip, saying why.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+HELM_VERSION=v4.3.1
+ACTIONLINT_VERSION=v1.7.12
+BIN="$PWD/.tools/bin"
+
+if ! command -v go >/dev/null; then
+  echo "note: no Go toolchain; helm and actionlint not built, the tests that need them will skip" >&2
+  exit 0
+fi
+mkdir -p "$BIN"
+
+# install NAME VERSION MODULE/cmd/PATH: go install at that version unless .tools/bin/NAME.version says it is there.
+install_tool() {
+  local name=$1 version=$2 pkg=$3
+  if [ -x "$BIN/$name" ] && [ "$(cat "$BIN/$name.version" 2>/dev/null)" = "$version" ]; then return 0; fi
+  local start=$SECONDS
+  if GOBIN="$BIN" GOFLAGS=-buildvcs=false CGO_ENABLED=0 nice -n 15 go install -trimpath -ldflags=-s "$pkg@$version"; then
+    echo "$version" >"$BIN/$name.version"
+    echo "built $name $version in $((SECONDS - start)) s" >&2
+  else
+    echo "note: $name $version could not be built; the tests that need it will skip" >&2
+  fi
+}
+
+install_tool helm "$HELM_VERSION" helm.sh/helm/v4/cmd/helm
+install_tool actionlint "$ACTIONLINT_VERSION" github.com/rhysd/actionlint/cmd/actionlint
