@@ -109,7 +109,8 @@ export const webhookSchema = z
           .strict()
           .default({ requests: { cpu: '10m', memory: '48Mi' }, limits: { memory: '160Mi' } }),
         /** Non-root user and group the sidecar runs as; the group also reads the csi-driver-spiffe files (fs-group). */
-        runAsUser: z.number().int().min(1, 'must not be 0: the sidecar runs as non-root').default(65532),
+        /** null: no runAsUser (OpenShift's restricted SCC assigns one; runAsNonRoot still holds). */
+        runAsUser: z.number().int().min(1, 'must not be 0: the sidecar runs as non-root').nullable().default(65532),
         runAsGroup: z.number().int().min(1, 'must not be 0').default(65532),
         /** How long the startup probe waits for the first credentials before the kubelet restarts the sidecar. */
         startupTimeoutSeconds: z.number().int().min(10).max(3600).default(120),

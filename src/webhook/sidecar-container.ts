@@ -70,7 +70,7 @@ export function sidecarContainer(input: SidecarSpecInput): Record<string, unknow
     resources: withoutEmpty(sidecar.resources),
     securityContext: {
       runAsNonRoot: true,
-      runAsUser: sidecar.runAsUser,
+      ...(sidecar.runAsUser === null ? {} : { runAsUser: sidecar.runAsUser }),
       runAsGroup: input.runAsGroup,
       readOnlyRootFilesystem: true,
       allowPrivilegeEscalation: false,

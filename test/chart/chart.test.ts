@@ -1,7 +1,7 @@
-// charts/spiffe-connector: the real templates rendered as Helm renders them (Go text/template + sprig,
-// test/chart/render/main.go) with the defaults and with each example values file; every object checked
-// against the Kubernetes (and cert-manager) schemas; the configs the chart writes parsed by the programs'
-// own config code; values.schema.json checked with ajv; the example pods injected by the webhook core.
+// charts/spiffe-connector rendered by Helm itself (render.ts) with the defaults and with each example values
+// file; every object checked against the Kubernetes (cert-manager, prometheus-operator) schemas; the configs
+// the chart writes parsed by the programs' own config code; values.schema.json checked with ajv; the example
+// pods injected by the webhook core.
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -10,8 +10,6 @@ import { Ajv } from 'ajv';
 import { isMap, parseAllDocuments, parseDocument, type YAMLMap } from 'yaml';
 import { parseIssuerConfig } from '../../src/config/issuer.ts';
 import { parseWebhookConfig } from '../../src/config/webhook.ts';
-import { parseSigningKey } from '../../src/issuer/signing-key.ts';
-import { Secret } from '../../src/base/secret.ts';
 import { admitPod } from '../../src/webhook/mutate.ts';
 import type { Pod } from '../../src/webhook/pod.ts';
 import { preloadSchemas, validateK8sObject } from '../helpers/k8s-schema.ts';
@@ -63,13 +61,30 @@ async function checkRendered(r: Rendered, values: Obj): Promise<void> {
     }
   }
 
-  // The chart's own pods: non-root, read-only root filesystem, nothing to escalate, no API token.
+  // The chart's own pods: non-root, read-only root filesystem, nothing to escalate, an API token only to read ServiceAccounts.
+  const openshift = values['openshift'] === true;
   for (const deployment of find(r, 'Deployment')) {
     const spec = deployment['spec'].template.spec;
-    assert.equal(spec.automountServiceAccountToken, false);
+    const isWebhook = deployment['metadata'].name.endsWith('-webhook');
+    assert.equal(spec.automountServiceAccountToken, isWebhook && values['webhook'].serviceAccounts.enabled === true);
     assert.equal(spec.securityContext.runAsNonRoot, true);
+    // OpenShift's restricted-v2 SCC assigns the user and fsGroup from the namespace's range: none may be fixed.
+    assert.equal('runAsUser' in spec.securityContext, !openshift, 'pod runAsUser');
+    assert.equal('fsGroup' in spec.securityContext, !openshift, 'pod fsGroup');
+    assert.deepEqual(spec.imagePullSecrets, values['imagePullSecrets'].length > 0 ? values['imagePullSecrets'] : undefined);
+    const component = isWebhook ? values['webhook'] : values['issuer'];
+    assert.equal(spec.priorityClassName, component.priorityClassName || undefined);
+    for (const [i, wanted] of (component.topologySpreadConstraints as Obj[]).entries()) {
+      const got = spec.topologySpreadConstraints[i];
+      assert.equal(got.topologyKey, wanted['topologyKey']);
+      assert.deepEqual(got.labelSelector, wanted['labelSelector'] ?? deployment['spec'].selector, 'a constraint without a selector selects this component');
+    }
+    for (const v of component.extraVolumes as Obj[]) assert.ok(spec.volumes.some((x: Obj) => x.name === v['name']), `extra volume ${v['name']}`);
+    for (const m of component.extraVolumeMounts as Obj[]) assert.ok(spec.containers[0].volumeMounts.some((x: Obj) => x.mountPath === m['mountPath']), `extra mount ${m['mountPath']}`);
+    for (const e of component.extraEnv as Obj[]) assert.ok(spec.containers[0].env.some((x: Obj) => x.name === e['name']), `extra env ${e['name']}`);
     for (const c of spec.containers) {
       assert.equal(c.securityContext.runAsNonRoot, true);
+      assert.equal('runAsUser' in c.securityContext, !openshift, 'container runAsUser');
       assert.equal(c.securityContext.readOnlyRootFilesystem, true);
       assert.equal(c.securityContext.allowPrivilegeEscalation, false);
       assert.deepEqual(c.securityContext.capabilities, { drop: ['ALL'] });
@@ -77,7 +92,9 @@ async function checkRendered(r: Rendered, values: Obj): Promise<void> {
     }
     // Each mounted ConfigMap is rendered here or named by a value; each Secret comes from a Certificate, the chart or a value.
     const certificateSecrets = find(r, 'Certificate').map((c) => c['spec'].secretName);
+    const extra = new Set((component.extraVolumes as Obj[]).map((v) => v['name']));
     for (const v of spec.volumes) {
+      if (extra.has(v.name)) continue;
       if (v.configMap) assert.ok(find(r, 'ConfigMap', v.configMap.name).length === 1 || v.configMap.name === values['issuer'].bundle.configMapName, `ConfigMap ${v.configMap.name}`);
       if (v.secret) {
         const s = v.secret.secretName;
@@ -113,7 +130,37 @@ async function checkRendered(r: Rendered, values: Obj): Promise<void> {
   // The config files the chart writes are accepted by the programs' own config code.
   const webhookConfig = parseWebhookConfig(one(r, 'ConfigMap', webhookName)['data']['webhook.yaml'], 'rendered webhook.yaml');
   assert.equal(webhookConfig.defaults.trustDomain, String(values['trustDomain']).replace(/^spiffe:\/\//, ''));
-  assert.match(webhookConfig.sidecar.image, /^ghcr\.io\/spiffe-connector\/spiffe-connector[:@]/);
+  const registry = values['global']?.imageRegistry || values['image'].registry;
+  assert.ok(webhookConfig.sidecar.image.startsWith(`${registry}/${values['image'].repository}`), webhookConfig.sidecar.image);
+  assert.equal(webhookConfig.sidecar.runAsUser, openshift ? null : values['sidecar'].runAsUser);
+  assert.equal(webhookConfig.sidecar.serveInitContainers, values['sidecar'].serveInitContainers);
+  assert.equal(deployment['spec'].template.spec.containers[0].image, webhookConfig.sidecar.image, "the sidecar runs the webhook's image");
+  // ServiceAccount lookups: the config, the token, and RBAC that allows get on serviceaccounts and nothing else.
+  assert.equal(webhookConfig.webhook.serviceAccounts.enabled, values['webhook'].serviceAccounts.enabled);
+  assert.equal(webhookConfig.webhook.serviceAccounts.onError, values['webhook'].failurePolicy === 'Fail' ? 'deny' : 'podAnnotationsOnly');
+  if (values['webhook'].serviceAccounts.enabled) {
+    const role = one(r, 'ClusterRole', webhookName);
+    assert.deepEqual(role['rules'], [{ apiGroups: [''], resources: ['serviceaccounts'], verbs: ['get'] }]);
+    const binding = one(r, 'ClusterRoleBinding', webhookName);
+    assert.deepEqual(binding['subjects'], [{ kind: 'ServiceAccount', name: deployment['spec'].template.spec.serviceAccountName, namespace: NAMESPACE }]);
+  }
+  // Metrics on a plain-HTTP port of their own, named "metrics" on the pod and the Service.
+  assert.equal(webhookConfig.webhook.metricsAddress, `0.0.0.0:${values['webhook'].metricsPort}`);
+  assert.ok(deployment['spec'].template.spec.containers[0].ports.some((p: Obj) => p.name === 'metrics' && p.containerPort === values['webhook'].metricsPort));
+  assert.ok(service['spec'].ports.some((p: Obj) => p.name === 'metrics' && p.targetPort === 'metrics'));
+  for (const kind of ['ServiceMonitor', 'PodMonitor']) {
+    const wanted = values['metrics'][kind === 'ServiceMonitor' ? 'serviceMonitor' : 'podMonitor'].enabled;
+    const monitors = find(r, kind);
+    assert.equal(monitors.length, wanted ? (values['issuer'].enabled ? 2 : 1) : 0, kind);
+    for (const m of monitors) {
+      const endpoint = (m['spec'].endpoints ?? m['spec'].podMetricsEndpoints)[0];
+      const selected = (labels: Obj | undefined): boolean => Object.entries(m['spec'].selector.matchLabels as Obj).every(([k, v]) => labels?.[k] === v);
+      const target = kind === 'ServiceMonitor' ? find(r, 'Service').find((x) => selected(x['metadata'].labels)) : find(r, 'Deployment').find((d) => selected(d['spec'].template.metadata.labels));
+      assert.ok(target, `${kind} ${m['metadata'].name} selects something`);
+      const ports = kind === 'ServiceMonitor' ? target['spec'].ports : target['spec'].template.spec.containers[0].ports;
+      assert.ok(ports.some((p: Obj) => p.name === endpoint.port), `${kind} ${m['metadata'].name} scrapes a port that exists`);
+    }
+  }
   const args = deployment['spec'].template.spec.containers[0].args;
   assert.deepEqual(args.slice(0, 2), ['webhook', '--config']);
 
@@ -133,11 +180,25 @@ async function checkRendered(r: Rendered, values: Obj): Promise<void> {
     if (values['issuer'].tls.mode === 'certManager' && !values['defaults'].jwt.exchangeUrl) {
       assert.ok(one(r, 'Certificate', issuerName)['spec'].dnsNames.includes(url.hostname));
     }
-    // A generated signing key is one the issuer accepts.
-    for (const secret of find(r, 'Secret', `${issuerName}-keys`)) {
-      for (const [file, b64] of Object.entries(secret['data'] as Record<string, string>)) {
-        await parseSigningKey(file, new Secret(Buffer.from(b64, 'base64').toString('utf8')), issuerConfig.issuer.algorithm);
-      }
+    // Signing keys: never made by the chart. certManager: a Certificate's private key, of the kind the algorithm needs,
+    // rotated by cert-manager, mounted as tls.key alone, the replaced key kept by the issuer.
+    assert.equal(find(r, 'Secret').length, 0, 'the chart renders no Secret');
+    const keysVolume = one(r, 'Deployment', issuerName)['spec'].template.spec.volumes.find((v: Obj) => v.name === 'keys');
+    if (values['issuer'].keys.source === 'certManager') {
+      const key = one(r, 'Certificate', `${issuerName}-signing-key`)['spec'];
+      assert.deepEqual(
+        key.privateKey,
+        issuerConfig.issuer.algorithm === 'RS256'
+          ? { algorithm: 'RSA', size: 2048, encoding: 'PKCS8', rotationPolicy: 'Always' }
+          : { algorithm: 'ECDSA', size: 256, encoding: 'PKCS8', rotationPolicy: 'Always' },
+      );
+      assert.equal(keysVolume.secret.secretName, key.secretName);
+      assert.deepEqual(keysVolume.secret.items, [{ key: 'tls.key', path: 'tls.key' }]);
+      assert.equal(issuerConfig.issuer.retainReplacedKey, true);
+      assert.ok(issuerConfig.issuer.keyActivationDelaySeconds > issuerConfig.issuer.discoveryMaxAgeSeconds, 'a new key waits out the cached JWKS');
+    } else {
+      assert.equal(keysVolume.secret.secretName, values['issuer'].keys.existingSecret);
+      assert.equal(issuerConfig.issuer.retainReplacedKey, false);
     }
     if (values['issuer'].ingress.enabled) {
       const ingress = one(r, 'Ingress', issuerName);
@@ -156,6 +217,7 @@ const renderCases = async (): Promise<Array<{ name: string; files: string[] }>> 
   { name: 'the default values', files: [] },
   ...(await exampleValues()).map((f) => ({ name: `examples/${f}`, files: [join(EXAMPLES, f)] })),
   { name: 'every optional value set (test/chart/values/everything.yaml)', files: [new URL('./values/everything.yaml', import.meta.url).pathname] },
+  { name: 'OpenShift (test/chart/values/openshift.yaml)', files: [new URL('./values/openshift.yaml', import.meta.url).pathname] },
 ];
 
 for (const c of await renderCases()) {
@@ -165,7 +227,7 @@ for (const c of await renderCases()) {
     const defaults = await yamlFile(join(CHART_DIR, 'values.yaml'));
     let values = defaults;
     for (const f of c.files) values = coalesce(values, await yamlFile(f));
-    await checkRendered(await r.render({ valuesFiles: c.files }), values);
+    await checkRendered(await r.render({ valuesFiles: c.files, notes: true }), values);
   });
 }
 
@@ -178,7 +240,7 @@ test('missing required values stop the render with a message naming them', async
   t.after(() => rm(dir, { recursive: true, force: true }));
   const file = join(dir, 'v.yaml');
   await writeFile(file, 'issuer: { enabled: true, tls: { issuerRef: { name: internal-ca } } }\n');
-  await assert.rejects(r.render({ valuesFiles: [file] }), /issuer\.url is required/);
+  await assert.rejects(r.render({ valuesFiles: [file] }), /issuer\/url/);
   await writeFile(file, 'issuer: { enabled: true, url: "https://oidc.example.org" }\n');
   await assert.rejects(r.render({ valuesFiles: [file] }), /issuer\.tls\.issuerRef\.name is required/);
 });

@@ -1,5 +1,5 @@
 // Validates Kubernetes objects against the OpenAPI schemas that kubernetes-models (and its cert-manager
-// package) ship: types, required fields and enums by the models' JSON-schema validators, and unknown
+// and prometheus-operator packages) ship: types, required fields and enums by the models' JSON-schema validators, and unknown
 // fields (what `kubectl`/Helm's strict validation refuses) by walking the models' type declarations.
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -14,7 +14,11 @@ interface Located {
 
 /** apiVersion + kind → the model module: `apps/v1` → kubernetes-models/apps/v1/Deployment. */
 function locate(apiVersion: string, kind: string): Located {
-  const pkg = /(^|\.)cert-manager\.io\//.test(apiVersion) ? '@kubernetes-models/cert-manager' : 'kubernetes-models';
+  const pkg = /(^|\.)cert-manager\.io\//.test(apiVersion)
+    ? '@kubernetes-models/cert-manager'
+    : /^monitoring\.coreos\.com\//.test(apiVersion)
+      ? '@kubernetes-models/prometheus-operator'
+      : 'kubernetes-models';
   return { module: `${pkg}/${apiVersion}/${kind}`, kind };
 }
 

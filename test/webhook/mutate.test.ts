@@ -241,3 +241,18 @@ test('the admission cache gives every pod a fresh secret and never serves a pod 
   assert.equal(cache.admit(pod({ [`${P}inject`]: 'yes' }), context).result.outcome, 'denied');
   assert.equal(cache.admit(pod({}), context).result.outcome, 'not-requested');
 });
+
+test('sidecar.runAsUser null leaves the user to the platform (OpenShift restricted-v2), still non-root', () => {
+  const c = parseWebhookConfig(`
+webhook: { tls: { certFile: /tls/tls.crt, keyFile: /tls/tls.key } }
+sidecar: { image: registry.example/spiffe-connector:0.1.0, runAsUser: null }
+defaults: { trustDomain: cluster.example, jwt: { exchangeUrl: "https://issuer.spiffe-connector.svc:8443/token" }, aws: { region: eu-west-1 } }
+`);
+  const r = injected(admit(pod({ [`${P}inject`]: 'true', [`${P}aws-role-arn`]: 'arn:aws:iam::111122223333:role/a' }), c));
+  const add = r.patch.find((op) => op.path.startsWith('/spec/initContainers'));
+  const value = add?.value as Array<Record<string, any>> | Record<string, any>;
+  const sidecar = Array.isArray(value) ? value[0] : value;
+  assert.equal(sidecar?.['securityContext'].runAsNonRoot, true);
+  assert.equal('runAsUser' in (sidecar?.['securityContext'] ?? {}), false);
+  assert.equal(sidecar?.['securityContext'].runAsGroup, 65532);
+});

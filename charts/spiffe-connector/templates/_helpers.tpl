@@ -37,12 +37,18 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
+{{/* registry/repository:tag (or @digest); global.imageRegistry overrides image.registry. */}}
 {{- define "spiffe-connector.image" -}}
 {{- $tag := default .Chart.AppVersion .Values.image.tag -}}
+{{- $registry := default .Values.image.registry .Values.global.imageRegistry -}}
+{{- $repository := .Values.image.repository -}}
+{{- if $registry -}}
+{{- $repository = printf "%s/%s" (trimSuffix "/" $registry) $repository -}}
+{{- end -}}
 {{- if .Values.image.digest -}}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- printf "%s@%s" $repository .Values.image.digest -}}
 {{- else -}}
-{{- printf "%s:%s" .Values.image.repository $tag -}}
+{{- printf "%s:%s" $repository $tag -}}
 {{- end -}}
 {{- end -}}
 
@@ -67,10 +73,12 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "https://%s.%s.svc:%d/token" (include "spiffe-connector.component" (dict "root" . "component" "issuer")) .Release.Namespace (int .Values.issuer.service.tokenPort) -}}
 {{- end -}}
 
-{{/* The restricted Pod Security profile for the chart's own containers. */}}
+{{/* The restricted Pod Security profile for the chart's own containers; with openshift=true no fixed user (restricted-v2 assigns one from the namespace's range). */}}
 {{- define "spiffe-connector.containerSecurityContext" -}}
 runAsNonRoot: true
+{{- if not .Values.openshift }}
 runAsUser: 65532
+{{- end }}
 runAsGroup: 65532
 readOnlyRootFilesystem: true
 allowPrivilegeEscalation: false
@@ -83,9 +91,31 @@ seccompProfile:
 
 {{- define "spiffe-connector.podSecurityContext" -}}
 runAsNonRoot: true
+{{- if not .Values.openshift }}
 runAsUser: 65532
 runAsGroup: 65532
 fsGroup: 65532
+{{- end }}
 seccompProfile:
   type: RuntimeDefault
+{{- end -}}
+
+{{/* Topology spread of one component: the values' constraints, each selecting that component's pods when it names no selector. */}}
+{{- define "spiffe-connector.topologySpread" -}}
+{{- $selector := include "spiffe-connector.selectorLabels" (dict "root" .root "component" .component) | fromYaml -}}
+{{- range .constraints }}
+{{- $c := . -}}
+{{- if not (hasKey $c "labelSelector") }}{{ $c = merge (dict "labelSelector" (dict "matchLabels" $selector)) $c }}{{ end }}
+- {{ toYaml $c | nindent 2 | trim }}
+{{- end }}
+{{- end -}}
+
+{{/* matchConditions on, off or auto (on where the API server has them: beta and on by default from 1.28, GA in 1.30). */}}
+{{- define "spiffe-connector.matchConditions" -}}
+{{- $m := .Values.webhook.matchConditions -}}
+{{- if kindIs "bool" $m -}}
+{{- if $m }}true{{ end -}}
+{{- else if semverCompare ">=1.28.0-0" .Capabilities.KubeVersion.Version -}}
+true
+{{- end -}}
 {{- end -}}
