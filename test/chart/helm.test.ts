@@ -16,7 +16,11 @@ const valuesFiles = async (): Promise<string[]> => [
   new URL('./values/openshift.yaml', import.meta.url).pathname,
 ];
 
-const hook = (r: Rendered): Obj => (r.documents.find((d) => (d.object as Obj)['kind'] === 'MutatingWebhookConfiguration')?.object as Obj)['webhooks'][0];
+function hook(r: Rendered): Obj {
+  const mwc = r.documents.find((d) => (d.object as Obj)['kind'] === 'MutatingWebhookConfiguration');
+  assert.ok(mwc, 'a MutatingWebhookConfiguration');
+  return (mwc.object as Obj)['webhooks'][0];
+}
 
 test('helm lint --strict passes with the defaults and every values file', async (t) => {
   const r = await renderer();
