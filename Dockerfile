@@ -1,47 +1,52 @@
 # syntax=docker/dockerfile:1
-# One image, three programs: the sidecar (`spiffe-connector run`), the issuer (`spiffe-connector issuer`)
-# and the admission webhook (`spiffe-connector webhook`). Production dependencies only, non-root, and
+# One image, three programs: the sidecar (`run`), the issuer (`issuer`) and the admission webhook
+# (`webhook`). The runtime is distroless Node 24: node and the C libraries it needs, no shell, no package
+# manager; it holds only the runtime tree scripts/runtime-tree.ts writes (the bundle, the entry point, the
+# Workload API proto and the few packages the bundle loads from node_modules, about 4 MB). Non-root, and
 # nothing written at run time outside mounted volumes, so it runs with a read-only root filesystem.
-ARG NODE_IMAGE=node:24-bookworm-slim
+#
+# Both bases are pinned by digest (the multi-architecture index). To update one, read the current digest
+# of its tag and replace it here, e.g.
+#   docker buildx imagetools inspect gcr.io/distroless/nodejs24-debian12:nonroot   (or: crane digest ...)
+#   docker buildx imagetools inspect node:24-bookworm-slim
+# then rebuild and run `npm test` (test/docker/image.test.ts checks the pins' shape) and the benches.
+ARG BUILD_IMAGE=node:24-bookworm-slim@sha256:0e0ff40c39bc087845bfb27465a0df4ea419520094bc35842ff83dd8cbe6f9b6
+ARG RUNTIME_IMAGE=gcr.io/distroless/nodejs24-debian12:nonroot@sha256:14d42e2511532589a7c7e01a753667a74fcc96266e137e8125006b87b0c32d0a
 
 # Build: typecheck src/ and bundle it into dist/ (main.js + lazily loaded chunks/) with the dev
-# dependencies (TypeScript, esbuild; scripts/build.ts).
-FROM ${NODE_IMAGE} AS build
+# dependencies (TypeScript, esbuild; scripts/build.ts), then write the runtime tree into /runtime.
+FROM ${BUILD_IMAGE} AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
+COPY packages ./packages
 # --ignore-scripts: the `node` devDependency would fetch a second Node 24; the image already has one,
 # so its bin shim is removed and `npm run build` runs tsc on the image's Node.
 RUN npm ci --ignore-scripts --no-audit --no-fund && rm -f node_modules/.bin/node
 COPY tsconfig.json tsconfig.build.json ./
 COPY scripts ./scripts
 COPY src ./src
-RUN npm run build
+COPY bin ./bin
+COPY proto ./proto
+RUN npm run build && node scripts/runtime-tree.ts /runtime
 
-# Production dependencies only.
-FROM ${NODE_IMAGE} AS deps
-WORKDIR /app
-COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
-
-# Runtime.
-FROM ${NODE_IMAGE}
+# Runtime: the distroless base and the runtime tree, nothing else.
+FROM ${RUNTIME_IMAGE}
+ARG VERSION=0.1.0
+LABEL org.opencontainers.image.title="spiffe-connector" \
+      org.opencontainers.image.description="Per-pod sidecar that turns a SPIFFE identity into short-lived AWS, Google Cloud and Azure credentials on emulated metadata endpoints; also the issuer and the admission webhook." \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.base.name="gcr.io/distroless/nodejs24-debian12:nonroot"
 ENV NODE_ENV=production
 # V8's young generation capped at 1 MB instead of growing to 16 MB during start: ~3 MB less resident at
 # idle for the bundled sidecar, no cost to the endpoints' throughput beyond noise (bench/rss.ts,
 # bench/aws-endpoint.ts). Set here, so it applies to all three programs and to the bench's production form.
 ENV NODE_OPTIONS=--max-semi-space-size=1
-# A passwd entry for the runtime user, so libraries asking for the home directory get an answer.
-RUN groupadd --gid 65532 nonroot \
- && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin nonroot
 WORKDIR /app
-COPY --from=deps /app/node_modules ./node_modules
-COPY --from=build /src/dist ./dist
-COPY package.json config.example.yaml ./
-COPY bin ./bin
-COPY proto ./proto
-RUN chmod 0555 bin/spiffe-connector.js && ln -s /app/bin/spiffe-connector.js /usr/local/bin/spiffe-connector
+COPY --from=build /runtime /app
+# The base's nonroot user (uid and gid 65532, home /home/nonroot).
 USER 65532:65532
 # The sidecar's ops port and metadata port, the webhook's HTTPS port, the issuer's ports (documentation only).
 EXPOSE 9090 8443 8080
-ENTRYPOINT ["spiffe-connector"]
+ENTRYPOINT ["/nodejs/bin/node", "/app/bin/spiffe-connector.js"]
 CMD ["--help"]

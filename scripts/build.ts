@@ -7,6 +7,7 @@ import { builtinModules } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, type Plugin } from 'esbuild';
+import { EXTERNAL_PACKAGES } from './runtime-packages.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const outdir = process.argv[2] ?? join(ROOT, 'dist');
@@ -24,9 +25,14 @@ const builtinsAsRequire: Plugin = {
   name: 'builtins-as-require',
   setup(b) {
     b.onResolve({ filter: /^(node:)?[a-z_0-9/]+$/ }, (args) =>
-      args.kind === 'import-statement' && BUILTINS.has(args.path) ? { path: args.path.replace(/^node:/, ''), namespace: 'builtin-as-require' } : undefined,
+      args.kind === 'import-statement' && BUILTINS.has(args.path)
+        ? { path: args.path.replace(/^node:/, ''), namespace: 'builtin-as-require' }
+        : undefined,
     );
-    b.onLoad({ filter: /.*/, namespace: 'builtin-as-require' }, (args) => ({ contents: `module.exports = require(${JSON.stringify(`node:${args.path}`)});`, loader: 'js' }));
+    b.onLoad({ filter: /.*/, namespace: 'builtin-as-require' }, (args) => ({
+      contents: `module.exports = require(${JSON.stringify(`node:${args.path}`)});`,
+      loader: 'js',
+    }));
   },
 };
 
@@ -38,7 +44,11 @@ const builtinsAsRequire: Plugin = {
 const lazyHttp2ForSmithy: Plugin = {
   name: 'lazy-http2-for-smithy',
   setup(b) {
-    b.onResolve({ filter: /^(node:)?http2$/ }, (args) => (/[\\/]@smithy[\\/]node-http-handler[\\/]/.test(args.importer) ? { path: 'http2', namespace: 'lazy-http2' } : undefined));
+    b.onResolve({ filter: /^(node:)?http2$/ }, (args) =>
+      /[\\/]@smithy[\\/]node-http-handler[\\/]/.test(args.importer)
+        ? { path: 'http2', namespace: 'lazy-http2' }
+        : undefined,
+    );
     b.onLoad({ filter: /.*/, namespace: 'lazy-http2' }, () => ({
       contents: `let http2;
 const load = () => (http2 ??= require("node:http2"));
@@ -64,11 +74,12 @@ await build({
   // Error and class names stay readable in logs (pino's `type`, error names).
   keepNames: true,
   sourcemap: true,
-  // Data-heavy packages whose data the sidecar never reads, or reads once: loaded from node_modules at run
-  // time (the image has the production dependencies), so their text is not kept as part of a chunk's source.
-  external: ['iconv-lite', 'mime-db', 'mime-types'],
+  // Data-heavy packages loaded from node_modules at run time (scripts/runtime-packages.ts).
+  external: [...EXTERNAL_PACKAGES],
   // CommonJS code inside the bundle calls require(); an ES module has none, so each chunk makes one.
-  banner: { js: 'import{createRequire as __createRequire}from"node:module";const require=__createRequire(import.meta.url);' },
+  banner: {
+    js: 'import{createRequire as __createRequire}from"node:module";const require=__createRequire(import.meta.url);',
+  },
   plugins: [builtinsAsRequire, lazyHttp2ForSmithy],
   logLevel: 'warning',
 });

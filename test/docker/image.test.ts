@@ -1,54 +1,75 @@
-// The container image as far as it can be tested without a container engine: the Dockerfile's shape,
-// and its layout rebuilt here (dist bundled by scripts/build.ts as `npm run build` does, production
-// dependencies only, bin, proto, the image's NODE_OPTIONS) with the entry point starting each of the three
-// programs and stopping on SIGTERM.
+// The container image as far as it can be tested without a container engine: the Dockerfile's shape, and
+// its final stage's tree rebuilt here as the build stage makes it (scripts/build.ts bundles, then
+// scripts/runtime-tree.ts writes /runtime) in a directory of its own, with no node_modules above it; the
+// entry point starts each of the three programs from exactly that tree under the image's NODE_OPTIONS, a
+// load hook records every file they load (all inside the tree, and every package the tree carries loaded),
+// and each stops on SIGTERM.
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { promisify } from 'node:util';
+import { generateKeyPair, SignJWT } from 'jose';
+import { treeSize } from '../../scripts/runtime-tree.ts';
 import { DevCa } from '../helpers/pki.ts';
 
 const run = promisify(execFile);
 const ROOT = new URL('../../', import.meta.url).pathname;
 
-test('the Dockerfile builds with npm run build, installs production dependencies only and runs non-root', async () => {
+test('the Dockerfile builds on a pinned Node 24, and its runtime stage is a pinned distroless base holding only the runtime tree', async () => {
   const text = await readFile(join(ROOT, 'Dockerfile'), 'utf8');
-  const froms = [...text.matchAll(/^FROM\s+(\S+)(?:\s+AS\s+(\S+))?/gim)].map((m) => m[1]);
-  assert.ok(froms.length >= 2, 'multi-stage');
-  assert.match(text, /^ARG NODE_IMAGE=node:24[-\w.]*$/m, 'every stage is Node 24');
-  // biome-ignore lint/suspicious/noTemplateCurlyInString: the Dockerfile's own text, not a template literal
-  assert.ok(froms.every((f) => f === '${NODE_IMAGE}'));
-  assert.match(text, /^RUN .*npm run build/m);
-  assert.match(text, /^COPY scripts \.\/scripts$/m, 'the build stage has the build script');
-  assert.match(text, /^RUN npm ci --omit=dev\b/m);
+  const build = /^ARG BUILD_IMAGE=(\S+)$/m.exec(text)?.[1] ?? '';
+  const runtime = /^ARG RUNTIME_IMAGE=(\S+)$/m.exec(text)?.[1] ?? '';
+  assert.match(build, /^node:24[-\w.]*@sha256:[0-9a-f]{64}$/, 'the build stage is Node 24, pinned by digest');
+  assert.match(
+    runtime,
+    /^gcr\.io\/distroless\/nodejs24-debian\d+(:[\w.-]+)?@sha256:[0-9a-f]{64}$/,
+    'the runtime is distroless Node 24, pinned by digest',
+  );
+  assert.match(text, /imagetools inspect|crane digest/, 'the Dockerfile says how to update the pins');
+  const stages = text.split(/^FROM\s+/m).slice(1);
+  assert.equal(stages.length, 2, 'a build stage and the runtime');
+  const [buildStage = '', runtimeStage = ''] = stages;
+  assert.match(buildStage, /^\$\{BUILD_IMAGE\} AS build$/m);
+  assert.match(buildStage, /^COPY scripts \.\/scripts$/m, 'the build stage has the build scripts');
+  assert.match(buildStage, /^RUN npm run build && node scripts\/runtime-tree\.ts \/runtime$/m);
+  assert.match(runtimeStage, /^\$\{RUNTIME_IMAGE\}$/m);
+  // The runtime stage copies the runtime tree and nothing else, and runs nothing (distroless has no shell).
+  assert.deepEqual(
+    [...runtimeStage.matchAll(/^(COPY|ADD|RUN)\b.*$/gm)].map((m) => m[0]),
+    ['COPY --from=build /runtime /app'],
+  );
   const users = [...text.matchAll(/^USER\s+(\S+)/gm)].map((m) => m[1]);
   assert.deepEqual(users, ['65532:65532'], 'the runtime stage runs as a non-root uid:gid');
-  assert.match(text, /^ENTRYPOINT \["spiffe-connector"\]$/m);
-  assert.match(text, /^ENV NODE_OPTIONS=--max-semi-space-size=1$/m, 'the runtime keeps V8\'s young generation small');
+  assert.match(runtimeStage, /^ENTRYPOINT \["\/nodejs\/bin\/node", "\/app\/bin\/spiffe-connector\.js"\]$/m);
+  assert.match(
+    runtimeStage,
+    /^ENV NODE_OPTIONS=--max-semi-space-size=1$/m,
+    "the runtime keeps V8's young generation small",
+  );
+  for (const label of ['title', 'description', 'licenses', 'version'])
+    assert.match(runtimeStage, new RegExp(`org\\.opencontainers\\.image\\.${label}=`), `OCI label ${label}`);
   const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
   assert.match(pkg.scripts['build'] ?? '', /node scripts\/build\.ts/, 'npm run build bundles with scripts/build.ts');
   const ignore = await readFile(join(ROOT, '.dockerignore'), 'utf8');
-  for (const p of ['node_modules', 'dist', '.git', 'test']) assert.match(ignore, new RegExp(`^${p.replace('.', '\\.')}$`, 'm'));
+  for (const p of ['node_modules', 'dist', '.git', 'test'])
+    assert.match(ignore, new RegExp(`^${p.replace('.', '\\.')}$`, 'm'));
 });
 
-/** node_modules as `npm ci --omit=dev` lays it out: the lockfile's non-dev top-level packages (linked from this install). */
-async function productionModules(app: string): Promise<string[]> {
-  const lock = JSON.parse(await readFile(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean; devOptional?: boolean; optional?: boolean }> };
+/** The packages (name as under node_modules, scoped ones with their scope) in a node_modules tree. */
+async function carriedPackages(modules: string): Promise<string[]> {
   const names: string[] = [];
-  for (const [path, meta] of Object.entries(lock.packages)) {
-    const m = /^node_modules\/((?:@[^/]+\/)?[^/]+)$/.exec(path);
-    if (!m?.[1] || meta.dev || meta.devOptional) continue;
-    const target = join(ROOT, 'node_modules', m[1]);
-    await mkdir(join(app, 'node_modules', m[1], '..'), { recursive: true });
-    await symlink(target, join(app, 'node_modules', m[1]), 'dir');
-    names.push(m[1]);
+  for (const entry of await readdir(modules)) {
+    if (entry.startsWith('@'))
+      for (const scoped of await readdir(join(modules, entry))) names.push(`${entry}/${scoped}`);
+    else if (!entry.startsWith('.')) names.push(entry);
   }
-  return names;
+  return names.sort();
 }
 
 async function freePort(): Promise<number> {
@@ -73,9 +94,29 @@ async function imageNodeOptions(): Promise<string> {
   return m?.[1] ?? '';
 }
 
+/** Preloaded (--import) into every program: appends the URL of each module it loads to $LOADS_FILE. */
+const RECORDER = `import { registerHooks } from 'node:module';
+import { appendFileSync } from 'node:fs';
+registerHooks({ load(url, context, next) { appendFileSync(process.env.LOADS_FILE, url + '\\n'); return next(url, context); } });
+`;
+
+/** The environment the image gives a program: PATH, the image's NODE_OPTIONS, plus the load recorder. */
+async function imageEnv(recorder: string, loads: string, env: Record<string, string>): Promise<Record<string, string>> {
+  return {
+    PATH: process.env['PATH'] ?? '',
+    NODE_OPTIONS: `${await imageNodeOptions()} --import=${recorder}`,
+    LOADS_FILE: loads,
+    ...env,
+  };
+}
+
 /** Starts the entry point and waits for a log line (bounded by a count of checks, never by a timing assertion). */
 async function start(app: string, args: string[], env: Record<string, string>, ready: RegExp): Promise<Started> {
-  const child = spawn(process.execPath, [join(app, 'bin', 'spiffe-connector.js'), ...args], { cwd: app, env: { PATH: process.env['PATH'] ?? '', NODE_OPTIONS: await imageNodeOptions(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [join(app, 'bin', 'spiffe-connector.js'), ...args], {
+    cwd: '/',
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
@@ -93,27 +134,36 @@ async function stop(s: Started): Promise<number | null> {
   return exited;
 }
 
-test('the image layout starts the webhook, the issuer and the sidecar from the entry point', async (t) => {
+test('the runtime tree alone starts the webhook, the issuer and the sidecar from the entry point', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'image-test-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const app = join(dir, 'app');
-  await mkdir(app);
 
-  // Build stage: the bundle `npm run build` makes (after its typecheck, which `npm test` runs already) into
-  // the image's dist/: main.js and the lazily loaded chunks, with source maps.
-  await run(process.execPath, [join(ROOT, 'scripts', 'build.ts'), join(app, 'dist')], { cwd: ROOT });
-  const built = await readdir(join(app, 'dist', 'chunks'));
-  assert.ok(built.some((f) => f.endsWith('.js')) && built.some((f) => f.endsWith('.js.map')), 'chunks with source maps');
-  // Runtime stage: production node_modules, package.json, bin, proto.
-  const prod = await productionModules(app);
-  assert.ok(!prod.includes('typescript') && !prod.includes('fast-json-patch'), 'no devDependency is in the production tree');
-  for (const f of ['package.json', 'config.example.yaml']) await cp(join(ROOT, f), join(app, f));
-  for (const d of ['bin', 'proto']) await cp(join(ROOT, d), join(app, d), { recursive: true });
+  // Build stage: the bundle `npm run build` makes (after its typecheck, which `npm test` runs already), then
+  // the runtime tree from it, as the Dockerfile's `node scripts/runtime-tree.ts /runtime` writes it.
+  await run(process.execPath, [join(ROOT, 'scripts', 'build.ts'), join(dir, 'dist')], { cwd: ROOT });
+  await run(process.execPath, [join(ROOT, 'scripts', 'runtime-tree.ts'), app, join(dir, 'dist')], { cwd: ROOT });
+  assert.deepEqual((await readdir(app)).sort(), ['bin', 'dist', 'node_modules', 'package.json', 'proto']);
+  const packages = await carriedPackages(join(app, 'node_modules'));
+  for (const tool of ['npm', 'corepack', 'typescript', 'esbuild'])
+    assert.ok(!packages.includes(tool), `no ${tool} in the tree`);
+  assert.ok(!(await readdir(join(app, 'dist', 'chunks'))).some((f) => f.endsWith('.map')), 'no source maps');
+  const size = await treeSize(app);
+  const modules = await treeSize(join(app, 'node_modules'));
+  t.diagnostic(
+    `runtime tree: ${size.files} files, ${(size.bytes / 1e6).toFixed(1)} MB (node_modules ${(modules.bytes / 1e6).toFixed(1)} MB: ${packages.join(', ')})`,
+  );
 
-  // ENTRYPOINT ["spiffe-connector"]: a symlink on PATH to bin/spiffe-connector.js, run from anywhere.
-  await mkdir(join(dir, 'usr-local-bin'));
-  await symlink(join(app, 'bin', 'spiffe-connector.js'), join(dir, 'usr-local-bin', 'spiffe-connector'));
-  const help = await run(process.execPath, [join(dir, 'usr-local-bin', 'spiffe-connector'), '--help'], { cwd: '/' });
+  const recorder = join(dir, 'record-loads.mjs');
+  await writeFile(recorder, RECORDER);
+  const loads = join(dir, 'loads.txt');
+  const env = (extra: Record<string, string> = {}): Promise<Record<string, string>> => imageEnv(recorder, loads, extra);
+
+  // ENTRYPOINT ["/nodejs/bin/node", "/app/bin/spiffe-connector.js"], run from anywhere.
+  const help = await run(process.execPath, [join(app, 'bin', 'spiffe-connector.js'), '--help'], {
+    cwd: '/',
+    env: await env(),
+  });
   for (const command of ['run', 'issuer', 'webhook']) assert.match(help.stdout, new RegExp(`\\n\\s+${command}\\b`));
 
   const ca = await DevCa.create({ trustDomain: 'example.org' });
@@ -127,12 +177,20 @@ test('the image layout starts the webhook, the issuer and the sidecar from the e
     join(dir, 'webhook.yaml'),
     `webhook: { address: "127.0.0.1:0", tls: { certFile: ${dir}/tls/tls.crt, keyFile: ${dir}/tls/tls.key }, drainSeconds: 0 }\nsidecar: { image: spiffe-connector:test }\ndefaults: { trustDomain: example.org }\n`,
   );
-  const webhook = await start(app, ['webhook', '--config', join(dir, 'webhook.yaml')], {}, /"msg":"webhook listening"/);
+  const webhook = await start(
+    app,
+    ['webhook', '--config', join(dir, 'webhook.yaml')],
+    await env(),
+    /"msg":"webhook listening"/,
+  );
   assert.equal(await stop(webhook), 0);
 
   // The issuer.
   await mkdir(join(dir, 'keys'));
-  await writeFile(join(dir, 'keys', 'key-1.pem'), generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
+  await writeFile(
+    join(dir, 'keys', 'key-1.pem'),
+    generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+  );
   await writeFile(join(dir, 'bundle.pem'), ca.certPem);
   await writeFile(
     join(dir, 'issuer.yaml'),
@@ -149,19 +207,35 @@ test('the image layout starts the webhook, the issuer and the sidecar from the e
   drainSeconds: 0
 `,
   );
-  const issuer = await start(app, ['issuer', '--config', join(dir, 'issuer.yaml')], {}, /"msg":"issuer started"/);
+  const issuer = await start(
+    app,
+    ['issuer', '--config', join(dir, 'issuer.yaml')],
+    await env(),
+    /"msg":"issuer started"/,
+  );
   assert.equal(await stop(issuer), 0);
 
-  // The sidecar, configured the way the webhook configures it (SPIFFE_CONNECTOR_CONFIG, no file):
-  // its ops listener answers while the (unreachable, loopback) cloud keeps it unready.
+  // The sidecar, configured the way the webhook configures it (SPIFFE_CONNECTOR_CONFIG, no file), with
+  // all three clouds so that each one's chunks load: its ops listener answers while the (unreachable,
+  // loopback) clouds keep it unready.
   const svid = await ca.issueX509Svid({ spiffeId: 'spiffe://example.org/ns/default/sa/app' });
   await mkdir(join(dir, 'svid'));
   await mkdir(join(dir, 'state'));
   await writeFile(join(dir, 'svid', 'tls.crt'), svid.certPem);
   await writeFile(join(dir, 'svid', 'tls.key'), svid.keyPem);
   await writeFile(join(dir, 'svid', 'ca.crt'), ca.certPem);
+  const jwtKey = await generateKeyPair('ES256');
+  const jwt = await new SignJWT({})
+    .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
+    .setIssuer('https://oidc.example.org')
+    .setSubject('spiffe://example.org/ns/default/sa/app')
+    .setAudience(['sts.amazonaws.com', 'api://AzureADTokenExchange'])
+    .setExpirationTime('1h')
+    .sign(jwtKey.privateKey);
+  await mkdir(join(dir, 'jwt'));
+  await writeFile(join(dir, 'jwt', 'token'), jwt);
   const [metadataPort, opsPort, deadPort] = [await freePort(), await freePort(), await freePort()];
-  const config = `spiffe: { trustDomain: example.org, x509: { dir: ${dir}/svid } }
+  const config = `spiffe: { trustDomain: example.org, x509: { dir: ${dir}/svid }, jwt: { file: ${dir}/jwt/token } }
 server: { metadataAddress: "127.0.0.1:${metadataPort}", opsAddress: "127.0.0.1:${opsPort}", stateDir: ${dir}/state, drainSeconds: 0, workloadApiSocket: ${dir}/state/agent.sock }
 gcp:
   projectId: my-project
@@ -169,13 +243,22 @@ gcp:
   workloadIdentityProvider: projects/1/locations/global/workloadIdentityPools/pool/providers/prov
   stsEndpoint: http://127.0.0.1:${deadPort}
   iamCredentialsEndpoint: http://127.0.0.1:${deadPort}
+aws: { roleArn: "arn:aws:iam::111122223333:role/app", region: eu-west-1, stsEndpoint: "http://127.0.0.1:${deadPort}" }
+azure: { tenantId: 72f988bf-86f1-41af-91ab-2d7cd011db47, clientId: 11111111-2222-3333-4444-555555555555, authorityHost: "http://127.0.0.1:${deadPort}" }
 `;
-  const sidecar = spawn(process.execPath, [join(app, 'bin', 'spiffe-connector.js'), 'run'], { cwd: app, env: { PATH: process.env['PATH'] ?? '', NODE_OPTIONS: await imageNodeOptions(), SPIFFE_CONNECTOR_CONFIG: config }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const sidecar = spawn(process.execPath, [join(app, 'bin', 'spiffe-connector.js'), 'run'], {
+    cwd: '/',
+    env: await env({ SPIFFE_CONNECTOR_CONFIG: config }),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   sidecar.stderr.on('data', (d: Buffer) => (out += d.toString()));
   let health = 0;
   for (let i = 0; i < 600 && health !== 200 && sidecar.exitCode === null; i++) {
-    health = await fetch(`http://127.0.0.1:${opsPort}/healthz`).then((r) => r.status, () => 0);
+    health = await fetch(`http://127.0.0.1:${opsPort}/healthz`).then(
+      (r) => r.status,
+      () => 0,
+    );
     if (health !== 200) await new Promise((r) => setTimeout(r, 50));
   }
   assert.equal(health, 200, `the sidecar did not start:\n${out}`);
@@ -183,13 +266,34 @@ gcp:
   // The Workload API server loads proto/workload.proto from the bundle's chunks directory.
   let listening = false;
   for (let i = 0; i < 600 && !listening && sidecar.exitCode === null; i++) {
-    listening = await stat(join(dir, 'state', 'agent.sock')).then((s) => s.isSocket(), () => false);
+    listening = await stat(join(dir, 'state', 'agent.sock')).then(
+      (s) => s.isSocket(),
+      () => false,
+    );
     if (!listening) await new Promise((r) => setTimeout(r, 50));
   }
   assert.ok(listening, `the Workload API socket did not appear:\n${out}`);
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => sidecar.once('exit', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    sidecar.once('exit', (code, signal) => resolve({ code, signal })),
+  );
   sidecar.kill('SIGTERM');
   // It stops; while still fetching its first credentials it may not have installed the drain handler yet.
   const end = await exited;
   assert.ok(end.code === 0 || end.signal === 'SIGTERM', JSON.stringify(end));
+
+  // Every module the three programs loaded came from the tree, and every package the tree carries was
+  // loaded by one of them: the tree is what they need, and no more.
+  const loaded = [...new Set((await readFile(loads, 'utf8')).split('\n').filter((u) => u.startsWith('file:')))]
+    .map((u) => fileURLToPath(u))
+    .filter((f) => f !== recorder);
+  const outside = loaded.filter((f) => !f.startsWith(`${app}/`));
+  assert.deepEqual(outside, [], 'loaded from outside the runtime tree');
+  const used = new Set(
+    loaded.map((f) => /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(f)?.[1]).filter((p) => p !== undefined),
+  );
+  assert.deepEqual(
+    packages.filter((p) => !used.has(p)),
+    [],
+    'packages in the tree that no program loaded',
+  );
 });
