@@ -31,6 +31,62 @@ const audience = z
   .max(600, 'must be at most 600 characters (the Entra federated credential limit)')
   .refine((s) => s.trim() === s, 'must have no leading or trailing spaces');
 
+/** AWS session-tag limits (IAM User Guide, "Passing session tags in AWS STS"). */
+export const MAX_SESSION_TAGS = 50;
+export const MAX_TAG_KEY = 128;
+export const MAX_TAG_VALUE = 256;
+/** Characters AWS allows in tag keys and values: letters, digits, spaces and `_ . : / = + - @`. */
+export const TAG_CHARS = /^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$/u;
+
+const PLACEHOLDER = /\{([A-Za-z][A-Za-z0-9]*)\}/g;
+
+/** The `{name}` placeholders a template uses. */
+export function placeholders(template: string): string[] {
+  return [...template.matchAll(PLACEHOLDER)].map((m) => m[1] ?? '');
+}
+
+/** Session tags for AWS from the SPIFFE ID's path; checked against AWS's session-tag rules at load. */
+const awsSessionTags = z
+  .object({
+    pathTemplate: z
+      .string({ error: 'is required' })
+      .regex(/^(\/([A-Za-z0-9._-]+|\{[A-Za-z][A-Za-z0-9]*\}))+$/, 'must be a SPIFFE ID path whose segments are literal or one {name}, e.g. /ns/{namespace}/sa/{serviceAccount}'),
+    principalTags: z.record(z.string(), z.string(), { error: 'must be a map of tag key to value template' }),
+    transitiveTagKeys: z.array(z.string()).default([]),
+  })
+  .strict()
+  .superRefine((value, ctx) => {
+    const names = new Set([...placeholders(value.pathTemplate), 'trustDomain']);
+    const keys = Object.keys(value.principalTags);
+    if (keys.length === 0) ctx.addIssue({ code: 'custom', path: ['principalTags'], message: 'list at least one tag' });
+    if (keys.length > MAX_SESSION_TAGS) ctx.addIssue({ code: 'custom', path: ['principalTags'], message: `must have at most ${MAX_SESSION_TAGS} tags (the AWS session tag limit)` });
+    const lower = new Set<string>();
+    for (const [key, template] of Object.entries(value.principalTags)) {
+      if (key.length < 1 || key.length > MAX_TAG_KEY) ctx.addIssue({ code: 'custom', path: ['principalTags', key], message: `tag keys must be 1-${MAX_TAG_KEY} characters` });
+      if (!TAG_CHARS.test(key)) ctx.addIssue({ code: 'custom', path: ['principalTags', key], message: 'tag keys may hold only letters, digits, spaces and _ . : / = + - @' });
+      if (key.toLowerCase().startsWith('aws:')) ctx.addIssue({ code: 'custom', path: ['principalTags', key], message: 'tag keys must not start with aws:' });
+      if (lower.has(key.toLowerCase())) ctx.addIssue({ code: 'custom', path: ['principalTags', key], message: 'AWS tag keys are case-insensitive: this key is listed twice' });
+      lower.add(key.toLowerCase());
+      for (const name of placeholders(template)) {
+        if (!names.has(name)) ctx.addIssue({ code: 'custom', path: ['principalTags', key], message: `{${name}} is not in pathTemplate (nor {trustDomain})` });
+      }
+      if (!TAG_CHARS.test(template.replace(/\{[A-Za-z][A-Za-z0-9]*\}/g, ''))) ctx.addIssue({ code: 'custom', path: ['principalTags', key], message: 'tag values may hold only letters, digits, spaces and _ . : / = + - @' });
+    }
+    value.transitiveTagKeys.forEach((key, i) => {
+      if (!keys.includes(key)) ctx.addIssue({ code: 'custom', path: ['transitiveTagKeys', i], message: `"${key}" is not a key of principalTags` });
+    });
+  });
+
+const awsClaims = z
+  .object({
+    /** Only tokens for this audience carry the AWS claims. */
+    audience: z.string().min(1).default('sts.amazonaws.com'),
+    sessionTags: awsSessionTags.optional(),
+    /** Put https://aws.amazon.com/source_identity (the SPIFFE ID's path, dots for slashes) in the tokens. */
+    sourceIdentity: z.boolean().default(false),
+  })
+  .strict();
+
 export const issuerSchema = z
   .object({
     issuer: z
@@ -73,8 +129,15 @@ export const issuerSchema = z
         discoveryMaxAgeSeconds: z.number().int().min(0).max(86400).default(300),
         /** Seconds to keep answering (503 on /readyz) after SIGTERM before closing. */
         drainSeconds: z.number().min(0).max(60).default(3),
+        /** Session tags and source identity for AWS (AssumeRoleWithWebIdentity reads them from the token). */
+        aws: awsClaims.optional(),
       })
-      .strict(),
+      .strict()
+      .superRefine((value, ctx) => {
+        if (value.aws && !value.audiences.includes(value.aws.audience)) {
+          ctx.addIssue({ code: 'custom', path: ['aws', 'audience'], message: `must be one of issuer.audiences (${value.audiences.join(', ')})` });
+        }
+      }),
     log: z
       .object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') })
       .strict()
@@ -85,6 +148,7 @@ export const issuerSchema = z
 export type IssuerFileConfig = z.output<typeof issuerSchema>;
 export type IssuerConfig = IssuerFileConfig['issuer'];
 export type SigningAlgorithm = IssuerConfig['algorithm'];
+export type IssuerAwsConfig = NonNullable<IssuerConfig['aws']>;
 
 export function loadIssuerConfig(path: string): Promise<IssuerFileConfig> {
   return loadYamlConfig(issuerSchema, path);

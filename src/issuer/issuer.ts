@@ -106,6 +106,7 @@ export async function startIssuer(config: IssuerConfig, deps: IssuerDeps): Promi
         audiences: config.audiences,
         lifetimeSeconds: config.tokenLifetimeSeconds,
         alg: config.algorithm,
+        aws: config.aws,
         verifier,
         signer: () => keys.signer(),
         clock,

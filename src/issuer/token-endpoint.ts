@@ -4,10 +4,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { Clock } from '../base/clock.ts';
-import type { SigningAlgorithm } from '../config/issuer.ts';
+import type { IssuerAwsConfig, SigningAlgorithm } from '../config/issuer.ts';
 import type { Logger } from '../ops/logger.ts';
 import type { ClientVerifier } from './client-auth.ts';
 import type { IssuerMetrics } from './metrics.ts';
+import { awsClaims } from './aws-claims.ts';
 import { buildClaims, signJwtSvid } from './mint.ts';
 import { OAuthError, TOKEN_TYPE_JWT, parseExchangeRequest, type TokenResponse } from './oauth.ts';
 import type { SigningKey } from './signing-key.ts';
@@ -18,6 +19,8 @@ export interface TokenEndpointOptions {
   readonly audiences: readonly string[];
   readonly lifetimeSeconds: number;
   readonly alg: SigningAlgorithm;
+  /** Session tags and source identity in tokens for AWS's audience. */
+  readonly aws?: IssuerAwsConfig | undefined;
   readonly verifier: ClientVerifier;
   readonly signer: () => SigningKey | undefined;
   readonly clock: Clock;
@@ -91,7 +94,7 @@ async function handle(o: TokenEndpointOptions, allowed: ReadonlySet<string>, req
   if (claims.exp <= claims.iat) {
     throw new OAuthError('invalid_client', 'expired_certificate', 'the client certificate expires within the second; renew it first');
   }
-  const token = await signJwtSvid(claims, key);
+  const token = await signJwtSvid(claims, key, awsClaims(o.aws, audience, claims.sub));
   return {
     body: { access_token: token, issued_token_type: TOKEN_TYPE_JWT, token_type: 'N_A', expires_in: claims.exp - claims.iat, spiffe_id: claims.sub },
     audience,

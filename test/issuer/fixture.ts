@@ -42,6 +42,8 @@ export interface FixtureOptions {
   readonly secretLayout?: boolean;
   /** The issuer's retainReplacedKey (a key rotated in place). */
   readonly retainReplacedKey?: boolean;
+  /** AWS session tags and source identity (issuer.aws). */
+  readonly aws?: IssuerConfig['aws'];
 }
 
 let generation = 0;
@@ -111,6 +113,7 @@ export async function startFixture(t: TestContext, options: FixtureOptions = {})
     ...(options.retainReplacedKey === undefined ? {} : { retainReplacedKey: options.retainReplacedKey }),
     discoveryMaxAgeSeconds: 300,
     drainSeconds: 0,
+    ...(options.aws ? { aws: options.aws } : {}),
   };
   const issuer = await startIssuer(config, { logger: options.logger ?? silentLogger(), clock: options.clock ?? systemClock });
   t.after(() => issuer.close());
