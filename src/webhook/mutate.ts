@@ -108,10 +108,6 @@ export function mutatePod(pod: Pod, settings: PodSettings, context: MutationCont
 
   const warnings: string[] = [];
   const patch: JsonPatchOp[] = [];
-  if (sidecarConfig.server.workloadApiSocket !== undefined && pod.spec.securityContext?.fsGroup === undefined) {
-    // The socket is mode 0660: the app containers reach it through the emptyDir's fsGroup.
-    warnings.push(`${prefix}workload-api: the pod sets no securityContext.fsGroup, so app containers running as another user cannot open the Workload API socket`);
-  }
   const volumes = pod.spec.volumes ?? [];
   const volumeNames = new Set(volumes.map((v) => v.name));
   const newVolumes: unknown[] = [];
@@ -135,6 +131,16 @@ export function mutatePod(pod: Pod, settings: PodSettings, context: MutationCont
     svidName = uniqueName(SVID_VOLUME, volumeNames);
     volumeNames.add(svidName);
     newVolumes.push(svidVolume(svidName, defaults, runAsGroup));
+  }
+  // The token files (0640) and the Workload API socket (0660) are read through the group that owns
+  // the state emptyDir: the pod's fsGroup. A pod without one gets the sidecar's group (README
+  // "Kubernetes quick start"); a pod that sets one keeps it.
+  if (pod.spec.securityContext?.fsGroup === undefined) {
+    patch.push(
+      pod.spec.securityContext === undefined
+        ? { op: 'add', path: pointer('spec', 'securityContext'), value: { fsGroup: runAsGroup } }
+        : { op: 'add', path: pointer('spec', 'securityContext', 'fsGroup'), value: runAsGroup },
+    );
   }
   const stateName = uniqueName(STATE_VOLUME, volumeNames);
   newVolumes.push(stateVolume(stateName));

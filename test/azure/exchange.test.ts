@@ -3,7 +3,7 @@
 // cache; identity changes; readiness; file mode rewrites.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { decodeJwt } from 'jose';
 import { ManualClock } from '../../src/base/clock.ts';
 import { ConnectorError } from '../../src/base/errors.ts';
@@ -228,6 +228,7 @@ test('file mode: the JWT-SVID file is rewritten well before expiry, atomically, 
   const file = run.env['AZURE_FEDERATED_TOKEN_FILE'] ?? '';
   await until(() => run.provider.readiness().ready);
   const first = await readFile(file, 'utf8');
+  assert.equal((await stat(file)).mode & 0o777, 0o640, 'readable by the pod\'s fsGroup, not by everyone');
   const claims = decodeJwt(first);
   assert.equal(claims.sub, SPIFFE_ID);
   assert.equal(typeof claims.exp, 'number');
@@ -242,6 +243,7 @@ test('file mode: the JWT-SVID file is rewritten well before expiry, atomically, 
   await clock.advance(writtenAt + halfLife - clock.now());
   await until(async () => (await readFile(file, 'utf8')) !== first);
   assert.equal(world.jwt.fetches, 2);
+  assert.equal((await stat(file)).mode & 0o777, 0o640, 'the rewritten file too');
 });
 
 test('no token, assertion or identity header reaches the logs or metrics, whatever happens', async (t) => {

@@ -116,6 +116,16 @@ test("the pod's own csi-driver-spiffe volume is reused and its fs-group becomes 
   assert.equal(sc.runAsGroup, 3000);
 });
 
+test('the token files (0640) are readable through the fsGroup: a pod without one gets the sidecar\'s group, one with it keeps it', () => {
+  const fsGroupOps = (r: Extract<MutationResult, { outcome: 'injected' }>) => r.patch.filter((op) => op.path.startsWith('/spec/securityContext'));
+  assert.deepEqual(fsGroupOps(injected(admit(pod(AWS)))), [{ op: 'add', path: '/spec/securityContext', value: { fsGroup: 65532 } }]);
+  assert.deepEqual(fsGroupOps(injected(admit(pod(AWS, { securityContext: { runAsNonRoot: true } })))), [{ op: 'add', path: '/spec/securityContext/fsGroup', value: 65532 }]);
+  assert.deepEqual(fsGroupOps(injected(admit(pod(AWS, { securityContext: { fsGroup: 3000 } })))), []);
+  // The group of the pod's own csi-driver-spiffe volume is the sidecar's group, so it is the one given.
+  const volumes = [{ name: 'svid', csi: { driver: 'spiffe.csi.cert-manager.io', volumeAttributes: { 'spiffe.csi.cert-manager.io/fs-group': '2000' } } }];
+  assert.deepEqual(fsGroupOps(injected(admit(pod(AWS, { volumes })))), [{ op: 'add', path: '/spec/securityContext', value: { fsGroup: 2000 } }]);
+});
+
 test('volume names taken by the pod get a suffix', () => {
   const r = injected(admit(pod(AWS, { volumes: [{ name: 'spiffe-connector-state', emptyDir: {} }, { name: 'spiffe-connector-svid', emptyDir: {} }] })));
   assert.deepEqual(
@@ -217,7 +227,9 @@ defaults:
   assert.equal(r.config.server.workloadApiJwksUrl, 'https://oidc.example.org/spiffe');
   const env = r.patch.filter((op) => op.path === '/spec/containers/0/env').flatMap((op) => op.value as Array<{ name: string; value: string }>);
   assert.ok(env.some((e) => e.name === 'SPIFFE_ENDPOINT_SOCKET' && e.value === 'unix:///var/run/spiffe-connector/workload-api.sock'), JSON.stringify(env));
-  assert.match(r.warnings[0] ?? '', /workload-api: the pod sets no securityContext\.fsGroup/);
+  // The socket (0660) is reached through the fsGroup the webhook gives a pod that has none.
+  assert.deepEqual(r.patch.find((op) => op.path === '/spec/securityContext')?.value, { fsGroup: 65532 });
+  assert.deepEqual(r.warnings, []);
   assert.deepEqual(injected(admit(pod({ ...AWS, [`${P}workload-api`]: 'true' }, { securityContext: { fsGroup: 2000 } }), c)).warnings, []);
   assert.equal(deniedMessage(admit(pod({ ...AWS, [`${P}workload-api`]: 'maybe' }), c)), `${P}workload-api: must be "true" or "false"`);
 });
