@@ -127,8 +127,10 @@ export const webhookSchema = z
         trustDomain,
         /** Loopback port of the emulated metadata endpoints (annotation metadata-port). */
         metadataPort: port.default(8181),
-        /** Port of the sidecar's /healthz /readyz /metrics (annotation ops-port). */
+        /** Port of the sidecar's /healthz /readyz, the probes (annotation ops-port). */
         opsPort: port.default(9090),
+        /** Port of the sidecar's /metrics, on the pod's loopback unless annotated metrics-pod-wide (annotation metrics-port). */
+        metricsPort: port.default(9091),
         /** Shared emptyDir with the token files; mounted read-only into app containers. */
         stateDir: absolutePath.default('/var/run/spiffe-connector'),
         logLevel: logLevel.default('info'),

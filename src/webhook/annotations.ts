@@ -43,7 +43,9 @@ export const ANNOTATIONS: readonly AnnotationSpec[] = [
   { name: 'azure-tenant-id', kind: 'string', cloud: 'azure', path: ['azure', 'tenantId'], description: 'directory (tenant) ID' },
   { name: 'azure-audience', kind: 'string', cloud: 'azure', path: ['azure', 'audience'], description: 'audience of the JWT-SVID sent to Entra (the federated credential audience)' },
   { name: 'metadata-port', kind: 'port', path: ['server', 'metadataAddress'], description: 'loopback port of the emulated metadata endpoints' },
-  { name: 'ops-port', kind: 'port', path: ['server', 'opsAddress'], description: 'port of the sidecar /healthz /readyz /metrics (probes)' },
+  { name: 'ops-port', kind: 'port', path: ['server', 'opsAddress'], description: 'port of the sidecar /healthz /readyz (the probes, on every pod address)' },
+  { name: 'metrics-port', kind: 'port', path: ['server', 'metricsAddress'], description: 'port of the sidecar /metrics, on the pod loopback unless metrics-pod-wide is "true"' },
+  { name: 'metrics-pod-wide', kind: 'bool', description: '"true" serves /metrics on every pod address, for a Prometheus that scrapes pods; default loopback only' },
   { name: 'log-level', kind: 'string', path: ['log', 'level'], description: 'sidecar log level: trace, debug, info, warn, error' },
   {
     name: 'workload-api',

@@ -11,6 +11,7 @@ import {
   FS_GROUP_ATTRIBUTE,
   metadataPortOf,
   OPS_PORT_NAME,
+  metricsPortOf,
   opsPortOf,
   sidecarContainer,
   STATE_VOLUME,
@@ -100,6 +101,7 @@ export function mutatePod(pod: Pod, settings: PodSettings, context: MutationCont
   const ports = [
     { port: metadataPortOf(sidecarConfig), annotation: 'metadata-port' },
     { port: opsPortOf(sidecarConfig), annotation: 'ops-port' },
+    { port: metricsPortOf(sidecarConfig), annotation: 'metrics-port' },
   ];
   for (const { port, annotation } of ports) {
     const user = allContainers(pod).find((c) => c.ports?.some((p) => p.containerPort === port));

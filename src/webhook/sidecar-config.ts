@@ -64,6 +64,7 @@ function compose(settings: PodSettings, defaults: ClusterDefaults): Tree {
     server: {
       metadataAddress: `127.0.0.1:${port(settings, 'metadata-port', defaults.metadataPort)}`,
       opsAddress: `0.0.0.0:${port(settings, 'ops-port', defaults.opsPort)}`,
+      metricsAddress: `${settings.values.get('metrics-pod-wide') === true ? '0.0.0.0' : '127.0.0.1'}:${port(settings, 'metrics-port', defaults.metricsPort)}`,
       stateDir: defaults.stateDir,
     },
     log: { level: defaults.logLevel },
@@ -76,7 +77,7 @@ function compose(settings: PodSettings, defaults: ClusterDefaults): Tree {
     if (defaults.workloadApiJwksUrl !== undefined) server['workloadApiJwksUrl'] = defaults.workloadApiJwksUrl;
   }
   for (const [name, value] of settings.values) {
-    if (name === 'metadata-port' || name === 'ops-port' || name === 'workload-api') continue;
+    if (name === 'metadata-port' || name === 'ops-port' || name === 'metrics-port' || name === 'metrics-pod-wide' || name === 'workload-api') continue;
     const path = pathOf(name);
     if (path) setPath(raw, path, value satisfies AnnotationValue);
   }
@@ -123,8 +124,17 @@ function precheck(settings: PodSettings, defaults: ClusterDefaults, prefix: stri
     }
   }
   const metadataPort = port(settings, 'metadata-port', defaults.metadataPort);
-  if (metadataPort === port(settings, 'ops-port', defaults.opsPort)) {
+  const opsPort = port(settings, 'ops-port', defaults.opsPort);
+  const metricsPort = port(settings, 'metrics-port', defaults.metricsPort);
+  if (metadataPort === opsPort) {
     problems.push(`${prefix}${settings.values.has('ops-port') ? 'ops-port' : 'metadata-port'}: the metadata and ops ports must differ (both ${metadataPort})`);
+  }
+  if (metricsPort === metadataPort) {
+    problems.push(`${prefix}${settings.values.has('metrics-port') ? 'metrics-port' : 'metadata-port'}: the metadata and metrics ports must differ (both ${metricsPort})`);
+  }
+  // The same port pod-wide is one listener for probes and metrics; on loopback it would collide with the probes.
+  if (metricsPort === opsPort && settings.values.get('metrics-pod-wide') !== true) {
+    problems.push(`${prefix}${settings.values.has('metrics-port') ? 'metrics-port' : 'ops-port'}: the ops and metrics ports must differ (both ${metricsPort}) unless ${prefix}metrics-pod-wide is "true"`);
   }
   return problems;
 }

@@ -31,6 +31,10 @@ export function opsPortOf(config: SidecarConfig): number {
   return parseHostPort(config.server.opsAddress)?.port ?? 9090;
 }
 
+export function metricsPortOf(config: SidecarConfig): number {
+  return parseHostPort(config.server.metricsAddress)?.port ?? 9091;
+}
+
 export function metadataPortOf(config: SidecarConfig): number {
   return parseHostPort(config.server.metadataAddress)?.port ?? 8181;
 }

@@ -126,6 +126,20 @@ test('the token files (0640) are readable through the fsGroup: a pod without one
   assert.deepEqual(fsGroupOps(injected(admit(pod(AWS, { volumes })))), [{ op: 'add', path: '/spec/securityContext', value: { fsGroup: 2000 } }]);
 });
 
+test('/metrics is on the pod loopback by default, pod-wide only when annotated; its port is checked like the others', () => {
+  const r = injected(admit(pod(AWS)));
+  assert.equal(r.config.server.opsAddress, '0.0.0.0:9090');
+  assert.equal(r.config.server.metricsAddress, '127.0.0.1:9091');
+  assert.equal(injected(admit(pod({ ...AWS, [`${P}metrics-port`]: '9300' }))).config.server.metricsAddress, '127.0.0.1:9300');
+  assert.equal(injected(admit(pod({ ...AWS, [`${P}metrics-pod-wide`]: 'true' }))).config.server.metricsAddress, '0.0.0.0:9091');
+  // Pod-wide on the probes port: one listener for both.
+  assert.equal(injected(admit(pod({ ...AWS, [`${P}metrics-pod-wide`]: 'true', [`${P}metrics-port`]: '9090' }))).config.server.metricsAddress, '0.0.0.0:9090');
+  assert.match(deniedMessage(admit(pod({ ...AWS, [`${P}metrics-port`]: '9090' }))), /metrics-port: the ops and metrics ports must differ \(both 9090\)/);
+  assert.match(deniedMessage(admit(pod({ ...AWS, [`${P}metrics-port`]: '8181' }))), /metrics-port: the metadata and metrics ports must differ/);
+  const taken = pod(AWS, { containers: [{ name: 'app', image: 'app:1', ports: [{ containerPort: 9091 }] }] });
+  assert.match(deniedMessage(admit(taken)), /metrics-port: port 9091 is declared by container "app"/);
+});
+
 test('volume names taken by the pod get a suffix', () => {
   const r = injected(admit(pod(AWS, { volumes: [{ name: 'spiffe-connector-state', emptyDir: {} }, { name: 'spiffe-connector-svid', emptyDir: {} }] })));
   assert.deepEqual(
