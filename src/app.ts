@@ -44,15 +44,6 @@ interface Startable {
   close(): Promise<void>;
 }
 
-/** The audiences each configured cloud asks of a JWT-SVID: a token file must carry every one. */
-async function jwtAudiences(config: SidecarConfig): Promise<string[]> {
-  const audiences: string[] = [];
-  if (config.aws) audiences.push(config.aws.audience);
-  if (config.gcp) audiences.push((await import('./providers/gcp/env.ts')).providerAudience(config.gcp));
-  if (config.azure) audiences.push(config.azure.audience);
-  return [...new Set(audiences)];
-}
-
 /** Builds the identity sources the config names. Nothing is read until start(). */
 export async function buildIdentity(config: SidecarConfig, deps: AppDeps): Promise<Identity & { readonly all: Startable[] }> {
   const s = config.spiffe;
@@ -74,7 +65,7 @@ export async function buildIdentity(config: SidecarConfig, deps: AppDeps): Promi
   }
   if (s.jwt?.file) {
     const { JwtFileSource } = await import('./sources/jwt-file.ts');
-    const source = new JwtFileSource({ file: s.jwt.file, trustDomain: s.trustDomain, requiredAudiences: await jwtAudiences(config), ...common });
+    const source = new JwtFileSource({ file: s.jwt.file, trustDomain: s.trustDomain, requiredAudiences: requiredAudiences(config), ...common });
     jwt = source;
     all.push(source);
   } else if (s.jwt?.exchange && x509) {
