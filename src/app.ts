@@ -6,11 +6,11 @@ import type { Clock } from './base/clock.ts';
 import { parseHostPort } from './config/common.ts';
 import type { SidecarConfig } from './config/schema.ts';
 import type { Logger } from './ops/logger.ts';
-import type { Cloud, Metrics } from './ops/metrics.ts';
+import type { Metrics } from './ops/metrics.ts';
 import { startOpsServer, type OpsServer, type ReadinessReport } from './ops/ops-server.ts';
-import { requiredAudiences } from './env.ts';
+import { configuredClouds, requiredAudiences } from './env.ts';
 import { startMetadataListener } from './metadata/listener.ts';
-import type { CloudModule, CloudProvider, ProviderContext } from './providers/contract.ts';
+import type { CloudProvider, ProviderContext } from './providers/contract.ts';
 import type { Identity, JwtSource, X509Source } from './spiffe/source.ts';
 
 export interface AppDeps {
@@ -33,11 +33,6 @@ export interface RunningApp {
   shutdown(drainSeconds?: number): Promise<void>;
 }
 
-const CLOUD_MODULES: Record<Cloud, () => Promise<CloudModule>> = {
-  aws: async () => (await import('./providers/aws/module.ts')).awsModule,
-  gcp: async () => (await import('./providers/gcp/module.ts')).gcpModule,
-  azure: async () => (await import('./providers/azure/module.ts')).azureModule,
-};
 
 interface Startable {
   start?(): Promise<void>;
@@ -99,11 +94,7 @@ export async function startApp(config: SidecarConfig, deps: AppDeps): Promise<Ru
     stateDir: config.server.stateDir,
   };
   const providers: CloudProvider[] = [];
-  for (const cloud of ['aws', 'gcp', 'azure'] as const) {
-    if (!config[cloud]) continue;
-    const module = await CLOUD_MODULES[cloud]();
-    providers.push(await module.create(context));
-  }
+  for (const cloud of configuredClouds(config)) providers.push(await (await cloud.load()).create(context));
   metadata.mount(providers.flatMap((p) => p.surfaces));
 
   // `reasons` are fixed text (shown on the pod-wide probes listener); `details` carry the causes.

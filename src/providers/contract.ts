@@ -80,6 +80,20 @@ export interface CloudProvider {
   stop(): Promise<void>;
 }
 
+/**
+ * A cloud's pure side (in providers/<cloud>/env.ts): what apps are told, what `check` says, and the
+ * JWT-SVID audiences its exchange needs. Loading it loads no endpoint, exchange or SDK.
+ */
+export interface CloudEnvironment {
+  readonly cloud: Cloud;
+  /** The app's env lines; only called when the cloud is configured. */
+  env(config: SidecarConfig, metadataOrigin: string): Array<readonly [name: string, value: string]>;
+  /** What `check` says would be served; only called when the cloud is configured. */
+  describe(config: SidecarConfig, metadataOrigin: string): string[];
+  /** Audiences of the JWT-SVIDs the exchange will ask for (none for an exchange that signs with the X.509-SVID). */
+  audiences(config: SidecarConfig): string[];
+}
+
 /** A cloud's running side. Its env lines and description are pure functions in providers/<cloud>/env.ts, joined in src/env.ts. */
 export interface CloudModule {
   readonly cloud: Cloud;

@@ -5,6 +5,7 @@ import type { X509Certificate } from 'node:crypto';
 import { rolesAnywhereEndpoint, rolesAnywhereRegion } from '../../config/aws.ts';
 import type { SidecarConfig } from '../../config/schema.ts';
 import type { EnvLines } from '../../base/env-lines.ts';
+import type { CloudEnvironment } from '../contract.ts';
 
 /** Where the container-credentials endpoint answers on the metadata listener. */
 export const CONTAINER_CREDENTIALS_PATH = '/v1/credentials';
@@ -64,3 +65,10 @@ export function rolesAnywhereProblems(config: SidecarConfig, leaf: X509Certifica
   if (keyType !== 'ec' && keyType !== 'rsa') problems.push(`the X.509-SVID has a ${keyType ?? 'unknown'} key; IAM Roles Anywhere accepts RSA and EC keys only`);
   return problems;
 }
+
+export const awsEnvironment: CloudEnvironment = {
+  cloud: 'aws',
+  env: awsEnv,
+  describe: describeAws,
+  audiences: (config) => (config.aws && !config.aws.rolesAnywhere ? [config.aws.audience] : []),
+};

@@ -4,6 +4,8 @@
 import { isAbsolute, join } from 'node:path';
 import type { AzureConfig } from '../../config/azure.ts';
 import type { EnvLines } from '../../base/env-lines.ts';
+import type { CloudEnvironment } from '../contract.ts';
+import { IDENTITY_HEADER_FILE, resolveIdentityHeader } from './identity-header.ts';
 
 /** App Service 2019-08-01, named by IDENTITY_ENDPOINT. */
 export const APP_SERVICE_PATH = '/msi/token';
@@ -11,8 +13,6 @@ export const APP_SERVICE_PATH = '/msi/token';
 export const MSI_PATH = '/msi/legacy';
 /** IMDS token path, appended by SDKs to AZURE_POD_IDENTITY_AUTHORITY_HOST. */
 export const IMDS_TOKEN_PATH = '/metadata/identity/oauth2/token';
-/** The file, in the state directory, holding the generated X-IDENTITY-HEADER secret. */
-export const IDENTITY_HEADER_FILE = 'azure-identity-header';
 
 /** Where file mode writes the JWT-SVID: azure.tokenFile, relative paths under the state directory. */
 export function tokenFilePath(azure: AzureConfig, stateDir: string): string | undefined {
@@ -57,3 +57,10 @@ export function describeAzure(azure: AzureConfig, stateDir: string, metadataOrig
   if (file !== undefined) lines.push(`file mode: a JWT-SVID for ${azure.audience} kept fresh at ${file} (AZURE_FEDERATED_TOKEN_FILE, exchanged by the SDK at ${azure.authorityHost})`);
   return lines;
 }
+
+export const azureEnvironment: CloudEnvironment = {
+  cloud: 'azure',
+  env: (config, origin) => (config.azure ? azureEnv(config.azure, config.server.stateDir, origin, resolveIdentityHeader(config.azure.identityHeader, config.server.stateDir).reveal()) : []),
+  describe: (config, origin) => (config.azure ? describeAzure(config.azure, config.server.stateDir, origin) : []),
+  audiences: (config) => (config.azure ? [config.azure.audience] : []),
+};

@@ -5,9 +5,11 @@ import { linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'no
 import { join } from 'node:path';
 import { ConnectorError } from '../../base/errors.ts';
 import { Secret } from '../../base/secret.ts';
-import { IDENTITY_HEADER_FILE } from './env.ts';
 
 const USABLE = /^[A-Za-z0-9._~+/=-]{16,256}$/;
+
+/** The file, in the state directory, holding the generated X-IDENTITY-HEADER secret. */
+export const IDENTITY_HEADER_FILE = 'azure-identity-header';
 
 /**
  * The configured header, or the one in the state directory, creating it if absent. Synchronous because

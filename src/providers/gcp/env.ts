@@ -3,6 +3,7 @@
 import type { GcpConfig } from '../../config/gcp.ts';
 import type { SidecarConfig } from '../../config/schema.ts';
 import type { EnvLines } from '../../base/env-lines.ts';
+import type { CloudEnvironment } from '../contract.ts';
 
 /** The audience of the JWT-SVID Google STS accepts for this provider (reference §5). */
 export function providerAudience(gcp: GcpConfig): string {
@@ -82,3 +83,10 @@ export function googleSubjectProblem(config: SidecarConfig, spiffeId: string): s
   if (bytes <= MAX_GOOGLE_SUBJECT_BYTES) return undefined;
   return `the SPIFFE ID ${spiffeId} is ${bytes} bytes; Google limits google.subject to ${MAX_GOOGLE_SUBJECT_BYTES} bytes, so STS would refuse it`;
 }
+
+export const gcpEnvironment: CloudEnvironment = {
+  cloud: 'gcp',
+  env: gcpEnv,
+  describe: describeGcp,
+  audiences: (config) => (config.gcp ? [providerAudience(config.gcp)] : []),
+};
