@@ -27,6 +27,8 @@ const AREAS = {
   issuer: '^src/issuer/',
   webhook: '^src/webhook/',
   appEnv: '^src/env\\.ts$',
+  clouds: '^src/clouds\\.ts$',
+  cloudModules: '^src/providers/[^/]+/module\\.ts$',
 };
 
 /** Each area and what it may import besides itself. */
@@ -53,7 +55,7 @@ const LAYERS = [
   },
   {
     area: 'files',
-    may: ['base', 'spiffe', 'config'],
+    may: ['base', 'spiffe', 'config', 'ops'],
     why: 'files/ (rotating-file reloader) is infrastructure below every feature.',
   },
   {
@@ -88,7 +90,7 @@ const LAYERS = [
   },
   {
     area: 'workloadApiSurface',
-    may: ['base', 'spiffe', 'ops', 'workloadApi'],
+    may: ['base', 'spiffe', 'ops', 'config', 'cache', 'workloadApi'],
     why: 'surfaces/workload-api/ serves the pod; it shares only the protocol with the client in sources/.',
   },
   {
@@ -103,15 +105,20 @@ const LAYERS = [
   },
   {
     area: 'appEnv',
-    may: ['base', 'spiffe', 'config', 'ops', 'contract', 'cloudEnv', 'workloadApiSurfaceEnv'],
+    may: ['base', 'spiffe', 'config', 'ops', 'contract', 'cloudEnv', 'clouds', 'workloadApiSurfaceEnv'],
     why: "env.ts gathers every cloud's pure env lines; it loads no endpoints and no SDK.",
+  },
+  {
+    area: 'clouds',
+    may: ['contract', 'cloudEnv', 'cloudModules'],
+    why: "clouds.ts is the registry: each cloud's pure side, and its running side behind a dynamic import.",
   },
 ];
 
 // A cloud folder: the contract and the layers under it, and its own folder, never another cloud.
 const CLOUD = {
   path: '^src/providers/([^/]+)/',
-  may: ['base', 'spiffe', 'cache', 'ops', 'http', 'config', 'contract'],
+  may: ['base', 'spiffe', 'cache', 'ops', 'http', 'files', 'config', 'contract'],
 };
 
 const COMPOSITION_ROOTS = ['^src/app\\.ts$', '^src/main\\.ts$', '^src/commands/'];

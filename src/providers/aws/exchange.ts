@@ -1,5 +1,5 @@
 // The AWS web-identity exchange: a JWT-SVID for `aws.audience` → STS AssumeRoleWithWebIdentity → session
-// credentials (docs/aws.md "Web identity"). Retrying is the cache's job, so the SDK makes one attempt per call.
+// credentials (docs/aws.md "AssumeRoleWithWebIdentity"). Retrying is the cache's job, so the SDK makes one attempt per call.
 import { createHash } from 'node:crypto';
 import type { STSClient } from '@aws-sdk/client-sts';
 import type { Clock } from '../../base/clock.ts';

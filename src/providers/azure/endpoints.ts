@@ -1,4 +1,4 @@
-// The emulated Azure managed-identity surfaces (docs/azure.md "Managed identity endpoints"): App Service
+// The emulated Azure managed-identity surfaces (docs/azure.md "App Service", "IMDS", "MSI_ENDPOINT"): App Service
 // 2019-08-01 (the per-pod X-IDENTITY-HEADER), IMDS (`Metadata: true`) and the MSI_ENDPOINT form POST.
 // Tokens come only from the per-resource credential lookup. Hot path: one path comparison per surface,
 // bodies serialized once per token (and second), the identity header's digest computed once.

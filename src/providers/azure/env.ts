@@ -1,4 +1,4 @@
-// What an app container is told about Azure (docs/azure.md "What apps are told"): the managed-identity
+// What an app container is told about Azure (docs/azure.md "Source selection"): the managed-identity
 // endpoints in the order SDKs prefer them, where they live on the metadata listener, plus the
 // workload-identity file in file mode. Pure: the identity header value is resolved by the caller.
 import { isAbsolute, join } from 'node:path';

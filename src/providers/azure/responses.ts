@@ -1,4 +1,4 @@
-// The bodies and statuses of the Azure surfaces (docs/azure.md "Managed identity endpoints"): IMDS and the
+// The bodies and statuses of the Azure surfaces (docs/azure.md "Token fields", "Errors"): IMDS and the
 // MSI_ENDPOINT answer with every number as a string; App Service with a string epoch. One function per surface
 // turns a problem into that surface's status and body: 400-class only for caller errors, 429 when throttled,
 // 503 + Retry-After for anything upstream, not yet fetched, or while shutting down. Pure.

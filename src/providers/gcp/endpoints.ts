@@ -1,4 +1,4 @@
-// The emulated GCE metadata server (docs/gcp.md "Metadata server"): root and listing probes, static facts,
+// The emulated GCE metadata server (docs/gcp.md "Metadata paths", "Request checks"): root and listing probes, static facts,
 // service accounts, and token and identity answered from the credential lookups. Never calls Google.
 import type { Request, Response } from 'express';
 import type { Clock } from '../../base/clock.ts';

@@ -1,5 +1,5 @@
-// Google workload identity federation through google-auth-library (docs/gcp.md "Workload identity
-// federation"): STS with a JWT-SVID (subject token supplier) or an X.509-SVID (mTLS, certificate_config.json),
+// Google workload identity federation through google-auth-library (docs/gcp.md "STS token exchange",
+// "IAM Credentials", "X.509 federation"): STS with a JWT-SVID (subject token supplier) or an X.509-SVID (mTLS, certificate_config.json),
 // impersonation through IAM Credentials generateAccessToken, ID tokens through generateIdToken. One SDK
 // client per (scope set, impersonation); no caching here: the credential caches in module.ts decide when to call.
 import { decodeJwt } from 'jose';

@@ -1,4 +1,4 @@
-// How the emulated GCE metadata server answers (docs/gcp.md "Metadata server"): the headers on every
+// How the emulated GCE metadata server answers (docs/gcp.md "Response format"): the headers on every
 // answer, the token body, and the one function that turns a problem into the metadata server's status
 // and text. Pure.
 import type { ConnectorError } from '../../base/errors.ts';
