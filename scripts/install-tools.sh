@@ -2,6 +2,7 @@
 # Builds the optional tools the tests use when present, from the Go module proxy, into .tools/bin:
 #   helm       (helm lint + helm template in test/chart/)
 #   actionlint (the release workflow in test/release/)
+#   rolesanywhere-credential-helper (AWS's Roles Anywhere client against the stand-in in test/aws/; needs cgo)
 # Go's module and build caches (GOMODCACHE, GOCACHE) are Go's defaults, so a second run on the same
 # machine only links. A tool already built at the pinned version is kept. Without Go, it says so and
 # exits 0: the tests that need the tools skip, saying why.
@@ -10,6 +11,8 @@ cd "$(dirname "$0")/.."
 
 HELM_VERSION=v4.3.1
 ACTIONLINT_VERSION=v1.7.12
+# The newest version the Go module proxy serves (v1.8.0 is not there).
+RA_HELPER_VERSION=v1.7.3
 BIN="$PWD/.tools/bin"
 
 if ! command -v go >/dev/null; then
@@ -18,12 +21,12 @@ if ! command -v go >/dev/null; then
 fi
 mkdir -p "$BIN"
 
-# install NAME VERSION MODULE/cmd/PATH: go install at that version unless .tools/bin/NAME.version says it is there.
+# install NAME VERSION MODULE/cmd/PATH [CGO]: go install at that version unless .tools/bin/NAME.version says it is there.
 install_tool() {
-  local name=$1 version=$2 pkg=$3
+  local name=$1 version=$2 pkg=$3 cgo=${4:-0}
   if [ -x "$BIN/$name" ] && [ "$(cat "$BIN/$name.version" 2>/dev/null)" = "$version" ]; then return 0; fi
   local start=$SECONDS
-  if GOBIN="$BIN" GOFLAGS=-buildvcs=false CGO_ENABLED=0 nice -n 15 go install -trimpath -ldflags=-s "$pkg@$version"; then
+  if GOBIN="$BIN" GOFLAGS=-buildvcs=false CGO_ENABLED="$cgo" nice -n 15 go install -trimpath -ldflags=-s "$pkg@$version"; then
     echo "$version" >"$BIN/$name.version"
     echo "built $name $version in $((SECONDS - start)) s" >&2
   else
@@ -33,3 +36,9 @@ install_tool() {
 
 install_tool helm "$HELM_VERSION" helm.sh/helm/v4/cmd/helm
 install_tool actionlint "$ACTIONLINT_VERSION" github.com/rhysd/actionlint/cmd/actionlint
+# Its PKCS#11 signer links with cgo; without a C compiler it is not built and its test skips.
+if command -v cc >/dev/null; then
+  install_tool rolesanywhere-credential-helper "$RA_HELPER_VERSION" github.com/aws/rolesanywhere-credential-helper 1
+else
+  echo "note: no C compiler; rolesanywhere-credential-helper not built, its test will skip" >&2
+fi
