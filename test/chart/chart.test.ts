@@ -288,6 +288,7 @@ test('values.schema.json refuses bad values', async () => {
     ['a root sidecar', { sidecar: { runAsUser: 0 } }],
     ['an unknown algorithm', { issuer: { algorithm: 'HS256' } }],
     ['a malformed GCP provider', { defaults: { gcp: { workloadIdentityProvider: 'pool/provider' } } }],
+    ['a Roles Anywhere trust anchor that is not one', { defaults: { aws: { trustAnchorArn: 'arn:aws:iam::111122223333:role/x' } } }],
     ['an unquoted project number (Helm would print it as a float)', { defaults: { gcp: { projectNumber: 123456789012 } } }],
   ];
   for (const [what, over] of bad) assert.equal(validateValues(coalesce(defaults, over)), false, what);
