@@ -79,7 +79,9 @@ interface AwsUpstream {
 async function webIdentityUpstream(ctx: ProviderContext, options: AwsProviderOptions): Promise<AwsUpstream> {
   const jwt = ctx.identity.jwt;
   if (!ctx.config.aws || !jwt) throw new ConnectorError('config_invalid', 'aws: AWS federation needs JWT-SVIDs: configure spiffe.jwt or spiffe.workloadApi');
-  const sdk = await import('@aws-sdk/client-sts');
+  // The package is CommonJS: its exports are the module's default under Node and in the esbuild bundle
+  // alike (a bundled import() of a CommonJS module gives only the default).
+  const sdk = (await import('@aws-sdk/client-sts')).default;
   const exchange = new StsWebIdentityExchange({
     sdk,
     config: ctx.config.aws,
