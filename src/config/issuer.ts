@@ -87,6 +87,26 @@ const awsClaims = z
   })
   .strict();
 
+/** Beyond the JWKS max-age, for verifiers whose fetch of the JWKS was slow or late. */
+export const KEY_ACTIVATION_MARGIN_SECONDS = 60;
+
+/** A token bucket: `burst` requests at once, then `perSecond` on average. */
+const bucket = z
+  .object({
+    burst: z.number().int('must be a whole number').min(1).max(1_000_000),
+    perSecond: z.number().positive('must be more than 0').max(1_000_000),
+  })
+  .strict();
+
+/**
+ * Defaults: a sidecar asks once per audience at start and at each SVID rotation (minutes apart), so 30
+ * at once and one every 2 s per client is ample; the overall bucket bounds what many clients add up to.
+ */
+export const DEFAULT_RATE_LIMIT = {
+  perClient: { burst: 30, perSecond: 0.5 },
+  overall: { burst: 500, perSecond: 100 },
+} as const;
+
 export const issuerSchema = z
   .object({
     issuer: z
@@ -123,21 +143,30 @@ export const issuerSchema = z
           .default(3600),
         /** RS256 is the one algorithm AWS, Google and Entra all accept; ES256 for AWS/Google only. */
         algorithm: z.enum(['RS256', 'ES256']).default('RS256'),
-        /** A new key signs only after it has been published this long (set it to the JWKS max-age for a clean roll). */
-        keyActivationDelaySeconds: z.number().int().min(0).max(86400).default(0),
+        /**
+         * A key found after start signs only once it has been published this long, so that verifiers holding
+         * a cached JWKS have fetched it first. Default: discoveryMaxAgeSeconds + KEY_ACTIVATION_MARGIN_SECONDS.
+         */
+        keyActivationDelaySeconds: z.number().int().min(0).max(86400).optional(),
         /** Cache-Control max-age of the discovery document and the JWKS. */
         discoveryMaxAgeSeconds: z.number().int().min(0).max(86400).default(300),
         /** Seconds to keep answering (503 on /readyz) after SIGTERM before closing. */
         drainSeconds: z.number().min(0).max(60).default(3),
         /** Session tags and source identity for AWS (AssumeRoleWithWebIdentity reads them from the token). */
         aws: awsClaims.optional(),
+        /** Token buckets on POST /token: per client SPIFFE ID and overall; beyond them, 429 with Retry-After. */
+        rateLimit: z
+          .object({ perClient: bucket.default(DEFAULT_RATE_LIMIT.perClient), overall: bucket.default(DEFAULT_RATE_LIMIT.overall) })
+          .strict()
+          .optional(),
       })
       .strict()
       .superRefine((value, ctx) => {
         if (value.aws && !value.audiences.includes(value.aws.audience)) {
           ctx.addIssue({ code: 'custom', path: ['aws', 'audience'], message: `must be one of issuer.audiences (${value.audiences.join(', ')})` });
         }
-      }),
+      })
+      .transform((value) => ({ ...value, keyActivationDelaySeconds: value.keyActivationDelaySeconds ?? value.discoveryMaxAgeSeconds + KEY_ACTIVATION_MARGIN_SECONDS })),
     log: z
       .object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') })
       .strict()

@@ -99,25 +99,51 @@ export class ClientVerifier {
       foreign = td;
       return undefined;
     };
+    let verified: ReturnType<typeof verifyX509Svid>;
     try {
-      const { id, chain: path } = verifyX509Svid(chain, lookup, new Date(nowMs));
-      return {
-        id,
-        notAfterMs: Math.min(...path.map((c) => c.validToDate.getTime())),
-        notBeforeMs: Math.max(...path.map((c) => c.validFromDate.getTime())),
-      };
+      verified = verifyX509Svid(chain, lookup, new Date(nowMs));
     } catch (thrown) {
-      if (!(thrown instanceof ConnectorError)) throw thrown;
-      if (foreign) {
-        throw new OAuthError('invalid_client', 'foreign_trust_domain', `the client certificate is an SVID of trust domain "${foreign.name}"; this issuer serves "${this.#trustDomain.name}"`, { cause: thrown });
-      }
-      const leaf = chain[0];
-      if (leaf && (nowMs > leaf.validToDate.getTime() || nowMs < leaf.validFromDate.getTime())) {
-        throw new OAuthError('invalid_client', 'expired_certificate', `the client certificate is not valid now (valid ${leaf.validFromDate.toISOString()} to ${leaf.validToDate.toISOString()})`, { cause: thrown });
-      }
-      throw new OAuthError('invalid_client', 'invalid_svid', thrown.message, { cause: thrown });
+      throw this.#refusal(thrown, chain, nowMs, foreign);
     }
+    const { id, chain: path } = verified;
+    requireClientAuth(chain[0], id);
+    return {
+      id,
+      notAfterMs: Math.min(...path.map((c) => c.validToDate.getTime())),
+      notBeforeMs: Math.max(...path.map((c) => c.validFromDate.getTime())),
+    };
   }
+
+  #refusal(thrown: unknown, chain: readonly X509Certificate[], nowMs: number, foreign: TrustDomain | undefined): unknown {
+    if (!(thrown instanceof ConnectorError)) return thrown;
+    if (foreign) {
+      return new OAuthError('invalid_client', 'foreign_trust_domain', `the client certificate is an SVID of trust domain "${foreign.name}"; this issuer serves "${this.#trustDomain.name}"`, { cause: thrown });
+    }
+    const leaf = chain[0];
+    if (leaf && (nowMs > leaf.validToDate.getTime() || nowMs < leaf.validFromDate.getTime())) {
+      return new OAuthError('invalid_client', 'expired_certificate', `the client certificate is not valid now (valid ${leaf.validFromDate.toISOString()} to ${leaf.validToDate.toISOString()})`, { cause: thrown });
+    }
+    return new OAuthError('invalid_client', 'invalid_svid', thrown.message, { cause: thrown });
+  }
+}
+
+const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
+const ANY_EXTENDED_KEY_USAGE = '2.5.29.37.0';
+
+/**
+ * RFC 5280 §4.2.1.12: a certificate whose extended key usage extension is present may be used only for
+ * the purposes it lists. Authenticating as a TLS client needs clientAuth (or anyExtendedKeyUsage); a
+ * leaf without the extension may be used for any purpose (the X509-SVID specification leaves it optional).
+ */
+function requireClientAuth(leaf: X509Certificate | undefined, id: SpiffeId): void {
+  const usages = leaf?.keyUsage; // node:crypto: the extended key usage OIDs, undefined without the extension
+  if (usages === undefined || usages.includes(CLIENT_AUTH) || usages.includes(ANY_EXTENDED_KEY_USAGE)) return;
+  throw new OAuthError('invalid_client', 'no_client_auth_usage', `the client certificate for ${id.toString()} has an extended key usage extension without clientAuth (${usages.map(ekuName).join(', ')}); it may not authenticate a TLS client`);
+}
+
+function ekuName(oid: string): string {
+  const names: Record<string, string> = { '1.3.6.1.5.5.7.3.1': 'serverAuth', '1.3.6.1.5.5.7.3.3': 'codeSigning', '1.3.6.1.5.5.7.3.4': 'emailProtection', '1.3.6.1.5.5.7.3.8': 'timeStamping', '1.3.6.1.5.5.7.3.9': 'OCSPSigning' };
+  return names[oid] ?? oid;
 }
 
 function chainDigest(chain: readonly X509Certificate[], version: number): string {

@@ -107,6 +107,7 @@ export async function startIssuer(config: IssuerConfig, deps: IssuerDeps): Promi
         lifetimeSeconds: config.tokenLifetimeSeconds,
         alg: config.algorithm,
         aws: config.aws,
+        rateLimit: config.rateLimit,
         verifier,
         signer: () => keys.signer(),
         clock,

@@ -24,6 +24,8 @@ export type RefusalReason =
   | 'foreign_trust_domain'
   | 'expired_certificate'
   | 'invalid_svid'
+  | 'no_client_auth_usage'
+  | 'rate_limited'
   | 'malformed_request'
   | 'unsupported_grant_type'
   | 'unsupported_subject_token_type'

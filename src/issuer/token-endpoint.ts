@@ -13,6 +13,8 @@ import { buildClaims, signJwtSvid } from './mint.ts';
 import { OAuthError, TOKEN_TYPE_JWT, parseExchangeRequest, type TokenResponse } from './oauth.ts';
 import type { SigningKey } from './signing-key.ts';
 import { readBody } from '../http/read-body.ts';
+import { KeyedTokenBuckets, TokenBucket, retryAfterSeconds } from '../base/token-bucket.ts';
+import { DEFAULT_RATE_LIMIT } from '../config/issuer.ts';
 
 export interface TokenEndpointOptions {
   readonly issuerUrl: string;
@@ -28,7 +30,17 @@ export interface TokenEndpointOptions {
   readonly metrics: IssuerMetrics;
   /** True once shutdown began: answers carry `Connection: close`. */
   readonly draining: () => boolean;
+  /** Token buckets per client SPIFFE ID and overall (config issuer.rateLimit); DEFAULT_RATE_LIMIT when absent. */
+  readonly rateLimit?: RateLimit | undefined;
 }
+
+export interface RateLimit {
+  readonly perClient: { readonly burst: number; readonly perSecond: number };
+  readonly overall: { readonly burst: number; readonly perSecond: number };
+}
+
+/** Most client SPIFFE IDs with a bucket of their own at once (KeyedTokenBuckets drops idle ones first). */
+const MAX_RATE_LIMITED_CLIENTS = 10_000;
 
 /** Largest request body read; a token-exchange form is a few hundred bytes. */
 export const MAX_BODY_BYTES = 16 * 1024;
@@ -37,6 +49,11 @@ const JSON_HEADERS = { 'content-type': 'application/json', 'cache-control': 'no-
 
 export function tokenHandler(o: TokenEndpointOptions): (req: IncomingMessage, res: ServerResponse) => void {
   const allowed = new Set(o.audiences);
+  const limit = o.rateLimit ?? DEFAULT_RATE_LIMIT;
+  const limiter: Limiter = {
+    perClient: new KeyedTokenBuckets({ capacity: limit.perClient.burst, refillPerSecond: limit.perClient.perSecond, maxKeys: MAX_RATE_LIMITED_CLIENTS, clock: o.clock }),
+    overall: new TokenBucket({ capacity: limit.overall.burst, refillPerSecond: limit.overall.perSecond, clock: o.clock }),
+  };
   return (req, res) => {
     const started = process.hrtime.bigint();
     const finish = (status: number, body: unknown, headers: Record<string, string> = {}): void => {
@@ -47,11 +64,12 @@ export function tokenHandler(o: TokenEndpointOptions): (req: IncomingMessage, re
     const refuse = (error: OAuthError): void => {
       o.metrics.refusals.inc({ error: error.error, reason: error.reason });
       o.metrics.latency.observe({ outcome: 'refused' }, Number(process.hrtime.bigint() - started) / 1e9);
-      const level = error.status >= 500 ? 'error' : 'info';
+      // A flood of rate-limited requests is counted in the metric, not logged line by line.
+      const level = error.status >= 500 ? 'error' : error.reason === 'rate_limited' ? 'debug' : 'info';
       o.logger[level]({ error: error.error, reason: error.reason, status: error.status, remote: req.socket.remoteAddress, err: error.message }, 'token request refused');
       finish(error.status, error.body(), { ...error.headers });
     };
-    handle(o, allowed, req).then(
+    handle(o, allowed, limiter, req).then(
       (answer) => {
         if ('status' in answer) return finish(200, { status: 'OK' });
         o.metrics.tokensIssued.inc({ audience: answer.audience, alg: o.alg });
@@ -70,7 +88,28 @@ export function tokenHandler(o: TokenEndpointOptions): (req: IncomingMessage, re
 
 type Answer = { status: 'OK' } | { body: TokenResponse; audience: string; kid: string; jti: string };
 
-async function handle(o: TokenEndpointOptions, allowed: ReadonlySet<string>, req: IncomingMessage): Promise<Answer> {
+interface Limiter {
+  readonly perClient: KeyedTokenBuckets<string>;
+  readonly overall: TokenBucket;
+}
+
+/** Takes a token from the client's bucket, then from the overall one; refuses with 429 and Retry-After. */
+function rateLimit(limiter: Limiter, spiffeId: string): void {
+  const own = limiter.perClient.take(spiffeId);
+  if (!own.ok) throw tooMany(own.retryAfterMs, `too many token requests from ${spiffeId}; retry later`);
+  const all = limiter.overall.take();
+  if (!all.ok) {
+    // The client's own token was not spent on anything.
+    limiter.perClient.give(spiffeId);
+    throw tooMany(all.retryAfterMs, 'the issuer is answering too many token requests; retry later');
+  }
+}
+
+function tooMany(retryAfterMs: number, description: string): OAuthError {
+  return new OAuthError('temporarily_unavailable', 'rate_limited', description, { status: 429, headers: { 'retry-after': String(retryAfterSeconds(retryAfterMs)) } });
+}
+
+async function handle(o: TokenEndpointOptions, allowed: ReadonlySet<string>, limiter: Limiter, req: IncomingMessage): Promise<Answer> {
   const path = (req.url ?? '/').split('?')[0];
   if (path === '/status' && (req.method === 'GET' || req.method === 'HEAD')) return { status: 'OK' };
   if (path !== '/token') throw new OAuthError('invalid_request', 'not_found', 'not found: the token endpoint is POST /token', { status: 404 });
@@ -83,6 +122,7 @@ async function handle(o: TokenEndpointOptions, allowed: ReadonlySet<string>, req
   // Client authentication comes first (RFC 6749 §3.2.1): a stranger learns nothing about the rest.
   const nowBefore = o.clock.now();
   const client = o.verifier.verifySocket(req.socket as TLSSocket, nowBefore);
+  rateLimit(limiter, client.id.toString());
   const raw = await readBody(req, MAX_BODY_BYTES);
   if (!raw) throw tooLarge();
   const body = raw.toString('utf8');

@@ -21,7 +21,14 @@ test('the DESIGN.md example parses, with defaults', () => {
   assert.equal(c.opsAddress, '0.0.0.0:9090');
   assert.equal(c.tokenLifetimeSeconds, 3600);
   assert.equal(c.algorithm, 'RS256');
-  assert.equal(c.keyActivationDelaySeconds, 0);
+  // A new key waits out the JWKS the clouds cached (max-age 300) before it signs.
+  assert.equal(c.discoveryMaxAgeSeconds, 300);
+  assert.equal(c.keyActivationDelaySeconds, 360);
+  assert.equal(c.rateLimit, undefined, 'the token endpoint then uses DEFAULT_RATE_LIMIT');
+  assert.equal(parseIssuerConfig(GOOD.replace('keysDir:', 'discoveryMaxAgeSeconds: 3600\n  keysDir:')).issuer.keyActivationDelaySeconds, 3660);
+  assert.equal(parseIssuerConfig(GOOD.replace('keysDir:', 'keyActivationDelaySeconds: 0\n  keysDir:')).issuer.keyActivationDelaySeconds, 0, 'an explicit value is kept');
+  const limited = parseIssuerConfig(GOOD.replace('keysDir:', 'rateLimit: { perClient: { burst: 5, perSecond: 0.1 } }\n  keysDir:')).issuer.rateLimit;
+  assert.deepEqual(limited, { perClient: { burst: 5, perSecond: 0.1 }, overall: { burst: 500, perSecond: 100 } });
   assert.deepEqual(c.audiences, ['sts.amazonaws.com', 'api://AzureADTokenExchange']);
   assert.ok(Object.isFrozen(c));
   assert.equal(parseIssuerConfig(GOOD.replace('/spiffe', '')).issuer.url, 'https://oidc.example.org');

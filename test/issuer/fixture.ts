@@ -42,6 +42,8 @@ export interface FixtureOptions {
   readonly secretLayout?: boolean;
   /** The issuer's retainReplacedKey (a key rotated in place). */
   readonly retainReplacedKey?: boolean;
+  /** The issuer's rateLimit (token buckets per client and overall). */
+  readonly rateLimit?: IssuerConfig['rateLimit'];
   /** AWS session tags and source identity (issuer.aws). */
   readonly aws?: IssuerConfig['aws'];
 }
@@ -111,6 +113,7 @@ export async function startFixture(t: TestContext, options: FixtureOptions = {})
     algorithm: alg,
     keyActivationDelaySeconds: options.keyActivationDelaySeconds ?? 0,
     ...(options.retainReplacedKey === undefined ? {} : { retainReplacedKey: options.retainReplacedKey }),
+    ...(options.rateLimit === undefined ? {} : { rateLimit: options.rateLimit }),
     discoveryMaxAgeSeconds: 300,
     drainSeconds: 0,
     ...(options.aws ? { aws: options.aws } : {}),

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
+import { ManualClock } from '../../src/base/clock.ts';
 import { DevCa, mintBad } from '../helpers/pki.ts';
 import { AUDIENCES, FORM, TRUST_DOMAIN, postToken, startFixture, type Fixture } from './fixture.ts';
 
@@ -180,4 +181,57 @@ test('JSON logs record issuance and refusals without the token', async (t) => {
   assert.ok(records.some((r) => r['msg'] === 'token request refused' && r['reason'] === 'disallowed_audience'));
   const all = lines.join('\n');
   for (const part of token.split('.')) assert.ok(!all.includes(part), 'no part of the token is logged');
+});
+
+test('a leaf whose extended key usage lacks clientAuth is refused; without the extension it is accepted', async (t) => {
+  const fx = await startFixture(t);
+  const now = Date.now();
+  const leaf = (extKeyUsage: Array<'serverAuth' | 'clientAuth'> | undefined) =>
+    fx.ca.issueCertificate({
+      uris: [ID],
+      basicConstraints: { ca: false },
+      keyUsage: ['digitalSignature'],
+      ...(extKeyUsage ? { extKeyUsage } : {}),
+      notBefore: new Date(now - 60_000),
+      notAfter: new Date(now + 3_600_000),
+    });
+  const serverOnly = await leaf(['serverAuth']);
+  const refused = await postToken(fx, { certPem: serverOnly.chainPem, keyPem: serverOnly.keyPem });
+  assert.equal(refused.status, 401, JSON.stringify(refused.body));
+  assert.equal(refused.body['error'], 'invalid_client');
+  assert.match(String(refused.body['error_description']), /extended key usage extension without clientAuth \(serverAuth\)/);
+  const none = await leaf(undefined);
+  assert.equal((await postToken(fx, { certPem: none.chainPem, keyPem: none.keyPem })).status, 200);
+  const client = await leaf(['clientAuth']);
+  assert.equal((await postToken(fx, { certPem: client.chainPem, keyPem: client.keyPem })).status, 200);
+});
+
+test('token requests are rate-limited per client SPIFFE ID and overall: 429, Retry-After, an OAuth error body', async (t) => {
+  const clock = new ManualClock(Date.now());
+  const fx = await startFixture(t, { clock, rateLimit: { perClient: { burst: 3, perSecond: 0.5 }, overall: { burst: 5, perSecond: 1 } } });
+  const a = await fx.ca.issueX509Svid({ spiffeId: ID, now: new Date(clock.now() - 1000) });
+  const b = await fx.ca.issueX509Svid({ spiffeId: `spiffe://${TRUST_DOMAIN}/ns/default/sa/other`, now: new Date(clock.now() - 1000) });
+  const c = await fx.ca.issueX509Svid({ spiffeId: `spiffe://${TRUST_DOMAIN}/ns/default/sa/third`, now: new Date(clock.now() - 1000) });
+  for (let i = 0; i < 3; i++) assert.equal((await postToken(fx, a)).status, 200, `a #${i}`);
+  const limited = await postToken(fx, a);
+  assert.equal(limited.status, 429);
+  assert.equal(limited.headers['retry-after'], '2');
+  assert.equal(limited.body['error'], 'temporarily_unavailable');
+  assert.match(String(limited.body['error_description']), /too many token requests from spiffe:\/\/example\.org\/ns\/default\/sa\/app/);
+  assert.equal(limited.headers['cache-control'], 'no-store');
+  // Another client has its own bucket, but all of them share the overall one (5).
+  assert.equal((await postToken(fx, b)).status, 200);
+  assert.equal((await postToken(fx, b)).status, 200);
+  const overall = await postToken(fx, c);
+  assert.equal(overall.status, 429);
+  assert.match(String(overall.body['error_description']), /too many token requests; retry later/);
+  assert.equal(overall.headers['retry-after'], '1');
+  // Fifty more from the limited client mint nothing.
+  const flood = await Promise.all(Array.from({ length: 50 }, () => postToken(fx, a)));
+  assert.ok(flood.every((r) => r.status === 429));
+  await clock.advance(2_000);
+  assert.equal((await postToken(fx, c)).status, 200, 'the overall bucket refilled');
+  assert.equal((await postToken(fx, a)).status, 200, 'and the client\'s own');
+  const metrics = await (await fetch(`${fx.issuer.opsUrl}/metrics`)).text();
+  assert.match(metrics, /spiffe_connector_issuer_refusals_total\{error="temporarily_unavailable",reason="rate_limited"\} 52/);
 });
