@@ -1,5 +1,5 @@
 // The `aws` section of the sidecar config: STS web identity (a JWT-SVID) by default, or IAM Roles
-// Anywhere (the X.509-SVID) when `rolesAnywhere` is set; limits as in README.md.
+// Anywhere (the X.509-SVID) when `rolesAnywhere` is set; limits as in docs/aws.md.
 import * as z from 'zod';
 import { httpsUrl } from './common.ts';
 

@@ -1,4 +1,4 @@
-// Signature Version 4 for X.509 (IAM Roles Anywhere; README.md "AWS with IAM Roles Anywhere"): the SigV4 canonical
+// Signature Version 4 for X.509 (IAM Roles Anywhere; docs/aws.md "Roles Anywhere"): the SigV4 canonical
 // request and string to sign, signed with the X.509-SVID's private key instead of an HMAC chain.
 // Pure: no clock, no network; the caller passes the date and the certificate chain.
 import { createHash, sign, type KeyObject, type X509Certificate } from 'node:crypto';

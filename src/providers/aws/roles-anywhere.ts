@@ -1,5 +1,5 @@
 // The second AWS exchange: IAM Roles Anywhere CreateSession signed with the current X.509-SVID
-// (README.md "AWS with IAM Roles Anywhere"), so AWS needs no JWT issuer. One attempt per call:
+// (docs/aws.md "Roles Anywhere"; setup in README.md), so AWS needs no JWT issuer. One attempt per call:
 // retrying is the cache's job, steered by the `retryable` that mapRolesAnywhereError sets.
 import type { X509Certificate } from 'node:crypto';
 import { request, type Dispatcher } from 'undici';
