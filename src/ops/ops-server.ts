@@ -28,7 +28,8 @@ export interface OpsServerOptions {
 
 export interface OpsServer {
   readonly url: string;
-  close(): Promise<void>;
+  /** Stops accepting, closes idle connections, lets answers in flight finish, and after `graceMs` (default 2 s) closes the rest. */
+  close(graceMs?: number): Promise<void>;
 }
 
 /** The path of a request target, without parsing it as a URL (targets such as `//a:99999/x` make URL parsers throw). */
@@ -87,10 +88,16 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   return {
     url: `http://${host === '0.0.0.0' ? '127.0.0.1' : host === '[::]' ? '[::1]' : host}:${address.port}`,
-    close: () =>
+    close: (graceMs = 2_000) =>
       new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
+        const force = setTimeout(() => server.closeAllConnections(), graceMs);
+        force.unref();
+        server.close(() => {
+          clearTimeout(force);
+          resolve();
+        });
+        // Keep-alive connections with no request in flight; busy ones close after their answer.
+        server.closeIdleConnections();
       }),
   };
 }

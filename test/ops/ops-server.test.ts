@@ -1,6 +1,8 @@
 // The sidecar's ops listener answers every request, whatever its target, and holds no socket open.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
+import { Gauge } from 'prom-client';
 import { Metrics } from '../../src/ops/metrics.ts';
 import { startOpsServer } from '../../src/ops/ops-server.ts';
 import { MALFORMED_TARGETS, raw, sendTarget } from '../helpers/http.ts';
@@ -56,4 +58,57 @@ test('the metrics listener serves /metrics only, with a detailed /readyz when it
   const ready = await raw(port, 'GET', '/readyz');
   assert.equal(ready.status, 503);
   assert.match(ready.body, /STS said/);
+});
+
+test('close lets a scrape in flight finish, closes idle connections at once, and ends a stuck one after the grace', async () => {
+  const metrics = new Metrics();
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  let collecting!: () => void;
+  const started = new Promise<void>((resolve) => (collecting = resolve));
+  new Gauge({ name: 'slow_collect', help: 'a gauge whose collection waits', registers: [metrics.registry], async collect() {
+    collecting();
+    await gate;
+    this.set(1);
+  } });
+  const server = await startOpsServer({ host: '127.0.0.1', port: 0, metrics });
+  const port = Number(new URL(server.url).port);
+  const inFlight = raw(port, 'GET', '/metrics');
+  await started;
+  let closed = false;
+  const closing = server.close(10_000).then(() => (closed = true));
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(closed, false, 'close waits for the answer in flight');
+  release();
+  const answer = await inFlight;
+  assert.equal(answer.status, 200);
+  assert.match(answer.body, /slow_collect 1/);
+  await closing;
+
+  // An idle keep-alive connection does not hold close up.
+  const idle = await startOpsServer({ host: '127.0.0.1', port: 0, metrics });
+  const socket = connect(Number(new URL(idle.url).port), '127.0.0.1');
+  const socketClosed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+  await new Promise<void>((resolve) => {
+    socket.once('data', () => resolve());
+    socket.write('GET /nothing HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+  });
+  const t1 = Date.now();
+  await idle.close(10_000);
+  await socketClosed;
+  assert.ok(Date.now() - t1 < 2_000, `an idle connection held close for ${Date.now() - t1} ms`);
+
+  // A request that never completes is ended by the grace bound, not waited for forever.
+  const stuck = await startOpsServer({ host: '127.0.0.1', port: 0, metrics: (() => {
+    const m = new Metrics();
+    new Gauge({ name: 'never', help: 'never collected', registers: [m.registry], collect: () => new Promise<void>(() => {}) });
+    return m;
+  })() });
+  const stuckPort = Number(new URL(stuck.url).port);
+  const hanging = raw(stuckPort, 'GET', '/metrics').then(() => 'answered', () => 'reset');
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  const t0 = Date.now();
+  await stuck.close(200);
+  assert.ok(Date.now() - t0 < 5_000, 'closed within the grace bound');
+  assert.equal(await hanging, 'reset');
 });
