@@ -164,6 +164,29 @@ test('an identity change refreshes every held token at once, with the new subjec
   assert.equal(world.entra.seen.at(-1)?.assertion?.sub, other);
 });
 
+test('with azure.caFile, every exchange (resources, rotations) goes through one HTTP client, so one HTTPS agent', async (t) => {
+  const world = await startWorld(t);
+  const clients = new Set<unknown>();
+  let credentials = 0;
+  const real = await import('@azure/identity');
+  const sdk = {
+    ClientAssertionCredential: class extends real.ClientAssertionCredential {
+      constructor(tenantId: string, clientId: string, getAssertion: () => Promise<string>, options?: ConstructorParameters<typeof real.ClientAssertionCredential>[3]) {
+        super(tenantId, clientId, getAssertion, options);
+        credentials += 1;
+        clients.add(options?.httpClient);
+      }
+    },
+  };
+  const run = await runAzure(t, world, { azure: { caFile: world.caFile }, provider: { sdk } });
+  for (let i = 0; i < 12; i++) assert.equal((await token(run, `api://resource-${i}`)).status, 200);
+  world.jwt.rotate('spiffe://example.org/ns/default/sa/app');
+  await until(async () => (await exchangesSettled(run, 'success')) >= 24, 'the 12 tokens fetched again after the rotation');
+  assert.ok(credentials >= 24, `a credential per exchange (${credentials})`);
+  assert.equal(clients.size, 1, 'one HTTP client for all of them');
+  assert.ok([...clients][0] !== undefined, 'and it is ours, not one each credential makes for itself');
+});
+
 test('concurrent first requests for one resource make one exchange', async (t) => {
   const world = await startWorld(t);
   const run = await runAzure(t, world);

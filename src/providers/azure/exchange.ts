@@ -17,6 +17,7 @@ import type { JwtSource } from '../../spiffe/source.ts';
 import { ASSERTION_TIME_WINDOW, entraError, isEntraErrorWire, type AssertionFacts, type EntraFailure } from './upstream-errors.ts';
 import { scopeForResource, type AzureAccessToken } from './credential.ts';
 
+type HttpClient = NonNullable<ClientAssertionCredentialOptions['httpClient']>;
 type PipelinePolicy = NonNullable<ClientAssertionCredentialOptions['additionalPolicies']>[number]['policy'];
 
 export interface AssertionCredential {
@@ -51,6 +52,11 @@ export interface EntraExchangeOptions {
   readonly requestTimeoutMs?: number;
   /** The clock msal stamps `expiresOn` with (the real one); only tests replace it. */
   readonly sdkNow?: () => number;
+  /**
+   * One HTTP client for every credential this exchange builds: a credential per exchange keeps msal's cache
+   * out of the way, but each would otherwise make its own HTTPS agent (with the default roots and caFile).
+   */
+  readonly httpClient?: HttpClient;
 }
 
 export class EntraExchange {
@@ -116,6 +122,7 @@ export class EntraExchange {
       disableInstanceDiscovery: true,
       // Our cache owns retries (named, counted, backed off); the SDK's own would hide failures and delay.
       retryOptions: { maxRetries: 0 },
+      ...(o.httpClient ? { httpClient: o.httpClient } : {}),
       additionalPolicies: [{ policy, position: 'perCall' }],
     });
 

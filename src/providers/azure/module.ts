@@ -43,6 +43,8 @@ export async function createAzureProvider(ctx: ProviderContext, options: AzurePr
   // The production build bundles @azure/identity into chunks of its own, loaded here: ~4 MB less resident
   // than requiring its CommonJS build from node_modules. Run from src/ (tests, dev), this loads its ESM build.
   const sdk: AzureIdentitySdk = options.sdk ?? (await import('@azure/identity'));
+  // One HTTP client (and so one HTTPS agent, keyed by the TLS settings) for the provider's life.
+  const httpClient = (await import('@azure/core-rest-pipeline')).createDefaultHttpClient();
   const trustedCaPem = azure.caFile ? await readCaFile(azure.caFile) : undefined;
   const exchange = new EntraExchange({
     tenantId: azure.tenantId,
@@ -56,6 +58,7 @@ export async function createAzureProvider(ctx: ProviderContext, options: AzurePr
     metrics,
     trustedCaPem,
     ...(options.sdkNow ? { sdkNow: options.sdkNow } : {}),
+    httpClient,
   });
   const tokens = new CredentialCache<AzureAccessToken>({
     cloud: 'azure',
