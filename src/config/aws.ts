@@ -45,6 +45,9 @@ export const awsSchema = z
       .max(43200, 'must be at most 43200 (STS maximum)')
       .default(3600),
     stsEndpoint: httpsUrl.optional(),
+    /** Serve the container-credentials endpoint (the per-container token: the surface to prefer). */
+    containerCredentials: z.boolean().default(true),
+    /** Also emulate EC2 IMDSv2, which any process in the pod can read (it carries no per-container secret). */
     imds: z.boolean().default(true),
     /** Sign Roles Anywhere CreateSession with the X.509-SVID instead of exchanging a JWT-SVID at STS. */
     rolesAnywhere: rolesAnywhereSchema.optional(),

@@ -112,6 +112,12 @@ export const sidecarSchema = z
       ctx.addIssue({ code: 'custom', path: ['spiffe', 'jwt', 'exchange'], message: 'the issuer exchange authenticates with an X.509-SVID: configure spiffe.x509 too' });
     }
     const hasX509 = s.x509 !== undefined || s.workloadApi !== undefined;
+    if (config.aws && !config.aws.containerCredentials && !config.aws.imds) {
+      ctx.addIssue({ code: 'custom', path: ['aws', 'containerCredentials'], message: 'AWS serves no surface: enable containerCredentials or imds' });
+    }
+    if (config.azure && !config.azure.appService && !config.azure.imds && !config.azure.msi && config.azure.tokenFile === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['azure', 'appService'], message: 'Azure serves no surface: enable appService, imds or msi, or set tokenFile' });
+    }
     if (config.aws?.rolesAnywhere && !hasX509) {
       ctx.addIssue({ code: 'custom', path: ['aws', 'rolesAnywhere'], message: 'IAM Roles Anywhere signs with the X.509-SVID, not a JWT-SVID: configure spiffe.x509 or spiffe.workloadApi' });
     } else if (config.aws && !config.aws.rolesAnywhere && !hasJwt) {

@@ -53,6 +53,12 @@ function port(settings: PodSettings, name: string, fallback: number): number {
   return typeof v === 'number' ? v : fallback;
 }
 
+/** Per cloud, the config keys of its surfaces that carry no per-container secret. */
+const SECRETLESS_SURFACES: ReadonlyArray<readonly [Cloud, readonly string[]]> = [
+  ['aws', ['imds']],
+  ['azure', ['imds', 'msi']],
+];
+
 /** The raw config (before schema defaults), exactly what is serialized for the sidecar. */
 function compose(settings: PodSettings, defaults: ClusterDefaults): Tree {
   const spiffe: Tree = { trustDomain: defaults.trustDomain, x509: { dir: defaults.csi.mountPath } };
@@ -80,6 +86,12 @@ function compose(settings: PodSettings, defaults: ClusterDefaults): Tree {
     if (name === 'metadata-port' || name === 'ops-port' || name === 'metrics-port' || name === 'metrics-pod-wide' || name === 'workload-api') continue;
     const path = pathOf(name);
     if (path) setPath(raw, path, value satisfies AnnotationValue);
+  }
+  // Injected pods get only the surfaces that carry a per-container secret unless asked: IMDS, Azure IMDS and
+  // MSI_ENDPOINT answer any process in the pod, so skip-containers could not keep them out.
+  for (const [cloud, keys] of SECRETLESS_SURFACES) {
+    const section = raw[cloud] as Tree | undefined;
+    if (section) for (const key of keys) if (section[key] === undefined) section[key] = false;
   }
   const gcp = raw['gcp'] as Tree | undefined;
   if (gcp && gcp['projectNumber'] === undefined && typeof gcp['workloadIdentityProvider'] === 'string') {

@@ -7,6 +7,7 @@ import { stat, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cloudEnvironment } from '../../src/env.ts';
 import { CLIENT_ID, OBJECT_ID, azureConfig, runAzure, startWorld, type RunningAzure } from './fixtures.ts';
+import { raw } from '../helpers/http.ts';
 
 const STORAGE = 'https://storage.azure.com';
 const IMDS = '/metadata/identity/oauth2/token';
@@ -183,4 +184,17 @@ test('the identity header: created once (0600) in the state dir, the same for `e
 
   const configured = Object.fromEntries(cloudEnvironment('azure', azureConfig(world, { identityHeader: 'set-by-the-webhook-0123456789' }), 'http://127.0.0.1:8181'));
   assert.equal(configured['IDENTITY_HEADER'], 'set-by-the-webhook-0123456789');
+});
+
+test('azure.imds and azure.msi off: those paths are not served (and not in env), App Service still is', async (t) => {
+  const world = await startWorld(t);
+  const run = await runAzure(t, world, { azure: { imds: false, msi: false } });
+  assert.equal(run.env['AZURE_POD_IDENTITY_AUTHORITY_HOST'], undefined);
+  assert.equal(run.env['MSI_ENDPOINT'], undefined);
+  const q = `api-version=2019-08-01&resource=${encodeURIComponent(STORAGE)}`;
+  assert.equal((await appService(run, q)).status, 200);
+  const imdsReply = await raw(run.port, 'GET', `${IMDS}?api-version=2018-02-01&resource=${encodeURIComponent(STORAGE)}`, { Metadata: 'true' });
+  assert.deepEqual([imdsReply.status, imdsReply.body], [404, 'not found\n']);
+  const msi = await raw(run.port, 'POST', '/msi/legacy', { 'content-type': 'application/x-www-form-urlencoded' });
+  assert.deepEqual([msi.status, msi.body], [404, 'not found\n']);
 });

@@ -140,6 +140,26 @@ test('/metrics is on the pod loopback by default, pod-wide only when annotated; 
   assert.match(deniedMessage(admit(taken)), /metrics-port: port 9091 is declared by container "app"/);
 });
 
+test('injected pods get only the surfaces with a per-container secret; IMDS, Azure IMDS and MSI_ENDPOINT only when annotated', () => {
+  const AZURE = { [`${P}azure-client-id`]: '11111111-1111-1111-1111-111111111111', [`${P}azure-tenant-id`]: '00000000-0000-0000-0000-000000000000' };
+  const envOf = (r: Extract<MutationResult, { outcome: 'injected' }>): string[] => {
+    const op = r.patch.find((o) => o.path === '/spec/containers/0/env');
+    return ((op?.value as Array<{ name: string }> | undefined) ?? []).map((e) => e.name);
+  };
+  const plain = injected(admit(pod({ ...AWS, ...AZURE })));
+  assert.equal(plain.config.aws?.imds, false);
+  assert.equal(plain.config.aws?.containerCredentials, true);
+  assert.deepEqual([plain.config.azure?.appService, plain.config.azure?.imds, plain.config.azure?.msi], [true, false, false]);
+  const env = envOf(plain);
+  for (const name of ['AWS_CONTAINER_CREDENTIALS_FULL_URI', 'AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE', 'IDENTITY_ENDPOINT', 'IDENTITY_HEADER']) assert.ok(env.includes(name), name);
+  for (const name of ['AWS_EC2_METADATA_SERVICE_ENDPOINT', 'MSI_ENDPOINT', 'AZURE_POD_IDENTITY_AUTHORITY_HOST']) assert.ok(!env.includes(name), `${name} is not injected by default`);
+
+  const asked = injected(admit(pod({ ...AWS, ...AZURE, [`${P}aws-imds`]: 'true', [`${P}azure-imds`]: 'true', [`${P}azure-msi`]: 'true' })));
+  assert.deepEqual([asked.config.aws?.imds, asked.config.azure?.imds, asked.config.azure?.msi], [true, true, true]);
+  const askedEnv = envOf(asked);
+  for (const name of ['AWS_EC2_METADATA_SERVICE_ENDPOINT', 'MSI_ENDPOINT', 'AZURE_POD_IDENTITY_AUTHORITY_HOST']) assert.ok(askedEnv.includes(name), name);
+});
+
 test('volume names taken by the pod get a suffix', () => {
   const r = injected(admit(pod(AWS, { volumes: [{ name: 'spiffe-connector-state', emptyDir: {} }, { name: 'spiffe-connector-svid', emptyDir: {} }] })));
   assert.deepEqual(

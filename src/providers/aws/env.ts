@@ -21,10 +21,10 @@ export function awsEnv(config: SidecarConfig, metadataOrigin: string): EnvLines 
   const aws = config.aws;
   if (!aws) return [];
   const origin = metadataOrigin.replace(/\/+$/, '');
-  const lines: EnvLines = [
-    ['AWS_CONTAINER_CREDENTIALS_FULL_URI', `${origin}${CONTAINER_CREDENTIALS_PATH}`],
-    ['AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE', awsTokenFilePath(config)],
-  ];
+  const lines: EnvLines = [];
+  if (aws.containerCredentials) {
+    lines.push(['AWS_CONTAINER_CREDENTIALS_FULL_URI', `${origin}${CONTAINER_CREDENTIALS_PATH}`], ['AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE', awsTokenFilePath(config)]);
+  }
   if (aws.imds) lines.push(['AWS_EC2_METADATA_SERVICE_ENDPOINT', origin]);
   lines.push(['AWS_REGION', aws.region], ['AWS_DEFAULT_REGION', aws.region]);
   return lines;
@@ -41,7 +41,9 @@ export function describeAws(config: SidecarConfig, metadataOrigin: string): stri
     : `AWS: assume ${aws.roleArn} with a JWT-SVID for audience "${aws.audience}" (AssumeRoleWithWebIdentity at ${sts}, ${aws.sessionDurationSeconds} s sessions, region ${aws.region})`;
   return [
     exchange,
-    `AWS container credentials: ${origin}${CONTAINER_CREDENTIALS_PATH} (Authorization token in ${awsTokenFilePath(config)})`,
+    aws.containerCredentials
+      ? `AWS container credentials: ${origin}${CONTAINER_CREDENTIALS_PATH} (Authorization token in ${awsTokenFilePath(config)})`
+      : 'AWS container credentials: off (aws.containerCredentials: false)',
     aws.imds
       ? `AWS IMDSv2: ${origin}/latest/ (role ${aws.roleArn.slice(aws.roleArn.lastIndexOf('/') + 1)}; any process in the pod can read it, prefer the container endpoint)`
       : 'AWS IMDSv2: off (aws.imds: false)',

@@ -45,7 +45,8 @@ export async function createAwsProvider(ctx: ProviderContext, options: AwsProvid
     metrics: ctx.metrics,
     timeoutMs: (options.stsRequestTimeoutMs ?? 10_000) + 5_000,
   });
-  const surfaces: Surface[] = [containerSurface({ credentials, authToken })];
+  const surfaces: Surface[] = [];
+  if (aws.containerCredentials) surfaces.push(containerSurface({ credentials, authToken }));
   if (aws.imds) surfaces.push(imdsSurface({ credentials, roleArn: aws.roleArn, region: aws.region, clock: ctx.clock }));
 
   let unsubscribe: (() => void) | undefined;

@@ -26,14 +26,11 @@ export function tokenFilePath(azure: AzureConfig, stateDir: string): string | un
  * what DefaultAzureCredential passes as client_id, which the endpoints treat as the default identity.
  */
 export function azureEnv(azure: AzureConfig, stateDir: string, metadataOrigin: string, identityHeader: string): EnvLines {
-  const lines: EnvLines = [
-    ['IDENTITY_ENDPOINT', `${metadataOrigin}${APP_SERVICE_PATH}`],
-    ['IDENTITY_HEADER', identityHeader],
-    ['MSI_ENDPOINT', `${metadataOrigin}${MSI_PATH}`],
-    ['AZURE_POD_IDENTITY_AUTHORITY_HOST', metadataOrigin],
-    ['AZURE_CLIENT_ID', azure.clientId],
-    ['AZURE_TENANT_ID', azure.tenantId],
-  ];
+  const lines: EnvLines = [];
+  if (azure.appService) lines.push(['IDENTITY_ENDPOINT', `${metadataOrigin}${APP_SERVICE_PATH}`], ['IDENTITY_HEADER', identityHeader]);
+  if (azure.msi) lines.push(['MSI_ENDPOINT', `${metadataOrigin}${MSI_PATH}`]);
+  if (azure.imds) lines.push(['AZURE_POD_IDENTITY_AUTHORITY_HOST', metadataOrigin]);
+  lines.push(['AZURE_CLIENT_ID', azure.clientId], ['AZURE_TENANT_ID', azure.tenantId]);
   const file = tokenFilePath(azure, stateDir);
   if (file !== undefined) {
     lines.push(['AZURE_FEDERATED_TOKEN_FILE', file], ['AZURE_AUTHORITY_HOST', azure.authorityHost.replace(/\/+$/, '')]);
@@ -46,9 +43,9 @@ export function describeAzure(azure: AzureConfig, stateDir: string, metadataOrig
   const header = azure.identityHeader !== undefined ? 'azure.identityHeader' : join(stateDir, IDENTITY_HEADER_FILE);
   const lines = [
     `Entra workload identity federation for application ${azure.clientId} in tenant ${azure.tenantId} at ${azure.authorityHost}, presenting JWT-SVIDs for audience ${azure.audience}`,
-    `App Service managed identity: ${metadataOrigin}${APP_SERVICE_PATH} (X-IDENTITY-HEADER from ${header})`,
-    `IMDS managed identity: ${metadataOrigin}${IMDS_TOKEN_PATH} (AZURE_POD_IDENTITY_AUTHORITY_HOST)`,
-    `MSI_ENDPOINT form POST: ${metadataOrigin}${MSI_PATH} (Azure CLI 2.45)`,
+    azure.appService ? `App Service managed identity: ${metadataOrigin}${APP_SERVICE_PATH} (X-IDENTITY-HEADER from ${header})` : 'App Service managed identity: off (azure.appService: false)',
+    azure.imds ? `IMDS managed identity: ${metadataOrigin}${IMDS_TOKEN_PATH} (AZURE_POD_IDENTITY_AUTHORITY_HOST; any process in the pod can read it)` : 'IMDS managed identity: off (azure.imds: false)',
+    azure.msi ? `MSI_ENDPOINT form POST: ${metadataOrigin}${MSI_PATH} (Azure CLI 2.45; any process in the pod can read it)` : 'MSI_ENDPOINT: off (azure.msi: false)',
     azure.warmResources.length > 0
       ? `tokens fetched at start and kept fresh for ${azure.warmResources.join(', ')}; other resources on first request`
       : 'tokens fetched on first request for each resource',

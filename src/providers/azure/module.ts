@@ -76,13 +76,14 @@ export async function createAzureProvider(ctx: ProviderContext, options: AzurePr
   const filePath = tokenFilePath(azure, ctx.stateDir);
   const tokenFile = filePath === undefined ? undefined : new AzureTokenFile({ path: filePath, audience: azure.audience, jwt, clock, logger, metrics });
 
+  const enabled = { 'azure-appservice': azure.appService, 'azure-imds': azure.imds, 'azure-msi': azure.msi } as const;
   const surfaces = azureSurfaces({
     tokens,
     served: { clientId: azure.clientId, objectId: azure.objectId, resourceId: azure.resourceId },
     identityHeader: resolveIdentityHeader(azure.identityHeader, ctx.stateDir),
     clock,
     logger,
-  });
+  }).filter((surface) => enabled[surface.name as keyof typeof enabled]);
 
   let unsubscribe: (() => void) | undefined;
   return {
