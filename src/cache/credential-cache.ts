@@ -231,7 +231,7 @@ export class CredentialCache<C> implements CredentialLookup<C> {
       const l = e.get();
       if (l.ok) soonest = Math.min(soonest, l.expiresAt.getTime());
     }
-    if (Number.isFinite(soonest)) metrics.credentialExpiry.set({ cloud: this.#o.cloud, credential: this.#o.name }, Math.round((soonest - this.#o.clock.now()) / 1000));
+    if (Number.isFinite(soonest)) metrics.credentialExpiry.set({ cloud: this.#o.cloud, credential: this.#o.name }, Math.round(soonest / 1000));
   }
 
   #describe(key: string): string {

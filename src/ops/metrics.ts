@@ -33,15 +33,15 @@ export class Metrics {
   });
 
   readonly credentialExpiry = new Gauge({
-    name: 'spiffe_connector_credential_expiry_seconds',
-    help: 'Seconds until the cached credential expires, by cloud and credential name.',
+    name: 'spiffe_connector_credential_expiry_timestamp_seconds',
+    help: 'When the cached credential expires (the soonest of that cache), as a Unix timestamp, by cloud and credential name.',
     labelNames: ['cloud', 'credential'] as const,
     registers: [this.registry],
   });
 
   readonly svidExpiry = new Gauge({
-    name: 'spiffe_connector_svid_expiry_seconds',
-    help: 'Seconds until the current SVID expires, by kind (x509, jwt).',
+    name: 'spiffe_connector_svid_expiry_timestamp_seconds',
+    help: 'When the current SVID expires, as a Unix timestamp, by kind (x509, jwt).',
     labelNames: ['kind'] as const,
     registers: [this.registry],
   });

@@ -136,7 +136,7 @@ export class JwtFileSource implements JwtSource {
       }
     }
     const held = this.current();
-    if (held) metrics?.svidExpiry.set({ kind: 'jwt' }, Math.round((held.expiresAt.getTime() - clock.now()) / 1000));
+    if (held) metrics?.svidExpiry.set({ kind: 'jwt' }, Math.round(held.expiresAt.getTime() / 1000));
     this.#scheduleNext();
   }
 

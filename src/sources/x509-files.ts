@@ -88,7 +88,7 @@ export class X509FilesSource implements X509Source {
       onRefuse: () => metrics?.svidUpdates.inc({ kind: 'x509', outcome: 'refused' }),
       onSwap: (loaded, previous) => {
         metrics?.svidUpdates.inc({ kind: 'x509', outcome: 'accepted' });
-        metrics?.svidExpiry.set({ kind: 'x509' }, Math.round((loaded.svid.notAfter.getTime() - clock.now()) / 1000));
+        metrics?.svidExpiry.set({ kind: 'x509' }, Math.round(loaded.svid.notAfter.getTime() / 1000));
         logger.info({ spiffeId: loaded.svid.id.toString(), notAfter: loaded.svid.notAfter.toISOString(), serial: loaded.svid.certificates[0]?.serialNumber }, previous ? 'X.509-SVID rotated' : 'X.509-SVID loaded');
         for (const w of this.#readyWaiters.splice(0)) w();
         this.#listeners.emit(loaded.svid);

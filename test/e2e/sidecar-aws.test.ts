@@ -115,7 +115,11 @@ test('check, env, run: an unmodified AWS SDK app gets role credentials from the 
   const metrics = await (await fetch(`${f.opsUrl}/metrics`)).text();
   assert.match(metrics, /spiffe_connector_requests_total\{surface="aws-container",status="200"\} \d+/);
   assert.match(metrics, /spiffe_connector_exchanges_total\{cloud="aws",outcome="success"\} \d+/);
-  assert.match(metrics, /spiffe_connector_credential_expiry_seconds\{cloud="aws"/);
+  // The expiry as a Unix timestamp (it does not go stale between refreshes): the credentials' own Expiration.
+  const expiry = /spiffe_connector_credential_expiry_timestamp_seconds\{cloud="aws"[^}]*\} (\d+)/.exec(metrics)?.[1];
+  assert.ok(expiry, 'the credential expiry gauge');
+  assert.ok(Math.abs(Number(expiry) - Date.parse(creds['Expiration'] ?? '') / 1000) <= 1, `${expiry} vs ${creds['Expiration']}`);
+  assert.match(metrics, /spiffe_connector_svid_expiry_timestamp_seconds\{kind="x509"\} \d{10}/);
   for (const secret of [token, creds['SecretAccessKey'], creds['Token']]) assert.ok(secret && !metrics.includes(secret));
 
   // Request targets that make URL parsers throw: every listener answers and closes, and the sidecar stays up.

@@ -17,7 +17,7 @@ async function token(s: Sidecar, query = ''): Promise<{ status: number; token?: 
 }
 
 async function gaugeCredentials(s: Sidecar, prefix: string): Promise<number> {
-  const metric = await s.metrics.registry.getSingleMetric('spiffe_connector_credential_expiry_seconds')?.get();
+  const metric = await s.metrics.registry.getSingleMetric('spiffe_connector_credential_expiry_timestamp_seconds')?.get();
   return (metric?.values ?? []).filter((v) => String(v.labels.credential).startsWith(prefix)).length;
 }
 

@@ -190,7 +190,7 @@ export class WorkloadApiSource implements X509Source, JwtSource {
     const leafChanged = !previous || !previous.svid.certificates[0]?.raw.equals(context.svid.certificates[0]?.raw ?? Buffer.alloc(0));
     if (!leafChanged && !bundleChanged) return true;
     metrics?.svidUpdates.inc({ kind: 'x509', outcome: 'accepted' });
-    metrics?.svidExpiry.set({ kind: 'x509' }, Math.round((context.svid.notAfter.getTime() - clock.now()) / 1000));
+    metrics?.svidExpiry.set({ kind: 'x509' }, Math.round(context.svid.notAfter.getTime() / 1000));
     const svid = context.svid;
     logger.info({ source: 'workload-api', spiffeId: svid.id.toString(), notAfter: svid.notAfter.toISOString(), serial: svid.certificates[0]?.serialNumber, hint: context.hint || undefined }, previous ? 'X.509-SVID rotated' : 'X.509-SVID received');
     if (previous && !previous.svid.id.equals(svid.id)) {
