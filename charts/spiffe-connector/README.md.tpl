@@ -90,7 +90,8 @@ From 0.1.0 of this chart:
   its NetworkPolicy allows egress to the API server. `webhook.serviceAccounts.enabled: false` restores the old
   behaviour (no token, no RBAC, no egress).
 - **matchConditions** is `auto` (on); `false` with `failurePolicy: Fail` and no `objectSelector` now stops the render.
-- **Sidecar memory**: request 96Mi, limit 192Mi (was 48Mi/160Mi: the sidecar idles near 85 MiB).
+- **Sidecar memory**: request 96Mi, limit 192Mi (was 48Mi/160Mi while the sidecar idles at 81-94 MB, bench/rss.ts:
+  the scheduler packed pods that were then OOM-killed).
 - **Image**: `image.repository` no longer includes the registry (`image.registry: ghcr.io`); set both if you
   overrode the repository.
 - **Metrics** of the webhook moved to their own plain-HTTP port (9091); `/metrics` on the HTTPS port stays.
