@@ -107,7 +107,7 @@ export const webhookSchema = z
         resources: z
           .object({ requests: resourceList.optional(), limits: resourceList.optional() })
           .strict()
-          .default({ requests: { cpu: '10m', memory: '48Mi' }, limits: { memory: '160Mi' } }),
+          .default({ requests: { cpu: '10m', memory: '96Mi' }, limits: { memory: '192Mi' } }),
         /** Non-root user and group the sidecar runs as; the group also reads the csi-driver-spiffe files (fs-group). */
         /** null: no runAsUser (OpenShift's restricted SCC assigns one; runAsNonRoot still holds). */
         runAsUser: z.number().int().min(1, 'must not be 0: the sidecar runs as non-root').nullable().default(65532),
