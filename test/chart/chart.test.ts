@@ -290,6 +290,12 @@ test('values.schema.json refuses bad values', async () => {
     ['a malformed GCP provider', { defaults: { gcp: { workloadIdentityProvider: 'pool/provider' } } }],
     ['a Roles Anywhere trust anchor that is not one', { defaults: { aws: { trustAnchorArn: 'arn:aws:iam::111122223333:role/x' } } }],
     ['an unquoted project number (Helm would print it as a float)', { defaults: { gcp: { projectNumber: 123456789012 } } }],
+    ['matchConditions neither a boolean nor auto', { webhook: { matchConditions: 'yes' } }],
+    ['a signing key source the chart does not know (it never generates one)', { issuer: { keys: { source: 'helm' } } }],
+    ['the removed keys.generate', { issuer: { keys: { generate: true } } }],
+    ['a ServiceAccount lookup with no time to answer', { webhook: { serviceAccounts: { timeoutSeconds: 0 } } }],
+    ['a ServiceMonitor interval that is not a duration', { metrics: { serviceMonitor: { interval: 'often' } } }],
+    ['an API server CIDR that is not one', { networkPolicy: { apiServer: { cidrs: ['10.0.0.1'] } } }],
   ];
   for (const [what, over] of bad) assert.equal(validateValues(coalesce(defaults, over)), false, what);
 });
