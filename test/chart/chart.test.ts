@@ -248,15 +248,19 @@ test('missing required values stop the render with a message naming them', async
 test('the example pods are injected by the webhook with the matching example values', async (t) => {
   const r = await renderer();
   if ('skip' in r) return t.skip(r.skip);
-  for (const cloud of ['aws', 'gcp', 'azure']) {
+  for (const [cloud, file] of [['aws', 'pod-aws.yaml'], ['gcp', 'pod-gcp.yaml'], ['azure', 'pod-azure.yaml'], ['aws', 'serviceaccount-aws.yaml']] as const) {
     const rendered = await r.render({ valuesFiles: [join(EXAMPLES, `values-${cloud}.yaml`)] });
     const config = parseWebhookConfig(one(rendered, 'ConfigMap', 'spiffe-connector-webhook')['data']['webhook.yaml']);
-    const docs = parseAllDocuments(await readFile(join(EXAMPLES, `pod-${cloud}.yaml`), 'utf8')).map((d) => d.toJS() as Obj);
-    for (const doc of docs) assert.deepEqual(await validateK8sObject(doc), [], `examples/pod-${cloud}.yaml`);
+    const docs = parseAllDocuments(await readFile(join(EXAMPLES, file), 'utf8')).map((d) => d.toJS() as Obj);
+    for (const doc of docs) assert.deepEqual(await validateK8sObject(doc), [], `examples/${file}`);
     const workload = docs.find((d) => d['kind'] === 'Pod' || d['kind'] === 'Deployment') as Obj;
     const pod = (workload['kind'] === 'Pod' ? workload : { apiVersion: 'v1', kind: 'Pod', ...workload['spec'].template, metadata: { ...workload['spec'].template.metadata, generateName: 'x-' } }) as Pod;
-    const result = admitPod(pod, { config, randomSecret: () => 'identity-header-for-the-example' });
-    assert.equal(result.outcome, 'injected', result.outcome === 'denied' ? result.denied : '');
+    // The API server sends it to the webhook: the rendered matchConditions want the inject annotation or label.
+    assert.ok('spiffe-connector.io/inject' in { ...pod.metadata?.annotations, ...pod.metadata?.labels }, `examples/${file} reaches the webhook`);
+    const account = docs.find((d) => d['kind'] === 'ServiceAccount' && d['metadata'].name === pod.spec.serviceAccountName);
+    const annotations = account?.['metadata'].annotations as Record<string, string> | undefined;
+    const result = admitPod(pod, { config, randomSecret: () => 'identity-header-for-the-example' }, annotations ? { name: `shop/${account?.['metadata'].name}`, annotations } : undefined);
+    assert.equal(result.outcome, 'injected', result.outcome === 'denied' ? result.denied : file);
     if (result.outcome === 'injected') assert.ok(result.config[cloud as 'aws' | 'gcp' | 'azure'], `${cloud} is served`);
   }
 });
