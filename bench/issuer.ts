@@ -45,8 +45,8 @@ else await parent();
 
 // ---------------------------------------------------------------------------------------------- child
 async function child(alg: Alg): Promise<void> {
-  const { DevCa } = await import('../src/dev/dev-ca.ts');
-  const { startDevIssuer } = await import('../src/dev/dev-issuer.ts');
+  const { DevCa } = await import('@spiffe-connector/dev/dev-ca.ts');
+  const { startDevIssuer } = await import('@spiffe-connector/dev/dev-issuer.ts');
   const { parseSigningKey } = await import('../src/issuer/signing-key.ts');
   const { buildClaims, signJwtSvid } = await import('../src/issuer/mint.ts');
   const { Secret } = await import('../src/base/secret.ts');

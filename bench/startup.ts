@@ -7,9 +7,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { writeAtomicDir } from '../src/dev/atomic-dir.ts';
-import { FakeSts } from '../src/dev/fake-sts.ts';
-import { DevOidcSigner } from '../src/dev/oidc-signer.ts';
+import { writeAtomicDir } from '@spiffe-connector/dev/atomic-dir.ts';
+import { FakeSts } from '@spiffe-connector/dev/fake-sts.ts';
+import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
 import { freePort, imageNodeOptions, spawnNode } from './lib.ts';
 
 const rounds = Number(process.argv[2] ?? 5);

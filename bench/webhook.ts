@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
-import { DevCa } from '../src/dev/dev-ca.ts';
+import { DevCa } from '@spiffe-connector/dev/dev-ca.ts';
 import { bareNodeRss, cpuMsOf, freePort, imageNodeOptions, mb, median, sleep, spawnNode, waitFor } from './lib.ts';
 
 const require = createRequire(import.meta.url);

@@ -5,11 +5,11 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DevCa } from '../src/dev/dev-ca.ts';
-import { FakeEntra, ENTRA_FEDERATION_AUDIENCE } from '../src/dev/fake-entra.ts';
-import { FakeGcp } from '../src/dev/fake-gcp.ts';
-import { FakeSts } from '../src/dev/fake-sts.ts';
-import { DevOidcSigner } from '../src/dev/oidc-signer.ts';
+import { DevCa } from '@spiffe-connector/dev/dev-ca.ts';
+import { FakeEntra, ENTRA_FEDERATION_AUDIENCE } from '@spiffe-connector/dev/fake-entra.ts';
+import { FakeGcp } from '@spiffe-connector/dev/fake-gcp.ts';
+import { FakeSts } from '@spiffe-connector/dev/fake-sts.ts';
+import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
 import { formEnv, freePort, spawnNode, waitFor, type ChildNode, type SidecarForm } from './lib.ts';
 
 export type BenchCloud = 'aws' | 'gcp' | 'azure';

@@ -88,12 +88,6 @@ async function webhook(configFile: string): Promise<void> {
   onSignals(() => running.close());
 }
 
-async function dev(options: { port: string; rotateSeconds: string }): Promise<void> {
-  const { runDev } = await import('./dev/dev-mode.ts');
-  const running = await runDev({ metadataPort: Number(options.port), rotateSeconds: Number(options.rotateSeconds) });
-  onSignals(() => running.close());
-}
-
 const program = new Command()
   .name('spiffe-connector')
   .description('Turns a pod’s SPIFFE identity into short-lived AWS, Google Cloud and Azure credentials on emulated metadata endpoints.')
@@ -105,12 +99,15 @@ program.command('check').description('validate config and identity; print what w
 program.command('env').description('print the KEY=VALUE lines an app container needs').requiredOption('-c, --config <file>', 'config file').option('--export', 'print as shell export lines').action((o: { config: string; export?: boolean }) => env(o.config, o));
 program.command('issuer').description('run the X.509-SVID → JWT-SVID exchange with OIDC discovery').requiredOption('-c, --config <file>', 'issuer config file').action((o: { config: string }) => issuer(o.config));
 program.command('webhook').description('run the mutating admission webhook').requiredOption('-c, --config <file>', 'webhook config file').action((o: { config: string }) => webhook(o.config));
+// Dev mode is not part of the installed program: it runs from a clone of the repository (packages/dev).
 program
-  .command('dev')
-  .description('everything local: a dev trust domain, the issuer, cloud stand-ins and the sidecar')
-  .option('--port <port>', 'metadata listener port on 127.0.0.1', '8181')
-  .option('--rotate-seconds <seconds>', 'how often the dev X.509-SVID rotates', '300')
-  .action((o: { port: string; rotateSeconds: string }) => dev(o));
+  .command('dev', { hidden: true })
+  .allowUnknownOption()
+  .allowExcessArguments()
+  .action(() => {
+    process.stderr.write('dev mode is not part of the installed program: in a clone of the repository, run `npm ci && npm start`\n');
+    process.exit(EXIT_USAGE);
+  });
 
 try {
   await program.parseAsync(process.argv);

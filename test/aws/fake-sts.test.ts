@@ -3,8 +3,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { ManualClock } from '../../src/base/clock.ts';
-import { DevOidcSigner } from '../../src/dev/oidc-signer.ts';
-import { FakeSts, globMatch } from '../../src/dev/fake-sts.ts';
+import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
+import { FakeSts, globMatch } from '@spiffe-connector/dev/fake-sts.ts';
 import { ACCOUNT, AUDIENCE, ROLE_ARN, SPIFFE_ID, startStsWorld } from './support.ts';
 
 interface StsAnswer {

@@ -5,7 +5,7 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { ManualClock } from '../../src/base/clock.ts';
-import type { StsFault } from '../../src/dev/fake-sts.ts';
+import type { StsFault } from '@spiffe-connector/dev/fake-sts.ts';
 import { SignerJwtSource, raw, startSidecar, startStsWorld, until } from './support.ts';
 
 async function world(t: TestContext, options: { faultsBeforeStart?: StsFault[] } = {}) {

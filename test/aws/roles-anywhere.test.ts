@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fromHttp, fromInstanceMetadata } from '@aws-sdk/credential-providers';
 import { systemClock } from '../../src/base/clock.ts';
 import { ConnectorError } from '../../src/base/errors.ts';
-import { writeAtomicDir } from '../../src/dev/atomic-dir.ts';
+import { writeAtomicDir } from '@spiffe-connector/dev/atomic-dir.ts';
 import { silentLogger } from '../../src/ops/logger.ts';
 import { awsEnv } from '../../src/providers/aws/env.ts';
 import { mapRolesAnywhereError } from '../../src/providers/aws/roles-anywhere.ts';

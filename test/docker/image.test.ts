@@ -148,6 +148,17 @@ test('the runtime tree alone starts the webhook, the issuer and the sidecar from
   for (const tool of ['npm', 'corepack', 'typescript', 'esbuild'])
     assert.ok(!packages.includes(tool), `no ${tool} in the tree`);
   assert.ok(!(await readdir(join(app, 'dist', 'chunks'))).some((f) => f.endsWith('.map')), 'no source maps');
+  // No stand-in and no dev mode in the image: src/ never imports packages/dev (the workspace @spiffe-connector/dev).
+  assert.ok(!packages.some((p) => p.startsWith('@spiffe-connector/')), 'no workspace package in the tree');
+  const built = await readdir(join(dir, 'dist', 'chunks'));
+  for (const file of ['main.js', ...built.filter((f) => f.endsWith('.js')).map((f) => join('chunks', f))]) {
+    // Class names survive minification (keepNames), and the source maps list every bundled file.
+    const code = await readFile(join(dir, 'dist', file), 'utf8');
+    for (const name of ['FakeSts', 'FakeGcp', 'FakeEntra', 'DevCa', 'DevOidcSigner', 'runDev'])
+      assert.ok(!code.includes(name), `dist/${file} holds ${name} from packages/dev`);
+    const map = JSON.parse(await readFile(join(dir, 'dist', `${file}.map`), 'utf8')) as { sources: string[] };
+    assert.ok(!map.sources.some((source) => source.includes('packages/dev')), `dist/${file} bundles a source of packages/dev`);
+  }
   const size = await treeSize(app);
   const modules = await treeSize(join(app, 'node_modules'));
   t.diagnostic(
@@ -165,6 +176,12 @@ test('the runtime tree alone starts the webhook, the issuer and the sidecar from
     env: await env(),
   });
   for (const command of ['run', 'issuer', 'webhook']) assert.match(help.stdout, new RegExp(`\\n\\s+${command}\\b`));
+  const dev = await run(process.execPath, [join(app, 'bin', 'spiffe-connector.js'), 'dev'], { cwd: '/', env: await env() }).then(
+    () => assert.fail('`spiffe-connector dev` succeeded from the runtime tree'),
+    (e: { code: number; stderr: string }) => e,
+  );
+  assert.equal(dev.code, 2);
+  assert.match(dev.stderr, /^dev mode is not part of the installed program: in a clone of the repository, run `npm ci && npm start`\n$/);
 
   const ca = await DevCa.create({ trustDomain: 'example.org' });
   const server = await ca.issueServerCert({ dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });

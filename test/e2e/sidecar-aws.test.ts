@@ -6,10 +6,10 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { writeAtomicDir } from '../../src/dev/atomic-dir.ts';
-import { DevCa } from '../../src/dev/dev-ca.ts';
-import { DevOidcSigner } from '../../src/dev/oidc-signer.ts';
-import { FakeSts } from '../../src/dev/fake-sts.ts';
+import { writeAtomicDir } from '@spiffe-connector/dev/atomic-dir.ts';
+import { DevCa } from '@spiffe-connector/dev/dev-ca.ts';
+import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
+import { FakeSts } from '@spiffe-connector/dev/fake-sts.ts';
 import { MALFORMED_TARGETS, sendTarget } from '../helpers/http.ts';
 import { cli, freePort, parseEnvLines, runNode, startSidecar, waitFor200 } from '../helpers/sidecar.ts';
 

@@ -6,10 +6,10 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { writeAtomicDir } from '../../src/dev/atomic-dir.ts';
-import { DevCa } from '../../src/dev/dev-ca.ts';
-import { DevOidcSigner } from '../../src/dev/oidc-signer.ts';
-import { FakeSts } from '../../src/dev/fake-sts.ts';
+import { writeAtomicDir } from '@spiffe-connector/dev/atomic-dir.ts';
+import { DevCa } from '@spiffe-connector/dev/dev-ca.ts';
+import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
+import { FakeSts } from '@spiffe-connector/dev/fake-sts.ts';
 import { loadSpecProto } from '../helpers/fake-workload-api.ts';
 import { cli, freePort, parseEnvLines, startSidecar, waitFor200 } from '../helpers/sidecar.ts';
 

@@ -4,8 +4,8 @@ import assert from 'node:assert/strict';
 import { request as httpsRequest } from 'node:https';
 import { X509Certificate } from 'node:crypto';
 import { createLocalJWKSet, jwtVerify } from 'jose';
-import { DevCa } from '../../src/dev/dev-ca.ts';
-import { DevOidcSigner } from '../../src/dev/oidc-signer.ts';
+import { DevCa } from '@spiffe-connector/dev/dev-ca.ts';
+import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
 import { AUDIENCE, CLOUD_PLATFORM, POOL, PROVIDER, SERVICE_ACCOUNT, SPIFFE_ID, startGoogleWorld, type GoogleWorld } from './support.ts';
 
 const FORM = { 'content-type': 'application/x-www-form-urlencoded' };

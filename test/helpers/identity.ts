@@ -1,7 +1,7 @@
 // Identity sources for tests: a JwtSource that signs fresh JWT-SVIDs with a DevOidcSigner, and an
 // X509Source holding DevCa-minted SVIDs, both able to "rotate" and tell their subscribers.
-import type { DevOidcSigner } from '../../src/dev/oidc-signer.ts';
-import { DevCa } from '../../src/dev/dev-ca.ts';
+import type { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
+import { DevCa } from '@spiffe-connector/dev/dev-ca.ts';
 import { parseJwtSvidInsecure, type JwtSvid } from '../../src/spiffe/jwt-svid.ts';
 import { parseX509Svid, type X509Svid } from '../../src/spiffe/x509-svid.ts';
 import { X509Bundle } from '../../src/spiffe/bundle.ts';

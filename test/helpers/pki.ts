@@ -4,11 +4,11 @@
 //   const ca = await DevCa.create({ trustDomain: 'example.org' });
 //   const bad = await mintBad(ca, 'leaf-is-ca');      // { kind, certPem, keyPem, bundlePem, refusedAt, ... }
 //   for (const kind of BAD_SVID_KINDS) { ... }
-import { DevCa } from '../../src/dev/dev-ca.ts';
-import type { CertificateSpec, DevKeyType, KeyUsageName } from '../../src/dev/dev-ca.ts';
+import { DevCa } from '@spiffe-connector/dev/dev-ca.ts';
+import type { CertificateSpec, DevKeyType, KeyUsageName } from '@spiffe-connector/dev/dev-ca.ts';
 
 export { DevCa };
-export type { CertificateSpec, DevKeyFormat, DevKeyType, DevServerCert, DevX509Svid, IssuedCertificate } from '../../src/dev/dev-ca.ts';
+export type { CertificateSpec, DevKeyFormat, DevKeyType, DevServerCert, DevX509Svid, IssuedCertificate } from '@spiffe-connector/dev/dev-ca.ts';
 
 export const BAD_SVID_KINDS = [
   'leaf-is-ca',

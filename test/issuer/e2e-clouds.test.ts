@@ -6,8 +6,8 @@ import { test } from 'node:test';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { fromWebToken } from '@aws-sdk/credential-providers';
 import { systemClock } from '../../src/base/clock.ts';
-import { startDevIssuer } from '../../src/dev/dev-issuer.ts';
-import { FakeSts } from '../../src/dev/fake-sts.ts';
+import { startDevIssuer } from '@spiffe-connector/dev/dev-issuer.ts';
+import { FakeSts } from '@spiffe-connector/dev/fake-sts.ts';
 import { silentLogger } from '../../src/ops/logger.ts';
 import { createJwtExchangeSource } from '../../src/sources/jwt-exchange.ts';
 import { DevCa } from '../helpers/pki.ts';
@@ -74,8 +74,8 @@ test('the STS stand-in refuses a token for a subject outside the trust policy', 
 });
 
 test('exchange source → issuer → Google STS and Entra stand-ins accept the token (Entra refuses ES256, as the real one does)', async (t) => {
-  const { FakeGcp } = await import('../../src/dev/fake-gcp.ts');
-  const { FakeEntra, ENTRA_FEDERATION_AUDIENCE } = await import('../../src/dev/fake-entra.ts');
+  const { FakeGcp } = await import('@spiffe-connector/dev/fake-gcp.ts');
+  const { FakeEntra, ENTRA_FEDERATION_AUDIENCE } = await import('@spiffe-connector/dev/fake-entra.ts');
   const { Agent, request } = await import('undici');
   const provider = 'projects/123456789012/locations/global/workloadIdentityPools/pool/providers/spiffe';
   const gcpAudience = `//iam.googleapis.com/${provider}`;

@@ -9,7 +9,7 @@ import { ManualClock } from '../../src/base/clock.ts';
 import { isConnectorError } from '../../src/base/errors.ts';
 import { silentLogger } from '../../src/ops/logger.ts';
 import { createJwtExchangeSource } from '../../src/sources/jwt-exchange.ts';
-import { DevOidcSigner } from '../../src/dev/oidc-signer.ts';
+import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
 import { AUDIENCES, TRUST_DOMAIN, eventually, startFixture, type Fixture } from './fixture.ts';
 import { TestX509Source } from './x509-source.ts';
 

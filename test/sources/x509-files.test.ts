@@ -6,7 +6,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { systemClock } from '../../src/base/clock.ts';
-import { writeAtomicDir } from '../../src/dev/atomic-dir.ts';
+import { writeAtomicDir } from '@spiffe-connector/dev/atomic-dir.ts';
 import { createLogger } from '../../src/ops/logger.ts';
 import { Metrics } from '../../src/ops/metrics.ts';
 import { X509FilesSource } from '../../src/sources/x509-files.ts';

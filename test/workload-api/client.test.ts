@@ -11,7 +11,7 @@ import { ManualClock } from '../../src/base/clock.ts';
 import { ConnectorError } from '../../src/base/errors.ts';
 import { createLogger, silentLogger } from '../../src/ops/logger.ts';
 import { Metrics } from '../../src/ops/metrics.ts';
-import { DevOidcSigner } from '../../src/dev/oidc-signer.ts';
+import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
 import { createWorkloadApiSource, type WorkloadApiSource } from '../../src/sources/workload-api/client.ts';
 import type { X509Svid } from '../../src/spiffe/x509-svid.ts';
 import { DevCa, mintBad } from '../helpers/pki.ts';

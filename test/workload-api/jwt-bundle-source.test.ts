@@ -6,7 +6,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ManualClock } from '../../src/base/clock.ts';
 import { silentLogger } from '../../src/ops/logger.ts';
-import { DevOidcSigner } from '../../src/dev/oidc-signer.ts';
+import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
 import { startJwksBundleSource } from '../../src/surfaces/workload-api/jwt-bundle-source.ts';
 
 async function serve(handler: (path: string) => { status: number; body: unknown }): Promise<{ url: string; server: Server; hits: string[] }> {

@@ -14,7 +14,7 @@ import { ManualClock } from '../../src/base/clock.ts';
 import { ConnectorError } from '../../src/base/errors.ts';
 import { parseSidecarConfig } from '../../src/config/load.ts';
 import { silentLogger } from '../../src/ops/logger.ts';
-import { DevOidcSigner } from '../../src/dev/oidc-signer.ts';
+import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
 import { startJwksBundleSource, type JwtBundleSource } from '../../src/surfaces/workload-api/jwt-bundle-source.ts';
 import { startWorkloadApiServer } from '../../src/surfaces/workload-api/server.ts';
 import { workloadApiEnv } from '../../src/surfaces/workload-api/env.ts';

@@ -1,5 +1,5 @@
 // A local Entra ID stand-in over HTTPS: OIDC metadata and the v2 token endpoint's client_credentials grant
-// with a federated client assertion, checked the way Entra checks it (reference/azure.md §3, §5, §6): the
+// with a federated client assertion, checked the way Entra checks it: the
 // application, an exact issuer + subject federated identity credential, audience, RS256, signature through
 // the issuer's discovery and JWKS, exp. Issues RS256 access tokens shaped like Entra's v1 tokens.
 //
@@ -16,7 +16,7 @@ import { randomUUID } from 'node:crypto';
 import { SignJWT, createLocalJWKSet, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify, type CryptoKey, type JWK, type JWTPayload } from 'jose';
 import type { DevCa } from './dev-ca.ts';
 import { OidcVerificationError, OidcVerifier } from './oidc-verifier.ts';
-import { readBody } from '../http/read-body.ts';
+import { readBody } from '../../../src/http/read-body.ts';
 
 export const ENTRA_FEDERATION_AUDIENCE = 'api://AzureADTokenExchange';
 const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';

@@ -1,15 +1,15 @@
 // A local stand-in for AWS STS on loopback, for tests and the dev mode: AssumeRoleWithWebIdentity
-// checked the way AWS checks it (reference/aws.md §4) and GetCallerIdentity verifying SigV4 with the
+// checked the way AWS checks it and GetCallerIdentity verifying SigV4 with the
 // secret it issued. Answers AWS's query-protocol XML; faults can be injected per exchange request.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { decodeJwt } from 'jose';
-import { systemClock, type Clock } from '../base/clock.ts';
+import { systemClock, type Clock } from './clock.ts';
 import { OidcVerificationError, OidcVerifier } from './oidc-verifier.ts';
 import { expectedSignature, parseAmzDate, parseAuthorization, signaturesEqual } from './aws-sigv4.ts';
 import { assumeRoleWithWebIdentityXml, errorXml, getCallerIdentityXml, stsTimestamp } from './fake-sts-xml.ts';
-import { readBody } from '../http/read-body.ts';
+import { readBody } from '../../../src/http/read-body.ts';
 
 /** An IAM OIDC identity provider: its URL (= `iss`) and registered client IDs (= allowed `aud`). */
 export interface FakeOidcProvider {

@@ -1,5 +1,5 @@
 // The XML the fake STS answers, shaped exactly like AWS STS's query protocol (2011-06-15):
-// AssumeRoleWithWebIdentityResponse, GetCallerIdentityResponse and ErrorResponse (reference/aws.md §4).
+// AssumeRoleWithWebIdentityResponse, GetCallerIdentityResponse and ErrorResponse.
 
 const NS = 'https://sts.amazonaws.com/doc/2011-06-15/';
 

@@ -1,5 +1,5 @@
 // A local JWT-SVID signer with OIDC discovery and JWKS on loopback: the identity provider behind the
-// dev mode and the tests' cloud stand-ins (reference/spiffe.md §7 for the discovery document shape).
+// dev mode and the tests' cloud stand-ins.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';

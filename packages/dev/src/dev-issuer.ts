@@ -5,11 +5,11 @@ import { generateKeyPairSync } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { systemClock, type Clock } from '../base/clock.ts';
-import type { IssuerConfig, SigningAlgorithm } from '../config/issuer.ts';
-import { startIssuer, type RunningIssuer } from '../issuer/issuer.ts';
-import { freeLoopbackPort } from '../http/free-port.ts';
-import { silentLogger, type Logger } from '../ops/logger.ts';
+import { systemClock, type Clock } from '../../../src/base/clock.ts';
+import type { IssuerConfig, SigningAlgorithm } from '../../../src/config/issuer.ts';
+import { startIssuer, type RunningIssuer } from '../../../src/issuer/issuer.ts';
+import { freeLoopbackPort } from '../../../src/http/free-port.ts';
+import { silentLogger, type Logger } from '../../../src/ops/logger.ts';
 import type { DevCa } from './dev-ca.ts';
 
 export interface DevIssuerOptions {

@@ -1,11 +1,11 @@
 // What the Google STS stand-in checks before it federates a subject token, as Google STS does
-// (reference/gcp.md §3–§5): JWT (issuer discovery + JWKS, signature, iss, aud = the provider
+//: JWT (issuer discovery + JWKS, signature, iss, aud = the provider
 // resource name, iat, exp, lifetime, kid/alg) and X.509 over mTLS (leaf = the TLS client
 // certificate, chain to the provider's trust anchors); google.subject at most 127 bytes.
 import { X509Certificate } from 'node:crypto';
 import { decodeProtectedHeader } from 'jose';
-import { X509Bundle } from '../spiffe/bundle.ts';
-import { verifyX509Svid } from '../spiffe/x509-svid.ts';
+import { X509Bundle } from '../../../src/spiffe/bundle.ts';
+import { verifyX509Svid } from '../../../src/spiffe/x509-svid.ts';
 import { OidcVerificationError, type OidcVerifier } from './oidc-verifier.ts';
 
 /** A workload identity pool provider registered with the stand-in. */

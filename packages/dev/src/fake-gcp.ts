@@ -1,5 +1,5 @@
 // Local stand-ins for Google STS and IAM Credentials on loopback, for tests and the dev mode
-// (reference/gcp.md §3, §4, §7): STS token exchange (JWT or X.509 over mTLS, checked as Google checks),
+//: STS token exchange (JWT or X.509 over mTLS, checked as Google checks),
 // generateAccessToken / generateIdToken only with a federated token this fake issued and only for
 // service accounts registered as impersonable, a tokeninfo endpoint, fault injection and counters.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -7,11 +7,11 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { X509Certificate } from 'node:crypto';
-import { systemClock, type Clock } from '../base/clock.ts';
+import { systemClock, type Clock } from './clock.ts';
 import { OidcVerifier } from './oidc-verifier.ts';
 import { checkJwtSubject, checkMtlsSubject, OAuthError, type FakeWorkloadIdentityProvider } from './fake-gcp-checks.ts';
 import { FakeIam, GoogleApiError, type FakeServiceAccount, type IssuedToken } from './fake-gcp-iam.ts';
-import { readBody } from '../http/read-body.ts';
+import { readBody } from '../../../src/http/read-body.ts';
 
 export type { FakeWorkloadIdentityProvider } from './fake-gcp-checks.ts';
 export type { FakeServiceAccount, IssuedToken } from './fake-gcp-iam.ts';

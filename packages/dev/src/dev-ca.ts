@@ -1,5 +1,5 @@
 // A trust domain's CA minted in memory, issuing X.509-SVIDs the way cert-manager csi-driver-spiffe
-// does (X509-SVID.md §3–4), intermediates and HTTPS serving certificates: for `dev` mode and tests.
+// does (see docs/ for the SPIFFE X.509-SVID rules), intermediates and HTTPS serving certificates: for `dev` mode and tests.
 //
 // API
 //   DevCa.create({ trustDomain, keyType?, ttlSeconds?, now? })      → Promise<DevCa> (a self-signed root)
@@ -16,8 +16,8 @@
 // Key types 'ec-p256' (default), 'rsa-2048', 'ed25519'; key PEM 'pkcs8' (default), 'sec1' (EC), 'pkcs1' (RSA).
 import { KeyObject, X509Certificate, randomBytes, type webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
-import { x509 } from '../spiffe/x509-lib.ts';
-import { SpiffeId, TrustDomain } from '../spiffe/spiffe-id.ts';
+import { parseSpiffeId, parseTrustDomain } from './spiffe-id.ts';
+import { x509 } from './x509.ts';
 
 export type DevKeyType = 'ec-p256' | 'rsa-2048' | 'ed25519';
 export type DevKeyFormat = 'pkcs8' | 'sec1' | 'pkcs1';
@@ -141,13 +141,13 @@ export class DevCa {
     ttlSeconds?: number;
     now?: Date;
   }): Promise<DevCa> {
-    const td = TrustDomain.parse(opts.trustDomain);
+    const td = parseTrustDomain(opts.trustDomain);
     const keyType = opts.keyType ?? 'ec-p256';
     const key = await generateKey(keyType);
     const { notBefore, notAfter } = validity(opts.now, opts.ttlSeconds ?? 30 * 24 * 3600);
     const cert = await x509.X509CertificateGenerator.createSelfSigned({
       serialNumber: serialNumber(),
-      name: `CN=${td.name} root CA, O=spiffe-connector dev`,
+      name: `CN=${td} root CA, O=spiffe-connector dev`,
       keys: key.keys,
       signingAlgorithm: key.signingAlgorithm,
       notBefore,
@@ -155,11 +155,11 @@ export class DevCa {
       extensions: [
         new x509.BasicConstraintsExtension(true, undefined, true),
         new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-        new x509.SubjectAlternativeNameExtension([{ type: 'url', value: td.idString() }], false),
+        new x509.SubjectAlternativeNameExtension([{ type: 'url', value: `spiffe://${td}` }], false),
         await x509.SubjectKeyIdentifierExtension.create(key.keys.publicKey),
       ],
     });
-    return new DevCa(td.name, pem(cert), cert, key, keyType, '', undefined);
+    return new DevCa(td, pem(cert), cert, key, keyType, '', undefined);
   }
 
   /**
@@ -184,7 +184,7 @@ export class DevCa {
     const serial = serialNumber();
     const issued = await this.#issue({
       subject: `CN=${this.trustDomain} intermediate CA ${serial.slice(0, 8)}, O=spiffe-connector dev`,
-      uris: [TrustDomain.parse(this.trustDomain).idString()],
+      uris: [`spiffe://${this.trustDomain}`],
       sanCritical: false,
       basicConstraints: opts.pathLength === undefined ? { ca: true } : { ca: true, pathLength: opts.pathLength },
       keyUsage: ['keyCertSign', 'cRLSign'],
@@ -218,16 +218,16 @@ export class DevCa {
     now?: Date;
     keyFormat?: DevKeyFormat;
   }): Promise<DevX509Svid> {
-    const id = SpiffeId.parse(opts.spiffeId);
+    const id = parseSpiffeId(opts.spiffeId);
     if (id.path === '') {
       throw new Error(`"${opts.spiffeId}" has no path; X.509-SVID leaves need a workload path such as /ns/default/sa/app`);
     }
-    if (id.trustDomain.name !== this.trustDomain) {
+    if (id.trustDomain !== this.trustDomain) {
       throw new Error(`"${opts.spiffeId}" is not in this CA's trust domain "${this.trustDomain}"`);
     }
     const { notBefore, notAfter } = validity(opts.now, opts.ttlSeconds ?? 3600);
     const issued = await this.issueCertificate({
-      uris: [id.toString()],
+      uris: [id.id],
       basicConstraints: { ca: false },
       keyUsage: ['digitalSignature', 'keyEncipherment'],
       extKeyUsage: ['serverAuth', 'clientAuth'],
@@ -237,7 +237,7 @@ export class DevCa {
       keyFormat: opts.keyFormat ?? 'pkcs8',
     });
     return {
-      spiffeId: id.toString(),
+      spiffeId: id.id,
       certPem: issued.chainPem,
       keyPem: issued.keyPem,
       notBefore: issued.notBefore,

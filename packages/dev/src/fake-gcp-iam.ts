@@ -1,9 +1,9 @@
-// The IAM Credentials side of the Google stand-in (reference/gcp.md §3): the tokens the fake issued,
+// The IAM Credentials side of the Google stand-in: the tokens the fake issued,
 // generateAccessToken and generateIdToken for registered service accounts only, authorised only by a
 // federated token this fake issued to a principal allowed to impersonate, and tokeninfo.
 import { randomBytes } from 'node:crypto';
 import { SignJWT, exportJWK, generateKeyPair, jwtVerify, createLocalJWKSet, type CryptoKey, type JWK } from 'jose';
-import type { Clock } from '../base/clock.ts';
+import type { Clock } from './clock.ts';
 
 export const GOOGLE_ID_TOKEN_ISSUER = 'https://accounts.google.com';
 const CLOUD_PLATFORM = 'https://www.googleapis.com/auth/cloud-platform';
