@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { request as httpsRequest } from 'node:https';
 import { X509Certificate } from 'node:crypto';
 import { createLocalJWKSet, jwtVerify } from 'jose';
-import { DevCa } from '@spiffe-connector/dev/dev-ca.ts';
+import { DevCa, type CertificateSpec, type IssuedCertificate } from '@spiffe-connector/dev/dev-ca.ts';
 import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
 import { AUDIENCE, CLOUD_PLATFORM, POOL, PROVIDER, SERVICE_ACCOUNT, SPIFFE_ID, startGoogleWorld, type GoogleWorld } from './support.ts';
 
@@ -125,6 +125,48 @@ test('STS over mTLS: the leaf must be the client certificate and chain to the tr
     assert.equal(r.status, 400, what);
     assert.equal(r.body.error, code, what);
   }
+});
+
+test('STS over mTLS: the stand-in verifies the handshake and the subject token chain itself (path, validity, leaf, URI SAN)', async (t) => {
+  const world = await startGoogleWorld();
+  t.after(() => world.close());
+  const hour = 3600_000;
+  const spec = (o: Partial<CertificateSpec> = {}): CertificateSpec => ({
+    uris: [SPIFFE_ID],
+    basicConstraints: { ca: false },
+    keyUsage: ['digitalSignature', 'keyEncipherment'],
+    extKeyUsage: ['serverAuth', 'clientAuth'],
+    notBefore: new Date(Date.now() - 60_000),
+    notAfter: new Date(Date.now() + hour),
+    ...o,
+  });
+  /** The client shows `cert` (with its intermediates) in the handshake and as the subject token. */
+  const presenting = (cert: IssuedCertificate) => mtlsSts(world, { subject_token: chainToken(cert.chainPem) }, { certPem: cert.chainPem, keyPem: cert.keyPem });
+  const intermediate = await world.ca.issueIntermediate();
+  const viaIntermediate = await intermediate.issueCertificate(spec());
+  assert.equal((await presenting(viaIntermediate)).status, 200, 'the good profile passes');
+
+  const refusals: Array<[string, Answer, RegExp]> = [
+    // The handshake got the leaf alone: the TLS layer cannot verify it, though the token's chain would.
+    ['the TLS layer cannot verify the client', await mtlsSts(world, { subject_token: chainToken(viaIntermediate.chainPem) }, { certPem: viaIntermediate.certPem, keyPem: viaIntermediate.keyPem }), /mTLS client certificate could not be verified/],
+    // The handshake got leaf and intermediate, the token the leaf alone: no path to the anchor.
+    ['no path from the token chain to a trust anchor', await mtlsSts(world, { subject_token: chainToken(viaIntermediate.certPem) }, { certPem: viaIntermediate.chainPem, keyPem: viaIntermediate.keyPem }), /does not lead to a trust anchor/],
+    // The token puts another intermediate of the same root above the leaf: it did not sign the leaf.
+    ['a token chain whose intermediate did not sign the leaf', await mtlsSts(world, { subject_token: chainToken(viaIntermediate.certPem + (await world.ca.issueIntermediate()).signingCertPem) }, { certPem: viaIntermediate.chainPem, keyPem: viaIntermediate.keyPem }), /certificate 0 is not signed by certificate 1/],
+    ['an expired leaf', await presenting(await world.ca.issueCertificate(spec({ notBefore: new Date(Date.now() - 2 * hour), notAfter: new Date(Date.now() - hour) }))), /the leaf expired/],
+    ['a leaf not yet valid', await presenting(await world.ca.issueCertificate(spec({ notBefore: new Date(Date.now() + hour), notAfter: new Date(Date.now() + 2 * hour) }))), /the leaf is not valid before/],
+    ['a CA as the leaf', await presenting(await world.ca.issueCertificate(spec({ basicConstraints: { ca: true }, keyUsage: ['digitalSignature', 'keyCertSign'] }))), /the leaf is a CA/],
+    ['no digitalSignature (the handshake refuses it for client authentication)', await presenting(await world.ca.issueCertificate(spec({ keyUsage: ['keyEncipherment'] }))), /INVALID_PURPOSE/],
+    ['no URI SAN', await presenting(await world.ca.issueCertificate(spec({ uris: [], dnsNames: ['app.example.org'] }))), /0 URI SANs/],
+    ['two URI SANs', await presenting(await world.ca.issueCertificate(spec({ uris: [SPIFFE_ID, 'spiffe://example.org/ns/default/sa/other'] }))), /2 URI SANs/],
+    ['a URI SAN that is not a SPIFFE ID', await presenting(await world.ca.issueCertificate(spec({ uris: ['https://example.org/app'] }))), /not a SPIFFE ID/],
+  ];
+  for (const [what, r, reason] of refusals) {
+    assert.equal(r.status, 400, what);
+    assert.equal(r.body.error, 'invalid_grant', what);
+    assert.match(String(r.body.error_description), reason, what);
+  }
+  assert.equal(world.fake.stats.stsSuccesses, 1, 'nothing but the good profile was federated');
 });
 
 test('IAM Credentials: only a federated token it issued, only for service accounts the principal may impersonate', async (t) => {

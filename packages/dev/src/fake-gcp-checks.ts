@@ -1,12 +1,12 @@
 // What the Google STS stand-in checks before it federates a subject token, as Google STS does
 //: JWT (issuer discovery + JWKS, signature, iss, aud = the provider
 // resource name, iat, exp, lifetime, kid/alg) and X.509 over mTLS (leaf = the TLS client
-// certificate, chain to the provider's trust anchors); google.subject at most 127 bytes.
+// certificate, verified by the TLS layer against the trust anchors, and the subject token's chain verified
+// to the provider's trust anchors by x509-chain.ts); google.subject at most 127 bytes.
 import { X509Certificate } from 'node:crypto';
 import { decodeProtectedHeader } from 'jose';
-import { X509Bundle } from '../../../src/spiffe/bundle.ts';
-import { verifyX509Svid } from '../../../src/spiffe/x509-svid.ts';
 import { OidcVerificationError, type OidcVerifier } from './oidc-verifier.ts';
+import { parsePemCertificates, verifyClientChain } from './x509-chain.ts';
 
 /** A workload identity pool provider registered with the stand-in. */
 export interface FakeWorkloadIdentityProvider {
@@ -83,14 +83,34 @@ function jwtFailure(error: unknown, p: FakeWorkloadIdentityProvider): OAuthError
   }
 }
 
+/** What the TLS layer saw of the client: its certificate and the handshake's verdict on it. */
+export interface TlsPeer {
+  readonly certificate: X509Certificate | undefined;
+  /** The handshake verified the client's certificate chain against the trust anchors. */
+  readonly authorized: boolean;
+  /** OpenSSL's reason when not authorized, such as UNABLE_TO_VERIFY_LEAF_SIGNATURE. */
+  readonly authorizationError: string | undefined;
+}
+
 /**
- * The mTLS path: `subjectToken` is a JSON array of base64 DER certificates, leaf first; the leaf must
- * be the TLS client certificate and the chain must verify to the provider's trust anchors. Returns
- * google.subject, mapped from the first URI SAN (the SPIFFE ID).
+ * Verdicts of the handshake left to the chain check below: the handshake judges validity by the machine's
+ * time, the stand-in by its own clock (tests run it on a manual one).
  */
-export function checkMtlsSubject(subjectToken: string, peer: X509Certificate | undefined, p: FakeWorkloadIdentityProvider, nowMs: number): string {
+const TIME_ERRORS = new Set(['CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID']);
+
+/**
+ * The mTLS path: the TLS client certificate must have verified to the trust anchors in the handshake;
+ * `subjectToken` is a JSON array of base64 DER certificates, leaf first; the leaf must be the TLS client
+ * certificate and the chain must verify to the provider's trust anchors. Returns google.subject, mapped
+ * from the URI SAN (the SPIFFE ID).
+ */
+export function checkMtlsSubject(subjectToken: string, tls: TlsPeer, p: FakeWorkloadIdentityProvider, nowMs: number): string {
   if (!p.trustAnchorsPem) throw new OAuthError('invalid_grant', 'The provider is not an X.509 provider; it does not accept mTLS subject tokens.');
+  const peer = tls.certificate;
   if (!peer) throw new OAuthError('invalid_request', 'The mtls subject token type requires a TLS client certificate (use the mTLS endpoint).');
+  if (!tls.authorized && !TIME_ERRORS.has(tls.authorizationError ?? '')) {
+    throw new OAuthError('invalid_grant', `The mTLS client certificate could not be verified against the trust store: ${tls.authorizationError ?? 'unknown reason'}`);
+  }
   let ders: unknown;
   try {
     ders = JSON.parse(subjectToken);
@@ -108,10 +128,9 @@ export function checkMtlsSubject(subjectToken: string, peer: X509Certificate | u
   }
   const leaf = chain[0] as X509Certificate;
   if (!leaf.raw.equals(peer.raw)) throw new OAuthError('invalid_grant', 'The first certificate of the subject token is not the mTLS client certificate.');
-  const anchors = p.trustAnchorsPem;
   let id: string;
   try {
-    id = verifyX509Svid(chain, (td) => X509Bundle.parsePem(td, anchors), new Date(nowMs)).id.toString();
+    id = verifyClientChain(chain, parsePemCertificates(p.trustAnchorsPem), nowMs);
   } catch (error) {
     throw new OAuthError('invalid_grant', `The certificate chain could not be verified against the trust store: ${(error as Error).message}`);
   }

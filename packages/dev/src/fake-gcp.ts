@@ -3,13 +3,12 @@
 // generateAccessToken / generateIdToken only with a federated token this fake issued and only for
 // service accounts registered as impersonable, a tokeninfo endpoint, fault injection and counters.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import type { X509Certificate } from 'node:crypto';
 import { systemClock, type Clock } from './clock.ts';
 import { OidcVerifier } from './oidc-verifier.ts';
-import { checkJwtSubject, checkMtlsSubject, OAuthError, type FakeWorkloadIdentityProvider } from './fake-gcp-checks.ts';
+import { checkJwtSubject, checkMtlsSubject, OAuthError, type FakeWorkloadIdentityProvider, type TlsPeer } from './fake-gcp-checks.ts';
 import { FakeIam, GoogleApiError, type FakeServiceAccount, type IssuedToken } from './fake-gcp-iam.ts';
 import { readBody } from '../../../src/http/read-body.ts';
 
@@ -23,7 +22,12 @@ export interface FakeGcpOptions {
   readonly clock?: Clock;
   readonly providers?: readonly FakeWorkloadIdentityProvider[];
   readonly serviceAccounts?: readonly FakeServiceAccount[];
-  /** Also serve HTTPS (needed for the mTLS STS path) with this certificate; client certificates are requested, not required. */
+  /**
+   * Also serve HTTPS (needed for the mTLS STS path) with this certificate. Client certificates are requested
+   * and verified against the X.509 providers' trust anchors; the handshake does not refuse a client without
+   * one or with an untrusted one (the same listener serves IAM, which takes none): an mtls exchange is
+   * refused in Google's OAuth shape unless the handshake verified the client.
+   */
   readonly tls?: { readonly certPem: string; readonly keyPem: string };
   /** Seconds a federated or service account access token lives. Default 3600 (STS answers 3599). */
   readonly tokenLifetimeSeconds?: number;
@@ -43,6 +47,12 @@ export interface FakeGcpStats {
   lastSts: { subjectTokenType: string; audience: string; scopes: string[]; subject: string; principal: string } | undefined;
 }
 
+interface HttpsListener {
+  readonly server: HttpsServer;
+  readonly certPem: string;
+  readonly keyPem: string;
+}
+
 const MAX_BODY = 64 * 1024;
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
@@ -56,6 +66,7 @@ export class FakeGcp {
   readonly stats: FakeGcpStats = { stsRequests: 0, stsSuccesses: 0, stsByType: {}, generateAccessToken: 0, generateIdToken: 0, tokeninfo: 0, faultsServed: 0, errors: {}, lastSts: undefined };
   readonly iam: FakeIam;
   readonly #servers: Server[];
+  readonly #https: HttpsListener | undefined;
   readonly #clock: Clock;
   readonly #providers = new Map<string, FakeWorkloadIdentityProvider>();
   readonly #faults: Record<GcpSurface, GcpFault[]> = { sts: [], iam: [] };
@@ -63,8 +74,9 @@ export class FakeGcp {
   readonly #lifetime: number;
   #verifier: OidcVerifier | undefined;
 
-  private constructor(servers: Server[], url: string, httpsUrl: string | undefined, iam: FakeIam, options: FakeGcpOptions) {
+  private constructor(servers: Server[], https: HttpsListener | undefined, url: string, httpsUrl: string | undefined, iam: FakeIam, options: FakeGcpOptions) {
     this.#servers = servers;
+    this.#https = https;
     this.url = url;
     this.httpsUrl = httpsUrl;
     this.iam = iam;
@@ -77,7 +89,16 @@ export class FakeGcp {
     let fake: FakeGcp | undefined;
     const handler = (req: IncomingMessage, res: ServerResponse): void => void fake?.handle(req, res);
     const servers: Server[] = [createServer(handler)];
-    if (options.tls) servers.push(createHttpsServer({ cert: options.tls.certPem, key: options.tls.keyPem, requestCert: true, rejectUnauthorized: false }, handler) as unknown as Server);
+    let https: HttpsListener | undefined;
+    if (options.tls) {
+      const { certPem, keyPem } = options.tls;
+      const ca = trustAnchors(options.providers ?? []);
+      // rejectUnauthorized: false only lets the handshake finish so that the refusal is Google's OAuth
+      // answer; checkMtlsSubject refuses every mtls exchange whose client the handshake did not verify.
+      const server = createHttpsServer({ cert: certPem, key: keyPem, requestCert: true, rejectUnauthorized: false, ...(ca.length > 0 ? { ca } : {}) }, handler);
+      https = { server, certPem, keyPem };
+      servers.push(server as unknown as Server);
+    }
     const ports: number[] = [];
     for (const server of servers) {
       await new Promise<void>((resolve, reject) => {
@@ -87,13 +108,18 @@ export class FakeGcp {
       ports.push((server.address() as AddressInfo).port);
     }
     const iam = await FakeIam.create(options.clock ?? systemClock, options.serviceAccounts ?? [], options.tokenLifetimeSeconds ?? 3600);
-    fake = new FakeGcp(servers, `http://127.0.0.1:${ports[0]}`, options.tls ? `https://127.0.0.1:${ports[1]}` : undefined, iam, options);
+    fake = new FakeGcp(servers, https, `http://127.0.0.1:${ports[0]}`, options.tls ? `https://127.0.0.1:${ports[1]}` : undefined, iam, options);
     return fake;
   }
 
   addProvider(provider: FakeWorkloadIdentityProvider): void {
     this.#providers.set(provider.name, provider);
     this.#verifier = undefined;
+    if (this.#https && provider.trustAnchorsPem) {
+      // New connections verify client certificates against every X.509 provider's anchors.
+      const { server, certPem, keyPem } = this.#https;
+      server.setSecureContext({ cert: certPem, key: keyPem, ca: trustAnchors([...this.#providers.values()]) });
+    }
   }
 
   addServiceAccount(account: FakeServiceAccount): void {
@@ -180,7 +206,7 @@ export class FakeGcp {
     }
     const now = this.#clock.now();
     const mtls = p.subjectTokenType.endsWith(':mtls');
-    const subject = mtls ? checkMtlsSubject(p.subjectToken, peerCertificate(req), provider, now) : await checkJwtSubject(p.subjectToken, provider, this.#oidc(), now);
+    const subject = mtls ? checkMtlsSubject(p.subjectToken, tlsPeer(req), provider, now) : await checkJwtSubject(p.subjectToken, provider, this.#oidc(), now);
     const pool = name.replace(/\/providers\/[^/]+$/, '');
     const principal = `principal://iam.googleapis.com/${pool}/subject/${subject}`;
     const scopes = p.scope.split(/\s+/).filter((s) => s !== '');
@@ -234,10 +260,20 @@ function stsParams(contentType: string, raw: Buffer): { grantType: string; audie
   };
 }
 
-function peerCertificate(req: IncomingMessage): X509Certificate | undefined {
+function tlsPeer(req: IncomingMessage): TlsPeer {
   const socket = req.socket as TLSSocket;
-  if (typeof socket.getPeerX509Certificate !== 'function') return undefined;
-  return socket.getPeerX509Certificate();
+  if (typeof socket.getPeerX509Certificate !== 'function') return { certificate: undefined, authorized: false, authorizationError: undefined };
+  const error = socket.authorizationError as Error | string | null | undefined;
+  return {
+    certificate: socket.getPeerX509Certificate(),
+    authorized: socket.authorized,
+    authorizationError: error === null || error === undefined ? undefined : typeof error === 'string' ? error : ((error as { code?: string }).code ?? error.message),
+  };
+}
+
+/** The PEM trust anchors of every X.509 provider, for the TLS layer. */
+function trustAnchors(providers: readonly FakeWorkloadIdentityProvider[]): string[] {
+  return providers.flatMap((p) => (p.trustAnchorsPem ? [p.trustAnchorsPem] : []));
 }
 
 function parseJson(raw: Buffer): Record<string, unknown> {
