@@ -23,6 +23,8 @@ const entries: Array<[label: string, entry: string, nodeOptions: string]> = [
 const dir = await mkdtemp(join(tmpdir(), 'bench-startup-'));
 const signer = await DevOidcSigner.start();
 const sts = await FakeSts.start({
+  allowLoopbackHttpIssuers: true,
+  region: 'eu-west-1',
   providers: [{ issuer: signer.issuer, audiences: ['sts.amazonaws.com'] }],
   roles: [{ arn: 'arn:aws:iam::111122223333:role/app', issuer: signer.issuer, audience: 'sts.amazonaws.com' }],
 });

@@ -84,6 +84,8 @@ async function filesToStreamAndCloud(): Promise<void> {
     const caFile = join(dir, 'issuer-ca.pem');
     await writeFile(caFile, issuer.caPem);
     const sts = await FakeSts.start({
+      allowLoopbackHttpIssuers: true,
+      region: 'eu-west-1',
       providers: [{ issuer: issuer.issuerUrl, audiences: ['sts.amazonaws.com'] }],
       roles: [{ arn: ROLE, issuer: issuer.issuerUrl, audience: 'sts.amazonaws.com' }],
     });

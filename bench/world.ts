@@ -58,14 +58,18 @@ export interface BenchWorld {
 export async function startBenchWorld(): Promise<BenchWorld> {
   const signer = await DevOidcSigner.start();
   const sts = await FakeSts.start({
+    allowLoopbackHttpIssuers: true,
+    region: 'eu-west-1',
     providers: [{ issuer: signer.issuer, audiences: [AWS_AUDIENCE] }],
     roles: [{ arn: ROLE_ARN, issuer: signer.issuer, audience: AWS_AUDIENCE, maxSessionDurationSeconds: 43200 }],
   });
   const google = await FakeGcp.start({
+    allowLoopbackHttpIssuers: true,
     providers: [{ name: PROVIDER, issuer: signer.issuer }],
     serviceAccounts: [{ email: SERVICE_ACCOUNT, impersonators: [`principalSet://iam.googleapis.com/${POOL}/*`] }],
   });
   const entra = await FakeEntra.start({
+    allowLoopbackHttpIssuers: true,
     tenantId: TENANT_ID,
     ca: await DevCa.create({ trustDomain: 'entra.bench' }),
     applications: [{ clientId: CLIENT_ID, federatedCredentials: [{ issuer: signer.issuer, subject: SPIFFE_ID }] }],

@@ -1,7 +1,10 @@
 // The fake STS checks what AWS checks: a fake that accepts any token or any signature would prove nothing.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
+import { SignatureV4 } from '@smithy/signature-v4';
+import type { RequestSigningArguments, SourceData } from '@smithy/types';
 import { ManualClock } from '../../src/base/clock.ts';
 import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
 import { FakeSts, globMatch } from '@spiffe-connector/dev/fake-sts.ts';
@@ -21,6 +24,35 @@ async function assumeRole(url: string, params: Record<string, string>): Promise<
   });
   const body = await res.text();
   return { status: res.status, body, code: /<Code>([^<]+)<\/Code>/.exec(body)?.[1] };
+}
+
+/** SHA-256 in the shape @smithy/signature-v4 takes (a hash, or an HMAC when given a secret). */
+class NodeSha256 {
+  readonly #h: Hash | Hmac;
+
+  constructor(secret?: SourceData) {
+    this.#h = secret === undefined ? createHash('sha256') : createHmac('sha256', typeof secret === 'string' ? secret : Buffer.from(secret as Uint8Array));
+  }
+
+  update(data: SourceData): void {
+    this.#h.update(typeof data === 'string' ? data : Buffer.from(data as Uint8Array));
+  }
+
+  async digest(): Promise<Uint8Array> {
+    return new Uint8Array(this.#h.digest());
+  }
+
+  reset(): void {}
+}
+
+/** GetCallerIdentity signed by the SDK's own SigV4 signer with `options` (what leaves the signature, for one). */
+async function signedCall(url: string, credentials: { accessKeyId: string; secretAccessKey: string; sessionToken: string }, options: RequestSigningArguments): Promise<{ status: number; body: string }> {
+  const { host } = new URL(url);
+  const body = 'Action=GetCallerIdentity&Version=2011-06-15';
+  const signer = new SignatureV4({ credentials, region: 'eu-west-1', service: 'sts', sha256: NodeSha256 });
+  const signed = await signer.sign({ method: 'POST', protocol: 'http:', hostname: '127.0.0.1', path: '/', headers: { host, 'content-type': 'application/x-www-form-urlencoded' }, body }, options);
+  const res = await fetch(url, { method: 'POST', headers: Object.fromEntries(Object.entries(signed.headers).filter(([k]) => k !== 'host')), body });
+  return { status: res.status, body: await res.text() };
 }
 
 function tag(xml: string, name: string): string | undefined {
@@ -123,8 +155,8 @@ test('GetCallerIdentity verifies SigV4 with the issued secret and session token'
   assert.equal(answer.status, 200);
   const [issued] = world.fake.issued();
   assert.ok(issued);
-  const call = async (credentials: { accessKeyId: string; secretAccessKey: string; sessionToken: string }) => {
-    const client = new STSClient({ region: 'eu-west-1', endpoint: world.fake.url, credentials, maxAttempts: 1, systemClockOffset: clock.now() - Date.now() });
+  const call = async (credentials: { accessKeyId: string; secretAccessKey: string; sessionToken: string }, region = 'eu-west-1') => {
+    const client = new STSClient({ region, endpoint: world.fake.url, credentials, maxAttempts: 1, systemClockOffset: clock.now() - Date.now() });
     try {
       return await client.send(new GetCallerIdentityCommand({}));
     } catch (error) {
@@ -152,6 +184,20 @@ test('GetCallerIdentity verifies SigV4 with the issued secret and session token'
     assert.equal(error.Code, code, name);
     assert.equal(error.$metadata?.httpStatusCode, 403, name);
   }
+  // The credential scope names the stand-in's region (eu-west-1 here); another region's scope is refused.
+  const elsewhere = await call(good, 'us-west-2');
+  assert.ok(elsewhere instanceof Error);
+  assert.equal(elsewhere.Code, 'SignatureDoesNotMatch');
+  assert.match(elsewhere.message, /valid region, not 'us-west-2'/);
+  // The session token must be among the signed headers: signed correctly, but with the token left out, it is refused.
+  const tokenOutside = await signedCall(world.fake.url, good, { unsignableHeaders: new Set(['x-amz-security-token']), signingDate: new Date(clock.now()) });
+  assert.equal(tokenOutside.status, 403);
+  assert.match(tokenOutside.body, /<Code>SignatureDoesNotMatch<\/Code>/);
+  assert.match(tokenOutside.body, /X-Amz-Security-Token&apos; must be a SignedHeader/);
+  const tokenSigned = await signedCall(world.fake.url, good, { signingDate: new Date(clock.now()) });
+  assert.equal(tokenSigned.status, 200, tokenSigned.body);
+  assert.equal(world.fake.stats.signaturesVerified, 2);
+
   const unsigned = await fetch(world.fake.url, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'Action=GetCallerIdentity&Version=2011-06-15' });
   assert.equal(unsigned.status, 403);
   assert.match(await unsigned.text(), /<Code>MissingAuthenticationToken<\/Code>/);
@@ -160,7 +206,7 @@ test('GetCallerIdentity verifies SigV4 with the issued secret and session token'
   const expired = await call(good);
   assert.ok(expired instanceof Error);
   assert.equal(expired.Code, 'ExpiredToken');
-  assert.equal(world.fake.stats.signaturesVerified, 1);
+  assert.equal(world.fake.stats.signaturesVerified, 2);
 });
 
 test('IAM StringLike matching for the sub condition', () => {

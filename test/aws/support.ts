@@ -84,6 +84,8 @@ export interface StsWorld {
 export async function startStsWorld(options: { clock?: Clock; role?: Partial<FakeRole>; providerAudiences?: string[] } = {}): Promise<StsWorld> {
   const signer = await DevOidcSigner.start();
   const fake = await FakeSts.start({
+    allowLoopbackHttpIssuers: true,
+    region: 'eu-west-1',
     ...(options.clock ? { clock: options.clock } : {}),
     providers: [{ issuer: signer.issuer, audiences: options.providerAudiences ?? [AUDIENCE] }],
     roles: [{ arn: ROLE_ARN, issuer: signer.issuer, audience: AUDIENCE, maxSessionDurationSeconds: 43200, ...options.role }],

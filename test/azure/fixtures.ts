@@ -77,6 +77,7 @@ export async function startWorld(t: TestContext, options: { tokenLifetimeSeconds
   t.after(() => signer.close());
   const ca = await DevCa.create({ trustDomain: 'entra.test' });
   const entra = await FakeEntra.start({
+    allowLoopbackHttpIssuers: true,
     tenantId: TENANT_ID,
     ca,
     applications: [{ clientId: CLIENT_ID, objectId: OBJECT_ID, federatedCredentials: options.federate === false ? [] : [{ issuer: signer.issuer, subject: SPIFFE_ID }] }],

@@ -25,6 +25,8 @@ async function fixture(t: import('node:test').TestContext) {
   const signer = await DevOidcSigner.start();
   t.after(() => signer.close());
   const sts = await FakeSts.start({
+    allowLoopbackHttpIssuers: true,
+    region: 'eu-west-1',
     providers: [{ issuer: signer.issuer, audiences: ['sts.amazonaws.com'] }],
     roles: [{ arn: ROLE, issuer: signer.issuer, audience: 'sts.amazonaws.com', subject: 'spiffe://example.org/ns/payments/*' }],
   });

@@ -21,7 +21,7 @@ test('the sidecar serves the Workload API on a socket, and an open stream sees t
   const ca = await DevCa.create({ trustDomain: 'example.org' });
   const signer = await DevOidcSigner.start();
   t.after(() => signer.close());
-  const sts = await FakeSts.start({ providers: [{ issuer: signer.issuer, audiences: ['sts.amazonaws.com'] }], roles: [{ arn: 'arn:aws:iam::111122223333:role/app', issuer: signer.issuer, audience: 'sts.amazonaws.com' }] });
+  const sts = await FakeSts.start({ allowLoopbackHttpIssuers: true, region: 'eu-west-1', providers: [{ issuer: signer.issuer, audiences: ['sts.amazonaws.com'] }], roles: [{ arn: 'arn:aws:iam::111122223333:role/app', issuer: signer.issuer, audience: 'sts.amazonaws.com' }] });
   t.after(() => sts.close());
   const rotate = async (): Promise<void> => {
     const svid = await ca.issueX509Svid({ spiffeId: ID });

@@ -61,6 +61,7 @@ export async function startGoogleWorld(options: { clock?: Clock } = {}): Promise
   const ca = await DevCa.create({ trustDomain: 'example.org', ...(options.clock ? { now: new Date(options.clock.now()) } : {}) });
   const serverCert = await ca.issueServerCert({ dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
   const fake = await FakeGcp.start({
+    allowLoopbackHttpIssuers: true,
     ...(options.clock ? { clock: options.clock } : {}),
     tls: { certPem: serverCert.certPem, keyPem: serverCert.keyPem },
     providers: [{ name: PROVIDER, issuer: signer.issuer, trustAnchorsPem: ca.certPem }],

@@ -23,6 +23,8 @@ for (const alg of ['RS256', 'ES256'] as const) {
     const dev = await startDevIssuer({ ca, trustDomain: TD, audiences: ['sts.amazonaws.com'], alg });
     t.after(() => dev.close());
     const sts = await FakeSts.start({
+      allowLoopbackHttpIssuers: true,
+      region: 'eu-west-1',
       providers: [{ issuer: dev.issuerUrl, audiences: ['sts.amazonaws.com'] }],
       roles: [{ arn: ROLE, issuer: dev.issuerUrl, audience: 'sts.amazonaws.com', subject: `spiffe://${TD}/ns/default/*` }],
     });
@@ -60,6 +62,8 @@ test('the STS stand-in refuses a token for a subject outside the trust policy', 
   const dev = await startDevIssuer({ ca, trustDomain: TD, audiences: ['sts.amazonaws.com'] });
   t.after(() => dev.close());
   const sts = await FakeSts.start({
+    allowLoopbackHttpIssuers: true,
+    region: 'eu-west-1',
     providers: [{ issuer: dev.issuerUrl, audiences: ['sts.amazonaws.com'] }],
     roles: [{ arn: ROLE, issuer: dev.issuerUrl, audience: 'sts.amazonaws.com', subject: `spiffe://${TD}/ns/prod/*` }],
   });
@@ -87,7 +91,7 @@ test('exchange source → issuer → Google STS and Entra stand-ins accept the t
     const source = createJwtExchangeSource({ url: dev.tokenUrl, caPem: dev.caPem, x509, clock: systemClock, logger: silentLogger() });
     t.after(() => source.close());
 
-    const gcp = await FakeGcp.start({ providers: [{ name: provider, issuer: dev.issuerUrl }] });
+    const gcp = await FakeGcp.start({ allowLoopbackHttpIssuers: true, providers: [{ name: provider, issuer: dev.issuerUrl }] });
     t.after(() => gcp.close());
     const gjwt = await source.fetchJwtSvid(gcpAudience, AbortSignal.timeout(20_000));
     const sts = await fetch(`${gcp.url}/v1/token`, {
@@ -106,7 +110,7 @@ test('exchange source → issuer → Google STS and Entra stand-ins accept the t
     assert.equal(gcp.stats.lastSts?.subject, ID);
 
     const clientId = '11111111-1111-1111-1111-111111111111';
-    const entra = await FakeEntra.start({ tenantId: '00000000-0000-0000-0000-000000000000', ca, applications: [{ clientId, federatedCredentials: [{ issuer: dev.issuerUrl, subject: ID }] }] });
+    const entra = await FakeEntra.start({ allowLoopbackHttpIssuers: true, tenantId: '00000000-0000-0000-0000-000000000000', ca, applications: [{ clientId, federatedCredentials: [{ issuer: dev.issuerUrl, subject: ID }] }] });
     t.after(() => entra.close());
     const ejwt = await source.fetchJwtSvid(ENTRA_FEDERATION_AUDIENCE, AbortSignal.timeout(20_000));
     const agent = new Agent({ connect: { ca: entra.caPem } });

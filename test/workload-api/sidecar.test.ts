@@ -24,6 +24,8 @@ test('the sidecar serves AWS credentials from a Workload API identity throughout
   const signer = await DevOidcSigner.start();
   t.after(() => signer.close());
   const sts = await FakeSts.start({
+    allowLoopbackHttpIssuers: true,
+    region: 'eu-west-1',
     providers: [{ issuer: signer.issuer, audiences: ['sts.amazonaws.com'] }],
     roles: [{ arn: ROLE, issuer: signer.issuer, audience: 'sts.amazonaws.com', subject: 'spiffe://example.org/ns/payments/*' }],
   });

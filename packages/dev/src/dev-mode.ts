@@ -88,17 +88,22 @@ export async function runDev(options: DevOptions): Promise<RunningDev> {
     const caFile = join(base, 'dev-ca.crt');
     await writeFile(caFile, ca.certPem);
 
+    // The dev issuer is http://127.0.0.1:<port>, which AWS, Google and Entra would refuse as an identity
+    // provider: each stand-in takes it only because allowLoopbackHttpIssuers says so.
     const sts = await FakeSts.start({
+      allowLoopbackHttpIssuers: true,
       providers: [{ issuer: issuer.issuerUrl, audiences: ['sts.amazonaws.com'] }],
       roles: [{ arn: DEV_AWS_ROLE, issuer: issuer.issuerUrl, audience: 'sts.amazonaws.com', subject: `spiffe://${DEV_TRUST_DOMAIN}/*`, maxSessionDurationSeconds: 3600 }],
     });
     cleanups.push(() => sts.close());
     const gcp = await FakeGcp.start({
+      allowLoopbackHttpIssuers: true,
       providers: [{ name: DEV_GCP_PROVIDER, issuer: issuer.issuerUrl }],
       serviceAccounts: [{ email: DEV_GCP_SERVICE_ACCOUNT, impersonators: [`principalSet://iam.googleapis.com/projects/${DEV_GCP_NUMBER}/locations/global/workloadIdentityPools/dev-pool/*`] }],
     });
     cleanups.push(() => gcp.close());
     const entra = await FakeEntra.start({
+      allowLoopbackHttpIssuers: true,
       tenantId: DEV_AZURE_TENANT,
       ca,
       applications: [{ clientId: DEV_AZURE_CLIENT, federatedCredentials: [{ name: 'dev', issuer: issuer.issuerUrl, subject: DEV_SPIFFE_ID }] }],

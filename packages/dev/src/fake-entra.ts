@@ -15,7 +15,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { SignJWT, createLocalJWKSet, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify, type CryptoKey, type JWK, type JWTPayload } from 'jose';
 import type { DevCa } from './dev-ca.ts';
-import { OidcVerificationError, OidcVerifier } from './oidc-verifier.ts';
+import { issuerUrlProblem, OidcVerificationError, OidcVerifier } from './oidc-verifier.ts';
 import { readBody } from '../../../src/http/read-body.ts';
 
 export const ENTRA_FEDERATION_AUDIENCE = 'api://AzureADTokenExchange';
@@ -48,6 +48,12 @@ export interface FakeEntraOptions {
   /** Milliseconds since the epoch, for assertion checks and issued tokens. Default Date.now. */
   readonly now?: () => number;
   readonly port?: number;
+  /**
+   * Dev mode and tests only: take federated identity credentials whose issuer is on http://127.0.0.1:<port>
+   * (or localhost). Entra refuses an issuer that is not https:// without a port, and so does this stand-in
+   * without this option.
+   */
+  readonly allowLoopbackHttpIssuers?: boolean;
 }
 
 /** An injected failure of the next token request(s): an HTTP error answer, or a dropped connection. */
@@ -105,6 +111,7 @@ export class FakeEntra {
   readonly #lifetime: number;
   readonly #now: () => number;
   readonly #verifiers = new Map<string, OidcVerifier>();
+  readonly #allowLoopbackHttpIssuers: boolean;
 
   private constructor(init: { server: Server; options: FakeEntraOptions; authorityHost: string; caPem: string; privateKey: CryptoKey; jwk: JWK }) {
     this.#server = init.server;
@@ -116,12 +123,14 @@ export class FakeEntra {
     this.#jwk = init.jwk;
     this.#lifetime = init.options.tokenLifetimeSeconds ?? 3599;
     this.#now = init.options.now ?? Date.now;
+    this.#allowLoopbackHttpIssuers = init.options.allowLoopbackHttpIssuers === true;
     for (const app of init.options.applications) {
       this.#apps.set(app.clientId.toLowerCase(), { clientId: app.clientId, objectId: app.objectId ?? randomUUID(), federatedCredentials: app.federatedCredentials });
     }
   }
 
   static async start(options: FakeEntraOptions): Promise<FakeEntra> {
+    for (const app of options.applications) checkIssuers(app.federatedCredentials, options.allowLoopbackHttpIssuers === true);
     const cert = await options.ca.issueServerCert({ dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
     const { privateKey, publicKey } = await generateKeyPair('RS256', { extractable: true });
     const jwk: JWK = { ...(await exportJWK(publicKey)), kid: randomUUID(), alg: 'RS256', use: 'sig' };
@@ -144,6 +153,7 @@ export class FakeEntra {
   setFederatedCredentials(clientId: string, credentials: readonly FederatedIdentityCredential[]): void {
     const app = this.#apps.get(clientId.toLowerCase());
     if (!app) throw new Error(`no application ${clientId}`);
+    checkIssuers(credentials, this.#allowLoopbackHttpIssuers);
     app.federatedCredentials = credentials;
   }
 
@@ -328,6 +338,8 @@ export class FakeEntra {
           return refuse(400, 'invalid_client', 700024, `Client assertion is not within its valid time range. Current time: ${new Date(this.#now()).toISOString()}, assertion valid from ${isoOf(claims.nbf)}, expiry time of assertion ${isoOf(claims.exp)}.`);
         case 'bad_signature':
           return refuse(401, 'invalid_client', 700027, 'Client assertion failed signature validation.');
+        case 'unknown_key':
+          return refuse(401, 'invalid_client', 7000272, `The certificate with identifier ${String(decodeProtectedHeader(assertion).kid ?? '')} used to sign the federated credential could not be found in the metadata of identity provider ${iss}. Please validate that your Identity Provider's metadata exposes the key used to sign the incoming token.`);
         case 'wrong_audience':
           return refuse(400, 'invalid_request', 700212, `No matching federated identity record found for presented assertion audience '${auds.join(',')}'. ${guide}`);
         default:
@@ -340,7 +352,7 @@ export class FakeEntra {
   #verifier(issuer: string): OidcVerifier {
     let v = this.#verifiers.get(issuer);
     if (!v) {
-      v = new OidcVerifier({ issuers: [issuer], now: this.#now, clockToleranceSeconds: 0 });
+      v = new OidcVerifier({ issuers: [issuer], allowLoopbackHttpIssuers: this.#allowLoopbackHttpIssuers, now: this.#now, clockToleranceSeconds: 0 });
       this.#verifiers.set(issuer, v);
     }
     return v;
@@ -372,6 +384,14 @@ export class FakeEntra {
       correlation_id: correlationId,
       error_uri: `${this.authorityHost}/error?code=${refusal.code}`,
     }, headers);
+  }
+}
+
+/** Entra refuses to create a federated identity credential whose issuer is not https:// without a port. */
+function checkIssuers(credentials: readonly FederatedIdentityCredential[], allowLoopbackHttp: boolean): void {
+  for (const c of credentials) {
+    const problem = issuerUrlProblem(c.issuer, allowLoopbackHttp);
+    if (problem) throw new Error(`Entra refuses this federated identity credential: ${problem}`);
   }
 }
 

@@ -77,6 +77,7 @@ function jwtFailure(error: unknown, p: FakeWorkloadIdentityProvider): OAuthError
     case 'discovery_failed':
       return new OAuthError('invalid_grant', 'Unable to fetch the OIDC discovery document or JWKS of the issuer.');
     case 'bad_signature':
+    case 'unknown_key':
       return new OAuthError('invalid_grant', 'Invalid JWT signature.');
     default:
       return new OAuthError('invalid_grant', `Invalid ID Token: ${error.message}`);

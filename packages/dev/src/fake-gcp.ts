@@ -7,7 +7,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { systemClock, type Clock } from './clock.ts';
-import { OidcVerifier } from './oidc-verifier.ts';
+import { issuerUrlProblem, OidcVerifier } from './oidc-verifier.ts';
 import { checkJwtSubject, checkMtlsSubject, OAuthError, type FakeWorkloadIdentityProvider, type TlsPeer } from './fake-gcp-checks.ts';
 import { FakeIam, GoogleApiError, type FakeServiceAccount, type IssuedToken } from './fake-gcp-iam.ts';
 import { readBody } from '../../../src/http/read-body.ts';
@@ -31,6 +31,11 @@ export interface FakeGcpOptions {
   readonly tls?: { readonly certPem: string; readonly keyPem: string };
   /** Seconds a federated or service account access token lives. Default 3600 (STS answers 3599). */
   readonly tokenLifetimeSeconds?: number;
+  /**
+   * Dev mode and tests only: take OIDC providers whose issuer is on http://127.0.0.1:<port> (or localhost).
+   * Google refuses an issuer URI that is not https:// without a port, and so does this stand-in without it.
+   */
+  readonly allowLoopbackHttpIssuers?: boolean;
 }
 
 export interface FakeGcpStats {
@@ -72,6 +77,7 @@ export class FakeGcp {
   readonly #faults: Record<GcpSurface, GcpFault[]> = { sts: [], iam: [] };
   readonly #outage: Partial<Record<GcpSurface, GcpFault>> = {};
   readonly #lifetime: number;
+  readonly #allowLoopbackHttpIssuers: boolean;
   #verifier: OidcVerifier | undefined;
 
   private constructor(servers: Server[], https: HttpsListener | undefined, url: string, httpsUrl: string | undefined, iam: FakeIam, options: FakeGcpOptions) {
@@ -82,10 +88,12 @@ export class FakeGcp {
     this.iam = iam;
     this.#clock = options.clock ?? systemClock;
     this.#lifetime = options.tokenLifetimeSeconds ?? 3600;
+    this.#allowLoopbackHttpIssuers = options.allowLoopbackHttpIssuers === true;
     for (const p of options.providers ?? []) this.addProvider(p);
   }
 
   static async start(options: FakeGcpOptions = {}): Promise<FakeGcp> {
+    for (const p of options.providers ?? []) checkProviderIssuer(p, options.allowLoopbackHttpIssuers === true);
     let fake: FakeGcp | undefined;
     const handler = (req: IncomingMessage, res: ServerResponse): void => void fake?.handle(req, res);
     const servers: Server[] = [createServer(handler)];
@@ -112,7 +120,9 @@ export class FakeGcp {
     return fake;
   }
 
+  /** Registers a pool provider; throws, as Google refuses it, for an OIDC issuer that is not https:// without a port. */
   addProvider(provider: FakeWorkloadIdentityProvider): void {
+    checkProviderIssuer(provider, this.#allowLoopbackHttpIssuers);
     this.#providers.set(provider.name, provider);
     this.#verifier = undefined;
     if (this.#https && provider.trustAnchorsPem) {
@@ -221,6 +231,7 @@ export class FakeGcp {
   #oidc(): OidcVerifier {
     this.#verifier ??= new OidcVerifier({
       issuers: [...this.#providers.values()].flatMap((p) => (p.issuer ? [p.issuer] : [])),
+      allowLoopbackHttpIssuers: this.#allowLoopbackHttpIssuers,
       clockToleranceSeconds: 60,
       now: () => this.#clock.now(),
     });
@@ -232,6 +243,12 @@ export class FakeGcp {
     const text = JSON.stringify(body);
     res.writeHead(status, { 'content-type': 'application/json; charset=UTF-8', 'content-length': Buffer.byteLength(text) }).end(text);
   }
+}
+
+/** Google refuses an OIDC provider whose issuer URI is not https:// without a port. */
+function checkProviderIssuer(provider: FakeWorkloadIdentityProvider, allowLoopbackHttp: boolean): void {
+  const problem = provider.issuer === undefined ? undefined : issuerUrlProblem(provider.issuer, allowLoopbackHttp);
+  if (problem) throw new Error(`Google refuses this workload identity pool provider: ${problem}`);
 }
 
 /** STS takes RFC 8693 form fields or the REST API's JSON (camelCase or snake_case). */

@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { decodeJwt } from 'jose';
 import { systemClock, type Clock } from './clock.ts';
-import { OidcVerificationError, OidcVerifier } from './oidc-verifier.ts';
+import { issuerUrlProblem, OidcVerificationError, OidcVerifier } from './oidc-verifier.ts';
 import { expectedSignature, parseAmzDate, parseAuthorization, signaturesEqual } from './aws-sigv4.ts';
 import { assumeRoleWithWebIdentityXml, errorXml, getCallerIdentityXml, stsTimestamp } from './fake-sts-xml.ts';
 import { readBody } from '../../../src/http/read-body.ts';
@@ -41,6 +41,13 @@ export interface FakeStsOptions {
   readonly roles?: readonly FakeRole[];
   /** Largest accepted difference between X-Amz-Date and the fake's clock, default 15 min as AWS. */
   readonly maxSignatureSkewMs?: number;
+  /** The region this endpoint serves: SigV4 credential scopes must name it. Default us-east-1 (the global endpoint's). */
+  readonly region?: string;
+  /**
+   * Dev mode and tests only: take OIDC providers on http://127.0.0.1:<port> (or localhost). IAM refuses any
+   * provider URL that is not https:// without a port, and so does this stand-in without this option.
+   */
+  readonly allowLoopbackHttpIssuers?: boolean;
 }
 
 export interface IssuedCredential {
@@ -104,6 +111,8 @@ export class FakeSts {
   readonly #server: Server;
   readonly #clock: Clock;
   readonly #maxSkewMs: number;
+  readonly #region: string;
+  readonly #allowLoopbackHttpIssuers: boolean;
   readonly #providers = new Map<string, FakeOidcProvider>();
   readonly #roles = new Map<string, FakeRole>();
   readonly #issued = new Map<string, IssuedCredential>();
@@ -116,12 +125,15 @@ export class FakeSts {
     this.url = url;
     this.#clock = options.clock ?? systemClock;
     this.#maxSkewMs = options.maxSignatureSkewMs ?? 15 * 60_000;
+    this.#region = options.region ?? 'us-east-1';
+    this.#allowLoopbackHttpIssuers = options.allowLoopbackHttpIssuers === true;
     for (const p of options.providers ?? []) this.addProvider(p);
     for (const r of options.roles ?? []) this.addRole(r);
   }
 
   /** Listens on 127.0.0.1 (port 0 unless given). */
   static async start(options: FakeStsOptions = {}): Promise<FakeSts> {
+    for (const p of options.providers ?? []) checkProviderUrl(p.issuer, options.allowLoopbackHttpIssuers === true);
     let fake: FakeSts | undefined;
     const server = createServer((req, res) => void fake?.handle(req, res));
     await new Promise<void>((resolve, reject) => {
@@ -133,7 +145,9 @@ export class FakeSts {
     return fake;
   }
 
+  /** Registers an IAM OIDC provider; throws, as CreateOpenIDConnectProvider refuses, for a URL that is not https:// without a port. */
   addProvider(provider: FakeOidcProvider): void {
+    checkProviderUrl(provider.issuer, this.#allowLoopbackHttpIssuers);
     this.#providers.set(provider.issuer, provider);
     this.#verifier = undefined;
   }
@@ -285,6 +299,7 @@ export class FakeSts {
     if (amzDate === undefined || signedAt === undefined) throw new StsError(400, 'IncompleteSignature', "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.");
     if (!auth.signedHeaders.includes('host') || !auth.signedHeaders.includes('x-amz-date')) throw new StsError(403, 'SignatureDoesNotMatch', "'Host' and 'X-Amz-Date' must be SignedHeaders in the AWS Authorization.");
     if (auth.service !== 'sts') throw new StsError(403, 'SignatureDoesNotMatch', "Credential should be scoped to correct service: 'sts'.");
+    if (auth.region !== this.#region) throw new StsError(403, 'SignatureDoesNotMatch', `Credential should be scoped to a valid region, not '${auth.region}'.`);
     if (!amzDate.startsWith(auth.date)) throw new StsError(403, 'SignatureDoesNotMatch', `Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '${auth.date}' != '${amzDate.slice(0, 8)}'`);
     const now = this.#clock.now();
     if (Math.abs(now - signedAt) > this.#maxSkewMs) throw new StsError(403, 'SignatureDoesNotMatch', `Signature expired: ${amzDate} is now earlier than ${stsTimestamp(now - this.#maxSkewMs)}`);
@@ -294,6 +309,8 @@ export class FakeSts {
       throw new StsError(403, 'InvalidClientTokenId', 'The security token included in the request is invalid.');
     }
     if (now >= credential.expiration) throw new StsError(403, 'ExpiredToken', 'The security token included in the request is expired');
+    // A session token outside the signature could be swapped in transit; the SDKs and the CLI always sign it.
+    if (!auth.signedHeaders.includes('x-amz-security-token')) throw new StsError(403, 'SignatureDoesNotMatch', "'X-Amz-Security-Token' must be a SignedHeader in the AWS Authorization when temporary credentials are used.");
     const expected = expectedSignature({ method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers, body }, auth, amzDate, credential.secretAccessKey);
     if (!signaturesEqual(expected, auth.signature)) {
       throw new StsError(403, 'SignatureDoesNotMatch', 'The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.');
@@ -303,7 +320,7 @@ export class FakeSts {
   }
 
   #oidc(): OidcVerifier {
-    this.#verifier ??= new OidcVerifier({ issuers: [...this.#providers.keys()], now: () => this.#clock.now() });
+    this.#verifier ??= new OidcVerifier({ issuers: [...this.#providers.keys()], allowLoopbackHttpIssuers: this.#allowLoopbackHttpIssuers, now: () => this.#clock.now() });
     return this.#verifier;
   }
 
@@ -322,6 +339,12 @@ export class FakeSts {
   }
 }
 
+/** IAM's CreateOpenIDConnectProvider refuses a URL that is not https:// without a port. */
+function checkProviderUrl(issuer: string, allowLoopbackHttp: boolean): void {
+  const problem = issuerUrlProblem(issuer, allowLoopbackHttp);
+  if (problem) throw new Error(`IAM refuses this OIDC provider: ${problem}`);
+}
+
 function faultError(fault: { status: number; code?: string; message?: string }): StsError {
   const code = fault.code ?? (fault.status === 503 ? 'ServiceUnavailable' : fault.status >= 500 ? 'InternalFailure' : 'Throttling');
   const message = fault.message ?? (code === 'Throttling' ? 'Rate exceeded' : code === 'ServiceUnavailable' ? 'Service is unavailable' : 'An internal error has occurred');
@@ -338,7 +361,10 @@ function verificationError(thrown: unknown, now: number): StsError {
     case 'wrong_audience':
       return new StsError(400, 'InvalidIdentityToken', 'Incorrect token audience');
     case 'bad_signature':
+    case 'unknown_key':
       return new StsError(400, 'InvalidIdentityToken', 'The web identity token signature could not be verified');
+    case 'unsupported_algorithm':
+      return new StsError(400, 'InvalidIdentityToken', `The web identity token is signed with an unsupported algorithm: ${thrown.message}`);
     default:
       return new StsError(400, 'InvalidIdentityToken', `The web identity token is invalid: ${thrown.message}`);
   }

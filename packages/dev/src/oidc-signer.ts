@@ -5,7 +5,8 @@ import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { SignJWT, exportJWK, generateKeyPair, type JWK, type CryptoKey } from 'jose';
 
-export type SigningAlg = 'RS256' | 'ES256';
+/** What the signer can sign with: the algorithms the clouds take, and two they refuse (PS256, EdDSA) for refusal tests. */
+export type SigningAlg = 'RS256' | 'RS384' | 'RS512' | 'ES256' | 'ES384' | 'ES512' | 'PS256' | 'EdDSA';
 
 export interface SignOptions {
   /** The SPIFFE ID, the `sub` claim. */
