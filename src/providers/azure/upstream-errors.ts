@@ -85,8 +85,9 @@ export function entraError(failure: EntraFailure, facts: AssertionFacts | undefi
   if (code === 50027) {
     return new ConnectorError('upstream_rejected', `Entra refused the JWT-SVID${who} as invalid or malformed (${upstreamCode}). Entra said: ${said}`, opts(false));
   }
-  if (code === 700027) {
-    // Entra caches the issuer's JWKS; right after a signing-key rotation this can pass on its own.
+  if (code === 700027 || code === 7000272) {
+    // Entra caches the issuer's JWKS; right after a signing-key rotation this can pass on its own
+    // (7000272: the assertion's key is not in the JWKS Entra holds).
     return new ConnectorError('upstream_rejected', `Entra could not verify the JWT-SVID signature${who} against the issuer's JWKS (${upstreamCode}). Entra said: ${said}`, opts(true));
   }
   if (code === 5002738) {
