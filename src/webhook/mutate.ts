@@ -137,7 +137,8 @@ export function mutatePod(pod: Pod, settings: PodSettings, context: MutationCont
   // The token files (0640) and the Workload API socket (0660) are read through the group that owns
   // the state emptyDir: the pod's fsGroup. A pod without one gets the sidecar's group (README
   // "Kubernetes quick start"); a pod that sets one keeps it.
-  if (pod.spec.securityContext?.fsGroup === undefined) {
+  // Under OpenShift (sidecar.runAsUser null) the SCC assigns the fsGroup from the namespace's range.
+  if (pod.spec.securityContext?.fsGroup === undefined && sidecar.runAsUser !== null) {
     patch.push(
       pod.spec.securityContext === undefined
         ? { op: 'add', path: pointer('spec', 'securityContext'), value: { fsGroup: runAsGroup } }

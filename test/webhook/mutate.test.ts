@@ -124,6 +124,14 @@ test('the token files (0640) are readable through the fsGroup: a pod without one
   // The group of the pod's own csi-driver-spiffe volume is the sidecar's group, so it is the one given.
   const volumes = [{ name: 'svid', csi: { driver: 'spiffe.csi.cert-manager.io', volumeAttributes: { 'spiffe.csi.cert-manager.io/fs-group': '2000' } } }];
   assert.deepEqual(fsGroupOps(injected(admit(pod(AWS, { volumes })))), [{ op: 'add', path: '/spec/securityContext', value: { fsGroup: 2000 } }]);
+  // OpenShift (no fixed runAsUser): the SCC gives the pod an fsGroup from the namespace's range; a fixed one would be refused.
+  const openshift = parseWebhookConfig(BASE.replace('sidecar: { image: registry.example/spiffe-connector:0.1.0 }', 'sidecar: { image: registry.example/spiffe-connector:0.1.0, runAsUser: null }') + `
+defaults:
+  trustDomain: cluster.example
+  jwt: { exchangeUrl: "https://issuer.spiffe-connector.svc:8443/token" }
+  aws: { region: eu-west-1 }
+`);
+  assert.deepEqual(fsGroupOps(injected(admit(pod(AWS), openshift))), []);
 });
 
 test('/metrics is on the pod loopback by default, pod-wide only when annotated; its port is checked like the others', () => {
