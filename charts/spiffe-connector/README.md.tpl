@@ -15,7 +15,9 @@ This file is generated from `values.yaml` by `node scripts/chart-readme.ts` (`RE
 - cert-manager 1.x with csi-driver-spiffe, and approver-policy (below).
 - OpenShift: `openshift: true` leaves `runAsUser` and `fsGroup` to the restricted-v2 SCC (the chart's pods and the
   injected sidecar stay non-root, read-only, no privilege escalation, all capabilities dropped, seccomp
-  RuntimeDefault).
+  RuntimeDefault; their group stays 65532, the group csi-driver-spiffe's `fs-group` attribute grants). Inline CSI
+  volumes (the SVID) are admitted per the CSIDriver's `security.openshift.io/csi-ephemeral-volume-profile` label:
+  give csi-driver-spiffe's driver `restricted` (it mounts only the pod's own SVID).
 
 ## Approvers a cluster needs
 
