@@ -86,6 +86,9 @@ export async function startWebhook(config: WebhookConfig, deps: WebhookDeps): Pr
   /** The pod's ServiceAccount annotations, or the denial (or warning) a failed lookup gives. */
   async function accountOf(pod: Pod, namespace: string): Promise<{ account?: ServiceAccountAnnotations; warning?: string } | { denied: string }> {
     if (!serviceAccounts) return {};
+    // A pod that opts out needs nothing from its account (and is not refused when the API server is away).
+    const inject = `${config.webhook.annotationPrefix}inject`;
+    if ((pod.metadata?.annotations?.[inject] ?? pod.metadata?.labels?.[inject]) === 'false') return {};
     const name = pod.spec.serviceAccountName || (typeof pod.spec['serviceAccount'] === 'string' ? pod.spec['serviceAccount'] : '') || 'default';
     const started = process.hrtime.bigint();
     const got = await serviceAccounts.get(namespace, name);

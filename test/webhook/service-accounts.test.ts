@@ -176,6 +176,10 @@ test('a failed lookup denies the pod with a message that says what failed and wh
 
   // The API server unreachable.
   await api.close();
+  // A pod that opts out is admitted untouched without asking.
+  const optOut = await admit(h, pod({ 'spiffe-connector.io/inject': 'false' }, 'another'));
+  assert.equal(optOut.response.allowed, true);
+  assert.equal(optOut.response.patch, undefined);
   ({ response } = await admit(h, pod(undefined, 'another')));
   assert.equal(response.allowed, false);
   assert.match(response.status?.message ?? '', /cannot read ServiceAccount shop\/another.*cannot reach the API server at 127\.0\.0\.1:\d+ \(ECONNREFUSED\)/);
