@@ -44,6 +44,8 @@ export interface CredentialCacheOptions<C> {
   readonly pinned?: Iterable<string>;
   /** Most keys held besides the pinned ones; 0 (the default) means only pinned keys are served. */
   readonly maxKeys?: number;
+  /** When set, only these caller keys are served (pinned keys always are); others are refused without a call. */
+  readonly allow?: ((key: string) => boolean) | undefined;
   /** Longest key accepted, in characters. Default 2048. */
   readonly maxKeyLength?: number;
   /** New keys per second once the burst is spent (default 0.2, one every 5 s) … */
@@ -172,6 +174,7 @@ export class CredentialCache<C> implements CredentialLookup<C> {
     const max = this.#o.maxKeys ?? 0;
     if (max < 1) return { lookup: refused(new ConnectorError('request_invalid', `${this.#o.cloud}: only the configured ${this.#o.name} is served`)) };
     if (key.length > (this.#o.maxKeyLength ?? 2048)) return { lookup: refused(new ConnectorError('request_invalid', `${this.#o.cloud}: the ${this.#o.name} key is longer than ${this.#o.maxKeyLength ?? 2048} characters`)) };
+    if (this.#o.allow && !this.#o.allow(key)) return { lookup: refused(new ConnectorError('request_invalid', `${this.#o.cloud}: this ${this.#o.name} key is not on the allow-list`)) };
     const now = this.#o.clock.now();
     const refusal = this.#refused.get(key);
     if (refusal && refusal.until > now) return { lookup: { ok: false, error: refusal.error, retryAfterSeconds: Math.max(1, Math.ceil((refusal.until - now) / 1000)) } };

@@ -30,6 +30,8 @@ export const azureSchema = z
     caFile: z.string().min(1).optional(),
     /** Resources whose tokens are fetched at start and kept fresh (readiness waits for them); others are fetched on first request. */
     warmResources: z.array(z.string().min(1)).max(16).default(['https://management.azure.com']),
+    /** When set, only these resources (and the warm ones) are served; any other is refused at once, without calling Entra. */
+    allowedResources: z.array(z.string().min(1)).max(256).optional(),
     /** Serve the App Service endpoint (IDENTITY_ENDPOINT, the per-pod X-IDENTITY-HEADER: the surface to prefer). */
     appService: z.boolean().default(true),
     /** Also emulate IMDS, which any process in the pod can read (it carries no secret). */

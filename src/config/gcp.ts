@@ -25,6 +25,8 @@ export const gcpSchema = z
     caFile: z.string().min(1).optional(),
     /** Zone served at instance/zone as projects/<projectNumber>/zones/<zone>. */
     zone: z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, 'must be a zone name such as europe-west1-b').default('unknown'),
+    /** When set, ID tokens are served only for these audiences; any other is refused at once, without calling Google. */
+    allowedAudiences: z.array(z.string().min(1).max(2048)).max(256).optional(),
   })
   .strict();
 

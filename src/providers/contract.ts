@@ -45,6 +45,8 @@ export type Problem =
   | { readonly kind: 'ambiguous'; readonly header: string }
   /** The sidecar is shutting down. */
   | { readonly kind: 'draining' }
+  /** A key this sidecar will not serve (over-long, not on an allow-list, no room for caller keys). */
+  | { readonly kind: 'refused-key'; readonly message: string }
   /** Too many new keys: try again after the given wait. */
   | { readonly kind: 'throttled'; readonly retryAfterSeconds: number }
   /** No valid credential to serve (not fetched yet, expired, or refused upstream). */
@@ -101,7 +103,9 @@ export interface CloudModule {
   create(context: ProviderContext): Promise<CloudProvider>;
 }
 
-/** The problem a failed lookup stands for: throttled, or no credential to serve. */
+/** The problem a failed lookup stands for: a refused key, throttled, or no credential to serve. */
 export function lookupProblem(failed: { readonly error: ConnectorError; readonly retryAfterSeconds: number }): Problem {
-  return failed.error.code === 'throttled' ? { kind: 'throttled', retryAfterSeconds: failed.retryAfterSeconds } : { kind: 'unavailable', error: failed.error, retryAfterSeconds: failed.retryAfterSeconds };
+  if (failed.error.code === 'throttled') return { kind: 'throttled', retryAfterSeconds: failed.retryAfterSeconds };
+  if (failed.error.code === 'request_invalid') return { kind: 'refused-key', message: failed.error.message };
+  return { kind: 'unavailable', error: failed.error, retryAfterSeconds: failed.retryAfterSeconds };
 }

@@ -198,3 +198,15 @@ test('azure.imds and azure.msi off: those paths are not served (and not in env),
   const msi = await raw(run.port, 'POST', '/msi/legacy', { 'content-type': 'application/x-www-form-urlencoded' });
   assert.deepEqual([msi.status, msi.body], [404, 'not found\n']);
 });
+
+test('azure.allowedResources: another resource is a 400 invalid_resource at once, and Entra is not called', async (t) => {
+  const world = await startWorld(t);
+  const run = await runAzure(t, world, { azure: { allowedResources: [STORAGE] } });
+  const before = world.entra.counters.token;
+  const other = await imds(run, `api-version=2018-02-01&resource=${encodeURIComponent('https://vault.azure.net')}`);
+  assert.equal(other.status, 400);
+  assert.equal(other.body['error'], 'invalid_resource');
+  const allowed = await imds(run, `api-version=2018-02-01&resource=${encodeURIComponent(STORAGE)}`);
+  assert.equal(allowed.status, 200);
+  assert.equal(world.entra.counters.token, before + 1, 'only the allowed resource reached Entra');
+});

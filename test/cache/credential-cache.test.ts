@@ -17,7 +17,7 @@ interface Cred {
   readonly expiresAt: Date;
 }
 
-function cache(o: { pinned?: string[]; maxKeys?: number; burst?: number; perSecond?: number; refuse?: (key: string) => boolean; lifeMs?: number; metrics?: Metrics } = {}) {
+function cache(o: { allow?: (key: string) => boolean; pinned?: string[]; maxKeys?: number; burst?: number; perSecond?: number; refuse?: (key: string) => boolean; lifeMs?: number; metrics?: Metrics } = {}) {
   const clock = new ManualClock();
   const calls: string[] = [];
   const c = new CredentialCache<Cred>({
@@ -32,6 +32,7 @@ function cache(o: { pinned?: string[]; maxKeys?: number; burst?: number; perSeco
     maxKeys: o.maxKeys ?? 4,
     newKeyBurst: o.burst ?? 100,
     newKeysPerSecond: o.perSecond ?? 1,
+    allow: o.allow,
     expiresAt: (cred) => cred.expiresAt,
     exchange: async (key) => {
       calls.push(key);
@@ -126,5 +127,18 @@ test('metrics carry the cache name, never a key', async () => {
   const text = await metrics.text();
   assert.doesNotMatch(text, /secret-looking|bad-key/);
   assert.match(text, /credential="resource-token"/);
+  c.stop();
+});
+
+test('with an allow-list, other caller keys are refused at once without a call or a token of the bucket; pinned keys always pass', async () => {
+  const { c, calls } = cache({ pinned: ['https://warm.example'], burst: 1, allow: (k) => k === 'https://storage.azure.com' });
+  c.start();
+  for (let i = 0; i < 100; i++) {
+    const r = c.peek(`https://other-${i}.example`);
+    assert.ok(!r.ok && r.error.code === 'request_invalid');
+  }
+  assert.ok((await c.get('https://storage.azure.com')).ok, 'the allowed key still gets the one token of the burst');
+  assert.ok((await c.get('https://warm.example')).ok);
+  assert.deepEqual(calls.sort(), ['https://storage.azure.com', 'https://warm.example']);
   c.stop();
 });

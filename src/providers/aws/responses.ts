@@ -52,6 +52,8 @@ export function containerProblem(problem: Problem): Answer {
       return containerError(400, 'InvalidRequest', `the ${problem.header} header must appear once`);
     case 'draining':
       return containerError(503, 'ServiceUnavailable', 'spiffe-connector is shutting down', { 'retry-after': '1' });
+    case 'refused-key':
+      return containerError(400, 'InvalidRequest', problem.message);
     case 'throttled':
       return containerError(429, 'Throttling', 'too many requests', { 'retry-after': String(problem.retryAfterSeconds) });
     case 'unavailable':
@@ -75,6 +77,8 @@ export function imdsProblem(problem: Problem, isTokenRequest: boolean, nowMs: nu
       return imdsText(400, 'Bad Request');
     case 'draining':
       return imdsText(503, 'Service Unavailable', { 'retry-after': '1' });
+    case 'refused-key':
+      return imdsText(400, 'Bad Request');
     case 'throttled':
       return imdsText(429, 'Too Many Requests', { 'retry-after': String(problem.retryAfterSeconds) });
     case 'unavailable': {

@@ -60,7 +60,9 @@ export function azureSurfaces(o: AzureSurfacesOptions): Surface[] {
       if (res.writableEnded || gone.signal.aborted) return;
     }
     if (!lookup.ok) {
-      o.logger.warn({ cloud: 'azure', surface, code: lookup.error.code, upstreamCode: lookup.error.upstreamCode, retryAfterSeconds: lookup.retryAfterSeconds, err: lookup.error.message }, 'no Azure token to serve');
+      // A refused or throttled key is the caller's doing and costs no call: debug, so a flood cannot flood the log.
+      const level = lookup.error.code === 'throttled' || lookup.error.code === 'request_invalid' ? 'debug' : 'warn';
+      o.logger[level]({ cloud: 'azure', surface, code: lookup.error.code, upstreamCode: lookup.error.upstreamCode, retryAfterSeconds: lookup.retryAfterSeconds, err: lookup.error.message }, 'no Azure token to serve');
       return reply(res, problemOf(surface, lookupProblem(lookup)));
     }
     reply(res, { status: 200, headers: TOKEN_HEADERS, body: bodies.body(surface, lookup.value, o.clock.now()) });

@@ -65,6 +65,7 @@ export async function createAzureProvider(ctx: ProviderContext, options: AzurePr
     name: 'resource-token',
     exchange: (resource, signal) => exchange.fetchToken(resource, signal),
     pinned: azure.warmResources,
+    allow: azure.allowedResources ? (resource) => (azure.allowedResources as string[]).includes(resource) : undefined,
     expiresAt: (t) => t.expiresAt,
     policy: TOKEN_POLICY,
     clock,

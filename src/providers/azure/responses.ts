@@ -66,6 +66,8 @@ export function imdsProblem(problem: AzureProblem): Answer {
       const r = asRefusal(problem);
       return json(r.status, { error: r.refusal.error, error_description: r.refusal.description });
     }
+    case 'refused-key':
+      return json(400, { error: 'invalid_resource', error_description: problem.message });
     case 'throttled':
       return json(429, { error: 'too_many_requests', error_description: 'Too many requests; retry later' }, { 'Retry-After': String(problem.retryAfterSeconds) });
     case 'unavailable':
@@ -86,6 +88,8 @@ export function appServiceProblem(problem: AzureProblem, correlationId: string):
       const r = asRefusal(problem);
       return json(r.status, { statusCode: r.status, message: `${r.refusal.error}: ${r.refusal.description}`, correlationId });
     }
+    case 'refused-key':
+      return json(400, { statusCode: 400, message: `invalid_resource: ${problem.message}`, correlationId });
     case 'throttled':
       return json(429, { statusCode: 429, message: 'Too many requests; retry later', correlationId }, { 'Retry-After': String(problem.retryAfterSeconds) });
     case 'unavailable':

@@ -103,6 +103,7 @@ export async function createGcpProvider(ctx: ProviderContext, options: GcpProvid
       : new CredentialCache<GcpToken>({
           ...common,
           name: 'id-token',
+          allow: gcp.allowedAudiences ? (audience) => (gcp.allowedAudiences as string[]).includes(audience) : undefined,
           maxKeys: options.maxAudiences ?? 32,
           maxKeyLength: MAX_AUDIENCE,
           exchange: async (audience, signal) => {

@@ -35,6 +35,8 @@ export function metadataProblem(problem: Problem): Answer {
       return metadataAnswer(400, false, `Bad Request: the ${problem.header} header must appear once.\n`);
     case 'draining':
       return metadataAnswer(503, false, 'Service Unavailable: the metadata server is shutting down.\n', { 'Retry-After': '1' });
+    case 'refused-key':
+      return metadataAnswer(400, false, `Bad Request: ${problem.message}\n`);
     case 'throttled':
       return metadataAnswer(429, false, 'Too Many Requests\n', { 'Retry-After': String(problem.retryAfterSeconds) });
     case 'unavailable': {

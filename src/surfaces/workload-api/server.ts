@@ -158,9 +158,11 @@ export async function startWorkloadApiServer(options: WorkloadApiServerOptions):
         },
         (thrown: unknown) => {
           const error = toConnectorError(thrown);
-          logger.warn({ rpc, audience, code: error.code, retryable: error.retryable, err: error.message }, 'could not hand out a JWT-SVID on the Workload API');
+          logger.warn({ rpc, audience: audience.slice(0, 200), code: error.code, retryable: error.retryable, err: error.message.slice(0, 500) }, 'could not hand out a JWT-SVID on the Workload API');
+          // Too many new audiences: ResourceExhausted (clients back off). An audience we will not serve: InvalidArgument.
           // Retryable (issuer unreachable, starting): Unavailable. Refused by the issuer: PermissionDenied, which clients retry with backoff.
-          answer(rpc, callback, { code: error.retryable ? grpc.status.UNAVAILABLE : grpc.status.PERMISSION_DENIED, details: error.message });
+          const code = error.code === 'throttled' ? grpc.status.RESOURCE_EXHAUSTED : error.code === 'request_invalid' ? grpc.status.INVALID_ARGUMENT : error.retryable ? grpc.status.UNAVAILABLE : grpc.status.PERMISSION_DENIED;
+          answer(rpc, callback, { code, details: error.message });
         },
       );
     },
