@@ -176,6 +176,14 @@ module.exports = {
       to: { path: '^(packages|test|bench|scripts)/' },
     },
     {
+      name: 'stand-ins-verify-on-their-own',
+      comment:
+        "The stand-ins in packages/ check what the real services check with code of their own (jose, @peculiar/x509, node:crypto): one that verified with the product's spiffe/ code could not catch that code's bugs.",
+      severity: 'error',
+      from: { path: '^packages/' },
+      to: { path: '^src/spiffe/' },
+    },
+    {
       name: 'src-not-to-dev-dependency',
       comment:
         'The image installs only dependencies: a devDependency imported from src/ works in the tests and fails in production.',
