@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the optional tools the tests use when present, from the Go module proxy, into .tools/bin:
-#   helm       (helm lint + helm template in test/chart/)
+#   helm       (helm lint + helm template in test/chart/). Helm 4: the chart (apiVersion v2) renders the
+#              same objects under Helm 3.22 and 4.3, but a go-installed Helm 3 takes Kubernetes v1.20 as its
+#              default version (its Makefile sets the real one with -ldflags), which kubeVersion >=1.29 refuses.
 #   actionlint (the release workflow in test/release/)
 #   rolesanywhere-credential-helper (AWS's Roles Anywhere client against the stand-in in test/aws/; needs cgo)
 # Go's module and build caches (GOMODCACHE, GOCACHE) are Go's defaults, so a second run on the same

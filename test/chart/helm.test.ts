@@ -62,6 +62,9 @@ test('matchConditions: auto, true and false; off with failurePolicy Fail and no 
   const selected = await r.render({ set: ['webhook.matchConditions=false', 'webhook.objectSelector.matchLabels.team=payments'] });
   assert.equal(hook(selected).matchConditions, undefined);
   assert.equal(hook(await r.render({ set: ['webhook.matchConditions=false', 'webhook.failurePolicy=Ignore'] })).matchConditions, undefined);
+  // A ServiceAccount lookup that may outlast the API server's patience for the webhook is refused too.
+  await assert.rejects(r.render({ set: ['webhook.timeoutSeconds=2'] }), /serviceAccounts\.timeoutSeconds must be shorter than webhook\.timeoutSeconds/);
+  await r.render({ set: ['webhook.timeoutSeconds=3'] });
   // allPods: every pod reaches the webhook except those that opt out; its ServiceAccount may ask for injection.
   const all = await r.render({ set: ['webhook.serviceAccounts.allPods=true'] });
   assert.match(expression(all), /== 'false'/);
