@@ -14,7 +14,7 @@ import { WebhookMetrics } from './metrics.ts';
 import { AdmissionCache } from './admission-cache.ts';
 import { isPod, podDisplayName, type Pod } from './pod.ts';
 import { watchServingPair } from './serving-cert.ts';
-import { InClusterServiceAccounts, type ServiceAccountSource } from './service-accounts.ts';
+import { InClusterServiceAccounts } from './service-accounts.ts';
 import type { ServiceAccountAnnotations } from './mutate.ts';
 import { readBody } from '../http/read-body.ts';
 
@@ -79,7 +79,7 @@ export async function startWebhook(config: WebhookConfig, deps: WebhookDeps): Pr
   if (!address) throw new Error(`webhook.address ${config.webhook.address} is not HOST:PORT`);
   let draining = false;
   const lookups = config.webhook.serviceAccounts;
-  const serviceAccounts: ServiceAccountSource | undefined = lookups.enabled
+  const serviceAccounts: InClusterServiceAccounts | undefined = lookups.enabled
     ? new InClusterServiceAccounts({ settings: lookups, clock, prefix: config.webhook.annotationPrefix, ...(deps.env ? { env: deps.env } : {}) })
     : undefined;
 
@@ -279,6 +279,7 @@ export async function startWebhook(config: WebhookConfig, deps: WebhookDeps): Pr
       const drainMs = config.webhook.drainSeconds * 1000;
       if (drainMs > 0) await new Promise<void>((resolve) => clock.setTimeout(resolve, drainMs));
       await serving.close();
+      serviceAccounts?.close();
       await new Promise<void>((resolve) => {
         server?.close(() => resolve());
         server?.closeIdleConnections();

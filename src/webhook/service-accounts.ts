@@ -4,7 +4,7 @@
 // GET /api/v1/namespaces/{ns}/serviceaccounts/{name} (the chart's ClusterRole allows `get` and nothing
 // else). Answers are reused for cacheSeconds; failures are never cached. docs/webhook.md describes it.
 import { readFile } from 'node:fs/promises';
-import { request } from 'node:https';
+import { Agent, request } from 'node:https';
 import type { Clock } from '../base/clock.ts';
 import type { WebhookConfig } from '../config/webhook.ts';
 
@@ -58,6 +58,8 @@ export class InClusterServiceAccounts implements ServiceAccountSource {
   readonly #prefix: string;
   readonly #cache = new Map<string, { at: number; value: ServiceAccountLookup }>();
   readonly #inFlight = new Map<string, Promise<ServiceAccountLookup>>();
+  /** One kept-alive connection pool per CA bundle (a new one when the mounted CA changes). */
+  #agent: { ca: string; agent: Agent } | undefined;
 
   constructor(options: InClusterOptions) {
     this.#settings = options.settings;
@@ -76,6 +78,12 @@ export class InClusterServiceAccounts implements ServiceAccountSource {
     } catch {
       return { error: `KUBERNETES_SERVICE_HOST/PORT (${host}:${port}) do not make a URL` };
     }
+  }
+
+  /** Closes the kept-alive connections. */
+  close(): void {
+    this.#agent?.agent.destroy();
+    this.#agent = undefined;
   }
 
   async get(namespace: string, name: string): Promise<ServiceAccountLookup> {
@@ -118,10 +126,16 @@ export class InClusterServiceAccounts implements ServiceAccountSource {
       return { error: `cannot read the API server CA ${this.#settings.caFile} (${(error as NodeJS.ErrnoException).code ?? 'error'})` };
     }
     const url = new URL(`/api/v1/namespaces/${namespace}/serviceaccounts/${name}`, server.url);
+    const caText = ca.toString('utf8');
+    if (this.#agent?.ca !== caText) {
+      this.#agent?.agent.destroy();
+      this.#agent = { ca: caText, agent: new Agent({ keepAlive: true, maxSockets: 4, maxFreeSockets: 1, timeout: 60_000, ca }) };
+    }
+    const agent = this.#agent.agent;
     const answer = await new Promise<{ status: number; body: string } | { error: string }>((resolve) => {
       const req = request(
         url,
-        { method: 'GET', ca, headers: { authorization: `Bearer ${token}`, accept: 'application/json' }, timeout: this.#settings.timeoutSeconds * 1000 },
+        { method: 'GET', agent, headers: { authorization: `Bearer ${token}`, accept: 'application/json' }, timeout: this.#settings.timeoutSeconds * 1000 },
         (res) => {
           const chunks: Buffer[] = [];
           let size = 0;
