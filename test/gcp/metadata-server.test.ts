@@ -3,6 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CLOUD_PLATFORM, FLAVOR, PROJECT_ID, PROJECT_NUMBER, SERVICE_ACCOUNT, get, startGoogleWorld, startSidecar, until, type RawResponse, type Sidecar, jwtSource } from './support.ts';
+import { ManualClock } from '../../src/base/clock.ts';
+import { MAX_WAITING } from '../../src/providers/gcp/endpoints.ts';
 
 const V1 = '/computeMetadata/v1';
 const EMAIL_SCOPE = 'https://www.googleapis.com/auth/userinfo.email';
@@ -197,4 +199,38 @@ test('a SPIFFE ID over 127 bytes is refused before Google is asked, with the rea
   assert.equal(r.status, 503);
   assert.match(r.body, /google\.subject to 127 bytes/);
   assert.equal(world.fake.stats.stsRequests, 0);
+});
+
+test('wait_for_change holds until timeout_sec (the tree never changes), answers at once for a stale last_etag, and is bounded', async (t) => {
+  const world = await startGoogleWorld();
+  t.after(() => world.close());
+  const clock = new ManualClock(Date.now());
+  const s = await startSidecar({ world, jwt: jwtSource(world, { clock }), serviceAccount: true, clock });
+  t.after(() => s.close());
+  const path = `${V1}/project/project-id`;
+  const now = await get(s.port, path);
+  assert.equal(now.status, 200);
+  const etag = String(now.headers['etag']);
+  assert.match(etag, /^[0-9a-f]{16}$/, 'every value carries an ETag');
+
+  const seen: { answered?: RawResponse } = {};
+  const held = get(s.port, `${path}?wait_for_change=true&timeout_sec=5&last_etag=${etag}`).then((r) => (seen.answered = r));
+  await clock.advance(4_999);
+  await get(s.port, path); // the server has taken the held request by the time this one is answered
+  assert.equal(seen.answered, undefined, 'held while the value is unchanged and timeout_sec has not passed');
+  await clock.advance(1);
+  const result = await held;
+  assert.deepEqual([result.status, result.body, result.headers['etag']], [200, now.body, etag]);
+
+  const stale = await get(s.port, `${path}?wait_for_change=true&last_etag=0000000000000000`);
+  assert.deepEqual([stale.status, stale.body], [200, now.body], 'a last_etag that is not the current one is answered at once');
+  assert.equal((await get(s.port, `${path}?wait_for_change=true&timeout_sec=abc`)).status, 400);
+
+  const many = Array.from({ length: MAX_WAITING }, () => get(s.port, `${path}?wait_for_change=true&timeout_sec=60`));
+  await get(s.port, path);
+  const over = await get(s.port, `${path}?wait_for_change=true&timeout_sec=60`);
+  assert.equal(over.status, 429, `at most ${MAX_WAITING} are held`);
+  assert.equal(over.headers['retry-after'], '1');
+  await clock.advance(60_000);
+  assert.ok((await Promise.all(many)).every((r) => r.status === 200));
 });

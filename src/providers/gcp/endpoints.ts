@@ -7,12 +7,16 @@ import type { CredentialLookup, Lookup } from '../../cache/credential-cache.ts';
 import { lookupProblem, type Answer, type Reply, type Surface } from '../contract.ts';
 import { scopeKey, type GcpToken } from './credential.ts';
 import { buildTree, isAccountDir, lookup, renderLeaf, renderListing, renderRecursive, TOKEN_LEAVES, type MetadataFacts, type Rendered } from './metadata-tree.ts';
-import { metadataAnswer, metadataProblem, notFound, tokenBody } from './responses.ts';
+import { metadataAnswer, metadataProblem, metadataValue, notFound, tokenBody } from './responses.ts';
 
 const PREFIX = '/computeMetadata/v1';
 const MAX_SCOPES = 32;
 const SCOPE = /^[\x21-\x2b\x2d-\x7e]{1,256}$/;
 export const MAX_AUDIENCE = 2048;
+
+/** Longest a `wait_for_change` request is held, and how many may be held at once. */
+export const MAX_WAIT_SECONDS = 3600;
+export const MAX_WAITING = 64;
 
 export interface MetadataSurfaceOptions {
   readonly facts: MetadataFacts;
@@ -29,6 +33,7 @@ export interface MetadataSurfaceOptions {
 export function metadataSurface(o: MetadataSurfaceOptions): Surface {
   const tree = buildTree(o.facts);
   const defaultKey = scopeKey(o.defaultScopes);
+  const waiting = new Set<() => void>();
   return {
     name: 'gcp-metadata',
     claims: (path) => path === '/' || path === '/computeMetadata' || path.startsWith('/computeMetadata/'),
@@ -73,16 +78,35 @@ export function metadataSurface(o: MetadataSurfaceOptions): Surface {
 
       const node = lookup(tree, segments);
       if (!node) return reply(res, notFound());
-      if ('leaf' in node) return reply(res, rendered(renderLeaf(node.leaf, json)));
-      if (recursive) return reply(res, rendered({ json: true, body: JSON.stringify(renderRecursive(node, segments.length === 2 && segments[1] === 'service-accounts')) }));
-      const extra = isAccountDir(segments) ? TOKEN_LEAVES : [];
-      return reply(res, rendered(renderListing(node as Parameters<typeof renderListing>[0], extra, json)));
+      let answer: Answer;
+      if ('leaf' in node) answer = rendered(renderLeaf(node.leaf, json));
+      else if (recursive) answer = rendered({ json: true, body: JSON.stringify(renderRecursive(node, segments.length === 2 && segments[1] === 'service-accounts')) });
+      else answer = rendered(renderListing(node as Parameters<typeof renderListing>[0], isAccountDir(segments) ? TOKEN_LEAVES : [], json));
+      if (query.get('wait_for_change')?.toLowerCase() !== 'true') return reply(res, answer);
+      // wait_for_change: answer at once when the caller's last_etag is not the current one; else hold until
+      // the value changes (this tree never does) or timeout_sec passes, then answer the current value.
+      const lastEtag = query.get('last_etag');
+      if (lastEtag !== null && lastEtag !== answer.headers['ETag']) return reply(res, answer);
+      const timeout = parseTimeout(query.get('timeout_sec'));
+      if (timeout === undefined) return reply(res, metadataAnswer(400, false, `Bad Request: timeout_sec must be a whole number of seconds up to ${MAX_WAIT_SECONDS}.\n`));
+      if (waiting.size >= MAX_WAITING) return reply(res, metadataProblem({ kind: 'throttled', retryAfterSeconds: 1 }));
+      const done = (): void => {
+        o.clock.clearTimeout(timer);
+        waiting.delete(done);
+        if (!res.destroyed && !res.writableEnded) reply(res, answer);
+      };
+      const timer = o.clock.setTimeout(done, timeout * 1000);
+      waiting.add(done);
+      res.once('close', () => {
+        o.clock.clearTimeout(timer);
+        waiting.delete(done);
+      });
     },
   };
 }
 
 function rendered(r: Rendered): Answer {
-  return metadataAnswer(200, r.json, r.body);
+  return metadataValue(r.json, r.body);
 }
 
 function tokenAnswer(found: Lookup<GcpToken> & { ok: true }, clock: Clock): Answer {
@@ -98,6 +122,14 @@ async function waitFor(res: Response, reply: Reply, get: (signal: AbortSignal) =
   if (!found.ok) return reply(res, metadataProblem(lookupProblem(found)));
   if (secondsLeft(found, clock) < 1) return reply(res, metadataProblem({ kind: 'unavailable', error: new ConnectorError('credentials_unavailable', 'the cached token is about to expire and is being refreshed', { retryable: true }), retryAfterSeconds: 1 }));
   reply(res, ok(found));
+}
+
+/** `timeout_sec`: absent means the longest hold; otherwise 1…MAX_WAIT_SECONDS whole seconds. */
+function parseTimeout(raw: string | null): number | undefined {
+  if (raw === null || raw === '') return MAX_WAIT_SECONDS;
+  if (!/^\d{1,5}$/.test(raw)) return undefined;
+  const n = Number(raw);
+  return n >= 1 && n <= MAX_WAIT_SECONDS ? n : undefined;
 }
 
 /** `scopes=a,b` (commas or spaces): undefined for the default set, false when malformed. */

@@ -1,6 +1,7 @@
 // How the emulated GCE metadata server answers (docs/gcp.md "Response format"): the headers on every
 // answer, the token body, and the one function that turns a problem into the metadata server's status
 // and text. Pure.
+import { createHash } from 'node:crypto';
 import type { ConnectorError } from '../../base/errors.ts';
 import type { Answer, Problem } from '../contract.ts';
 
@@ -14,6 +15,11 @@ const BASE_HEADERS = {
 /** Every metadata answer: the flavor and server headers, text or JSON. */
 export function metadataAnswer(status: number, json: boolean, body: string, extra?: Record<string, string>): Answer {
   return { status, headers: { ...BASE_HEADERS, 'Content-Type': json ? 'application/json' : 'application/text', 'Content-Length': Buffer.byteLength(body), ...extra }, body };
+}
+
+/** A value of the metadata tree, with the ETag the metadata server gives it (what wait_for_change's last_etag names). */
+export function metadataValue(json: boolean, body: string): Answer {
+  return metadataAnswer(200, json, body, { ETag: createHash('sha256').update(body).digest('hex').slice(0, 16) });
 }
 
 export function notFound(): Answer {
