@@ -13,7 +13,6 @@ import type { AwsCredentials } from './credential.ts';
 import { containerSurface, imdsSurface } from './endpoints.ts';
 import { AWS_CONTAINER_TOKEN_FILE } from './env.ts';
 import { StsWebIdentityExchange } from './exchange.ts';
-import { createRolesAnywhereExchange } from './roles-anywhere.ts';
 
 export interface AwsProviderOptions {
   /** Per-request timeout for STS, default 10 s. */
@@ -107,6 +106,8 @@ async function rolesAnywhereUpstream(ctx: ProviderContext, options: AwsProviderO
   const aws = ctx.config.aws;
   const x509 = ctx.identity.x509;
   if (!aws?.rolesAnywhere || !x509) throw new ConnectorError('config_invalid', 'aws.rolesAnywhere: IAM Roles Anywhere signs with the X.509-SVID: configure spiffe.x509 or spiffe.workloadApi');
+  // Loaded only when configured: it brings undici, which web identity never uses.
+  const { createRolesAnywhereExchange } = await import('./roles-anywhere.ts');
   const exchange = createRolesAnywhereExchange({
     config: { ...aws, rolesAnywhere: aws.rolesAnywhere },
     x509,
