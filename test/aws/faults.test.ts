@@ -8,9 +8,9 @@ import { ManualClock } from '../../src/base/clock.ts';
 import type { StsFault } from '@spiffe-connector/dev/fake-sts.ts';
 import { SignerJwtSource, raw, startSidecar, startStsWorld, until } from './support.ts';
 
-async function world(t: TestContext, options: { faultsBeforeStart?: StsFault[] } = {}) {
+async function world(t: TestContext, options: { faultsBeforeStart?: StsFault[]; expirationFractionMs?: number } = {}) {
   const clock = new ManualClock();
-  const sts = await startStsWorld({ clock });
+  const sts = await startStsWorld({ clock, ...(options.expirationFractionMs ? { expirationFractionMs: options.expirationFractionMs } : {}) });
   t.after(() => sts.close());
   if (options.faultsBeforeStart) sts.fake.injectFaults(options.faultsBeforeStart);
   const jwt = new SignerJwtSource(sts.signer, { clock });
@@ -115,4 +115,19 @@ test('a JWT-SVID identity change triggers a fresh exchange at once', async (t) =
   const served = JSON.parse((await container()).body).AccessKeyId;
   assert.notEqual(served, old);
   assert.equal(served, fake.issued().at(-1)?.accessKeyId);
+});
+
+test('an upstream Expiration with a fraction of a second: no answer ever carries an Expiration that has passed', async (t) => {
+  const { clock, fake, container, advanceTo } = await world(t, { expirationFractionMs: 999 });
+  const first = fake.issued()[0];
+  assert.ok(first && first.expiration % 1000 === 999);
+  fake.injectFaults(Array.from({ length: 600 }, (_, i) => OUTAGE[i % OUTAGE.length] as StsFault));
+  const printed = first.expiration - 999; // the whole second every surface prints
+  await advanceTo(printed - 1);
+  const last = await container();
+  assert.equal(last.status, 200);
+  assert.ok(Date.parse(JSON.parse(last.body).Expiration) > clock.now(), 'served while its printed expiry is ahead');
+  await advanceTo(printed);
+  const at = await container();
+  assert.equal(at.status, 503, 'not served at the printed second, although STS said 999 ms more');
 });

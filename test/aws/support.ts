@@ -81,11 +81,12 @@ export interface StsWorld {
 }
 
 /** A dev OIDC issuer and a fake STS that registers it and trusts it for ROLE_ARN. */
-export async function startStsWorld(options: { clock?: Clock; role?: Partial<FakeRole>; providerAudiences?: string[] } = {}): Promise<StsWorld> {
+export async function startStsWorld(options: { clock?: Clock; role?: Partial<FakeRole>; providerAudiences?: string[]; expirationFractionMs?: number } = {}): Promise<StsWorld> {
   const signer = await DevOidcSigner.start();
   const fake = await FakeSts.start({
     allowLoopbackHttpIssuers: true,
     region: 'eu-west-1',
+    ...(options.expirationFractionMs ? { expirationFractionMs: options.expirationFractionMs } : {}),
     ...(options.clock ? { clock: options.clock } : {}),
     providers: [{ issuer: signer.issuer, audiences: options.providerAudiences ?? [AUDIENCE] }],
     roles: [{ arn: ROLE_ARN, issuer: signer.issuer, audience: AUDIENCE, maxSessionDurationSeconds: 43200, ...options.role }],

@@ -37,7 +37,7 @@ export function assumeRoleWithWebIdentityXml(r: WebIdentityResult): string {
     <Credentials>
       <SessionToken>${xmlEscape(r.sessionToken)}</SessionToken>
       <SecretAccessKey>${xmlEscape(r.secretAccessKey)}</SecretAccessKey>
-      <Expiration>${stsTimestamp(r.expiration)}</Expiration>
+      <Expiration>${r.expiration % 1000 === 0 ? stsTimestamp(r.expiration) : new Date(r.expiration).toISOString()}</Expiration>
       <AccessKeyId>${xmlEscape(r.accessKeyId)}</AccessKeyId>
     </Credentials>
     <Provider>${xmlEscape(r.provider)}</Provider>

@@ -39,6 +39,11 @@ export interface FakeStsOptions {
   readonly clock?: Clock;
   readonly providers?: readonly FakeOidcProvider[];
   readonly roles?: readonly FakeRole[];
+  /**
+   * Milliseconds added to every Expiration, printed with its fraction (STS itself prints whole seconds):
+   * to prove a client of an upstream that does send fractions never serves a credential past its expiry.
+   */
+  readonly expirationFractionMs?: number;
   /** Largest accepted difference between X-Amz-Date and the fake's clock, default 15 min as AWS. */
   readonly maxSignatureSkewMs?: number;
   /** The region this endpoint serves: SigV4 credential scopes must name it. Default us-east-1 (the global endpoint's). */
@@ -118,6 +123,7 @@ export class FakeSts {
   readonly #issued = new Map<string, IssuedCredential>();
   readonly #timers = new Set<NodeJS.Timeout>();
   #faults: StsFault[] = [];
+  readonly #expirationFractionMs: number;
   #verifier: OidcVerifier | undefined;
 
   private constructor(server: Server, url: string, options: FakeStsOptions) {
@@ -125,6 +131,7 @@ export class FakeSts {
     this.url = url;
     this.#clock = options.clock ?? systemClock;
     this.#maxSkewMs = options.maxSignatureSkewMs ?? 15 * 60_000;
+    this.#expirationFractionMs = options.expirationFractionMs ?? 0;
     this.#region = options.region ?? 'us-east-1';
     this.#allowLoopbackHttpIssuers = options.allowLoopbackHttpIssuers === true;
     for (const p of options.providers ?? []) this.addProvider(p);
@@ -271,7 +278,7 @@ export class FakeSts {
       accessKeyId: `ASIA${randomBase32(16)}`,
       secretAccessKey: randomBytes(30).toString('base64'),
       sessionToken: `IQoJb3JpZ2luX2Vj${randomBytes(300).toString('base64')}`,
-      expiration: now + duration * 1000,
+      expiration: now + duration * 1000 + this.#expirationFractionMs,
       account,
       assumedRoleArn: `arn:${partition}:sts::${account}:assumed-role/${roleName}/${sessionName}`,
       assumedRoleId: `${roleId(roleArn)}:${sessionName}`,
