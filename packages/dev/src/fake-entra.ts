@@ -59,7 +59,11 @@ export interface FakeEntraOptions {
 /** An injected failure of the next token request(s): an HTTP error answer, or a dropped connection. */
 export type EntraFault =
   | { readonly status: number; readonly code?: number; readonly error?: string; readonly description?: string; readonly retryAfterSeconds?: number; readonly times?: number }
-  | { readonly drop: true; readonly times?: number };
+  | { readonly drop: true; readonly times?: number }
+  /** Holds the request this long before answering it normally (slow, or longer than the client waits: a hang). */
+  | { readonly delayMs: number; readonly times?: number }
+  /** Answers 200 with a body that is not a token response. */
+  | { readonly garbage: true; readonly times?: number };
 
 /** What the stand-in saw of one token request (never the assertion itself). */
 export interface SeenTokenRequest {
@@ -235,12 +239,24 @@ export class FakeEntra {
       this.seen.push({ clientId, scope, assertion: seenAssertion, outcome, ...(resource === undefined ? {} : { resource }) });
     };
 
-    const fault = this.#takeFault();
+    let fault = this.#takeFault();
+    if (fault && 'delayMs' in fault) {
+      this.counters.faulted += 1;
+      record('fault');
+      const ms = fault.delayMs;
+      await new Promise((resolve) => setTimeout(resolve, ms));
+      if (res.destroyed) return;
+      fault = undefined;
+    }
     if (fault) {
       this.counters.faulted += 1;
       record('fault');
       if ('drop' in fault) {
         (req.socket as Socket).destroy();
+        return;
+      }
+      if ('garbage' in fault) {
+        res.writeHead(200, { 'content-type': 'application/json' }).end('<html>not a token</html>');
         return;
       }
       const code = fault.code ?? (fault.status === 429 ? 50196 : 90033);

@@ -23,6 +23,8 @@ export interface AzureProviderOptions {
   readonly sdk?: AzureIdentitySdk;
   /** The clock msal stamps expiry with; only tests replace it. */
   readonly sdkNow?: () => number;
+  /** Timeout of each request to Entra, default 10 s. */
+  readonly requestTimeoutMs?: number;
 }
 
 export const azureModule: CloudModule = {
@@ -58,6 +60,7 @@ export async function createAzureProvider(ctx: ProviderContext, options: AzurePr
     metrics,
     trustedCaPem,
     ...(options.sdkNow ? { sdkNow: options.sdkNow } : {}),
+    ...(options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.requestTimeoutMs }),
     httpClient,
   });
   const tokens = new CredentialCache<AzureAccessToken>({
