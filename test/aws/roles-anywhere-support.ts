@@ -10,7 +10,7 @@ import { AWS_CONTAINER_TOKEN_FILE } from '../../src/providers/aws/env.ts';
 import { Listeners, type X509Source } from '../../src/spiffe/source.ts';
 import { X509Bundle } from '../../src/spiffe/bundle.ts';
 import { parseX509Svid, type X509Svid } from '../../src/spiffe/x509-svid.ts';
-import { FakeRolesAnywhere, type FakeRolesAnywhereOptions } from '../../packages/dev/src/fake-roles-anywhere.ts';
+import { FakeRolesAnywhere, type FakeRolesAnywhereOptions } from '@spiffe-connector/dev/fake-roles-anywhere.ts';
 import { mountProvider, type MountedProvider } from '../helpers/provider-harness.ts';
 import type { DevCa, DevKeyType, IssuedCertificate } from '../helpers/pki.ts';
 

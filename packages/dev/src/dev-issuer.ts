@@ -18,6 +18,8 @@ export interface DevIssuerOptions {
   readonly audiences: readonly string[];
   readonly alg?: SigningAlgorithm;
   readonly tokenLifetimeSeconds?: number;
+  /** AWS session tags and source identity in the tokens for AWS (issuer.aws). */
+  readonly aws?: IssuerConfig['aws'];
   readonly logger?: Logger;
   readonly clock?: Clock;
 }
@@ -67,6 +69,7 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
         keyActivationDelaySeconds: 0,
         discoveryMaxAgeSeconds: 60,
         drainSeconds: 0,
+        ...(options.aws ? { aws: options.aws } : {}),
       };
       let issuer: RunningIssuer;
       try {

@@ -23,6 +23,9 @@ export interface WebIdentityResult {
   readonly assumedRoleArn: string;
   readonly assumedRoleId: string;
   readonly requestId: string;
+  /** Percentage of the packed session policy and tags limit; present when the token carried tags. */
+  readonly packedPolicySize?: number;
+  readonly sourceIdentity?: string | undefined;
 }
 
 export function assumeRoleWithWebIdentityXml(r: WebIdentityResult): string {
@@ -39,8 +42,10 @@ export function assumeRoleWithWebIdentityXml(r: WebIdentityResult): string {
       <SecretAccessKey>${xmlEscape(r.secretAccessKey)}</SecretAccessKey>
       <Expiration>${r.expiration % 1000 === 0 ? stsTimestamp(r.expiration) : new Date(r.expiration).toISOString()}</Expiration>
       <AccessKeyId>${xmlEscape(r.accessKeyId)}</AccessKeyId>
-    </Credentials>
-    <Provider>${xmlEscape(r.provider)}</Provider>
+    </Credentials>${r.packedPolicySize === undefined ? '' : `
+    <PackedPolicySize>${r.packedPolicySize}</PackedPolicySize>`}
+    <Provider>${xmlEscape(r.provider)}</Provider>${r.sourceIdentity === undefined ? '' : `
+    <SourceIdentity>${xmlEscape(r.sourceIdentity)}</SourceIdentity>`}
   </AssumeRoleWithWebIdentityResult>
   <ResponseMetadata>
     <RequestId>${r.requestId}</RequestId>

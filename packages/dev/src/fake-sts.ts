@@ -8,6 +8,7 @@ import { decodeJwt } from 'jose';
 import { systemClock, type Clock } from './clock.ts';
 import { issuerUrlProblem, OidcVerificationError, OidcVerifier } from './oidc-verifier.ts';
 import { expectedSignature, parseAmzDate, parseAuthorization, signaturesEqual } from './aws-sigv4.ts';
+import { checkWebIdentityTags } from './fake-sts-tags.ts';
 import { assumeRoleWithWebIdentityXml, errorXml, getCallerIdentityXml, stsTimestamp } from './fake-sts-xml.ts';
 import { readBody } from '../../../src/http/read-body.ts';
 
@@ -26,6 +27,12 @@ export interface FakeRole {
   readonly subject?: string;
   /** The role's MaxSessionDuration, default 3600 as in IAM. */
   readonly maxSessionDurationSeconds?: number;
+  /** The trust policy also allows sts:TagSession (tokens with https://aws.amazon.com/tags). Default false. */
+  readonly allowTagSession?: boolean;
+  /** The trust policy also allows sts:SetSourceIdentity (https://aws.amazon.com/source_identity). Default false. */
+  readonly allowSetSourceIdentity?: boolean;
+  /** `StringEquals` conditions on `aws:RequestTag/<key>`: the token's session tags must carry these values. */
+  readonly requestTags?: Readonly<Record<string, string>>;
 }
 
 export type StsFault =
@@ -66,6 +73,10 @@ export interface IssuedCredential {
   readonly assumedRoleId: string;
   readonly sessionName: string;
   readonly subject: string;
+  /** Session tags from the token (aws:PrincipalTag/<key>), transitive keys, and the source identity. */
+  readonly sessionTags: Readonly<Record<string, string>>;
+  readonly transitiveTagKeys: readonly string[];
+  readonly sourceIdentity: string | undefined;
 }
 
 export interface FakeStsStats {
@@ -270,6 +281,15 @@ export class FakeSts {
     const role = this.#roles.get(roleArn);
     const trusted = role !== undefined && role.issuer === claims.iss && tokenAuds.includes(role.audience) && (role.subject === undefined || globMatch(role.subject, claims.sub));
     if (!role || !trusted) throw new StsError(403, 'AccessDenied', 'Not authorized to perform sts:AssumeRoleWithWebIdentity');
+    const tagged = checkWebIdentityTags(claims);
+    if (!tagged.ok) throw new StsError(tagged.status, tagged.code, tagged.message);
+    const { tags, transitiveTagKeys, sourceIdentity, packedPolicySize } = tagged.value;
+    const tagCount = Object.keys(tags).length;
+    if (tagCount > 0 && !role.allowTagSession) throw new StsError(403, 'AccessDenied', 'Not authorized to perform sts:TagSession');
+    if (sourceIdentity !== undefined && !role.allowSetSourceIdentity) throw new StsError(403, 'AccessDenied', 'Not authorized to perform sts:SetSourceIdentity');
+    for (const [key, value] of Object.entries(role.requestTags ?? {})) {
+      if (tags[key] !== value) throw new StsError(403, 'AccessDenied', 'Not authorized to perform sts:AssumeRoleWithWebIdentity');
+    }
     if (duration > (role.maxSessionDurationSeconds ?? 3600)) throw new StsError(400, 'ValidationError', 'The requested DurationSeconds exceeds the MaxSessionDuration set for this role.');
 
     const [, partition, account, roleName] = arn as unknown as [string, string, string, string];
@@ -284,6 +304,9 @@ export class FakeSts {
       assumedRoleId: `${roleId(roleArn)}:${sessionName}`,
       sessionName,
       subject: claims.sub,
+      sessionTags: tags,
+      transitiveTagKeys,
+      sourceIdentity,
     };
     for (const [key, c] of this.#issued) if (c.expiration <= now) this.#issued.delete(key);
     this.#issued.set(credential.accessKeyId, credential);
@@ -292,7 +315,7 @@ export class FakeSts {
     this.stats.lastSubject = claims.sub;
     this.stats.lastAudience = audience;
     this.stats.lastDurationSeconds = duration;
-    return assumeRoleWithWebIdentityXml({ ...credential, audience, provider: claims.iss, requestId });
+    return assumeRoleWithWebIdentityXml({ ...credential, audience, provider: claims.iss, requestId, ...(tagCount > 0 ? { packedPolicySize } : {}) });
   }
 
   #getCallerIdentity(req: IncomingMessage, body: Buffer, requestId: string): string {
