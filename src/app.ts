@@ -39,10 +39,14 @@ interface Startable {
   close(): Promise<void>;
 }
 
-/** Builds the identity sources the config names. Nothing is read until start(). */
-export async function buildIdentity(config: SidecarConfig, deps: AppDeps): Promise<Identity & { readonly all: Startable[] }> {
+/**
+ * Builds the identity sources the config names. Nothing is read until start(). `watch: false` (one-shot
+ * commands such as `credential-process`) reads files when asked instead of watching them.
+ */
+export async function buildIdentity(config: SidecarConfig, deps: AppDeps, options: { readonly watch?: boolean } = {}): Promise<Identity & { readonly all: Startable[] }> {
   const s = config.spiffe;
   const common = { clock: deps.clock, logger: deps.logger, metrics: deps.metrics };
+  const watch = options.watch === false ? { watch: false } : {};
   let x509: X509Source | undefined;
   let jwt: JwtSource | undefined;
   const all: Startable[] = [];
@@ -54,13 +58,13 @@ export async function buildIdentity(config: SidecarConfig, deps: AppDeps): Promi
     all.push(source as unknown as Startable);
   } else if (s.x509) {
     const { X509FilesSource } = await import('./sources/x509-files.ts');
-    const source = new X509FilesSource({ ...s.x509, trustDomain: s.trustDomain, ...common });
+    const source = new X509FilesSource({ ...s.x509, trustDomain: s.trustDomain, ...common, ...watch });
     x509 = source;
     all.push(source);
   }
   if (s.jwt?.file) {
     const { JwtFileSource } = await import('./sources/jwt-file.ts');
-    const source = new JwtFileSource({ file: s.jwt.file, trustDomain: s.trustDomain, requiredAudiences: requiredAudiences(config), ...common });
+    const source = new JwtFileSource({ file: s.jwt.file, trustDomain: s.trustDomain, requiredAudiences: requiredAudiences(config), ...common, ...watch });
     jwt = source;
     all.push(source);
   } else if (s.jwt?.exchange && x509) {

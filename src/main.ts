@@ -74,6 +74,26 @@ async function env(configFile: string, options: { export?: boolean }): Promise<v
   }
 }
 
+/** The credential_process protocol: the JSON on stdout and exit 0, or one line on stderr and exit 1 (2 for usage). */
+async function credentialProcess(configFile: string, options: { role?: string }): Promise<void> {
+  try {
+    const config = await loadSidecarConfig(configFile, processEnvironment());
+    const { credentialProcess: exchange } = await import('./commands/credential-process.ts');
+    const output = await exchange(config, { clock: systemClock, role: options.role });
+    await new Promise<void>((resolve) => process.stdout.write(`${JSON.stringify(output)}\n`, () => resolve()));
+    process.exit(0);
+  } catch (error) {
+    process.stderr.write(`spiffe-connector credential-process: ${oneLine(error)}\n`);
+    process.exit(toConnectorError(error).code === 'usage' ? EXIT_USAGE : EXIT_INVALID);
+  }
+}
+
+/** An error as one line: a config's problems joined, any other message's newlines folded. */
+function oneLine(error: unknown): string {
+  if (error instanceof ConfigError) return `invalid configuration: ${error.message.split('\n')[0]}: ${error.problems.join('; ')}`;
+  return toConnectorError(error).message.replace(/\s*\n\s*/g, ' ');
+}
+
 async function issuer(configFile: string): Promise<void> {
   exitOnStrayErrors({ name: 'spiffe-connector-issuer' });
   const { runIssuer } = await import('./issuer/run.ts');
@@ -97,6 +117,12 @@ const program = new Command()
 program.command('run').description('run the sidecar').option('-c, --config <file>', `config file (or YAML in ${CONFIG_ENV})`).action((o: { config?: string }) => run(o.config));
 program.command('check').description('validate config and identity; print what would be served').requiredOption('-c, --config <file>', 'config file').action((o: { config: string }) => check(o.config));
 program.command('env').description('print the KEY=VALUE lines an app container needs').requiredOption('-c, --config <file>', 'config file').option('--export', 'print as shell export lines').action((o: { config: string; export?: boolean }) => env(o.config, o));
+program
+  .command('credential-process')
+  .description('print AWS credential_process JSON after one exchange from this host’s SVID (no sidecar)')
+  .requiredOption('-c, --config <file>', 'config file')
+  .option('--role <name>', 'a role of aws.extraRoles, assumed with the base role’s credentials')
+  .action((o: { config: string; role?: string }) => credentialProcess(o.config, o));
 program.command('issuer').description('run the X.509-SVID → JWT-SVID exchange with OIDC discovery').requiredOption('-c, --config <file>', 'issuer config file').action((o: { config: string }) => issuer(o.config));
 program.command('webhook').description('run the mutating admission webhook').requiredOption('-c, --config <file>', 'webhook config file').action((o: { config: string }) => webhook(o.config));
 // Dev mode is not part of the installed program: it runs from a clone of the repository (packages/dev).

@@ -27,7 +27,7 @@ export const awsModule: CloudModule = {
 export async function createAwsProvider(ctx: ProviderContext, options: AwsProviderOptions = {}): Promise<CloudProvider> {
   const aws = ctx.config.aws;
   if (!aws) throw new ConnectorError('config_invalid', 'aws: the section is missing');
-  const upstream = aws.rolesAnywhere ? await rolesAnywhereUpstream(ctx, options) : await webIdentityUpstream(ctx, options);
+  const upstream = await createAwsUpstream(ctx, options);
 
   const authToken = new Secret(randomBytes(32).toString('base64url'));
   await writeSecretFile(join(ctx.stateDir, AWS_CONTAINER_TOKEN_FILE), authToken, 'AWS container token file');
@@ -69,11 +69,16 @@ export async function createAwsProvider(ctx: ProviderContext, options: AwsProvid
 }
 
 /** One AWS exchange: how to obtain credentials, and when the identity behind them changed. */
-interface AwsUpstream {
+export interface AwsUpstream {
   readonly name: string;
   readonly exchange: Exchange<AwsCredentials>;
   subscribe(changed: (reason: string) => void): () => void;
   close(): void;
+}
+
+/** The configured exchange (Roles Anywhere when aws.rolesAnywhere, else web identity), uncached: the sidecar caches it, `credential-process` calls it once. */
+export function createAwsUpstream(ctx: ProviderContext, options: AwsProviderOptions = {}): Promise<AwsUpstream> {
+  return ctx.config.aws?.rolesAnywhere ? rolesAnywhereUpstream(ctx, options) : webIdentityUpstream(ctx, options);
 }
 
 async function webIdentityUpstream(ctx: ProviderContext, options: AwsProviderOptions): Promise<AwsUpstream> {
