@@ -51,6 +51,9 @@ export interface BenchSidecar {
 export interface BenchWorld {
   /** The Entra stand-in, whose counters show that load never reaches a cloud. */
   readonly entra: FakeEntra;
+  /** The Google and STS stand-ins, for their counters. */
+  readonly google: FakeGcp;
+  readonly sts: FakeSts;
   startSidecar(name: string, clouds: readonly BenchCloud[], launch: Launch): Promise<BenchSidecar>;
   close(): Promise<void>;
 }
@@ -89,6 +92,8 @@ export async function startBenchWorld(): Promise<BenchWorld> {
 
   return {
     entra,
+    google,
+    sts,
     async startSidecar(name, clouds, launch) {
       const [metadataPort, opsPort] = [await freePort(), await freePort()];
       const stateDir = join(dir, `state-${name}`);
