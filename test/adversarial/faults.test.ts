@@ -9,7 +9,7 @@ import { ManualClock } from '../../src/base/clock.ts';
 import type { GcpFault } from '@spiffe-connector/dev/fake-gcp.ts';
 import type { EntraFault } from '@spiffe-connector/dev/fake-entra.ts';
 import { raw } from '../helpers/http.ts';
-import { until } from '../helpers/http.ts';
+import { until } from '../helpers/until.ts';
 import { get, jwtSource, startGoogleWorld, startSidecar } from '../gcp/support.ts';
 import { runAzure, startWorld } from '../azure/fixtures.ts';
 

@@ -14,7 +14,8 @@ import { FakeRolesAnywhere, type FakeRolesAnywhereOptions } from '@spiffe-connec
 import { mountProvider, type MountedProvider } from '../helpers/provider-harness.ts';
 import type { DevCa, DevKeyType, IssuedCertificate } from '../helpers/pki.ts';
 
-export { raw, until } from '../helpers/http.ts';
+export { raw } from '../helpers/http.ts';
+export { until } from '../helpers/until.ts';
 
 export const REGION = 'eu-west-1';
 export const ACCOUNT = '111122223333';

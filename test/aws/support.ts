@@ -11,7 +11,8 @@ import { AWS_CONTAINER_TOKEN_FILE } from '../../src/providers/aws/env.ts';
 import { Listeners, type JwtSource, type Unsubscribe } from '../../src/spiffe/source.ts';
 import { parseJwtSvidInsecure, type JwtSvid } from '../../src/spiffe/jwt-svid.ts';
 
-export { raw, until, type RawResponse } from '../helpers/http.ts';
+export { raw, type RawResponse } from '../helpers/http.ts';
+export { until } from '../helpers/until.ts';
 import { mountProvider, type MountedProvider } from '../helpers/provider-harness.ts';
 
 export const ROLE_ARN = 'arn:aws:iam::111122223333:role/app';

@@ -10,7 +10,7 @@ import { ConnectorError } from '../../src/base/errors.ts';
 import { createLogger } from '../../src/ops/logger.ts';
 import { MAX_RESOURCES } from '../../src/providers/azure/module.ts';
 import { SPIFFE_ID, exchangesSettled, runAzure, startWorld, type RunningAzure} from './fixtures.ts';
-import { until } from '../helpers/http.ts';
+import { until } from '../helpers/until.ts';
 
 const STORAGE = 'https://storage.azure.com';
 const MINUTE = 60_000;
@@ -42,13 +42,13 @@ test('Entra faults: the valid token keeps being served until it expires, never a
 
   world.entra.injectFault({ status: 503, times: 1_000_000 });
   await clock.advance(31 * MINUTE); // past the half-life refresh
-  await until(() => world.entra.counters.faulted >= 1);
+  await until(() => world.entra.counters.faulted >= 1, 'world.entra.counters.faulted >= 1');
   const during = await token(run);
   assert.equal(during.status, 200);
   assert.equal(during.body['access_token'], first.body['access_token']);
 
   await clock.advance(expiresAtMs - clock.now() - 1000);
-  await until(() => world.entra.counters.faulted >= 2);
+  await until(() => world.entra.counters.faulted >= 2, 'world.entra.counters.faulted >= 2');
   const lastSecond = await token(run);
   assert.equal(lastSecond.status, 200);
   assert.equal(lastSecond.body['access_token'], first.body['access_token']);
@@ -66,9 +66,9 @@ test('Entra faults: the valid token keeps being served until it expires, never a
   world.entra.clearFaults();
   const tries = world.entra.counters.token;
   await clock.advance(61_000);
-  await until(() => world.entra.counters.issued === 2);
+  await until(() => world.entra.counters.issued === 2, 'world.entra.counters.issued === 2');
   assert.ok(world.entra.counters.token > tries);
-  await until(async () => (await token(run)).status === 200);
+  await until(async () => (await token(run)).status === 200, '(await token(run)).status === 200');
   const recovered = await token(run);
   assert.notEqual(recovered.body['access_token'], first.body['access_token']);
   const text = await run.metrics.text();
@@ -84,7 +84,7 @@ test('after a 429 with Retry-After, the next attempt still reaches Entra (no msa
   assert.equal(throttled.status, 503);
   assert.ok(Number(throttled.retryAfter) >= 1 && Number(throttled.retryAfter) <= 60);
   await clock.advance(2000);
-  await until(() => world.entra.counters.issued === 1);
+  await until(() => world.entra.counters.issued === 1, 'world.entra.counters.issued === 1');
   assert.equal(world.entra.counters.token, 2);
   assert.equal((await token(run)).status, 200);
 });
@@ -110,7 +110,7 @@ test('AADSTS90061 (issuer discovery unreachable from Entra) is retryable; AADSTS
   assert.equal(unreachable.body['error'], 'temporarily_unavailable');
   assert.match(unreachable.body['error_description'] ?? '', /openid-configuration/);
   await clock.advance(2000);
-  await until(() => world.entra.counters.issued === 1);
+  await until(() => world.entra.counters.issued === 1, 'world.entra.counters.issued === 1');
 
   const vault = 'https://vault.azure.net';
   world.entra.injectFault({ status: 400, code: 50027, error: 'invalid_request', description: 'JWT token is invalid or malformed.' });
@@ -122,9 +122,9 @@ test('AADSTS90061 (issuer discovery unreachable from Entra) is retryable; AADSTS
   await clock.advance(2 * MINUTE);
   assert.equal(world.entra.counters.token, tries); // not hammered
   await clock.advance(4 * MINUTE);
-  await until(() => world.entra.counters.issued === 2);
+  await until(() => world.entra.counters.issued === 2, 'world.entra.counters.issued === 2');
   // Entra counts the token when it answers; the cache has it a moment later.
-  await until(async () => (await exchangesSettled(run, 'success')) === 2);
+  await until(async () => (await exchangesSettled(run, 'success')) === 2, "(await exchangesSettled(run, 'success')) === 2");
   assert.equal((await token(run, vault)).status, 200);
 });
 
@@ -132,9 +132,9 @@ test('a federated credential created later (propagation) is picked up by the ret
   const clock = new ManualClock();
   const world = await startWorld(t, { federate: false });
   const run = await runAzure(t, world, { clock, azure: { warmResources: [STORAGE] } });
-  await until(() => world.entra.counters.refused >= 1);
+  await until(() => world.entra.counters.refused >= 1, 'world.entra.counters.refused >= 1');
   // Entra counts the refusal when it answers; the cache holds it (and schedules the retry) a moment later.
-  await until(async () => (await exchangesSettled(run, 'retryable_error')) >= 1);
+  await until(async () => (await exchangesSettled(run, 'retryable_error')) >= 1, "(await exchangesSettled(run, 'retryable_error')) >= 1");
   const readiness = run.provider.readiness();
   assert.equal(readiness.ready, false);
   assert.match(readiness.reason ?? '', /AADSTS700211/);
@@ -143,8 +143,8 @@ test('a federated credential created later (propagation) is picked up by the ret
 
   world.entra.setFederatedCredentials(world.entra.seen[0]?.clientId ?? '', [{ issuer: world.signer.issuer, subject: SPIFFE_ID }]);
   await clock.advance(61_000);
-  await until(() => world.entra.counters.issued === 1);
-  await until(async () => (await exchangesSettled(run, 'success')) === 1);
+  await until(() => world.entra.counters.issued === 1, 'world.entra.counters.issued === 1');
+  await until(async () => (await exchangesSettled(run, 'success')) === 1, "(await exchangesSettled(run, 'success')) === 1");
   assert.equal(run.provider.readiness().ready, true);
   assert.equal((await token(run)).status, 200);
 });
@@ -156,9 +156,9 @@ test('an identity change refreshes every held token at once, with the new subjec
   const other = 'spiffe://example.org/ns/default/sa/other';
   world.entra.setFederatedCredentials(world.entra.seen[0]?.clientId ?? '', [{ issuer: world.signer.issuer, subject: other }]);
   world.jwt.rotate(other);
-  await until(() => world.entra.counters.issued === 2);
+  await until(() => world.entra.counters.issued === 2, 'world.entra.counters.issued === 2');
   // Until the cache has stored the new token, it rightly serves the old one (still valid).
-  await until(async () => (await exchangesSettled(run, 'success')) === 2);
+  await until(async () => (await exchangesSettled(run, 'success')) === 2, "(await exchangesSettled(run, 'success')) === 2");
   const after = await token(run);
   assert.notEqual(after.body['access_token'], before.body['access_token']);
   assert.equal(world.entra.seen.at(-1)?.assertion?.sub, other);
@@ -249,7 +249,7 @@ test('file mode: the JWT-SVID file is rewritten well before expiry, atomically, 
   const world = await startWorld(t);
   const run = await runAzure(t, world, { clock, azure: { tokenFile: 'azure-federated-token' } });
   const file = run.env['AZURE_FEDERATED_TOKEN_FILE'] ?? '';
-  await until(() => run.provider.readiness().ready);
+  await until(() => run.provider.readiness().ready, 'run.provider.readiness().ready');
   const first = await readFile(file, 'utf8');
   assert.equal((await stat(file)).mode & 0o777, 0o640, 'readable by the pod\'s fsGroup, not by everyone');
   const claims = decodeJwt(first);
@@ -264,7 +264,7 @@ test('file mode: the JWT-SVID file is rewritten well before expiry, atomically, 
   assert.equal(world.jwt.fetches, 1);
   assert.equal(await readFile(file, 'utf8'), first);
   await clock.advance(writtenAt + halfLife - clock.now());
-  await until(async () => (await readFile(file, 'utf8')) !== first);
+  await until(async () => (await readFile(file, 'utf8')) !== first, "(await readFile(file, 'utf8')) !== first");
   assert.equal(world.jwt.fetches, 2);
   assert.equal((await stat(file)).mode & 0o777, 0o640, 'the rewritten file too');
 });

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { decodeJwt } from 'jose';
 import { CLIENT_ID, OBJECT_ID, SPIFFE_ID, TENANT_ID, runAzure, startWorld} from './fixtures.ts';
-import { until } from '../helpers/http.ts';
+import { until } from '../helpers/until.ts';
 import { runSdk } from './sdk.ts';
 
 const STORAGE = 'https://storage.azure.com';
@@ -87,7 +87,7 @@ test('file mode: WorkloadIdentityCredential exchanges the JWT-SVID kept at AZURE
   const file = run.env['AZURE_FEDERATED_TOKEN_FILE'];
   assert.equal(file, `${world.dir}/azure-federated-token`);
   assert.equal(run.env['AZURE_AUTHORITY_HOST'], world.entra.authorityHost);
-  await until(() => run.provider.readiness().ready);
+  await until(() => run.provider.readiness().ready, 'run.provider.readiness().ready');
   const written = decodeJwt(await readFile(file, 'utf8'));
   assert.equal(written.sub, SPIFFE_ID);
   assert.equal(written.aud, 'api://AzureADTokenExchange');

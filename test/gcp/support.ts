@@ -18,7 +18,8 @@ import { devX509Source, signerJwtSource, type TestJwtSource, type TestX509Source
 import { raw, type RawResponse } from '../helpers/http.ts';
 import { mountProvider, type MountedProvider } from '../helpers/provider-harness.ts';
 
-export { until, type RawResponse } from '../helpers/http.ts';
+export type { RawResponse } from '../helpers/http.ts';
+export { until } from '../helpers/until.ts';
 
 export const PROJECT_ID = 'my-project';
 export const PROJECT_NUMBER = '123456789012';

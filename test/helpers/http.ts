@@ -1,5 +1,5 @@
 // Raw HTTP for endpoint tests: node:http so the Host header and every other header are exactly as
-// given (fetch would set its own), and a bounded poll for work that crosses real sockets.
+// given (fetch would set its own), and requests written byte for byte.
 import { request } from 'node:http';
 import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
@@ -21,15 +21,6 @@ export function raw(port: number, method: string, path: string, headers: Record<
     req.on('error', reject);
     req.end();
   });
-}
-
-/** Waits (in real time, polling, a bounded number of times) until `condition` holds. */
-export async function until(condition: () => boolean | Promise<boolean>, what = 'condition'): Promise<void> {
-  for (let i = 0; i < 3000; i++) {
-    if (await condition()) return;
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  throw new Error(`gave up waiting for ${what}`);
 }
 
 /** Request targets a hostile or buggy client may send, that URL parsers throw on. */

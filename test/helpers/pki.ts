@@ -29,6 +29,7 @@ export const BAD_SVID_KINDS = [
   'intermediate-no-key-cert-sign',
   'key-mismatch',
   'truncated-pem',
+  'unknown-critical-extension',
 ] as const;
 
 export type BadSvidKind = (typeof BAD_SVID_KINDS)[number];
@@ -56,6 +57,9 @@ export interface MintBadOptions {
 }
 
 const HOUR = 3600_000;
+
+/** An extension OID no X.509-SVID verifier processes (a private arc), marked critical by `unknown-critical-extension`. */
+export const UNKNOWN_CRITICAL_OID = '1.3.6.1.4.1.99999.1.2.3';
 
 /** Mints an X.509-SVID under `ca` that breaks exactly the rule its kind names. */
 export async function mintBad(ca: DevCa, kind: BadSvidKind, opts: MintBadOptions = {}): Promise<BadSvid> {
@@ -152,6 +156,12 @@ export async function mintBad(ca: DevCa, kind: BadSvidKind, opts: MintBadOptions
       const b = await ca.issueCertificate(good());
       return result({ chainPem: a.chainPem, keyPem: b.keyPem }, 'parse');
     }
+    case 'unknown-critical-extension':
+      // RFC 5280 §4.2: a certificate with a critical extension the verifier does not process is refused.
+      return result(
+        await ca.issueCertificate(good({ extraExtensions: [{ oid: UNKNOWN_CRITICAL_OID, critical: true, value: new Uint8Array([0x05, 0x00]) }] })),
+        'verify',
+      );
     case 'truncated-pem': {
       const a = await ca.issueCertificate(good());
       return result({ chainPem: a.certPem.slice(0, Math.floor(a.certPem.length / 2)), keyPem: a.keyPem }, 'parse', undefined);

@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { test } from 'node:test';
 import { DevCa } from '../helpers/pki.ts';
-import { AUDIENCES, FORM, TRUST_DOMAIN, eventually, postToken, startFixture } from './fixture.ts';
+import { AUDIENCES, FORM, TRUST_DOMAIN, postToken, startFixture } from './fixture.ts';
+import { until } from '../helpers/until.ts';
 
 const ID = `spiffe://${TRUST_DOMAIN}/ns/default/sa/app`;
 
@@ -27,24 +28,24 @@ test('bundle reload: add a CA, refuse a broken bundle (old kept), drop a CA', as
   assert.equal(await viaKept(), 200);
 
   await writeFile(fx.bundleFile, fx.ca.certPem + next.certPem);
-  await eventually('the new root is trusted', async () => (await postToken(fx, newClient)).status === 200);
+  await until(async () => (await postToken(fx, newClient)).status === 200, 'the new root is trusted');
   assert.equal((await postToken(fx, oldClient)).status, 200);
 
   const refused = async (): Promise<number> => (await fx.issuer.metrics.reloads.get()).values.find((v) => v.labels['what'] === 'bundle' && v.labels['outcome'] === 'refused')?.value ?? 0;
   let before = await refused();
   await writeFile(fx.bundleFile, '-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n');
-  await eventually('the broken bundle is refused', async () => (await refused()) > before);
+  await until(async () => (await refused()) > before, 'the broken bundle is refused');
   assert.equal((await postToken(fx, newClient)).status, 200, 'the last good bundle stays');
   assert.equal((await postToken(fx, oldClient)).status, 200);
 
   // A leaf certificate is not a trust anchor: refused as well.
   before = await refused();
   await writeFile(fx.bundleFile, (await next.issueServerCert({ dnsNames: ['x.example.org'] })).certPem);
-  await eventually('the non-CA bundle is refused', async () => (await refused()) > before);
+  await until(async () => (await refused()) > before, 'the non-CA bundle is refused');
   assert.equal((await postToken(fx, oldClient)).status, 200);
 
   await writeFile(fx.bundleFile, next.certPem);
-  await eventually('the old root is dropped', async () => (await postToken(fx, oldClient)).status === 401);
+  await until(async () => (await postToken(fx, oldClient)).status === 401, 'the old root is dropped');
   assert.equal((await postToken(fx, newClient)).status, 200);
   assert.equal(await viaKept(), 401, 'the kept-alive connection of the old root is refused too');
 });

@@ -1,7 +1,6 @@
 // A running issuer on loopback with PKI minted at test time: a DevCa trust domain, a keys directory,
 // a bundle file and a serving certificate in a temp dir; and an mTLS client (undici) for any SVID.
 import { generateKeyPairSync } from 'node:crypto';
-import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -62,15 +61,6 @@ export async function writeSecret(dir: string, files: Record<string, string>): P
   for (const name of visible) if (!(name in files)) await rm(join(dir, name));
   for (const name of Object.keys(files)) if (!visible.includes(name)) await symlink(join('..data', name), join(dir, name));
   for (const old of (await readdir(dir)).filter((n) => n.startsWith('..20') && n !== stamp)) await rm(join(dir, old), { recursive: true });
-}
-
-/** Polls until `check` holds (file watching is asynchronous); fails after many tries. */
-export async function eventually(what: string, check: () => Promise<boolean> | boolean): Promise<void> {
-  for (let i = 0; i < 400; i++) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  assert.fail(`never happened: ${what}`);
 }
 
 export function rsaKeyPem(bits = 2048): string {

@@ -10,8 +10,9 @@ import { isConnectorError } from '../../src/base/errors.ts';
 import { silentLogger } from '../../src/ops/logger.ts';
 import { createJwtExchangeSource } from '../../src/sources/jwt-exchange.ts';
 import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
-import { AUDIENCES, TRUST_DOMAIN, eventually, startFixture, type Fixture } from './fixture.ts';
+import { AUDIENCES, TRUST_DOMAIN, startFixture, type Fixture } from './fixture.ts';
 import { TestX509Source } from './x509-source.ts';
+import { until } from '../helpers/until.ts';
 
 const ID = `spiffe://${TRUST_DOMAIN}/ns/default/sa/app`;
 const AWS = AUDIENCES[0] ?? '';
@@ -64,8 +65,8 @@ test('refreshed at half life', async (t) => {
   await clock.advance(1_600_000); // before the earliest refresh: half life (1800 s) less up to 10 % jitter = 1620 s
   assert.equal(await issued(fx), 1);
   await clock.advance(200_000);
-  await eventually('the refresh reached the issuer', async () => (await issued(fx)) === 2);
-  await eventually('the new token is served', async () => (await source.fetchJwtSvid(AWS, signal())).token.reveal() !== first.token.reveal());
+  await until(async () => (await issued(fx)) === 2, 'the refresh reached the issuer');
+  await until(async () => (await source.fetchJwtSvid(AWS, signal())).token.reveal() !== first.token.reveal(), 'the new token is served');
   const second = await source.fetchJwtSvid(AWS, signal());
   assert.ok(second.expiresAt > first.expiresAt);
 });
@@ -96,7 +97,7 @@ test('a rotated X.509-SVID is presented from the next request on; subscribers he
     void source.fetchJwtSvid(AWS, signal()).then((s) => heard.push(s.id.toString()));
   });
   x509.rotate(await mint('/ns/default/sa/app-v2'));
-  await eventually('subscribers were told', () => heard.length > 0);
+  await until(() => heard.length > 0, 'subscribers were told');
   assert.deepEqual(heard, [rotatedId]);
   assert.equal((await source.fetchJwtSvid(AWS, signal())).id.toString(), rotatedId);
   // A new audience also goes out with the new certificate.

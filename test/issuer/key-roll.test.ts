@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { ManualClock } from '../../src/base/clock.ts';
-import { AUDIENCES, TRUST_DOMAIN, eventually, postToken, rsaKeyPem, startFixture, writeSecret, type Fixture } from './fixture.ts';
+import { AUDIENCES, TRUST_DOMAIN, postToken, rsaKeyPem, startFixture, writeSecret, type Fixture } from './fixture.ts';
+import { until } from '../helpers/until.ts';
 
 const ID = `spiffe://${TRUST_DOMAIN}/ns/default/sa/app`;
 
@@ -41,7 +42,7 @@ test('key roll in a Secret mount: add → the new key signs, old tokens verify; 
   // Add a newer key (by name): published and signing once the watcher has seen the swap.
   const keyB = rsaKeyPem();
   await writeSecret(fx.keysDir, { '2026-01.pem': keyA, '2026-02.pem': keyB });
-  await eventually('the JWKS holds both keys', async () => (await jwksKids(fx)).length === 2);
+  await until(async () => (await jwksKids(fx)).length === 2, 'the JWKS holds both keys');
   const kidB = (await jwksKids(fx)).find((k) => k !== kidA);
   const t2 = await token(fx, svid);
   assert.equal(kidOf(t2), kidB);
@@ -50,18 +51,18 @@ test('key roll in a Secret mount: add → the new key signs, old tokens verify; 
 
   // A weak key in the next version: the whole set is refused, the last good one stays.
   await writeSecret(fx.keysDir, { '2026-01.pem': keyA, '2026-02.pem': keyB, '2026-03.pem': rsaKeyPem(1024) });
-  await eventually('the weak key is refused', async () => /reloads_total\{what="keys",outcome="refused"\} 1/.test(await fx.issuer.metrics.text()));
+  await until(async () => /reloads_total\{what="keys",outcome="refused"\} 1/.test(await fx.issuer.metrics.text()), 'the weak key is refused');
   assert.deepEqual((await jwksKids(fx)).sort(), [kidA, kidB].sort());
   assert.equal(kidOf(await token(fx, svid)), kidB);
 
   // A malformed key likewise.
   await writeSecret(fx.keysDir, { '2026-01.pem': keyA, '2026-02.pem': keyB, '2026-03.pem': '-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n' });
-  await eventually('the malformed key is refused', async () => /reloads_total\{what="keys",outcome="refused"\} 2/.test(await fx.issuer.metrics.text()));
+  await until(async () => /reloads_total\{what="keys",outcome="refused"\} 2/.test(await fx.issuer.metrics.text()), 'the malformed key is refused');
   assert.equal(kidOf(await token(fx, svid)), kidB);
 
   // Retire the old key: tokens it signed stop verifying, the new key's still do.
   await writeSecret(fx.keysDir, { '2026-02.pem': keyB });
-  await eventually('the JWKS holds only the new key', async () => (await jwksKids(fx)).length === 1);
+  await until(async () => (await jwksKids(fx)).length === 1, 'the JWKS holds only the new key');
   assert.deepEqual(await jwksKids(fx), [kidB]);
   await assert.rejects(verify(fx, t1), { code: 'ERR_JWKS_NO_MATCHING_KEY' });
   await verify(fx, t2);

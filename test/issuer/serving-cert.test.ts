@@ -5,7 +5,8 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { connect } from 'node:tls';
-import { eventually, startFixture, type Fixture } from './fixture.ts';
+import { startFixture, type Fixture } from './fixture.ts';
+import { until } from '../helpers/until.ts';
 
 /** The serial number of the certificate the token endpoint presents to a new connection. */
 function servedSerial(fx: Fixture): Promise<string> {
@@ -28,13 +29,13 @@ test('serving certificate: renewed in place → served to new connections; a mis
   const renewedSerial = new X509Certificate(renewed.certPem).serialNumber;
   await writeFile(join(fx.dir, 'tls.key'), renewed.keyPem);
   await writeFile(join(fx.dir, 'tls.crt'), renewed.certPem);
-  await eventually('the renewed certificate is served', async () => (await servedSerial(fx)) === renewedSerial);
+  await until(async () => (await servedSerial(fx)) === renewedSerial, 'the renewed certificate is served');
   assert.notEqual(renewedSerial, first);
 
   const refused = async (): Promise<number> => (await fx.issuer.metrics.reloads.get()).values.find((v) => v.labels['what'] === 'serving_cert' && v.labels['outcome'] === 'refused')?.value ?? 0;
   const before = await refused();
   const other = await fx.ca.issueServerCert({ dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
   await writeFile(join(fx.dir, 'tls.crt'), other.certPem); // the key stays the renewed one: a mismatch
-  await eventually('the mismatched pair is refused', async () => (await refused()) > before);
+  await until(async () => (await refused()) > before, 'the mismatched pair is refused');
   assert.equal(await servedSerial(fx), renewedSerial);
 });

@@ -80,7 +80,7 @@ test('the token never outlives the client SVID', async (t) => {
 
 test('refusals: each bad client gets invalid_client with 401', async (t) => {
   const fx = await startFixture(t);
-  const cases: Array<{ name: string; client: { certPem: string; keyPem: string } | undefined; reason: string }> = [];
+  const cases: Array<{ name: string; client: { certPem: string; keyPem: string } | undefined; reason: string; says?: RegExp }> = [];
   const foreign = await DevCa.create({ trustDomain: 'other.org' });
   cases.push({ name: 'foreign trust domain', client: await foreign.issueX509Svid({ spiffeId: 'spiffe://other.org/ns/default/sa/app' }), reason: 'foreign_trust_domain' });
   const other = await mintBad(fx.ca, 'other-trust-domain');
@@ -90,12 +90,14 @@ test('refusals: each bad client gets invalid_client with 401', async (t) => {
   cases.push({ name: 'no URI SAN', client: await mintBad(fx.ca, 'no-uri-san'), reason: 'invalid_svid' });
   cases.push({ name: 'two URI SANs', client: await mintBad(fx.ca, 'two-uri-sans'), reason: 'invalid_svid' });
   cases.push({ name: 'a CA the bundle does not hold', client: await mintBad(fx.ca, 'foreign-ca'), reason: 'invalid_svid' });
+  cases.push({ name: 'an unknown critical extension', client: await mintBad(fx.ca, 'unknown-critical-extension'), reason: 'invalid_svid', says: /critical extension/ });
   cases.push({ name: 'no client certificate', client: undefined, reason: 'no_client_certificate' });
   for (const c of cases) {
     const answer = await postToken(fx, c.client);
     assert.equal(answer.status, 401, `${c.name}: ${JSON.stringify(answer.body)}`);
     assert.equal(answer.body['error'], 'invalid_client', c.name);
     assert.equal(typeof answer.body['error_description'], 'string', c.name);
+    if (c.says) assert.match(answer.body['error_description'] as string, c.says, c.name);
     assert.equal(answer.body['access_token'], undefined, c.name);
   }
   const metrics = await (await fetch(`${fx.issuer.opsUrl}/metrics`)).text();

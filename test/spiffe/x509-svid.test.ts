@@ -172,6 +172,7 @@ const EXPECTED: Record<BadSvidKind, string> = {
   'intermediate-no-key-cert-sign': 'lacks keyCertSign',
   'key-mismatch': 'the private key does not match the leaf certificate',
   'truncated-pem': 'BEGIN without a matching END',
+  'unknown-critical-extension': 'has critical extension(s) 1.3.6.1.4.1.99999.1.2.3 that this verifier does not process',
 };
 
 /** The same certificates refused by verifyX509Svid alone (the issuer's mTLS path, no key). */

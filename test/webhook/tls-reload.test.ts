@@ -4,17 +4,9 @@ import { X509Certificate } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { ManualClock } from '../../src/base/clock.ts';
 import { podReview, startHarness } from './harness.ts';
-
-async function eventually(check: () => Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (await check()) return;
-    await sleep(10);
-  }
-  assert.fail('the condition never became true');
-}
+import { until } from '../helpers/until.ts';
 
 test('a renewed serving certificate is picked up on the next poll; a broken one is refused', async (t) => {
   const clock = new ManualClock(Date.now());
@@ -28,13 +20,13 @@ test('a renewed serving certificate is picked up on the next poll; a broken one 
   await writeFile(h.certFile, renewed.certPem);
   await clock.advance(60_000);
   const expected = new X509Certificate(renewed.certPem).fingerprint256;
-  await eventually(async () => (await h.peerFingerprint()) === expected);
+  await until(async () => (await h.peerFingerprint()) === expected, 'the renewed certificate to be served');
 
   // A half-written pair (new key, old cert) is refused; the renewed pair keeps serving.
   const other = await h.ca.issueServerCert({ dnsNames: ['x.example'] });
   await writeFile(h.keyFile, other.keyPem);
   await clock.advance(60_000);
-  await eventually(async () => /tls_reloads_total\{outcome="refused"\} 1/.test((await h.get('/metrics')).text));
+  await until(async () => /tls_reloads_total\{outcome="refused"\} 1/.test((await h.get('/metrics')).text), 'the half-written pair to be counted as refused');
   assert.equal(await h.peerFingerprint(), expected);
   const review = podReview({ metadata: {}, spec: { containers: [{ name: 'a' }] } }, 'default');
   assert.equal((await h.post(review)).status, 200, 'admission keeps working');

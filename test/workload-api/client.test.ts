@@ -16,19 +16,11 @@ import { createWorkloadApiSource, type WorkloadApiSource } from '../../src/sourc
 import type { X509Svid } from '../../src/spiffe/x509-svid.ts';
 import { DevCa, mintBad } from '../helpers/pki.ts';
 import { FakeWorkloadApi, pemChainToDer, pemKeyToPkcs8Der, x509Entry } from '../helpers/fake-workload-api.ts';
+import { until } from '../helpers/until.ts';
 
 const TD = 'example.org';
 const ID = `spiffe://${TD}/ns/default/sa/app`;
 // Manual clocks start a minute ahead of the real time at which SVIDs are minted (notBefore = minting time).
-
-/** Waits (without a time limit) until `check` is true, letting I/O run between looks. */
-async function until(check: () => boolean): Promise<void> {
-  while (!check()) await new Promise((resolve) => setTimeout(resolve, 5));
-}
-
-async function untilAsync(check: () => Promise<boolean>): Promise<void> {
-  while (!(await check())) await new Promise((resolve) => setTimeout(resolve, 5));
-}
 
 async function refusedCount(metrics: Metrics): Promise<number> {
   const { values } = await metrics.svidUpdates.get();
@@ -61,7 +53,7 @@ test('takes the first SVID from the stream, verified against its bundle, and sen
   assert.equal(source.current()?.id.toString(), ID);
   assert.equal(source.bundle()?.trustDomain.name, TD);
   assert.ok(source.bundle()?.authorities[0]?.raw.equals(pemChainToDer(ca.certPem)));
-  await until(() => fake.callCount('FetchX509Bundles') > 0 && fake.callCount('FetchJWTBundles') > 0);
+  await until(() => fake.callCount('FetchX509Bundles') > 0 && fake.callCount('FetchJWTBundles') > 0, "fake.callCount('FetchX509Bundles') > 0 && fake.callCount('FetchJWTBundles') > 0");
   assert.ok(fake.calls.length >= 3);
   for (const call of fake.calls) assert.deepEqual(call.header, ['true'], `${call.rpc} carried the security header`);
 });
@@ -87,14 +79,14 @@ test('picks up each rotation and keeps the last good SVID through a clean end, U
   // Rotation on the open stream.
   const second = await ca.issueX509Svid({ spiffeId: ID });
   fake.setX509({ svids: [x509Entry(second, ca)] });
-  await until(() => seen.length === 2);
+  await until(() => seen.length === 2, 'seen.length === 2');
   const secondSerial = serial(source);
   assert.notEqual(secondSerial, firstSerial);
 
   // The agent ends the stream cleanly: reopened at once (no backoff), SVID kept.
   const opened = fake.callCount('FetchX509SVID');
   fake.dropStreams(grpc.status.OK);
-  await until(() => fake.callCount('FetchX509SVID') === opened + 1 && fake.openStreams('FetchX509SVID') === 1);
+  await until(() => fake.callCount('FetchX509SVID') === opened + 1 && fake.openStreams('FetchX509SVID') === 1, "fake.callCount('FetchX509SVID') === opened + 1 && fake.openStreams('FetchX509SVID') === 1");
   assert.equal(serial(source), secondSerial);
 
   // The agent restarts: the stream fails and new calls answer Unavailable. The SVID stays.
@@ -103,7 +95,7 @@ test('picks up each rotation and keeps the last good SVID through a clean end, U
   const failingFrom = fake.callCount('FetchX509SVID');
   for (let i = 0; i < 3; i++) {
     await clock.advance(60_000);
-    await until(() => fake.callCount('FetchX509SVID') > failingFrom + i);
+    await until(() => fake.callCount('FetchX509SVID') > failingFrom + i, "fake.callCount('FetchX509SVID') > failingFrom + i");
   }
   assert.equal(serial(source), secondSerial, 'the last good SVID is served while the agent is unavailable');
   assert.ok(source.current());
@@ -112,11 +104,16 @@ test('picks up each rotation and keeps the last good SVID through a clean end, U
   const third = await ca.issueX509Svid({ spiffeId: ID });
   fake.setX509({ svids: [x509Entry(third, ca)] });
   fake.failWith(undefined);
-  while (fake.openStreams('FetchX509SVID') === 0) {
-    await clock.advance(1_000);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-  await until(() => serial(source) !== secondSerial);
+  await until(
+    async () => {
+      if (fake.openStreams('FetchX509SVID') > 0) return true;
+      await clock.advance(1_000);
+      return false;
+    },
+    'the FetchX509SVID stream to be reopened after the agent recovers',
+    { intervalMs: 5 },
+  );
+  await until(() => serial(source) !== secondSerial, 'serial(source) !== secondSerial');
   assert.equal(seen.length, 3);
   assert.notEqual(serial(source), firstSerial);
 });
@@ -132,6 +129,7 @@ test('refuses malformed DER, a key that does not match and an SVID of another tr
 
   const mismatch = await mintBad(ca, 'key-mismatch');
   const otherTd = await mintBad(ca, 'other-trust-domain');
+  const critical = await mintBad(ca, 'unknown-critical-extension');
   const otherCa = await DevCa.create({ trustDomain: 'other.example.org' });
   const otherSvid = await otherCa.issueX509Svid({ spiffeId: 'spiffe://other.example.org/ns/default/sa/app' });
   const entry = x509Entry(good, ca);
@@ -143,18 +141,20 @@ test('refuses malformed DER, a key that does not match and an SVID of another tr
     ['other trust domain, its own bundle', x509Entry(otherSvid, otherCa)],
     ['other trust domain, our bundle', { spiffe_id: otherTd.spiffeId ?? '', x509_svid: pemChainToDer(otherTd.certPem), x509_svid_key: pemKeyToPkcs8Der(otherTd.keyPem), bundle: pemChainToDer(ca.certPem), hint: '' }],
     ['no SVIDs', undefined],
+    ['an unknown critical extension', { ...entry, x509_svid: pemChainToDer(critical.certPem), x509_svid_key: pemKeyToPkcs8Der(critical.keyPem) }],
+    ['entry spiffe_id not the certificate\'s URI SAN', { ...entry, spiffe_id: `spiffe://${TD}/ns/default/sa/admin` }],
   ];
   for (const [what, svid] of bad) {
     const refusedBefore = await refusedCount(metrics);
     fake.setX509({ svids: svid ? [svid as never] : [] });
-    await untilAsync(async () => (await refusedCount(metrics)) === refusedBefore + 1);
+    await until(async () => (await refusedCount(metrics)) === refusedBefore + 1, `${what}: the refusal to be counted`);
     assert.equal(serial(source), goodSerial, `${what}: last good SVID kept`);
     assert.equal(seen.length, 1, `${what}: subscribers not told`);
   }
   assert.equal(fake.callCount('FetchX509SVID'), baseline, 'bad messages do not break the stream');
   // And a good one after them is taken.
   fake.setX509({ svids: [x509Entry(await ca.issueX509Svid({ spiffeId: ID }), ca)] });
-  await until(() => seen.length === 2);
+  await until(() => seen.length === 2, 'seen.length === 2');
   assert.notEqual(serial(source), goodSerial);
 });
 
@@ -163,9 +163,11 @@ test('InvalidArgument is not retried: whenReady rejects and no further call is m
   fake.failWith(grpc.status.INVALID_ARGUMENT, 'bad request');
   await source.start();
   await assert.rejects(source.whenReady(), (e: unknown) => e instanceof ConnectorError && e.code === 'upstream_rejected' && !e.retryable);
-  await until(() => fake.callCount('FetchX509Bundles') === 1 && fake.callCount('FetchJWTBundles') === 1);
+  await until(() => fake.callCount('FetchX509Bundles') === 1 && fake.callCount('FetchJWTBundles') === 1, "fake.callCount('FetchX509Bundles') === 1 && fake.callCount('FetchJWTBundles') === 1");
+  // Nothing left that could call again: no retry on the clock, no stream open. Then ten minutes pass.
+  assert.equal(clock.pendingTimers(), 0, 'no retry is scheduled');
+  assert.equal(fake.openStreams('FetchX509SVID') + fake.openStreams('FetchX509Bundles') + fake.openStreams('FetchJWTBundles'), 0);
   await clock.advance(10 * 60_000);
-  await new Promise((resolve) => setTimeout(resolve, 50));
   assert.equal(fake.callCount('FetchX509SVID'), 1);
   assert.equal(fake.callCount('FetchX509Bundles'), 1);
   assert.equal(fake.callCount('FetchJWTBundles'), 1);
@@ -176,18 +178,24 @@ test('PermissionDenied is retried with backoff; Unimplemented is not retried', a
   const { fake, clock, source } = await setup(t);
   fake.failWith(grpc.status.PERMISSION_DENIED, 'no identity issued');
   await source.start();
-  await until(() => fake.callCount('FetchX509SVID') === 1);
+  await until(() => fake.callCount('FetchX509SVID') === 1, "fake.callCount('FetchX509SVID') === 1");
   await clock.advance(60_000);
-  await until(() => fake.callCount('FetchX509SVID') >= 2);
+  await until(() => fake.callCount('FetchX509SVID') >= 2, "fake.callCount('FetchX509SVID') >= 2");
   fake.failWith(grpc.status.UNIMPLEMENTED, 'not here');
-  while (!source.finalError()) {
-    await clock.advance(30_000);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
+  await until(
+    async () => {
+      if (source.finalError() !== undefined) return true;
+      await clock.advance(30_000);
+      return false;
+    },
+    'Unimplemented to end the retries',
+    { intervalMs: 5 },
+  );
   assert.equal(source.finalError()?.upstreamCode, 'UNIMPLEMENTED');
   const calls = fake.callCount('FetchX509SVID');
+  assert.equal(clock.pendingTimers(), 0, 'no retry is scheduled after Unimplemented');
+  assert.equal(fake.openStreams('FetchX509SVID'), 0);
   await clock.advance(10 * 60_000);
-  await new Promise((resolve) => setTimeout(resolve, 50));
   assert.equal(fake.callCount('FetchX509SVID'), calls, 'no call after Unimplemented');
 });
 
@@ -215,7 +223,7 @@ test('JWT-SVIDs: fetched per audience with the header, cached, refreshed at half
 
   // Half of a 300 s life (minus at most 10 % jitter) later, both are fetched again.
   await clock.advance(151_000);
-  await until(() => minted.length === 4);
+  await until(() => minted.length === 4, 'minted.length === 4');
   for (const call of fake.calls.filter((c) => c.rpc === 'FetchJWTSVID')) assert.deepEqual(call.header, ['true']);
 });
 
@@ -232,6 +240,10 @@ test('JWT-SVID refusals: InvalidArgument is final, a token of another trust doma
   const other = 'spiffe://other.org/app';
   fake.onFetchJwt(async (audience) => [{ spiffe_id: other, svid: await signer.sign({ sub: other, aud: audience }) }]);
   await assert.rejects(source.fetchJwtSvid('b', AbortSignal.timeout(60_000)), (e: unknown) => e instanceof ConnectorError && /outside the configured trust domain/.test(e.message));
+  // An entry that names one identity and carries a token for another is refused.
+  const admin = `spiffe://${TD}/ns/default/sa/admin`;
+  fake.onFetchJwt(async (audience) => [{ spiffe_id: ID, svid: await signer.sign({ sub: admin, aud: audience }) }]);
+  await assert.rejects(source.fetchJwtSvid('c', AbortSignal.timeout(60_000)), (e: unknown) => e instanceof ConnectorError && /the entry names .* but the token's sub is/.test(e.message));
 });
 
 test('an agent that goes away and comes back on the same socket is reconnected to', async (t) => {
@@ -253,9 +265,14 @@ test('an agent that goes away and comes back on the same socket is reconnected t
   t.after(() => revived.close());
   revived.setX509({ svids: [x509Entry(await ca.issueX509Svid({ spiffeId: ID }), ca)] });
   assert.equal(serial(source), before, 'kept while the agent is gone');
-  while (serial(source) === before) {
-    await clock.advance(1_000);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  await until(
+    async () => {
+      if (serial(source) !== before) return true;
+      await clock.advance(1_000);
+      return false;
+    },
+    'an SVID from the revived agent',
+    { intervalMs: 20 },
+  );
   assert.equal(source.current()?.id.toString(), ID);
 });

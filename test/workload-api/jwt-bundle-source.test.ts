@@ -8,6 +8,7 @@ import { ManualClock } from '../../src/base/clock.ts';
 import { silentLogger } from '../../src/ops/logger.ts';
 import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
 import { startJwksBundleSource } from '../../src/surfaces/workload-api/jwt-bundle-source.ts';
+import { until } from '../helpers/until.ts';
 
 async function serve(handler: (path: string) => { status: number; body: unknown }): Promise<{ url: string; server: Server; hits: string[] }> {
   const hits: string[] = [];
@@ -52,14 +53,14 @@ test('keeps the last good bundle while fetches fail, retries with backoff, and t
   status = 503;
   const before = jwks.hits.length;
   await clock.advance(60_000);
-  await until(() => jwks.hits.length > before);
+  await until(() => jwks.hits.length > before, 'jwks.hits.length > before');
   assert.deepEqual(source.current()?.keys.map((k) => k.kid), ['one'], 'kept while the JWKS is unavailable');
 
   status = 200;
   keys = [{ ...(keys[0] as object), kid: 'two' }];
   const failing = jwks.hits.length;
   await clock.advance(5_000);
-  await until(() => jwks.hits.length > failing && seen.length === 1);
+  await until(() => jwks.hits.length > failing && seen.length === 1, 'jwks.hits.length > failing && seen.length === 1');
   assert.deepEqual(seen, [['two']]);
 });
 
@@ -72,6 +73,3 @@ test('a discovery document whose jwks_uri is plain http on a non-loopback host i
   assert.deepEqual(issuer.hits, ['/', '/.well-known/openid-configuration'], 'no request to the http jwks_uri');
 });
 
-async function until(check: () => boolean): Promise<void> {
-  while (!check()) await new Promise((resolve) => setTimeout(resolve, 5));
-}

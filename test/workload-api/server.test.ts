@@ -20,6 +20,7 @@ import { startWorkloadApiServer } from '../../src/surfaces/workload-api/server.t
 import { workloadApiEnv } from '../../src/surfaces/workload-api/env.ts';
 import { devX509Source, signerJwtSource, type TestJwtSource, type TestX509Source } from '../helpers/identity.ts';
 import { loadSpecProto } from '../helpers/fake-workload-api.ts';
+import { until } from '../helpers/until.ts';
 
 const TD = 'example.org';
 const ID = `spiffe://${TD}/ns/default/sa/app`;
@@ -33,10 +34,6 @@ interface Harness {
   jwt: TestJwtSource;
   signer: DevOidcSigner;
   close: () => Promise<void>;
-}
-
-async function until(check: () => boolean): Promise<void> {
-  while (!check()) await new Promise((resolve) => setTimeout(resolve, 5));
 }
 
 async function harness(t: TestContext, opts: { jwtBundle?: boolean } = {}): Promise<Harness> {
@@ -115,13 +112,13 @@ test('every RPC without the security header is refused with InvalidArgument, as 
 test('FetchX509SVID stays open and sends the full state on each of two rotations', async (t) => {
   const h = await harness(t);
   const s = stream(h.client, 'FetchX509SVID');
-  await until(() => s.messages.length === 1);
+  await until(() => s.messages.length === 1, 's.messages.length === 1');
   const serials = [h.x509.current()?.certificates[0]?.serialNumber];
   await h.x509.rotate();
-  await until(() => s.messages.length === 2);
+  await until(() => s.messages.length === 2, 's.messages.length === 2');
   serials.push(h.x509.current()?.certificates[0]?.serialNumber);
   await h.x509.rotate();
-  await until(() => s.messages.length === 3);
+  await until(() => s.messages.length === 3, 's.messages.length === 3');
   serials.push(h.x509.current()?.certificates[0]?.serialNumber);
   assert.equal(new Set(serials).size, 3);
 
@@ -146,13 +143,13 @@ test('FetchX509SVID stays open and sends the full state on each of two rotations
 test('FetchX509Bundles is keyed by the trust domain ID; FetchJWTBundles serves the issuer JWKS as a SPIFFE bundle', async (t) => {
   const h = await harness(t);
   const x = stream(h.client, 'FetchX509Bundles');
-  await until(() => x.messages.length === 1);
+  await until(() => x.messages.length === 1, 'x.messages.length === 1');
   const bundles = x.messages[0]?.['bundles'] as Record<string, Buffer>;
   assert.deepEqual(Object.keys(bundles), [`spiffe://${TD}`]);
   assert.ok(new X509Certificate(bundles[`spiffe://${TD}`] as Buffer).raw.equals(new X509Certificate(h.x509.ca.certPem).raw));
 
   const j = stream(h.client, 'FetchJWTBundles');
-  await until(() => j.messages.length === 1);
+  await until(() => j.messages.length === 1, 'j.messages.length === 1');
   const jwt = j.messages[0]?.['bundles'] as Record<string, Buffer>;
   assert.deepEqual(Object.keys(jwt), [`spiffe://${TD}`]);
   const doc = JSON.parse((jwt[`spiffe://${TD}`] as Buffer).toString('utf8')) as { keys: { kid: string; use: string; kty: string; d?: string }[] };
@@ -236,7 +233,7 @@ test('the socket is 0660, a stale socket file is replaced, anything else at the 
   const client = new (loadSpecProto())(`unix://${path}`, grpc.credentials.createInsecure()) as unknown as Client;
   t.after(() => client.close());
   const s = stream(client, 'FetchX509SVID');
-  await until(() => s.messages.length === 1);
+  await until(() => s.messages.length === 1, 's.messages.length === 1');
   await server.close();
   const status = await s.ended;
   assert.equal(status.code, grpc.status.UNAVAILABLE);

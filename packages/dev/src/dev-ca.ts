@@ -50,6 +50,8 @@ export interface CertificateSpec {
   keyType?: DevKeyType;
   /** PEM encoding of the returned private key; default pkcs8. */
   keyFormat?: DevKeyFormat;
+  /** Tests only: more extensions, as given (an unknown critical one, for instance). */
+  extraExtensions?: readonly { oid: string; critical: boolean; value: Uint8Array }[];
 }
 
 export interface IssuedCertificate {
@@ -311,6 +313,7 @@ export class DevCa {
     }
     extensions.push(await x509.SubjectKeyIdentifierExtension.create(key.keys.publicKey));
     extensions.push(await x509.AuthorityKeyIdentifierExtension.create(this.#key.keys.publicKey));
+    for (const e of spec.extraExtensions ?? []) extensions.push(new x509.Extension(e.oid, e.critical, e.value));
     const cert = await x509.X509CertificateGenerator.create({
       serialNumber: serial,
       subject,
