@@ -11,7 +11,7 @@ import { parseJwtSvidInsecure } from '../spiffe/jwt-svid.ts';
 import { TrustDomain } from '../spiffe/spiffe-id.ts';
 
 /** Env values that are secrets: `check` output lands in logs and tickets, so it does not show them. */
-const SECRET_ENV = new Set(['IDENTITY_HEADER']);
+const SECRET_ENV = new Set(['IDENTITY_HEADER', 'AWS_CONTAINER_AUTHORIZATION_TOKEN']);
 
 export interface CheckReport {
   readonly ok: boolean;

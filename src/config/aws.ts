@@ -47,6 +47,18 @@ export const awsSchema = z
     stsEndpoint: httpsUrl.optional(),
     /** Serve the container-credentials endpoint (the per-container token: the surface to prefer). */
     containerCredentials: z.boolean().default(true),
+    /**
+     * The container-credentials token, also given to the app as the literal AWS_CONTAINER_AUTHORIZATION_TOKEN
+     * for SDKs released before AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE (README.md "Compatibility"). It must stay
+     * the same for the pod's life (the app reads it once, at start), so it is configured, not generated: the
+     * webhook sets one per pod (annotation aws-legacy-token). Unset: a fresh token in the token file only.
+     */
+    containerAuthorizationToken: z
+      .string()
+      .min(32, 'must be at least 32 characters')
+      .max(256, 'must be at most 256 characters')
+      .regex(/^[A-Za-z0-9._~+/=-]+$/, 'must be letters, digits and ._~+/=- only (it travels in an HTTP header)')
+      .optional(),
     /** Also emulate EC2 IMDSv2, which any process in the pod can read (it carries no per-container secret). */
     imds: z.boolean().default(true),
     /** Sign Roles Anywhere CreateSession with the X.509-SVID instead of exchanging a JWT-SVID at STS. */

@@ -5,8 +5,12 @@ import type { MutationContext, MutationResult, ServiceAccountAnnotations } from 
 import { admitPod } from './mutate.ts';
 import type { Pod } from './pod.ts';
 
-/** Matches the identity-header rule (azure.ts), and cannot come from a pod: pods containing it bypass the cache. */
+/**
+ * Matches the identity-header and AWS token rules (azure.ts, aws.ts: at least 32 characters with its number), and
+ * cannot come from a pod: pods containing it bypass the cache. Numbered, so each per-pod secret gets its own value.
+ */
 const PLACEHOLDER = 'spiffe-connector.per-pod-secret.placeholder';
+const NUMBERED = /spiffe-connector\.per-pod-secret\.placeholder-(\d{4})/g;
 
 export interface Admission {
   readonly result: MutationResult;
@@ -36,7 +40,8 @@ export class AdmissionCache {
       this.#entries.delete(key);
       this.#entries.set(key, entry);
     } else {
-      entry = serialize(admitPod(pod, { ...context, randomSecret: () => PLACEHOLDER }, serviceAccount));
+      let n = 0;
+      entry = serialize(admitPod(pod, { ...context, randomSecret: () => `${PLACEHOLDER}-${String(n++).padStart(4, '0')}` }, serviceAccount));
       if (this.#entries.size >= this.#max) {
         const oldest = this.#entries.keys().next().value;
         if (oldest !== undefined) this.#entries.delete(oldest);
@@ -44,7 +49,15 @@ export class AdmissionCache {
       this.#entries.set(key, entry);
     }
     if (entry.patchJson === undefined || !entry.patchJson.includes(PLACEHOLDER)) return entry;
-    return { result: entry.result, patchJson: entry.patchJson.split(PLACEHOLDER).join(context.randomSecret()) };
+    const fresh = new Map<string, string>();
+    const patchJson = entry.patchJson.replace(NUMBERED, (_all, n: string) => {
+      const known = fresh.get(n);
+      if (known !== undefined) return known;
+      const secret = context.randomSecret();
+      fresh.set(n, secret);
+      return secret;
+    });
+    return { result: entry.result, patchJson };
   }
 }
 

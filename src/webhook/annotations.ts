@@ -33,6 +33,13 @@ export const ANNOTATIONS: readonly AnnotationSpec[] = [
   { name: 'aws-audience', kind: 'string', cloud: 'aws', path: ['aws', 'audience'], description: 'audience of the JWT-SVID sent to STS (the IAM OIDC provider client ID)' },
   { name: 'aws-session-duration', kind: 'seconds', cloud: 'aws', path: ['aws', 'sessionDurationSeconds'], description: 'seconds the role session lasts (900-43200)' },
   { name: 'aws-imds', kind: 'bool', cloud: 'aws', path: ['aws', 'imds'], description: '"true" also emulates EC2 IMDSv2, which every process in the pod can read (no per-container secret); off by default' },
+  {
+    name: 'aws-legacy-token',
+    kind: 'bool',
+    cloud: 'aws',
+    path: ['aws', 'containerAuthorizationToken'],
+    description: '"true" also gives the app the literal AWS_CONTAINER_AUTHORIZATION_TOKEN (a per-pod token the webhook generates, visible in the pod spec) for AWS SDKs that predate the token file; off by default',
+  },
   { name: 'aws-trust-anchor-arn', kind: 'string', cloud: 'aws', path: ['aws', 'rolesAnywhere', 'trustAnchorArn'], description: 'IAM Roles Anywhere trust anchor: sign CreateSession with the X.509-SVID instead of a JWT-SVID (with aws-profile-arn)' },
   { name: 'aws-profile-arn', kind: 'string', cloud: 'aws', path: ['aws', 'rolesAnywhere', 'profileArn'], description: 'IAM Roles Anywhere profile that lists the role (with aws-trust-anchor-arn)' },
   { name: 'gcp-workload-identity-provider', kind: 'string', cloud: 'gcp', path: ['gcp', 'workloadIdentityProvider'], description: 'projects/<number>/locations/global/workloadIdentityPools/<pool>/providers/<provider>; serves Google Cloud' },

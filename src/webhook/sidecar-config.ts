@@ -2,6 +2,7 @@
 // sidecar's own schema and parser (schema.ts, load.ts), every problem named by its annotation.
 import { deepFreeze, formatPath } from '../config/common.ts';
 import { WORKLOAD_IDENTITY_PROVIDER } from '../config/gcp.ts';
+import { awsSchema } from '../config/aws.ts';
 import { azureSchema } from '../config/azure.ts';
 import { sidecarSchema, type SidecarConfig } from '../config/schema.ts';
 import type { ClusterDefaults } from '../config/webhook.ts';
@@ -18,7 +19,7 @@ export type BuildResult = { readonly built: BuiltSidecarConfig } | { readonly pr
 
 export interface BuildOptions {
   readonly prefix: string;
-  /** A fresh random value for azure.identityHeader (one per pod). */
+  /** A fresh random value for azure.identityHeader and aws.containerAuthorizationToken (one each per pod). */
   readonly randomSecret: () => string;
 }
 
@@ -28,6 +29,7 @@ const CLOUDS: readonly Cloud[] = ['aws', 'gcp', 'azure'];
 /** The Workload API socket the sidecar serves, in the token directory the app containers mount. */
 export const WORKLOAD_API_SOCKET = 'workload-api.sock';
 const identityHeaderSchema = azureSchema.shape.identityHeader.unwrap();
+const awsTokenSchema = awsSchema.shape.containerAuthorizationToken.unwrap();
 
 function setPath(tree: Tree, path: readonly string[], value: unknown): void {
   let node = tree;
@@ -83,7 +85,7 @@ function compose(settings: PodSettings, defaults: ClusterDefaults): Tree {
     if (defaults.workloadApiJwksUrl !== undefined) server['workloadApiJwksUrl'] = defaults.workloadApiJwksUrl;
   }
   for (const [name, value] of settings.values) {
-    if (name === 'metadata-port' || name === 'ops-port' || name === 'metrics-port' || name === 'metrics-pod-wide' || name === 'workload-api') continue;
+    if (name === 'metadata-port' || name === 'ops-port' || name === 'metrics-port' || name === 'metrics-pod-wide' || name === 'workload-api' || name === 'aws-legacy-token') continue;
     const path = pathOf(name);
     if (path) setPath(raw, path, value satisfies AnnotationValue);
   }
@@ -192,6 +194,13 @@ export function buildSidecarConfig(settings: PodSettings, defaults: ClusterDefau
     const header = identityHeaderSchema.parse(options.randomSecret());
     azure['identityHeader'] = header;
     config = Object.freeze({ ...config, azure: Object.freeze({ ...config.azure, identityHeader: header }) });
+  }
+  const aws = raw['aws'] as Tree | undefined;
+  if (aws && config.aws && settings.values.get('aws-legacy-token') === true) {
+    // The literal token old AWS SDKs read: one per pod, fixed at injection, so the same for the pod's life.
+    const token = awsTokenSchema.parse(options.randomSecret());
+    aws['containerAuthorizationToken'] = token;
+    config = Object.freeze({ ...config, aws: Object.freeze({ ...config.aws, containerAuthorizationToken: token }) });
   }
   // Validated by the sidecar's own schema; the text is YAML whose every scalar is a JSON literal, so
   // parseSidecarConfig (load.ts) reads back exactly `raw` plus schema defaults, i.e. `config` (tests

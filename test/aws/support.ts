@@ -56,7 +56,7 @@ export class SignerJwtSource implements JwtSource {
   async close(): Promise<void> {}
 }
 
-export function awsConfig(overrides: { stsEndpoint: string; stateDir: string; imds?: boolean; sessionDurationSeconds?: number; audience?: string; roleArn?: string }): SidecarConfig {
+export function awsConfig(overrides: { stsEndpoint: string; stateDir: string; imds?: boolean; sessionDurationSeconds?: number; audience?: string; roleArn?: string; containerAuthorizationToken?: string }): SidecarConfig {
   return validate(
     sidecarSchema,
     {
@@ -69,6 +69,7 @@ export function awsConfig(overrides: { stsEndpoint: string; stateDir: string; im
         sessionDurationSeconds: overrides.sessionDurationSeconds ?? 3600,
         stsEndpoint: overrides.stsEndpoint,
         imds: overrides.imds ?? true,
+        ...(overrides.containerAuthorizationToken === undefined ? {} : { containerAuthorizationToken: overrides.containerAuthorizationToken }),
       },
     },
     'test config',
@@ -114,9 +115,10 @@ export async function startSidecar(options: {
   imds?: boolean;
   sessionDurationSeconds?: number;
   stsRequestTimeoutMs?: number;
+  containerAuthorizationToken?: string;
 }): Promise<Sidecar> {
   const mounted = await mountProvider({
-    config: (stateDir) => awsConfig({ stsEndpoint: options.stsEndpoint, stateDir, ...(options.imds === undefined ? {} : { imds: options.imds }), ...(options.sessionDurationSeconds ? { sessionDurationSeconds: options.sessionDurationSeconds } : {}) }),
+    config: (stateDir) => awsConfig({ stsEndpoint: options.stsEndpoint, stateDir, ...(options.imds === undefined ? {} : { imds: options.imds }), ...(options.sessionDurationSeconds ? { sessionDurationSeconds: options.sessionDurationSeconds } : {}), ...(options.containerAuthorizationToken === undefined ? {} : { containerAuthorizationToken: options.containerAuthorizationToken }) }),
     identity: { x509: undefined, jwt: options.jwt },
     clock: options.clock,
     create: (ctx) => createAwsProvider(ctx, options.stsRequestTimeoutMs === undefined ? {} : { stsRequestTimeoutMs: options.stsRequestTimeoutMs }),

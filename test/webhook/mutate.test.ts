@@ -310,3 +310,55 @@ defaults: { trustDomain: cluster.example, jwt: { exchangeUrl: "https://issuer.sp
   assert.equal('runAsUser' in (sidecar?.['securityContext'] ?? {}), false);
   assert.equal(sidecar?.['securityContext'].runAsGroup, 65532);
 });
+
+test('aws-legacy-token: the app gets the literal AWS_CONTAINER_AUTHORIZATION_TOKEN, the sidecar config the same per-pod token', async () => {
+  const { parseSidecarConfig } = await import('../../src/config/load.ts');
+  const token = 'legacy-token-0123456789abcdefghijklmnopqrstuvwxyz';
+  const r = injected(admitPod(pod({ ...AWS, [`${P}aws-legacy-token`]: 'true' }), { config: config(), randomSecret: () => token }));
+  const env = r.patch.filter((op) => op.path === '/spec/containers/0/env').flatMap((op) => op.value as Array<{ name: string; value: string }>);
+  assert.equal(env.find((e) => e.name === 'AWS_CONTAINER_AUTHORIZATION_TOKEN')?.value, token);
+  // The file stays for the SDKs that read it (the same value: Java v2 prefers the literal, the others the file).
+  assert.equal(env.find((e) => e.name === 'AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE')?.value, '/var/run/spiffe-connector/aws-container-token');
+  const add = r.patch.find((op) => op.path.startsWith('/spec/initContainers'));
+  const value = add?.value as Array<Record<string, any>> | Record<string, any>;
+  const sidecar = Array.isArray(value) ? value[0] : value;
+  const text = ((sidecar?.['env'] ?? []) as Array<{ name: string; value: string }>).find((e) => e.name === 'SPIFFE_CONNECTOR_CONFIG')?.value ?? '';
+  assert.equal(parseSidecarConfig(text).aws?.containerAuthorizationToken, token);
+  assert.equal(r.config.aws?.containerAuthorizationToken, token);
+
+  // Off by default: no literal token anywhere.
+  const plain = injected(admit(pod(AWS)));
+  assert.doesNotMatch(JSON.stringify(plain.patch), /AWS_CONTAINER_AUTHORIZATION_TOKEN"|containerAuthorizationToken/);
+  assert.equal(deniedMessage(admit(pod({ ...AWS, [`${P}aws-legacy-token`]: 'yes' }))), `${P}aws-legacy-token: must be "true" or "false"`);
+});
+
+test('the admission cache gives the AWS token and the Azure identity header each their own fresh value per pod', async () => {
+  const { AdmissionCache } = await import('../../src/webhook/admission-cache.ts');
+  const { parseSidecarConfig } = await import('../../src/config/load.ts');
+  const cache = new AdmissionCache(2);
+  let n = 0;
+  const context = { config: config(), randomSecret: () => `fresh-secret-${String(++n).padStart(24, '0')}` };
+  const both = {
+    ...AWS,
+    [`${P}aws-legacy-token`]: 'true',
+    [`${P}azure-client-id`]: '11111111-1111-1111-1111-111111111111',
+    [`${P}azure-tenant-id`]: '00000000-0000-0000-0000-000000000000',
+  };
+  const seen = new Set<string>();
+  for (let i = 0; i < 2; i++) {
+    const patch = JSON.parse(cache.admit(pod(both), context).patchJson ?? '[]') as Array<{ path: string; value: unknown }>;
+    const env = patch.filter((op) => op.path === '/spec/containers/0/env').flatMap((op) => op.value as Array<{ name: string; value: string }>);
+    const sidecar = patch.find((op) => op.path.startsWith('/spec/initContainers'))?.value as Array<Record<string, any>> | Record<string, any>;
+    const first = Array.isArray(sidecar) ? sidecar[0] : sidecar;
+    const sidecarConfig = parseSidecarConfig(((first?.['env'] ?? []) as Array<{ name: string; value: string }>)[0]?.value ?? '');
+    const token = env.find((e) => e.name === 'AWS_CONTAINER_AUTHORIZATION_TOKEN')?.value ?? '';
+    const header = env.find((e) => e.name === 'IDENTITY_HEADER')?.value ?? '';
+    assert.match(token, /^fresh-secret-/);
+    assert.match(header, /^fresh-secret-/);
+    assert.notEqual(token, header);
+    assert.equal(sidecarConfig.aws?.containerAuthorizationToken, token);
+    assert.equal(sidecarConfig.azure?.identityHeader, header);
+    seen.add(token).add(header);
+  }
+  assert.equal(seen.size, 4, 'no two pods share a secret');
+});

@@ -1,5 +1,7 @@
 // What an app container needs to find the AWS endpoints (reference/aws.md §7.1, §7.6, §7.9): FULL_URI +
-// TOKEN_FILE (never RELATIVE_URI, which wins everywhere, nor TOKEN, which Java prefers over FILE).
+// TOKEN_FILE (never RELATIVE_URI, which wins everywhere). The literal TOKEN only when
+// aws.containerAuthorizationToken is configured, and then with the file's value: Java v2 prefers TOKEN, the
+// other SDKs FILE (README.md "Compatibility"), and both give the same answer.
 import { posix } from 'node:path';
 import type { X509Certificate } from 'node:crypto';
 import { rolesAnywhereEndpoint, rolesAnywhereRegion } from '../../config/aws.ts';
@@ -24,6 +26,7 @@ export function awsEnv(config: SidecarConfig, metadataOrigin: string): EnvLines 
   const lines: EnvLines = [];
   if (aws.containerCredentials) {
     lines.push(['AWS_CONTAINER_CREDENTIALS_FULL_URI', `${origin}${CONTAINER_CREDENTIALS_PATH}`], ['AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE', awsTokenFilePath(config)]);
+    if (aws.containerAuthorizationToken !== undefined) lines.push(['AWS_CONTAINER_AUTHORIZATION_TOKEN', aws.containerAuthorizationToken]);
   }
   if (aws.imds) lines.push(['AWS_EC2_METADATA_SERVICE_ENDPOINT', origin]);
   lines.push(['AWS_REGION', aws.region], ['AWS_DEFAULT_REGION', aws.region]);
@@ -42,7 +45,11 @@ export function describeAws(config: SidecarConfig, metadataOrigin: string): stri
   return [
     exchange,
     aws.containerCredentials
-      ? `AWS container credentials: ${origin}${CONTAINER_CREDENTIALS_PATH} (Authorization token in ${awsTokenFilePath(config)})`
+      ? `AWS container credentials: ${origin}${CONTAINER_CREDENTIALS_PATH} (Authorization token in ${awsTokenFilePath(config)}${
+          aws.containerAuthorizationToken === undefined
+            ? ')'
+            : ', and in AWS_CONTAINER_AUTHORIZATION_TOKEN for SDKs that predate the token file: aws.containerAuthorizationToken, readable by whoever can read the pod spec or the config)'
+        }`
       : 'AWS container credentials: off (aws.containerCredentials: false)',
     aws.imds
       ? `AWS IMDSv2: ${origin}/latest/ (role ${aws.roleArn.slice(aws.roleArn.lastIndexOf('/') + 1)}; any process in the pod can read it, prefer the container endpoint)`

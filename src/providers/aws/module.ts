@@ -29,7 +29,9 @@ export async function createAwsProvider(ctx: ProviderContext, options: AwsProvid
   if (!aws) throw new ConnectorError('config_invalid', 'aws: the section is missing');
   const upstream = await createAwsUpstream(ctx, options);
 
-  const authToken = new Secret(randomBytes(32).toString('base64url'));
+  // A configured token (the literal AWS_CONTAINER_AUTHORIZATION_TOKEN) is also the file's: SDKs that read
+  // both agree whichever they prefer (README.md "Compatibility").
+  const authToken = new Secret(aws.containerAuthorizationToken ?? randomBytes(32).toString('base64url'));
   await writeSecretFile(join(ctx.stateDir, AWS_CONTAINER_TOKEN_FILE), authToken, 'AWS container token file');
 
   const credentials = new CredentialCache<AwsCredentials>({
