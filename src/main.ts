@@ -1,6 +1,7 @@
 // argv → config → app → start; signals. Nothing else (STYLE.md layout).
 // Exit codes: 0 ok, 1 invalid config or identity, 2 usage, 70 an uncaught exception (see ops/stray-errors.ts).
 // SIGTERM drains and exits 0.
+import { resolve } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { systemClock } from './base/clock.ts';
 import { ConfigError } from './config/common.ts';
@@ -94,6 +95,29 @@ function oneLine(error: unknown): string {
   return toConnectorError(error).message.replace(/\s*\n\s*/g, ' ');
 }
 
+/** Prints the Google external-account credentials file whose executable source runs `gcp-subject-token`. */
+async function gcpCredentials(configFile: string, options: { executable?: string; outputFile?: string }): Promise<void> {
+  const config = await loadSidecarConfig(configFile, processEnvironment());
+  const { externalAccountFile } = await import('./commands/gcp-credentials.ts');
+  const self = options.executable === undefined ? [process.execPath, resolve(process.argv[1] ?? '')] : options.executable.trim().split(/\s+/);
+  const file = externalAccountFile(config, [...self, 'gcp-subject-token', '--config', resolve(configFile)], options.outputFile === undefined ? undefined : resolve(options.outputFile));
+  process.stdout.write(`${JSON.stringify(file, null, 2)}\n`);
+}
+
+/** The executable Google's libraries run: the response JSON on stdout (nothing on stderr, which they read too); exit 1 on failure. */
+async function gcpSubjectToken(configFile: string): Promise<void> {
+  const { gcpSubjectToken: subjectToken, failedResponse } = await import('./commands/gcp-credentials.ts');
+  const env = processEnvironment();
+  let response;
+  try {
+    response = await subjectToken(await loadSidecarConfig(configFile, env), { clock: systemClock, env });
+  } catch (error) {
+    response = failedResponse(error);
+  }
+  await new Promise<void>((done) => process.stdout.write(`${JSON.stringify(response)}\n`, () => done()));
+  process.exit(response.success ? 0 : EXIT_INVALID);
+}
+
 async function issuer(configFile: string): Promise<void> {
   exitOnStrayErrors({ name: 'spiffe-connector-issuer' });
   const { runIssuer } = await import('./issuer/run.ts');
@@ -123,6 +147,18 @@ program
   .requiredOption('-c, --config <file>', 'config file')
   .option('--role <name>', 'a role of aws.extraRoles, assumed with the base role’s credentials')
   .action((o: { config: string; role?: string }) => credentialProcess(o.config, o));
+program
+  .command('gcp-credentials')
+  .description('print a Google external-account credentials file that runs this program for the subject token (no metadata server)')
+  .requiredOption('-c, --config <file>', 'config file')
+  .option('--executable <command>', 'how the Google libraries run this program (default: this node and script, by absolute path)')
+  .option('--output-file <path>', 'where the libraries may cache the subject token between runs (written mode 0600)')
+  .action((o: { config: string; executable?: string; outputFile?: string }) => gcpCredentials(o.config, o));
+program
+  .command('gcp-subject-token')
+  .description('the executable source of gcp-credentials: prints the JWT-SVID as an executable response')
+  .requiredOption('-c, --config <file>', 'config file')
+  .action((o: { config: string }) => gcpSubjectToken(o.config));
 program.command('issuer').description('run the X.509-SVID → JWT-SVID exchange with OIDC discovery').requiredOption('-c, --config <file>', 'issuer config file').action((o: { config: string }) => issuer(o.config));
 program.command('webhook').description('run the mutating admission webhook').requiredOption('-c, --config <file>', 'webhook config file').action((o: { config: string }) => webhook(o.config));
 // Dev mode is not part of the installed program: it runs from a clone of the repository (packages/dev).
