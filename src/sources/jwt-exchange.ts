@@ -65,6 +65,8 @@ class JwtExchangeSource implements JwtSource {
   readonly #unsubscribe: Unsubscribe;
   #client: { svid: X509Svid; agent: Agent } | undefined;
   #closed = false;
+  /** A consumer has asked for a JWT-SVID: from then on, a new X.509-SVID is news to tell. */
+  #asked = false;
 
   constructor(options: JwtExchangeOptions) {
     this.#o = options;
@@ -85,6 +87,7 @@ class JwtExchangeSource implements JwtSource {
   }
 
   async fetchJwtSvid(audience: string, signal: AbortSignal): Promise<JwtSvid> {
+    this.#asked = true;
     const lookup = await this.#cache.get(audience, signal);
     if (!lookup.ok) throw lookup.error;
     const current = this.#o.x509.current();
@@ -108,12 +111,17 @@ class JwtExchangeSource implements JwtSource {
     await client?.agent.close();
   }
 
-  /** A new X.509-SVID: fetch new JWT-SVIDs with it, then tell the consumers (who will ask us again). */
+  /**
+   * A new X.509-SVID: fetch new JWT-SVIDs with it, then tell the consumers (who will ask us again). The
+   * first one, before anyone asked, is no change to anyone: telling would make each consumer exchange
+   * twice at start (its first exchange, then again for the "change").
+   */
   async #rotated(svid: X509Svid): Promise<void> {
     if (this.#closed) return;
+    const someoneAsked = this.#asked;
     this.#o.logger.info({ spiffeId: svid.id.toString(), audiences: this.#cache.size }, 'X.509-SVID rotated; exchanging it for new JWT-SVIDs');
     await this.#cache.refreshAll('X.509-SVID rotated');
-    this.#listeners.emit();
+    if (someoneAsked) this.#listeners.emit();
   }
 
   /** One mTLS client per X.509-SVID: a rotated SVID gets a fresh TLS context from the next request on. */

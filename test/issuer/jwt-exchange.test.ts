@@ -104,6 +104,20 @@ test('a rotated X.509-SVID is presented from the next request on; subscribers he
   assert.equal((await source.fetchJwtSvid(AZURE, signal())).id.toString(), rotatedId);
 });
 
+test('an X.509-SVID that arrives before anyone asked for a JWT-SVID is not announced as a change (one exchange per cloud at start)', async (t) => {
+  const { source, x509, mint } = await setup(t);
+  let told = 0;
+  source.subscribe(() => {
+    told += 1;
+  });
+  x509.rotate(await mint());
+  // The fetch takes the issuer's round trip; the rotation's handling (nothing held to refresh) is long done by then.
+  assert.equal((await source.fetchJwtSvid(AWS, signal())).id.toString(), ID);
+  assert.equal(told, 0, 'nobody held a JWT-SVID: nothing to tell');
+  x509.rotate(await mint());
+  await until(() => told === 1, 'subscribers were told of a rotation after a JWT-SVID went out');
+});
+
 test('without caFile the system roots are used: a private issuer certificate is not trusted', async (t) => {
   const { fx, x509, clock } = await setup(t);
   const source = createJwtExchangeSource({ url: fx.issuer.tokenUrl, x509, clock, logger: silentLogger() });
