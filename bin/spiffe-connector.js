@@ -1,3 +1,8 @@
 #!/usr/bin/env node
-// Entry point for the installed package: runs the compiled CLI (npm run build makes dist/).
-import('../dist/main.js');
+// Entry point: the bundled CLI that `npm run build` makes (dist/, what the image and the package run). In a
+// clone without a build, the sources instead: Node 24 runs the TypeScript as it is (npx spiffe-connector ...).
+const built = new URL('../dist/main.js', import.meta.url);
+import(built.href).catch((error) => {
+  if (error?.code !== 'ERR_MODULE_NOT_FOUND' || !String(error.url ?? error.message).includes(built.pathname)) throw error;
+  return import(new URL('../src/main.ts', import.meta.url).href);
+});

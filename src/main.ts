@@ -7,20 +7,21 @@ import { systemClock } from './base/clock.ts';
 import { ConfigError } from './config/common.ts';
 import { loadSidecarConfig, loadSidecarConfigFrom, processEnvironment, CONFIG_ENV } from './config/load.ts';
 import { toConnectorError } from './base/errors.ts';
-import { createLogger } from './ops/logger.ts';
+import { createLogger, type Logger } from './ops/logger.ts';
 import { Metrics } from './ops/metrics.ts';
 import { exitOnStrayErrors } from './ops/stray-errors.ts';
+import pkg from '../package.json' with { type: 'json' };
 
 const EXIT_INVALID = 1;
 const EXIT_USAGE = 2;
 
 /** Closes `stop` on SIGTERM/SIGINT, then exits 0. A second signal exits at once. */
-function onSignals(stop: () => Promise<void>): void {
+function onSignals(stop: () => Promise<void>, logger: Logger = createLogger()): void {
   let stopping = false;
   const handler = (signal: NodeJS.Signals): void => {
     if (stopping) process.exit(0);
     stopping = true;
-    process.stderr.write(`${JSON.stringify({ level: 'info', msg: `received ${signal}` })}\n`);
+    logger.info({ signal }, `received ${signal}`);
     stop().then(
       () => process.exit(0),
       () => process.exit(0),
@@ -52,7 +53,7 @@ async function run(configFile: string | undefined): Promise<void> {
   let app: Awaited<ReturnType<typeof startApp>> | undefined;
   onSignals(async () => {
     await app?.shutdown();
-  });
+  }, logger);
   app = await startApp(config, { clock: systemClock, logger, metrics });
 }
 
@@ -135,6 +136,7 @@ async function webhook(configFile: string): Promise<void> {
 const program = new Command()
   .name('spiffe-connector')
   .description('Turns a pod’s SPIFFE identity into short-lived AWS, Google Cloud and Azure credentials on emulated metadata endpoints.')
+  .version(pkg.version, '-V, --version', 'print the version')
   .exitOverride()
   .showHelpAfterError();
 

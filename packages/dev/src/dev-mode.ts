@@ -34,6 +34,8 @@ export interface DevOptions {
   /** How often the X.509-SVID rotates (it lives three times as long). */
   readonly rotateSeconds: number;
   readonly logger?: Logger;
+  /** With the default logger: every info line (each exchange, each rotation) instead of warnings and errors only. */
+  readonly verbose?: boolean;
   /** Where the banner goes; stdout by default. */
   readonly print?: (text: string) => void;
 }
@@ -54,7 +56,7 @@ export interface RunningDev {
 }
 
 export async function runDev(options: DevOptions): Promise<RunningDev> {
-  const logger = options.logger ?? createLogger({ level: 'info' });
+  const logger = options.logger ?? createLogger({ level: options.verbose ? 'info' : 'warn' });
   const print = options.print ?? ((text: string) => process.stdout.write(text));
   const base = await mkdtemp(join(tmpdir(), 'spiffe-connector-dev-'));
   const cleanups: Array<() => Promise<void>> = [() => rm(base, { recursive: true, force: true })];
@@ -129,7 +131,7 @@ export async function runDev(options: DevOptions): Promise<RunningDev> {
     cleanups.push(() => app.shutdown(0));
     await app.whenReady();
     const env = appEnvironment(config, app.metadataOrigin);
-    print(banner({ app, env, stsUrl: sts.url, gcpUrl: gcp.url, issuer, svidDir, rotateSeconds: options.rotateSeconds }));
+    print(banner({ app, env, stsUrl: sts.url, gcpUrl: gcp.url, entraUrl: entra.authorityHost, issuer, svidDir, rotateSeconds: options.rotateSeconds, verbose: options.verbose === true }));
     return { app, config, env, stsUrl: sts.url, gcpUrl: gcp.url, entra, sts, gcp, issuer, rotate, close: closeAll };
   } catch (error) {
     await closeAll();
@@ -137,7 +139,7 @@ export async function runDev(options: DevOptions): Promise<RunningDev> {
   }
 }
 
-function banner(o: { app: RunningApp; env: ReadonlyArray<readonly [string, string]>; stsUrl: string; gcpUrl: string; issuer: DevIssuer; svidDir: string; rotateSeconds: number }): string {
+function banner(o: { app: RunningApp; env: ReadonlyArray<readonly [string, string]>; stsUrl: string; gcpUrl: string; entraUrl: string; issuer: DevIssuer; svidDir: string; rotateSeconds: number; verbose: boolean }): string {
   const exports = o.env.map(([k, v]) => `export ${k}=${shellQuote(v)}`).join('\n');
   const origin = o.app.metadataOrigin;
   return `
@@ -148,20 +150,25 @@ spiffe-connector dev is ready: every cloud below is a local stand-in, nothing le
   issuer          ${o.issuer.issuerUrl}/.well-known/openid-configuration  (token exchange ${o.issuer.tokenUrl})
   AWS STS         ${o.stsUrl}    role ${DEV_AWS_ROLE}
   Google STS/IAM  ${o.gcpUrl}    service account ${DEV_GCP_SERVICE_ACCOUNT}
+  Entra           ${o.entraUrl}    tenant ${DEV_AZURE_TENANT}, application ${DEV_AZURE_CLIENT}
   metadata        ${origin}
   ops             ${o.app.opsUrl}/readyz  ${o.app.opsUrl}/metrics
 
-In another shell, give an app these (what \`spiffe-connector env\` prints):
+In another shell, paste these exports (what \`spiffe-connector env\` prints for this config):
 
 ${exports}
 
-Then try:
+Then, in that shell, one command per cloud:
 
+  # AWS: the CLI takes role credentials from the sidecar's container endpoint
   aws sts get-caller-identity --endpoint-url ${o.stsUrl}
-  curl -s -H 'Metadata-Flavor: Google' ${origin}/computeMetadata/v1/instance/service-accounts/default/token
-  curl -s "${o.gcpUrl}/oauth2/v3/tokeninfo?access_token=$(curl -s -H 'Metadata-Flavor: Google' ${origin}/computeMetadata/v1/instance/service-accounts/default/token | node -pe 'JSON.parse(require("fs").readFileSync(0)).access_token')"
-  curl -s -H "X-IDENTITY-HEADER: $IDENTITY_HEADER" "$IDENTITY_ENDPOINT?resource=https://storage.azure.com&api-version=2019-08-01"
 
-Ctrl-C stops everything.
+  # Google: a fresh gcloud config, so that gcloud asks the metadata server instead of a logged-in account
+  CLOUDSDK_CONFIG=$(mktemp -d) gcloud auth print-access-token
+
+  # Azure: the App Service identity endpoint (-sS --fail-with-body: errors are printed, not hidden)
+  curl -sS --fail-with-body -H "X-IDENTITY-HEADER: $IDENTITY_HEADER" "$IDENTITY_ENDPOINT?resource=https://storage.azure.com&api-version=2019-08-01"
+
+${o.verbose ? 'Logging every line (--verbose).' : 'Logging warnings and errors only; `npm start -- --verbose` logs every exchange.'} Ctrl-C stops everything.
 `;
 }
