@@ -1,6 +1,7 @@
 // `spiffe-connector dev` (`npm start`): everything on this machine's loopback — a dev trust domain
 // whose X.509-SVID rotates like csi-driver-spiffe's, the issuer, stand-ins for AWS STS, Google STS/IAM
-// and Entra, and the sidecar in front — then prints the exports and commands to try.
+// and Entra, and the sidecar in front (plus a second sidecar on IAM Roles Anywhere, dev-roles-anywhere.ts)
+// — then prints the exports and commands to try.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +15,7 @@ import { Metrics } from '../../../src/ops/metrics.ts';
 import { writeAtomicDir } from './atomic-dir.ts';
 import { DevCa } from './dev-ca.ts';
 import { startDevIssuer, type DevIssuer } from './dev-issuer.ts';
+import { startDevRolesAnywhere, type DevRolesAnywhere } from './dev-roles-anywhere.ts';
 import { FakeEntra, ENTRA_FEDERATION_AUDIENCE } from './fake-entra.ts';
 import { FakeGcp } from './fake-gcp.ts';
 import { FakeSts } from './fake-sts.ts';
@@ -50,6 +52,8 @@ export interface RunningDev {
   readonly sts: FakeSts;
   readonly gcp: FakeGcp;
   readonly issuer: DevIssuer;
+  /** AWS through IAM Roles Anywhere: a second sidecar with an SVID that has a subject. */
+  readonly rolesAnywhere: DevRolesAnywhere;
   /** Rotates the dev X.509-SVID now (also happens every rotateSeconds). */
   rotate(): Promise<void>;
   close(): Promise<void>;
@@ -75,8 +79,9 @@ export async function runDev(options: DevOptions): Promise<RunningDev> {
       ]);
     };
     await rotate();
+    let rotateRolesAnywhere = async (): Promise<void> => {};
     const rotation = setInterval(() => {
-      rotate().then(
+      Promise.all([rotate(), rotateRolesAnywhere()]).then(
         () => logger.info({ dir: svidDir }, 'dev trust domain rotated the X.509-SVID'),
         (error: unknown) => logger.error({ err: (error as Error).message }, 'dev SVID rotation failed'),
       );
@@ -130,18 +135,27 @@ export async function runDev(options: DevOptions): Promise<RunningDev> {
     const app = await startApp(config, { clock: systemClock, logger, metrics: new Metrics({ defaultMetrics: true }) });
     cleanups.push(() => app.shutdown(0));
     await app.whenReady();
+    const ttlSeconds = Math.max(60, options.rotateSeconds * 3);
+    const rolesAnywhere = await startDevRolesAnywhere({ ca, spiffeId: DEV_SPIFFE_ID, roleArn: DEV_AWS_ROLE, base, ttlSeconds, logger: logger.child({ sidecar: 'roles-anywhere' }) });
+    cleanups.push(() => rolesAnywhere.close());
+    const rotateBoth = async (): Promise<void> => {
+      await rotate();
+      await rolesAnywhere.rotate();
+    };
+    rotateRolesAnywhere = () => rolesAnywhere.rotate();
     const env = appEnvironment(config, app.metadataOrigin);
-    print(banner({ app, env, stsUrl: sts.url, gcpUrl: gcp.url, entraUrl: entra.authorityHost, issuer, svidDir, rotateSeconds: options.rotateSeconds, verbose: options.verbose === true }));
-    return { app, config, env, stsUrl: sts.url, gcpUrl: gcp.url, entra, sts, gcp, issuer, rotate, close: closeAll };
+    print(banner({ app, env, stsUrl: sts.url, gcpUrl: gcp.url, entraUrl: entra.authorityHost, issuer, svidDir, rotateSeconds: options.rotateSeconds, verbose: options.verbose === true, rolesAnywhere }));
+    return { app, config, env, stsUrl: sts.url, gcpUrl: gcp.url, entra, sts, gcp, issuer, rolesAnywhere, rotate: rotateBoth, close: closeAll };
   } catch (error) {
     await closeAll();
     throw error;
   }
 }
 
-function banner(o: { app: RunningApp; env: ReadonlyArray<readonly [string, string]>; stsUrl: string; gcpUrl: string; entraUrl: string; issuer: DevIssuer; svidDir: string; rotateSeconds: number; verbose: boolean }): string {
+function banner(o: { app: RunningApp; env: ReadonlyArray<readonly [string, string]>; stsUrl: string; gcpUrl: string; entraUrl: string; issuer: DevIssuer; svidDir: string; rotateSeconds: number; verbose: boolean; rolesAnywhere: DevRolesAnywhere }): string {
   const exports = o.env.map(([k, v]) => `export ${k}=${shellQuote(v)}`).join('\n');
   const origin = o.app.metadataOrigin;
+  const ra = Object.fromEntries(o.rolesAnywhere.env);
   return `
 spiffe-connector dev is ready: every cloud below is a local stand-in, nothing leaves this machine.
 
@@ -149,6 +163,8 @@ spiffe-connector dev is ready: every cloud below is a local stand-in, nothing le
                   X.509-SVID in ${o.svidDir}, rotated every ${o.rotateSeconds} s (..data swap)
   issuer          ${o.issuer.issuerUrl}/.well-known/openid-configuration  (token exchange ${o.issuer.tokenUrl})
   AWS STS         ${o.stsUrl}    role ${DEV_AWS_ROLE}
+  Roles Anywhere  ${o.rolesAnywhere.fake.url}    a second sidecar at ${o.rolesAnywhere.app.metadataOrigin}, signing with the SVID in
+                  ${o.rolesAnywhere.svidDir} (it has a subject: Roles Anywhere refuses csi-driver-spiffe's empty one)
   Google STS/IAM  ${o.gcpUrl}    service account ${DEV_GCP_SERVICE_ACCOUNT}
   Entra           ${o.entraUrl}    tenant ${DEV_AZURE_TENANT}, application ${DEV_AZURE_CLIENT}
   metadata        ${origin}
@@ -162,6 +178,9 @@ Then, in that shell, one command per cloud:
 
   # AWS: the CLI takes role credentials from the sidecar's container endpoint
   aws sts get-caller-identity --endpoint-url ${o.stsUrl}
+
+  # AWS through IAM Roles Anywhere: the second sidecar's container endpoint
+  curl -sS --fail-with-body -H "Authorization: $(cat ${ra['AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE'] ?? ''})" ${ra['AWS_CONTAINER_CREDENTIALS_FULL_URI'] ?? ''}
 
   # Google: a fresh gcloud config, so that gcloud asks the metadata server instead of a logged-in account
   CLOUDSDK_CONFIG=$(mktemp -d) gcloud auth print-access-token
