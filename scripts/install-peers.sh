@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Installs the third-party SDK clients the compatibility tests (test/peers/) run as black boxes, each at an
+# exact version, into .tools/peers/: one Python virtualenv per client set (from PyPI, with pip's own cache, so
+# a second run on the same machine installs from the cache), written with a stamp so an environment already at
+# the pinned versions is kept. Without python3 (or its venv module), or when a registry cannot be reached, it
+# says so and exits 0: the tests that need that client skip, saying why.
+# The README's compatibility table lists what these versions did (test/peers/*.test.ts).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+PEERS="$PWD/.tools/peers"
+mkdir -p "$PEERS"
+# One run at a time (two would rebuild the same environments under each other).
+exec 9>"$PEERS/.lock"
+if command -v flock >/dev/null; then flock 9; fi
+
+# name and pip requirements, one environment each (two botocore versions cannot share one).
+#   boto3-old: the last boto3/botocore before AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE (botocore 1.32.0 added it)
+PY_ENVS=(
+  "boto3-old|boto3==1.28.85 botocore==1.31.85"
+  "boto3-new|boto3==1.44.5 botocore==1.44.5"
+  "google-auth|google-auth==2.62.2 requests==2.34.2"
+  "azure-identity|azure-identity==1.27.0"
+)
+
+if ! command -v python3 >/dev/null || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+  echo "note: no python3 with venv; the Python SDK compatibility tests will skip" >&2
+else
+  for entry in "${PY_ENVS[@]}"; do
+    name=${entry%%|*}
+    reqs=${entry#*|}
+    dir="$PEERS/py-$name"
+    if [ -x "$dir/bin/python" ] && [ "$(cat "$dir/.stamp" 2>/dev/null)" = "$reqs" ]; then continue; fi
+    start=$SECONDS
+    rm -rf "$dir"
+    # shellcheck disable=SC2086
+    if python3 -m venv "$dir" && nice -n 15 "$dir/bin/pip" install --quiet --disable-pip-version-check $reqs; then
+      echo "$reqs" >"$dir/.stamp"
+      echo "installed $name ($reqs) in $((SECONDS - start)) s" >&2
+    else
+      rm -rf "$dir"
+      echo "note: $name ($reqs) could not be installed; its tests will skip" >&2
+    fi
+  done
+fi
+
+# Go clients: one module each under test/peers/go/ (go.mod/go.sum pin the SDK versions), built into
+# .tools/peers/bin with Go's own module and build caches; rebuilt only when the module's files change.
+#   aws-old: aws-sdk-go-v2 config v1.22.0, before AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE; aws-new: current
+if ! command -v go >/dev/null; then
+  echo "note: no Go toolchain; the Go SDK compatibility tests will skip" >&2
+else
+  mkdir -p "$PEERS/bin"
+  for module in test/peers/go/*/; do
+    name=$(basename "$module")
+    stamp=$(cat "$module"go.mod "$module"go.sum "$module"*.go | sha256sum | cut -c1-16)
+    if [ -x "$PEERS/bin/go-$name" ] && [ "$(cat "$PEERS/bin/go-$name.stamp" 2>/dev/null)" = "$stamp" ]; then continue; fi
+    start=$SECONDS
+    if (cd "$module" && GOFLAGS=-buildvcs=false CGO_ENABLED=0 nice -n 15 go build -trimpath -ldflags=-s -o "$PEERS/bin/go-$name" .); then
+      echo "$stamp" >"$PEERS/bin/go-$name.stamp"
+      echo "built go-$name in $((SECONDS - start)) s" >&2
+    else
+      echo "note: go-$name could not be built; its tests will skip" >&2
+    fi
+  done
+fi
+exit 0
