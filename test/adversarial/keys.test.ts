@@ -5,16 +5,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ManualClock } from '../../src/base/clock.ts';
-import { Secret } from '../../src/base/secret.ts';
 import { startMetadataListener } from '../../src/metadata/listener.ts';
 import { silentLogger } from '../../src/ops/logger.ts';
 import { Metrics } from '../../src/ops/metrics.ts';
 import { imdsSurface } from '../../src/providers/aws/endpoints.ts';
-import type { AwsCredentials } from '../../src/providers/aws/credential.ts';
 import { createWorkloadApiSource } from '../../src/sources/workload-api/client.ts';
 import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
 import { DevCa } from '../helpers/pki.ts';
 import { FakeWorkloadApi, x509Entry } from '../helpers/fake-workload-api.ts';
+import { awsCredentials, fixedLookup } from '../helpers/credentials.ts';
 import { raw, type RawResponse } from '../helpers/http.ts';
 import { runAzure, startWorld } from '../azure/fixtures.ts';
 import { FLAVOR, get, startGoogleWorld, startSidecar, jwtSource } from '../gcp/support.ts';
@@ -79,22 +78,10 @@ test(`Azure: ${KEYS} made-up resources call Entra at most the bucket's worth; th
 
 test(`IMDSv2: ${KEYS} token PUTs cannot evict the session token the app is using`, { timeout: 120_000 }, async (t) => {
   const clock = new ManualClock(Date.now());
-  const expires = new Date(clock.now() + 3_600_000);
-  const creds: AwsCredentials = {
-    accessKeyId: 'ASIAEXAMPLE',
-    secretAccessKey: new Secret('secret'),
-    sessionToken: new Secret('session'),
-    expiration: expires,
-    accountId: '111122223333',
-    roleArn: 'arn:aws:iam::111122223333:role/app',
-    assumedRoleArn: 'arn:aws:sts::111122223333:assumed-role/app/s',
-    sessionName: 's',
-    obtainedAt: new Date(clock.now()),
-  };
-  const found = { ok: true as const, value: creds, expiresAt: expires };
+  const creds = awsCredentials(clock.now());
   const listener = await startMetadataListener({ host: '127.0.0.1', port: 0, metrics: new Metrics(), logger: silentLogger() });
   t.after(() => listener.close(0));
-  listener.mount([imdsSurface({ credentials: { peek: () => found, get: async () => found }, roleArn: creds.roleArn, region: 'eu-west-1', clock })]);
+  listener.mount([imdsSurface({ credentials: fixedLookup(creds, creds.expiration), roleArn: creds.roleArn, region: 'eu-west-1', clock })]);
   const put = (): Promise<RawResponse> => raw(listener.port, 'PUT', '/latest/api/token', { 'x-aws-ec2-metadata-token-ttl-seconds': '21600' });
   const appToken = (await put()).body;
   const read = (): Promise<RawResponse> => raw(listener.port, 'GET', '/latest/meta-data/iam/security-credentials/app', { 'x-aws-ec2-metadata-token': appToken });

@@ -5,47 +5,31 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { ManualClock } from '../../src/base/clock.ts';
 import { Secret } from '../../src/base/secret.ts';
-import type { CredentialLookup, Lookup } from '../../src/cache/credential-cache.ts';
 import { startMetadataListener } from '../../src/metadata/listener.ts';
 import { silentLogger } from '../../src/ops/logger.ts';
 import { Metrics } from '../../src/ops/metrics.ts';
 import type { SurfaceName } from '../../src/providers/contract.ts';
 import { containerSurface, imdsSurface } from '../../src/providers/aws/endpoints.ts';
-import type { AwsCredentials } from '../../src/providers/aws/credential.ts';
 import { metadataSurface } from '../../src/providers/gcp/endpoints.ts';
 import type { GcpToken } from '../../src/providers/gcp/credential.ts';
 import { azureSurfaces } from '../../src/providers/azure/endpoints.ts';
 import type { AzureAccessToken } from '../../src/providers/azure/credential.ts';
+import { awsCredentials, fixedLookup, ROLE_ARN } from '../helpers/credentials.ts';
 import { raw, rawSocket, type RawResponse } from '../helpers/http.ts';
 
-const ROLE_ARN = 'arn:aws:iam::111122223333:role/app';
 const AWS_TOKEN = 'container-token-0123456789abcdefghijklmnopqrstuv';
 const IDENTITY_HEADER = 'identity-header-0123456789abcdefghijklmnop';
 
-function fixed<C>(value: C, expiresAt: Date): CredentialLookup<C> {
-  const found: Lookup<C> = { ok: true, value, expiresAt };
-  return { peek: () => found, get: async () => found };
-}
 
 /** Every surface of the three clouds on one listener, answering from fixed credentials. */
 async function everySurface(t: TestContext) {
   const clock = new ManualClock(Date.now());
   const metrics = new Metrics();
   const expires = new Date(clock.now() + 3_600_000);
-  const aws: AwsCredentials = {
-    accessKeyId: 'ASIAEXAMPLE',
-    secretAccessKey: new Secret('secret'),
-    sessionToken: new Secret('session'),
-    expiration: expires,
-    accountId: '111122223333',
-    roleArn: ROLE_ARN,
-    assumedRoleArn: 'arn:aws:sts::111122223333:assumed-role/app/s',
-    sessionName: 's',
-    obtainedAt: new Date(clock.now()),
-  };
-  const awsLookup = fixed(aws, expires);
-  const gcp = fixed<GcpToken>({ token: new Secret('ya29.token'), expiresAt: expires }, expires);
-  const azure = fixed<AzureAccessToken>({ accessToken: new Secret('eyJ.azure'), resource: 'https://storage.azure.com', obtainedAt: new Date(clock.now()), expiresAt: expires }, expires);
+  const aws = awsCredentials(clock.now());
+  const awsLookup = fixedLookup(aws, aws.expiration);
+  const gcp = fixedLookup<GcpToken>({ token: new Secret('ya29.token'), expiresAt: expires }, expires);
+  const azure = fixedLookup<AzureAccessToken>({ accessToken: new Secret('eyJ.azure'), resource: 'https://storage.azure.com', obtainedAt: new Date(clock.now()), expiresAt: expires }, expires);
   const listener = await startMetadataListener({ host: '127.0.0.1', port: 0, metrics, logger: silentLogger() });
   t.after(() => listener.close(0));
   listener.mount([
