@@ -63,6 +63,18 @@ function start(t: TestContext, args: string[]): Child {
   };
 }
 
+/** Runs `command` in bash with only PATH and `env`. */
+function shell(command: string, env: Record<string, string | undefined>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn('bash', ['-c', command], { env: { PATH: process.env['PATH'] ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.once('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
 test('npm start: the banner comes first with the exports and one command per cloud, then a quiet log; a second start on the busy port says so in one line', async (t) => {
   const dev = start(t, [DEV_MAIN, '--port', '0']);
   await dev.waitFor('stdout', /Ctrl-C stops everything\.\n/);
@@ -71,12 +83,24 @@ test('npm start: the banner comes first with the exports and one command per clo
   assert.equal(dev.stderr(), '', 'nothing logged before or with the banner at the default verbosity');
   const exports = Object.fromEntries([...banner.matchAll(/^export ([A-Z_a-z]+)=(.*)$/gm)].map((m) => [m[1], (m[2] ?? '').replace(/^'(.*)'$/, '$1')]));
   for (const name of ['AWS_CONTAINER_CREDENTIALS_FULL_URI', 'GCE_METADATA_HOST', 'IDENTITY_ENDPOINT', 'IDENTITY_HEADER']) assert.ok(exports[name], `export ${name}`);
-  assert.match(banner, /^ {2}aws sts get-caller-identity --endpoint-url http:\/\/127\.0\.0\.1:\d+$/m);
-  assert.match(banner, /^ {2}CLOUDSDK_CONFIG=\$\(mktemp -d\) gcloud auth print-access-token$/m);
-  assert.match(banner, /^ {2}curl -sS --fail-with-body -H "X-IDENTITY-HEADER: \$IDENTITY_HEADER" "\$IDENTITY_ENDPOINT\?resource=https:\/\/storage\.azure\.com&api-version=2019-08-01"$/m);
-  // What the Azure command asks, as it asks it: the token comes back.
-  const azure = await fetch(`${exports['IDENTITY_ENDPOINT']}?resource=https://storage.azure.com&api-version=2019-08-01`, { headers: { 'X-IDENTITY-HEADER': exports['IDENTITY_HEADER'] ?? '' } });
-  assert.equal(azure.status, 200);
+  const guard = (name: string) => `"\\$\\{${name}:\\?paste the export lines above first\\}`;
+  assert.match(banner, new RegExp(`^ {2}aws sts get-caller-identity --endpoint-url http://127\\.0\\.0\\.1:\\d+ --region ${guard('AWS_REGION')}"$`, 'm'));
+  assert.match(banner, new RegExp(`^ {2}CLOUDSDK_CONFIG=\\$\\(mktemp -d\\) GCE_METADATA_HOST=${guard('GCE_METADATA_HOST')}" gcloud auth print-access-token$`, 'm'));
+  assert.match(banner, new RegExp(`^ {2}curl -sS --fail-with-body -H "X-IDENTITY-HEADER: \\$IDENTITY_HEADER" ${guard('IDENTITY_ENDPOINT')}\\?resource=https://storage\\.azure\\.com&api-version=2019-08-01"$`, 'm'));
+  // Each command, run by a shell without the exports, stops before any client starts, saying why.
+  const commands = [...banner.matchAll(/^ {2}((?:aws |CLOUDSDK_CONFIG=|curl ).*)$/gm)].map((m) => m[1] ?? '');
+  const needingExports = commands.filter((c) => c.includes(':?paste the export lines above first'));
+  assert.equal(needingExports.length, 3, 'AWS, Google and Azure commands read the exports');
+  for (const command of needingExports) {
+    const bare = await shell(command, {});
+    assert.notEqual(bare.code, 0, command);
+    assert.match(bare.stderr, /paste the export lines above first/, command);
+  }
+  // The Azure command as printed, with the exports: the token comes back (curl is on almost every machine).
+  const curl = needingExports.find((c) => c.startsWith('curl ')) ?? '';
+  const withExports = await shell(curl, exports);
+  if (withExports.code === 127) t.diagnostic('curl is not installed: the Azure command was not run');
+  else assert.equal(typeof (JSON.parse(withExports.stdout) as { access_token?: unknown }).access_token, 'string', withExports.stderr);
 
   const port = new URL(exports['AWS_CONTAINER_CREDENTIALS_FULL_URI'] ?? '').port;
   const second = start(t, [DEV_MAIN, '--port', port]);

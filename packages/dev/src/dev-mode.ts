@@ -152,6 +152,9 @@ export async function runDev(options: DevOptions): Promise<RunningDev> {
   }
 }
 
+/** What the banner's commands say when run without the exports (before any client starts). */
+const NO_EXPORTS = 'paste the export lines above first';
+
 function banner(o: { app: RunningApp; env: ReadonlyArray<readonly [string, string]>; stsUrl: string; gcpUrl: string; entraUrl: string; issuer: DevIssuer; svidDir: string; rotateSeconds: number; verbose: boolean; rolesAnywhere: DevRolesAnywhere }): string {
   const exports = o.env.map(([k, v]) => `export ${k}=${shellQuote(v)}`).join('\n');
   const origin = o.app.metadataOrigin;
@@ -174,19 +177,19 @@ In another shell, paste these exports (what \`spiffe-connector env\` prints for 
 
 ${exports}
 
-Then, in that shell, one command per cloud:
+Then, in that shell, one command per cloud (those that need the exports stop at once, saying so, without them):
 
   # AWS: the CLI takes role credentials from the sidecar's container endpoint
-  aws sts get-caller-identity --endpoint-url ${o.stsUrl}
+  aws sts get-caller-identity --endpoint-url ${o.stsUrl} --region "\${AWS_REGION:?${NO_EXPORTS}}"
 
   # AWS through IAM Roles Anywhere: the second sidecar's container endpoint
   curl -sS --fail-with-body -H "Authorization: $(cat ${ra['AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE'] ?? ''})" ${ra['AWS_CONTAINER_CREDENTIALS_FULL_URI'] ?? ''}
 
   # Google: a fresh gcloud config, so that gcloud asks the metadata server instead of a logged-in account
-  CLOUDSDK_CONFIG=$(mktemp -d) gcloud auth print-access-token
+  CLOUDSDK_CONFIG=$(mktemp -d) GCE_METADATA_HOST="\${GCE_METADATA_HOST:?${NO_EXPORTS}}" gcloud auth print-access-token
 
   # Azure: the App Service identity endpoint (-sS --fail-with-body: errors are printed, not hidden)
-  curl -sS --fail-with-body -H "X-IDENTITY-HEADER: $IDENTITY_HEADER" "$IDENTITY_ENDPOINT?resource=https://storage.azure.com&api-version=2019-08-01"
+  curl -sS --fail-with-body -H "X-IDENTITY-HEADER: $IDENTITY_HEADER" "\${IDENTITY_ENDPOINT:?${NO_EXPORTS}}?resource=https://storage.azure.com&api-version=2019-08-01"
 
 ${o.verbose ? 'Logging every line (--verbose).' : 'Logging warnings and errors only; `npm start -- --verbose` logs every exchange.'} Ctrl-C stops everything.
 `;
