@@ -31,6 +31,19 @@ function onSignals(stop: () => Promise<void>, logger: Logger = createLogger()): 
   process.on('SIGINT', handler);
 }
 
+/**
+ * Starts a server with the signal handlers already in place: it logs that it listens before `start`
+ * resolves, and a SIGTERM sent on that line must drain and exit 0, not kill the process.
+ */
+async function serveUntilSignal(start: () => Promise<{ close(): Promise<void> }>): Promise<void> {
+  let started: Promise<{ close(): Promise<void> }> | undefined;
+  onSignals(async () => {
+    await (await started)?.close();
+  });
+  started = start();
+  await started;
+}
+
 function fail(error: unknown): never {
   if (error instanceof ConfigError) {
     process.stderr.write(`invalid configuration: ${error.message}\n`);
@@ -122,15 +135,13 @@ async function gcpSubjectToken(configFile: string): Promise<void> {
 async function issuer(configFile: string): Promise<void> {
   exitOnStrayErrors({ name: 'spiffe-connector-issuer' });
   const { runIssuer } = await import('./issuer/run.ts');
-  const running = await runIssuer(configFile);
-  onSignals(() => running.close());
+  await serveUntilSignal(() => runIssuer(configFile));
 }
 
 async function webhook(configFile: string): Promise<void> {
   exitOnStrayErrors({ name: 'spiffe-connector-webhook' });
   const { runWebhook } = await import('./webhook/run.ts');
-  const running = await runWebhook(configFile);
-  onSignals(() => running.close());
+  await serveUntilSignal(() => runWebhook(configFile));
 }
 
 const program = new Command()

@@ -11,6 +11,7 @@ import { fromHttp } from '@aws-sdk/credential-providers';
 import { DevCa } from '../helpers/pki.ts';
 import { FakeWorkloadApi, pemChainToDer, pemKeyToPkcs8Der } from '../helpers/fake-workload-api.ts';
 import { cli, freePort, parseEnvLines, startSidecar, waitFor200 } from '../helpers/sidecar.ts';
+import { until } from '../helpers/until.ts';
 import {
   issueSvid,
   PROFILE_ARN,
@@ -98,13 +99,17 @@ test('Workload API SVID → Roles Anywhere → the AWS SDK in the app; a rotatio
   const statuses: number[] = [];
   let current = first.accessKeyId;
   agent.setX509({ svids: [await entry()] });
-  await sidecar.waitForLog((l) => l['msg'] === 'X.509-SVID rotated');
-  while (current === first.accessKeyId) {
-    const r = await fetch(`http://127.0.0.1:${metadataPort}/v1/credentials`, { headers: { authorization: token } });
-    statuses.push(r.status);
-    if (r.status === 200) current = ((await r.json()) as { AccessKeyId: string }).AccessKeyId;
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  await sidecar.waitForLog((l) => l['msg'] === 'X.509-SVID rotated', 'X.509-SVID rotated');
+  await until(
+    async () => {
+      const r = await fetch(`http://127.0.0.1:${metadataPort}/v1/credentials`, { headers: { authorization: token } });
+      statuses.push(r.status);
+      if (r.status === 200) current = ((await r.json()) as { AccessKeyId: string }).AccessKeyId;
+      return current !== first.accessKeyId;
+    },
+    'the session signed with the rotated certificate',
+    { intervalMs: 20 },
+  );
   assert.equal(fake.stats.sessions, 2);
   assert.equal(current, fake.sessions()[1]?.accessKeyId);
   assert.notEqual(fake.sessions()[1]?.serial, fake.sessions()[0]?.serial, 'signed with the new certificate');
@@ -139,13 +144,9 @@ test('a csi-driver-spiffe SVID (empty subject): check says so, the log warns and
 
   const sidecar = await startSidecar(configFile);
   t.after(() => sidecar.stop('SIGKILL'));
-  const warning = await sidecar.waitForLog(
-    (l) => typeof l['msg'] === 'string' && l['msg'].startsWith('the X.509-SVID has an empty subject'),
-  );
+  const warning = await sidecar.waitForLog((l) => typeof l['msg'] === 'string' && l['msg'].startsWith('the X.509-SVID has an empty subject'), 'the X.509-SVID has an empty subject warning');
   assert.equal(warning['level'], 'warn');
-  const refused = await sidecar.waitForLog(
-    (l) => l['msg'] === 'credential refresh failed' && l['upstreamCode'] === 'AccessDeniedException',
-  );
+  const refused = await sidecar.waitForLog((l) => l['msg'] === 'credential refresh failed' && l['upstreamCode'] === 'AccessDeniedException', 'credential refresh failed (AccessDeniedException)');
   assert.equal(refused['retryable'], false);
   assert.match(
     String(refused['err']),

@@ -3,6 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { freeLoopbackPort } from '../../src/http/free-port.ts';
+import { DEFAULT_UNTIL_TIMEOUT_MS, until } from './until.ts';
 
 export const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
 
@@ -49,9 +50,12 @@ export interface SidecarProcess {
   logs(): string;
   /** Parsed JSON log lines so far. */
   logLines(): Array<Record<string, unknown>>;
-  /** Resolves with the first log line matching `predicate` (already written or still to come). */
-  waitForLog(predicate: (line: Record<string, unknown>) => boolean): Promise<Record<string, unknown>>;
-  /** Sends `signal` and resolves with the exit code. */
+  /**
+   * Resolves with the first log line matching `predicate` (already written or still to come); rejects,
+   * naming `what`, if the process exits first or none comes within `timeoutMs` (default 20 s).
+   */
+  waitForLog(predicate: (line: Record<string, unknown>) => boolean, what: string, options?: { timeoutMs?: number }): Promise<Record<string, unknown>>;
+  /** Sends `signal` and resolves with the exit code; rejects (after a SIGKILL) if it has not exited within 30 s. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
@@ -88,29 +92,50 @@ export async function startSidecar(configFile: string, env: Record<string, strin
     child,
     logs: () => logs,
     logLines: () => lines,
-    waitForLog: (predicate) => {
+    waitForLog: (predicate, what, options = {}) => {
       const found = lines.find(predicate);
       if (found) return Promise.resolve(found);
+      const timeoutMs = options.timeoutMs ?? DEFAULT_UNTIL_TIMEOUT_MS;
       return new Promise((resolve, reject) => {
-        waiters.push({ predicate, resolve });
-        void exited.then((code) => reject(new Error(`the sidecar exited (${code}) before the expected log line:\n${logs}`)));
+        const waiter = {
+          predicate,
+          resolve: (line: Record<string, unknown>) => {
+            clearTimeout(timer);
+            resolve(line);
+          },
+        };
+        const timer = setTimeout(() => {
+          waiters.splice(waiters.indexOf(waiter), 1);
+          reject(new Error(`gave up after ${timeoutMs} ms waiting for the log line: ${what}\n${logs}`));
+        }, timeoutMs);
+        waiters.push(waiter);
+        void exited.then((code) => {
+          clearTimeout(timer);
+          reject(new Error(`the sidecar exited (${code}) before the log line: ${what}\n${logs}`));
+        });
       });
     },
     stop: async (signal = 'SIGTERM') => {
-      if (child.exitCode === null) child.kill(signal);
-      return exited;
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          child.kill('SIGKILL');
+          reject(new Error(`the sidecar did not exit within 30 s of ${signal}:\n${logs}`));
+        }, 30_000);
+      });
+      try {
+        return await Promise.race([exited, late]);
+      } finally {
+        clearTimeout(timer);
+      }
     },
   };
-  await sidecar.waitForLog((l) => l['msg'] === 'spiffe-connector is listening');
+  await sidecar.waitForLog((l) => l['msg'] === 'spiffe-connector is listening', 'spiffe-connector is listening', { timeoutMs: 60_000 });
   return sidecar;
 }
 
-/** Polls `url` until it answers 200, at most `attempts` times (a bound on work, not a time limit on the test). */
-export async function waitFor200(url: string, attempts = 400): Promise<void> {
-  for (let i = 0; i < attempts; i++) {
-    const response = await fetch(url).catch(() => undefined);
-    if (response?.status === 200) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`${url} never answered 200`);
+/** Polls `url` until it answers 200 (bounded: fails naming the URL). */
+export async function waitFor200(url: string): Promise<void> {
+  await until(async () => (await fetch(url).catch(() => undefined))?.status === 200, `${url} to answer 200`, { intervalMs: 50 });
 }

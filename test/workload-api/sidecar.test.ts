@@ -12,6 +12,7 @@ import { FakeSts } from '@spiffe-connector/dev/fake-sts.ts';
 import { DevCa, mintBad } from '../helpers/pki.ts';
 import { FakeWorkloadApi, pemChainToDer, pemKeyToPkcs8Der, x509Entry } from '../helpers/fake-workload-api.ts';
 import { freePort, startSidecar, waitFor200 } from '../helpers/sidecar.ts';
+import { until } from '../helpers/until.ts';
 
 const TD = 'example.org';
 const ID = 'spiffe://example.org/ns/payments/sa/api';
@@ -75,7 +76,7 @@ aws:
   // The agent goes away: streams fail, new calls answer Unavailable. Credentials keep being served.
   agent.failWith(grpc.status.UNAVAILABLE, 'agent restarting');
   agent.dropStreams(grpc.status.UNAVAILABLE, 'agent restarting');
-  await sidecar.waitForLog((l) => l['msg'] === 'the Workload API stream FetchX509SVID failed; reconnecting after a backoff');
+  await sidecar.waitForLog((l) => l['msg'] === 'the Workload API stream FetchX509SVID failed; reconnecting after a backoff', 'the Workload API stream FetchX509SVID failed; reconnecting after a backoff');
   for (let i = 0; i < 5; i++) assert.equal(await get(), first);
   assert.equal((await fetch(`http://127.0.0.1:${opsPort}/readyz`)).status, 200, 'still ready on the last good SVID');
 
@@ -83,18 +84,14 @@ aws:
   const other = await mintBad(ca, 'other-trust-domain');
   agent.setX509({ svids: [{ spiffe_id: other.spiffeId ?? '', x509_svid: pemChainToDer(other.certPem), x509_svid_key: pemKeyToPkcs8Der(other.keyPem), bundle: pemChainToDer(ca.certPem), hint: '' }] });
   agent.failWith(undefined);
-  await sidecar.waitForLog((l) => l['msg'] === 'refused the X.509-SVID from the Workload API; keeping the last good SVID');
+  await sidecar.waitForLog((l) => l['msg'] === 'refused the X.509-SVID from the Workload API; keeping the last good SVID', 'refused the X.509-SVID from the Workload API; keeping the last good SVID');
   assert.equal(await get(), first);
 
   // Then with a good rotation: picked up, and the identity change brings new AWS credentials.
   const exchanges = sts.stats.assumeRoleSuccesses;
   agent.setX509({ svids: [x509Entry(await ca.issueX509Svid({ spiffeId: ID }), ca)] });
-  await sidecar.waitForLog((l) => l['msg'] === 'X.509-SVID rotated');
-  let latest: string | undefined = first;
-  while (latest === first) {
-    latest = await get();
-    await new Promise((r) => setTimeout(r, 25));
-  }
+  await sidecar.waitForLog((l) => l['msg'] === 'X.509-SVID rotated', 'X.509-SVID rotated');
+  await until(async () => (await get()) !== first, 'new AWS credentials after the rotation', { intervalMs: 25 });
   assert.ok(sts.stats.assumeRoleSuccesses > exchanges);
   assert.deepEqual([...new Set(statuses)], [200], 'no failed request throughout');
 });
