@@ -23,7 +23,7 @@ export interface ProcessCredentials {
 
 export interface CredentialProcessOptions {
   readonly clock: Clock;
-  /** A role of `aws.extraRoles`, assumed with the base role's credentials. */
+  /** A role of `aws.extraRoles` (by name), assumed with the base role's credentials. */
   readonly role?: string | undefined;
   /** Bound on the whole exchange, default 30 s. */
   readonly timeoutMs?: number;
@@ -34,7 +34,11 @@ const DEFAULT_TIMEOUT_MS = 30_000;
 export async function credentialProcess(config: SidecarConfig, options: CredentialProcessOptions): Promise<ProcessCredentials> {
   const aws = config.aws;
   if (!aws) throw new ConnectorError('config_invalid', 'the config has no aws section');
-  if (options.role !== undefined) throw new ConnectorError('usage', `no role ${JSON.stringify(options.role)}: the config names no extra roles`);
+  const extra = options.role === undefined ? undefined : aws.extraRoles.find((r) => r.name === options.role);
+  if (options.role !== undefined && !extra) {
+    const names = aws.extraRoles.map((r) => r.name);
+    throw new ConnectorError('usage', `no role ${JSON.stringify(options.role)} in aws.extraRoles${names.length === 0 ? ' (the config names none)' : ` (it names ${names.join(', ')})`}`);
+  }
   const signal = AbortSignal.timeout(options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
   // Silent: stderr is for the one line that says why, and the sources' logs are for a long-running sidecar.
   const deps = { clock: options.clock, logger: createLogger({ level: 'silent' }), metrics: new Metrics() };
@@ -47,8 +51,12 @@ export async function credentialProcess(config: SidecarConfig, options: Credenti
     const { createAwsUpstream } = await import('../providers/aws/module.ts');
     const upstream = await createAwsUpstream(context);
     close = async () => upstream.close();
-    const credentials = await withDeadline(upstream.exchange(SINGLE, signal), signal);
-    return processCredentials(credentials);
+    const base = await withDeadline(upstream.exchange(SINGLE, signal), signal);
+    if (!extra) return processCredentials(base);
+    const { assumeExtraRole } = await import('../providers/aws/assume-role.ts');
+    const sdk = (await import('@aws-sdk/client-sts')).default;
+    const chained = await withDeadline(assumeExtraRole({ sdk, config: aws, base, role: extra, now: () => options.clock.now(), signal }), signal);
+    return processCredentials(chained);
   } finally {
     await close();
     for (const source of identity.all) await source.close().catch(() => {});

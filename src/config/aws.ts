@@ -31,11 +31,25 @@ const rolesAnywhereSchema = rolesAnywhereFields.superRefine((value, ctx) => {
   }
 });
 
+const ROLE_ARN = /^arn:aws[a-z-]*:iam::\d{12}:role\/[\w+=,.@/-]{1,512}$/;
+
+/** A role assumed with the pod's role credentials (role chaining): one AWS config profile each. */
+const extraRoleSchema = z
+  .object({
+    /** The profile name apps select (AWS_PROFILE, --profile). */
+    name: z
+      .string({ error: 'is required' })
+      .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'must be a profile name: letters, digits, "_", ".", "-", at most 64')
+      .refine((n) => n !== 'default', 'must not be "default": that profile is the pod\'s own role'),
+    roleArn: z.string({ error: 'is required' }).regex(ROLE_ARN, 'must be an IAM role ARN (arn:aws:iam::<12-digit account>:role/<name>)'),
+    /** STS holds chained sessions to one hour. */
+    sessionDurationSeconds: z.number().int('must be a whole number of seconds').min(900, 'must be at least 900 (STS minimum)').max(3600, 'must be at most 3600: STS limits role chaining to one hour').default(3600),
+  })
+  .strict();
+
 export const awsSchema = z
   .object({
-    roleArn: z
-      .string({ error: 'is required' })
-      .regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/[\w+=,.@/-]{1,512}$/, 'must be an IAM role ARN (arn:aws:iam::<12-digit account>:role/<name>)'),
+    roleArn: z.string({ error: 'is required' }).regex(ROLE_ARN, 'must be an IAM role ARN (arn:aws:iam::<12-digit account>:role/<name>)'),
     region: z.string({ error: 'is required' }).regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'must be an AWS region such as eu-west-1'),
     audience: z.string().min(1).max(255, 'must be at most 255 characters (IAM OIDC client ID limit)').default('sts.amazonaws.com'),
     sessionDurationSeconds: z
@@ -61,12 +75,25 @@ export const awsSchema = z
       .optional(),
     /** Also emulate EC2 IMDSv2, which any process in the pod can read (it carries no per-container secret). */
     imds: z.boolean().default(true),
+    /** Roles assumed from the pod's role: an AWS config profile each (AWS_CONFIG_FILE), and `credential-process --role NAME`. */
+    extraRoles: z
+      .array(extraRoleSchema)
+      .max(64)
+      .default([])
+      .superRefine((roles, ctx) => {
+        const seen = new Set<string>();
+        roles.forEach((r, i) => {
+          if (seen.has(r.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `repeats the profile name ${r.name}` });
+          seen.add(r.name);
+        });
+      }),
     /** Sign Roles Anywhere CreateSession with the X.509-SVID instead of exchanging a JWT-SVID at STS. */
     rolesAnywhere: rolesAnywhereSchema.optional(),
   })
   .strict();
 
 export type AwsConfig = z.output<typeof awsSchema>;
+export type ExtraRole = AwsConfig['extraRoles'][number];
 export type RolesAnywhereConfig = NonNullable<AwsConfig['rolesAnywhere']>;
 
 /** The region Roles Anywhere is called in: the trust anchor's (its profile is checked to match). */

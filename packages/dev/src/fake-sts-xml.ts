@@ -1,5 +1,5 @@
 // The XML the fake STS answers, shaped exactly like AWS STS's query protocol (2011-06-15):
-// AssumeRoleWithWebIdentityResponse, GetCallerIdentityResponse and ErrorResponse.
+// AssumeRoleWithWebIdentityResponse, AssumeRoleResponse, GetCallerIdentityResponse and ErrorResponse.
 
 const NS = 'https://sts.amazonaws.com/doc/2011-06-15/';
 
@@ -51,6 +51,28 @@ export function assumeRoleWithWebIdentityXml(r: WebIdentityResult): string {
     <RequestId>${r.requestId}</RequestId>
   </ResponseMetadata>
 </AssumeRoleWithWebIdentityResponse>
+`;
+}
+
+export function assumeRoleXml(r: { accessKeyId: string; secretAccessKey: string; sessionToken: string; expiration: number; assumedRoleArn: string; assumedRoleId: string; sourceIdentity: string | undefined; requestId: string }): string {
+  return `<AssumeRoleResponse xmlns="${NS}">
+  <AssumeRoleResult>
+    <AssumedRoleUser>
+      <Arn>${xmlEscape(r.assumedRoleArn)}</Arn>
+      <AssumedRoleId>${xmlEscape(r.assumedRoleId)}</AssumedRoleId>
+    </AssumedRoleUser>
+    <Credentials>
+      <SessionToken>${xmlEscape(r.sessionToken)}</SessionToken>
+      <SecretAccessKey>${xmlEscape(r.secretAccessKey)}</SecretAccessKey>
+      <Expiration>${stsTimestamp(r.expiration)}</Expiration>
+      <AccessKeyId>${xmlEscape(r.accessKeyId)}</AccessKeyId>
+    </Credentials>${r.sourceIdentity === undefined ? '' : `
+    <SourceIdentity>${xmlEscape(r.sourceIdentity)}</SourceIdentity>`}
+  </AssumeRoleResult>
+  <ResponseMetadata>
+    <RequestId>${r.requestId}</RequestId>
+  </ResponseMetadata>
+</AssumeRoleResponse>
 `;
 }
 

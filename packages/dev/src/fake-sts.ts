@@ -1,5 +1,5 @@
 // A local stand-in for AWS STS on loopback, for tests and the dev mode: AssumeRoleWithWebIdentity
-// checked the way AWS checks it and GetCallerIdentity verifying SigV4 with the
+// checked the way AWS checks it, AssumeRole (role chaining) and GetCallerIdentity verifying SigV4 with the
 // secret it issued. Answers AWS's query-protocol XML; faults can be injected per exchange request.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -9,7 +9,7 @@ import { systemClock, type Clock } from './clock.ts';
 import { issuerUrlProblem, OidcVerificationError, OidcVerifier } from './oidc-verifier.ts';
 import { expectedSignature, parseAmzDate, parseAuthorization, signaturesEqual } from './aws-sigv4.ts';
 import { checkWebIdentityTags } from './fake-sts-tags.ts';
-import { assumeRoleWithWebIdentityXml, errorXml, getCallerIdentityXml, stsTimestamp } from './fake-sts-xml.ts';
+import { assumeRoleWithWebIdentityXml, assumeRoleXml, errorXml, getCallerIdentityXml, stsTimestamp } from './fake-sts-xml.ts';
 import { readBody } from '../../../src/http/read-body.ts';
 
 /** An IAM OIDC identity provider: its URL (= `iss`) and registered client IDs (= allowed `aud`). */
@@ -35,6 +35,18 @@ export interface FakeRole {
   readonly requestTags?: Readonly<Record<string, string>>;
 }
 
+/**
+ * An IAM role whose trust policy names other roles as AWS principals (`"Principal": {"AWS": "<role ARN>"}`):
+ * sessions of those roles may sts:AssumeRole it (role chaining).
+ */
+export interface FakeChainedRole {
+  readonly arn: string;
+  /** Role ARNs whose sessions the trust policy allows. */
+  readonly trustedRoles: readonly string[];
+  /** The role's MaxSessionDuration, default 3600; role chaining is held to one hour whatever it says. */
+  readonly maxSessionDurationSeconds?: number;
+}
+
 export type StsFault =
   | { readonly status: number; readonly code?: string; readonly message?: string }
   | { readonly delayMs: number }
@@ -46,6 +58,7 @@ export interface FakeStsOptions {
   readonly clock?: Clock;
   readonly providers?: readonly FakeOidcProvider[];
   readonly roles?: readonly FakeRole[];
+  readonly chainedRoles?: readonly FakeChainedRole[];
   /**
    * Milliseconds added to every Expiration, printed with its fraction (STS itself prints whole seconds):
    * to prove a client of an upstream that does send fractions never serves a credential past its expiry.
@@ -71,7 +84,10 @@ export interface IssuedCredential {
   readonly account: string;
   readonly assumedRoleArn: string;
   readonly assumedRoleId: string;
+  /** The role this session is of (arn:aws:iam::<account>:role/<name>). */
+  readonly roleArn: string;
   readonly sessionName: string;
+  /** The web identity's `sub`; for a chained session, the `sub` of the session it was assumed with. */
   readonly subject: string;
   /** Session tags from the token (aws:PrincipalTag/<key>), transitive keys, and the source identity. */
   readonly sessionTags: Readonly<Record<string, string>>;
@@ -93,6 +109,11 @@ export interface FakeStsStats {
   lastSubject: string | undefined;
   lastAudience: string | undefined;
   lastDurationSeconds: number | undefined;
+  /** sts:AssumeRole (role chaining) requests, and those that issued a session. */
+  chainedAssumeRoleRequests: number;
+  chainedAssumeRoleSuccesses: number;
+  /** The assumed-role ARN of the session the last chained AssumeRole was signed with. */
+  lastChainedFrom: string | undefined;
 }
 
 class StsError extends Error {
@@ -123,6 +144,9 @@ export class FakeSts {
     lastSubject: undefined,
     lastAudience: undefined,
     lastDurationSeconds: undefined,
+    chainedAssumeRoleRequests: 0,
+    chainedAssumeRoleSuccesses: 0,
+    lastChainedFrom: undefined,
   };
   readonly #server: Server;
   readonly #clock: Clock;
@@ -131,6 +155,7 @@ export class FakeSts {
   readonly #allowLoopbackHttpIssuers: boolean;
   readonly #providers = new Map<string, FakeOidcProvider>();
   readonly #roles = new Map<string, FakeRole>();
+  readonly #chainedRoles = new Map<string, FakeChainedRole>();
   readonly #issued = new Map<string, IssuedCredential>();
   readonly #timers = new Set<NodeJS.Timeout>();
   #faults: StsFault[] = [];
@@ -147,6 +172,7 @@ export class FakeSts {
     this.#allowLoopbackHttpIssuers = options.allowLoopbackHttpIssuers === true;
     for (const p of options.providers ?? []) this.addProvider(p);
     for (const r of options.roles ?? []) this.addRole(r);
+    for (const r of options.chainedRoles ?? []) this.addChainedRole(r);
   }
 
   /** Listens on 127.0.0.1 (port 0 unless given). */
@@ -173,6 +199,11 @@ export class FakeSts {
   addRole(role: FakeRole): void {
     if (!ROLE_ARN.test(role.arn)) throw new Error(`not an IAM role ARN: ${role.arn}`);
     this.#roles.set(role.arn, role);
+  }
+
+  addChainedRole(role: FakeChainedRole): void {
+    if (!ROLE_ARN.test(role.arn)) throw new Error(`not an IAM role ARN: ${role.arn}`);
+    this.#chainedRoles.set(role.arn, role);
   }
 
   /** Faults answered instead of (or, for delayMs, before) the next AssumeRoleWithWebIdentity requests, one each. */
@@ -228,6 +259,10 @@ export class FakeSts {
         }
         if (res.destroyed) return;
         const xml = await this.#assumeRoleWithWebIdentity(params, requestId);
+        res.writeHead(200, { 'content-type': 'text/xml', 'x-amzn-requestid': requestId }).end(xml);
+      } else if (action === 'AssumeRole') {
+        this.stats.chainedAssumeRoleRequests += 1;
+        const xml = this.#assumeRole(params, this.#authenticate(req, body), requestId);
         res.writeHead(200, { 'content-type': 'text/xml', 'x-amzn-requestid': requestId }).end(xml);
       } else if (action === 'GetCallerIdentity') {
         this.stats.callerIdentityRequests += 1;
@@ -302,6 +337,7 @@ export class FakeSts {
       account,
       assumedRoleArn: `arn:${partition}:sts::${account}:assumed-role/${roleName}/${sessionName}`,
       assumedRoleId: `${roleId(roleArn)}:${sessionName}`,
+      roleArn,
       sessionName,
       subject: claims.sub,
       sessionTags: tags,
@@ -319,6 +355,60 @@ export class FakeSts {
   }
 
   #getCallerIdentity(req: IncomingMessage, body: Buffer, requestId: string): string {
+    const credential = this.#authenticate(req, body);
+    this.stats.signaturesVerified += 1;
+    return getCallerIdentityXml({ arn: credential.assumedRoleArn, userId: credential.assumedRoleId, account: credential.account, requestId });
+  }
+
+  /**
+   * sts:AssumeRole signed with a session this stand-in issued: the target's trust policy must name the
+   * caller's role, and a chained session lasts at most one hour (DurationSeconds above that is refused).
+   */
+  #assumeRole(params: URLSearchParams, caller: IssuedCredential, requestId: string): string {
+    const roleArn = params.get('RoleArn') ?? '';
+    const sessionName = params.get('RoleSessionName') ?? '';
+    const durationParam = params.get('DurationSeconds');
+    const problems: string[] = [];
+    if (roleArn.length < 20 || roleArn.length > 2048) problems.push(`Value '${roleArn}' at 'roleArn' failed to satisfy constraint: Member must have length between 20 and 2048`);
+    if (!SESSION_NAME.test(sessionName)) problems.push(`Value '${sessionName}' at 'roleSessionName' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]* and have length between 2 and 64`);
+    const duration = durationParam === null ? 3600 : Number(durationParam);
+    if (!Number.isInteger(duration) || duration < 900 || duration > 43200) problems.push(`Value '${durationParam}' at 'durationSeconds' failed to satisfy constraint: Member must have value between 900 and 43200`);
+    if (problems.length > 0) throw new StsError(400, 'ValidationError', `${problems.length} validation error${problems.length > 1 ? 's' : ''} detected: ${problems.join('; ')}`);
+    const arn = ROLE_ARN.exec(roleArn);
+    if (!arn) throw new StsError(400, 'ValidationError', 'Request ARN is invalid');
+    const role = this.#chainedRoles.get(roleArn);
+    if (!role || !role.trustedRoles.includes(caller.roleArn)) {
+      throw new StsError(403, 'AccessDenied', `User: ${caller.assumedRoleArn} is not authorized to perform: sts:AssumeRole on resource: ${roleArn}`);
+    }
+    if (duration > 3600) throw new StsError(400, 'ValidationError', 'The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.');
+    if (duration > (role.maxSessionDurationSeconds ?? 3600)) throw new StsError(400, 'ValidationError', 'The requested DurationSeconds exceeds the MaxSessionDuration set for this role.');
+    const [, partition, account, roleName] = arn as unknown as [string, string, string, string];
+    const now = Math.floor(this.#clock.now() / 1000) * 1000;
+    const credential: IssuedCredential = {
+      accessKeyId: `ASIA${randomBase32(16)}`,
+      secretAccessKey: randomBytes(30).toString('base64'),
+      sessionToken: `IQoJb3JpZ2luX2Vj${randomBytes(300).toString('base64')}`,
+      expiration: now + duration * 1000,
+      account,
+      assumedRoleArn: `arn:${partition}:sts::${account}:assumed-role/${roleName}/${sessionName}`,
+      assumedRoleId: `${roleId(roleArn)}:${sessionName}`,
+      roleArn,
+      sessionName,
+      subject: caller.subject,
+      // Transitive tags and the source identity pass along a role chain.
+      sessionTags: Object.fromEntries(Object.entries(caller.sessionTags).filter(([k]) => caller.transitiveTagKeys.includes(k))),
+      transitiveTagKeys: caller.transitiveTagKeys,
+      sourceIdentity: caller.sourceIdentity,
+    };
+    for (const [key, c] of this.#issued) if (c.expiration <= now) this.#issued.delete(key);
+    this.#issued.set(credential.accessKeyId, credential);
+    this.stats.chainedAssumeRoleSuccesses += 1;
+    this.stats.lastChainedFrom = caller.assumedRoleArn;
+    return assumeRoleXml({ ...credential, requestId });
+  }
+
+  /** The session a SigV4-signed request was signed with, verified with the secret this stand-in issued for it. */
+  #authenticate(req: IncomingMessage, body: Buffer): IssuedCredential {
     const header = req.headers.authorization;
     if (header === undefined) throw new StsError(403, 'MissingAuthenticationToken', 'Request is missing Authentication Token');
     const auth = parseAuthorization(header);
@@ -345,8 +435,7 @@ export class FakeSts {
     if (!signaturesEqual(expected, auth.signature)) {
       throw new StsError(403, 'SignatureDoesNotMatch', 'The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.');
     }
-    this.stats.signaturesVerified += 1;
-    return getCallerIdentityXml({ arn: credential.assumedRoleArn, userId: credential.assumedRoleId, account: credential.account, requestId });
+    return credential;
   }
 
   #oidc(): OidcVerifier {

@@ -19,6 +19,29 @@ export function awsTokenFilePath(config: SidecarConfig): string {
   return posix.join(config.server.stateDir, AWS_CONTAINER_TOKEN_FILE);
 }
 
+/** The AWS shared config file's name inside server.stateDir: a profile per extra role. */
+export const AWS_SHARED_CONFIG_FILE = 'aws-config';
+
+export function awsSharedConfigPath(config: SidecarConfig): string {
+  return posix.join(config.server.stateDir, AWS_SHARED_CONFIG_FILE);
+}
+
+/**
+ * The shared config file (AWS_CONFIG_FILE) naming one profile per aws.extraRoles entry, each assuming its
+ * role with the pod's own credentials from this sidecar (`credential_source`: the container endpoint, or
+ * IMDS when that is the only surface), as botocore and the JS SDK chain them (docs/aws.md "Role chaining").
+ * Undefined when there are no extra roles. No secrets: the file names roles only.
+ */
+export function awsSharedConfig(config: SidecarConfig): string | undefined {
+  const aws = config.aws;
+  if (!aws || aws.extraRoles.length === 0) return undefined;
+  const source = aws.containerCredentials ? 'EcsContainer' : 'Ec2InstanceMetadata';
+  const header = '# Written by spiffe-connector from aws.extraRoles: AWS_PROFILE=<name> assumes that role with the pod\'s own.\n';
+  return header + aws.extraRoles
+    .map((r) => `\n[profile ${r.name}]\nrole_arn = ${r.roleArn}\ncredential_source = ${source}\nduration_seconds = ${r.sessionDurationSeconds}\nregion = ${aws.region}\n`)
+    .join('');
+}
+
 export function awsEnv(config: SidecarConfig, metadataOrigin: string): EnvLines {
   const aws = config.aws;
   if (!aws) return [];
@@ -30,6 +53,7 @@ export function awsEnv(config: SidecarConfig, metadataOrigin: string): EnvLines 
   }
   if (aws.imds) lines.push(['AWS_EC2_METADATA_SERVICE_ENDPOINT', origin]);
   lines.push(['AWS_REGION', aws.region], ['AWS_DEFAULT_REGION', aws.region]);
+  if (aws.extraRoles.length > 0) lines.push(['AWS_CONFIG_FILE', awsSharedConfigPath(config)]);
   return lines;
 }
 
@@ -54,6 +78,7 @@ export function describeAws(config: SidecarConfig, metadataOrigin: string): stri
     aws.imds
       ? `AWS IMDSv2: ${origin}/latest/ (role ${aws.roleArn.slice(aws.roleArn.lastIndexOf('/') + 1)}; any process in the pod can read it, prefer the container endpoint)`
       : 'AWS IMDSv2: off (aws.imds: false)',
+    ...aws.extraRoles.map((r) => `AWS profile ${r.name} (AWS_PROFILE=${r.name}, in ${awsSharedConfigPath(config)}): assumes ${r.roleArn} with ${aws.roleArn}'s credentials (${r.sessionDurationSeconds} s sessions); its trust policy must name ${aws.roleArn}`),
   ];
 }
 

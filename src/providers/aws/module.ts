@@ -11,7 +11,7 @@ import { writeSecretFile } from '../../files/secret-file.ts';
 import type { CloudModule, CloudProvider, ProviderContext, Surface } from '../contract.ts';
 import type { AwsCredentials } from './credential.ts';
 import { containerSurface, imdsSurface } from './endpoints.ts';
-import { AWS_CONTAINER_TOKEN_FILE } from './env.ts';
+import { AWS_CONTAINER_TOKEN_FILE, AWS_SHARED_CONFIG_FILE, awsSharedConfig } from './env.ts';
 import { StsWebIdentityExchange } from './exchange.ts';
 
 export interface AwsProviderOptions {
@@ -33,6 +33,9 @@ export async function createAwsProvider(ctx: ProviderContext, options: AwsProvid
   // both agree whichever they prefer (README.md "Compatibility").
   const authToken = new Secret(aws.containerAuthorizationToken ?? randomBytes(32).toString('base64url'));
   await writeSecretFile(join(ctx.stateDir, AWS_CONTAINER_TOKEN_FILE), authToken, 'AWS container token file');
+  // Not a secret, but written the same way: atomically, and readable by the app through the pod's fsGroup.
+  const sharedConfig = awsSharedConfig(ctx.config);
+  if (sharedConfig !== undefined) await writeSecretFile(join(ctx.stateDir, AWS_SHARED_CONFIG_FILE), new Secret(sharedConfig), 'AWS shared config file');
 
   const credentials = new CredentialCache<AwsCredentials>({
     cloud: 'aws',
