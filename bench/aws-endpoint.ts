@@ -1,6 +1,6 @@
 // The container-credentials endpoint of the real sidecar (`spiffe-connector run`, AWS configured, against
 // the local OIDC signer and fake STS) beside a bare node:http server serving the same bytes, in one run.
-// Also: process start to /readyz 200, and idle RSS beside a bare Node process. Targets (issue 2): ≥0.4 of
+// Also: process start to /readyz 200, and idle RSS beside a bare Node process. Targets (README.md#measured): ≥0.4 of
 // bare throughput, p99 < 5 ms, ≤15 MB above bare Node, ready < 1 s.
 // The sidecar runs as production does (bin/spiffe-connector.js → dist/ from `npm run build`, the image's
 // NODE_OPTIONS); BENCH_ENTRY=src/main.ts and BENCH_NODE_OPTIONS="..." override (see sidecarForm in lib.ts).

@@ -1,8 +1,8 @@
 // The Azure managed-identity endpoints of the real sidecar (`spiffe-connector run` with AWS, Google and Azure
 // all configured, against the local OIDC signer and the AWS, Google and Entra stand-ins) beside a bare
 // node:http server serving the same bytes, in one run; idle RSS beside a bare Node process, and idle RSS with
-// AWS and Google only, to show what Azure (@azure/identity, loaded only when configured) adds. Targets (issue 4): ≥0.4 of bare
-// throughput, p99 < 5 ms, ≤25 MB above bare Node with all three clouds.
+// AWS and Google only, to show what Azure (@azure/identity, loaded only when configured) adds. Targets
+// (README.md#measured): ≥0.4 of bare throughput, p99 < 5 ms, ≤25 MB above bare Node with all three clouds.
 // The sidecar runs as production does (bin/spiffe-connector.js → dist/ from `npm run build`, the image's
 // NODE_OPTIONS); BENCH_ENTRY=src/main.ts and BENCH_NODE_OPTIONS="..." override (see sidecarForm in lib.ts).
 // Usage: node bench/azure-endpoint.ts [seconds per run, default 10] [rounds, default 3]

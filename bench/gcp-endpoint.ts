@@ -1,6 +1,6 @@
 // The GCE metadata token endpoint of the real sidecar (`spiffe-connector run`, AWS and Google configured,
 // against the local OIDC signer and the AWS and Google stand-ins) beside a bare node:http server serving
-// the same bytes, in one run; idle RSS beside a bare Node process. Targets (issue 3): ≥0.4 of bare
+// the same bytes, in one run; idle RSS beside a bare Node process. Targets (README.md#measured): ≥0.4 of bare
 // throughput, p99 < 5 ms, ≤20 MB above bare Node.
 // The sidecar runs as production does (bin/spiffe-connector.js → dist/ from `npm run build`, the image's
 // NODE_OPTIONS); BENCH_ENTRY=src/main.ts and BENCH_NODE_OPTIONS="..." override (see sidecarForm in lib.ts).

@@ -1,7 +1,7 @@
 // The issuer's token endpoint under 32 concurrent mTLS clients (undici), RS256 and ES256, with and
 // without connection reuse, beside jose signing the same token in a tight loop and a bare mTLS
 // node:https server answering the same bytes, all in one run. The issuer runs in a child process so
-// its CPU time is its own: "per core" = tokens per CPU-second of that process. Target (issue 5): at
+// its CPU time is its own: "per core" = tokens per CPU-second of that process. Target (README.md#measured): at
 // least half the rate of the jose loop. Also idle RSS of the issuer beside a bare Node process.
 // Usage: node bench/issuer.ts [seconds per run, default 5] [rounds, default 3]
 import { fork, spawn } from 'node:child_process';

@@ -1,4 +1,4 @@
-// Process start to `/readyz` 200 against the local stand-ins (issue 2 target: under 1 s): the AWS
+// Process start to `/readyz` 200 against the local stand-ins (target under 1 s, README.md#measured): the AWS
 // stand-in and an OIDC signer run here, the sidecar is spawned `rounds` times as production starts it
 // (bin/spiffe-connector.js → the bundled dist/, with the image's NODE_OPTIONS; run `npm run build`
 // first) and from src/ (type stripping). Run by hand: node bench/startup.ts [rounds]

@@ -1,6 +1,6 @@
 // The admission webhook under 32 concurrent AdmissionReviews over HTTPS (keep-alive, as the API server
 // sends them): the real `spiffe-connector webhook`, compiled as the image runs it, in its own process beside a bare node:https server
-// answering the same response bytes, interleaved rounds, medians. Target (issue 7): p99 < 10 ms per
+// answering the same response bytes, interleaved rounds, medians. Target (README.md#measured): p99 < 10 ms per
 // review. Also server CPU per review and idle RSS beside a bare Node process.
 // Usage: node bench/webhook.ts [seconds per run, default 5] [rounds, default 3]
 import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';

@@ -1,4 +1,4 @@
-// argv → config → app → start; signals. Nothing else (STYLE.md layout).
+// argv → config → app → start; signals. Nothing else (CONTRIBUTING.md#where-things-live).
 // Exit codes: 0 ok, 1 invalid config or identity, 2 usage, 70 an uncaught exception (see ops/stray-errors.ts).
 // SIGTERM drains and exits 0.
 import { resolve } from 'node:path';

@@ -1,5 +1,5 @@
-// When to refresh a credential and how long to wait after a failure (DESIGN.md "Rules": refresh at
-// half life, never later than a cloud-specific margin before expiry; jittered exponential backoff).
+// When to refresh a credential and how long to wait after a failure (docs/architecture.md#the-credential-cache: refresh
+// at half life, never later than a cloud-specific margin before expiry; jittered exponential backoff).
 
 export interface RefreshPolicy {
   /** Refresh no later than this many ms before expiry (AWS: 30 min; tokens: 5 min). */

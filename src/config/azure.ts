@@ -1,4 +1,4 @@
-// The `azure` section of the sidecar config (DESIGN.md "Config"; facts from reference/azure.md §3, §5).
+// The `azure` section of the sidecar config (config.example.yaml; facts from docs/azure.md#federated-credentials).
 import * as z from 'zod';
 import { httpsUrl } from './common.ts';
 

@@ -1,4 +1,4 @@
-// The `gcp` section of the sidecar config (DESIGN.md "Config"; checks from reference/gcp.md §5, §10).
+// The `gcp` section of the sidecar config (config.example.yaml; checks from docs/gcp.md#oidc-requirements).
 import * as z from 'zod';
 import { httpsUrl } from './common.ts';
 

@@ -1,4 +1,4 @@
-// The issuer's config (DESIGN.md "Issuer config"): the `spiffe-connector issuer` X.509→JWT exchange
+// The issuer's config (issuer.example.yaml documents every key): the `spiffe-connector issuer` X.509→JWT exchange
 // server. Every problem is reported with its path (common.ts); the issuer URL follows OIDC Discovery §4.
 import * as z from 'zod';
 import { hostPort, httpsUrl, loadYamlConfig, parseYamlConfig } from './common.ts';

@@ -8,7 +8,9 @@ export type Environment = Readonly<Record<string, string | undefined>>;
 
 const anything = z.unknown();
 
-/** With no identity source in the file, SPIFFE_ENDPOINT_SOCKET names the Workload API (SPIFFE_Workload_Endpoint.md §4). */
+/**
+ * With no identity source in the file, SPIFFE_ENDPOINT_SOCKET names the Workload API (docs/spiffe.md#endpoint-address).
+ */
 function applyEnvironment(raw: unknown, env: Environment): unknown {
   const socket = env['SPIFFE_ENDPOINT_SOCKET'];
   if (!socket || raw === null || typeof raw !== 'object') return raw;

@@ -1,5 +1,5 @@
-// The sidecar's config (DESIGN.md "Config"): spiffe sources, listeners, and one optional section per
-// cloud. A cloud section that is absent means that cloud is not served.
+// The sidecar's config (config.example.yaml documents every key): spiffe sources, listeners, and one optional section
+// per cloud. A cloud section that is absent means that cloud is not served.
 import * as z from 'zod';
 import { httpsUrl, hostPort, isLoopbackHost, loopbackHostPort, parseHostPort } from './common.ts';
 import { awsSchema } from './aws.ts';
@@ -45,7 +45,10 @@ const workloadApiSchema = z
     socket: z
       .string()
       .regex(/^(unix:(\/\/)?\/[^?#]+|tcp:\/\/\d{1,3}(\.\d{1,3}){3}:\d{1,5})$/, 'must be unix:///path/to.sock or tcp://IP:PORT'),
-    /** Pick the SVID with this hint when the agent returns several (Workload API §4.2); default the first. */
+    /**
+     * Pick the SVID with this hint when the agent returns several (docs/spiffe.md#workload-api-streams); default the
+     * first.
+     */
     hint: z.string().min(1).max(1024).optional(),
   })
   .strict();

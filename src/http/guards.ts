@@ -1,4 +1,4 @@
-// Request checks every emulated surface shares (DESIGN.md "Loopback and proof of intent"): loopback
+// Request checks every emulated surface shares (docs/architecture.md#the-metadata-listener): loopback
 // Host only (DNS rebinding), no X-Forwarded-For, secrets compared in constant time.
 import { createHash, hash, timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';

@@ -1,6 +1,6 @@
 // Who is asking: the TLS client certificate chain verified as an X.509-SVID of the configured trust
-// domain against the current bundle (X509-SVID.md §5; RFC 8705 §2 for the OAuth side). The TLS layer
-// accepts any certificate so that a refusal can carry an OAuth error body; this module decides.
+// domain against the current bundle (docs/spiffe.md#x509-svid-validation; RFC 8705 §2 for the OAuth side). The TLS
+// layer accepts any certificate so that a refusal can carry an OAuth error body; this module decides.
 import { X509Certificate, createHash } from 'node:crypto';
 import type { DetailedPeerCertificate, PeerCertificate, TLSSocket } from 'node:tls';
 import { ConnectorError } from '../base/errors.ts';

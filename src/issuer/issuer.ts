@@ -1,5 +1,5 @@
 // The issuer: the mTLS token endpoint, the discovery listener and the ops listener over one key store,
-// one trust bundle and one serving certificate, each reloaded on change (DESIGN.md "Issuer config").
+// one trust bundle and one serving certificate, each reloaded on change (issuer.example.yaml documents every key).
 import { constants } from 'node:crypto';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';

@@ -1,5 +1,6 @@
-// Building and signing the JWT-SVIDs the issuer hands out (JWT-SVID.md §3; reference/aws.md §4,
-// gcp.md §5, azure.md §3): iss, sub, one aud, iat, nbf, exp, jti; integer timestamps; kid in the header.
+// Building and signing the JWT-SVIDs the issuer hands out (docs/spiffe.md#jwt-svid;
+// docs/aws.md#assumerolewithwebidentity, docs/gcp.md#oidc-requirements, docs/azure.md#federated-credentials): iss, sub,
+// one aud, iat, nbf, exp, jti; integer timestamps; kid in the header.
 import { randomBytes } from 'node:crypto';
 import { SignJWT } from 'jose';
 import type { SigningKey } from './signing-key.ts';

@@ -1,5 +1,5 @@
 // The `spiffe.jwt.exchange` JWT source: trades the current X.509-SVID for JWT-SVIDs at the issuer
-// (RFC 8693 over mutual TLS, reference/spiffe.md §7), one per audience, cached and refreshed ahead.
+// (RFC 8693 over mutual TLS, docs/spiffe.md#token-exchange), one per audience, cached and refreshed ahead.
 import { Agent, request } from 'undici';
 import type { Clock } from '../base/clock.ts';
 import { CredentialCache } from '../cache/credential-cache.ts';

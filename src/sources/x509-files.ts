@@ -1,4 +1,4 @@
-// The X.509-SVID from files in the csi-driver-spiffe layout (reference/spiffe.md §5): watch the
+// The X.509-SVID from files in the csi-driver-spiffe layout (docs/spiffe.md#csi-driver-spiffe): watch the
 // directory (the `..data` symlink swap), debounce, poll as a fallback, verify before swapping in;
 // a bad or half-written set is refused with a clear log line and the last good SVID stays.
 import { readFile as fsReadFile } from 'node:fs/promises';

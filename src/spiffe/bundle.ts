@@ -1,5 +1,5 @@
 // Trust bundles of one trust domain: X.509 authorities (PEM files, Workload API concatenated DER) and
-// JWT authorities (JWKS / SPIFFE bundle JSON), per SPIFFE_Trust_Domain_and_Bundle.md §4 and JWT-SVID.md §6.
+// JWT authorities (JWKS / SPIFFE bundle JSON), per docs/spiffe.md#bundles.
 import { X509Certificate, createPublicKey, type JsonWebKey } from 'node:crypto';
 import type { JSONWebKeySet, JWK } from 'jose';
 import { ConnectorError, type ErrorCode } from '../base/errors.ts';
@@ -108,7 +108,7 @@ export class JwtBundle {
    * A SPIFFE bundle or a plain JWKS. `keys` is required. Entries with `use` "x509-svid" are X.509
    * authorities and skipped; entries with `use` absent, "jwt-svid" or "sig" (OIDC-style JWKS, such as
    * SPIRE's OIDC provider with set_key_use) are JWT authorities and need a unique `kid`; other `use`
-   * values are ignored (§4.1). Private key members are refused.
+   * values are ignored (docs/spiffe.md#bundles). Private key members are refused.
    */
   static parseJwks(trustDomain: TrustDomain | string, json: string): JwtBundle {
     const td = toTrustDomain(trustDomain);

@@ -1,5 +1,5 @@
-// JWT-SVIDs: the claim and header rules of JWT-SVID.md §2–3 and signature validation against the JWT
-// bundle of the subject's trust domain (§6, go-spiffe jwtsvid.ParseAndValidate: `kid` required).
+// JWT-SVIDs: the claim and header rules of docs/spiffe.md#jwt-svid and signature validation against the JWT
+// bundle of the subject's trust domain (go-spiffe jwtsvid.ParseAndValidate: `kid` required).
 import { inspect } from 'node:util';
 import { compactVerify, importJWK } from 'jose';
 import { ConnectorError } from '../base/errors.ts';
@@ -7,7 +7,7 @@ import { Secret } from '../base/secret.ts';
 import type { JwtBundle } from './bundle.ts';
 import { SpiffeId, type TrustDomain } from './spiffe-id.ts';
 
-/** JWT-SVID.md §3: the only algorithms a JWT-SVID may use. */
+/** docs/spiffe.md#jwt-svid: the only algorithms a JWT-SVID may use. */
 export const JWT_SVID_ALGORITHMS = [
   'RS256', 'RS384', 'RS512',
   'ES256', 'ES384', 'ES512',

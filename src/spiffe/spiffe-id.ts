@@ -1,9 +1,9 @@
-// SPIFFE IDs and trust domains as validated values (SPIFFE-ID.md §2), with go-spiffe's `spiffeid`
-// semantics: lowercase `spiffe://` only, no percent-encoding, plus the §2.3 length limits.
+// SPIFFE IDs and trust domains as validated values (docs/spiffe.md#spiffe-id), with go-spiffe's `spiffeid`
+// semantics: lowercase `spiffe://` only, no percent-encoding, plus the spec's length limits.
 import { ConnectorError } from '../base/errors.ts';
 
 const SCHEME_PREFIX = 'spiffe://';
-/** SPIFFE-ID.md §2.3: IDs up to 2048 bytes; the trust domain at most 255 (the RFC 3986 host limit). */
+/** docs/spiffe.md#spiffe-id: IDs up to 2048 bytes; the trust domain at most 255 (the RFC 3986 host limit). */
 export const MAX_SPIFFE_ID_BYTES = 2048;
 export const MAX_TRUST_DOMAIN_BYTES = 255;
 

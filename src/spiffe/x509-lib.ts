@@ -1,5 +1,5 @@
 // The one import point for @peculiar/x509, and what node:crypto cannot tell about a certificate:
-// key-usage bits, basic constraints, URI SANs, critical extensions (RFC 5280 §4.2, X509-SVID.md §4).
+// key-usage bits, basic constraints, URI SANs, critical extensions (RFC 5280 §4.2, docs/spiffe.md#x509-svid).
 import 'reflect-metadata'; // tsyringe, under @peculiar/x509, refuses to load without it
 import type { X509Certificate } from 'node:crypto';
 import * as x509 from '@peculiar/x509';

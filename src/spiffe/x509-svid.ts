@@ -1,5 +1,6 @@
 // X.509-SVIDs: load-time checks (go-spiffe x509svid.Parse) and RFC 5280 path validation to the bundle of
-// the leaf's own trust domain (x509svid.Verify), per X509-SVID.md §2–5; EKU is not enforced, as in go-spiffe.
+// the leaf's own trust domain (x509svid.Verify), per docs/spiffe.md#x509-svid-validation; EKU is not enforced, as in
+// go-spiffe.
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import { inspect } from 'node:util';
 import { ConnectorError } from '../base/errors.ts';
@@ -111,7 +112,7 @@ export function parseX509SvidDer(chainDer: Uint8Array, pkcs8KeyDer: Uint8Array):
 
 /**
  * Verifies an X.509-SVID chain (leaf first, then intermediates) at `now`: the leaf rules of
- * X509-SVID.md §5, then RFC 5280 path validation to an authority of the bundle of the leaf's
+ * docs/spiffe.md#x509-svid-validation, then RFC 5280 path validation to an authority of the bundle of the leaf's
  * trust domain only — signatures, names, validity of every certificate, CA flags, key usage and
  * pathLenConstraint of issuers, unhandled critical extensions. EKU is not enforced (go-spiffe).
  */
@@ -150,7 +151,7 @@ export function verifyX509Svid(
   throw svidError(id, reason);
 }
 
-/** The SPIFFE ID of a leaf after the leaf rules of X509-SVID.md §2, §3.1, §4.3 and §5. */
+/** The SPIFFE ID of a leaf after the leaf rules of docs/spiffe.md#x509-svid-validation. */
 function checkLeaf(leaf: X509Certificate): SpiffeId {
   const facts = readFacts(leaf, 'the leaf certificate');
   if (facts.uris.length === 0) {
@@ -190,7 +191,7 @@ function checkLeaf(leaf: X509Certificate): SpiffeId {
   return id;
 }
 
-/** Returns why `cert` may not sign certificates (X509-SVID.md §3.2, §4.3), or undefined. */
+/** Returns why `cert` may not sign certificates (docs/spiffe.md#x509-svid), or undefined. */
 function signerProblem(cert: X509Certificate, facts: CertificateFacts, position: string): string | undefined {
   if (!facts.ca) {
     return `${position} ${describeCertificate(cert)} is not a CA (basicConstraints cA is not true) but is used to sign`;

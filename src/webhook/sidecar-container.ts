@@ -5,7 +5,9 @@ import type { ClusterDefaults, SidecarSettings } from '../config/webhook.ts';
 import { parseHostPort } from '../config/common.ts';
 import type { SidecarConfig } from '../config/schema.ts';
 
-/** csi-driver-spiffe's volume attribute: the group that may read the 0440 SVID files (reference/spiffe.md §5). */
+/**
+ * csi-driver-spiffe's volume attribute: the group that may read the 0440 SVID files (docs/spiffe.md#csi-driver-spiffe).
+ */
 export const FS_GROUP_ATTRIBUTE = 'spiffe.csi.cert-manager.io/fs-group';
 
 export const STATE_VOLUME = 'spiffe-connector-state';

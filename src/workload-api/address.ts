@@ -1,4 +1,4 @@
-// Workload API endpoint addresses (SPIFFE_Workload_Endpoint.md §4, go-spiffe workloadapi/addr.go):
+// Workload API endpoint addresses (docs/spiffe.md#endpoint-address, go-spiffe workloadapi/addr.go):
 // `unix:///abs/path` (and `unix:/abs/path`) or `tcp://<IP>:<port>`, turned into a grpc-js target.
 import { isIP } from 'node:net';
 import { ConnectorError } from '../base/errors.ts';

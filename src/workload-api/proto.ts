@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 
-/** SPIFFE_Workload_Endpoint.md §4 (SSRF): every request carries `workload.spiffe.io: true`. */
+/** docs/spiffe.md#workload-api (the security header): every request carries `workload.spiffe.io: true`. */
 export const SECURITY_HEADER = 'workload.spiffe.io';
 export const SECURITY_HEADER_VALUE = 'true';
 /** SPIRE's wording (spire pkg/agent/endpoints/middleware.go), answered with InvalidArgument. */

@@ -1,4 +1,4 @@
-// gRPC statuses from a Workload API endpoint, classified as SPIFFE_Workload_Endpoint.md §6 says a
+// gRPC statuses from a Workload API endpoint, classified as docs/spiffe.md#workload-api-errors says a
 // client must treat them: InvalidArgument and Unimplemented are final, everything else is retried.
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { ConnectorError } from '../base/errors.ts';
@@ -8,7 +8,7 @@ export function statusName(code: number): string {
   return (status as unknown as Record<number, string>)[code] ?? `status ${code}`;
 }
 
-/** §6: the request itself is wrong (or not supported); retrying cannot help. */
+/** docs/spiffe.md#workload-api-errors: the request itself is wrong (or not supported); retrying cannot help. */
 export function isFinalStatus(code: number): boolean {
   return code === status.INVALID_ARGUMENT || code === status.UNIMPLEMENTED;
 }

@@ -1,4 +1,4 @@
-// X.509 messages of the Workload API, both ways (SPIFFE_Workload_API.md §4.2–4.3): an X509SVIDResponse
+// X.509 messages of the Workload API, both ways (docs/spiffe.md#workload-api-streams): an X509SVIDResponse
 // read into one verified SVID and its bundle (the same checks as files), and our SVID written as one.
 import { ConnectorError } from '../base/errors.ts';
 import { X509Bundle } from '../spiffe/bundle.ts';
@@ -20,7 +20,10 @@ export interface X509Context {
 
 export interface ReadX509Options {
   readonly trustDomain: TrustDomain;
-  /** Take the first SVID with this hint; without one, the first SVID (§4.2 default identity). */
+  /**
+   * Take the first SVID with this hint; without one, the first SVID (the default identity,
+   * docs/spiffe.md#workload-api-streams).
+   */
   readonly hint?: string | undefined;
   readonly now: Date;
 }
@@ -75,7 +78,7 @@ export function readX509BundlesResponse(message: X509BundlesResponseWire, td: Tr
 
 function pick(svids: readonly X509SvidWire[], hint: string | undefined): X509SvidWire {
   if (hint === undefined) return svids[0] as X509SvidWire;
-  // §4.2: hints are unique per response; if two entries share one, the first wins.
+  // docs/spiffe.md#workload-api-streams: hints are unique per response; if two entries share one, the first wins.
   const found = svids.find((s) => s.hint === hint);
   if (!found) {
     const hints = svids.map((s) => (s.hint === '' ? '(none)' : JSON.stringify(s.hint))).join(', ');

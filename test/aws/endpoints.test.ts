@@ -1,5 +1,5 @@
 // The emulated AWS surfaces refuse what the real ones refuse and answer the bytes SDKs parse
-// (reference/aws.md §1, §2, §7). The credentials come from a stub lookup: no STS here.
+// (docs/aws.md#container-credentials, docs/aws.md#imdsv2). The credentials come from a stub lookup: no STS here.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Lookup } from '../../src/cache/refreshing-credential.ts';

@@ -1,4 +1,4 @@
-// The env lines an app container gets for AWS (reference/aws.md §7.1, §7.6, §7.9) and what `check` says.
+// The env lines an app container gets for AWS (docs/aws.md#environment) and what `check` says.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { AWS_CONTAINER_TOKEN_FILE, awsEnv, describeAws } from '../../src/providers/aws/env.ts';

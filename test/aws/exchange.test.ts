@@ -1,5 +1,5 @@
 // The AWS exchange against the fake STS: credentials as a domain value with secrets wrapped, the
-// RoleSessionName rule, and every STS failure typed with the retryability of reference/aws.md §4.
+// RoleSessionName rule, and every STS failure typed with the retryability of docs/aws.md#sts-errors.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { inspect } from 'node:util';

@@ -1,5 +1,5 @@
 // The Entra exchange behind the cache, on a ManualClock: faults keep valid tokens flowing until expiry and
-// never after; AADSTS codes retried (or not) as reference/azure.md §3 says; single flight; bounded per-resource
+// never after; AADSTS codes retried (or not) as docs/azure.md#aadsts-codes says; single flight; bounded per-resource
 // cache; identity changes; readiness; file mode rewrites.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

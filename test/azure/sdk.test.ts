@@ -1,5 +1,5 @@
 // Black box: the real @azure/identity, in a child process given only the `env` lines, gets tokens through each
-// emulated surface; the Entra stand-in shows what it verified and issued (issue 4 "Tests").
+// emulated surface; the Entra stand-in shows what it verified and issued.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';

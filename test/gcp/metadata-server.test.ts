@@ -1,5 +1,6 @@
-// The emulated GCE metadata server as the client libraries probe and parse it (reference/gcp.md §1.3,
-// §1.4, requirements 2–7): every path, every format, the headers on every answer, and each refusal.
+// The emulated GCE metadata server as the client libraries probe and parse it (docs/gcp.md#metadata-paths,
+// docs/gcp.md#response-format, docs/gcp.md#request-checks): every path, every format, the headers on every answer, and
+// each refusal.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CLOUD_PLATFORM, FLAVOR, PROJECT_ID, PROJECT_NUMBER, SERVICE_ACCOUNT, get, startGoogleWorld, startSidecar, until, type RawResponse, type Sidecar, jwtSource } from './support.ts';

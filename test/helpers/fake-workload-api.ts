@@ -1,6 +1,6 @@
-// A fake SPIFFE Workload API server for tests, written from the spec (SPIFFE_Workload_API.md §4,
-// SPIFFE_Workload_Endpoint.md §4/§6), not from our code: a real gRPC server on a Unix socket in a temp
-// dir that checks the security header, holds streams open, rotates SVIDs, drops streams and fails on demand.
+// A fake SPIFFE Workload API server for tests, written from the spec (docs/spiffe.md#workload-api,
+// docs/spiffe.md#workload-api-errors), not from our code: a real gRPC server on a Unix socket in a temp dir that checks
+// the security header, holds streams open, rotates SVIDs, drops streams and fails on demand.
 //
 //   const fake = await FakeWorkloadApi.start();          // fake.address = unix:///tmp/.../agent.sock
 //   fake.setX509({ svids: [x509Entry(svid, ca)] });      // pushed to every open FetchX509SVID stream

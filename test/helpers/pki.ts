@@ -1,4 +1,4 @@
-// Test PKI: the dev CA, plus X.509-SVIDs that break one rule each of X509-SVID.md §2–5 (and the
+// Test PKI: the dev CA, plus X.509-SVIDs that break one rule each of docs/spiffe.md#x509-svid-validation (and the
 // go-spiffe load checks), so every refusal path can be tested with certificates minted at test time.
 //
 //   const ca = await DevCa.create({ trustDomain: 'example.org' });

@@ -14,7 +14,7 @@ issuer:
   audiences: [sts.amazonaws.com, api://AzureADTokenExchange]
 `;
 
-test('the DESIGN.md example parses, with defaults', () => {
+test('a minimal issuer config parses, with defaults', () => {
   const c = parseIssuerConfig(GOOD).issuer;
   assert.equal(c.tokenAddress, '0.0.0.0:8443');
   assert.equal(c.discoveryAddress, '0.0.0.0:8080');

@@ -1,4 +1,4 @@
-// Workload API endpoint addresses (SPIFFE_Workload_Endpoint.md §4, go-spiffe workloadapi/addr_test.go).
+// Workload API endpoint addresses (docs/spiffe.md#endpoint-address, go-spiffe workloadapi/addr_test.go).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ConnectorError } from '../../src/base/errors.ts';

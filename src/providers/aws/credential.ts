@@ -35,7 +35,7 @@ export function accountFromArn(arn: string): string {
 
 /**
  * `YYYY-MM-DDTHH:MM:SSZ`: UTC, no fraction, no offset. JS fromHttp accepts only `Z`; botocore's IMDS
- * fetcher fails to parse fractions (reference/aws.md §1, §2).
+ * fetcher fails to parse fractions (docs/aws.md#timestamps).
  */
 export function awsTimestamp(date: Date): string {
   return date.toISOString().replace(/\.\d{3}Z$/, 'Z');

@@ -1,4 +1,4 @@
-// What an app container needs to find the AWS endpoints (reference/aws.md §7.1, §7.6, §7.9): FULL_URI +
+// What an app container needs to find the AWS endpoints (docs/aws.md#environment): FULL_URI +
 // TOKEN_FILE (never RELATIVE_URI, which wins everywhere). The literal TOKEN only when
 // aws.containerAuthorizationToken is configured, and then with the file's value: Java v2 prefers TOKEN, the
 // other SDKs FILE (README.md "Compatibility"), and both give the same answer.

@@ -1,5 +1,6 @@
 // An Azure access token as the per-resource cache holds it, and the resource rules the exchange and the
-// endpoints share: what a valid `resource` is and how it becomes an Entra scope (reference/azure.md §1, §3, §4).
+// endpoints share: what a valid `resource` is and how it becomes an Entra scope (docs/azure.md#imds,
+// docs/azure.md#federated-credentials).
 import type { Secret } from '../../base/secret.ts';
 
 export interface AzureAccessToken {

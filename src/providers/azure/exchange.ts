@@ -1,5 +1,5 @@
 // The Entra side of Azure: a JWT-SVID presented as a client assertion (workload identity federation) through
-// @azure/identity's ClientAssertionCredential, one resource at a time (reference/azure.md §3, §5).
+// @azure/identity's ClientAssertionCredential, one resource at a time (docs/azure.md#exchange).
 //
 // A fresh credential is built for every exchange, on purpose: msal-node keeps an access-token cache and a
 // throttling cache (after a 429/5xx or a Retry-After it refuses identical requests for up to an hour without

@@ -1,4 +1,4 @@
-// The App Service X-IDENTITY-HEADER secret (reference/azure.md §2): azure.identityHeader when the webhook set
+// The App Service X-IDENTITY-HEADER secret (docs/azure.md#app-service): azure.identityHeader when the webhook set
 // one, else a random value created once in <stateDir>/azure-identity-header (0600), so `env` and `run` agree.
 import { randomBytes } from 'node:crypto';
 import { linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';

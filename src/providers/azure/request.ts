@@ -1,5 +1,5 @@
 // Reading a managed-identity token request (query string or MSI form body) into the resource to serve, or the
-// caller error real endpoints answer with 400 (reference/azure.md §1, §2, implication 4). Pure.
+// caller error real endpoints answer with 400 (docs/azure.md#errors). Pure.
 import { resourceProblem } from './credential.ts';
 
 export type Surface = 'azure-appservice' | 'azure-imds' | 'azure-msi';

@@ -1,5 +1,5 @@
 // File mode: a JWT-SVID for the Entra audience kept fresh at AZURE_FEDERATED_TOKEN_FILE, so SDKs that speak
-// workload identity natively exchange it themselves (reference/azure.md §2, implication 8).
+// workload identity natively exchange it themselves (docs/azure.md#token-file).
 //
 // Timing: the JS WorkloadIdentityCredential caches the file's contents for 5 minutes, and Entra must still
 // accept the assertion when the SDK presents it. So the file is rewritten at half the SVID's life and never

@@ -1,5 +1,5 @@
 // Entra token-endpoint errors: the wire JSON read through a type guard, then turned into a ConnectorError by
-// AADSTS code (reference/azure.md §3): whether retrying can help, and for a federated-credential mismatch,
+// AADSTS code (docs/azure.md#aadsts-codes): whether retrying can help, and for a federated-credential mismatch,
 // exactly what to change in Entra. Codes come from `error_codes`, the "AADSTSnnnn:" prefix only as a fallback.
 import { ConnectorError } from '../../base/errors.ts';
 

@@ -1,4 +1,4 @@
-// The files google-auth-library's X.509 path reads on every refresh (reference/gcp.md §4): the
+// The files google-auth-library's X.509 path reads on every refresh (docs/gcp.md#x509-federation): the
 // current VERIFIED X.509-SVID (chain leaf first, PKCS#8 key) and a certificate_config.json pointing
 // at them, in a private directory (0700, files 0600), each replaced by an atomic rename.
 import { chmod, mkdir, rename, rm, writeFile } from 'node:fs/promises';

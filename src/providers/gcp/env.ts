@@ -1,21 +1,21 @@
-// What an app container is told about Google (reference/gcp.md §1.1 and requirement 1) and what
+// What an app container is told about Google (docs/gcp.md#environment) and what
 // `check` says would be served. Pure: config and the metadata origin in, lines out.
 import type { GcpConfig } from '../../config/gcp.ts';
 import type { SidecarConfig } from '../../config/schema.ts';
 import type { EnvLines } from '../../base/env-lines.ts';
 import type { CloudEnvironment } from '../contract.ts';
 
-/** The audience of the JWT-SVID Google STS accepts for this provider (reference §5). */
+/** The audience of the JWT-SVID Google STS accepts for this provider (docs/gcp.md#oidc-requirements). */
 export function providerAudience(gcp: GcpConfig): string {
   return `//iam.googleapis.com/${gcp.workloadIdentityProvider}`;
 }
 
-/** host:port of the metadata origin, no scheme: what GCE_METADATA_* take (reference §1.1). */
+/** host:port of the metadata origin, no scheme: what GCE_METADATA_* take (docs/gcp.md#environment). */
 export function metadataHostPort(metadataOrigin: string): string {
   return new URL(metadataOrigin).host;
 }
 
-/** The federated principal of a SPIFFE ID mapped as google.subject (reference §3, "Direct access"). */
+/** The federated principal of a SPIFFE ID mapped as google.subject (docs/gcp.md#sts-token-exchange). */
 export function federatedPrincipal(gcp: GcpConfig, subject: string): string {
   const pool = gcp.workloadIdentityProvider.replace(/\/providers\/[^/]+$/, '');
   return `principal://iam.googleapis.com/${pool}/subject/${subject}`;
@@ -24,13 +24,16 @@ export function federatedPrincipal(gcp: GcpConfig, subject: string): string {
 /**
  * The account name served at service-accounts/default/email when no service account is
  * impersonated: the workload pool, as GKE's metadata server answers for an unannotated
- * Kubernetes service account (reference §2.1). It must be a single path segment.
+ * Kubernetes service account (docs/gcp.md#gke-metadata-server). It must be a single path segment.
  */
 export function federatedAccountName(gcp: GcpConfig): string {
   return `${gcp.projectId}.svc.id.goog`;
 }
 
-/** The STS token URL: the mTLS host for the X.509 path when the endpoint is Google's default (reference §4). */
+/**
+ * The STS token URL: the mTLS host for the X.509 path when the endpoint is Google's default
+ * (docs/gcp.md#x509-federation).
+ */
 export function stsTokenUrl(gcp: GcpConfig, mtls: boolean): string {
   const base = gcp.stsEndpoint.replace(/\/+$/, '');
   if (mtls && base === 'https://sts.googleapis.com') return 'https://sts.mtls.googleapis.com/v1/token';
@@ -73,7 +76,7 @@ export function describeGcp(config: SidecarConfig, metadataOrigin: string): stri
   return lines;
 }
 
-/** Google limits the mapped google.subject (the SPIFFE ID) to 127 bytes (reference §5). */
+/** Google limits the mapped google.subject (the SPIFFE ID) to 127 bytes (docs/gcp.md#oidc-requirements). */
 export const MAX_GOOGLE_SUBJECT_BYTES = 127;
 
 /** Why Google STS would refuse this SPIFFE ID as google.subject, or undefined (for `check`). */

@@ -1,12 +1,13 @@
 // The static part of the emulated GCE metadata tree and how the metadata server renders it:
-// listings, `?recursive=true` JSON with camelCased keys, `alt=json` (reference/gcp.md §1.3, §1.4).
-// Pure: facts in, bodies out. Tokens and ID tokens are not here; endpoints.ts asks the cache for them.
+// listings, `?recursive=true` JSON with camelCased keys, `alt=json` (docs/gcp.md#metadata-paths,
+// docs/gcp.md#response-format). Pure: facts in, bodies out. Tokens and ID tokens are not here; endpoints.ts asks the
+// cache for them.
 import { createHash } from 'node:crypto';
 
 /** What the emulated metadata server says about this "instance". */
 export interface MetadataFacts {
   readonly projectId: string;
-  /** Digits only: gcloud's detection requires it (reference §1.3). */
+  /** Digits only: gcloud's detection requires it (docs/gcp.md#metadata-paths). */
   readonly numericProjectId: string;
   /** projects/<number>/zones/<zone> */
   readonly zone: string;
@@ -82,7 +83,7 @@ export interface Rendered {
   readonly body: string;
 }
 
-/** A directory listing: one entry per line, sub-directories suffixed "/" (reference §1.4). */
+/** A directory listing: one entry per line, sub-directories suffixed "/" (docs/gcp.md#response-format). */
 export function renderListing(node: MetadataNode & { dir: unknown }, extra: readonly string[] = [], json = false): Rendered {
   const entries = Object.entries(node.dir as Record<string, MetadataNode>).map(([name, child]) => ('dir' in child ? `${name}/` : name));
   // Insertion order (default/ before the email, as GCE lists them); token and identity merged in order.
@@ -91,7 +92,7 @@ export function renderListing(node: MetadataNode & { dir: unknown }, extra: read
   return { json: false, body: all.map((e) => `${e}\n`).join('') };
 }
 
-/** `?recursive=true` on a directory: JSON with camelCased keys except account names (reference §1.4). */
+/** `?recursive=true` on a directory: JSON with camelCased keys except account names (docs/gcp.md#response-format). */
 export function renderRecursive(node: MetadataNode, keepKeys = false): unknown {
   if ('leaf' in node) return node.leaf;
   const out: Record<string, unknown> = {};

@@ -1,4 +1,4 @@
-// google-auth-library's IdentityPoolClient (reference/gcp.md §6), adapted to run behind our cache:
+// google-auth-library's IdentityPoolClient (docs/gcp.md#google-auth-library), adapted to run behind our cache:
 // every refresh is forced (our cache decides when), carries our AbortSignal and timeout, and its HTTP
 // goes through a transport without the SDK's hidden retries (our RefreshingCredential retries, named
 // and counted). X.509 path: the SDK's mTLS agent, plus an extra CA when one is configured.

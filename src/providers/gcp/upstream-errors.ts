@@ -1,6 +1,7 @@
-// What Google STS and IAM Credentials answered, read safely (reference/gcp.md §3): wire type guards
-// for their success bodies, and every failure turned into a ConnectorError with `retryable` set from
-// the status (5xx, 429, 408, network, timeout) — upstream text kept, tokens and requests never.
+// What Google STS and IAM Credentials answered, read safely (docs/gcp.md#sts-token-exchange,
+// docs/gcp.md#upstream-errors): wire type guards for their success bodies, and every failure turned into a
+// ConnectorError with `retryable` set from the status (5xx, 429, 408, network, timeout) — upstream text kept, tokens
+// and requests never.
 import { ConnectorError } from '../../base/errors.ts';
 
 export interface StsTokenResponse {

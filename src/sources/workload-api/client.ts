@@ -1,5 +1,5 @@
-// The SPIFFE Workload API as an identity source (SPIFFE_Workload_API.md §4, reference/spiffe.md
-// "Implications" 5): the X.509-SVID stream verified like files, bundles, JWT-SVIDs per audience.
+// The SPIFFE Workload API as an identity source (docs/spiffe.md#workload-api): the X.509-SVID stream verified like
+// files, bundles, JWT-SVIDs per audience.
 import * as grpc from '@grpc/grpc-js';
 import type { Clock } from '../../base/clock.ts';
 import { CredentialCache } from '../../cache/credential-cache.ts';
@@ -29,7 +29,7 @@ export interface WorkloadApiSourceOptions {
   readonly socket: string;
   /** SVIDs of any other trust domain are refused. */
   readonly trustDomain: string;
-  /** Use the SVID with this hint; default the first (§4.2). */
+  /** Use the SVID with this hint; default the first (docs/spiffe.md#workload-api-streams). */
   readonly hint?: string | undefined;
   readonly clock: Clock;
   readonly logger: Logger;
@@ -228,7 +228,7 @@ export class WorkloadApiSource implements X509Source, JwtSource {
       logger.warn({ source: 'workload-api' }, 'the Workload API sent a JWTBundlesResponse of an unexpected shape; ignored');
       return false;
     }
-    // The whole map is replaced (§4.4: a bundle absent from a message is unloaded).
+    // The whole map is replaced (docs/spiffe.md#workload-api-streams: a bundle absent from a message is unloaded).
     const next = new Map<string, JwtBundle>();
     for (const [key, json] of Object.entries(message.bundles)) {
       try {

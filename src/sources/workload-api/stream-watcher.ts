@@ -1,6 +1,6 @@
-// Keeps one Workload API server stream open (SPIFFE_Workload_API.md §4.2): reconnects at once when the
+// Keeps one Workload API server stream open (docs/spiffe.md#workload-api-streams): reconnects at once when the
 // server ends it, with jittered exponential backoff after errors (reset by a good message), and stops
-// for good on InvalidArgument or Unimplemented (SPIFFE_Workload_Endpoint.md §6).
+// for good on InvalidArgument or Unimplemented (docs/spiffe.md#workload-api-errors).
 import type { ClientReadableStream, StatusObject } from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import type { Clock, TimerHandle } from '../../base/clock.ts';
@@ -91,7 +91,7 @@ export class StreamWatcher {
     const { logger, rpc } = this.#o;
     if (s.code === status.OK) {
       if (goodMessages > 0) {
-        // §4.2: a closed stream is reopened at once.
+        // A closed stream is reopened at once (docs/spiffe.md#workload-api-streams).
         logger.info({ rpc }, 'the Workload API ended the stream; reopening it');
         this.#connect();
       } else {

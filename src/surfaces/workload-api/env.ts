@@ -1,4 +1,4 @@
-// What the app container is told about the Workload API we serve (SPIFFE_Workload_Endpoint.md §4):
+// What the app container is told about the Workload API we serve (docs/spiffe.md#endpoint-address):
 // SPIFFE_ENDPOINT_SOCKET, the variable go-spiffe, java-spiffe, py-spiffe and spiffe-helper read.
 import type { SidecarConfig } from '../../config/schema.ts';
 import type { EnvLines } from '../../base/env-lines.ts';

@@ -1,5 +1,5 @@
-// The SPIFFE Workload API served to the pod on a Unix socket (SPIFFE_Workload_API.md §4–6,
-// reference/spiffe.md "Implications" 7), backed by our X509Source (files) and JwtSource (issuer).
+// The SPIFFE Workload API served to the pod on a Unix socket (docs/spiffe.md#workload-api), backed by our X509Source
+// (files) and JwtSource (issuer).
 import * as grpc from '@grpc/grpc-js';
 import { systemClock, type Clock } from '../../base/clock.ts';
 import { toConnectorError } from '../../base/errors.ts';
@@ -72,7 +72,10 @@ export async function startWorkloadApiServer(options: WorkloadApiServerOptions):
     }
   };
 
-  /** Keeps a stream open, sending `build()` now and whenever it changes (§4.2: full state each time). */
+  /**
+   * Keeps a stream open, sending `build()` now and whenever it changes (full state each time,
+   * docs/spiffe.md#workload-api-streams).
+   */
   const watch = (rpc: string, call: Stream, build: () => { key: string; message: object } | Status, subscribe: (listener: () => void) => Unsubscribe): void => {
     const first = build();
     if ('code' in first) return fail(rpc, call, first);
@@ -222,7 +225,7 @@ const NO_JWT_BUNDLE: Status = {
 };
 const WIT_UNSUPPORTED: Status = { code: grpc.status.UNIMPLEMENTED, details: 'the WIT-SVID profile is not supported' };
 
-/** The bundle as SPIFFE bundle JSON (SPIFFE_Trust_Domain_and_Bundle.md §4): each key `use: jwt-svid`. */
+/** The bundle as SPIFFE bundle JSON (docs/spiffe.md#bundles): each key `use: jwt-svid`. */
 function spiffeJwks(bundle: JwtBundle): string {
   const doc: Record<string, unknown> = { keys: bundle.keys.map((k) => ({ ...k, use: 'jwt-svid' })) };
   if (bundle.sequence !== undefined) doc['spiffe_sequence'] = bundle.sequence;
