@@ -1,6 +1,6 @@
 // Optional by-hand check with the Azure CLI (skipped when `az` is absent): `az login --identity` with only the
 // env lines reaches our MSI_ENDPOINT (az 2.45) or App Service/IMDS (newer az) and receives a token with `tid`.
-// Listing subscriptions afterwards needs ARM, which is not here: the test asserts what reached us, not the login.
+// Listing subscriptions afterwards needs ARM, which is not here: az's exit is checked to be that failure alone.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
@@ -33,9 +33,14 @@ test('az login --identity gets its managed-identity token from the sidecar', { s
     AZURE_CORE_COLLECT_TELEMETRY: 'false',
     ...run.env,
   };
-  await new Promise<void>((resolve) => {
-    execFile('az', ['login', '--identity', '--allow-no-subscriptions'], { env, timeout: 120_000 }, () => resolve());
+  const az = await new Promise<{ code: number | string | null | undefined; stdout: string; stderr: string }>((resolve) => {
+    execFile('az', ['login', '--identity', '--allow-no-subscriptions'], { env, timeout: 120_000 }, (error, stdout, stderr) => resolve({ code: error ? error.code : 0, stdout, stderr }));
   });
+  // az exits 1 here, and only because of ARM: its first call after the token (listing subscriptions)
+  // meets the dead proxy. Any other failure (no token, a token it refused) fails the test.
+  assert.equal(az.code, 1, `az exited ${az.code}:\n${az.stderr}`);
+  assert.match(az.stderr, /^ERROR: \('Cannot connect to proxy\.'/, az.stderr);
+  assert.doesNotMatch(az.stderr, /identity|token|MSI/i, az.stderr);
   const text = await run.metrics.text();
   const served = [...text.matchAll(/spiffe_connector_requests_total\{surface="(azure-[a-z]+)",status="200"\} (\d+)/g)];
   assert.ok(served.length > 0, `az did not get a token from us:\n${text}`);
