@@ -5,6 +5,8 @@ import { httpsUrl } from './common.ts';
 export const WORKLOAD_IDENTITY_PROVIDER =
   /^projects\/(\d+)\/locations\/global\/workloadIdentityPools\/([a-z0-9-]{4,32})\/providers\/([a-z0-9-]{4,32})$/;
 
+const serviceAccountEmail = z.string().regex(/^[a-z0-9-]+@[a-z0-9.-]+\.iam\.gserviceaccount\.com$|^[^@\s/]+@[^@\s/]+$/, 'must be a service account email');
+
 export const gcpSchema = z
   .object({
     projectId: z.string({ error: 'is required' }).regex(/^[a-z][a-z0-9-]{4,28}[a-z0-9]$/, 'must be a GCP project ID (6-30 lowercase letters, digits, hyphens)'),
@@ -15,10 +17,21 @@ export const gcpSchema = z
         WORKLOAD_IDENTITY_PROVIDER,
         'must be projects/<number>/locations/global/workloadIdentityPools/<pool>/providers/<provider>',
       ),
-    serviceAccount: z
-      .string()
-      .regex(/^[a-z0-9-]+@[a-z0-9.-]+\.iam\.gserviceaccount\.com$|^[^@\s]+@[^@\s]+$/, 'must be a service account email')
-      .optional(),
+    serviceAccount: serviceAccountEmail.optional(),
+    /**
+     * More service accounts the federated principal may impersonate, served under their own email at
+     * instance/service-accounts/<email>/token as GCE serves each attached account.
+     */
+    extraServiceAccounts: z
+      .array(serviceAccountEmail)
+      .max(16)
+      .default([])
+      .superRefine((emails, ctx) => {
+        emails.forEach((e, i) => {
+          if (emails.indexOf(e) !== i) ctx.addIssue({ code: 'custom', path: [i], message: `repeats ${e}` });
+          if (e === 'default') ctx.addIssue({ code: 'custom', path: [i], message: 'must be an email, not "default"' });
+        });
+      }),
     stsEndpoint: httpsUrl.default('https://sts.googleapis.com'),
     iamCredentialsEndpoint: httpsUrl.default('https://iamcredentials.googleapis.com'),
     /** Extra PEM CA bundle trusted (besides the system roots) for stsEndpoint and iamCredentialsEndpoint: private endpoints, dev, tests. */
@@ -28,6 +41,10 @@ export const gcpSchema = z
     /** When set, ID tokens are served only for these audiences; any other is refused at once, without calling Google. */
     allowedAudiences: z.array(z.string().min(1).max(2048)).max(256).optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((gcp, ctx) => {
+    const i = gcp.serviceAccount === undefined ? -1 : gcp.extraServiceAccounts.indexOf(gcp.serviceAccount);
+    if (i !== -1) ctx.addIssue({ code: 'custom', path: ['extraServiceAccounts', i], message: 'is already gcp.serviceAccount (the default account)' });
+  });
 
 export type GcpConfig = z.output<typeof gcpSchema>;

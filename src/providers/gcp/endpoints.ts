@@ -23,6 +23,8 @@ export interface MetadataSurfaceOptions {
   /** Access tokens by scope key (credential.ts scopeKey); `defaultScopes` is the key of a request without `scopes=`. */
   readonly accessTokens: CredentialLookup<GcpToken>;
   readonly defaultScopes: readonly string[];
+  /** Access tokens of the other accounts (gcp.extraServiceAccounts) by email, keyed by scope set like accessTokens. */
+  readonly extraAccounts?: ReadonlyMap<string, CredentialLookup<GcpToken>>;
   /** ID tokens by audience; undefined when no service account is configured (no ID tokens). */
   readonly idTokens: CredentialLookup<GcpToken> | undefined;
   readonly clock: Clock;
@@ -55,15 +57,19 @@ export function metadataSurface(o: MetadataSurfaceOptions): Surface {
       const last = segments[segments.length - 1];
       if (segments.length === 4 && isAccountDir(segments.slice(0, 3)) && (TOKEN_LEAVES as readonly string[]).includes(last ?? '')) {
         if (!lookup(tree, segments.slice(0, 3))) return reply(res, notFound());
+        // default/ and the default email are one account; any other listed email is an extra account.
+        const extra = segments[2] === 'default' || segments[2] === o.facts.email ? undefined : o.extraAccounts?.get(segments[2] ?? '');
         if (last === 'token') {
           const scopes = parseScopes(query.get('scopes'));
           if (scopes === false) return reply(res, metadataAnswer(400, false, `Bad Request: scopes must be at most ${MAX_SCOPES} comma-separated scope names.\n`));
           const key = scopes === undefined ? defaultKey : scopeKey(scopes);
+          const tokens = extra ?? o.accessTokens;
           // The common case answers from the cache at once, without a promise.
-          const cached = o.accessTokens.peek(key);
+          const cached = tokens.peek(key);
           if (cached.ok && secondsLeft(cached, o.clock) >= 1) return reply(res, tokenAnswer(cached, o.clock));
-          return waitFor(res, reply, (signal) => o.accessTokens.get(key, signal), (found) => tokenAnswer(found, o.clock), o.clock);
+          return waitFor(res, reply, (signal) => tokens.get(key, signal), (found) => tokenAnswer(found, o.clock), o.clock);
         }
+        if (extra) return reply(res, metadataAnswer(404, false, 'spiffe-connector serves ID tokens for the default service account (gcp.serviceAccount) only.\n'));
         const audience = query.get('audience') ?? '';
         if (audience === '') return reply(res, metadataAnswer(400, false, 'non-empty audience parameter required\n'));
         if (audience.length > MAX_AUDIENCE) return reply(res, metadataAnswer(400, false, `audience must be at most ${MAX_AUDIENCE} characters\n`));

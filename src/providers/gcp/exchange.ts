@@ -50,21 +50,24 @@ export class GcpExchange {
     this.#newClient = spiffeClientFactory(options.sdk, { timeoutMs: options.timeoutMs ?? 10_000, caPem: options.caPem });
   }
 
-  /** An access token for `scopes`: impersonated when gcp.serviceAccount is set, else the federated token itself. */
-  accessToken(scopes: readonly string[], signal: AbortSignal): Promise<GcpToken> {
-    return this.#exchange(scopes, this.#o.gcp.serviceAccount !== undefined, signal);
+  /**
+   * An access token for `scopes`: impersonating `serviceAccount` (one of gcp.extraServiceAccounts) when
+   * given, else gcp.serviceAccount when set, else the federated token itself.
+   */
+  accessToken(scopes: readonly string[], signal: AbortSignal, serviceAccount?: string): Promise<GcpToken> {
+    return this.#exchange(scopes, serviceAccount ?? this.#o.gcp.serviceAccount, signal);
   }
 
   /** The federated principal's own cloud-platform token: what calls generateIdToken. */
   federatedToken(signal: AbortSignal): Promise<GcpToken> {
-    return this.#exchange([CLOUD_PLATFORM], false, signal);
+    return this.#exchange([CLOUD_PLATFORM], undefined, signal);
   }
 
   /** An ID token for `audience` from IAM Credentials generateIdToken, authorised by the federated token. */
   async idToken(audience: string, federated: Secret, signal: AbortSignal): Promise<GcpToken> {
     const sa = this.#requireServiceAccount();
     const url = `${this.#iamBase()}/v1/projects/-/serviceAccounts/${encodeURIComponent(sa)}:generateIdToken`;
-    const client = this.#client([CLOUD_PLATFORM], false);
+    const client = this.#client([CLOUD_PLATFORM], undefined);
     let body: unknown;
     try {
       body = await client.postJson(url, federated.reveal(), { audience, includeEmail: true }, signal);
@@ -87,7 +90,7 @@ export class GcpExchange {
     this.#clients.clear();
   }
 
-  async #exchange(scopes: readonly string[], impersonate: boolean, signal: AbortSignal): Promise<GcpToken> {
+  async #exchange(scopes: readonly string[], impersonate: string | undefined, signal: AbortSignal): Promise<GcpToken> {
     if (this.#o.subject.kind === 'x509') checkSubject(this.#o.subject.currentSubject());
     const client = this.#client(scopes, impersonate);
     const started = this.#o.clock.now();
@@ -113,8 +116,9 @@ export class GcpExchange {
     return error;
   }
 
-  #client(scopes: readonly string[], impersonate: boolean): SpiffeClient {
-    const key = `${impersonate ? 'impersonated' : 'federated'}|${scopeKey(scopes)}`;
+  /** The SDK client for `scopes`, impersonating the `impersonate` service account when given. */
+  #client(scopes: readonly string[], impersonate: string | undefined): SpiffeClient {
+    const key = `${impersonate ?? 'federated'}|${scopeKey(scopes)}`;
     const existing = this.#clients.get(key);
     if (existing) {
       this.#clients.delete(key);
@@ -142,9 +146,9 @@ export class GcpExchange {
       token_url: stsTokenUrl(gcp, subject.kind === 'x509'),
       scopes: [...scopes],
       ...source,
-      ...(impersonate
+      ...(impersonate !== undefined
         ? {
-            service_account_impersonation_url: `${this.#iamBase()}/v1/projects/-/serviceAccounts/${encodeURIComponent(this.#requireServiceAccount())}:generateAccessToken`,
+            service_account_impersonation_url: `${this.#iamBase()}/v1/projects/-/serviceAccounts/${encodeURIComponent(impersonate)}:generateAccessToken`,
             service_account_impersonation: { token_lifetime_seconds: 3600 },
           }
         : {}),

@@ -18,6 +18,8 @@ export interface MetadataFacts {
   readonly universeDomain: string;
   /** The email served for `default` and listed under service-accounts/. */
   readonly email: string;
+  /** More accounts listed under service-accounts/ by their email (gcp.extraServiceAccounts), with the default scopes. */
+  readonly extraEmails?: readonly string[];
   /** Scopes of the default token, listed at .../scopes. */
   readonly scopes: readonly string[];
 }
@@ -47,7 +49,13 @@ export function buildTree(facts: MetadataFacts): MetadataNode {
           hostname: leaf(facts.hostname),
           id: leaf(Number.isSafeInteger(Number(facts.instanceId)) ? Number(facts.instanceId) : facts.instanceId),
           name: leaf(facts.name),
-          'service-accounts': { dir: { default: account, [facts.email]: account } },
+          'service-accounts': {
+            dir: {
+              default: account,
+              [facts.email]: account,
+              ...Object.fromEntries((facts.extraEmails ?? []).map((email) => [email, { dir: { aliases: leaf([]), email: leaf(email), scopes: leaf(facts.scopes) } }])),
+            },
+          },
           zone: leaf(facts.zone),
         },
       },

@@ -73,7 +73,7 @@ export async function createGcpProvider(ctx: ProviderContext, options: GcpProvid
     logger: ctx.logger,
     metrics: ctx.metrics,
     caPem,
-    maxClients: maxScopeSets + 2,
+    maxClients: maxScopeSets + 2 + gcp.extraServiceAccounts.length * 2,
     ...(options.requestTimeoutMs === undefined ? {} : { timeoutMs: options.requestTimeoutMs }),
   });
   const common = {
@@ -95,6 +95,13 @@ export async function createGcpProvider(ctx: ProviderContext, options: GcpProvid
     maxKeys: maxScopeSets,
     maxKeyLength: 4096,
   });
+  // Each extra service account: its own access tokens by scope set, the default set pinned.
+  const extraAccounts = new Map(
+    gcp.extraServiceAccounts.map((email) => [
+      email,
+      new CredentialCache<GcpToken>({ ...common, name: 'access-token', exchange: (key, signal) => exchange.accessToken(key.split(','), signal, email), pinned: [defaultKey], maxKeys: 4, maxKeyLength: 4096 }),
+    ]),
+  );
   // The federated principal's own token authorises generateIdToken; fetched when the first ID token is.
   const federated = new CredentialCache<GcpToken>({ ...common, name: 'federated-token', exchange: (_key, signal) => exchange.federatedToken(signal), pinned: [SINGLE] });
   const idTokens =
@@ -112,9 +119,13 @@ export async function createGcpProvider(ctx: ProviderContext, options: GcpProvid
             return exchange.idToken(audience, token.value.token, signal);
           },
         });
-  const caches = [accessTokens, federated, ...(idTokens ? [idTokens] : [])];
+  const caches = [accessTokens, federated, ...(idTokens ? [idTokens] : []), ...extraAccounts.values()];
+  const startTokens = (): void => {
+    accessTokens.start();
+    for (const c of extraAccounts.values()) c.start();
+  };
   const refreshAll = async (reason: string): Promise<void> => {
-    await Promise.all([accessTokens.refreshAll(reason), (async () => {
+    await Promise.all([accessTokens.refreshAll(reason), ...[...extraAccounts.values()].map((c) => c.refreshAll(reason)), (async () => {
       await federated.refreshAll(reason);
       await idTokens?.refreshAll(reason);
     })()]);
@@ -130,9 +141,10 @@ export async function createGcpProvider(ctx: ProviderContext, options: GcpProvid
     hostname: host,
     universeDomain: 'googleapis.com',
     email: gcp.serviceAccount ?? federatedAccountName(gcp),
+    extraEmails: gcp.extraServiceAccounts,
     scopes: DEFAULT_SCOPES,
   };
-  const surface = metadataSurface({ facts, accessTokens, defaultScopes: DEFAULT_SCOPES, idTokens, clock: ctx.clock, noIdentityText: NO_IDENTITY_TEXT });
+  const surface = metadataSurface({ facts, accessTokens, extraAccounts, defaultScopes: DEFAULT_SCOPES, idTokens, clock: ctx.clock, noIdentityText: NO_IDENTITY_TEXT });
 
   const unsubscribes: Array<() => void> = [];
   let started = false;
@@ -147,7 +159,7 @@ export async function createGcpProvider(ctx: ProviderContext, options: GcpProvid
         const first = written === undefined;
         written = svid;
         if (!started) return;
-        if (first) accessTokens.start();
+        if (first) startTokens();
         else await refreshAll(reason);
       })
       .catch((error: unknown) => ctx.logger.error({ err: (error as Error).message }, 'could not write the X.509-SVID files for Google'));
@@ -161,7 +173,7 @@ export async function createGcpProvider(ctx: ProviderContext, options: GcpProvid
       if (jwt) {
         unsubscribes.push(jwt.subscribe(() => void refreshAll('JWT-SVID identity changed')));
         started = true;
-        accessTokens.start();
+        startTokens();
         return;
       }
       const source = x509;
@@ -171,13 +183,17 @@ export async function createGcpProvider(ctx: ProviderContext, options: GcpProvid
       if (current) await install(current, 'start');
       started = true;
       // With no SVID yet, the first one the source verifies starts the credentials.
-      if (written) accessTokens.start();
+      if (written) startTokens();
     },
     readiness(): Readiness {
       if (!started || (files && !written)) return { ready: false, reason: 'waiting for the first SVID' };
       const lookup = accessTokens.peek(defaultKey);
-      if (lookup.ok) return { ready: true };
-      return { ready: false, reason: lookup.error.message };
+      if (!lookup.ok) return { ready: false, reason: lookup.error.message };
+      for (const [email, tokens] of extraAccounts) {
+        const extra = tokens.peek(defaultKey);
+        if (!extra.ok) return { ready: false, reason: `${email}: ${extra.error.message}` };
+      }
+      return { ready: true };
     },
     async stop() {
       for (const u of unsubscribes.splice(0)) u();
