@@ -21,7 +21,10 @@ function parseUnit(text: string): Record<string, Record<string, string>> {
   let section = '';
   for (const line of text.split('\n')) {
     const s = /^\[(\w+)\]$/.exec(line);
-    if (s?.[1]) out[(section = s[1])] = {};
+    if (s?.[1]) {
+      section = s[1];
+      out[section] = {};
+    }
     const kv = /^(\w+)=(.*)$/.exec(line);
     if (kv?.[1] && section) (out[section] as Record<string, string>)[kv[1]] = kv[2] ?? '';
   }
