@@ -85,7 +85,13 @@ export async function startApp(config: SidecarConfig, deps: AppDeps): Promise<Ru
 
   const listenAddress = parseHostPort(config.server.metadataAddress);
   if (!listenAddress) throw new Error('metadataAddress was validated at load');
-  const metadata = await startMetadataListener({ host: listenAddress.host, port: listenAddress.port, metrics: deps.metrics, logger });
+  const metadata = await startMetadataListener({
+    host: listenAddress.host,
+    port: listenAddress.port,
+    ...(config.server.metadataPort80 && listenAddress.port !== 80 ? { alsoPorts: [80] } : {}),
+    metrics: deps.metrics,
+    logger,
+  });
   const metadataOrigin = metadata.origin;
 
   const context: ProviderContext = {

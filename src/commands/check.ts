@@ -67,6 +67,10 @@ export async function checkConfig(config: SidecarConfig, now: Date): Promise<Che
   }
 
   const origin = configuredMetadataOrigin(config);
+  if (config.server.metadataPort80) {
+    const host = config.server.metadataAddress.slice(0, config.server.metadataAddress.lastIndexOf(':'));
+    lines.push(`metadata: also on ${host}:80 (server.metadataPort80), for clients that drop the port; needs the pod sysctl net.ipv4.ip_unprivileged_port_start=80 (the webhook sets it) or NET_BIND_SERVICE, and no other container on port 80`);
+  }
   for (const [cloud, line] of describeClouds(config, origin)) lines.push(`${cloud}: ${line}`);
   lines.push('app container environment:');
   for (const [k, v] of appEnvironment(config, origin)) lines.push(`  ${k}=${SECRET_ENV.has(k) ? '[redacted: see `spiffe-connector env`]' : v}`);

@@ -82,6 +82,12 @@ export const sidecarSchema = z
          */
         metricsAddress: hostPort.optional(),
         stateDir: z.string().min(1).default('/var/run/spiffe-connector'),
+        /**
+         * Also serve every metadata surface on port 80 of the metadataAddress host, for clients that drop the
+         * port of AWS_EC2_METADATA_SERVICE_ENDPOINT. No privilege beyond the pod sysctl
+         * net.ipv4.ip_unprivileged_port_start=80 (a safe sysctl; the webhook sets it), or NET_BIND_SERVICE.
+         */
+        metadataPort80: z.boolean().default(false),
         /** Seconds to keep answering (503) after SIGTERM before closing. */
         drainSeconds: z.number().min(0).max(60).default(3),
         /** Serve the SPIFFE Workload API to the pod on this Unix socket path (in a volume shared with the app). */
@@ -95,7 +101,7 @@ export const sidecarSchema = z
       })
       .strict()
       .transform((server) => ({ ...server, metricsAddress: server.metricsAddress ?? defaultMetricsAddress(server.opsAddress) }))
-      .default({ metadataAddress: '127.0.0.1:8181', opsAddress: '0.0.0.0:9090', metricsAddress: DEFAULT_METRICS_ADDRESS, stateDir: '/var/run/spiffe-connector', drainSeconds: 3 }),
+      .default({ metadataAddress: '127.0.0.1:8181', opsAddress: '0.0.0.0:9090', metricsAddress: DEFAULT_METRICS_ADDRESS, stateDir: '/var/run/spiffe-connector', drainSeconds: 3, metadataPort80: false }),
     log: z
       .object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') })
       .strict()

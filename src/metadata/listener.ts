@@ -22,21 +22,36 @@ export interface MetadataListener {
   close(graceMs?: number): Promise<void>;
 }
 
-export async function startMetadataListener(o: { host: string; port: number; metrics: Metrics; logger: Logger }): Promise<MetadataListener> {
+/** Listens on `host:port`, and on `host:<each of alsoPorts>` with the same surfaces (server.metadataPort80). */
+export async function startMetadataListener(o: { host: string; port: number; alsoPorts?: readonly number[]; metrics: Metrics; logger: Logger }): Promise<MetadataListener> {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
   let draining = false;
   let mounted = false;
-  const server: Server = createServer({ keepAliveTimeout: 5_000 }, app);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(o.port, o.host, () => {
-      server.off('error', reject);
-      resolve();
+  const listen = (port: number): Promise<Server> => {
+    const server: Server = createServer({ keepAliveTimeout: 5_000 }, app);
+    return new Promise<Server>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, o.host, () => {
+        server.off('error', reject);
+        resolve(server);
+      });
     });
-  });
+  };
+  const server = await listen(o.port);
   const port = (server.address() as AddressInfo).port;
+  const servers: Server[] = [server];
+  for (const extra of o.alsoPorts ?? []) {
+    try {
+      servers.push(await listen(extra));
+    } catch (error) {
+      for (const s of servers) s.close();
+      const code = (error as NodeJS.ErrnoException).code;
+      const hint = code === 'EACCES' ? ': the pod needs the sysctl net.ipv4.ip_unprivileged_port_start=80 (or NET_BIND_SERVICE)' : '';
+      throw new Error(`cannot listen on ${o.host}:${extra} (${code ?? String(error)})${hint}`, { cause: error });
+    }
+  }
   const hostForUrl = o.host.includes(':') ? `[${o.host}]` : o.host;
   return {
     origin: `http://${hostForUrl}:${port}`,
@@ -44,7 +59,7 @@ export async function startMetadataListener(o: { host: string; port: number; met
     mount(surfaces) {
       if (mounted) throw new Error('the metadata listener is mounted once');
       mounted = true;
-      app.use(metadataPipeline({ surfaces, port, draining: () => draining, metrics: o.metrics, logger: o.logger }));
+      app.use(metadataPipeline({ surfaces, draining: () => draining, metrics: o.metrics, logger: o.logger }));
       app.use((_req, res) => {
         res.status(404).type('text/plain').send('not found\n');
       });
@@ -53,11 +68,17 @@ export async function startMetadataListener(o: { host: string; port: number; met
       draining = true;
     },
     draining: () => draining,
-    close: (graceMs = 1_000) =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeIdleConnections();
-        setTimeout(() => server.closeAllConnections(), graceMs).unref();
-      }),
+    close: async (graceMs = 1_000) => {
+      await Promise.all(
+        servers.map(
+          (s) =>
+            new Promise<void>((resolve) => {
+              s.close(() => resolve());
+              s.closeIdleConnections();
+              setTimeout(() => s.closeAllConnections(), graceMs).unref();
+            }),
+        ),
+      );
+    },
   };
 }

@@ -13,8 +13,6 @@ import type { Answer, Problem, Reply, Surface } from '../providers/contract.ts';
 
 export interface PipelineOptions {
   readonly surfaces: readonly Surface[];
-  /** The listener's port: a Host header must name it. */
-  readonly port: number;
   readonly draining: () => boolean;
   readonly metrics: Metrics;
   readonly logger: Logger;
@@ -59,7 +57,8 @@ function refusal(req: IncomingMessage, o: PipelineOptions): Problem | undefined 
   // An absolute-form target (`GET http://other/...`) names a host of its own: the real services are never proxies.
   if (!req.url?.startsWith('/')) return { kind: 'foreign-host' };
   for (const name of SINGLE_HEADERS) if (repeated(req.rawHeaders, name)) return { kind: 'ambiguous', header: name };
-  if (!hostIsLoopback(req.headers.host, o.port)) return { kind: 'foreign-host' };
+  // The Host must name the port this connection came in on (the listener may serve two: server.metadataPort80).
+  if (!hostIsLoopback(req.headers.host, req.socket.localPort ?? -1)) return { kind: 'foreign-host' };
   if (isForwarded(req)) return { kind: 'forwarded' };
   if (o.draining()) return { kind: 'draining' };
   return undefined;

@@ -52,6 +52,12 @@ export const ANNOTATIONS: readonly AnnotationSpec[] = [
   { name: 'azure-msi', kind: 'bool', cloud: 'azure', path: ['azure', 'msi'], description: '"true" also serves MSI_ENDPOINT (the Azure CLI), which every process in the pod can read (no secret); off by default' },
   { name: 'azure-audience', kind: 'string', cloud: 'azure', path: ['azure', 'audience'], description: 'audience of the JWT-SVID sent to Entra (the federated credential audience)' },
   { name: 'metadata-port', kind: 'port', path: ['server', 'metadataAddress'], description: 'loopback port of the emulated metadata endpoints' },
+  {
+    name: 'metadata-port-80',
+    kind: 'bool',
+    path: ['server', 'metadataPort80'],
+    description: '"true" also serves the metadata endpoints on 127.0.0.1:80, for clients that drop the port; sets the pod sysctl net.ipv4.ip_unprivileged_port_start=80 (a safe sysctl), so every container of the pod may bind ports from 80 up',
+  },
   { name: 'ops-port', kind: 'port', path: ['server', 'opsAddress'], description: 'port of the sidecar /healthz /readyz (the probes, on every pod address)' },
   { name: 'metrics-port', kind: 'port', path: ['server', 'metricsAddress'], description: 'port of the sidecar /metrics, on the pod loopback unless metrics-pod-wide is "true"' },
   { name: 'metrics-pod-wide', kind: 'bool', description: '"true" serves /metrics on every pod address, for a Prometheus that scrapes pods; default loopback only' },

@@ -38,6 +38,9 @@ export interface MutationContext {
 
 const NOTHING = { patch: [] as const, warnings: [] as const };
 
+/** The namespaced sysctl that lets unprivileged processes bind ports from its value up (Kubernetes: a safe sysctl). */
+const UNPRIVILEGED_PORT_START = 'net.ipv4.ip_unprivileged_port_start';
+
 function uniqueName(wanted: string, taken: ReadonlySet<string>): string {
   if (!taken.has(wanted)) return wanted;
   for (let i = 1; ; i++) if (!taken.has(`${wanted}-${i}`)) return `${wanted}-${i}`;
@@ -107,6 +110,21 @@ export function mutatePod(pod: Pod, settings: PodSettings, context: MutationCont
     const user = allContainers(pod).find((c) => c.ports?.some((p) => p.containerPort === port));
     if (user) return denied(`${prefix}${annotation}: port ${port} is declared by container "${user.name}"; set ${prefix}${annotation} to a free port`);
   }
+  // server.metadataPort80: the sidecar binds 127.0.0.1:80 without privilege through the pod's (namespaced, safe)
+  // sysctl; a pod that already sets it higher, or a container on port 80, cannot have it.
+  const sysctls: Array<{ name: string; value: string }> = [];
+  if (sidecarConfig.server.metadataPort80) {
+    const annotation = `${prefix}metadata-port-80`;
+    const user = allContainers(pod).find((c) => c.ports?.some((p) => p.containerPort === 80));
+    if (user) return denied(`${annotation}: port 80 is declared by container "${user.name}"`);
+    const existing = pod.spec.securityContext?.['sysctls'];
+    const list = Array.isArray(existing) ? (existing as Array<{ name?: unknown; value?: unknown }>) : [];
+    const set = list.find((e) => e.name === UNPRIVILEGED_PORT_START);
+    if (set === undefined) sysctls.push({ name: UNPRIVILEGED_PORT_START, value: '80' });
+    else if (!(typeof set.value === 'string' && /^\d+$/.test(set.value) && Number(set.value) <= 80)) {
+      return denied(`${annotation}: the pod sets ${UNPRIVILEGED_PORT_START} to ${String(set.value)}; the sidecar needs 80 or lower to listen on port 80`);
+    }
+  }
 
   const warnings: string[] = [];
   const patch: JsonPatchOp[] = [];
@@ -138,12 +156,14 @@ export function mutatePod(pod: Pod, settings: PodSettings, context: MutationCont
   // the state emptyDir: the pod's fsGroup. A pod without one gets the sidecar's group (README
   // "Kubernetes quick start"); a pod that sets one keeps it.
   // Under OpenShift (sidecar.runAsUser null) the SCC assigns the fsGroup from the namespace's range.
-  if (pod.spec.securityContext?.fsGroup === undefined && sidecar.runAsUser !== null) {
-    patch.push(
-      pod.spec.securityContext === undefined
-        ? { op: 'add', path: pointer('spec', 'securityContext'), value: { fsGroup: runAsGroup } }
-        : { op: 'add', path: pointer('spec', 'securityContext', 'fsGroup'), value: runAsGroup },
-    );
+  const addFsGroup = pod.spec.securityContext?.fsGroup === undefined && sidecar.runAsUser !== null;
+  if (pod.spec.securityContext === undefined) {
+    const value = { ...(addFsGroup ? { fsGroup: runAsGroup } : {}), ...(sysctls.length > 0 ? { sysctls } : {}) };
+    if (Object.keys(value).length > 0) patch.push({ op: 'add', path: pointer('spec', 'securityContext'), value });
+  } else {
+    if (addFsGroup) patch.push({ op: 'add', path: pointer('spec', 'securityContext', 'fsGroup'), value: runAsGroup });
+    const existing = pod.spec.securityContext['sysctls'];
+    appendAll(patch, pointer('spec', 'securityContext', 'sysctls'), Array.isArray(existing) ? existing : undefined, sysctls);
   }
   const stateName = uniqueName(STATE_VOLUME, volumeNames);
   newVolumes.push(stateVolume(stateName));

@@ -362,3 +362,24 @@ test('the admission cache gives the AWS token and the Azure identity header each
   }
   assert.equal(seen.size, 4, 'no two pods share a secret');
 });
+
+test('metadata-port-80: the sidecar also serves 127.0.0.1:80 and the pod gets the safe sysctl that allows it, never a capability', () => {
+  const r = injected(admit(pod({ ...AWS, [`${P}metadata-port-80`]: 'true' })));
+  assert.equal(r.config.server.metadataPort80, true);
+  assert.deepEqual(r.patch.find((op) => op.path === '/spec/securityContext')?.value, {
+    fsGroup: 65532,
+    sysctls: [{ name: 'net.ipv4.ip_unprivileged_port_start', value: '80' }],
+  });
+  assert.doesNotMatch(JSON.stringify(r.patch), /NET_BIND_SERVICE|NET_ADMIN|privileged"?:\s*true/);
+  // A pod with its own securityContext keeps it; the sysctl is appended.
+  const own = injected(admit(pod({ ...AWS, [`${P}metadata-port-80`]: 'true' }, { securityContext: { fsGroup: 2000, sysctls: [{ name: 'kernel.shm_rmid_forced', value: '1' }] } })));
+  assert.deepEqual(own.patch.filter((op) => op.path.startsWith('/spec/securityContext')), [{ op: 'add', path: '/spec/securityContext/sysctls/-', value: { name: 'net.ipv4.ip_unprivileged_port_start', value: '80' } }]);
+  // Already low enough: nothing added.
+  const low = injected(admit(pod({ ...AWS, [`${P}metadata-port-80`]: 'true' }, { securityContext: { fsGroup: 2000, sysctls: [{ name: 'net.ipv4.ip_unprivileged_port_start', value: '0' }] } })));
+  assert.deepEqual(low.patch.filter((op) => op.path.startsWith('/spec/securityContext')), []);
+  // Higher, or a container on port 80: denied with the annotation named.
+  assert.match(deniedMessage(admit(pod({ ...AWS, [`${P}metadata-port-80`]: 'true' }, { securityContext: { sysctls: [{ name: 'net.ipv4.ip_unprivileged_port_start', value: '1024' }] } }))), /^spiffe-connector\.io\/metadata-port-80: the pod sets net\.ipv4\.ip_unprivileged_port_start to 1024/);
+  assert.match(deniedMessage(admit(pod({ ...AWS, [`${P}metadata-port-80`]: 'true' }, { containers: [{ name: 'web', image: 'nginx', ports: [{ containerPort: 80 }] }] }))), /^spiffe-connector\.io\/metadata-port-80: port 80 is declared by container "web"/);
+  // Off by default: no sysctl.
+  assert.doesNotMatch(JSON.stringify(injected(admit(pod(AWS))).patch), /sysctls/);
+});
