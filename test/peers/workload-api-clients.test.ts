@@ -2,6 +2,7 @@
 // client commands (api fetch x509 / fetch jwt / validate jwt) and go-spiffe v2 (X509Source, JWTSource, a JWT
 // bundle watcher: test/peers/go-spiffe-client), through a rotation. The sidecar's identity here is the
 // csi-driver-spiffe files and a JWT-SVID file; its JWT bundle, the issuer's JWKS (server.workloadApiJwksUrl).
+// The last test does the same with a real SPIRE agent as the source and SPIRE's keys as the JWT bundle.
 // Skips, saying why, without the binaries scripts/install-tools.sh builds.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,7 +15,7 @@ import { DevCa } from '@spiffe-connector/dev/dev-ca.ts';
 import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
 import { FakeSts } from '@spiffe-connector/dev/fake-sts.ts';
 import { cli, freePort, parseEnvLines, startSidecar } from '../helpers/sidecar.ts';
-import { agentSkip, daemon, GO_SPIFFE_CLIENT, goSpiffeSkip, poll, run, SPIRE_AGENT } from './spire.ts';
+import { agentSkip, daemon, GO_SPIFFE_CLIENT, goSpiffeSkip, poll, run, SPIRE_AGENT, spireSkip, startSpire } from './spire.ts';
 
 const TD = 'example.org';
 const ID = `spiffe://${TD}/ns/default/sa/app`;
@@ -22,6 +23,8 @@ const ROLE = 'arn:aws:iam::111122223333:role/app';
 const AUDIENCE = 'spiffe://example.org/ns/default/sa/backend';
 const skipAgent = await agentSkip();
 const skipGo = await goSpiffeSkip();
+const skipSpire = (await spireSkip()) || skipGo;
+const uid = process.getuid?.() ?? 0;
 
 /** The SPIFFE ID in a certificate's URI SAN. */
 function uriSan(cert: X509Certificate): string | undefined {
@@ -164,4 +167,64 @@ test('go-spiffe v2 (X509Source, JWTSource, a JWT bundle watcher) against the sid
   const watched = seen.find((e) => e['event'] === 'jwtbundle') as { bundles?: Record<string, string[]> } | undefined;
   assert.deepEqual(watched?.bundles, { [`spiffe://${TD}`]: kids }, "the bundle watcher saw the issuer's keys");
   assert.equal(go.child.exitCode ?? (await new Promise((r) => go.child.once('exit', r))), 0);
+});
+
+test("with SPIRE as the source: go-spiffe v2 and spire-agent validate jwt on the sidecar's socket see SPIRE's SVIDs, keys and rotation", { skip: skipSpire, timeout: 300_000 }, async (t) => {
+  const spire = await startSpire(t);
+  await spire.createEntry(ID, [`unix:uid:${uid}`], { x509SvidTtl: 20 });
+  const sts = await FakeSts.start({ allowLoopbackHttpIssuers: true, region: 'eu-west-1', providers: [{ issuer: spire.issuer, audiences: ['sts.amazonaws.com'] }], roles: [{ arn: ROLE, issuer: spire.issuer, audience: 'sts.amazonaws.com' }] });
+  t.after(() => sts.close());
+  const dir = await mkdtemp(join(tmpdir(), 'wl-spire-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await mkdir(join(dir, 'pod'));
+  const socket = join(dir, 'pod', 'spiffe.sock');
+  const ops = await freePort();
+  const configFile = join(dir, 'config.yaml');
+  // The pod's JWT bundle: SPIRE's keys, from its issuer's discovery document.
+  await writeFile(
+    configFile,
+    `spiffe: { trustDomain: ${TD}, workloadApi: { socket: "${spire.agentAddress}" } }
+server: { metadataAddress: "127.0.0.1:${await freePort()}", opsAddress: "127.0.0.1:${ops}", stateDir: ${join(dir, 'state')}, workloadApiSocket: ${socket}, workloadApiJwksUrl: "${spire.issuer}", drainSeconds: 0 }
+aws: { roleArn: "${ROLE}", region: eu-west-1, stsEndpoint: ${sts.url} }
+`,
+  );
+  const sidecar = await startSidecar(configFile);
+  t.after(() => sidecar.stop('SIGKILL'));
+  const logs = (): string => `--- sidecar ---\n${sidecar.logs().slice(-20_000)}\n${spire.logs()}`;
+  await poll('/readyz to answer 200', async () => ((await fetch(`http://127.0.0.1:${ops}/readyz`).catch(() => undefined))?.status === 200 ? true : undefined), 90_000).catch((e: Error) => {
+    throw new Error(`${e.message}\n${logs()}`);
+  });
+
+  const go = daemon(GO_SPIFFE_CLIENT, ['-audience', AUDIENCE, '-rotations', '1', '-timeout', '120s'], { SPIFFE_ENDPOINT_SOCKET: `unix://${socket}` });
+  t.after(() => go.stop());
+  const events = (): Array<Record<string, unknown>> =>
+    go
+      .logs()
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  const failed = (what: string): string => `${what}\n--- go-spiffe-client ---\n${go.logs()}\n${logs()}`;
+  // SPIRE rotates the 20 s SVID on its own; the client sees it through our socket.
+  await poll('go-spiffe-client to see SPIRE rotate', async () => (events().some((e) => e['event'] === 'done' || e['event'] === 'error') || go.child.exitCode !== null ? true : undefined), 130_000).catch((e: Error) => {
+    throw new Error(failed(e.message));
+  });
+  const seen = events();
+  assert.deepEqual(seen.filter((e) => e['event'] === 'error'), [], failed('go-spiffe-client failed'));
+  const x509 = seen.filter((e) => e['event'] === 'x509');
+  assert.equal(x509.length, 2, failed('one SVID, then the rotated one'));
+  assert.ok(x509.every((e) => e['id'] === ID));
+  assert.notEqual(x509[0]?.['serial'], x509[1]?.['serial']);
+  const jwts = seen.filter((e) => e['event'] === 'jwt');
+  assert.equal(jwts.length, 2);
+  for (const e of jwts) assert.equal(e['validatedBySocket'], ID);
+  const kids = (await spire.spiffeBundle()).keys.filter((k) => k['use'] === 'jwt-svid').map((k) => String(k['kid'])).sort();
+  const watched = seen.find((e) => e['event'] === 'jwtbundle') as { bundles?: Record<string, string[]> } | undefined;
+  assert.deepEqual(watched?.bundles, { [`spiffe://${TD}`]: kids }, "the bundle watcher saw SPIRE's JWT keys");
+
+  // A JWT-SVID straight from the agent validates on our socket: the same keys.
+  const fromAgent = await run(SPIRE_AGENT, ['api', 'fetch', 'jwt', '-audience', AUDIENCE, '-socketPath', spire.agentSocket]);
+  const token = /eyJ[\w-]+\.[\w-]+\.[\w-]+/.exec(fromAgent.stdout)?.[0] ?? '';
+  const valid = await run(SPIRE_AGENT, ['api', 'validate', 'jwt', '-audience', AUDIENCE, '-svid', token, '-socketPath', socket]);
+  assert.equal(valid.code, 0, failed(valid.stderr));
+  assert.match(valid.stdout, new RegExp(`SPIFFE ID\\s*:\\s*${ID}`));
 });
