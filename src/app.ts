@@ -12,6 +12,7 @@ import { configuredClouds, requiredAudiences } from './env.ts';
 import { startMetadataListener } from './metadata/listener.ts';
 import type { CloudProvider, ProviderContext } from './providers/contract.ts';
 import type { Identity, JwtSource, X509Source } from './spiffe/source.ts';
+import type { JwtBundleSource } from './surfaces/workload-api/jwt-bundle-source.ts';
 
 export interface AppDeps {
   readonly clock: Clock;
@@ -149,7 +150,10 @@ export async function startApp(config: SidecarConfig, deps: AppDeps): Promise<Ru
     whenReady: (signal) =>
       new Promise<void>((resolve) => {
         const check = (): void => {
-          if (readiness().ready || signal?.aborted) return resolve();
+          if (readiness().ready || signal?.aborted) {
+            resolve();
+            return;
+          }
           deps.clock.setTimeout(check, 50);
         };
         check();
@@ -174,7 +178,7 @@ async function startWorkloadApi(config: SidecarConfig, identity: Identity, deps:
   if (!path || !identity.x509) return [];
   const common = { trustDomain: config.spiffe.trustDomain, clock: deps.clock, logger: deps.logger, metrics: deps.metrics };
   const closers: Array<{ close(): Promise<void> }> = [];
-  let jwtBundle;
+  let jwtBundle: JwtBundleSource | undefined;
   if (config.server.workloadApiJwksUrl) {
     const { startJwksBundleSource } = await import('./surfaces/workload-api/jwt-bundle-source.ts');
     jwtBundle = await startJwksBundleSource({ url: config.server.workloadApiJwksUrl, ...common });

@@ -122,7 +122,7 @@ async function gcpCredentials(configFile: string, options: { executable?: string
 async function gcpSubjectToken(configFile: string): Promise<void> {
   const { gcpSubjectToken: subjectToken, failedResponse } = await import('./commands/gcp-credentials.ts');
   const env = processEnvironment();
-  let response;
+  let response: Awaited<ReturnType<typeof subjectToken>>;
   try {
     response = await subjectToken(await loadSidecarConfig(configFile, env), { clock: systemClock, env });
   } catch (error) {

@@ -50,9 +50,18 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
   };
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
     const path = targetPath(req.url);
-    if (req.method !== 'GET' && req.method !== 'HEAD') return text(res, 405, 'method not allowed\n', { allow: 'GET, HEAD' });
-    if (options.readiness && path === '/healthz') return text(res, 200, 'ok\n');
-    if (options.readiness && path === '/readyz') return readyz(res, options.metrics !== undefined && isLoopback(options.host));
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      text(res, 405, 'method not allowed\n', { allow: 'GET, HEAD' });
+      return;
+    }
+    if (options.readiness && path === '/healthz') {
+      text(res, 200, 'ok\n');
+      return;
+    }
+    if (options.readiness && path === '/readyz') {
+      readyz(res, options.metrics !== undefined && isLoopback(options.host));
+      return;
+    }
     if (options.metrics && path === '/metrics') {
       const metrics = options.metrics;
       metrics.text().then(

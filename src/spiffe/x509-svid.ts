@@ -66,7 +66,7 @@ export class X509Svid {
     const [leaf, ...intermediates] = certificates;
     if (!leaf) throw new ConnectorError('svid_invalid', 'X.509-SVID certificate chain is empty');
     const id = checkLeaf(leaf);
-    intermediates.forEach((cert, i) => checkSigner(cert, `certificate ${i + 2} of the chain`, id));
+    for (const [i, cert] of intermediates.entries()) checkSigner(cert, `certificate ${i + 2} of the chain`, id);
     const keyType = key.asymmetricKeyType ?? 'unknown';
     if (!SUPPORTED_KEY_TYPES.has(keyType)) {
       throw svidError(id, `the private key is of type ${keyType}; supported are EC, RSA and Ed25519`);

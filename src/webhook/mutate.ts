@@ -194,8 +194,8 @@ export function mutatePod(pod: Pod, settings: PodSettings, context: MutationCont
   const stateDir = sidecarConfig.server.stateDir;
   const served: Array<{ c: Container; at: (i: number, ...rest: Array<string | number>) => string; i: number }> = [];
   // Indexes after the insertion at 0 (init containers moved one down).
-  if (serveInit) initContainers.forEach((c, i) => served.push({ c, i: i + 1, at: (n, ...rest) => pointer('spec', 'initContainers', n, ...rest) }));
-  pod.spec.containers.forEach((c, i) => served.push({ c, i, at: (n, ...rest) => pointer('spec', 'containers', n, ...rest) }));
+  if (serveInit) for (const [i, c] of initContainers.entries()) served.push({ c, i: i + 1, at: (n, ...rest) => pointer('spec', 'initContainers', n, ...rest) });
+  for (const [i, c] of pod.spec.containers.entries()) served.push({ c, i, at: (n, ...rest) => pointer('spec', 'containers', n, ...rest) });
   served.forEach(({ c, i, at }) => {
     if (settings.skipContainers.includes(c.name)) return;
     const explicit = new Set((c.env ?? []).map((e) => e.name));

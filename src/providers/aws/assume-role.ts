@@ -1,6 +1,7 @@
 // Role chaining: sts:AssumeRole signed with the pod's role credentials, for an aws.extraRoles entry
 // (docs/aws.md "Role chaining"). `credential-process --role NAME` uses it; in a pod the SDKs do the same
 // from the profile the sidecar writes. One attempt per call: retrying is the caller's.
+import type { AssumeRoleCommandOutput } from '@aws-sdk/client-sts';
 import type { AwsConfig, ExtraRole } from '../../config/aws.ts';
 import { ConnectorError } from '../../base/errors.ts';
 import { Secret } from '../../base/secret.ts';
@@ -26,7 +27,7 @@ export async function assumeExtraRole(options: {
     credentials: { accessKeyId: base.accessKeyId, secretAccessKey: base.secretAccessKey.reveal(), sessionToken: base.sessionToken.reveal(), expiration: base.expiration },
     requestHandler: { requestTimeout: timeout, connectionTimeout: timeout, throwOnRequestTimeout: true },
   });
-  let output;
+  let output: AssumeRoleCommandOutput;
   try {
     output = await client.send(new sdk.AssumeRoleCommand({ RoleArn: role.roleArn, RoleSessionName: base.sessionName, DurationSeconds: role.sessionDurationSeconds }), { abortSignal: options.signal });
   } catch (thrown) {

@@ -1,7 +1,7 @@
 // The AWS web-identity exchange: a JWT-SVID for `aws.audience` → STS AssumeRoleWithWebIdentity → session
 // credentials (docs/aws.md "AssumeRoleWithWebIdentity"). Retrying is the cache's job, so the SDK makes one attempt per call.
 import { createHash } from 'node:crypto';
-import type { STSClient } from '@aws-sdk/client-sts';
+import type { AssumeRoleWithWebIdentityCommandOutput, STSClient } from '@aws-sdk/client-sts';
 import type { Clock } from '../../base/clock.ts';
 import type { AwsConfig } from '../../config/aws.ts';
 import { ConnectorError } from '../../base/errors.ts';
@@ -75,7 +75,7 @@ export class StsWebIdentityExchange {
     }
     const spiffeId = svid.id.toString();
     const sessionName = roleSessionName(spiffeId);
-    let output;
+    let output: AssumeRoleWithWebIdentityCommandOutput;
     try {
       output = await this.#client.send(
         new this.#o.sdk.AssumeRoleWithWebIdentityCommand({

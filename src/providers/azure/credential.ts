@@ -17,6 +17,7 @@ export const MAX_RESOURCE_LENGTH = 2048;
 export function resourceProblem(resource: string): string | undefined {
   if (resource === '') return 'resource is empty';
   if (resource.length > MAX_RESOURCE_LENGTH) return `resource is longer than ${MAX_RESOURCE_LENGTH} characters`;
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is what this line is for
   if (/[\s\u0000-\u001f\u007f]/.test(resource)) return 'resource contains whitespace or control characters';
   if (/\/\.default$/i.test(resource)) return 'resource must be a resource URI, not a scope (drop "/.default")';
   return undefined;

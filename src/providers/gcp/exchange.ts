@@ -12,7 +12,7 @@ import { Secret } from '../../base/secret.ts';
 import type { JwtSource } from '../../spiffe/source.ts';
 import type { CertificateFilePaths } from './certificate-files.ts';
 import { MAX_GOOGLE_SUBJECT_BYTES, providerAudience, stsTokenUrl } from './env.ts';
-import { spiffeClientFactory, type GoogleAuthSdk, type SpiffeClient } from './sdk-client.ts';
+import { spiffeClientFactory, type GoogleAuthSdk, type RefreshResult, type SpiffeClient } from './sdk-client.ts';
 import { scopeKey, type GcpToken } from './credential.ts';
 import { isIamAccessTokenResponse, isIamIdTokenResponse, isStsTokenResponse, upstreamError } from './upstream-errors.ts';
 
@@ -95,7 +95,7 @@ export class GcpExchange {
     const client = this.#client(scopes, impersonate);
     const started = this.#o.clock.now();
     const what = impersonate ? 'Google STS or IAM Credentials (generateAccessToken)' : 'Google STS';
-    let result;
+    let result: RefreshResult;
     try {
       result = await client.refresh(signal);
     } catch (thrown) {

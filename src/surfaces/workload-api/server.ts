@@ -78,7 +78,10 @@ export async function startWorkloadApiServer(options: WorkloadApiServerOptions):
    */
   const watch = (rpc: string, call: Stream, build: () => { key: string; message: object } | Status, subscribe: (listener: () => void) => Unsubscribe): void => {
     const first = build();
-    if ('code' in first) return fail(rpc, call, first);
+    if ('code' in first) {
+      fail(rpc, call, first);
+      return;
+    }
     count(rpc, grpc.status.OK);
     let lastKey = first.key;
     call.write(first.message);

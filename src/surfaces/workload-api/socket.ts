@@ -6,6 +6,7 @@
 // nothing on a socket, so this is "0770"). The app container usually runs as another uid: give the
 // pod a securityContext.fsGroup. Kubelet makes the shared emptyDir setgid to that group, so the socket
 // belongs to it and every container of the pod (which all carry the fsGroup) can connect; nobody else can.
+import type { Stats } from 'node:fs';
 import { chmod, lstat, unlink } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
@@ -42,7 +43,7 @@ export async function listenUnixSocket(path: string, mode: number, logger: Logge
 
 /** Removes a socket file no process listens on; refuses to touch anything that is not a socket. */
 async function removeStaleSocket(path: string, logger: Logger): Promise<void> {
-  let stats;
+  let stats: Stats;
   try {
     stats = await lstat(path);
   } catch (error) {
