@@ -26,7 +26,7 @@ if (interfaces.some((name) => name !== 'lo')) {
 
 const metrics = new Metrics();
 const logger = silentLogger();
-let listener;
+let listener: Awaited<ReturnType<typeof startMetadataListener>>;
 try {
   listener = await startMetadataListener({ host: '127.0.0.1', port: 0, alsoPorts: [80], metrics, logger });
 } catch (error) {
