@@ -41,10 +41,6 @@ export const gcpSchema = z
     /** When set, ID tokens are served only for these audiences; any other is refused at once, without calling Google. */
     allowedAudiences: z.array(z.string().min(1).max(2048)).max(256).optional(),
   })
-  .strict()
-  .superRefine((gcp, ctx) => {
-    const i = gcp.serviceAccount === undefined ? -1 : gcp.extraServiceAccounts.indexOf(gcp.serviceAccount);
-    if (i !== -1) ctx.addIssue({ code: 'custom', path: ['extraServiceAccounts', i], message: 'is already gcp.serviceAccount (the default account)' });
-  });
+  .strict();
 
 export type GcpConfig = z.output<typeof gcpSchema>;

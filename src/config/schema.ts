@@ -135,6 +135,8 @@ export const sidecarSchema = z
     if (config.azure && !hasJwt) {
       ctx.addIssue({ code: 'custom', path: ['azure'], message: 'Entra federation needs JWT-SVIDs: configure spiffe.jwt or spiffe.workloadApi' });
     }
+    const sameAccount = config.gcp?.serviceAccount === undefined ? -1 : config.gcp.extraServiceAccounts.indexOf(config.gcp.serviceAccount);
+    if (sameAccount !== -1) ctx.addIssue({ code: 'custom', path: ['gcp', 'extraServiceAccounts', sameAccount], message: 'is already gcp.serviceAccount (the default account)' });
     if (config.gcp && !hasJwt && !s.x509) {
       ctx.addIssue({ code: 'custom', path: ['gcp'], message: 'Google federation needs JWT-SVIDs or an X.509-SVID: configure spiffe.jwt, spiffe.x509 or spiffe.workloadApi' });
     }

@@ -3,7 +3,7 @@
 
 export type Cloud = 'aws' | 'gcp' | 'azure';
 
-type Kind = 'string' | 'seconds' | 'bool' | 'port';
+type Kind = 'string' | 'seconds' | 'bool' | 'port' | 'list' | 'roles';
 
 export interface AnnotationSpec {
   /** The name after the prefix: `aws-role-arn` for `spiffe-connector.io/aws-role-arn`. */
@@ -32,6 +32,13 @@ export const ANNOTATIONS: readonly AnnotationSpec[] = [
   { name: 'aws-region', kind: 'string', cloud: 'aws', path: ['aws', 'region'], description: 'AWS region (AWS_REGION, the STS endpoint)' },
   { name: 'aws-audience', kind: 'string', cloud: 'aws', path: ['aws', 'audience'], description: 'audience of the JWT-SVID sent to STS (the IAM OIDC provider client ID)' },
   { name: 'aws-session-duration', kind: 'seconds', cloud: 'aws', path: ['aws', 'sessionDurationSeconds'], description: 'seconds the role session lasts (900-43200)' },
+  {
+    name: 'aws-extra-roles',
+    kind: 'roles',
+    cloud: 'aws',
+    path: ['aws', 'extraRoles'],
+    description: 'NAME=ROLE_ARN[,NAME=ROLE_ARN...]: roles assumed with the pod role, one AWS_PROFILE each (their trust policies name aws-role-arn)',
+  },
   { name: 'aws-imds', kind: 'bool', cloud: 'aws', path: ['aws', 'imds'], description: '"true" also emulates EC2 IMDSv2, which every process in the pod can read (no per-container secret); off by default' },
   {
     name: 'aws-legacy-token',
@@ -44,6 +51,13 @@ export const ANNOTATIONS: readonly AnnotationSpec[] = [
   { name: 'aws-profile-arn', kind: 'string', cloud: 'aws', path: ['aws', 'rolesAnywhere', 'profileArn'], description: 'IAM Roles Anywhere profile that lists the role (with aws-trust-anchor-arn)' },
   { name: 'gcp-workload-identity-provider', kind: 'string', cloud: 'gcp', path: ['gcp', 'workloadIdentityProvider'], description: 'projects/<number>/locations/global/workloadIdentityPools/<pool>/providers/<provider>; serves Google Cloud' },
   { name: 'gcp-service-account', kind: 'string', cloud: 'gcp', path: ['gcp', 'serviceAccount'], description: 'service account to impersonate; serves Google Cloud' },
+  {
+    name: 'gcp-extra-service-accounts',
+    kind: 'list',
+    cloud: 'gcp',
+    path: ['gcp', 'extraServiceAccounts'],
+    description: 'comma-separated service accounts also impersonated, served under their own email on the metadata server',
+  },
   { name: 'gcp-project-id', kind: 'string', cloud: 'gcp', path: ['gcp', 'projectId'], description: 'project ID the metadata server reports' },
   { name: 'gcp-project-number', kind: 'string', cloud: 'gcp', path: ['gcp', 'projectNumber'], description: 'project number (default: the one in the workload identity provider)' },
   { name: 'azure-client-id', kind: 'string', cloud: 'azure', path: ['azure', 'clientId'], description: 'application (client) ID of the app registration or managed identity; serves Azure' },
@@ -77,7 +91,7 @@ export const CLOUD_ANNOTATION: Readonly<Record<Cloud, string>> = {
   azure: 'azure-client-id',
 };
 
-export type AnnotationValue = string | number | boolean;
+export type AnnotationValue = string | number | boolean | readonly string[] | ReadonlyArray<{ readonly name: string; readonly roleArn: string }>;
 
 export interface PodSettings {
   readonly inject: boolean;
@@ -94,19 +108,35 @@ export type SettingsResult = { readonly settings: PodSettings } | { readonly pro
 
 const SPEC_BY_NAME = new Map(ANNOTATIONS.map((a) => [a.name, a]));
 
-function readValue(spec: AnnotationSpec, text: string): AnnotationValue | string[] {
+/** What readValue could not read: the reasons. */
+interface Unreadable {
+  readonly problems: string[];
+}
+
+function readValue(spec: AnnotationSpec, text: string): AnnotationValue | Unreadable {
   switch (spec.kind) {
+    case 'list':
+      return text.split(',').map((s) => s.trim()).filter((s) => s !== '');
+    case 'roles': {
+      const roles: Array<{ name: string; roleArn: string }> = [];
+      for (const entry of text.split(',').map((s) => s.trim()).filter((s) => s !== '')) {
+        const i = entry.indexOf('=');
+        if (i <= 0 || i === entry.length - 1) return { problems: [`must be NAME=ROLE_ARN[,NAME=ROLE_ARN...], not ${JSON.stringify(entry.slice(0, 100))}`] };
+        roles.push({ name: entry.slice(0, i).trim(), roleArn: entry.slice(i + 1).trim() });
+      }
+      return roles;
+    }
     case 'string':
       return text;
     case 'bool':
       if (text === 'true') return true;
       if (text === 'false') return false;
-      return ['must be "true" or "false"'];
+      return { problems: ['must be "true" or "false"'] };
     case 'seconds':
-      return /^\d{1,9}$/.test(text) ? Number(text) : ['must be a whole number of seconds'];
+      return /^\d{1,9}$/.test(text) ? Number(text) : { problems: ['must be a whole number of seconds'] };
     case 'port': {
       const n = /^\d{1,5}$/.test(text) ? Number(text) : NaN;
-      return n >= 1 && n <= 65535 ? n : ['must be a port number, 1-65535'];
+      return n >= 1 && n <= 65535 ? n : { problems: ['must be a port number, 1-65535'] };
     }
   }
 }
@@ -155,8 +185,8 @@ export function readPodSettings(
       continue;
     }
     const value = readValue(spec, text);
-    if (Array.isArray(value)) {
-      problems.push(...value.map((m) => `${key}: ${m}`));
+    if (typeof value === 'object' && 'problems' in value) {
+      problems.push(...value.problems.map((m) => `${key}: ${m}`));
       continue;
     }
     if (name === INJECT) inject = value === true;

@@ -383,3 +383,30 @@ test('metadata-port-80: the sidecar also serves 127.0.0.1:80 and the pod gets th
   // Off by default: no sysctl.
   assert.doesNotMatch(JSON.stringify(injected(admit(pod(AWS))).patch), /sysctls/);
 });
+
+test('aws-extra-roles and gcp-extra-service-accounts: the profiles and accounts reach the sidecar, AWS_CONFIG_FILE the app; bad ones are denied by name', () => {
+  const envOf = (r: Extract<MutationResult, { outcome: 'injected' }>): Array<{ name: string; value: string }> =>
+    ((r.patch.find((o) => o.path === '/spec/containers/0/env')?.value as Array<{ name: string; value: string }> | undefined) ?? []);
+  const r = injected(
+    admit(
+      pod({
+        ...AWS,
+        [`${P}aws-extra-roles`]: 'reports=arn:aws:iam::111122223333:role/reports, audit=arn:aws:iam::111122223333:role/audit',
+        [`${P}gcp-service-account`]: 'app@my-project.iam.gserviceaccount.com',
+        [`${P}gcp-extra-service-accounts`]: 'reports@my-project.iam.gserviceaccount.com',
+      }),
+    ),
+  );
+  assert.deepEqual(r.config.aws?.extraRoles.map((x) => [x.name, x.roleArn]), [
+    ['reports', 'arn:aws:iam::111122223333:role/reports'],
+    ['audit', 'arn:aws:iam::111122223333:role/audit'],
+  ]);
+  assert.deepEqual(r.config.gcp?.extraServiceAccounts, ['reports@my-project.iam.gserviceaccount.com']);
+  const configFile = envOf(r).find((e) => e.name === 'AWS_CONFIG_FILE')?.value ?? '';
+  const tokenFile = envOf(r).find((e) => e.name === 'AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE')?.value ?? '';
+  assert.ok(configFile !== '' && configFile.slice(0, configFile.lastIndexOf('/')) === tokenFile.slice(0, tokenFile.lastIndexOf('/')), 'the profiles are beside the token file, in the mounted state dir');
+
+  assert.match(deniedMessage(admit(pod({ ...AWS, [`${P}aws-extra-roles`]: 'reports' }))), /aws-extra-roles: must be NAME=ROLE_ARN/);
+  assert.match(deniedMessage(admit(pod({ ...AWS, [`${P}aws-extra-roles`]: 'default=arn:aws:iam::111122223333:role/x' }))), /aws-extra-roles.*must not be "default"/);
+  assert.match(deniedMessage(admit(pod({ ...AWS, [`${P}aws-extra-roles`]: 'r=not-an-arn' }))), /aws-extra-roles.*must be an IAM role ARN/);
+});
