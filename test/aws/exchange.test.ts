@@ -9,7 +9,8 @@ import { silentLogger } from '../../src/ops/logger.ts';
 import * as stsSdk from '@aws-sdk/client-sts';
 import { StsWebIdentityExchange, roleSessionName } from '../../src/providers/aws/exchange.ts';
 import { mapStsError } from '../../src/providers/aws/upstream-errors.ts';
-import { ACCOUNT, AUDIENCE, ROLE_ARN, SPIFFE_ID, SignerJwtSource, awsConfig, startStsWorld } from './support.ts';
+import { ACCOUNT, AUDIENCE, ROLE_ARN, SPIFFE_ID, awsJwtSource, awsConfig, startStsWorld } from './support.ts';
+import type { TestJwtSource } from '../helpers/identity.ts';
 
 const SESSION = /^[\w+=,.@-]{2,64}$/;
 
@@ -30,7 +31,7 @@ test('RoleSessionName: the SPIFFE path, readable, stable, within [\\w+=,.@-]{2,6
   for (const id of ['spiffe://a.b/c', `spiffe://${'t'.repeat(200)}`, `spiffe://td/${'p/'.repeat(100)}q`]) assert.match(roleSessionName(id), SESSION, id);
 });
 
-function exchangeFor(stsEndpoint: string, jwt: SignerJwtSource, options: { requestTimeoutMs?: number; sessionDurationSeconds?: number } = {}) {
+function exchangeFor(stsEndpoint: string, jwt: TestJwtSource, options: { requestTimeoutMs?: number; sessionDurationSeconds?: number } = {}) {
   const config = awsConfig({ stsEndpoint, stateDir: '/unused', ...(options.sessionDurationSeconds ? { sessionDurationSeconds: options.sessionDurationSeconds } : {}) });
   if (!config.aws) throw new Error('no aws section');
   return new StsWebIdentityExchange({ sdk: stsSdk, config: config.aws, jwt, clock: systemClock, logger: silentLogger(), ...(options.requestTimeoutMs ? { requestTimeoutMs: options.requestTimeoutMs } : {}) });
@@ -49,7 +50,7 @@ async function failure(promise: Promise<unknown>): Promise<ConnectorError> {
 test('a JWT-SVID becomes session credentials; secrets are wrapped and never printed', async (t) => {
   const world = await startStsWorld();
   t.after(() => world.close());
-  const jwt = new SignerJwtSource(world.signer);
+  const jwt = awsJwtSource(world.signer);
   const exchange = exchangeFor(world.fake.url, jwt, { sessionDurationSeconds: 7200 });
   t.after(() => exchange.close());
   const creds = await exchange.exchange('', AbortSignal.timeout(10_000));
@@ -73,7 +74,7 @@ test('a JWT-SVID becomes session credentials; secrets are wrapped and never prin
 test('STS failures are typed with retryability and the upstream code', async (t) => {
   const world = await startStsWorld();
   t.after(() => world.close());
-  const jwt = new SignerJwtSource(world.signer);
+  const jwt = awsJwtSource(world.signer);
   // Real time: far above a good answer on a loaded machine, far below the 5 s hang of the timeout case.
   const exchange = exchangeFor(world.fake.url, jwt, { requestTimeoutMs: 2_000 });
   t.after(() => exchange.close());
@@ -110,7 +111,7 @@ test('STS unreachable and an aborted call are retryable', async (t) => {
   await world.close();
   const signer = await startStsWorld();
   t.after(() => signer.close());
-  const exchange = exchangeFor(url, new SignerJwtSource(signer.signer));
+  const exchange = exchangeFor(url, awsJwtSource(signer.signer));
   t.after(() => exchange.close());
   const refused = await failure(exchange.exchange('', AbortSignal.timeout(10_000)));
   assert.deepEqual([refused.code, refused.retryable, refused.upstreamCode], ['upstream_unavailable', true, 'ECONNREFUSED']);
@@ -121,7 +122,7 @@ test('STS unreachable and an aborted call are retryable', async (t) => {
 test('InvalidIdentityToken is retried a bounded number of times, then permanent until the identity changes', async (t) => {
   const world = await startStsWorld();
   t.after(() => world.close());
-  const jwt = new SignerJwtSource(world.signer);
+  const jwt = awsJwtSource(world.signer);
   const exchange = exchangeFor(world.fake.url, jwt);
   t.after(() => exchange.close());
   world.fake.injectFaults(Array.from({ length: 5 }, () => ({ status: 400, code: 'InvalidIdentityToken' })));
@@ -137,7 +138,7 @@ test('InvalidIdentityToken is retried a bounded number of times, then permanent 
 test('ExpiredTokenException is retried only with a fresh JWT-SVID', async (t) => {
   const world = await startStsWorld();
   t.after(() => world.close());
-  const jwt = new SignerJwtSource(world.signer);
+  const jwt = awsJwtSource(world.signer);
   const now = Math.floor(Date.now() / 1000);
   jwt.fixedToken = await world.signer.sign({ sub: SPIFFE_ID, aud: AUDIENCE, iat: now - 7200, ttlSeconds: 3600 });
   const exchange = exchangeFor(world.fake.url, jwt);

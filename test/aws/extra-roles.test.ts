@@ -15,7 +15,7 @@ import { createAwsProvider } from '../../src/providers/aws/module.ts';
 import { awsEnv } from '../../src/providers/aws/env.ts';
 import { mountProvider } from '../helpers/provider-harness.ts';
 import { cli, runNode } from '../helpers/sidecar.ts';
-import { ACCOUNT, AUDIENCE, ROLE_ARN, SignerJwtSource, SPIFFE_ID, startStsWorld, until } from './support.ts';
+import { ACCOUNT, AUDIENCE, ROLE_ARN, awsJwtSource, SPIFFE_ID, startStsWorld, until } from './support.ts';
 
 const REPORTS = `arn:aws:iam::${ACCOUNT}:role/reports`;
 const AUDIT = `arn:aws:iam::${ACCOUNT}:role/audit`;
@@ -50,7 +50,7 @@ async function world(t: import('node:test').TestContext, o: { containerCredentia
   sts.fake.addChainedRole({ arn: AUDIT, trustedRoles: [`arn:aws:iam::${ACCOUNT}:role/other`] });
   const sidecar = await mountProvider({
     config: (stateDir) => config(stateDir, sts.fake.url, o),
-    identity: { x509: undefined, jwt: new SignerJwtSource(sts.signer) },
+    identity: { x509: undefined, jwt: awsJwtSource(sts.signer) },
     create: (ctx) => createAwsProvider(ctx),
   });
   t.after(() => sidecar.close());

@@ -6,14 +6,14 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { ManualClock } from '../../src/base/clock.ts';
 import type { StsFault } from '@spiffe-connector/dev/fake-sts.ts';
-import { SignerJwtSource, raw, startSidecar, startStsWorld, until } from './support.ts';
+import { awsJwtSource, raw, startSidecar, startStsWorld, until } from './support.ts';
 
 async function world(t: TestContext, options: { faultsBeforeStart?: StsFault[]; expirationFractionMs?: number } = {}) {
   const clock = new ManualClock();
   const sts = await startStsWorld({ clock, ...(options.expirationFractionMs ? { expirationFractionMs: options.expirationFractionMs } : {}) });
   t.after(() => sts.close());
   if (options.faultsBeforeStart) sts.fake.injectFaults(options.faultsBeforeStart);
-  const jwt = new SignerJwtSource(sts.signer, { clock });
+  const jwt = awsJwtSource(sts.signer, { clock });
   // The request timeout is real time: well above what a good exchange takes on a loaded 2-core machine
   // (the first one also loads the SDK and has the fake fetch the issuer's JWKS), well below the 10 s
   // hang of a { delayMs } fault.

@@ -10,7 +10,7 @@ import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { fromContainerMetadata, fromHttp } from '@aws-sdk/credential-providers';
 import { checkConfig } from '../../src/commands/check.ts';
 import { awsEnv } from '../../src/providers/aws/env.ts';
-import { ACCOUNT, SignerJwtSource, startSidecar, startStsWorld, until } from './support.ts';
+import { ACCOUNT, awsJwtSource, startSidecar, startStsWorld, until } from './support.ts';
 
 const TOKEN = 'legacy-literal-token-0123456789-abcdefghijklmnop';
 const ARN = `arn:aws:sts::${ACCOUNT}:assumed-role/app/ns.default.sa.app`;
@@ -18,7 +18,7 @@ const ARN = `arn:aws:sts::${ACCOUNT}:assumed-role/app/ns.default.sa.app`;
 async function world(t: TestContext, containerAuthorizationToken: string | null = TOKEN) {
   const sts = await startStsWorld();
   t.after(() => sts.close());
-  const sidecar = await startSidecar({ stsEndpoint: sts.fake.url, jwt: new SignerJwtSource(sts.signer), ...(containerAuthorizationToken === null ? {} : { containerAuthorizationToken }) });
+  const sidecar = await startSidecar({ stsEndpoint: sts.fake.url, jwt: awsJwtSource(sts.signer), ...(containerAuthorizationToken === null ? {} : { containerAuthorizationToken }) });
   t.after(() => sidecar.close());
   await until(() => sidecar.provider.readiness().ready, 'first credentials');
   return { ...sts, sidecar, env: Object.fromEntries(awsEnv(sidecar.config, sidecar.origin)) };

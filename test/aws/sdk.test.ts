@@ -7,14 +7,14 @@ import { readFile, stat } from 'node:fs/promises';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { fromContainerMetadata, fromHttp, fromInstanceMetadata } from '@aws-sdk/credential-providers';
 import { awsEnv } from '../../src/providers/aws/env.ts';
-import { ACCOUNT, SPIFFE_ID, SignerJwtSource, startSidecar, startStsWorld, until } from './support.ts';
+import { ACCOUNT, SPIFFE_ID, awsJwtSource, startSidecar, startStsWorld, until } from './support.ts';
 
 type AwsCredentialIdentity = Awaited<ReturnType<ReturnType<typeof fromHttp>>>;
 
 async function world(t: TestContext) {
   const sts = await startStsWorld();
   t.after(() => sts.close());
-  const jwt = new SignerJwtSource(sts.signer);
+  const jwt = awsJwtSource(sts.signer);
   const sidecar = await startSidecar({ stsEndpoint: sts.fake.url, jwt });
   t.after(() => sidecar.close());
   await until(() => sidecar.provider.readiness().ready, 'first credentials');

@@ -1,5 +1,5 @@
-// Test wiring for the AWS provider: a JwtSource signing with DevOidcSigner (until test/helpers/identity.ts
-// exports signerJwtSource), a fake STS trusting it, and the provider mounted on a loopback express app.
+// Test wiring for the AWS provider: a JwtSource signing with DevOidcSigner (test/helpers/identity.ts), a
+// fake STS trusting it, and the provider mounted on a loopback express app.
 import { join } from 'node:path';
 import { systemClock, type Clock } from '../../src/base/clock.ts';
 import { validate } from '../../src/config/common.ts';
@@ -8,8 +8,8 @@ import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
 import { FakeSts, type FakeRole } from '@spiffe-connector/dev/fake-sts.ts';
 import { createAwsProvider } from '../../src/providers/aws/module.ts';
 import { AWS_CONTAINER_TOKEN_FILE } from '../../src/providers/aws/env.ts';
-import { Listeners, type JwtSource, type Unsubscribe } from '../../src/spiffe/source.ts';
-import { parseJwtSvidInsecure, type JwtSvid } from '../../src/spiffe/jwt-svid.ts';
+import type { JwtSource } from '../../src/spiffe/source.ts';
+import { signerJwtSource, type TestJwtSource } from '../helpers/identity.ts';
 
 export { raw, type RawResponse } from '../helpers/http.ts';
 export { until } from '../helpers/until.ts';
@@ -20,40 +20,10 @@ export const ACCOUNT = '111122223333';
 export const AUDIENCE = 'sts.amazonaws.com';
 export const SPIFFE_ID = 'spiffe://example.org/ns/default/sa/app';
 
-/** A JwtSource that signs a fresh JWT-SVID with the dev signer for every request, at the clock's time. */
-export class SignerJwtSource implements JwtSource {
-  readonly #signer: DevOidcSigner;
-  readonly #clock: Clock;
-  readonly #listeners = new Listeners<[]>();
-  sub: string;
-  fetches = 0;
-  /** When set, handed out instead of a freshly signed token. */
-  fixedToken: string | undefined;
-
-  constructor(signer: DevOidcSigner, options: { sub?: string; clock?: Clock } = {}) {
-    this.#signer = signer;
-    this.#clock = options.clock ?? systemClock;
-    this.sub = options.sub ?? SPIFFE_ID;
-  }
-
-  async fetchJwtSvid(audience: string, _signal: AbortSignal): Promise<JwtSvid> {
-    this.fetches += 1;
-    const now = this.#clock.now();
-    const token = this.fixedToken ?? (await this.#signer.sign({ sub: this.sub, aud: audience, iat: Math.floor(now / 1000) }));
-    return parseJwtSvidInsecure(token, { now: new Date(now), leewaySeconds: 1e9 });
-  }
-
-  /** A new identity: later JWT-SVIDs carry `sub`, and subscribers hear about it. */
-  rotate(sub = this.sub): void {
-    this.sub = sub;
-    this.#listeners.emit();
-  }
-
-  subscribe(listener: () => void): Unsubscribe {
-    return this.#listeners.add(listener);
-  }
-
-  async close(): Promise<void> {}
+/** JWT-SVIDs for SPIFFE_ID (or `sub`) signed by the dev signer at the clock's time (test/helpers/identity.ts). */
+export function awsJwtSource(signer: DevOidcSigner, options: { sub?: string; clock?: Clock } = {}): TestJwtSource {
+  const clock = options.clock ?? systemClock;
+  return signerJwtSource({ signer, spiffeId: options.sub ?? SPIFFE_ID, now: () => clock.now() });
 }
 
 export function awsConfig(overrides: { stsEndpoint: string; stateDir: string; imds?: boolean; sessionDurationSeconds?: number; audience?: string; roleArn?: string; containerAuthorizationToken?: string }): SidecarConfig {

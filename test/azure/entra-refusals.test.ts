@@ -11,7 +11,8 @@ import { ENTRA_FEDERATION_AUDIENCE, FakeEntra, type FederatedIdentityCredential 
 import { DevOidcSigner, type SignOptions } from '@spiffe-connector/dev/oidc-signer.ts';
 import { ManualClock } from '../../src/base/clock.ts';
 import { withBadSignature } from '../helpers/tamper.ts';
-import { CLIENT_ID, OBJECT_ID, SPIFFE_ID, SignerJwtSource, TENANT_ID, runAzure, type AzureWorld } from './fixtures.ts';
+import { CLIENT_ID, OBJECT_ID, SPIFFE_ID, TENANT_ID, runAzure, type AzureWorld } from './fixtures.ts';
+import { signerJwtSource } from '../helpers/identity.ts';
 
 const HOUR = 3600_000;
 
@@ -55,7 +56,7 @@ async function refusingWorld(t: TestContext, r: Refusal): Promise<AzureWorld> {
   await writeFile(caFile, entra.caPem);
   // The source calls only sign() on its signer: a stand-in signer that makes the broken JWT-SVIDs.
   const signing = r.sign ? ({ sign: r.sign(signer, other) } as unknown as DevOidcSigner) : signer;
-  return { signer, jwt: new SignerJwtSource(signing), entra, ca, dir, caFile };
+  return { signer, jwt: signerJwtSource({ signer: signing, spiffeId: SPIFFE_ID }), entra, ca, dir, caFile };
 }
 
 for (const [what, refusal] of Object.entries(REFUSALS)) {

@@ -229,13 +229,13 @@ test(`the per-resource cache holds at most ${MAX_RESOURCES} resources; new ones 
 test('no JWT-SVID, or Entra unreachable: 503 with Retry-After and the reason, never a 400', async (t) => {
   const world = await startWorld(t);
   const run = await runAzure(t, world);
-  world.jwt.failWith = new ConnectorError('identity_unavailable', 'the Workload API is not answering', { retryable: true });
+  world.jwt.failWith(new ConnectorError('identity_unavailable', 'the Workload API is not answering', { retryable: true }));
   const noSvid = await token(run);
   assert.equal(noSvid.status, 503);
   assert.match(noSvid.body['error_description'] ?? '', /Workload API is not answering/);
   assert.equal(world.entra.counters.token, 0);
 
-  world.jwt.failWith = undefined;
+  world.jwt.failWith(undefined);
   world.entra.injectFault({ drop: true });
   const dropped = await token(run, 'https://vault.azure.net');
   assert.equal(dropped.status, 503);

@@ -1,6 +1,5 @@
 // Test fixtures for the Azure provider: a JwtSource backed by DevOidcSigner, the Entra stand-in with a
 // federated credential for that signer, and the provider mounted on an express app on 127.0.0.1:0.
-// (Until test/helpers/identity.ts and test/helpers/sidecar.ts land.)
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,52 +17,17 @@ import { startMetadataListener, type MetadataListener } from '../../src/metadata
 import type { CloudProvider } from '../../src/providers/contract.ts';
 import { createAzureProvider, type AzureProviderOptions } from '../../src/providers/azure/module.ts';
 import { cloudEnvironment } from '../../src/env.ts';
-import { Listeners, type JwtSource } from '../../src/spiffe/source.ts';
-import { parseJwtSvidInsecure } from '../../src/spiffe/jwt-svid.ts';
+import { signerJwtSource, type TestJwtSource } from '../helpers/identity.ts';
 
 export const TENANT_ID = '72f988bf-86f1-41af-91ab-2d7cd011db47';
 export const CLIENT_ID = '11111111-2222-3333-4444-555555555555';
 export const OBJECT_ID = '99999999-8888-7777-6666-555555555555';
 export const SPIFFE_ID = 'spiffe://example.org/ns/default/sa/app';
 
-/** A JwtSource that signs a fresh JWT-SVID per call (what the issuer exchange or Workload API would give). */
-export class SignerJwtSource implements JwtSource {
-  readonly signer: DevOidcSigner;
-  subject: string;
-  ttlSeconds: number;
-  fetches = 0;
-  failWith: Error | undefined;
-  readonly #listeners = new Listeners<[]>();
-
-  constructor(signer: DevOidcSigner, subject = SPIFFE_ID, ttlSeconds = 3600) {
-    this.signer = signer;
-    this.subject = subject;
-    this.ttlSeconds = ttlSeconds;
-  }
-
-  async fetchJwtSvid(audience: string): Promise<ReturnType<typeof parseJwtSvidInsecure>> {
-    this.fetches += 1;
-    if (this.failWith) throw this.failWith;
-    const token = await this.signer.sign({ sub: this.subject, aud: audience, ttlSeconds: this.ttlSeconds });
-    return parseJwtSvidInsecure(token, { now: new Date(), audience });
-  }
-
-  /** Tells subscribers the identity changed. */
-  rotate(subject?: string): void {
-    if (subject !== undefined) this.subject = subject;
-    this.#listeners.emit();
-  }
-
-  subscribe(listener: () => void): () => void {
-    return this.#listeners.add(listener);
-  }
-
-  async close(): Promise<void> {}
-}
-
 export interface AzureWorld {
   readonly signer: DevOidcSigner;
-  readonly jwt: SignerJwtSource;
+  /** JWT-SVIDs for SPIFFE_ID signed by `signer` (test/helpers/identity.ts). */
+  readonly jwt: TestJwtSource;
   readonly entra: FakeEntra;
   readonly ca: DevCa;
   readonly dir: string;
@@ -88,7 +52,7 @@ export async function startWorld(t: TestContext, options: { tokenLifetimeSeconds
   t.after(() => rm(dir, { recursive: true, force: true }));
   const caFile = join(dir, 'entra-ca.pem');
   await writeFile(caFile, entra.caPem);
-  return { signer, jwt: new SignerJwtSource(signer), entra, ca, dir, caFile };
+  return { signer, jwt: signerJwtSource({ signer, spiffeId: SPIFFE_ID }), entra, ca, dir, caFile };
 }
 
 export function azureConfig(world: AzureWorld, azure: Record<string, unknown> = {}): SidecarConfig {

@@ -6,28 +6,43 @@ import { parseJwtSvidInsecure, type JwtSvid } from '../../src/spiffe/jwt-svid.ts
 import { parseX509Svid, type X509Svid } from '../../src/spiffe/x509-svid.ts';
 import { X509Bundle } from '../../src/spiffe/bundle.ts';
 import { Listeners, type JwtSource, type X509Source } from '../../src/spiffe/source.ts';
-import type { ConnectorError } from '../../src/base/errors.ts';
 
 export interface TestJwtSource extends JwtSource {
-  /** Audiences asked for, in order. */
+  /** Audiences asked for, in order (one per fetchJwtSvid call, failed ones too). */
   readonly requested: string[];
+  /** How many times fetchJwtSvid was called. */
+  readonly fetches: number;
+  /**
+   * When set, handed out instead of a freshly signed token, parsed without the validity and audience
+   * checks (to see what the sidecar does with an expired or wrong SVID from its source).
+   */
+  fixedToken: string | undefined;
   /** Changes the identity (new sub if given) and tells subscribers. */
   rotate(spiffeId?: string): void;
-  /** Makes fetchJwtSvid fail (retryable) until called with undefined. */
-  failWith(error: ConnectorError | undefined): void;
+  /** Makes fetchJwtSvid fail with `error` until called with undefined. */
+  failWith(error: Error | undefined): void;
 }
 
+/**
+ * A JwtSource that signs a fresh JWT-SVID with `signer` on every call, issued at `now()` (default: the
+ * real time; give a ManualClock's when the stand-ins check validity against one).
+ */
 export function signerJwtSource(options: { signer: DevOidcSigner; spiffeId: string; ttlSeconds?: number; now?: () => number }): TestJwtSource {
   const listeners = new Listeners<[]>();
   let spiffeId = options.spiffeId;
-  let failure: ConnectorError | undefined;
+  let failure: Error | undefined;
   const requested: string[] = [];
-  return {
+  const source: TestJwtSource = {
     requested,
+    get fetches() {
+      return requested.length;
+    },
+    fixedToken: undefined,
     async fetchJwtSvid(audience: string): Promise<JwtSvid> {
       requested.push(audience);
       if (failure) throw failure;
       const now = options.now ? options.now() : Date.now();
+      if (source.fixedToken !== undefined) return parseJwtSvidInsecure(source.fixedToken, { now: new Date(now), leewaySeconds: 1e9 });
       const token = await options.signer.sign({ sub: spiffeId, aud: audience, ttlSeconds: options.ttlSeconds ?? 3600, iat: Math.floor(now / 1000) });
       return parseJwtSvidInsecure(token, { now: new Date(now), audience });
     },
@@ -41,6 +56,7 @@ export function signerJwtSource(options: { signer: DevOidcSigner; spiffeId: stri
     },
     close: async () => {},
   };
+  return source;
 }
 
 export interface TestX509Source extends X509Source {

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LOOPBACK_NO_PROXY } from '../../src/env.ts';
 import { awsEnv } from '../../src/providers/aws/env.ts';
-import { ACCOUNT, SignerJwtSource, startSidecar, startStsWorld, until } from '../aws/support.ts';
+import { ACCOUNT, awsJwtSource, startSidecar, startStsWorld, until } from '../aws/support.ts';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const BIN = join(ROOT, '.tools', 'peers', 'bin');
@@ -45,7 +45,7 @@ async function run(t: TestContext, name: string, stsUrl: string, env: Record<str
 async function world(t: TestContext, containerAuthorizationToken?: string) {
   const sts = await startStsWorld();
   t.after(() => sts.close());
-  const sidecar = await startSidecar({ stsEndpoint: sts.fake.url, jwt: new SignerJwtSource(sts.signer), ...(containerAuthorizationToken ? { containerAuthorizationToken } : {}) });
+  const sidecar = await startSidecar({ stsEndpoint: sts.fake.url, jwt: awsJwtSource(sts.signer), ...(containerAuthorizationToken ? { containerAuthorizationToken } : {}) });
   t.after(() => sidecar.close());
   await until(() => sidecar.provider.readiness().ready, 'first credentials');
   const env = { ...Object.fromEntries(awsEnv(sidecar.config, sidecar.origin)), NO_PROXY: LOOPBACK_NO_PROXY, no_proxy: LOOPBACK_NO_PROXY };

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LOOPBACK_NO_PROXY } from '../../src/env.ts';
 import { awsEnv } from '../../src/providers/aws/env.ts';
-import { ACCOUNT, SignerJwtSource, startSidecar as startAwsSidecar, startStsWorld, until } from '../aws/support.ts';
+import { ACCOUNT, awsJwtSource, startSidecar as startAwsSidecar, startStsWorld, until } from '../aws/support.ts';
 import { CLOUD_PLATFORM, PROJECT_ID, SERVICE_ACCOUNT, jwtSource, startGoogleWorld, startSidecar as startGcpSidecar } from '../gcp/support.ts';
 import { runAzure, startWorld as startAzureWorld, TENANT_ID } from '../azure/fixtures.ts';
 
@@ -56,7 +56,7 @@ function inReadme(client: string, version: unknown): void {
 async function awsWorld(t: TestContext, containerAuthorizationToken?: string) {
   const sts = await startStsWorld();
   t.after(() => sts.close());
-  const sidecar = await startAwsSidecar({ stsEndpoint: sts.fake.url, jwt: new SignerJwtSource(sts.signer), ...(containerAuthorizationToken ? { containerAuthorizationToken } : {}) });
+  const sidecar = await startAwsSidecar({ stsEndpoint: sts.fake.url, jwt: awsJwtSource(sts.signer), ...(containerAuthorizationToken ? { containerAuthorizationToken } : {}) });
   t.after(() => sidecar.close());
   await until(() => sidecar.provider.readiness().ready, 'first credentials');
   const lines = awsEnv(sidecar.config, sidecar.origin);
