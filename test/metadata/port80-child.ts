@@ -11,7 +11,7 @@ import { startMetadataListener } from '../../src/metadata/listener.ts';
 import { silentLogger } from '../../src/ops/logger.ts';
 import { Metrics } from '../../src/ops/metrics.ts';
 import { createAwsProvider } from '../../src/providers/aws/module.ts';
-import { awsConfig, raw, SignerJwtSource, startStsWorld, until } from '../aws/support.ts';
+import { awsConfig, raw, awsJwtSource, startStsWorld, until } from '../aws/support.ts';
 
 const report = (value: Record<string, unknown>): void => {
   process.stdout.write(`${JSON.stringify(value)}\n`);
@@ -36,7 +36,7 @@ try {
 const sts = await startStsWorld();
 const stateDir = await mkdtemp(join(tmpdir(), 'sc-port80-'));
 const config = awsConfig({ stsEndpoint: sts.fake.url, stateDir });
-const provider = await createAwsProvider({ config, identity: { x509: undefined, jwt: new SignerJwtSource(sts.signer) }, clock: systemClock, logger, metrics, metadataPort: listener.port, stateDir });
+const provider = await createAwsProvider({ config, identity: { x509: undefined, jwt: awsJwtSource(sts.signer) }, clock: systemClock, logger, metrics, metadataPort: listener.port, stateDir });
 listener.mount(provider.surfaces);
 await provider.start();
 await until(() => provider.readiness().ready, 'first credentials');
