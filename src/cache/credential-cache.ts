@@ -26,6 +26,20 @@ export interface CredentialLookup<C> {
   get(key: string, signal?: AbortSignal): Promise<Lookup<C>>;
 }
 
+/**
+ * What an operator needs to join a credential with the cloud's own audit log (CloudTrail, Cloud Audit Logs,
+ * Entra sign-in logs). Never a secret.
+ */
+export interface AuditFacts {
+  /** Who the credential acts as: the role, the service account, the client id. */
+  readonly principal: string;
+  readonly sessionName?: string | undefined;
+  /** The SPIFFE ID the credential was exchanged for. */
+  readonly spiffeId?: string | undefined;
+  /** The upstream's id of the request that issued it (x-amzn-RequestId, x-ms-request-id, ...). */
+  readonly upstreamRequestId?: string | undefined;
+}
+
 /** The key of a cache that holds one credential. */
 export const SINGLE = '';
 
@@ -60,6 +74,8 @@ export interface CredentialCacheOptions<C> {
   readonly timeoutMs?: number;
   /** Wait after a non-retryable failure before trying again on its own. Default 5 min. */
   readonly permanentRetryMs?: number;
+  /** The audit facts of an issued credential: with it, each credential issued is one audit log line and a count. */
+  readonly audit?: ((credential: C) => AuditFacts) | undefined;
   /** Turns a key into words for logs (keys may be long); never used as a metric label. */
   readonly describe?: (key: string) => string;
   readonly random?: () => number;
@@ -217,7 +233,10 @@ export class CredentialCache<C> implements CredentialLookup<C> {
       clock: o.clock,
       logger: o.logger,
       metrics: o.metrics,
-      onRefreshed: () => this.#reportExpiry(),
+      onRefreshed: (value, expiresAt) => {
+        this.#reportExpiry();
+        this.#audit(value, expiresAt, key);
+      },
       ...(o.timeoutMs === undefined ? {} : { timeoutMs: o.timeoutMs }),
       ...(o.permanentRetryMs === undefined ? {} : { permanentRetryMs: o.permanentRetryMs }),
       ...(o.random ? { random: o.random } : {}),
@@ -235,6 +254,28 @@ export class CredentialCache<C> implements CredentialLookup<C> {
       if (l.ok) soonest = Math.min(soonest, l.expiresAt.getTime());
     }
     if (Number.isFinite(soonest)) metrics.credentialExpiry.set({ cloud: this.#o.cloud, credential: this.#o.name }, Math.round(soonest / 1000));
+  }
+
+  /** One audit event per credential issued: a structured log line and a counter; no secret, no caller key as a label. */
+  #audit(value: C, expiresAt: number, key: string): void {
+    const audit = this.#o.audit;
+    if (!audit) return;
+    const facts = audit(value);
+    this.#o.metrics?.credentialsIssued.inc({ cloud: this.#o.cloud, credential: this.#o.name });
+    this.#o.logger.info(
+      {
+        audit: 'credential_issued',
+        cloud: this.#o.cloud,
+        credential: this.#o.name,
+        ...(key === SINGLE ? {} : { key: this.#describe(key) }),
+        principal: facts.principal,
+        sessionName: facts.sessionName,
+        spiffeId: facts.spiffeId,
+        upstreamRequestId: facts.upstreamRequestId,
+        expiresAt: new Date(expiresAt).toISOString(),
+      },
+      'credential issued',
+    );
   }
 
   #describe(key: string): string {

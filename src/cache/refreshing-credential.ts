@@ -18,8 +18,8 @@ export interface RefreshingCredentialOptions<T> {
   readonly name: string;
   /** Which key of a keyed cache this is, in words for logs (never a metric label). */
   readonly key?: string;
-  /** Called after each successful refresh (the cache reports expiry for all its keys at once). */
-  readonly onRefreshed?: () => void;
+  /** Called after each successful refresh with the new value and its expiry (the cache reports and audits). */
+  readonly onRefreshed?: (value: T, expiresAt: number) => void;
   /** Obtains a fresh value from upstream. Must honour the signal. */
   readonly fetch: (signal: AbortSignal) => Promise<T>;
   readonly expiresAt: (value: T) => Date;
@@ -161,7 +161,7 @@ export class RefreshingCredential<T> {
       this.#failures = 0;
       metrics?.exchanges.inc({ cloud, outcome: 'success' });
       metrics?.upstreamLatency.observe({ cloud }, (now - started) / 1000);
-      this.#o.onRefreshed?.();
+      this.#o.onRefreshed?.(value, expiresAt);
       const delay = refreshDelay(this.#o.policy, now, expiresAt, now, this.#o.random);
       logger.info({ cloud, credential: name, key, reason, expiresAt: new Date(expiresAt).toISOString(), nextRefreshInSeconds: Math.round(delay / 1000) }, 'credentials refreshed');
       this.#schedule(delay);

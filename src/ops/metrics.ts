@@ -32,6 +32,14 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** One per credential a cloud issued (the audit event's counter), by cloud and credential name. */
+  readonly credentialsIssued = new Counter({
+    name: 'spiffe_connector_credentials_issued_total',
+    help: 'Credentials a cloud issued to this sidecar, by cloud and credential name; each is also one audit log line.',
+    labelNames: ['cloud', 'credential'] as const,
+    registers: [this.registry],
+  });
+
   readonly credentialExpiry = new Gauge({
     name: 'spiffe_connector_credential_expiry_timestamp_seconds',
     help: 'When the cached credential expires (the soonest of that cache), as a Unix timestamp, by cloud and credential name.',

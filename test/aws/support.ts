@@ -13,6 +13,7 @@ import { signerJwtSource, type TestJwtSource } from '../helpers/identity.ts';
 
 export { raw, type RawResponse } from '../helpers/http.ts';
 export { until } from '../helpers/until.ts';
+import type { Logger } from '../../src/ops/logger.ts';
 import { mountProvider, type MountedProvider } from '../helpers/provider-harness.ts';
 
 export const ROLE_ARN = 'arn:aws:iam::111122223333:role/app';
@@ -86,8 +87,10 @@ export async function startSidecar(options: {
   sessionDurationSeconds?: number;
   stsRequestTimeoutMs?: number;
   containerAuthorizationToken?: string;
+  logger?: Logger;
 }): Promise<Sidecar> {
   const mounted = await mountProvider({
+    logger: options.logger,
     config: (stateDir) => awsConfig({ stsEndpoint: options.stsEndpoint, stateDir, ...(options.imds === undefined ? {} : { imds: options.imds }), ...(options.sessionDurationSeconds ? { sessionDurationSeconds: options.sessionDurationSeconds } : {}), ...(options.containerAuthorizationToken === undefined ? {} : { containerAuthorizationToken: options.containerAuthorizationToken }) }),
     identity: { x509: undefined, jwt: options.jwt },
     clock: options.clock,

@@ -16,6 +16,7 @@ import { createGcpProvider, type GcpProviderOptions } from '../../src/providers/
 import type { JwtSource, X509Source } from '../../src/spiffe/source.ts';
 import { devX509Source, signerJwtSource, type TestJwtSource, type TestX509Source } from '../helpers/identity.ts';
 import { raw, type RawResponse } from '../helpers/http.ts';
+import type { Logger } from '../../src/ops/logger.ts';
 import { mountProvider, type MountedProvider } from '../helpers/provider-harness.ts';
 
 export type { RawResponse } from '../helpers/http.ts';
@@ -120,8 +121,10 @@ export async function startSidecar(o: {
   serviceAccount?: boolean;
   clock?: Clock;
   options?: GcpProviderOptions;
+  logger?: Logger;
 }): Promise<Sidecar> {
   const mounted = await mountProvider({
+    logger: o.logger,
     config: (stateDir) => gcpConfig({ world: o.world, stateDir, x509: o.jwt === undefined, serviceAccount: o.serviceAccount ?? true }),
     identity: { x509: o.x509, jwt: o.jwt },
     clock: o.clock,

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { systemClock, type Clock } from '../../src/base/clock.ts';
 import type { SidecarConfig } from '../../src/config/schema.ts';
-import { silentLogger } from '../../src/ops/logger.ts';
+import { silentLogger, type Logger } from '../../src/ops/logger.ts';
 import { Metrics } from '../../src/ops/metrics.ts';
 import { startMetadataListener, type MetadataListener } from '../../src/metadata/listener.ts';
 import type { CloudProvider, ProviderContext } from '../../src/providers/contract.ts';
@@ -28,12 +28,13 @@ export async function mountProvider(o: {
   config: (stateDir: string) => SidecarConfig;
   identity: Identity;
   clock?: Clock | undefined;
+  logger?: Logger | undefined;
   create: (ctx: ProviderContext) => Promise<CloudProvider>;
 }): Promise<MountedProvider> {
   const stateDir = await mkdtemp(join(tmpdir(), 'spiffe-connector-provider-'));
   const config = o.config(stateDir);
   const metrics = new Metrics();
-  const logger = silentLogger();
+  const logger = o.logger ?? silentLogger();
   const listener = await startMetadataListener({ host: '127.0.0.1', port: 0, metrics, logger });
   const provider = await o.create({ config, identity: o.identity, clock: o.clock ?? systemClock, logger, metrics, metadataPort: listener.port, stateDir });
   listener.mount(provider.surfaces);

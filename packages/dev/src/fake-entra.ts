@@ -105,6 +105,8 @@ export class FakeEntra {
   readonly caPem: string;
   /** `iss` of issued access tokens. */
   readonly tokenIssuer: string;
+  /** The x-ms-request-id of each token issued, in order. */
+  readonly requestIds: string[] = [];
   readonly counters: FakeEntraCounters = { metadata: 0, keys: 0, token: 0, issued: 0, refused: 0, faulted: 0 };
   readonly seen: SeenTokenRequest[] = [];
   readonly #server: Server;
@@ -296,7 +298,10 @@ export class FakeEntra {
       .sign(this.#privateKey);
     this.counters.issued += 1;
     record('issued', resource);
-    json(res, 200, { token_type: 'Bearer', expires_in: this.#lifetime, ext_expires_in: this.#lifetime, access_token: accessToken });
+    // Entra names every answer with x-ms-request-id (its sign-in logs' request ID).
+    const requestId = randomUUID();
+    this.requestIds.push(requestId);
+    json(res, 200, { token_type: 'Bearer', expires_in: this.#lifetime, ext_expires_in: this.#lifetime, access_token: accessToken }, { 'x-ms-request-id': requestId });
   }
 
   /** Entra's checks, in Entra's order. */

@@ -158,6 +158,8 @@ export class FakeSts {
   readonly #chainedRoles = new Map<string, FakeChainedRole>();
   readonly #issued = new Map<string, IssuedCredential>();
   readonly #timers = new Set<NodeJS.Timeout>();
+  /** The x-amzn-RequestId of each AssumeRoleWithWebIdentity that issued credentials, in order. */
+  readonly requestIds: string[] = [];
   #faults: StsFault[] = [];
   readonly #expirationFractionMs: number;
   #verifier: OidcVerifier | undefined;
@@ -259,6 +261,7 @@ export class FakeSts {
         }
         if (res.destroyed) return;
         const xml = await this.#assumeRoleWithWebIdentity(params, requestId);
+        this.requestIds.push(requestId);
         res.writeHead(200, { 'content-type': 'text/xml', 'x-amzn-requestid': requestId }).end(xml);
       } else if (action === 'AssumeRole') {
         this.stats.chainedAssumeRoleRequests += 1;

@@ -16,6 +16,9 @@ export interface AwsCredentials {
   readonly sessionName: string;
   /** When the sidecar obtained it. */
   readonly obtainedAt: Date;
+  /** The SPIFFE ID it was exchanged for, and AWS's id of the request that issued it (for the audit event). */
+  readonly spiffeId?: string | undefined;
+  readonly requestId?: string | undefined;
 }
 
 /** `arn:<partition>:sts::<account>:assumed-role/<role>/<session>` → its account, or undefined. */

@@ -108,6 +108,8 @@ export class StsWebIdentityExchange {
       assumedRoleArn,
       sessionName,
       obtainedAt: new Date(clock.now()),
+      spiffeId,
+      requestId: output.$metadata.requestId,
     };
   }
 

@@ -41,6 +41,7 @@ export async function createAwsProvider(ctx: ProviderContext, options: AwsProvid
     cloud: 'aws',
     name: upstream.name,
     exchange: upstream.exchange,
+    audit: (c) => ({ principal: c.assumedRoleArn, sessionName: c.sessionName, spiffeId: c.spiffeId, upstreamRequestId: c.requestId }),
     expiresAt: (c) => c.expiration,
     pinned: [SINGLE],
     policy: AWS_POLICY,

@@ -265,7 +265,7 @@ export function createRolesAnywhereExchange(o: RolesAnywhereExchangeOptions): Ro
       },
       'IAM Roles Anywhere issued credentials',
     );
-    return credentials;
+    return { ...credentials, spiffeId: svid.id.toString(), requestId };
   };
 }
 

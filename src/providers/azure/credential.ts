@@ -9,6 +9,9 @@ export interface AzureAccessToken {
   readonly resource: string;
   readonly obtainedAt: Date;
   readonly expiresAt: Date;
+  /** The SPIFFE ID of the assertion and Entra's id of the request that issued it (x-ms-request-id): for the audit event. */
+  readonly spiffeId?: string | undefined;
+  readonly requestId?: string | undefined;
 }
 
 export const MAX_RESOURCE_LENGTH = 2048;

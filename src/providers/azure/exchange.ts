@@ -105,6 +105,7 @@ export class EntraExchange {
 
     const timeoutMs = o.requestTimeoutMs ?? 10_000;
     const tlsSettings = this.#tlsSettings;
+    let requestId: string | undefined;
     const policy: PipelinePolicy = {
       name: 'spiffe-connector-entra',
       async sendRequest(request, next) {
@@ -113,6 +114,7 @@ export class EntraExchange {
         if (tlsSettings) request.tlsSettings = tlsSettings;
         const response = await next(request);
         if (response.status >= 400) failure = { status: response.status, wire: parseErrorBody(response.bodyAsText) };
+        else requestId = response.headers.get('x-ms-request-id') ?? requestId;
         return response;
       },
     };
@@ -139,7 +141,7 @@ export class EntraExchange {
     }
     // msal stamps expiry on the real clock; carry the remaining lifetime over to ours.
     const expiresAt = o.clock.now() + (token.expiresOnTimestamp - sdkNow());
-    return { accessToken: new Secret(token.token), resource, obtainedAt: new Date(obtainedAt), expiresAt: new Date(expiresAt) };
+    return { accessToken: new Secret(token.token), resource, obtainedAt: new Date(obtainedAt), expiresAt: new Date(expiresAt), spiffeId: facts?.subject, requestId };
   }
 
   #classify(

@@ -66,6 +66,7 @@ export async function createAzureProvider(ctx: ProviderContext, options: AzurePr
   const tokens = new CredentialCache<AzureAccessToken>({
     cloud: 'azure',
     name: 'resource-token',
+    audit: (t) => ({ principal: `${azure.clientId} (tenant ${azure.tenantId})`, spiffeId: t.spiffeId, upstreamRequestId: t.requestId }),
     exchange: (resource, signal) => exchange.fetchToken(resource, signal),
     pinned: azure.warmResources,
     allow: azure.allowedResources ? (resource) => (azure.allowedResources as string[]).includes(resource) : undefined,

@@ -5,6 +5,9 @@ import type { Secret } from '../../base/secret.ts';
 export interface GcpToken {
   readonly token: Secret;
   readonly expiresAt: Date;
+  /** Who it acts as (the impersonated service account, or the federated principal) and for which SPIFFE ID: for the audit event. */
+  readonly principal?: string | undefined;
+  readonly spiffeId?: string | undefined;
 }
 
 /** Scopes as a cache key: deduplicated, sorted, comma-joined. */

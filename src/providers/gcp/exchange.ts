@@ -11,7 +11,7 @@ import type { Metrics } from '../../ops/metrics.ts';
 import { Secret } from '../../base/secret.ts';
 import type { JwtSource } from '../../spiffe/source.ts';
 import type { CertificateFilePaths } from './certificate-files.ts';
-import { MAX_GOOGLE_SUBJECT_BYTES, providerAudience, stsTokenUrl } from './env.ts';
+import { federatedPrincipal, MAX_GOOGLE_SUBJECT_BYTES, providerAudience, stsTokenUrl } from './env.ts';
 import { spiffeClientFactory, type GoogleAuthSdk, type RefreshResult, type SpiffeClient } from './sdk-client.ts';
 import { scopeKey, type GcpToken } from './credential.ts';
 import { isIamAccessTokenResponse, isIamIdTokenResponse, isStsTokenResponse, upstreamError } from './upstream-errors.ts';
@@ -44,6 +44,8 @@ export class GcpExchange {
   readonly #o: GcpExchangeOptions;
   readonly #newClient: ReturnType<typeof spiffeClientFactory>;
   readonly #clients = new Map<string, SpiffeClient>();
+  /** The SPIFFE ID of the JWT-SVID last handed to the SDK (the audit event names it). */
+  #lastJwtSubject: string | undefined;
 
   constructor(options: GcpExchangeOptions) {
     this.#o = options;
@@ -82,7 +84,7 @@ export class GcpExchange {
       throw malformed('generateIdToken');
     }
     if (typeof exp !== 'number') throw malformed('generateIdToken');
-    return { token: new Secret(body.token), expiresAt: new Date(exp * 1000) };
+    return { token: new Secret(body.token), expiresAt: new Date(exp * 1000), principal: sa, spiffeId: this.#o.subject.kind === 'x509' ? this.#o.subject.currentSubject() : this.#lastJwtSubject };
   }
 
   close(): void {
@@ -102,12 +104,14 @@ export class GcpExchange {
       throw this.#failed(thrown, what, signal);
     }
     const body = result.body;
+    const spiffeId = this.#o.subject.kind === 'x509' ? this.#o.subject.currentSubject() : this.#lastJwtSubject;
     if (impersonate) {
       if (!isIamAccessTokenResponse(body)) throw malformed('generateAccessToken');
-      return { token: new Secret(body.accessToken), expiresAt: new Date(Date.parse(body.expireTime)) };
+      return { token: new Secret(body.accessToken), expiresAt: new Date(Date.parse(body.expireTime)), principal: impersonate, spiffeId };
     }
     if (!isStsTokenResponse(body)) throw malformed('STS token exchange');
-    return { token: new Secret(body.access_token), expiresAt: new Date(started + body.expires_in * 1000) };
+    const principal = spiffeId === undefined ? undefined : federatedPrincipal(this.#o.gcp, spiffeId);
+    return { token: new Secret(body.access_token), expiresAt: new Date(started + body.expires_in * 1000), principal, spiffeId };
   }
 
   #failed(thrown: unknown, what: string, signal: AbortSignal): ConnectorError {
@@ -152,7 +156,7 @@ export class GcpExchange {
             service_account_impersonation: { token_lifetime_seconds: 3600 },
           }
         : {}),
-    }, subject.kind === 'jwt' ? (signal) => jwtSubjectToken(subject.jwt, audience, signal) : undefined);
+    }, subject.kind === 'jwt' ? (signal) => jwtSubjectToken(subject.jwt, audience, signal, (id) => (this.#lastJwtSubject = id)) : undefined);
     this.#clients.set(key, client);
     return client;
   }
@@ -169,8 +173,9 @@ export class GcpExchange {
 }
 
 /** The JWT-SVID for the provider's audience, checked the way Google will check it. */
-async function jwtSubjectToken(jwt: JwtSource, audience: string, signal: AbortSignal): Promise<string> {
+async function jwtSubjectToken(jwt: JwtSource, audience: string, signal: AbortSignal, presented: (spiffeId: string) => void): Promise<string> {
   const svid = await jwt.fetchJwtSvid(audience, signal);
+  presented(svid.id.toString());
   if (!svid.audience.includes(audience)) {
     throw new ConnectorError('jwt_svid_invalid', `the JWT-SVID's audience (${svid.audience.join(', ')}) does not include ${audience}, which Google STS requires`, { retryable: false });
   }

@@ -78,6 +78,7 @@ export async function createGcpProvider(ctx: ProviderContext, options: GcpProvid
   });
   const common = {
     cloud: 'gcp',
+    audit: (t: GcpToken) => ({ principal: t.principal ?? federatedAccountName(gcp), spiffeId: t.spiffeId }),
     expiresAt: (t: GcpToken) => t.expiresAt,
     policy: TOKEN_POLICY,
     clock: ctx.clock,
