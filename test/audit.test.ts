@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { createLogger, type Logger } from '../src/ops/logger.ts';
-import { SignerJwtSource, raw as rawAws, startSidecar as startAws, startStsWorld, ROLE_ARN, SPIFFE_ID as AWS_ID } from './aws/support.ts';
+import { awsJwtSource, raw as rawAws, startSidecar as startAws, startStsWorld, ROLE_ARN, SPIFFE_ID as AWS_ID } from './aws/support.ts';
 import { SERVICE_ACCOUNT, get, jwtSource, startGoogleWorld, startSidecar as startGcp } from './gcp/support.ts';
 import { runAzure, startWorld, SPIFFE_ID as AZURE_ID } from './azure/fixtures.ts';
 import { until } from './helpers/until.ts';
@@ -24,7 +24,7 @@ test('AWS: each credential issued is one audit line with the assumed role, sessi
   const sts = await startStsWorld();
   t.after(() => sts.close());
   const log = capture();
-  const s = await startAws({ stsEndpoint: sts.fake.url, jwt: new SignerJwtSource(sts.signer), logger: log.logger });
+  const s = await startAws({ stsEndpoint: sts.fake.url, jwt: awsJwtSource(sts.signer), logger: log.logger });
   t.after(() => s.close());
   await until(() => audits(log.lines()).length === 1, 'the audit line');
   const [line] = audits(log.lines());

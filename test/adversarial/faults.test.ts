@@ -13,6 +13,9 @@ import { until } from '../helpers/until.ts';
 import { get, jwtSource, startGoogleWorld, startSidecar } from '../gcp/support.ts';
 import { runAzure, startWorld } from '../azure/fixtures.ts';
 
+/** Waits over real sockets on a loaded 2-core machine: bounded, but generous. */
+const SLOW = { timeoutMs: 90_000 };
+
 /** The request timeout given to the sidecar (real time): a hang is a fault held longer than this. */
 const TIMEOUT_MS = 1_000;
 
@@ -26,13 +29,13 @@ const GOOGLE: ReadonlyArray<readonly [string, GcpFault, boolean]> = [
 ];
 
 for (const [what, fault, succeeds] of GOOGLE) {
-  test(`Google STS ${what}: the token is served until it expires, never after; then recovery`, { timeout: 120_000 }, async (t) => {
+  test(`Google STS ${what}: the token is served until it expires, never after; then recovery`, { timeout: 300_000 }, async (t) => {
     const clock = new ManualClock(Date.now());
     const world = await startGoogleWorld({ clock });
     t.after(() => world.close());
     const s = await startSidecar({ world, jwt: jwtSource(world, { clock }), clock, serviceAccount: false, options: { random: () => 0, requestTimeoutMs: TIMEOUT_MS } });
     t.after(() => s.close());
-    await until(() => s.provider.readiness().ready, 'the first token');
+    await until(() => s.provider.readiness().ready, 'the first token', SLOW);
     const path = '/computeMetadata/v1/instance/service-accounts/default/token';
     const read = async (): Promise<{ status: number; token?: string; expiresIn?: number; retryAfter?: string; flavor?: string }> => {
       const r = await get(s.port, path);
@@ -44,9 +47,9 @@ for (const [what, fault, succeeds] of GOOGLE) {
     world.fake.setOutage('sts', fault);
     const served = world.fake.stats.faultsServed;
     await clock.advance(2_000_000); // past half life: refreshes meet the fault
-    await until(() => world.fake.stats.faultsServed > served, 'a refresh to meet the fault');
+    await until(() => world.fake.stats.faultsServed > served, 'a refresh to meet the fault', SLOW);
     if (succeeds) {
-      await until(async () => (await read()).token !== good.token, 'the slow refresh to land');
+      await until(async () => (await read()).token !== good.token, 'the slow refresh to land', SLOW);
       return;
     }
     const during = await read();
@@ -59,7 +62,7 @@ for (const [what, fault, succeeds] of GOOGLE) {
     assert.equal(after.flavor, 'Google', "in the metadata server's shape");
     world.fake.setOutage('sts', undefined);
     await clock.advance(61_000);
-    await until(async () => (await read()).status === 200, 'recovery');
+    await until(async () => (await read()).status === 200, 'recovery', SLOW);
     assert.notEqual((await read()).token, good.token);
   });
 }
@@ -74,7 +77,7 @@ const ENTRA: ReadonlyArray<readonly [string, EntraFault, boolean]> = [
 ];
 
 for (const [what, fault, succeeds] of ENTRA) {
-  test(`Entra ${what}: the token is served until it expires, never after; then recovery`, { timeout: 120_000 }, async (t) => {
+  test(`Entra ${what}: the token is served until it expires, never after; then recovery`, { timeout: 300_000 }, async (t) => {
     const clock = new ManualClock();
     const world = await startWorld(t);
     const run = await runAzure(t, world, { clock, provider: { requestTimeoutMs: TIMEOUT_MS } });
@@ -84,14 +87,15 @@ for (const [what, fault, succeeds] of ENTRA) {
       const body = JSON.parse(r.body) as Record<string, string>;
       return { status: r.status, ...(body['access_token'] ? { token: body['access_token'], expiresOn: Number(body['expires_on']) } : {}), ...(body['error'] ? { error: body['error'] } : {}), retryAfter: String(r.headers['retry-after']) };
     };
+    await until(async () => (await read()).status === 200, 'the first token', SLOW);
     const good = await read();
     assert.equal(good.status, 200);
     world.entra.injectFault(fault);
     const faulted = world.entra.counters.faulted;
     await clock.advance(31 * 60_000);
-    await until(() => world.entra.counters.faulted > faulted, 'a refresh to meet the fault');
+    await until(() => world.entra.counters.faulted > faulted, 'a refresh to meet the fault', SLOW);
     if (succeeds) {
-      await until(async () => (await read()).token !== good.token, 'the slow refresh to land');
+      await until(async () => (await read()).token !== good.token, 'the slow refresh to land', SLOW);
       return;
     }
     assert.equal((await read()).token, good.token, 'the valid token is still served');
@@ -103,7 +107,7 @@ for (const [what, fault, succeeds] of ENTRA) {
     assert.match(after.retryAfter ?? '', /^\d+$/);
     world.entra.clearFaults();
     await clock.advance(61_000);
-    await until(async () => (await read()).status === 200, 'recovery');
+    await until(async () => (await read()).status === 200, 'recovery', SLOW);
     assert.notEqual((await read()).token, good.token);
   });
 }

@@ -53,7 +53,7 @@ async function flood(n: number, width: number, one: (i: number) => Promise<RawRe
   return statuses;
 }
 
-test(`GCE: ${KEYS} made-up scope sets and ${KEYS} ID-token audiences call Google at most the bucket's worth; the default token stays served`, { timeout: 240_000 }, async (t) => {
+test(`GCE: ${KEYS} made-up scope sets and ${KEYS} ID-token audiences call Google at most the bucket's worth; the default token stays served`, { timeout: 480_000 }, async (t) => {
   const world = await startGoogleWorld();
   t.after(() => world.close());
   const s = await startSidecar({ world, jwt: jwtSource(world), serviceAccount: true });
@@ -79,7 +79,7 @@ test(`GCE: ${KEYS} made-up scope sets and ${KEYS} ID-token audiences call Google
   assert.ok(s.provider.readiness().ready, 'readiness holds');
 });
 
-test(`Azure: ${KEYS} made-up resources call Entra at most the bucket's worth; the warm resource stays served`, { timeout: 240_000 }, async (t) => {
+test(`Azure: ${KEYS} made-up resources call Entra at most the bucket's worth; the warm resource stays served`, { timeout: 480_000 }, async (t) => {
   const world = await startWorld(t);
   const run = await runAzure(t, world);
   const warm = 'https://management.azure.com';
@@ -96,7 +96,7 @@ test(`Azure: ${KEYS} made-up resources call Entra at most the bucket's worth; th
   assert.ok(run.provider.readiness().ready);
 });
 
-test(`IMDSv2: ${KEYS} token PUTs cannot evict the session token the app is using`, { timeout: 120_000 }, async (t) => {
+test(`IMDSv2: ${KEYS} token PUTs cannot evict the session token the app is using`, { timeout: 300_000 }, async (t) => {
   const clock = new ManualClock(Date.now());
   const creds = awsCredentials(clock.now());
   const listener = await startMetadataListener({ host: '127.0.0.1', port: 0, metrics: new Metrics(), logger: silentLogger() });
@@ -114,7 +114,7 @@ test(`IMDSv2: ${KEYS} token PUTs cannot evict the session token the app is using
   assert.equal((await read()).status, 200, "the app's token still works");
 });
 
-test(`Workload API: ${KEYS} made-up JWT-SVID audiences reach the agent at most the bucket's worth; the clouds' own audience stays cached`, { timeout: 240_000 }, async (t) => {
+test(`Workload API: ${KEYS} made-up JWT-SVID audiences reach the agent at most the bucket's worth; the clouds' own audience stays cached`, { timeout: 480_000 }, async (t) => {
   const TD = 'example.org';
   const ID = `spiffe://${TD}/ns/default/sa/app`;
   const ca = await DevCa.create({ trustDomain: TD });
