@@ -1,7 +1,7 @@
 // Idle RSS of the sidecar as production runs it (bin/spiffe-connector.js → the built dist/, with the
 // image's NODE_OPTIONS) for AWS only, AWS + Google and all three clouds, each beside a bare Node process
 // measured in the same round; rounds interleaved, medians reported. Targets: ≤15 / ≤20 / ≤25 MB above bare
-// (issues 2, 3, 4). Run `npm run build` first.
+// (the README's "Measured" table). Run `npm run build` first.
 // Usage: node bench/rss.ts [rounds, default 3] [--entry FILE]... [--node-options "FLAGS"]... [--settle MS] [--detail]
 //   --entry         what to start (default bin/spiffe-connector.js; src/main.ts runs the sources)
 //   --node-options  NODE_OPTIONS for the sidecar (default: the Dockerfile's ENV NODE_OPTIONS; "" for none)
