@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the third-party SDK clients the compatibility tests (test/peers/) run as black boxes, each at an
-# exact version, into .tools/peers/: one Python virtualenv per client set (from PyPI, with pip's own cache, so
-# a second run on the same machine installs from the cache), written with a stamp so an environment already at
-# the pinned versions is kept. Without python3 (or its venv module), or when a registry cannot be reached, it
+# exact version, into .tools/peers/ (Python here, Go and Java below): one Python virtualenv per client set (from
+# PyPI, with pip's own cache, so a second run on the same machine installs from the cache), written with a
+# stamp so an environment already at the pinned versions is kept. Without python3 (or its venv module), or when a registry cannot be reached, it
 # says so and exits 0: the tests that need that client skip, saying why.
 # The README's compatibility table lists what these versions did (test/peers/*.test.ts).
 set -uo pipefail
@@ -61,6 +61,31 @@ else
       echo "built go-$name in $((SECONDS - start)) s" >&2
     else
       echo "note: go-$name could not be built; its tests will skip" >&2
+    fi
+  done
+fi
+
+# Java clients: one Maven project each under test/peers/java/ (its pom.xml pins the SDK, through the SDK's own
+# BOM where it has one), resolved from Maven Central with Maven's own cache (~/.m2), its Main.java compiled
+# into .tools/peers/java-<name> beside the classpath Maven resolved; rebuilt only when the project's files change.
+if ! command -v java >/dev/null || ! command -v javac >/dev/null || ! command -v mvn >/dev/null; then
+  echo "note: no java, javac and mvn; the Java SDK compatibility tests will skip" >&2
+else
+  for project in test/peers/java/*/; do
+    name=$(basename "$project")
+    dir="$PEERS/java-$name"
+    stamp=$(cat "$project"pom.xml "$project"*.java | sha256sum | cut -c1-16)
+    if [ -d "$dir/classes" ] && [ "$(cat "$dir/.stamp" 2>/dev/null)" = "$stamp" ]; then continue; fi
+    start=$SECONDS
+    rm -rf "$dir"
+    mkdir -p "$dir/classes"
+    if (cd "$project" && nice -n 15 mvn -q -B -Dstyle.color=never dependency:build-classpath -Dmdep.outputFile="$dir/classpath") &&
+      nice -n 15 javac -nowarn -d "$dir/classes" -cp "$(cat "$dir/classpath")" "$project"Main.java; then
+      echo "$stamp" >"$dir/.stamp"
+      echo "built java-$name in $((SECONDS - start)) s" >&2
+    else
+      rm -rf "$dir"
+      echo "note: java-$name could not be built; its tests will skip" >&2
     fi
   done
 fi
