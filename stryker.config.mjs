@@ -10,7 +10,8 @@ import { MODULES } from './scripts/mutation-modules.ts';
 
 const name = process.env.MUTATE_MODULE ?? '';
 const module = MODULES[name];
-if (!module) throw new Error(`MUTATE_MODULE must be one of ${Object.keys(MODULES).join(', ')} (npm run mutate does this)`);
+if (!module)
+  throw new Error(`MUTATE_MODULE must be one of ${Object.keys(MODULES).join(', ')} (npm run mutate does this)`);
 
 export default {
   testRunner: 'command',

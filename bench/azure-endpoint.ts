@@ -6,8 +6,18 @@
 // The sidecar runs as production does (bin/spiffe-connector.js → dist/ from `npm run build`, the image's
 // NODE_OPTIONS); BENCH_ENTRY=src/main.ts and BENCH_NODE_OPTIONS="..." override (see sidecarForm in lib.ts).
 // Usage: node bench/azure-endpoint.ts [seconds per run, default 10] [rounds, default 3]
-import { bareNodeRss, compare, mb, printLoad, runLoad, sidecarForm, sleep, startBareServer, type LoadResult } from './lib.ts';
-import { AZURE_RESOURCE, formLaunch, startBenchWorld, type BenchSidecar } from './world.ts';
+import {
+  bareNodeRss,
+  compare,
+  type LoadResult,
+  mb,
+  printLoad,
+  runLoad,
+  sidecarForm,
+  sleep,
+  startBareServer,
+} from './lib.ts';
+import { AZURE_RESOURCE, type BenchSidecar, formLaunch, startBenchWorld } from './world.ts';
 
 const seconds = Number(process.argv[2] ?? 10);
 const rounds = Number(process.argv[3] ?? 3);
@@ -20,8 +30,14 @@ let withoutAzure: BenchSidecar | undefined;
 try {
   const header = await all.azureIdentityHeader();
   const origin = `http://127.0.0.1:${all.metadataPort}`;
-  const appService = { url: `${origin}/msi/token?api-version=2019-08-01&resource=${RESOURCE}`, headers: { 'X-IDENTITY-HEADER': header } };
-  const imds = { url: `${origin}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=${RESOURCE}`, headers: { Metadata: 'true' } };
+  const appService = {
+    url: `${origin}/msi/token?api-version=2019-08-01&resource=${RESOURCE}`,
+    headers: { 'X-IDENTITY-HEADER': header },
+  };
+  const imds = {
+    url: `${origin}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=${RESOURCE}`,
+    headers: { Metadata: 'true' },
+  };
   const sample = await fetch(appService.url, { headers: appService.headers });
   const body = Buffer.from(await sample.arrayBuffer());
   if (sample.status !== 200) throw new Error(`the endpoint answered ${sample.status}: ${body.toString()}`);
@@ -50,14 +66,22 @@ try {
       { rounds, durationSeconds: seconds },
     );
     const [baseline, ours, imdsResult] = results as [LoadResult, LoadResult, LoadResult];
-    console.log(`\nAzure managed-identity endpoints, ${body.length}-byte App Service body, 32 connections, median of ${rounds} interleaved ${seconds} s runs, Node ${process.version}`);
+    console.log(
+      `\nAzure managed-identity endpoints, ${body.length}-byte App Service body, 32 connections, median of ${rounds} interleaved ${seconds} s runs, Node ${process.version}`,
+    );
     console.log(`sidecar: ${form.label}`);
     printLoad(results, baseline);
     for (const r of [ours, imdsResult]) {
-      console.log(`${r.label}: throughput ratio ${(r.rps / baseline.rps).toFixed(2)} (target ≥ 0.40); p99 ${r.p99} ms (target < 5 ms)`);
+      console.log(
+        `${r.label}: throughput ratio ${(r.rps / baseline.rps).toFixed(2)} (target ≥ 0.40); p99 ${r.p99} ms (target < 5 ms)`,
+      );
     }
-    console.log(`idle RSS: all three clouds ${mb(allRss)}, AWS + Google only ${mb(withoutAzureRss)}, bare node ${mb(bareRss)}; all three − bare ${mb(allRss - bareRss)} (target ≤ 25 MB); Azure adds ${mb(allRss - withoutAzureRss)}`);
-    console.log(`Entra stand-in: ${world.entra.counters.token} token requests, ${world.entra.counters.issued} issued (the load never reached it)`);
+    console.log(
+      `idle RSS: all three clouds ${mb(allRss)}, AWS + Google only ${mb(withoutAzureRss)}, bare node ${mb(bareRss)}; all three − bare ${mb(allRss - bareRss)} (target ≤ 25 MB); Azure adds ${mb(allRss - withoutAzureRss)}`,
+    );
+    console.log(
+      `Entra stand-in: ${world.entra.counters.token} token requests, ${world.entra.counters.issued} issued (the load never reached it)`,
+    );
   } finally {
     await bare.stop();
   }

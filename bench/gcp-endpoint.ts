@@ -5,7 +5,17 @@
 // The sidecar runs as production does (bin/spiffe-connector.js → dist/ from `npm run build`, the image's
 // NODE_OPTIONS); BENCH_ENTRY=src/main.ts and BENCH_NODE_OPTIONS="..." override (see sidecarForm in lib.ts).
 // Usage: node bench/gcp-endpoint.ts [seconds per run, default 10] [rounds, default 3]
-import { bareNodeRss, compare, mb, printLoad, runLoad, sidecarForm, sleep, startBareServer, type LoadResult } from './lib.ts';
+import {
+  bareNodeRss,
+  compare,
+  type LoadResult,
+  mb,
+  printLoad,
+  runLoad,
+  sidecarForm,
+  sleep,
+  startBareServer,
+} from './lib.ts';
 import { formLaunch, startBenchWorld } from './world.ts';
 
 const seconds = Number(process.argv[2] ?? 10);
@@ -24,7 +34,11 @@ try {
   await sleep(2_000);
   const [sidecarRss, bareRss] = [await sidecar.node.rss(), await bareNodeRss()];
 
-  const bare = await startBareServer(body, { 'content-type': 'application/json', 'metadata-flavor': 'Google', server: 'Metadata Server for VM' });
+  const bare = await startBareServer(body, {
+    'content-type': 'application/json',
+    'metadata-flavor': 'Google',
+    server: 'Metadata Server for VM',
+  });
   try {
     const warm = Math.min(3, seconds);
     await runLoad({ label: 'warm-up bare', url: bare.url, durationSeconds: warm });
@@ -36,14 +50,22 @@ try {
       ],
       { rounds, durationSeconds: seconds },
     )) as [LoadResult, LoadResult];
-    console.log(`\nGCE metadata token endpoint, ${body.length}-byte body, 32 connections, median of ${rounds} interleaved ${seconds} s runs, Node ${process.version}`);
+    console.log(
+      `\nGCE metadata token endpoint, ${body.length}-byte body, 32 connections, median of ${rounds} interleaved ${seconds} s runs, Node ${process.version}`,
+    );
     console.log(`sidecar: ${form.label}`);
     printLoad([baseline, ours], baseline);
-    console.log(`throughput ratio ${(ours.rps / baseline.rps).toFixed(2)} (target ≥ 0.40); p99 ${ours.p99} ms (target < 5 ms)`);
+    console.log(
+      `throughput ratio ${(ours.rps / baseline.rps).toFixed(2)} (target ≥ 0.40); p99 ${ours.p99} ms (target < 5 ms)`,
+    );
     if (ours.cpuUsPerRequest !== undefined && baseline.cpuUsPerRequest !== undefined) {
-      console.log(`server CPU per request: ${ours.cpuUsPerRequest.toFixed(1)} µs vs ${baseline.cpuUsPerRequest.toFixed(1)} µs bare (ratio ${(baseline.cpuUsPerRequest / ours.cpuUsPerRequest).toFixed(2)}; steadier than req/s when the machine is shared)`);
+      console.log(
+        `server CPU per request: ${ours.cpuUsPerRequest.toFixed(1)} µs vs ${baseline.cpuUsPerRequest.toFixed(1)} µs bare (ratio ${(baseline.cpuUsPerRequest / ours.cpuUsPerRequest).toFixed(2)}; steadier than req/s when the machine is shared)`,
+      );
     }
-    console.log(`idle RSS (AWS + Google configured): sidecar ${mb(sidecarRss)}, bare node ${mb(bareRss)}, difference ${mb(sidecarRss - bareRss)} (target ≤ 20 MB)`);
+    console.log(
+      `idle RSS (AWS + Google configured): sidecar ${mb(sidecarRss)}, bare node ${mb(bareRss)}, difference ${mb(sidecarRss - bareRss)} (target ≤ 20 MB)`,
+    );
   } finally {
     await bare.stop();
   }

@@ -8,8 +8,8 @@
 import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { cpuMsOf, median, sidecarForm, sleep, spawnNode, type ChildNode } from './lib.ts';
-import { formLaunch, startBenchWorld, type BenchCloud } from './world.ts';
+import { type ChildNode, cpuMsOf, median, sidecarForm, sleep, spawnNode } from './lib.ts';
+import { type BenchCloud, formLaunch, startBenchWorld } from './world.ts';
 
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { settle: { type: 'string' } } });
 const seconds = Number(positionals[0] ?? 60);

@@ -39,11 +39,45 @@ const status = async (url: string, init: RequestInit = {}): Promise<number> => {
 try {
   await sleep(3_000);
   console.log(`idle RSS ${mb(await rssOf(pid))}`);
-  await flood('GCE scope sets', (i) => status(`${origin}/computeMetadata/v1/instance/service-accounts/default/token?scopes=https://www.googleapis.com/auth/made-up-${i}`, { headers: flavor }), () => world.google.stats.generateAccessToken + world.google.stats.stsRequests);
-  await flood('GCE ID-token audiences', (i) => status(`${origin}/computeMetadata/v1/instance/service-accounts/default/identity?audience=https://made-up-${i}.example`, { headers: flavor }), () => world.google.stats.generateIdToken);
-  await flood('Azure resources', (i) => status(`${origin}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=api://made-up-${i}`, { headers: { Metadata: 'true' } }), () => world.entra.counters.token);
-  await flood('IMDSv2 token PUTs', () => status(`${origin}/latest/api/token`, { method: 'PUT', headers: { 'x-aws-ec2-metadata-token-ttl-seconds': '21600' } }), () => world.sts.stats.assumeRoleRequests);
-  const warm = await status(`${origin}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=${encodeURIComponent(AZURE_RESOURCE)}`, { headers: { Metadata: 'true' } });
+  await flood(
+    'GCE scope sets',
+    (i) =>
+      status(
+        `${origin}/computeMetadata/v1/instance/service-accounts/default/token?scopes=https://www.googleapis.com/auth/made-up-${i}`,
+        { headers: flavor },
+      ),
+    () => world.google.stats.generateAccessToken + world.google.stats.stsRequests,
+  );
+  await flood(
+    'GCE ID-token audiences',
+    (i) =>
+      status(
+        `${origin}/computeMetadata/v1/instance/service-accounts/default/identity?audience=https://made-up-${i}.example`,
+        { headers: flavor },
+      ),
+    () => world.google.stats.generateIdToken,
+  );
+  await flood(
+    'Azure resources',
+    (i) =>
+      status(`${origin}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=api://made-up-${i}`, {
+        headers: { Metadata: 'true' },
+      }),
+    () => world.entra.counters.token,
+  );
+  await flood(
+    'IMDSv2 token PUTs',
+    () =>
+      status(`${origin}/latest/api/token`, {
+        method: 'PUT',
+        headers: { 'x-aws-ec2-metadata-token-ttl-seconds': '21600' },
+      }),
+    () => world.sts.stats.assumeRoleRequests,
+  );
+  const warm = await status(
+    `${origin}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=${encodeURIComponent(AZURE_RESOURCE)}`,
+    { headers: { Metadata: 'true' } },
+  );
   const gce = await status(`${origin}/computeMetadata/v1/instance/service-accounts/default/token`, { headers: flavor });
   console.log(`after the floods: warm Azure resource ${warm}, default GCE token ${gce}, RSS ${mb(await rssOf(pid))}`);
 } finally {

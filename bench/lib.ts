@@ -2,11 +2,11 @@
 // runs (32 connections) in their own process, interleaved rounds and medians, the ratio to the
 // baseline, and idle RSS of a child
 // process beside a bare Node process. Run by hand, never in `npm test`.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { createRequire } from 'node:module';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -53,8 +53,15 @@ export interface ChildNode {
 }
 
 /** Starts Node 24 (this process's binary) with `args`; stdout/stderr are collected, not shown. */
-export function spawnNode(args: readonly string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): ChildNode & { output(): string } {
-  const child = spawn(process.execPath, [...args], { cwd: options.cwd, env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+export function spawnNode(
+  args: readonly string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): ChildNode & { output(): string } {
+  const child = spawn(process.execPath, [...args], {
+    cwd: options.cwd,
+    env: options.env ?? process.env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let output = '';
   child.stdout?.on('data', (c: Buffer) => (output += c.toString('utf8')));
   child.stderr?.on('data', (c: Buffer) => (output += c.toString('utf8')));
@@ -123,8 +130,14 @@ export async function sidecarForm(): Promise<SidecarForm> {
   const entry = process.env['BENCH_ENTRY'] ?? 'bin/spiffe-connector.js';
   const nodeOptions = process.env['BENCH_NODE_OPTIONS'] ?? (await imageNodeOptions());
   const nodeArgs = (process.env['BENCH_NODE_ARGS'] ?? '').split(' ').filter(Boolean);
-  if (entry === 'bin/spiffe-connector.js' && !existsSync(join(ROOT, 'dist/main.js'))) throw new Error('no dist/main.js: run `npm run build` first (or set BENCH_ENTRY=src/main.ts)');
-  return { entry: join(ROOT, entry), nodeArgs, nodeOptions, label: `${[...nodeArgs, entry].join(' ')}${nodeOptions ? ` with NODE_OPTIONS=${nodeOptions}` : ''}` };
+  if (entry === 'bin/spiffe-connector.js' && !existsSync(join(ROOT, 'dist/main.js')))
+    throw new Error('no dist/main.js: run `npm run build` first (or set BENCH_ENTRY=src/main.ts)');
+  return {
+    entry: join(ROOT, entry),
+    nodeArgs,
+    nodeOptions,
+    label: `${[...nodeArgs, entry].join(' ')}${nodeOptions ? ` with NODE_OPTIONS=${nodeOptions}` : ''}`,
+  };
 }
 
 /** `env` with NODE_OPTIONS replaced by the form's (removed when it has none). */
@@ -142,9 +155,16 @@ http.createServer((req, res) => { res.writeHead(200, headers); res.end(body); })
 `;
 
 /** A bare node:http server in its own process answering every request with `body` and `headers`. */
-export async function startBareServer(body: Buffer | string, headers: Readonly<Record<string, string>>): Promise<ChildNode & { url: string }> {
+export async function startBareServer(
+  body: Buffer | string,
+  headers: Readonly<Record<string, string>>,
+): Promise<ChildNode & { url: string }> {
   const node = spawnNode(['-e', BARE_SERVER], {
-    env: { ...process.env, BENCH_BODY_B64: Buffer.from(body).toString('base64'), BENCH_HEADERS: JSON.stringify(headers) },
+    env: {
+      ...process.env,
+      BENCH_BODY_B64: Buffer.from(body).toString('base64'),
+      BENCH_HEADERS: JSON.stringify(headers),
+    },
   });
   const port = await waitFor(() => {
     const m = /\{"port":(\d+)\}/.exec(node.output());
@@ -170,10 +190,18 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   args.push(options.url);
   const node = spawnNode(args);
   const code = await new Promise<number | null>((resolve) => node.child.once('exit', resolve));
-  const line = node.output().split('\n').find((l) => l.startsWith('{'));
+  const line = node
+    .output()
+    .split('\n')
+    .find((l) => l.startsWith('{'));
   if (code !== 0 || !line) throw new Error(`autocannon failed (${code}): ${node.output().slice(0, 500)}`);
   const parsed: unknown = JSON.parse(line);
-  const r = parsed as { requests?: { average?: unknown; total?: unknown }; latency?: { p50?: unknown; p99?: unknown }; non2xx?: unknown; errors?: unknown };
+  const r = parsed as {
+    requests?: { average?: unknown; total?: unknown };
+    latency?: { p50?: unknown; p99?: unknown };
+    non2xx?: unknown;
+    errors?: unknown;
+  };
   const num = (v: unknown): number => (typeof v === 'number' ? v : Number.NaN);
   return {
     label: options.label,
@@ -198,14 +226,24 @@ export interface Target {
  * Loads every target in turn, `rounds` times (interleaved, so a noisy neighbour hurts all alike), and
  * returns per target the median req/s, p50 and p99 over the rounds; non-2xx and errors are summed.
  */
-export async function compare(targets: readonly Target[], options: { rounds?: number; durationSeconds?: number; connections?: number } = {}): Promise<LoadResult[]> {
+export async function compare(
+  targets: readonly Target[],
+  options: { rounds?: number; durationSeconds?: number; connections?: number } = {},
+): Promise<LoadResult[]> {
   const runs = new Map<string, LoadResult[]>(targets.map((t) => [t.label, []]));
   for (let round = 0; round < (options.rounds ?? 3); round++) {
     for (const target of targets) {
       const cpuBefore = target.pid ? await cpuMsOf(target.pid) : undefined;
-      const result = await runLoad({ ...target, ...(options.durationSeconds ? { durationSeconds: options.durationSeconds } : {}), ...(options.connections ? { connections: options.connections } : {}) });
+      const result = await runLoad({
+        ...target,
+        ...(options.durationSeconds ? { durationSeconds: options.durationSeconds } : {}),
+        ...(options.connections ? { connections: options.connections } : {}),
+      });
       const cpuAfter = target.pid ? await cpuMsOf(target.pid) : undefined;
-      const cpu = cpuBefore !== undefined && cpuAfter !== undefined && result.requests > 0 ? { cpuUsPerRequest: ((cpuAfter - cpuBefore) * 1000) / result.requests } : {};
+      const cpu =
+        cpuBefore !== undefined && cpuAfter !== undefined && result.requests > 0
+          ? { cpuUsPerRequest: ((cpuAfter - cpuBefore) * 1000) / result.requests }
+          : {};
       runs.get(target.label)?.push({ ...result, ...cpu });
     }
   }
@@ -219,7 +257,9 @@ export async function compare(targets: readonly Target[], options: { rounds?: nu
       requests: rs.reduce((n, r) => n + r.requests, 0),
       non2xx: rs.reduce((n, r) => n + r.non2xx, 0),
       errors: rs.reduce((n, r) => n + r.errors, 0),
-      ...(rs.every((r) => r.cpuUsPerRequest !== undefined) && rs.length > 0 ? { cpuUsPerRequest: median(rs.map((r) => r.cpuUsPerRequest ?? 0)) } : {}),
+      ...(rs.every((r) => r.cpuUsPerRequest !== undefined) && rs.length > 0
+        ? { cpuUsPerRequest: median(rs.map((r) => r.cpuUsPerRequest ?? 0)) }
+        : {}),
     };
   });
 }
@@ -251,7 +291,10 @@ export function printLoad(results: readonly LoadResult[], baseline: LoadResult):
     'p99 ms': r.p99,
     'vs bare': (r.rps / baseline.rps).toFixed(2),
     'CPU µs/req': r.cpuUsPerRequest === undefined ? '-' : r.cpuUsPerRequest.toFixed(1),
-    'vs bare (CPU)': r.cpuUsPerRequest === undefined || baseline.cpuUsPerRequest === undefined ? '-' : (baseline.cpuUsPerRequest / r.cpuUsPerRequest).toFixed(2),
+    'vs bare (CPU)':
+      r.cpuUsPerRequest === undefined || baseline.cpuUsPerRequest === undefined
+        ? '-'
+        : (baseline.cpuUsPerRequest / r.cpuUsPerRequest).toFixed(2),
     'non-2xx': r.non2xx,
     errors: r.errors,
   }));
@@ -267,7 +310,11 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /** Polls `probe` every 20 ms until it returns a value (gives up after `limitMs`). */
-export async function waitFor<T>(probe: () => T | undefined | Promise<T | undefined>, what: string, limitMs = 30_000): Promise<T> {
+export async function waitFor<T>(
+  probe: () => T | undefined | Promise<T | undefined>,
+  what: string,
+  limitMs = 30_000,
+): Promise<T> {
   const start = Date.now();
   for (;;) {
     const value = await probe();

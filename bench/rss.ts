@@ -14,20 +14,28 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { imageNodeOptions, mb, median, sleep, spawnNode, waitFor } from './lib.ts';
-import { startBenchWorld, type BenchCloud } from './world.ts';
+import { type BenchCloud, startBenchWorld } from './world.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { entry: { type: 'string', multiple: true }, 'node-options': { type: 'string', multiple: true }, settle: { type: 'string' }, detail: { type: 'boolean' } },
+  options: {
+    entry: { type: 'string', multiple: true },
+    'node-options': { type: 'string', multiple: true },
+    settle: { type: 'string' },
+    detail: { type: 'boolean' },
+  },
 });
 const rounds = Number(positionals[0] ?? 3);
 const settleMs = Number(values.settle ?? 3_000);
 const entries = values.entry ?? ['bin/spiffe-connector.js'];
 const nodeOptionSets = values['node-options'] ?? [await imageNodeOptions()];
-const variants = entries.flatMap((entry) => nodeOptionSets.map((nodeOptions) => ({ entry, nodeOptions, label: `${entry} ${JSON.stringify(nodeOptions)}` })));
+const variants = entries.flatMap((entry) =>
+  nodeOptionSets.map((nodeOptions) => ({ entry, nodeOptions, label: `${entry} ${JSON.stringify(nodeOptions)}` })),
+);
 type Variant = (typeof variants)[number];
-if (entries.includes('bin/spiffe-connector.js') && !existsSync(join(root, 'dist/main.js'))) throw new Error('no dist/main.js: run `npm run build` first');
+if (entries.includes('bin/spiffe-connector.js') && !existsSync(join(root, 'dist/main.js')))
+  throw new Error('no dist/main.js: run `npm run build` first');
 
 /** Preloaded with --detail: on SIGUSR2 print process.memoryUsage() and V8's heap spaces as one line. */
 const PROBE = `
@@ -110,7 +118,9 @@ try {
     }
   }
   const bareMedian = median(bare);
-  console.log(`\nIdle RSS, ${rounds} interleaved rounds (medians; min–max in brackets), ${settleMs} ms after /readyz 200, Node ${process.version}`);
+  console.log(
+    `\nIdle RSS, ${rounds} interleaved rounds (medians; min–max in brackets), ${settleMs} ms after /readyz 200, Node ${process.version}`,
+  );
   console.log(`bare node (node -e 'setInterval(...)'): ${mb(bareMedian)} ${range(bare)}`);
   console.table(
     variants.flatMap((variant) =>
@@ -128,7 +138,8 @@ try {
       }),
     ),
   );
-  if (variants.length === 1) console.log(`entry ${variants[0]?.entry}, NODE_OPTIONS ${JSON.stringify(variants[0]?.nodeOptions)}`);
+  if (variants.length === 1)
+    console.log(`entry ${variants[0]?.entry}, NODE_OPTIONS ${JSON.stringify(variants[0]?.nodeOptions)}`);
   if (values.detail) {
     const first = samples.values().next().value?.[0]?.detail ?? {};
     console.table(
@@ -136,7 +147,12 @@ try {
         SETS.map((set) => ({
           ...(variants.length > 1 ? { variant: variant.label } : {}),
           clouds: set.label,
-          ...Object.fromEntries(Object.keys(first).map((k) => [k, mb(median((samples.get(key(variant, set)) ?? []).map((s) => s.detail?.[k] ?? 0)))])),
+          ...Object.fromEntries(
+            Object.keys(first).map((k) => [
+              k,
+              mb(median((samples.get(key(variant, set)) ?? []).map((s) => s.detail?.[k] ?? 0))),
+            ]),
+          ),
         })),
       ),
     );

@@ -16,7 +16,9 @@ const rounds = Number(process.argv[2] ?? 5);
 const root = fileURLToPath(new URL('..', import.meta.url));
 const imageOptions = await imageNodeOptions();
 const entries: Array<[label: string, entry: string, nodeOptions: string]> = [
-  ...(existsSync(join(root, 'dist/main.js')) ? [['image', join(root, 'bin/spiffe-connector.js'), imageOptions] as [string, string, string]] : []),
+  ...(existsSync(join(root, 'dist/main.js'))
+    ? [['image', join(root, 'bin/spiffe-connector.js'), imageOptions] as [string, string, string]]
+    : []),
   ['src', join(root, 'src/main.ts'), ''],
 ];
 
@@ -28,7 +30,12 @@ const sts = await FakeSts.start({
   providers: [{ issuer: signer.issuer, audiences: ['sts.amazonaws.com'] }],
   roles: [{ arn: 'arn:aws:iam::111122223333:role/app', issuer: signer.issuer, audience: 'sts.amazonaws.com' }],
 });
-await writeAtomicDir(join(dir, 'tokens'), [{ name: 'jwt', content: await signer.sign({ sub: 'spiffe://example.org/ns/default/sa/app', aud: 'sts.amazonaws.com' }) }]);
+await writeAtomicDir(join(dir, 'tokens'), [
+  {
+    name: 'jwt',
+    content: await signer.sign({ sub: 'spiffe://example.org/ns/default/sa/app', aud: 'sts.amazonaws.com' }),
+  },
+]);
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -50,16 +57,23 @@ aws: { roleArn: "arn:aws:iam::111122223333:role/app", region: eu-west-1, stsEndp
     );
     const started = performance.now();
     const { NODE_OPTIONS: _, ...env } = process.env;
-    const child = spawnNode([entry, 'run', '--config', config], { env: nodeOptions ? { ...env, NODE_OPTIONS: nodeOptions } : env });
+    const child = spawnNode([entry, 'run', '--config', config], {
+      env: nodeOptions ? { ...env, NODE_OPTIONS: nodeOptions } : env,
+    });
     for (;;) {
-      const status = await fetch(`http://127.0.0.1:${ops}/readyz`).then((r) => r.status, () => 0);
+      const status = await fetch(`http://127.0.0.1:${ops}/readyz`).then(
+        (r) => r.status,
+        () => 0,
+      );
       if (status === 200) break;
       await new Promise((r) => setTimeout(r, 5));
     }
     times.push(performance.now() - started);
     await child.stop();
   }
-  console.log(`${label.padEnd(5)} start → /readyz 200: median ${median(times).toFixed(0)} ms (min ${Math.min(...times).toFixed(0)}, max ${Math.max(...times).toFixed(0)}, ${rounds} rounds; target < 1000 ms)`);
+  console.log(
+    `${label.padEnd(5)} start → /readyz 200: median ${median(times).toFixed(0)} ms (min ${Math.min(...times).toFixed(0)}, max ${Math.max(...times).toFixed(0)}, ${rounds} rounds; target < 1000 ms)`,
+  );
 }
 
 await sts.close();

@@ -8,8 +8,8 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Agent, request } from 'undici';
 import { DevCa } from '@spiffe-connector/dev/dev-ca.ts';
+import { Agent, request } from 'undici';
 import { bareNodeRss, cpuMsOf, freePort, imageNodeOptions, mb, median, sleep, spawnNode, waitFor } from './lib.ts';
 
 const require = createRequire(import.meta.url);
@@ -21,7 +21,10 @@ const autocannon = require('autocannon') as (opts: Record<string, unknown>) => P
 }>;
 
 const CONNECTIONS = 32;
-const numbers = process.argv.slice(2).filter((a) => /^\d+$/.test(a)).map(Number);
+const numbers = process.argv
+  .slice(2)
+  .filter((a) => /^\d+$/.test(a))
+  .map(Number);
 const seconds = numbers[0] ?? 5;
 const rounds = numbers[1] ?? 3;
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -65,19 +68,32 @@ log: { level: warn }
   await writeFile(join(app, 'package.json'), JSON.stringify({ type: 'module' }));
   await new Promise<void>((resolve, reject) => {
     const build = spawnNode([join(ROOT, 'scripts/build.ts'), join(app, 'dist')]);
-    build.child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`the build failed: ${build.output().slice(0, 2000)}`))));
+    build.child.once('exit', (code) =>
+      code === 0 ? resolve() : reject(new Error(`the build failed: ${build.output().slice(0, 2000)}`)),
+    );
   });
   const nodeOptions = process.env['BENCH_NODE_OPTIONS'] ?? (await imageNodeOptions());
   const { NODE_OPTIONS: _, ...parentEnv } = process.env;
-  const webhook = spawnNode([join(app, 'dist/main.js'), 'webhook', '--config', join(dir, 'webhook.yaml')], { env: nodeOptions ? { ...parentEnv, NODE_OPTIONS: nodeOptions } : parentEnv });
+  const webhook = spawnNode([join(app, 'dist/main.js'), 'webhook', '--config', join(dir, 'webhook.yaml')], {
+    env: nodeOptions ? { ...parentEnv, NODE_OPTIONS: nodeOptions } : parentEnv,
+  });
   const url = `https://127.0.0.1:${port}`;
   const agent = new Agent({ connect: { ca: ca.certPem } });
-  await waitFor(() => request(`${url}/readyz`, { dispatcher: agent }).then((r) => (r.body.dump(), r.statusCode === 200 ? true : undefined), () => undefined), 'the webhook to be ready');
+  await waitFor(
+    () =>
+      request(`${url}/readyz`, { dispatcher: agent }).then(
+        (r) => (r.body.dump(), r.statusCode === 200 ? true : undefined),
+        () => undefined,
+      ),
+    'the webhook to be ready',
+  );
   await sleep(2_000);
   const rssAtStart = await webhook.rss();
 
   // A realistic review: a Deployment's pod asking for all three clouds (the largest patch).
-  const pod = JSON.parse(await readFile(join(ROOT, 'test/webhook/fixtures/explicit-env.json'), 'utf8')) as { metadata: { annotations: Record<string, string> } };
+  const pod = JSON.parse(await readFile(join(ROOT, 'test/webhook/fixtures/explicit-env.json'), 'utf8')) as {
+    metadata: { annotations: Record<string, string> };
+  };
   pod.metadata.annotations['spiffe-connector.io/azure-client-id'] = '11111111-2222-3333-4444-555555555555';
   const review = JSON.stringify({
     apiVersion: 'admission.k8s.io/v1',
@@ -93,10 +109,16 @@ log: { level: warn }
       dryRun: false,
     },
   });
-  const sample = await request(`${url}/mutate`, { method: 'POST', dispatcher: agent, headers: { 'content-type': 'application/json' }, body: review });
+  const sample = await request(`${url}/mutate`, {
+    method: 'POST',
+    dispatcher: agent,
+    headers: { 'content-type': 'application/json' },
+    body: review,
+  });
   const answer = await sample.body.text();
   const parsed = JSON.parse(answer) as { response: { allowed: boolean; patch?: string } };
-  if (!parsed.response.allowed || !parsed.response.patch) throw new Error(`the sample review was not injected: ${answer.slice(0, 300)}`);
+  if (!parsed.response.allowed || !parsed.response.patch)
+    throw new Error(`the sample review was not injected: ${answer.slice(0, 300)}`);
   const patchOps = (JSON.parse(Buffer.from(parsed.response.patch, 'base64').toString()) as unknown[]).length;
   await agent.close();
 
@@ -110,7 +132,14 @@ log: { level: warn }
          req.resume(); req.on('end', () => res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length }).end(body));
        }).listen(0, '127.0.0.1', function () { process.stdout.write(JSON.stringify({ port: this.address().port }) + '\\n'); });`,
     ],
-    { env: { ...process.env, BODY_B64: Buffer.from(answer).toString('base64'), CERT: join(dir, 'tls.crt'), KEY: join(dir, 'tls.key') } },
+    {
+      env: {
+        ...process.env,
+        BODY_B64: Buffer.from(answer).toString('base64'),
+        CERT: join(dir, 'tls.crt'),
+        KEY: join(dir, 'tls.key'),
+      },
+    },
   );
   const barePort = await waitFor(() => {
     const m = /\{"port":(\d+)\}/.exec(bareServer.output());
@@ -123,7 +152,14 @@ log: { level: warn }
   ];
   const load = async (t: (typeof targets)[number], duration: number): Promise<Result> => {
     const cpu0 = await cpuMsOf(t.pid);
-    const r = await autocannon({ url: t.url, method: 'POST', headers: { 'content-type': 'application/json' }, body: review, connections: CONNECTIONS, duration });
+    const r = await autocannon({
+      url: t.url,
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: review,
+      connections: CONNECTIONS,
+      duration,
+    });
     const cpu1 = await cpuMsOf(t.pid);
     return {
       label: t.label,
@@ -133,7 +169,9 @@ log: { level: warn }
       max: r.latency.max,
       non2xx: r.non2xx,
       errors: r.errors,
-      ...(cpu0 !== undefined && cpu1 !== undefined && r.requests.total > 0 ? { cpuUsPerReview: ((cpu1 - cpu0) * 1000) / r.requests.total } : {}),
+      ...(cpu0 !== undefined && cpu1 !== undefined && r.requests.total > 0
+        ? { cpuUsPerReview: ((cpu1 - cpu0) * 1000) / r.requests.total }
+        : {}),
     };
   };
 
@@ -153,7 +191,9 @@ log: { level: warn }
     cpu: median(rs.map((r) => r.cpuUsPerReview ?? Number.NaN)),
   }));
   const base = medians[1];
-  console.log(`AdmissionReview: ${Buffer.byteLength(review)} bytes in, ${Buffer.byteLength(answer)} bytes out, ${patchOps} patch operations`);
+  console.log(
+    `AdmissionReview: ${Buffer.byteLength(review)} bytes in, ${Buffer.byteLength(answer)} bytes out, ${patchOps} patch operations`,
+  );
   console.log(`${CONNECTIONS} connections, ${rounds} rounds x ${seconds}s, medians:`);
   for (const m of medians) {
     console.log(
@@ -161,11 +201,16 @@ log: { level: warn }
         `cpu ${Number.isNaN(m.cpu) ? '?' : m.cpu.toFixed(0)} µs/review  non2xx ${m.non2xx}  errors ${m.errors}`,
     );
   }
-  if (base && medians[0]) console.log(`  ratio webhook/bare: ${(medians[0].rps / base.rps).toFixed(2)} (req/s), p99 target < 10 ms: ${medians[0].p99 < 10 ? 'met' : 'NOT met'}`);
+  if (base && medians[0])
+    console.log(
+      `  ratio webhook/bare: ${(medians[0].rps / base.rps).toFixed(2)} (req/s), p99 target < 10 ms: ${medians[0].p99 < 10 ? 'met' : 'NOT met'}`,
+    );
 
   await sleep(2_000);
   globalThis.gc?.();
-  console.log(`idle RSS: webhook ${mb(rssAtStart)} after start, ${mb(await webhook.rss())} after the load; bare Node ${mb(await bareNodeRss())}`);
+  console.log(
+    `idle RSS: webhook ${mb(rssAtStart)} after start, ${mb(await webhook.rss())} after the load; bare Node ${mb(await bareNodeRss())}`,
+  );
   await bareServer.stop();
   await webhook.stop();
 } finally {

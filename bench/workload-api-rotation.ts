@@ -9,20 +9,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import * as grpc from '@grpc/grpc-js';
-import { startApp } from '../src/app.ts';
-import { systemClock } from '../src/base/clock.ts';
-import { validate } from '../src/config/common.ts';
-import { sidecarSchema } from '../src/config/schema.ts';
 import { writeAtomicDir } from '@spiffe-connector/dev/atomic-dir.ts';
 import { DevCa } from '@spiffe-connector/dev/dev-ca.ts';
 import { startDevIssuer } from '@spiffe-connector/dev/dev-issuer.ts';
 import { FakeSts } from '@spiffe-connector/dev/fake-sts.ts';
+import { startApp } from '../src/app.ts';
+import { systemClock } from '../src/base/clock.ts';
+import { validate } from '../src/config/common.ts';
+import { sidecarSchema } from '../src/config/schema.ts';
 import { silentLogger } from '../src/ops/logger.ts';
 import { Metrics } from '../src/ops/metrics.ts';
 import { startJwksBundleSource } from '../src/surfaces/workload-api/jwt-bundle-source.ts';
 import { startWorkloadApiServer } from '../src/surfaces/workload-api/server.ts';
-import { devX509Source } from '../test/helpers/identity.ts';
 import { loadSpecProto } from '../test/helpers/fake-workload-api.ts';
+import { devX509Source } from '../test/helpers/identity.ts';
 
 const TD = 'example.org';
 const ID = `spiffe://${TD}/ns/bench/sa/app`;
@@ -33,7 +33,8 @@ const logger = silentLogger();
 /** A FetchX509SVID stream opened by a client written from the spec; remembers when each serial arrived. */
 function openStream(path: string): { arrivals: Map<string, number>; close(): void } {
   const Client = loadSpecProto();
-  const client = new Client(`unix://${path}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & Record<string, (...a: unknown[]) => grpc.ClientReadableStream<{ svids: { x509_svid: Buffer }[] }>>;
+  const client = new Client(`unix://${path}`, grpc.credentials.createInsecure()) as unknown as grpc.Client &
+    Record<string, (...a: unknown[]) => grpc.ClientReadableStream<{ svids: { x509_svid: Buffer }[] }>>;
   const metadata = new grpc.Metadata();
   metadata.set('workload.spiffe.io', 'true');
   const call = client['FetchX509SVID']?.({}, metadata);
@@ -93,8 +94,17 @@ async function filesToStreamAndCloud(): Promise<void> {
     const config = validate(
       sidecarSchema,
       {
-        spiffe: { trustDomain: TD, x509: { dir: svidDir, pollIntervalSeconds: 3600 }, jwt: { exchange: { url: issuer.tokenUrl, caFile } } },
-        server: { metadataAddress: '127.0.0.1:0', opsAddress: '127.0.0.1:0', stateDir: join(dir, 'state'), drainSeconds: 0 },
+        spiffe: {
+          trustDomain: TD,
+          x509: { dir: svidDir, pollIntervalSeconds: 3600 },
+          jwt: { exchange: { url: issuer.tokenUrl, caFile } },
+        },
+        server: {
+          metadataAddress: '127.0.0.1:0',
+          opsAddress: '127.0.0.1:0',
+          stateDir: join(dir, 'state'),
+          drainSeconds: 0,
+        },
         aws: { roleArn: ROLE, region: 'eu-west-1', stsEndpoint: sts.url },
       },
       'bench',
@@ -104,7 +114,12 @@ async function filesToStreamAndCloud(): Promise<void> {
     await app.whenReady();
     const { x509, jwt } = app.identity;
     if (!x509 || !jwt) throw new Error('the bench config has both sources');
-    const jwtBundle = await startJwksBundleSource({ url: issuer.issuerUrl, trustDomain: TD, clock: systemClock, logger });
+    const jwtBundle = await startJwksBundleSource({
+      url: issuer.issuerUrl,
+      trustDomain: TD,
+      clock: systemClock,
+      logger,
+    });
     cleanups.push(() => jwtBundle.close());
     const path = join(dir, 'spiffe.sock');
     const server = await startWorkloadApiServer({ path, x509, jwt, jwtBundle, trustDomain: TD, logger });
@@ -140,7 +155,9 @@ async function filesToStreamAndCloud(): Promise<void> {
     }
     console.log(stats('files (..data swap) → Workload API stream', toStream));
     console.log(stats('files (..data swap) → new AWS credentials', toCloud));
-    console.log(`  (x509-files debounce 250 ms included; AWS path = issuer mTLS exchange + STS stand-in; ${sts.stats.assumeRoleSuccesses} AssumeRoleWithWebIdentity)`);
+    console.log(
+      `  (x509-files debounce 250 ms included; AWS path = issuer mTLS exchange + STS stand-in; ${sts.stats.assumeRoleSuccesses} AssumeRoleWithWebIdentity)`,
+    );
   } finally {
     for (const c of cleanups.reverse()) await c().catch(() => undefined);
   }
@@ -162,7 +179,11 @@ async function memoryToStream(): Promise<void> {
     for (let i = 0; i < rounds * 5; i++) {
       const serial = (await x509.rotate()).certificates[0]?.serialNumber ?? '';
       const first = await until(() => streams[0]?.arrivals.get(serial));
-      const last = await until(() => (streams.every((s) => s.arrivals.has(serial)) ? Math.max(...streams.map((s) => s.arrivals.get(serial) ?? 0)) : undefined));
+      const last = await until(() =>
+        streams.every((s) => s.arrivals.has(serial))
+          ? Math.max(...streams.map((s) => s.arrivals.get(serial) ?? 0))
+          : undefined,
+      );
       one.push(first - swappedAt);
       all.push(last - swappedAt);
     }

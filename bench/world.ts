@@ -6,11 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DevCa } from '@spiffe-connector/dev/dev-ca.ts';
-import { FakeEntra, ENTRA_FEDERATION_AUDIENCE } from '@spiffe-connector/dev/fake-entra.ts';
+import { ENTRA_FEDERATION_AUDIENCE, FakeEntra } from '@spiffe-connector/dev/fake-entra.ts';
 import { FakeGcp } from '@spiffe-connector/dev/fake-gcp.ts';
 import { FakeSts } from '@spiffe-connector/dev/fake-sts.ts';
 import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
-import { formEnv, freePort, spawnNode, waitFor, type ChildNode, type SidecarForm } from './lib.ts';
+import { type ChildNode, formEnv, freePort, type SidecarForm, spawnNode, waitFor } from './lib.ts';
 
 export type BenchCloud = 'aws' | 'gcp' | 'azure';
 
@@ -82,7 +82,14 @@ export async function startBenchWorld(): Promise<BenchWorld> {
   // The JWT-SVID in a directory of its own, as a mounted volume is: the sidecar watches that directory and,
   // for the directory's own entry, its parent (the bench's directory, quiet once the sidecars started).
   await mkdir(join(dir, 'svid'));
-  await writeFile(join(dir, 'svid', 'jwt-svid'), await signer.sign({ sub: SPIFFE_ID, aud: [AWS_AUDIENCE, `//iam.googleapis.com/${PROVIDER}`, ENTRA_FEDERATION_AUDIENCE], ttlSeconds: 4 * 3600 }));
+  await writeFile(
+    join(dir, 'svid', 'jwt-svid'),
+    await signer.sign({
+      sub: SPIFFE_ID,
+      aud: [AWS_AUDIENCE, `//iam.googleapis.com/${PROVIDER}`, ENTRA_FEDERATION_AUDIENCE],
+      ttlSeconds: 4 * 3600,
+    }),
+  );
 
   const sections: Record<BenchCloud, string> = {
     aws: `aws: { roleArn: "${ROLE_ARN}", region: eu-west-1, stsEndpoint: "${sts.url}" }\n`,

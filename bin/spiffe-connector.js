@@ -3,6 +3,7 @@
 // clone without a build, the sources instead: Node 24 runs the TypeScript as it is (npx spiffe-connector ...).
 const built = new URL('../dist/main.js', import.meta.url);
 import(built.href).catch((error) => {
-  if (error?.code !== 'ERR_MODULE_NOT_FOUND' || !String(error.url ?? error.message).includes(built.pathname)) throw error;
+  if (error?.code !== 'ERR_MODULE_NOT_FOUND' || !String(error.url ?? error.message).includes(built.pathname))
+    throw error;
   return import(new URL('../src/main.ts', import.meta.url).href);
 });

@@ -5,7 +5,7 @@
 //        node scripts/chart-readme.ts --check  (exit 1 when it is out of date)
 import { readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { isMap, isScalar, isSeq, parseDocument, type Node, type YAMLMap } from 'yaml';
+import { isMap, isScalar, isSeq, type Node, parseDocument, type YAMLMap } from 'yaml';
 
 const CHART = fileURLToPath(new URL('../charts/spiffe-connector/', import.meta.url));
 const MARKER = '{{ values }}';
@@ -52,7 +52,8 @@ export function valueRows(valuesYaml: string): ValueRow[] {
   const walk = (map: YAMLMap, path: string): void => {
     map.items.forEach((pair, i) => {
       const key = String((pair.key as { value?: unknown }).value ?? pair.key);
-      const comment = (pair.key as { commentBefore?: string }).commentBefore ?? (i === 0 ? map.commentBefore : undefined);
+      const comment =
+        (pair.key as { commentBefore?: string }).commentBefore ?? (i === 0 ? map.commentBefore : undefined);
       const value = pair.value as Node | null;
       const full = `${path}${key}`;
       const documented = comment?.split('\n').some((l) => l.trim().startsWith('--')) ?? false;
@@ -63,7 +64,10 @@ export function valueRows(valuesYaml: string): ValueRow[] {
       const json = JSON.stringify((value as { toJSON?: () => unknown } | null)?.toJSON?.() ?? null);
       rows.push({ key: full, type: typeOf(value), default: json, description: describe(comment ?? undefined) });
       // A documented map with documented keys below (image, serviceAccounts…) lists those too.
-      if (isMap(value) && value.items.some((p) => ((p.key as { commentBefore?: string | null }).commentBefore ?? '').includes('--'))) {
+      if (
+        isMap(value) &&
+        value.items.some((p) => ((p.key as { commentBefore?: string | null }).commentBefore ?? '').includes('--'))
+      ) {
         rows.pop();
         walk(value, `${full}.`);
       }
@@ -74,7 +78,10 @@ export function valueRows(valuesYaml: string): ValueRow[] {
 }
 
 export async function renderChartReadme(): Promise<string> {
-  const [template, values] = await Promise.all([readFile(`${CHART}README.md.tpl`, 'utf8'), readFile(`${CHART}values.yaml`, 'utf8')]);
+  const [template, values] = await Promise.all([
+    readFile(`${CHART}README.md.tpl`, 'utf8'),
+    readFile(`${CHART}values.yaml`, 'utf8'),
+  ]);
   if (!template.includes(MARKER)) throw new Error(`README.md.tpl has no ${MARKER}`);
   const table = [
     '| Key | Type | Default | Description |',

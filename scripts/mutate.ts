@@ -20,7 +20,11 @@ if (unknown.length > 0) {
 let failed = false;
 for (const module of asked.length > 0 ? asked : Object.keys(MODULES)) {
   const started = Date.now();
-  const run = spawnSync(process.execPath, [STRYKER, 'run', ...options], { cwd: ROOT, env: { ...process.env, MUTATE_MODULE: module }, stdio: 'inherit' });
+  const run = spawnSync(process.execPath, [STRYKER, 'run', ...options], {
+    cwd: ROOT,
+    env: { ...process.env, MUTATE_MODULE: module },
+    stdio: 'inherit',
+  });
   process.stdout.write(`mutate ${module}: exit ${run.status}, ${Math.round((Date.now() - started) / 1000)} s\n`);
   if (run.status !== 0) failed = true;
 }

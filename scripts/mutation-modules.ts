@@ -6,18 +6,31 @@ export interface MutationModule {
 }
 
 export const MODULES: Record<string, MutationModule> = {
-  x509: { mutate: ['src/spiffe/x509-svid.ts', 'src/spiffe/x509-lib.ts', 'src/spiffe/pem.ts'], tests: ['test/spiffe/x509-svid.test.ts', 'test/spiffe/bundle.test.ts'] },
+  x509: {
+    mutate: ['src/spiffe/x509-svid.ts', 'src/spiffe/x509-lib.ts', 'src/spiffe/pem.ts'],
+    tests: ['test/spiffe/x509-svid.test.ts', 'test/spiffe/bundle.test.ts'],
+  },
   guards: { mutate: ['src/http/guards.ts'], tests: ['test/http/guards.test.ts', 'test/metadata/pipeline.test.ts'] },
   pipeline: { mutate: ['src/metadata/pipeline.ts'], tests: ['test/metadata/pipeline.test.ts'] },
   'aws-endpoints': { mutate: ['src/providers/aws/endpoints.ts'], tests: ['test/aws/endpoints.test.ts'] },
   'gcp-endpoints': { mutate: ['src/providers/gcp/endpoints.ts'], tests: ['test/gcp/metadata-server.test.ts'] },
   'azure-endpoints': { mutate: ['src/providers/azure/endpoints.ts'], tests: ['test/azure/endpoints.test.ts'] },
   'client-auth': { mutate: ['src/issuer/client-auth.ts'], tests: ['test/issuer/token.test.ts'] },
-  'webhook-mutate': { mutate: ['src/webhook/mutate.ts'], tests: ['test/webhook/mutate.test.ts', 'test/webhook/roles-anywhere.test.ts'] },
-  cache: { mutate: ['src/cache/*.ts'], tests: ['test/cache/credential-cache.test.ts', 'test/cache/refreshing-credential.test.ts'] },
+  'webhook-mutate': {
+    mutate: ['src/webhook/mutate.ts'],
+    tests: ['test/webhook/mutate.test.ts', 'test/webhook/roles-anywhere.test.ts'],
+  },
+  cache: {
+    mutate: ['src/cache/*.ts'],
+    tests: ['test/cache/credential-cache.test.ts', 'test/cache/refreshing-credential.test.ts'],
+  },
   spiffe: {
     mutate: ['src/spiffe/spiffe-id.ts', 'src/spiffe/jwt-svid.ts', 'src/spiffe/bundle.ts', 'src/spiffe/source.ts'],
-    tests: ['test/spiffe/spiffe-id.test.ts', 'test/spiffe/jwt-svid.test.ts', 'test/spiffe/bundle.test.ts', 'test/spiffe/x509-svid.test.ts'],
+    tests: [
+      'test/spiffe/spiffe-id.test.ts',
+      'test/spiffe/jwt-svid.test.ts',
+      'test/spiffe/bundle.test.ts',
+      'test/spiffe/x509-svid.test.ts',
+    ],
   },
 };
-

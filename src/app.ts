@@ -5,11 +5,11 @@ import { mkdir } from 'node:fs/promises';
 import type { Clock } from './base/clock.ts';
 import { parseHostPort } from './config/common.ts';
 import type { SidecarConfig } from './config/schema.ts';
-import type { Logger } from './ops/logger.ts';
-import type { Metrics } from './ops/metrics.ts';
-import { startOpsServer, type OpsServer, type ReadinessReport } from './ops/ops-server.ts';
 import { configuredClouds, requiredAudiences } from './env.ts';
 import { startMetadataListener } from './metadata/listener.ts';
+import type { Logger } from './ops/logger.ts';
+import type { Metrics } from './ops/metrics.ts';
+import { type OpsServer, type ReadinessReport, startOpsServer } from './ops/ops-server.ts';
 import type { CloudProvider, ProviderContext } from './providers/contract.ts';
 import type { Identity, JwtSource, X509Source } from './spiffe/source.ts';
 import type { JwtBundleSource } from './surfaces/workload-api/jwt-bundle-source.ts';
@@ -34,7 +34,6 @@ export interface RunningApp {
   shutdown(drainSeconds?: number): Promise<void>;
 }
 
-
 interface Startable {
   start?(): Promise<void>;
   close(): Promise<void>;
@@ -44,7 +43,11 @@ interface Startable {
  * Builds the identity sources the config names. Nothing is read until start(). `watch: false` (one-shot
  * commands such as `credential-process`) reads files when asked instead of watching them.
  */
-export async function buildIdentity(config: SidecarConfig, deps: AppDeps, options: { readonly watch?: boolean } = {}): Promise<Identity & { readonly all: Startable[] }> {
+export async function buildIdentity(
+  config: SidecarConfig,
+  deps: AppDeps,
+  options: { readonly watch?: boolean } = {},
+): Promise<Identity & { readonly all: Startable[] }> {
   const s = config.spiffe;
   const common = { clock: deps.clock, logger: deps.logger, metrics: deps.metrics };
   const watch = options.watch === false ? { watch: false } : {};
@@ -53,7 +56,13 @@ export async function buildIdentity(config: SidecarConfig, deps: AppDeps, option
   const all: Startable[] = [];
   if (s.workloadApi) {
     const { createWorkloadApiSource } = await import('./sources/workload-api/client.ts');
-    const source = createWorkloadApiSource({ socket: s.workloadApi.socket, trustDomain: s.trustDomain, audiences: requiredAudiences(config), ...(s.workloadApi.hint ? { hint: s.workloadApi.hint } : {}), ...common });
+    const source = createWorkloadApiSource({
+      socket: s.workloadApi.socket,
+      trustDomain: s.trustDomain,
+      audiences: requiredAudiences(config),
+      ...(s.workloadApi.hint ? { hint: s.workloadApi.hint } : {}),
+      ...common,
+    });
     x509 = source;
     jwt = source;
     all.push(source as unknown as Startable);
@@ -65,14 +74,26 @@ export async function buildIdentity(config: SidecarConfig, deps: AppDeps, option
   }
   if (s.jwt?.file) {
     const { JwtFileSource } = await import('./sources/jwt-file.ts');
-    const source = new JwtFileSource({ file: s.jwt.file, trustDomain: s.trustDomain, requiredAudiences: requiredAudiences(config), ...common, ...watch });
+    const source = new JwtFileSource({
+      file: s.jwt.file,
+      trustDomain: s.trustDomain,
+      requiredAudiences: requiredAudiences(config),
+      ...common,
+      ...watch,
+    });
     jwt = source;
     all.push(source);
   } else if (s.jwt?.exchange && x509) {
     const { createJwtExchangeSource } = await import('./sources/jwt-exchange.ts');
     const { readFile } = await import('node:fs/promises');
     const caPem = s.jwt.exchange.caFile ? await readFile(s.jwt.exchange.caFile, 'utf8') : undefined;
-    const source = createJwtExchangeSource({ url: s.jwt.exchange.url, ...(caPem ? { caPem } : {}), x509, audiences: requiredAudiences(config), ...common });
+    const source = createJwtExchangeSource({
+      url: s.jwt.exchange.url,
+      ...(caPem ? { caPem } : {}),
+      x509,
+      audiences: requiredAudiences(config),
+      ...common,
+    });
     jwt = source;
     all.push(source as unknown as Startable);
   }
@@ -130,16 +151,36 @@ export async function startApp(config: SidecarConfig, deps: AppDeps): Promise<Ru
   if (!opsAddress || !metricsAddress) throw new Error('opsAddress and metricsAddress were validated at load');
   // One listener when both addresses are the same; otherwise probes and metrics apart.
   const together = config.server.metricsAddress === config.server.opsAddress;
-  const ops: OpsServer = await startOpsServer({ host: opsAddress.host, port: opsAddress.port, readiness, logger, ...(together ? { metrics: deps.metrics } : {}) });
+  const ops: OpsServer = await startOpsServer({
+    host: opsAddress.host,
+    port: opsAddress.port,
+    readiness,
+    logger,
+    ...(together ? { metrics: deps.metrics } : {}),
+  });
   const metricsServer: OpsServer | undefined = together
     ? undefined
-    : await startOpsServer({ host: metricsAddress.host, port: metricsAddress.port, metrics: deps.metrics, readiness, logger });
+    : await startOpsServer({
+        host: metricsAddress.host,
+        port: metricsAddress.port,
+        metrics: deps.metrics,
+        readiness,
+        logger,
+      });
 
   // Identity first (providers ask it for SVIDs), then the clouds.
   for (const source of identity.all) await source.start?.();
   for (const p of providers) await p.start();
   const workloadApi = await startWorkloadApi(config, identity, deps);
-  logger.info({ metadata: metadataOrigin, ops: ops.url, metrics: metricsServer?.url ?? ops.url, clouds: providers.map((p) => p.cloud) }, 'spiffe-connector is listening');
+  logger.info(
+    {
+      metadata: metadataOrigin,
+      ops: ops.url,
+      metrics: metricsServer?.url ?? ops.url,
+      clouds: providers.map((p) => p.cloud),
+    },
+    'spiffe-connector is listening',
+  );
 
   return {
     metadataOrigin,
@@ -173,10 +214,19 @@ export async function startApp(config: SidecarConfig, deps: AppDeps): Promise<Ru
 }
 
 /** The SPIFFE Workload API served to the pod (server.workloadApiSocket), backed by our own sources. */
-async function startWorkloadApi(config: SidecarConfig, identity: Identity, deps: AppDeps): Promise<Array<{ close(): Promise<void> }>> {
+async function startWorkloadApi(
+  config: SidecarConfig,
+  identity: Identity,
+  deps: AppDeps,
+): Promise<Array<{ close(): Promise<void> }>> {
   const path = config.server.workloadApiSocket;
   if (!path || !identity.x509) return [];
-  const common = { trustDomain: config.spiffe.trustDomain, clock: deps.clock, logger: deps.logger, metrics: deps.metrics };
+  const common = {
+    trustDomain: config.spiffe.trustDomain,
+    clock: deps.clock,
+    logger: deps.logger,
+    metrics: deps.metrics,
+  };
   const closers: Array<{ close(): Promise<void> }> = [];
   let jwtBundle: JwtBundleSource | undefined;
   if (config.server.workloadApiJwksUrl) {
@@ -185,7 +235,13 @@ async function startWorkloadApi(config: SidecarConfig, identity: Identity, deps:
     closers.push(jwtBundle);
   }
   const { startWorkloadApiServer } = await import('./surfaces/workload-api/server.ts');
-  const server = await startWorkloadApiServer({ path, x509: identity.x509, ...(identity.jwt ? { jwt: identity.jwt } : {}), ...(jwtBundle ? { jwtBundle } : {}), ...common });
+  const server = await startWorkloadApiServer({
+    path,
+    x509: identity.x509,
+    ...(identity.jwt ? { jwt: identity.jwt } : {}),
+    ...(jwtBundle ? { jwtBundle } : {}),
+    ...common,
+  });
   closers.unshift(server);
   return closers;
 }

@@ -20,7 +20,11 @@ export function configuredClouds(config: SidecarConfig): CloudEntry[] {
 }
 
 /** One cloud's lines (empty when that cloud is not configured). */
-export function cloudEnvironment(cloud: Cloud, config: SidecarConfig, metadataOrigin = configuredMetadataOrigin(config)): EnvLines {
+export function cloudEnvironment(
+  cloud: Cloud,
+  config: SidecarConfig,
+  metadataOrigin = configuredMetadataOrigin(config),
+): EnvLines {
   return config[cloud] ? (CLOUDS.find((c) => c.cloud === cloud)?.env(config, metadataOrigin) ?? []) : [];
 }
 
@@ -34,8 +38,13 @@ export function appEnvironment(config: SidecarConfig, metadataOrigin = configure
 }
 
 /** What `check` says each configured cloud would serve. */
-export function describeClouds(config: SidecarConfig, metadataOrigin = configuredMetadataOrigin(config)): Array<readonly [Cloud, string]> {
-  return configuredClouds(config).flatMap((c) => c.describe(config, metadataOrigin).map((line) => [c.cloud, line] as const));
+export function describeClouds(
+  config: SidecarConfig,
+  metadataOrigin = configuredMetadataOrigin(config),
+): Array<readonly [Cloud, string]> {
+  return configuredClouds(config).flatMap((c) =>
+    c.describe(config, metadataOrigin).map((line) => [c.cloud, line] as const),
+  );
 }
 
 /** Quotes a value for a POSIX shell `export` line. */

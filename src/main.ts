@@ -3,14 +3,14 @@
 // SIGTERM drains and exits 0.
 import { resolve } from 'node:path';
 import { Command, CommanderError } from 'commander';
+import pkg from '../package.json' with { type: 'json' };
 import { systemClock } from './base/clock.ts';
-import { ConfigError } from './config/common.ts';
-import { loadSidecarConfig, loadSidecarConfigFrom, processEnvironment, CONFIG_ENV } from './config/load.ts';
 import { toConnectorError } from './base/errors.ts';
+import { ConfigError } from './config/common.ts';
+import { CONFIG_ENV, loadSidecarConfig, loadSidecarConfigFrom, processEnvironment } from './config/load.ts';
 import { createLogger, type Logger } from './ops/logger.ts';
 import { Metrics } from './ops/metrics.ts';
 import { exitOnStrayErrors } from './ops/stray-errors.ts';
-import pkg from '../package.json' with { type: 'json' };
 
 const EXIT_INVALID = 1;
 const EXIT_USAGE = 2;
@@ -76,7 +76,9 @@ async function check(configFile: string): Promise<void> {
   const report = await checkConfig(config, new Date());
   for (const line of report.lines) process.stdout.write(`${line}\n`);
   if (!report.ok) {
-    process.stderr.write(`\n${report.problems.length} problem${report.problems.length === 1 ? '' : 's'}:\n${report.problems.map((p) => `  - ${p}`).join('\n')}\n`);
+    process.stderr.write(
+      `\n${report.problems.length} problem${report.problems.length === 1 ? '' : 's'}:\n${report.problems.map((p) => `  - ${p}`).join('\n')}\n`,
+    );
     process.exit(EXIT_INVALID);
   }
 }
@@ -105,16 +107,27 @@ async function credentialProcess(configFile: string, options: { role?: string })
 
 /** An error as one line: a config's problems joined, any other message's newlines folded. */
 function oneLine(error: unknown): string {
-  if (error instanceof ConfigError) return `invalid configuration: ${error.message.split('\n')[0]}: ${error.problems.join('; ')}`;
+  if (error instanceof ConfigError)
+    return `invalid configuration: ${error.message.split('\n')[0]}: ${error.problems.join('; ')}`;
   return toConnectorError(error).message.replace(/\s*\n\s*/g, ' ');
 }
 
 /** Prints the Google external-account credentials file whose executable source runs `gcp-subject-token`. */
-async function gcpCredentials(configFile: string, options: { executable?: string; outputFile?: string }): Promise<void> {
+async function gcpCredentials(
+  configFile: string,
+  options: { executable?: string; outputFile?: string },
+): Promise<void> {
   const config = await loadSidecarConfig(configFile, processEnvironment());
   const { externalAccountFile } = await import('./commands/gcp-credentials.ts');
-  const self = options.executable === undefined ? [process.execPath, resolve(process.argv[1] ?? '')] : options.executable.trim().split(/\s+/);
-  const file = externalAccountFile(config, [...self, 'gcp-subject-token', '--config', resolve(configFile)], options.outputFile === undefined ? undefined : resolve(options.outputFile));
+  const self =
+    options.executable === undefined
+      ? [process.execPath, resolve(process.argv[1] ?? '')]
+      : options.executable.trim().split(/\s+/);
+  const file = externalAccountFile(
+    config,
+    [...self, 'gcp-subject-token', '--config', resolve(configFile)],
+    options.outputFile === undefined ? undefined : resolve(options.outputFile),
+  );
   process.stdout.write(`${JSON.stringify(file, null, 2)}\n`);
 }
 
@@ -146,14 +159,29 @@ async function webhook(configFile: string): Promise<void> {
 
 const program = new Command()
   .name('spiffe-connector')
-  .description('Turns a pod’s SPIFFE identity into short-lived AWS, Google Cloud and Azure credentials on emulated metadata endpoints.')
+  .description(
+    'Turns a pod’s SPIFFE identity into short-lived AWS, Google Cloud and Azure credentials on emulated metadata endpoints.',
+  )
   .version(pkg.version, '-V, --version', 'print the version')
   .exitOverride()
   .showHelpAfterError();
 
-program.command('run').description('run the sidecar').option('-c, --config <file>', `config file (or YAML in ${CONFIG_ENV})`).action((o: { config?: string }) => run(o.config));
-program.command('check').description('validate config and identity; print what would be served').requiredOption('-c, --config <file>', 'config file').action((o: { config: string }) => check(o.config));
-program.command('env').description('print the KEY=VALUE lines an app container needs').requiredOption('-c, --config <file>', 'config file').option('--export', 'print as shell export lines').action((o: { config: string; export?: boolean }) => env(o.config, o));
+program
+  .command('run')
+  .description('run the sidecar')
+  .option('-c, --config <file>', `config file (or YAML in ${CONFIG_ENV})`)
+  .action((o: { config?: string }) => run(o.config));
+program
+  .command('check')
+  .description('validate config and identity; print what would be served')
+  .requiredOption('-c, --config <file>', 'config file')
+  .action((o: { config: string }) => check(o.config));
+program
+  .command('env')
+  .description('print the KEY=VALUE lines an app container needs')
+  .requiredOption('-c, --config <file>', 'config file')
+  .option('--export', 'print as shell export lines')
+  .action((o: { config: string; export?: boolean }) => env(o.config, o));
 program
   .command('credential-process')
   .description('print AWS credential_process JSON after one exchange from this host’s SVID (no sidecar)')
@@ -162,9 +190,14 @@ program
   .action((o: { config: string; role?: string }) => credentialProcess(o.config, o));
 program
   .command('gcp-credentials')
-  .description('print a Google external-account credentials file that runs this program for the subject token (no metadata server)')
+  .description(
+    'print a Google external-account credentials file that runs this program for the subject token (no metadata server)',
+  )
   .requiredOption('-c, --config <file>', 'config file')
-  .option('--executable <command>', 'how the Google libraries run this program (default: this node and script, by absolute path)')
+  .option(
+    '--executable <command>',
+    'how the Google libraries run this program (default: this node and script, by absolute path)',
+  )
   .option('--output-file <path>', 'where the libraries may cache the subject token between runs (written mode 0600)')
   .action((o: { config: string; executable?: string; outputFile?: string }) => gcpCredentials(o.config, o));
 program
@@ -172,15 +205,25 @@ program
   .description('the executable source of gcp-credentials: prints the JWT-SVID as an executable response')
   .requiredOption('-c, --config <file>', 'config file')
   .action((o: { config: string }) => gcpSubjectToken(o.config));
-program.command('issuer').description('run the X.509-SVID → JWT-SVID exchange with OIDC discovery').requiredOption('-c, --config <file>', 'issuer config file').action((o: { config: string }) => issuer(o.config));
-program.command('webhook').description('run the mutating admission webhook').requiredOption('-c, --config <file>', 'webhook config file').action((o: { config: string }) => webhook(o.config));
+program
+  .command('issuer')
+  .description('run the X.509-SVID → JWT-SVID exchange with OIDC discovery')
+  .requiredOption('-c, --config <file>', 'issuer config file')
+  .action((o: { config: string }) => issuer(o.config));
+program
+  .command('webhook')
+  .description('run the mutating admission webhook')
+  .requiredOption('-c, --config <file>', 'webhook config file')
+  .action((o: { config: string }) => webhook(o.config));
 // Dev mode is not part of the installed program: it runs from a clone of the repository (packages/dev).
 program
   .command('dev', { hidden: true })
   .allowUnknownOption()
   .allowExcessArguments()
   .action(() => {
-    process.stderr.write('dev mode is not part of the installed program: in a clone of the repository, run `npm ci && npm start`\n');
+    process.stderr.write(
+      'dev mode is not part of the installed program: in a clone of the repository, run `npm ci && npm start`\n',
+    );
     process.exit(EXIT_USAGE);
   });
 
@@ -188,7 +231,11 @@ try {
   await program.parseAsync(process.argv);
 } catch (error) {
   if (error instanceof CommanderError) {
-    process.exit(error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.exitCode === 0 ? 0 : EXIT_USAGE);
+    process.exit(
+      error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.exitCode === 0
+        ? 0
+        : EXIT_USAGE,
+    );
   }
   fail(error);
 }

@@ -55,9 +55,7 @@ export class ManualClock implements Clock {
     const target = this.#now + ms;
     for (;;) {
       await settle();
-      const due = this.#timers
-        .filter((t) => !t.cancelled && t.at <= target)
-        .sort((a, b) => a.at - b.at)[0];
+      const due = this.#timers.filter((t) => !t.cancelled && t.at <= target).sort((a, b) => a.at - b.at)[0];
       if (!due) break;
       due.cancelled = true;
       this.#now = Math.max(this.#now, due.at);

@@ -11,7 +11,7 @@ import { retryAfterSeconds, TokenBucket } from '../base/token-bucket.ts';
 import type { Logger } from '../ops/logger.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import type { RefreshPolicy } from './refresh-policy.ts';
-import { RefreshingCredential, type Lookup } from './refreshing-credential.ts';
+import { type Lookup, RefreshingCredential } from './refreshing-credential.ts';
 
 export type { Lookup } from './refreshing-credential.ts';
 
@@ -96,7 +96,11 @@ export class CredentialCache<C> implements CredentialLookup<C> {
 
   constructor(options: CredentialCacheOptions<C>) {
     this.#o = options;
-    this.#newKeys = new TokenBucket({ capacity: options.newKeyBurst ?? 16, refillPerSecond: options.newKeysPerSecond ?? 0.2, clock: options.clock });
+    this.#newKeys = new TokenBucket({
+      capacity: options.newKeyBurst ?? 16,
+      refillPerSecond: options.newKeysPerSecond ?? 0.2,
+      clock: options.clock,
+    });
     for (const key of options.pinned ?? []) if (!this.#pinned.has(key)) this.#pinned.set(key, this.#entry(key));
   }
 
@@ -188,17 +192,52 @@ export class CredentialCache<C> implements CredentialLookup<C> {
       return { entry: held };
     }
     const max = this.#o.maxKeys ?? 0;
-    if (max < 1) return { lookup: refused(new ConnectorError('request_invalid', `${this.#o.cloud}: only the configured ${this.#o.name} is served`)) };
-    if (key.length > (this.#o.maxKeyLength ?? 2048)) return { lookup: refused(new ConnectorError('request_invalid', `${this.#o.cloud}: the ${this.#o.name} key is longer than ${this.#o.maxKeyLength ?? 2048} characters`)) };
-    if (this.#o.allow && !this.#o.allow(key)) return { lookup: refused(new ConnectorError('request_invalid', `${this.#o.cloud}: this ${this.#o.name} key is not on the allow-list`)) };
+    if (max < 1)
+      return {
+        lookup: refused(
+          new ConnectorError('request_invalid', `${this.#o.cloud}: only the configured ${this.#o.name} is served`),
+        ),
+      };
+    if (key.length > (this.#o.maxKeyLength ?? 2048))
+      return {
+        lookup: refused(
+          new ConnectorError(
+            'request_invalid',
+            `${this.#o.cloud}: the ${this.#o.name} key is longer than ${this.#o.maxKeyLength ?? 2048} characters`,
+          ),
+        ),
+      };
+    if (this.#o.allow && !this.#o.allow(key))
+      return {
+        lookup: refused(
+          new ConnectorError('request_invalid', `${this.#o.cloud}: this ${this.#o.name} key is not on the allow-list`),
+        ),
+      };
     const now = this.#o.clock.now();
     const refusal = this.#refused.get(key);
-    if (refusal && refusal.until > now) return { lookup: { ok: false, error: refusal.error, retryAfterSeconds: Math.max(1, Math.ceil((refusal.until - now) / 1000)) } };
+    if (refusal && refusal.until > now)
+      return {
+        lookup: {
+          ok: false,
+          error: refusal.error,
+          retryAfterSeconds: Math.max(1, Math.ceil((refusal.until - now) / 1000)),
+        },
+      };
     if (refusal) this.#refused.delete(key);
     const take = this.#newKeys.take();
     if (!take.ok) {
       const wait = retryAfterSeconds(take.retryAfterMs);
-      return { lookup: { ok: false, error: new ConnectorError('throttled', `${this.#o.cloud}: too many new ${this.#o.name} keys; try again in ${wait} s`, { retryable: true }), retryAfterSeconds: wait } };
+      return {
+        lookup: {
+          ok: false,
+          error: new ConnectorError(
+            'throttled',
+            `${this.#o.cloud}: too many new ${this.#o.name} keys; try again in ${wait} s`,
+            { retryable: true },
+          ),
+          retryAfterSeconds: wait,
+        },
+      };
     }
     while (this.#held.size >= max) this.#drop(this.#held.keys().next().value as string, now);
     const entry = this.#entry(key);
@@ -216,9 +255,15 @@ export class CredentialCache<C> implements CredentialLookup<C> {
     if (error && !error.retryable) {
       const max = Math.max(16, (this.#o.maxKeys ?? 0) * 4);
       while (this.#refused.size >= max) this.#refused.delete(this.#refused.keys().next().value as string);
-      this.#refused.set(key, { error, until: now + (this.#o.rememberRefusalMs ?? this.#o.permanentRetryMs ?? 5 * 60_000) });
+      this.#refused.set(key, {
+        error,
+        until: now + (this.#o.rememberRefusalMs ?? this.#o.permanentRetryMs ?? 5 * 60_000),
+      });
     }
-    this.#o.logger.info({ cloud: this.#o.cloud, credential: this.#o.name, key: this.#describe(key) }, 'dropped the least recently used credential (cache full)');
+    this.#o.logger.info(
+      { cloud: this.#o.cloud, credential: this.#o.name, key: this.#describe(key) },
+      'dropped the least recently used credential (cache full)',
+    );
   }
 
   #entry(key: string): RefreshingCredential<C> {
@@ -253,7 +298,8 @@ export class CredentialCache<C> implements CredentialLookup<C> {
       const l = e.get();
       if (l.ok) soonest = Math.min(soonest, l.expiresAt.getTime());
     }
-    if (Number.isFinite(soonest)) metrics.credentialExpiry.set({ cloud: this.#o.cloud, credential: this.#o.name }, Math.round(soonest / 1000));
+    if (Number.isFinite(soonest))
+      metrics.credentialExpiry.set({ cloud: this.#o.cloud, credential: this.#o.name }, Math.round(soonest / 1000));
   }
 
   /** One audit event per credential issued: a structured log line and a counter; no secret, no caller key as a label. */

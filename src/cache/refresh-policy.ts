@@ -12,15 +12,31 @@ export interface RefreshPolicy {
   jitter: number;
 }
 
-export const AWS_POLICY: RefreshPolicy = { marginMs: 30 * 60_000, backoffBaseMs: 1_000, backoffMaxMs: 60_000, jitter: 0.1 };
-export const TOKEN_POLICY: RefreshPolicy = { marginMs: 5 * 60_000, backoffBaseMs: 1_000, backoffMaxMs: 60_000, jitter: 0.1 };
+export const AWS_POLICY: RefreshPolicy = {
+  marginMs: 30 * 60_000,
+  backoffBaseMs: 1_000,
+  backoffMaxMs: 60_000,
+  jitter: 0.1,
+};
+export const TOKEN_POLICY: RefreshPolicy = {
+  marginMs: 5 * 60_000,
+  backoffBaseMs: 1_000,
+  backoffMaxMs: 60_000,
+  jitter: 0.1,
+};
 
 /**
  * Delay from `now` until the next refresh of a credential obtained at `issuedAt` that expires at
  * `expiresAt`: half its life, pulled earlier to keep `marginMs`, but never sooner than a tenth of
  * its life (a credential shorter than the margin would otherwise be refreshed in a loop).
  */
-export function refreshDelay(policy: RefreshPolicy, issuedAt: number, expiresAt: number, now: number, random: () => number = Math.random): number {
+export function refreshDelay(
+  policy: RefreshPolicy,
+  issuedAt: number,
+  expiresAt: number,
+  now: number,
+  random: () => number = Math.random,
+): number {
   const life = Math.max(0, expiresAt - issuedAt);
   let at = Math.min(issuedAt + life / 2, expiresAt - policy.marginMs);
   at = Math.max(at, issuedAt + life / 10);

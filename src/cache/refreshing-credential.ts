@@ -6,7 +6,7 @@ import type { Clock, TimerHandle } from '../base/clock.ts';
 import { ConnectorError, toConnectorError } from '../base/errors.ts';
 import type { Logger } from '../ops/logger.ts';
 import type { Metrics } from '../ops/metrics.ts';
-import { backoffDelay, refreshDelay, type RefreshPolicy } from './refresh-policy.ts';
+import { backoffDelay, type RefreshPolicy, refreshDelay } from './refresh-policy.ts';
 
 export type Lookup<T> =
   | { readonly ok: true; readonly value: T; readonly expiresAt: Date }
@@ -77,20 +77,34 @@ export class RefreshingCredential<T> {
     if (held) {
       return {
         ok: false,
-        error: new ConnectorError('credentials_unavailable', `${this.#o.cloud} ${this.#o.name} credentials expired and could not be refreshed${this.#lastError ? `: ${this.#lastError.message}` : ''}`, { cause: this.#lastError, retryable: true }),
+        error: new ConnectorError(
+          'credentials_unavailable',
+          `${this.#o.cloud} ${this.#o.name} credentials expired and could not be refreshed${this.#lastError ? `: ${this.#lastError.message}` : ''}`,
+          { cause: this.#lastError, retryable: true },
+        ),
         retryAfterSeconds,
       };
     }
     return {
       ok: false,
       error: this.#lastError
-        ? new ConnectorError(this.#lastError.code === 'upstream_rejected' ? 'upstream_rejected' : 'credentials_unavailable', `${this.#o.cloud} ${this.#o.name} credentials are not available yet: ${this.#lastError.message}`, {
-            cause: this.#lastError,
-            retryable: this.#lastError.retryable,
-            ...(this.#lastError.upstreamCode === undefined ? {} : { upstreamCode: this.#lastError.upstreamCode }),
-            ...(this.#lastError.upstreamStatus === undefined ? {} : { upstreamStatus: this.#lastError.upstreamStatus }),
-          })
-        : new ConnectorError('credentials_unavailable', `${this.#o.cloud} ${this.#o.name} credentials are being fetched`, { retryable: true }),
+        ? new ConnectorError(
+            this.#lastError.code === 'upstream_rejected' ? 'upstream_rejected' : 'credentials_unavailable',
+            `${this.#o.cloud} ${this.#o.name} credentials are not available yet: ${this.#lastError.message}`,
+            {
+              cause: this.#lastError,
+              retryable: this.#lastError.retryable,
+              ...(this.#lastError.upstreamCode === undefined ? {} : { upstreamCode: this.#lastError.upstreamCode }),
+              ...(this.#lastError.upstreamStatus === undefined
+                ? {}
+                : { upstreamStatus: this.#lastError.upstreamStatus }),
+            },
+          )
+        : new ConnectorError(
+            'credentials_unavailable',
+            `${this.#o.cloud} ${this.#o.name} credentials are being fetched`,
+            { retryable: true },
+          ),
       retryAfterSeconds,
     };
   }
@@ -113,7 +127,12 @@ export class RefreshingCredential<T> {
 
   /** Resolves when the fetch under way (if any) has finished, whether it succeeded or failed. */
   whenSettled(): Promise<void> {
-    return this.#inflight ? this.#inflight.then(() => undefined, () => undefined) : Promise.resolve();
+    return this.#inflight
+      ? this.#inflight.then(
+          () => undefined,
+          () => undefined,
+        )
+      : Promise.resolve();
   }
 
   /**
@@ -155,7 +174,10 @@ export class RefreshingCredential<T> {
       // is never served with a printed expiry that has already passed.
       const expiresAt = Math.floor(this.#o.expiresAt(value).getTime() / 1000) * 1000;
       const now = clock.now();
-      if (!(expiresAt > now)) throw new ConnectorError('upstream_malformed', `${cloud} returned credentials that are already expired`, { retryable: true });
+      if (!(expiresAt > now))
+        throw new ConnectorError('upstream_malformed', `${cloud} returned credentials that are already expired`, {
+          retryable: true,
+        });
       this.#held = { value, fetchedAt: now, expiresAt };
       this.#lastError = undefined;
       this.#failures = 0;
@@ -163,7 +185,17 @@ export class RefreshingCredential<T> {
       metrics?.upstreamLatency.observe({ cloud }, (now - started) / 1000);
       this.#o.onRefreshed?.(value, expiresAt);
       const delay = refreshDelay(this.#o.policy, now, expiresAt, now, this.#o.random);
-      logger.info({ cloud, credential: name, key, reason, expiresAt: new Date(expiresAt).toISOString(), nextRefreshInSeconds: Math.round(delay / 1000) }, 'credentials refreshed');
+      logger.info(
+        {
+          cloud,
+          credential: name,
+          key,
+          reason,
+          expiresAt: new Date(expiresAt).toISOString(),
+          nextRefreshInSeconds: Math.round(delay / 1000),
+        },
+        'credentials refreshed',
+      );
       this.#schedule(delay);
       for (const w of this.#readyWaiters.splice(0)) w();
     } catch (thrown) {
@@ -174,11 +206,26 @@ export class RefreshingCredential<T> {
       metrics?.exchanges.inc({ cloud, outcome: error.retryable ? 'retryable_error' : 'permanent_error' });
       metrics?.refreshRetries.inc({ cloud, credential: name });
       const now = clock.now();
-      let delay = error.retryable ? backoffDelay(this.#o.policy, this.#failures, this.#o.random) : (this.#o.permanentRetryMs ?? 5 * 60_000);
+      let delay = error.retryable
+        ? backoffDelay(this.#o.policy, this.#failures, this.#o.random)
+        : (this.#o.permanentRetryMs ?? 5 * 60_000);
       // While a valid value is held, never wait past its expiry for the next try.
-      if (this.#held && this.#held.expiresAt > now) delay = Math.min(delay, Math.max(1_000, this.#held.expiresAt - now));
+      if (this.#held && this.#held.expiresAt > now)
+        delay = Math.min(delay, Math.max(1_000, this.#held.expiresAt - now));
       logger.warn(
-        { cloud, credential: name, key, reason, code: error.code, upstreamCode: error.upstreamCode, retryable: error.retryable, attempt: this.#failures, retryInSeconds: Math.round(delay / 1000), servingCached: this.#held !== undefined && this.#held.expiresAt > now, err: error.message },
+        {
+          cloud,
+          credential: name,
+          key,
+          reason,
+          code: error.code,
+          upstreamCode: error.upstreamCode,
+          retryable: error.retryable,
+          attempt: this.#failures,
+          retryInSeconds: Math.round(delay / 1000),
+          servingCached: this.#held !== undefined && this.#held.expiresAt > now,
+          err: error.message,
+        },
         'credential refresh failed',
       );
       this.#schedule(delay);

@@ -1,9 +1,9 @@
 // `spiffe-connector check`: validates the config and the identity it names, and says what would be
 // served, or lists every problem (exit 1). Reads files; contacts nothing.
 import { readFile } from 'node:fs/promises';
+import { toConnectorError } from '../base/errors.ts';
 import type { SidecarConfig } from '../config/schema.ts';
 import { appEnvironment, configuredMetadataOrigin, describeClouds, requiredAudiences } from '../env.ts';
-import { toConnectorError } from '../base/errors.ts';
 import { rolesAnywhereProblems } from '../providers/aws/env.ts';
 import { googleSubjectProblem } from '../providers/gcp/env.ts';
 import { loadX509Files } from '../sources/x509-files.ts';
@@ -27,19 +27,27 @@ export async function checkConfig(config: SidecarConfig, now: Date): Promise<Che
 
   if (s.workloadApi) {
     lines.push(`identity: SPIFFE Workload API at ${s.workloadApi.socket} (not contacted by check)`);
-    if (config.aws?.rolesAnywhere) lines.push('aws.rolesAnywhere: check cannot see the Workload API SVID: IAM Roles Anywhere refuses certificates with an empty subject and keys other than RSA and EC');
+    if (config.aws?.rolesAnywhere)
+      lines.push(
+        'aws.rolesAnywhere: check cannot see the Workload API SVID: IAM Roles Anywhere refuses certificates with an empty subject and keys other than RSA and EC',
+      );
   } else if (s.x509) {
     try {
       const { svid, bundle } = await loadX509Files({ ...s.x509, trustDomain: s.trustDomain }, now);
       const hours = ((svid.notAfter.getTime() - now.getTime()) / 3_600_000).toFixed(1);
-      lines.push(`X.509-SVID: ${svid.id.toString()}, valid until ${svid.notAfter.toISOString()} (${hours} h), chain verified against ${bundle.authorities.length} CA certificate(s) of ${s.trustDomain}`);
+      lines.push(
+        `X.509-SVID: ${svid.id.toString()}, valid until ${svid.notAfter.toISOString()} (${hours} h), chain verified against ${bundle.authorities.length} CA certificate(s) of ${s.trustDomain}`,
+      );
       const subjectProblem = googleSubjectProblem(config, svid.id.toString());
       if (subjectProblem) problems.push(`gcp: ${subjectProblem}`);
       const [leaf] = svid.certificates;
       if (leaf && config.aws?.rolesAnywhere) {
-        for (const p of rolesAnywhereProblems(config, leaf, svid.privateKey.asymmetricKeyType)) problems.push(`aws.rolesAnywhere: ${p}`);
+        for (const p of rolesAnywhereProblems(config, leaf, svid.privateKey.asymmetricKeyType))
+          problems.push(`aws.rolesAnywhere: ${p}`);
         const top = svid.certificates.at(-1) ?? leaf;
-        lines.push(`aws.rolesAnywhere: the trust anchor must hold the CA that issued this SVID (${top.issuer.replace(/\n/g, ', ')}); check cannot ask AWS`);
+        lines.push(
+          `aws.rolesAnywhere: the trust anchor must hold the CA that issued this SVID (${top.issuer.replace(/\n/g, ', ')}); check cannot ask AWS`,
+        );
       }
     } catch (error) {
       problems.push(`spiffe.x509: ${toConnectorError(error).message}`);
@@ -50,29 +58,42 @@ export async function checkConfig(config: SidecarConfig, now: Date): Promise<Che
     try {
       const svid = parseJwtSvidInsecure((await readFile(s.jwt.file, 'utf8')).trim(), { now });
       if (!svid.id.memberOf(TrustDomain.parse(s.trustDomain))) {
-        problems.push(`spiffe.jwt.file: the JWT-SVID is for ${svid.id.toString()}, outside trust domain ${s.trustDomain}`);
+        problems.push(
+          `spiffe.jwt.file: the JWT-SVID is for ${svid.id.toString()}, outside trust domain ${s.trustDomain}`,
+        );
       }
-      lines.push(`JWT-SVID: ${svid.id.toString()} for ${svid.audience.join(', ')}, issuer ${svid.issuer ?? '(none)'}, valid until ${svid.expiresAt.toISOString()}`);
-      if (svid.issuer === undefined) problems.push('spiffe.jwt.file: the JWT-SVID has no iss claim; AWS, Google and Entra require one');
+      lines.push(
+        `JWT-SVID: ${svid.id.toString()} for ${svid.audience.join(', ')}, issuer ${svid.issuer ?? '(none)'}, valid until ${svid.expiresAt.toISOString()}`,
+      );
+      if (svid.issuer === undefined)
+        problems.push('spiffe.jwt.file: the JWT-SVID has no iss claim; AWS, Google and Entra require one');
       const subjectProblem = googleSubjectProblem(config, svid.id.toString());
       if (subjectProblem) problems.push(`gcp: ${subjectProblem}`);
       for (const audience of requiredAudiences(config)) {
-        if (!svid.audience.includes(audience)) problems.push(`spiffe.jwt.file: the JWT-SVID's audience does not include ${audience}, which a configured cloud needs`);
+        if (!svid.audience.includes(audience))
+          problems.push(
+            `spiffe.jwt.file: the JWT-SVID's audience does not include ${audience}, which a configured cloud needs`,
+          );
       }
     } catch (error) {
       problems.push(`spiffe.jwt.file: ${toConnectorError(error).message}`);
     }
   } else if (s.jwt?.exchange) {
-    lines.push(`JWT-SVIDs: exchanged with the issuer at ${s.jwt.exchange.url} for ${requiredAudiences(config).join(', ')} (not contacted by check)`);
+    lines.push(
+      `JWT-SVIDs: exchanged with the issuer at ${s.jwt.exchange.url} for ${requiredAudiences(config).join(', ')} (not contacted by check)`,
+    );
   }
 
   const origin = configuredMetadataOrigin(config);
   if (config.server.metadataPort80) {
     const host = config.server.metadataAddress.slice(0, config.server.metadataAddress.lastIndexOf(':'));
-    lines.push(`metadata: also on ${host}:80 (server.metadataPort80), for clients that drop the port; needs the pod sysctl net.ipv4.ip_unprivileged_port_start=80 (the webhook sets it) or NET_BIND_SERVICE, and no other container on port 80`);
+    lines.push(
+      `metadata: also on ${host}:80 (server.metadataPort80), for clients that drop the port; needs the pod sysctl net.ipv4.ip_unprivileged_port_start=80 (the webhook sets it) or NET_BIND_SERVICE, and no other container on port 80`,
+    );
   }
   for (const [cloud, line] of describeClouds(config, origin)) lines.push(`${cloud}: ${line}`);
   lines.push('app container environment:');
-  for (const [k, v] of appEnvironment(config, origin)) lines.push(`  ${k}=${SECRET_ENV.has(k) ? '[redacted: see `spiffe-connector env`]' : v}`);
+  for (const [k, v] of appEnvironment(config, origin))
+    lines.push(`  ${k}=${SECRET_ENV.has(k) ? '[redacted: see `spiffe-connector env`]' : v}`);
   return { ok: problems.length === 0, lines, problems };
 }

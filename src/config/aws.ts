@@ -4,17 +4,27 @@ import * as z from 'zod';
 import { httpsUrl } from './common.ts';
 
 const ARN_ID = '[0-9A-Za-z-]{1,64}';
-export const TRUST_ANCHOR_ARN = new RegExp(`^arn:(aws[a-z-]*):rolesanywhere:([a-z]{2}(?:-[a-z]+)+-\\d):(\\d{12}):trust-anchor/${ARN_ID}$`);
-export const PROFILE_ARN = new RegExp(`^arn:(aws[a-z-]*):rolesanywhere:([a-z]{2}(?:-[a-z]+)+-\\d):(\\d{12}):profile/${ARN_ID}$`);
+export const TRUST_ANCHOR_ARN = new RegExp(
+  `^arn:(aws[a-z-]*):rolesanywhere:([a-z]{2}(?:-[a-z]+)+-\\d):(\\d{12}):trust-anchor/${ARN_ID}$`,
+);
+export const PROFILE_ARN = new RegExp(
+  `^arn:(aws[a-z-]*):rolesanywhere:([a-z]{2}(?:-[a-z]+)+-\\d):(\\d{12}):profile/${ARN_ID}$`,
+);
 
 const rolesAnywhereFields = z
   .object({
     trustAnchorArn: z
       .string({ error: 'is required' })
-      .regex(TRUST_ANCHOR_ARN, 'must be a Roles Anywhere trust anchor ARN (arn:aws:rolesanywhere:<region>:<12-digit account>:trust-anchor/<id>)'),
+      .regex(
+        TRUST_ANCHOR_ARN,
+        'must be a Roles Anywhere trust anchor ARN (arn:aws:rolesanywhere:<region>:<12-digit account>:trust-anchor/<id>)',
+      ),
     profileArn: z
       .string({ error: 'is required' })
-      .regex(PROFILE_ARN, 'must be a Roles Anywhere profile ARN (arn:aws:rolesanywhere:<region>:<12-digit account>:profile/<id>)'),
+      .regex(
+        PROFILE_ARN,
+        'must be a Roles Anywhere profile ARN (arn:aws:rolesanywhere:<region>:<12-digit account>:profile/<id>)',
+      ),
     /** Default: https://rolesanywhere.<the trust anchor's region>.amazonaws.com. */
     endpoint: httpsUrl.optional(),
   })
@@ -27,7 +37,11 @@ const rolesAnywhereSchema = rolesAnywhereFields.superRefine((value, ctx) => {
   const anchor = TRUST_ANCHOR_ARN.exec(value.trustAnchorArn);
   const profile = PROFILE_ARN.exec(value.profileArn);
   if (anchor && profile && (anchor[2] !== profile[2] || anchor[1] !== profile[1])) {
-    ctx.addIssue({ code: 'custom', path: ['profileArn'], message: `must be in the trust anchor's region (${anchor[2]}): Roles Anywhere answers for one region` });
+    ctx.addIssue({
+      code: 'custom',
+      path: ['profileArn'],
+      message: `must be in the trust anchor's region (${anchor[2]}): Roles Anywhere answers for one region`,
+    });
   }
 });
 
@@ -41,17 +55,32 @@ const extraRoleSchema = z
       .string({ error: 'is required' })
       .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'must be a profile name: letters, digits, "_", ".", "-", at most 64')
       .refine((n) => n !== 'default', 'must not be "default": that profile is the pod\'s own role'),
-    roleArn: z.string({ error: 'is required' }).regex(ROLE_ARN, 'must be an IAM role ARN (arn:aws:iam::<12-digit account>:role/<name>)'),
+    roleArn: z
+      .string({ error: 'is required' })
+      .regex(ROLE_ARN, 'must be an IAM role ARN (arn:aws:iam::<12-digit account>:role/<name>)'),
     /** STS holds chained sessions to one hour. */
-    sessionDurationSeconds: z.number().int('must be a whole number of seconds').min(900, 'must be at least 900 (STS minimum)').max(3600, 'must be at most 3600: STS limits role chaining to one hour').default(3600),
+    sessionDurationSeconds: z
+      .number()
+      .int('must be a whole number of seconds')
+      .min(900, 'must be at least 900 (STS minimum)')
+      .max(3600, 'must be at most 3600: STS limits role chaining to one hour')
+      .default(3600),
   })
   .strict();
 
 export const awsSchema = z
   .object({
-    roleArn: z.string({ error: 'is required' }).regex(ROLE_ARN, 'must be an IAM role ARN (arn:aws:iam::<12-digit account>:role/<name>)'),
-    region: z.string({ error: 'is required' }).regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'must be an AWS region such as eu-west-1'),
-    audience: z.string().min(1).max(255, 'must be at most 255 characters (IAM OIDC client ID limit)').default('sts.amazonaws.com'),
+    roleArn: z
+      .string({ error: 'is required' })
+      .regex(ROLE_ARN, 'must be an IAM role ARN (arn:aws:iam::<12-digit account>:role/<name>)'),
+    region: z
+      .string({ error: 'is required' })
+      .regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'must be an AWS region such as eu-west-1'),
+    audience: z
+      .string()
+      .min(1)
+      .max(255, 'must be at most 255 characters (IAM OIDC client ID limit)')
+      .default('sts.amazonaws.com'),
     sessionDurationSeconds: z
       .number()
       .int('must be a whole number of seconds')
@@ -83,7 +112,8 @@ export const awsSchema = z
       .superRefine((roles, ctx) => {
         const seen = new Set<string>();
         roles.forEach((r, i) => {
-          if (seen.has(r.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `repeats the profile name ${r.name}` });
+          if (seen.has(r.name))
+            ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `repeats the profile name ${r.name}` });
           seen.add(r.name);
         });
       }),

@@ -15,7 +15,10 @@ export const azureSchema = z
     /** ARM resource ID of a user-assigned managed identity: requests naming it by mi_res_id/msi_res_id are served as the default. */
     resourceId: z
       .string()
-      .regex(/^\/subscriptions\/[^/]+\/resourceGroups\/[^/]+\/providers\/Microsoft\.ManagedIdentity\/userAssignedIdentities\/[^/]+$/i, 'must be a user-assigned identity ARM ID (/subscriptions/…/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>)')
+      .regex(
+        /^\/subscriptions\/[^/]+\/resourceGroups\/[^/]+\/providers\/Microsoft\.ManagedIdentity\/userAssignedIdentities\/[^/]+$/i,
+        'must be a user-assigned identity ARM ID (/subscriptions/…/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>)',
+      )
       .optional(),
     /** The App Service X-IDENTITY-HEADER secret (the webhook sets one per pod); else one is generated in <stateDir>/azure-identity-header. */
     identityHeader: z

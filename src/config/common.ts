@@ -14,7 +14,10 @@ export const hostPort = z.string().superRefine((value, ctx) => {
 export const loopbackHostPort = hostPort.superRefine((value, ctx) => {
   const parsed = parseHostPort(value);
   if (parsed && !isLoopbackHost(parsed.host)) {
-    ctx.addIssue({ code: 'custom', message: 'must be a loopback address (127.0.0.0/8 or [::1]): the metadata endpoints are for this pod only' });
+    ctx.addIssue({
+      code: 'custom',
+      message: 'must be a loopback address (127.0.0.0/8 or [::1]): the metadata endpoints are for this pod only',
+    });
   }
 });
 
@@ -67,7 +70,10 @@ export class ConfigError extends ConnectorError {
   readonly problems: readonly string[];
 
   constructor(source: string, problems: string[]) {
-    super('config_invalid', `${source}: ${problems.length} problem${problems.length === 1 ? '' : 's'}\n  - ${problems.join('\n  - ')}`);
+    super(
+      'config_invalid',
+      `${source}: ${problems.length} problem${problems.length === 1 ? '' : 's'}\n  - ${problems.join('\n  - ')}`,
+    );
     this.problems = problems;
   }
 }
@@ -88,7 +94,10 @@ export function parseYamlConfig<S extends z.ZodType>(schema: S, text: string, so
   if (doc.errors.length > 0) {
     throw new ConfigError(
       source,
-      doc.errors.map((e) => `line ${e.linePos?.[0]?.line ?? '?'}: ${(e.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '')}`),
+      doc.errors.map(
+        (e) =>
+          `line ${e.linePos?.[0]?.line ?? '?'}: ${(e.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '')}`,
+      ),
     );
   }
   return validate(schema, doc.toJS() ?? {}, source);

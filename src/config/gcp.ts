@@ -5,12 +5,18 @@ import { httpsUrl } from './common.ts';
 export const WORKLOAD_IDENTITY_PROVIDER =
   /^projects\/(\d+)\/locations\/global\/workloadIdentityPools\/([a-z0-9-]{4,32})\/providers\/([a-z0-9-]{4,32})$/;
 
-const serviceAccountEmail = z.string().regex(/^[a-z0-9-]+@[a-z0-9.-]+\.iam\.gserviceaccount\.com$|^[^@\s/]+@[^@\s/]+$/, 'must be a service account email');
+const serviceAccountEmail = z
+  .string()
+  .regex(/^[a-z0-9-]+@[a-z0-9.-]+\.iam\.gserviceaccount\.com$|^[^@\s/]+@[^@\s/]+$/, 'must be a service account email');
 
 export const gcpSchema = z
   .object({
-    projectId: z.string({ error: 'is required' }).regex(/^[a-z][a-z0-9-]{4,28}[a-z0-9]$/, 'must be a GCP project ID (6-30 lowercase letters, digits, hyphens)'),
-    projectNumber: z.coerce.string({ error: 'is required' }).regex(/^\d{1,20}$/, 'must be the numeric project number, digits only (quote it in YAML)'),
+    projectId: z
+      .string({ error: 'is required' })
+      .regex(/^[a-z][a-z0-9-]{4,28}[a-z0-9]$/, 'must be a GCP project ID (6-30 lowercase letters, digits, hyphens)'),
+    projectNumber: z.coerce
+      .string({ error: 'is required' })
+      .regex(/^\d{1,20}$/, 'must be the numeric project number, digits only (quote it in YAML)'),
     workloadIdentityProvider: z
       .string({ error: 'is required' })
       .regex(
@@ -37,7 +43,10 @@ export const gcpSchema = z
     /** Extra PEM CA bundle trusted (besides the system roots) for stsEndpoint and iamCredentialsEndpoint: private endpoints, dev, tests. */
     caFile: z.string().min(1).optional(),
     /** Zone served at instance/zone as projects/<projectNumber>/zones/<zone>. */
-    zone: z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, 'must be a zone name such as europe-west1-b').default('unknown'),
+    zone: z
+      .string()
+      .regex(/^[a-z][a-z0-9-]{0,62}$/, 'must be a zone name such as europe-west1-b')
+      .default('unknown'),
     /** When set, ID tokens are served only for these audiences; any other is refused at once, without calling Google. */
     allowedAudiences: z.array(z.string().min(1).max(2048)).max(256).optional(),
   })

@@ -6,7 +6,9 @@ import { hostPort, httpsUrl, loadYamlConfig, parseYamlConfig } from './common.ts
 const trustDomain = z
   .string({ error: 'is required' })
   .transform((s) => s.replace(/^spiffe:\/\//, ''))
-  .pipe(z.string().regex(/^[a-z0-9._-]{1,255}$/, 'must be a trust domain name: lowercase letters, digits, ".", "_", "-"'));
+  .pipe(
+    z.string().regex(/^[a-z0-9._-]{1,255}$/, 'must be a trust domain name: lowercase letters, digits, ".", "_", "-"'),
+  );
 
 /** The `iss` claim and the base of discovery: https (http only on loopback, for dev), a path allowed, no query, fragment or user info. */
 const issuerUrl = httpsUrl.superRefine((value, ctx) => {
@@ -17,7 +19,10 @@ const issuerUrl = httpsUrl.superRefine((value, ctx) => {
     return; // httpsUrl reported it
   }
   if (url.search !== '' || url.hash !== '' || value.includes('?') || value.includes('#')) {
-    ctx.addIssue({ code: 'custom', message: 'must have no query or fragment (OIDC Discovery: the issuer is a plain https URL, a path allowed)' });
+    ctx.addIssue({
+      code: 'custom',
+      message: 'must have no query or fragment (OIDC Discovery: the issuer is a plain https URL, a path allowed)',
+    });
   }
   if (url.username !== '' || url.password !== '') ctx.addIssue({ code: 'custom', message: 'must have no user info' });
 });
@@ -50,7 +55,10 @@ const awsSessionTags = z
   .object({
     pathTemplate: z
       .string({ error: 'is required' })
-      .regex(/^(\/([A-Za-z0-9._-]+|\{[A-Za-z][A-Za-z0-9]*\}))+$/, 'must be a SPIFFE ID path whose segments are literal or one {name}, e.g. /ns/{namespace}/sa/{serviceAccount}'),
+      .regex(
+        /^(\/([A-Za-z0-9._-]+|\{[A-Za-z][A-Za-z0-9]*\}))+$/,
+        'must be a SPIFFE ID path whose segments are literal or one {name}, e.g. /ns/{namespace}/sa/{serviceAccount}',
+      ),
     principalTags: z.record(z.string(), z.string(), { error: 'must be a map of tag key to value template' }),
     transitiveTagKeys: z.array(z.string()).default([]),
   })
@@ -59,21 +67,57 @@ const awsSessionTags = z
     const names = new Set([...placeholders(value.pathTemplate), 'trustDomain']);
     const keys = Object.keys(value.principalTags);
     if (keys.length === 0) ctx.addIssue({ code: 'custom', path: ['principalTags'], message: 'list at least one tag' });
-    if (keys.length > MAX_SESSION_TAGS) ctx.addIssue({ code: 'custom', path: ['principalTags'], message: `must have at most ${MAX_SESSION_TAGS} tags (the AWS session tag limit)` });
+    if (keys.length > MAX_SESSION_TAGS)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['principalTags'],
+        message: `must have at most ${MAX_SESSION_TAGS} tags (the AWS session tag limit)`,
+      });
     const lower = new Set<string>();
     for (const [key, template] of Object.entries(value.principalTags)) {
-      if (key.length < 1 || key.length > MAX_TAG_KEY) ctx.addIssue({ code: 'custom', path: ['principalTags', key], message: `tag keys must be 1-${MAX_TAG_KEY} characters` });
-      if (!TAG_CHARS.test(key)) ctx.addIssue({ code: 'custom', path: ['principalTags', key], message: 'tag keys may hold only letters, digits, spaces and _ . : / = + - @' });
-      if (key.toLowerCase().startsWith('aws:')) ctx.addIssue({ code: 'custom', path: ['principalTags', key], message: 'tag keys must not start with aws:' });
-      if (lower.has(key.toLowerCase())) ctx.addIssue({ code: 'custom', path: ['principalTags', key], message: 'AWS tag keys are case-insensitive: this key is listed twice' });
+      if (key.length < 1 || key.length > MAX_TAG_KEY)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['principalTags', key],
+          message: `tag keys must be 1-${MAX_TAG_KEY} characters`,
+        });
+      if (!TAG_CHARS.test(key))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['principalTags', key],
+          message: 'tag keys may hold only letters, digits, spaces and _ . : / = + - @',
+        });
+      if (key.toLowerCase().startsWith('aws:'))
+        ctx.addIssue({ code: 'custom', path: ['principalTags', key], message: 'tag keys must not start with aws:' });
+      if (lower.has(key.toLowerCase()))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['principalTags', key],
+          message: 'AWS tag keys are case-insensitive: this key is listed twice',
+        });
       lower.add(key.toLowerCase());
       for (const name of placeholders(template)) {
-        if (!names.has(name)) ctx.addIssue({ code: 'custom', path: ['principalTags', key], message: `{${name}} is not in pathTemplate (nor {trustDomain})` });
+        if (!names.has(name))
+          ctx.addIssue({
+            code: 'custom',
+            path: ['principalTags', key],
+            message: `{${name}} is not in pathTemplate (nor {trustDomain})`,
+          });
       }
-      if (!TAG_CHARS.test(template.replace(/\{[A-Za-z][A-Za-z0-9]*\}/g, ''))) ctx.addIssue({ code: 'custom', path: ['principalTags', key], message: 'tag values may hold only letters, digits, spaces and _ . : / = + - @' });
+      if (!TAG_CHARS.test(template.replace(/\{[A-Za-z][A-Za-z0-9]*\}/g, '')))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['principalTags', key],
+          message: 'tag values may hold only letters, digits, spaces and _ . : / = + - @',
+        });
     }
     value.transitiveTagKeys.forEach((key, i) => {
-      if (!keys.includes(key)) ctx.addIssue({ code: 'custom', path: ['transitiveTagKeys', i], message: `"${key}" is not a key of principalTags` });
+      if (!keys.includes(key))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['transitiveTagKeys', i],
+          message: `"${key}" is not a key of principalTags`,
+        });
     });
   });
 
@@ -156,17 +200,28 @@ export const issuerSchema = z
         aws: awsClaims.optional(),
         /** Token buckets on POST /token: per client SPIFFE ID and overall; beyond them, 429 with Retry-After. */
         rateLimit: z
-          .object({ perClient: bucket.default(DEFAULT_RATE_LIMIT.perClient), overall: bucket.default(DEFAULT_RATE_LIMIT.overall) })
+          .object({
+            perClient: bucket.default(DEFAULT_RATE_LIMIT.perClient),
+            overall: bucket.default(DEFAULT_RATE_LIMIT.overall),
+          })
           .strict()
           .optional(),
       })
       .strict()
       .superRefine((value, ctx) => {
         if (value.aws && !value.audiences.includes(value.aws.audience)) {
-          ctx.addIssue({ code: 'custom', path: ['aws', 'audience'], message: `must be one of issuer.audiences (${value.audiences.join(', ')})` });
+          ctx.addIssue({
+            code: 'custom',
+            path: ['aws', 'audience'],
+            message: `must be one of issuer.audiences (${value.audiences.join(', ')})`,
+          });
         }
       })
-      .transform((value) => ({ ...value, keyActivationDelaySeconds: value.keyActivationDelaySeconds ?? value.discoveryMaxAgeSeconds + KEY_ACTIVATION_MARGIN_SECONDS })),
+      .transform((value) => ({
+        ...value,
+        keyActivationDelaySeconds:
+          value.keyActivationDelaySeconds ?? value.discoveryMaxAgeSeconds + KEY_ACTIVATION_MARGIN_SECONDS,
+      })),
     log: z
       .object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') })
       .strict()

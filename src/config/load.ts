@@ -2,7 +2,7 @@
 // SPIFFE Workload Endpoint spec says clients fall back to. The only module that reads process.env.
 import * as z from 'zod';
 import { loadYamlConfig, parseYamlConfig, validate } from './common.ts';
-import { sidecarSchema, type SidecarConfig } from './schema.ts';
+import { type SidecarConfig, sidecarSchema } from './schema.ts';
 
 export type Environment = Readonly<Record<string, string | undefined>>;
 
@@ -18,7 +18,8 @@ function applyEnvironment(raw: unknown, env: Environment): unknown {
   const spiffe = config['spiffe'];
   if (spiffe && typeof spiffe === 'object') {
     const s = spiffe as Record<string, unknown>;
-    if (s['x509'] === undefined && s['jwt'] === undefined && s['workloadApi'] === undefined) s['workloadApi'] = { socket };
+    if (s['x509'] === undefined && s['jwt'] === undefined && s['workloadApi'] === undefined)
+      s['workloadApi'] = { socket };
   }
   return config;
 }
@@ -37,7 +38,10 @@ export function parseSidecarConfig(text: string, source = 'config', env: Environ
 export const CONFIG_ENV = 'SPIFFE_CONNECTOR_CONFIG';
 
 /** The config from `--config FILE`, else from SPIFFE_CONNECTOR_CONFIG; undefined when neither is given. */
-export async function loadSidecarConfigFrom(file: string | undefined, env: Environment): Promise<SidecarConfig | undefined> {
+export async function loadSidecarConfigFrom(
+  file: string | undefined,
+  env: Environment,
+): Promise<SidecarConfig | undefined> {
   if (file !== undefined) return loadSidecarConfig(file, env);
   const inline = env[CONFIG_ENV];
   if (inline !== undefined && inline.trim() !== '') return parseSidecarConfig(inline, CONFIG_ENV, env);

@@ -1,15 +1,17 @@
 // The sidecar's config (config.example.yaml documents every key): spiffe sources, listeners, and one optional section
 // per cloud. A cloud section that is absent means that cloud is not served.
 import * as z from 'zod';
-import { httpsUrl, hostPort, isLoopbackHost, loopbackHostPort, parseHostPort } from './common.ts';
 import { awsSchema } from './aws.ts';
-import { gcpSchema } from './gcp.ts';
 import { azureSchema } from './azure.ts';
+import { hostPort, httpsUrl, isLoopbackHost, loopbackHostPort, parseHostPort } from './common.ts';
+import { gcpSchema } from './gcp.ts';
 
 const trustDomain = z
   .string({ error: 'is required' })
   .transform((s) => s.replace(/^spiffe:\/\//, ''))
-  .pipe(z.string().regex(/^[a-z0-9._-]{1,255}$/, 'must be a trust domain name: lowercase letters, digits, ".", "_", "-"'));
+  .pipe(
+    z.string().regex(/^[a-z0-9._-]{1,255}$/, 'must be a trust domain name: lowercase letters, digits, ".", "_", "-"'),
+  );
 
 const x509Schema = z
   .object({
@@ -44,7 +46,10 @@ const workloadApiSchema = z
   .object({
     socket: z
       .string()
-      .regex(/^(unix:(\/\/)?\/[^?#]+|tcp:\/\/\d{1,3}(\.\d{1,3}){3}:\d{1,5})$/, 'must be unix:///path/to.sock or tcp://IP:PORT'),
+      .regex(
+        /^(unix:(\/\/)?\/[^?#]+|tcp:\/\/\d{1,3}(\.\d{1,3}){3}:\d{1,5})$/,
+        'must be unix:///path/to.sock or tcp://IP:PORT',
+      ),
     /**
      * Pick the SVID with this hint when the agent returns several (docs/spiffe.md#workload-api-streams); default the
      * first.
@@ -100,8 +105,18 @@ export const sidecarSchema = z
         workloadApiJwksUrl: httpsUrl.optional(),
       })
       .strict()
-      .transform((server) => ({ ...server, metricsAddress: server.metricsAddress ?? defaultMetricsAddress(server.opsAddress) }))
-      .default({ metadataAddress: '127.0.0.1:8181', opsAddress: '0.0.0.0:9090', metricsAddress: DEFAULT_METRICS_ADDRESS, stateDir: '/var/run/spiffe-connector', drainSeconds: 3, metadataPort80: false }),
+      .transform((server) => ({
+        ...server,
+        metricsAddress: server.metricsAddress ?? defaultMetricsAddress(server.opsAddress),
+      }))
+      .default({
+        metadataAddress: '127.0.0.1:8181',
+        opsAddress: '0.0.0.0:9090',
+        metricsAddress: DEFAULT_METRICS_ADDRESS,
+        stateDir: '/var/run/spiffe-connector',
+        drainSeconds: 3,
+        metadataPort80: false,
+      }),
     log: z
       .object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') })
       .strict()
@@ -118,27 +133,72 @@ export const sidecarSchema = z
     }
     const hasJwt = s.jwt !== undefined || s.workloadApi !== undefined;
     if (s.jwt?.exchange && !s.x509 && !s.workloadApi) {
-      ctx.addIssue({ code: 'custom', path: ['spiffe', 'jwt', 'exchange'], message: 'the issuer exchange authenticates with an X.509-SVID: configure spiffe.x509 too' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['spiffe', 'jwt', 'exchange'],
+        message: 'the issuer exchange authenticates with an X.509-SVID: configure spiffe.x509 too',
+      });
     }
     const hasX509 = s.x509 !== undefined || s.workloadApi !== undefined;
     if (config.aws && !config.aws.containerCredentials && !config.aws.imds) {
-      ctx.addIssue({ code: 'custom', path: ['aws', 'containerCredentials'], message: 'AWS serves no surface: enable containerCredentials or imds' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['aws', 'containerCredentials'],
+        message: 'AWS serves no surface: enable containerCredentials or imds',
+      });
     }
-    if (config.azure && !config.azure.appService && !config.azure.imds && !config.azure.msi && config.azure.tokenFile === undefined) {
-      ctx.addIssue({ code: 'custom', path: ['azure', 'appService'], message: 'Azure serves no surface: enable appService, imds or msi, or set tokenFile' });
+    if (
+      config.azure &&
+      !config.azure.appService &&
+      !config.azure.imds &&
+      !config.azure.msi &&
+      config.azure.tokenFile === undefined
+    ) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['azure', 'appService'],
+        message: 'Azure serves no surface: enable appService, imds or msi, or set tokenFile',
+      });
     }
     if (config.aws?.rolesAnywhere && !hasX509) {
-      ctx.addIssue({ code: 'custom', path: ['aws', 'rolesAnywhere'], message: 'IAM Roles Anywhere signs with the X.509-SVID, not a JWT-SVID: configure spiffe.x509 or spiffe.workloadApi' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['aws', 'rolesAnywhere'],
+        message:
+          'IAM Roles Anywhere signs with the X.509-SVID, not a JWT-SVID: configure spiffe.x509 or spiffe.workloadApi',
+      });
     } else if (config.aws && !config.aws.rolesAnywhere && !hasJwt) {
-      ctx.addIssue({ code: 'custom', path: ['aws'], message: 'AWS federation needs JWT-SVIDs (or aws.rolesAnywhere with an X.509-SVID): configure spiffe.jwt or spiffe.workloadApi' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['aws'],
+        message:
+          'AWS federation needs JWT-SVIDs (or aws.rolesAnywhere with an X.509-SVID): configure spiffe.jwt or spiffe.workloadApi',
+      });
     }
     if (config.azure && !hasJwt) {
-      ctx.addIssue({ code: 'custom', path: ['azure'], message: 'Entra federation needs JWT-SVIDs: configure spiffe.jwt or spiffe.workloadApi' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['azure'],
+        message: 'Entra federation needs JWT-SVIDs: configure spiffe.jwt or spiffe.workloadApi',
+      });
     }
-    const sameAccount = config.gcp?.serviceAccount === undefined ? -1 : config.gcp.extraServiceAccounts.indexOf(config.gcp.serviceAccount);
-    if (sameAccount !== -1) ctx.addIssue({ code: 'custom', path: ['gcp', 'extraServiceAccounts', sameAccount], message: 'is already gcp.serviceAccount (the default account)' });
+    const sameAccount =
+      config.gcp?.serviceAccount === undefined
+        ? -1
+        : config.gcp.extraServiceAccounts.indexOf(config.gcp.serviceAccount);
+    if (sameAccount !== -1)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['gcp', 'extraServiceAccounts', sameAccount],
+        message: 'is already gcp.serviceAccount (the default account)',
+      });
     if (config.gcp && !hasJwt && !s.x509) {
-      ctx.addIssue({ code: 'custom', path: ['gcp'], message: 'Google federation needs JWT-SVIDs or an X.509-SVID: configure spiffe.jwt, spiffe.x509 or spiffe.workloadApi' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['gcp'],
+        message:
+          'Google federation needs JWT-SVIDs or an X.509-SVID: configure spiffe.jwt, spiffe.x509 or spiffe.workloadApi',
+      });
     }
     if (!config.aws && !config.gcp && !config.azure) {
       ctx.addIssue({ code: 'custom', path: [], message: 'configure at least one cloud: aws, gcp or azure' });

@@ -1,10 +1,10 @@
 // The admission webhook's config (`spiffe-connector webhook --config FILE`, the chart's ConfigMap):
 // its HTTPS listener, the sidecar it injects, and the cluster defaults that pod annotations override.
 import * as z from 'zod';
-import { hostPort, httpsUrl, loadYamlConfig, parseYamlConfig } from './common.ts';
 import { awsSchema, rolesAnywhereDefaultsSchema } from './aws.ts';
-import { gcpSchema } from './gcp.ts';
 import { azureSchema } from './azure.ts';
+import { hostPort, httpsUrl, loadYamlConfig, parseYamlConfig } from './common.ts';
+import { gcpSchema } from './gcp.ts';
 
 const file = z.string({ error: 'is required' }).min(1, 'must name a file');
 const port = z.number().int('must be a whole number').min(1, 'must be 1-65535').max(65535, 'must be 1-65535');
@@ -14,20 +14,34 @@ const absolutePath = z.string().regex(/^\/[^\0]*$/, 'must be an absolute path');
 const quantity = z
   .union([z.string(), z.number()])
   .transform((q) => String(q))
-  .pipe(z.string().regex(/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+|[munkMGTPE]|[KMGTPE]i)?$/, 'must be a Kubernetes quantity such as 100m or 64Mi'));
+  .pipe(
+    z
+      .string()
+      .regex(
+        /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+|[munkMGTPE]|[KMGTPE]i)?$/,
+        'must be a Kubernetes quantity such as 100m or 64Mi',
+      ),
+  );
 
-const resourceList = z.object({ cpu: quantity.optional(), memory: quantity.optional(), 'ephemeral-storage': quantity.optional() }).strict();
+const resourceList = z
+  .object({ cpu: quantity.optional(), memory: quantity.optional(), 'ephemeral-storage': quantity.optional() })
+  .strict();
 
 /** A DNS-subdomain prefix ending in "/" (Kubernetes annotation key prefix rules). */
 const annotationPrefix = z
   .string()
   .max(254)
-  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/$/, 'must be a DNS subdomain followed by "/", such as spiffe-connector.io/');
+  .regex(
+    /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/$/,
+    'must be a DNS subdomain followed by "/", such as spiffe-connector.io/',
+  );
 
 const trustDomain = z
   .string({ error: 'is required' })
   .transform((s) => s.replace(/^spiffe:\/\//, ''))
-  .pipe(z.string().regex(/^[a-z0-9._-]{1,255}$/, 'must be a trust domain name: lowercase letters, digits, ".", "_", "-"'));
+  .pipe(
+    z.string().regex(/^[a-z0-9._-]{1,255}$/, 'must be a trust domain name: lowercase letters, digits, ".", "_", "-"'),
+  );
 
 /**
  * A cloud's defaults: checked against that cloud's own schema (every key optional), but kept as written,
@@ -39,7 +53,9 @@ function cloudDefaults(schema: z.ZodObject): z.ZodType<Record<string, unknown>> 
     .record(z.string(), z.unknown())
     .superRefine((value, ctx) => {
       const checked = partial.safeParse(value);
-      if (!checked.success) for (const issue of checked.error.issues) ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message });
+      if (!checked.success)
+        for (const issue of checked.error.issues)
+          ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message });
     })
     .default({});
 }
@@ -143,7 +159,11 @@ export const webhookSchema = z
             volumeAttributes: z.record(z.string(), z.string()).default({}),
           })
           .strict()
-          .default({ driver: 'spiffe.csi.cert-manager.io', mountPath: '/var/run/secrets/spiffe.io', volumeAttributes: {} }),
+          .default({
+            driver: 'spiffe.csi.cert-manager.io',
+            mountPath: '/var/run/secrets/spiffe.io',
+            volumeAttributes: {},
+          }),
         /** Where JWT-SVIDs come from: the issuer's RFC 8693 token endpoint (X.509-SVID → JWT-SVID over mTLS). */
         jwt: z
           .object({
@@ -159,12 +179,17 @@ export const webhookSchema = z
         /** JWKS (or OIDC issuer URL) whose keys make the JWT bundle of the Workload API pods ask for (annotation workload-api). */
         workloadApiJwksUrl: httpsUrl.optional(),
         /** Cluster-wide defaults of each cloud; a cloud is served only when a pod names its role/identity. */
-        aws: cloudDefaults(awsSchema.omit({ roleArn: true }).extend({ rolesAnywhere: rolesAnywhereDefaultsSchema.optional() })),
+        aws: cloudDefaults(
+          awsSchema.omit({ roleArn: true }).extend({ rolesAnywhere: rolesAnywhereDefaultsSchema.optional() }),
+        ),
         gcp: cloudDefaults(gcpSchema.omit({ serviceAccount: true })),
         azure: cloudDefaults(azureSchema.pick({ tenantId: true, authorityHost: true, audience: true, caFile: true })),
       })
       .strict(),
-    log: z.object({ level: logLevel.default('info') }).strict().default({ level: 'info' }),
+    log: z
+      .object({ level: logLevel.default('info') })
+      .strict()
+      .default({ level: 'info' }),
   })
   .strict();
 

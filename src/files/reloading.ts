@@ -2,9 +2,9 @@
 // `..data` symlink, so the parent directories are watched), polled as a fallback; a load that fails
 // is refused with one log line and the last good value stays in use.
 import type { Clock, TimerHandle } from '../base/clock.ts';
-import { toConnectorError, type ConnectorError } from '../base/errors.ts';
+import { type ConnectorError, toConnectorError } from '../base/errors.ts';
 import type { Logger } from '../ops/logger.ts';
-import { watchDirectory, type DirectoryWatch } from './watch-dir.ts';
+import { type DirectoryWatch, watchDirectory } from './watch-dir.ts';
 
 export interface ReloadingOptions<T> {
   /** What is loaded, for log lines: "signing keys", "trust bundle", "serving certificate". */
@@ -68,7 +68,8 @@ export class Reloading<T> {
         const watcher = watchDirectory(dir, {
           depth: 1,
           onChange: () => this.#scheduleReload(),
-          onError: (error) => this.#o.logger.warn({ dir, err: error.message }, `watching the ${this.#o.what} failed; polling continues`),
+          onError: (error) =>
+            this.#o.logger.warn({ dir, err: error.message }, `watching the ${this.#o.what} failed; polling continues`),
         });
         this.#watchers.push(watcher);
       }
@@ -122,7 +123,11 @@ export class Reloading<T> {
       if (error.message !== this.#lastRefusal) {
         const held = this.#value;
         if (held === undefined) logger.warn({ reason, code: error.code, err: error.message }, `no usable ${what} yet`);
-        else logger.error({ reason, code: error.code, keeping: this.#o.describe?.(held), err: error.message }, `refused the new ${what}; keeping the last good ones`);
+        else
+          logger.error(
+            { reason, code: error.code, keeping: this.#o.describe?.(held), err: error.message },
+            `refused the new ${what}; keeping the last good ones`,
+          );
         this.#lastRefusal = error.message;
         this.#o.onRefuse?.(error);
       }

@@ -17,6 +17,10 @@ export async function writeSecretFile(path: string, secret: Secret, what: string
     await rename(temp, path);
   } catch (error) {
     await rm(temp, { force: true });
-    throw new ConnectorError('internal', `cannot write the ${what} ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, { cause: error });
+    throw new ConnectorError(
+      'internal',
+      `cannot write the ${what} ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+      { cause: error },
+    );
   }
 }

@@ -4,7 +4,7 @@
 import { watch as watchFs } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
-import { watch, type FSWatcher } from 'chokidar';
+import { type FSWatcher, watch } from 'chokidar';
 
 export interface DirectoryWatchOptions {
   /** How deep below the directory events count (0: its entries only). */

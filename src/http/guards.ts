@@ -1,8 +1,8 @@
 // Request checks every emulated surface shares (docs/architecture.md#the-metadata-listener): loopback
 // Host only (DNS rebinding), no X-Forwarded-For, secrets compared in constant time.
 import { createHash, hash, timingSafeEqual } from 'node:crypto';
-import { isIP } from 'node:net';
 import type { IncomingMessage } from 'node:http';
+import { isIP } from 'node:net';
 
 /** True when the Host header names a loopback address (127.0.0.0/8, localhost, [::1]) on `port`. */
 export function hostIsLoopback(host: string | undefined, port: number): boolean {

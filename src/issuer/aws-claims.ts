@@ -3,7 +3,7 @@
 // by the issuer config's template, and `https://aws.amazon.com/source_identity` derived from the ID.
 // Pure. The config is checked at load against AWS's session-tag rules, so a minted claim always fits them.
 import { createHash } from 'node:crypto';
-import { MAX_TAG_VALUE, type IssuerAwsConfig } from '../config/issuer.ts';
+import { type IssuerAwsConfig, MAX_TAG_VALUE } from '../config/issuer.ts';
 
 export const AWS_TAGS_CLAIM = 'https://aws.amazon.com/tags';
 export const AWS_SOURCE_IDENTITY_CLAIM = 'https://aws.amazon.com/source_identity';

@@ -1,7 +1,7 @@
 // Who is asking: the TLS client certificate chain verified as an X.509-SVID of the configured trust
 // domain against the current bundle (docs/spiffe.md#x509-svid-validation; RFC 8705 §2 for the OAuth side). The TLS
 // layer accepts any certificate so that a refusal can carry an OAuth error body; this module decides.
-import { X509Certificate, createHash } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import type { DetailedPeerCertificate, PeerCertificate, TLSSocket } from 'node:tls';
 import { ConnectorError } from '../base/errors.ts';
 import type { X509Bundle } from '../spiffe/bundle.ts';
@@ -64,10 +64,15 @@ export class ClientVerifier {
   verifySocket(socket: TLSSocket, nowMs: number): VerifiedClient {
     const known = this.#bySocket.get(socket);
     const version = this.#bundle()?.version;
-    if (known && known.version === version && nowMs >= known.client.notBeforeMs && nowMs <= known.client.notAfterMs) return known.client;
+    if (known && known.version === version && nowMs >= known.client.notBeforeMs && nowMs <= known.client.notAfterMs)
+      return known.client;
     const chain = peerChain(socket);
     if (!chain || chain.length === 0) {
-      throw new OAuthError('invalid_client', 'no_client_certificate', 'a client certificate (an X.509-SVID) is required');
+      throw new OAuthError(
+        'invalid_client',
+        'no_client_certificate',
+        'a client certificate (an X.509-SVID) is required',
+      );
     }
     const client = this.verifyChain(chain, nowMs);
     if (version !== undefined) this.#bySocket.set(socket, { version, client });
@@ -77,7 +82,10 @@ export class ClientVerifier {
   /** Verifies a presented chain (leaf first) at `nowMs`. */
   verifyChain(chain: readonly X509Certificate[], nowMs: number): VerifiedClient {
     const snapshot = this.#bundle();
-    if (!snapshot) throw new OAuthError('temporarily_unavailable', 'internal', 'the trust bundle is not loaded yet', { headers: { 'retry-after': '5' } });
+    if (!snapshot)
+      throw new OAuthError('temporarily_unavailable', 'internal', 'the trust bundle is not loaded yet', {
+        headers: { 'retry-after': '5' },
+      });
     const digest = chainDigest(chain, snapshot.version);
     const cached = this.#cache.get(digest);
     if (cached) {
@@ -114,14 +122,29 @@ export class ClientVerifier {
     };
   }
 
-  #refusal(thrown: unknown, chain: readonly X509Certificate[], nowMs: number, foreign: TrustDomain | undefined): unknown {
+  #refusal(
+    thrown: unknown,
+    chain: readonly X509Certificate[],
+    nowMs: number,
+    foreign: TrustDomain | undefined,
+  ): unknown {
     if (!(thrown instanceof ConnectorError)) return thrown;
     if (foreign) {
-      return new OAuthError('invalid_client', 'foreign_trust_domain', `the client certificate is an SVID of trust domain "${foreign.name}"; this issuer serves "${this.#trustDomain.name}"`, { cause: thrown });
+      return new OAuthError(
+        'invalid_client',
+        'foreign_trust_domain',
+        `the client certificate is an SVID of trust domain "${foreign.name}"; this issuer serves "${this.#trustDomain.name}"`,
+        { cause: thrown },
+      );
     }
     const leaf = chain[0];
     if (leaf && (nowMs > leaf.validToDate.getTime() || nowMs < leaf.validFromDate.getTime())) {
-      return new OAuthError('invalid_client', 'expired_certificate', `the client certificate is not valid now (valid ${leaf.validFromDate.toISOString()} to ${leaf.validToDate.toISOString()})`, { cause: thrown });
+      return new OAuthError(
+        'invalid_client',
+        'expired_certificate',
+        `the client certificate is not valid now (valid ${leaf.validFromDate.toISOString()} to ${leaf.validToDate.toISOString()})`,
+        { cause: thrown },
+      );
     }
     return new OAuthError('invalid_client', 'invalid_svid', thrown.message, { cause: thrown });
   }
@@ -138,11 +161,21 @@ const ANY_EXTENDED_KEY_USAGE = '2.5.29.37.0';
 function requireClientAuth(leaf: X509Certificate | undefined, id: SpiffeId): void {
   const usages = leaf?.keyUsage; // node:crypto: the extended key usage OIDs, undefined without the extension
   if (usages === undefined || usages.includes(CLIENT_AUTH) || usages.includes(ANY_EXTENDED_KEY_USAGE)) return;
-  throw new OAuthError('invalid_client', 'no_client_auth_usage', `the client certificate for ${id.toString()} has an extended key usage extension without clientAuth (${usages.map(ekuName).join(', ')}); it may not authenticate a TLS client`);
+  throw new OAuthError(
+    'invalid_client',
+    'no_client_auth_usage',
+    `the client certificate for ${id.toString()} has an extended key usage extension without clientAuth (${usages.map(ekuName).join(', ')}); it may not authenticate a TLS client`,
+  );
 }
 
 function ekuName(oid: string): string {
-  const names: Record<string, string> = { '1.3.6.1.5.5.7.3.1': 'serverAuth', '1.3.6.1.5.5.7.3.3': 'codeSigning', '1.3.6.1.5.5.7.3.4': 'emailProtection', '1.3.6.1.5.5.7.3.8': 'timeStamping', '1.3.6.1.5.5.7.3.9': 'OCSPSigning' };
+  const names: Record<string, string> = {
+    '1.3.6.1.5.5.7.3.1': 'serverAuth',
+    '1.3.6.1.5.5.7.3.3': 'codeSigning',
+    '1.3.6.1.5.5.7.3.4': 'emailProtection',
+    '1.3.6.1.5.5.7.3.8': 'timeStamping',
+    '1.3.6.1.5.5.7.3.9': 'OCSPSigning',
+  };
   return names[oid] ?? oid;
 }
 

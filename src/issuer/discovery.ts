@@ -50,28 +50,49 @@ export interface DiscoveryHandlerOptions {
  * empty, also at the root (for an Ingress that strips the prefix: the document still names the
  * configured issuer, so nothing can be confused). GET and HEAD only.
  */
-export function discoveryHandler(options: DiscoveryHandlerOptions): (req: IncomingMessage, res: ServerResponse) => void {
+export function discoveryHandler(
+  options: DiscoveryHandlerOptions,
+): (req: IncomingMessage, res: ServerResponse) => void {
   const paths = discoveryPaths(options.issuerUrl);
   const discoveryBody = JSON.stringify(discoveryDocument(options.issuerUrl, options.alg));
   const cacheControl = `public, max-age=${options.maxAgeSeconds}`;
   let jwksCache: { kids: string; body: string } | undefined;
   return (req, res) => {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
-    const which = path === paths.discovery || path === DISCOVERY_SUFFIX ? 'discovery' : path === paths.jwks || path === JWKS_SUFFIX ? 'jwks' : 'other';
+    const which =
+      path === paths.discovery || path === DISCOVERY_SUFFIX
+        ? 'discovery'
+        : path === paths.jwks || path === JWKS_SUFFIX
+          ? 'jwks'
+          : 'other';
     const send = (status: number, headers: Record<string, string>, body: string): void => {
       options.observe?.(which, status);
       res.writeHead(status, { 'content-length': Buffer.byteLength(body), ...headers });
       res.end(req.method === 'HEAD' ? undefined : body);
     };
     if (which === 'other') return send(404, { 'content-type': 'application/json' }, '{"error":"not_found"}');
-    if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, { allow: 'GET, HEAD', 'content-type': 'application/json' }, '{"error":"method_not_allowed"}');
+    if (req.method !== 'GET' && req.method !== 'HEAD')
+      return send(405, { allow: 'GET, HEAD', 'content-type': 'application/json' }, '{"error":"method_not_allowed"}');
     if (which === 'discovery') {
-      return send(200, { 'content-type': 'application/json', 'cache-control': cacheControl, 'access-control-allow-origin': '*' }, discoveryBody);
+      return send(
+        200,
+        { 'content-type': 'application/json', 'cache-control': cacheControl, 'access-control-allow-origin': '*' },
+        discoveryBody,
+      );
     }
     const set = options.jwks();
-    if (!set) return send(503, { 'content-type': 'application/json', 'retry-after': '5' }, '{"error":"temporarily_unavailable"}');
+    if (!set)
+      return send(
+        503,
+        { 'content-type': 'application/json', 'retry-after': '5' },
+        '{"error":"temporarily_unavailable"}',
+      );
     const kids = set.keys.map((k) => k.kid).join(',');
     if (jwksCache?.kids !== kids) jwksCache = { kids, body: JSON.stringify(set) };
-    return send(200, { 'content-type': 'application/json', 'cache-control': cacheControl, 'access-control-allow-origin': '*' }, jwksCache.body);
+    return send(
+      200,
+      { 'content-type': 'application/json', 'cache-control': cacheControl, 'access-control-allow-origin': '*' },
+      jwksCache.body,
+    );
   };
 }

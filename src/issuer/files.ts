@@ -6,12 +6,12 @@ import { dirname } from 'node:path';
 import { createSecureContext as tlsContext } from 'node:tls';
 import type { Clock } from '../base/clock.ts';
 import { ConnectorError } from '../base/errors.ts';
-import type { Logger } from '../ops/logger.ts';
 import { Secret } from '../base/secret.ts';
+import { Reloading } from '../files/reloading.ts';
+import type { Logger } from '../ops/logger.ts';
 import { X509Bundle } from '../spiffe/bundle.ts';
 import type { TrustDomain } from '../spiffe/spiffe-id.ts';
 import type { BundleSnapshot } from './client-auth.ts';
-import { Reloading } from '../files/reloading.ts';
 
 interface WatchOptions {
   readonly clock: Clock;
@@ -26,7 +26,11 @@ async function readText(file: string, what: string): Promise<string> {
   try {
     return await readFile(file, 'utf8');
   } catch (error) {
-    throw new ConnectorError('config_invalid', `cannot read the ${what} ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'})`, { cause: error });
+    throw new ConnectorError(
+      'config_invalid',
+      `cannot read the ${what} ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+      { cause: error },
+    );
   }
 }
 
@@ -40,11 +44,27 @@ export function watchBundle(file: string, trustDomain: TrustDomain, o: WatchOpti
     logger: o.logger,
     ...(o.pollMs === undefined ? {} : { pollMs: o.pollMs }),
     ...(o.watch === undefined ? {} : { watch: o.watch }),
-    load: async () => ({ bundle: X509Bundle.parsePem(trustDomain, await readText(file, 'trust bundle')), version: version + 1 }),
-    fingerprint: (s) => s.bundle.authorities.map((a) => a.fingerprint256).sort().join(','),
+    load: async () => ({
+      bundle: X509Bundle.parsePem(trustDomain, await readText(file, 'trust bundle')),
+      version: version + 1,
+    }),
+    fingerprint: (s) =>
+      s.bundle.authorities
+        .map((a) => a.fingerprint256)
+        .sort()
+        .join(','),
     onSwap: (s, previous) => {
       version = s.version;
-      o.logger.info({ file, authorities: s.bundle.authorities.map((a) => ({ subject: a.subject.replace(/\n/g, ', '), notAfter: a.validToDate.toISOString() })) }, previous ? 'trust bundle reloaded' : 'trust bundle loaded');
+      o.logger.info(
+        {
+          file,
+          authorities: s.bundle.authorities.map((a) => ({
+            subject: a.subject.replace(/\n/g, ', '),
+            notAfter: a.validToDate.toISOString(),
+          })),
+        },
+        previous ? 'trust bundle reloaded' : 'trust bundle loaded',
+      );
       o.onSwap?.();
     },
     ...(o.onRefuse ? { onRefuse: o.onRefuse } : {}),
@@ -58,7 +78,11 @@ export interface ServingCert {
 }
 
 /** The token endpoint's serving certificate and key, reloaded on change (cert-manager renews them). */
-export function watchServingCert(certFile: string, keyFile: string, o: WatchOptions & { onChange: (cert: ServingCert) => void }): Reloading<ServingCert> {
+export function watchServingCert(
+  certFile: string,
+  keyFile: string,
+  o: WatchOptions & { onChange: (cert: ServingCert) => void },
+): Reloading<ServingCert> {
   return new Reloading<ServingCert>({
     what: 'serving certificate',
     watchDirs: [dirname(certFile), dirname(keyFile)],
@@ -73,18 +97,26 @@ export function watchServingCert(certFile: string, keyFile: string, o: WatchOpti
       try {
         leaf = new X509Certificate(certPem);
       } catch (cause) {
-        throw new ConnectorError('config_invalid', `serving certificate ${certFile} is not a PEM certificate`, { cause });
+        throw new ConnectorError('config_invalid', `serving certificate ${certFile} is not a PEM certificate`, {
+          cause,
+        });
       }
       try {
         tlsContext({ cert: certPem, key: keyPem.reveal() });
       } catch {
-        throw new ConnectorError('config_invalid', `serving certificate ${certFile} and key ${keyFile} do not form a usable pair (mismatched or unreadable key)`);
+        throw new ConnectorError(
+          'config_invalid',
+          `serving certificate ${certFile} and key ${keyFile} do not form a usable pair (mismatched or unreadable key)`,
+        );
       }
       return { certPem, keyPem, notAfter: leaf.validToDate };
     },
     fingerprint: (c) => c.certPem,
     onSwap: (c, previous) => {
-      o.logger.info({ certFile, notAfter: c.notAfter.toISOString() }, previous ? 'serving certificate reloaded' : 'serving certificate loaded');
+      o.logger.info(
+        { certFile, notAfter: c.notAfter.toISOString() },
+        previous ? 'serving certificate reloaded' : 'serving certificate loaded',
+      );
       if (previous) o.onChange(c);
       o.onSwap?.();
     },

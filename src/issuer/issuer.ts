@@ -5,9 +5,9 @@ import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Clock } from '../base/clock.ts';
+import { ConnectorError } from '../base/errors.ts';
 import { parseHostPort } from '../config/common.ts';
 import type { IssuerConfig } from '../config/issuer.ts';
-import { ConnectorError } from '../base/errors.ts';
 import type { Logger } from '../ops/logger.ts';
 import { TrustDomain } from '../spiffe/spiffe-id.ts';
 import { ClientVerifier } from './client-auth.ts';
@@ -165,7 +165,18 @@ export async function startIssuer(config: IssuerConfig, deps: IssuerDeps): Promi
         await closeAll();
       },
     };
-    logger.info({ issuer: config.url, trustDomain: td.name, alg: config.algorithm, audiences: config.audiences, tokenUrl: running.tokenUrl, discoveryUrl: running.discoveryUrl, opsUrl: running.opsUrl }, 'issuer started');
+    logger.info(
+      {
+        issuer: config.url,
+        trustDomain: td.name,
+        alg: config.algorithm,
+        audiences: config.audiences,
+        tokenUrl: running.tokenUrl,
+        discoveryUrl: running.discoveryUrl,
+        opsUrl: running.opsUrl,
+      },
+      'issuer started',
+    );
     return running;
   } catch (error) {
     await closeAll();
@@ -183,10 +194,21 @@ async function listen(server: Server, address: string, key: string): Promise<str
       resolve();
     });
   }).catch((error: NodeJS.ErrnoException) => {
-    throw new ConnectorError('config_invalid', `issuer.${key}: cannot listen on ${address} (${error.code ?? error.message})`, { cause: error });
+    throw new ConnectorError(
+      'config_invalid',
+      `issuer.${key}: cannot listen on ${address} (${error.code ?? error.message})`,
+      { cause: error },
+    );
   });
   const a = server.address() as AddressInfo;
-  const host = a.address === '0.0.0.0' ? '127.0.0.1' : a.address === '::' ? '[::1]' : a.family === 'IPv6' ? `[${a.address}]` : a.address;
+  const host =
+    a.address === '0.0.0.0'
+      ? '127.0.0.1'
+      : a.address === '::'
+        ? '[::1]'
+        : a.family === 'IPv6'
+          ? `[${a.address}]`
+          : a.address;
   return `${host}:${a.port}`;
 }
 

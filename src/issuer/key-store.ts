@@ -9,11 +9,11 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Clock } from '../base/clock.ts';
-import type { SigningAlgorithm } from '../config/issuer.ts';
 import { ConnectorError } from '../base/errors.ts';
-import type { Logger } from '../ops/logger.ts';
 import { Secret } from '../base/secret.ts';
+import type { SigningAlgorithm } from '../config/issuer.ts';
 import { Reloading } from '../files/reloading.ts';
+import type { Logger } from '../ops/logger.ts';
 import { KeySet, parseSigningKey, type SigningKey } from './signing-key.ts';
 
 export interface KeyStoreOptions {
@@ -40,7 +40,11 @@ export async function readKeyDir(dir: string, alg: SigningAlgorithm): Promise<Si
   try {
     names = (await readdir(dir)).filter((n) => !n.startsWith('.')).sort();
   } catch (error) {
-    throw new ConnectorError('config_invalid', `cannot read the keys directory ${dir} (${(error as NodeJS.ErrnoException).code ?? 'error'})`, { cause: error });
+    throw new ConnectorError(
+      'config_invalid',
+      `cannot read the keys directory ${dir} (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+      { cause: error },
+    );
   }
   const keys: SigningKey[] = [];
   const problems: string[] = [];
@@ -49,15 +53,31 @@ export async function readKeyDir(dir: string, alg: SigningAlgorithm): Promise<Si
     try {
       const info = await stat(path);
       if (!info.isFile()) continue;
-      if (info.size > 64 * 1024) throw new ConnectorError('config_invalid', `signing key ${name}: ${info.size} bytes is too large for a PEM private key`);
+      if (info.size > 64 * 1024)
+        throw new ConnectorError(
+          'config_invalid',
+          `signing key ${name}: ${info.size} bytes is too large for a PEM private key`,
+        );
       keys.push(await parseSigningKey(name, new Secret(await readFile(path, 'utf8')), alg));
     } catch (error) {
-      problems.push(error instanceof ConnectorError ? error.message : `signing key ${name}: cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+      problems.push(
+        error instanceof ConnectorError
+          ? error.message
+          : `signing key ${name}: cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+      );
     }
   }
   if (problems.length > 0) throw new ConnectorError('config_invalid', `keys directory ${dir}: ${problems.join('; ')}`);
-  if (keys.length === 0) throw new ConnectorError('config_invalid', `keys directory ${dir} holds no signing key (PEM ${alg === 'RS256' ? 'RSA ≥2048-bit' : 'EC P-256'} private keys expected)`);
-  if (keys.length > MAX_KEYS) throw new ConnectorError('config_invalid', `keys directory ${dir} holds ${keys.length} keys; at most ${MAX_KEYS} (Google's JWKS limit): remove retired keys`);
+  if (keys.length === 0)
+    throw new ConnectorError(
+      'config_invalid',
+      `keys directory ${dir} holds no signing key (PEM ${alg === 'RS256' ? 'RSA ≥2048-bit' : 'EC P-256'} private keys expected)`,
+    );
+  if (keys.length > MAX_KEYS)
+    throw new ConnectorError(
+      'config_invalid',
+      `keys directory ${dir} holds ${keys.length} keys; at most ${MAX_KEYS} (Google's JWKS limit): remove retired keys`,
+    );
   return keys;
 }
 
@@ -93,8 +113,12 @@ export class KeyStore {
       fingerprint: (set) => set.keys.map((k) => `${k.name}=${k.kid}`).join(','),
       onSwap: (set, previous) => {
         const kids = set.keys.map((k) => ({ file: k.name, kid: k.kid }));
-        options.logger.info({ keys: kids, alg: options.alg }, previous ? 'signing keys reloaded' : 'signing keys loaded');
-        for (const kid of [...this.#firstSeen.keys()]) if (!set.keys.some((k) => k.kid === kid)) this.#firstSeen.delete(kid);
+        options.logger.info(
+          { keys: kids, alg: options.alg },
+          previous ? 'signing keys reloaded' : 'signing keys loaded',
+        );
+        for (const kid of [...this.#firstSeen.keys()])
+          if (!set.keys.some((k) => k.kid === kid)) this.#firstSeen.delete(kid);
         options.onSwap?.(set);
       },
       onRefuse: () => options.onRefuse?.(),
@@ -118,7 +142,11 @@ export class KeyStore {
   signer(): SigningKey | undefined {
     const key = this.#reloading.current()?.signer(this.#o.clock.now(), this.#o.activationDelayMs);
     if (key && key.kid !== this.#lastSignerKid) {
-      if (this.#lastSignerKid !== undefined) this.#o.logger.info({ file: key.name, kid: key.kid, previousKid: this.#lastSignerKid }, 'a new signing key signs from now on');
+      if (this.#lastSignerKid !== undefined)
+        this.#o.logger.info(
+          { file: key.name, kid: key.kid, previousKid: this.#lastSignerKid },
+          'a new signing key signs from now on',
+        );
       this.#lastSignerKid = key.kid;
     }
     return key;

@@ -48,6 +48,12 @@ export function buildClaims(input: ClaimsInput): JwtSvidClaims {
  * Signs the claims as a compact JWS with `alg`, `kid` and `typ: JWT` in the protected header. `extra`
  * (cloud-specific claims such as AWS session tags) never overrides a registered claim.
  */
-export function signJwtSvid(claims: JwtSvidClaims, key: SigningKey, extra: Readonly<Record<string, unknown>> = {}): Promise<string> {
-  return new SignJWT({ ...extra, ...claims }).setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'JWT' }).sign(key.privateKey);
+export function signJwtSvid(
+  claims: JwtSvidClaims,
+  key: SigningKey,
+  extra: Readonly<Record<string, unknown>> = {},
+): Promise<string> {
+  return new SignJWT({ ...extra, ...claims })
+    .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'JWT' })
+    .sign(key.privateKey);
 }

@@ -45,7 +45,12 @@ export class OAuthError extends Error {
   readonly reason: RefusalReason;
   readonly headers: Readonly<Record<string, string>>;
 
-  constructor(error: OAuthErrorCode, reason: RefusalReason, description: string, options: { status?: number; headers?: Record<string, string>; cause?: unknown } = {}) {
+  constructor(
+    error: OAuthErrorCode,
+    reason: RefusalReason,
+    description: string,
+    options: { status?: number; headers?: Record<string, string>; cause?: unknown } = {},
+  ) {
     super(description, options.cause === undefined ? undefined : { cause: options.cause });
     this.error = error;
     this.reason = reason;
@@ -86,7 +91,17 @@ export interface TokenResponse {
   readonly spiffe_id: string;
 }
 
-const SINGLE_VALUED = ['grant_type', 'subject_token_type', 'requested_token_type', 'audience', 'resource', 'scope', 'subject_token', 'actor_token', 'actor_token_type'] as const;
+const SINGLE_VALUED = [
+  'grant_type',
+  'subject_token_type',
+  'requested_token_type',
+  'audience',
+  'resource',
+  'scope',
+  'subject_token',
+  'actor_token',
+  'actor_token_type',
+] as const;
 
 /**
  * Reads a token-exchange request from its form body. Refuses (OAuthError) a repeated parameter, a
@@ -94,39 +109,81 @@ const SINGLE_VALUED = ['grant_type', 'subject_token_type', 'requested_token_type
  * other than JWT, a missing audience, and the RFC 8693 features this issuer does not offer
  * (subject_token, actor tokens, resource, scope). The audience is checked against the allow-list.
  */
-export function parseExchangeRequest(contentType: string | undefined, body: string, allowedAudiences: ReadonlySet<string>): ExchangeRequest {
+export function parseExchangeRequest(
+  contentType: string | undefined,
+  body: string,
+  allowedAudiences: ReadonlySet<string>,
+): ExchangeRequest {
   const mediaType = (contentType ?? '').split(';')[0]?.trim().toLowerCase();
   if (mediaType !== 'application/x-www-form-urlencoded') {
-    throw new OAuthError('invalid_request', 'malformed_request', 'the request body must be application/x-www-form-urlencoded (RFC 6749 §4.1.3)');
+    throw new OAuthError(
+      'invalid_request',
+      'malformed_request',
+      'the request body must be application/x-www-form-urlencoded (RFC 6749 §4.1.3)',
+    );
   }
   const form = new URLSearchParams(body);
   for (const name of SINGLE_VALUED) {
     if (form.getAll(name).length > 1) {
-      if (name === 'audience') throw new OAuthError('invalid_target', 'disallowed_audience', 'ask for exactly one audience per request; a JWT-SVID carries one');
+      if (name === 'audience')
+        throw new OAuthError(
+          'invalid_target',
+          'disallowed_audience',
+          'ask for exactly one audience per request; a JWT-SVID carries one',
+        );
       throw new OAuthError('invalid_request', 'malformed_request', `parameter ${name} is repeated`);
     }
   }
   const grantType = form.get('grant_type');
-  if (grantType === null || grantType === '') throw new OAuthError('invalid_request', 'malformed_request', 'grant_type is required');
+  if (grantType === null || grantType === '')
+    throw new OAuthError('invalid_request', 'malformed_request', 'grant_type is required');
   if (grantType !== GRANT_TYPE_TOKEN_EXCHANGE) {
-    throw new OAuthError('unsupported_grant_type', 'unsupported_grant_type', `grant_type must be ${GRANT_TYPE_TOKEN_EXCHANGE}`);
+    throw new OAuthError(
+      'unsupported_grant_type',
+      'unsupported_grant_type',
+      `grant_type must be ${GRANT_TYPE_TOKEN_EXCHANGE}`,
+    );
   }
   const subjectTokenType = form.get('subject_token_type');
   if (subjectTokenType !== TOKEN_TYPE_TLS_CLIENT_AUTH) {
-    throw new OAuthError('invalid_request', 'unsupported_subject_token_type', `subject_token_type must be ${TOKEN_TYPE_TLS_CLIENT_AUTH}: the subject is the TLS client certificate`);
+    throw new OAuthError(
+      'invalid_request',
+      'unsupported_subject_token_type',
+      `subject_token_type must be ${TOKEN_TYPE_TLS_CLIENT_AUTH}: the subject is the TLS client certificate`,
+    );
   }
-  if (form.has('subject_token')) throw new OAuthError('invalid_request', 'malformed_request', 'subject_token must be absent: the subject is the TLS client certificate');
-  if (form.has('actor_token') || form.has('actor_token_type')) throw new OAuthError('invalid_request', 'malformed_request', 'delegation (actor_token) is not supported');
+  if (form.has('subject_token'))
+    throw new OAuthError(
+      'invalid_request',
+      'malformed_request',
+      'subject_token must be absent: the subject is the TLS client certificate',
+    );
+  if (form.has('actor_token') || form.has('actor_token_type'))
+    throw new OAuthError('invalid_request', 'malformed_request', 'delegation (actor_token) is not supported');
   const requested = form.get('requested_token_type');
   if (requested !== null && requested !== TOKEN_TYPE_JWT) {
-    throw new OAuthError('invalid_request', 'unsupported_requested_token_type', `requested_token_type must be ${TOKEN_TYPE_JWT} when given`);
+    throw new OAuthError(
+      'invalid_request',
+      'unsupported_requested_token_type',
+      `requested_token_type must be ${TOKEN_TYPE_JWT} when given`,
+    );
   }
-  if (form.has('resource')) throw new OAuthError('invalid_target', 'disallowed_audience', 'resource is not supported; name the cloud in audience');
+  if (form.has('resource'))
+    throw new OAuthError(
+      'invalid_target',
+      'disallowed_audience',
+      'resource is not supported; name the cloud in audience',
+    );
   if (form.has('scope')) throw new OAuthError('invalid_request', 'malformed_request', 'scope is not supported');
   const audience = form.get('audience');
-  if (audience === null || audience === '') throw new OAuthError('invalid_request', 'missing_audience', 'audience is required');
+  if (audience === null || audience === '')
+    throw new OAuthError('invalid_request', 'missing_audience', 'audience is required');
   if (!allowedAudiences.has(audience)) {
-    throw new OAuthError('invalid_target', 'disallowed_audience', `audience ${JSON.stringify(audience.slice(0, 200))} is not one this issuer mints tokens for`);
+    throw new OAuthError(
+      'invalid_target',
+      'disallowed_audience',
+      `audience ${JSON.stringify(audience.slice(0, 200))} is not one this issuer mints tokens for`,
+    );
   }
   return { audience };
 }

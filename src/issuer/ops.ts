@@ -17,7 +17,9 @@ export function createOpsServer(metrics: IssuerMetrics, readiness: () => Readine
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     } else if (path === '/readyz') {
       const r = readiness();
-      res.writeHead(r.ready ? 200 : 503, { 'content-type': 'text/plain' }).end(r.ready ? 'ready\n' : `not ready:\n${r.reasons.map((x) => `- ${x}`).join('\n')}\n`);
+      res
+        .writeHead(r.ready ? 200 : 503, { 'content-type': 'text/plain' })
+        .end(r.ready ? 'ready\n' : `not ready:\n${r.reasons.map((x) => `- ${x}`).join('\n')}\n`);
     } else if (path === '/metrics') {
       metrics.text().then(
         (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),

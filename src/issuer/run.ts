@@ -3,13 +3,19 @@
 import { systemClock } from '../base/clock.ts';
 import { loadIssuerConfig } from '../config/issuer.ts';
 import { createLogger } from '../ops/logger.ts';
-import { startIssuer, type RunningIssuer } from './issuer.ts';
+import { type RunningIssuer, startIssuer } from './issuer.ts';
 import { IssuerMetrics } from './metrics.ts';
 
-export async function runIssuer(configFile: string): Promise<{ readonly issuer: RunningIssuer; close(): Promise<void> }> {
+export async function runIssuer(
+  configFile: string,
+): Promise<{ readonly issuer: RunningIssuer; close(): Promise<void> }> {
   const config = await loadIssuerConfig(configFile);
   const logger = createLogger({ level: config.log.level, name: 'spiffe-connector-issuer' });
-  const issuer = await startIssuer(config.issuer, { logger, clock: systemClock, metrics: new IssuerMetrics({ defaultMetrics: true }) });
+  const issuer = await startIssuer(config.issuer, {
+    logger,
+    clock: systemClock,
+    metrics: new IssuerMetrics({ defaultMetrics: true }),
+  });
   let closing: Promise<void> | undefined;
   return {
     issuer,

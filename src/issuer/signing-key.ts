@@ -2,9 +2,9 @@
 // thumbprint as `kid`; and the key set: which key signs (the newest by file name) and which are published.
 import { createPrivateKey, createPublicKey, type KeyObject, type webcrypto } from 'node:crypto';
 import { calculateJwkThumbprint, type JWK } from 'jose';
-import type { SigningAlgorithm } from '../config/issuer.ts';
 import { ConnectorError } from '../base/errors.ts';
 import type { Secret } from '../base/secret.ts';
+import type { SigningAlgorithm } from '../config/issuer.ts';
 
 /** A key's public half as published in the JWKS: only kty/alg/use/kid and the key fields (Google accepts nothing else). */
 export type PublicJwk = JWK & { kid: string; alg: SigningAlgorithm; use: 'sig' };
@@ -29,13 +29,19 @@ export const MAX_RSA_BITS = 8192;
  */
 export async function parseSigningKey(name: string, pem: Secret, alg: SigningAlgorithm): Promise<SigningKey> {
   const refuse = (why: string, cause?: unknown): ConnectorError =>
-    new ConnectorError('config_invalid', `signing key ${name}: ${why}`, cause === undefined ? {} : { cause: scrub(cause) });
+    new ConnectorError(
+      'config_invalid',
+      `signing key ${name}: ${why}`,
+      cause === undefined ? {} : { cause: scrub(cause) },
+    );
   const text = pem.reveal();
   const blocks = text.match(/-----BEGIN [A-Z0-9 ]+-----/g) ?? [];
   if (blocks.length === 0) throw refuse('no PEM block found (expected "-----BEGIN PRIVATE KEY-----")');
   if (blocks.length > 1) throw refuse(`holds ${blocks.length} PEM blocks; put one private key in each file`);
-  if (/ENCRYPTED|Proc-Type: 4,ENCRYPTED/.test(text)) throw refuse('is encrypted; mount it unencrypted (the Secret is the protection)');
-  if (!/PRIVATE KEY-----/.test(blocks[0] ?? '')) throw refuse(`is a ${(blocks[0] ?? '').slice(11, -5)}, not a private key`);
+  if (/ENCRYPTED|Proc-Type: 4,ENCRYPTED/.test(text))
+    throw refuse('is encrypted; mount it unencrypted (the Secret is the protection)');
+  if (!/PRIVATE KEY-----/.test(blocks[0] ?? ''))
+    throw refuse(`is a ${(blocks[0] ?? '').slice(11, -5)}, not a private key`);
   let key: KeyObject;
   try {
     key = createPrivateKey({ key: text, format: 'pem' });
@@ -45,21 +51,27 @@ export async function parseSigningKey(name: string, pem: Secret, alg: SigningAlg
   const details = key.asymmetricKeyDetails ?? {};
   let cryptoParams: webcrypto.RsaHashedImportParams | webcrypto.EcKeyImportParams;
   if (alg === 'RS256') {
-    if (key.asymmetricKeyType !== 'rsa') throw refuse(`is an ${key.asymmetricKeyType ?? 'unknown'} key; algorithm RS256 needs RSA keys`);
+    if (key.asymmetricKeyType !== 'rsa')
+      throw refuse(`is an ${key.asymmetricKeyType ?? 'unknown'} key; algorithm RS256 needs RSA keys`);
     const bits = details.modulusLength ?? 0;
     if (bits < MIN_RSA_BITS) throw refuse(`RSA key of ${bits} bits is too weak; use at least ${MIN_RSA_BITS}`);
-    if (bits > MAX_RSA_BITS) throw refuse(`RSA key of ${bits} bits is larger than ${MAX_RSA_BITS}; clouds may refuse it`);
-    if (details.publicExponent !== undefined && details.publicExponent !== 65537n) throw refuse('RSA public exponent must be 65537');
+    if (bits > MAX_RSA_BITS)
+      throw refuse(`RSA key of ${bits} bits is larger than ${MAX_RSA_BITS}; clouds may refuse it`);
+    if (details.publicExponent !== undefined && details.publicExponent !== 65537n)
+      throw refuse('RSA public exponent must be 65537');
     cryptoParams = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' };
   } else {
-    if (key.asymmetricKeyType !== 'ec') throw refuse(`is an ${key.asymmetricKeyType ?? 'unknown'} key; algorithm ES256 needs EC P-256 keys`);
-    if (details.namedCurve !== 'prime256v1') throw refuse(`EC key on curve ${details.namedCurve ?? 'unknown'}; ES256 needs P-256`);
+    if (key.asymmetricKeyType !== 'ec')
+      throw refuse(`is an ${key.asymmetricKeyType ?? 'unknown'} key; algorithm ES256 needs EC P-256 keys`);
+    if (details.namedCurve !== 'prime256v1')
+      throw refuse(`EC key on curve ${details.namedCurve ?? 'unknown'}; ES256 needs P-256`);
     cryptoParams = { name: 'ECDSA', namedCurve: 'P-256' };
   }
   const publicJwk = createPublicKey(key).export({ format: 'jwk' }) as JWK;
   const kid = await calculateJwkThumbprint(publicJwk, 'sha256');
   const privateKey = key.toCryptoKey(cryptoParams, false, ['sign']) as webcrypto.CryptoKey;
-  const pick = (names: readonly string[]): JWK => Object.fromEntries(names.map((n) => [n, (publicJwk as Record<string, unknown>)[n]]));
+  const pick = (names: readonly string[]): JWK =>
+    Object.fromEntries(names.map((n) => [n, (publicJwk as Record<string, unknown>)[n]]));
   const fields = alg === 'RS256' ? pick(['kty', 'n', 'e']) : pick(['kty', 'crv', 'x', 'y']);
   const jwk: PublicJwk = Object.freeze({ ...fields, kid, alg, use: 'sig' });
   return Object.freeze({ name, kid, alg, privateKey, jwk });
@@ -89,7 +101,6 @@ export function compareKeyNames(a: string, b: string): number {
       const ny = BigInt(y);
       if (nx !== ny) return nx < ny ? -1 : 1;
       return x < y ? -1 : 1; // same number, different zero padding: any fixed order will do
-
     }
     return x < y ? -1 : 1;
   }
@@ -107,7 +118,11 @@ export class KeySet {
    * `retired`: keys no longer in the directory but still published and able to sign (key-store.ts keeps the
    * one a rotation replaced); they are older than every key on disk, so they come first.
    */
-  constructor(keys: readonly SigningKey[], firstSeen: ReadonlyMap<string, number>, retired: readonly SigningKey[] = []) {
+  constructor(
+    keys: readonly SigningKey[],
+    firstSeen: ReadonlyMap<string, number>,
+    retired: readonly SigningKey[] = [],
+  ) {
     const byKid = new Map<string, SigningKey>();
     for (const k of [...keys].sort((a, b) => compareKeyNames(a.name, b.name))) {
       byKid.delete(k.kid);

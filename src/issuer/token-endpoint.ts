@@ -4,17 +4,17 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { Clock } from '../base/clock.ts';
+import { KeyedTokenBuckets, retryAfterSeconds, TokenBucket } from '../base/token-bucket.ts';
 import type { IssuerAwsConfig, SigningAlgorithm } from '../config/issuer.ts';
+import { DEFAULT_RATE_LIMIT } from '../config/issuer.ts';
+import { readBody } from '../http/read-body.ts';
 import type { Logger } from '../ops/logger.ts';
+import { awsClaims } from './aws-claims.ts';
 import type { ClientVerifier } from './client-auth.ts';
 import type { IssuerMetrics } from './metrics.ts';
-import { awsClaims } from './aws-claims.ts';
 import { buildClaims, signJwtSvid } from './mint.ts';
-import { OAuthError, TOKEN_TYPE_JWT, parseExchangeRequest, type TokenResponse } from './oauth.ts';
+import { OAuthError, parseExchangeRequest, TOKEN_TYPE_JWT, type TokenResponse } from './oauth.ts';
 import type { SigningKey } from './signing-key.ts';
-import { readBody } from '../http/read-body.ts';
-import { KeyedTokenBuckets, TokenBucket, retryAfterSeconds } from '../base/token-bucket.ts';
-import { DEFAULT_RATE_LIMIT } from '../config/issuer.ts';
 
 export interface TokenEndpointOptions {
   readonly issuerUrl: string;
@@ -51,8 +51,17 @@ export function tokenHandler(o: TokenEndpointOptions): (req: IncomingMessage, re
   const allowed = new Set(o.audiences);
   const limit = o.rateLimit ?? DEFAULT_RATE_LIMIT;
   const limiter: Limiter = {
-    perClient: new KeyedTokenBuckets({ capacity: limit.perClient.burst, refillPerSecond: limit.perClient.perSecond, maxKeys: MAX_RATE_LIMITED_CLIENTS, clock: o.clock }),
-    overall: new TokenBucket({ capacity: limit.overall.burst, refillPerSecond: limit.overall.perSecond, clock: o.clock }),
+    perClient: new KeyedTokenBuckets({
+      capacity: limit.perClient.burst,
+      refillPerSecond: limit.perClient.perSecond,
+      maxKeys: MAX_RATE_LIMITED_CLIENTS,
+      clock: o.clock,
+    }),
+    overall: new TokenBucket({
+      capacity: limit.overall.burst,
+      refillPerSecond: limit.overall.perSecond,
+      clock: o.clock,
+    }),
   };
   return (req, res) => {
     const started = process.hrtime.bigint();
@@ -66,7 +75,16 @@ export function tokenHandler(o: TokenEndpointOptions): (req: IncomingMessage, re
       o.metrics.latency.observe({ outcome: 'refused' }, Number(process.hrtime.bigint() - started) / 1e9);
       // A flood of rate-limited requests is counted in the metric, not logged line by line.
       const level = error.status >= 500 ? 'error' : error.reason === 'rate_limited' ? 'debug' : 'info';
-      o.logger[level]({ error: error.error, reason: error.reason, status: error.status, remote: req.socket.remoteAddress, err: error.message }, 'token request refused');
+      o.logger[level](
+        {
+          error: error.error,
+          reason: error.reason,
+          status: error.status,
+          remote: req.socket.remoteAddress,
+          err: error.message,
+        },
+        'token request refused',
+      );
       finish(error.status, error.body(), { ...error.headers });
     };
     handle(o, allowed, limiter, req).then(
@@ -74,7 +92,16 @@ export function tokenHandler(o: TokenEndpointOptions): (req: IncomingMessage, re
         if ('status' in answer) return finish(200, { status: 'OK' });
         o.metrics.tokensIssued.inc({ audience: answer.audience, alg: o.alg });
         o.metrics.latency.observe({ outcome: 'issued' }, Number(process.hrtime.bigint() - started) / 1e9);
-        o.logger.info({ spiffeId: answer.body.spiffe_id, audience: answer.audience, kid: answer.kid, jti: answer.jti, expiresIn: answer.body.expires_in }, 'JWT-SVID issued');
+        o.logger.info(
+          {
+            spiffeId: answer.body.spiffe_id,
+            audience: answer.audience,
+            kid: answer.kid,
+            jti: answer.jti,
+            expiresIn: answer.body.expires_in,
+          },
+          'JWT-SVID issued',
+        );
         finish(200, answer.body);
       },
       (thrown: unknown) => {
@@ -106,18 +133,36 @@ function rateLimit(limiter: Limiter, spiffeId: string): void {
 }
 
 function tooMany(retryAfterMs: number, description: string): OAuthError {
-  return new OAuthError('temporarily_unavailable', 'rate_limited', description, { status: 429, headers: { 'retry-after': String(retryAfterSeconds(retryAfterMs)) } });
+  return new OAuthError('temporarily_unavailable', 'rate_limited', description, {
+    status: 429,
+    headers: { 'retry-after': String(retryAfterSeconds(retryAfterMs)) },
+  });
 }
 
-async function handle(o: TokenEndpointOptions, allowed: ReadonlySet<string>, limiter: Limiter, req: IncomingMessage): Promise<Answer> {
+async function handle(
+  o: TokenEndpointOptions,
+  allowed: ReadonlySet<string>,
+  limiter: Limiter,
+  req: IncomingMessage,
+): Promise<Answer> {
   const path = (req.url ?? '/').split('?')[0];
   if (path === '/status' && (req.method === 'GET' || req.method === 'HEAD')) return { status: 'OK' };
-  if (path !== '/token') throw new OAuthError('invalid_request', 'not_found', 'not found: the token endpoint is POST /token', { status: 404 });
+  if (path !== '/token')
+    throw new OAuthError('invalid_request', 'not_found', 'not found: the token endpoint is POST /token', {
+      status: 404,
+    });
   if (req.method !== 'POST') {
-    throw new OAuthError('invalid_request', 'method_not_allowed', 'the token endpoint takes POST only', { status: 405, headers: { allow: 'POST' } });
+    throw new OAuthError('invalid_request', 'method_not_allowed', 'the token endpoint takes POST only', {
+      status: 405,
+      headers: { allow: 'POST' },
+    });
   }
   if (new URL(req.url ?? '/', 'https://x').search !== '') {
-    throw new OAuthError('invalid_request', 'malformed_request', 'parameters go in the form body, not the query string');
+    throw new OAuthError(
+      'invalid_request',
+      'malformed_request',
+      'parameters go in the form body, not the query string',
+    );
   }
   // Client authentication comes first (RFC 6749 §3.2.1): a stranger learns nothing about the rest.
   const nowBefore = o.clock.now();
@@ -128,22 +173,46 @@ async function handle(o: TokenEndpointOptions, allowed: ReadonlySet<string>, lim
   const body = raw.toString('utf8');
   const { audience } = parseExchangeRequest(req.headers['content-type'], body, allowed);
   const key = o.signer();
-  if (!key) throw new OAuthError('temporarily_unavailable', 'no_signing_key', 'no signing key is loaded', { headers: { 'retry-after': '5' } });
+  if (!key)
+    throw new OAuthError('temporarily_unavailable', 'no_signing_key', 'no signing key is loaded', {
+      headers: { 'retry-after': '5' },
+    });
   const now = o.clock.now();
-  const claims = buildClaims({ issuer: o.issuerUrl, subject: client.id.toString(), audience, nowMs: now, lifetimeSeconds: o.lifetimeSeconds, svidNotAfterMs: client.notAfterMs });
+  const claims = buildClaims({
+    issuer: o.issuerUrl,
+    subject: client.id.toString(),
+    audience,
+    nowMs: now,
+    lifetimeSeconds: o.lifetimeSeconds,
+    svidNotAfterMs: client.notAfterMs,
+  });
   if (claims.exp <= claims.iat) {
-    throw new OAuthError('invalid_client', 'expired_certificate', 'the client certificate expires within the second; renew it first');
+    throw new OAuthError(
+      'invalid_client',
+      'expired_certificate',
+      'the client certificate expires within the second; renew it first',
+    );
   }
   const token = await signJwtSvid(claims, key, awsClaims(o.aws, audience, claims.sub));
   return {
-    body: { access_token: token, issued_token_type: TOKEN_TYPE_JWT, token_type: 'N_A', expires_in: claims.exp - claims.iat, spiffe_id: claims.sub },
+    body: {
+      access_token: token,
+      issued_token_type: TOKEN_TYPE_JWT,
+      token_type: 'N_A',
+      expires_in: claims.exp - claims.iat,
+      spiffe_id: claims.sub,
+    },
     audience,
     kid: key.kid,
     jti: claims.jti,
   };
 }
 
-
 function tooLarge(): OAuthError {
-  return new OAuthError('invalid_request', 'malformed_request', `the request body is larger than ${MAX_BODY_BYTES} bytes`, { status: 413, headers: { connection: 'close' } });
+  return new OAuthError(
+    'invalid_request',
+    'malformed_request',
+    `the request body is larger than ${MAX_BODY_BYTES} bytes`,
+    { status: 413, headers: { connection: 'close' } },
+  );
 }

@@ -23,7 +23,13 @@ export interface MetadataListener {
 }
 
 /** Listens on `host:port`, and on `host:<each of alsoPorts>` with the same surfaces (server.metadataPort80). */
-export async function startMetadataListener(o: { host: string; port: number; alsoPorts?: readonly number[]; metrics: Metrics; logger: Logger }): Promise<MetadataListener> {
+export async function startMetadataListener(o: {
+  host: string;
+  port: number;
+  alsoPorts?: readonly number[];
+  metrics: Metrics;
+  logger: Logger;
+}): Promise<MetadataListener> {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -48,7 +54,10 @@ export async function startMetadataListener(o: { host: string; port: number; als
     } catch (error) {
       for (const s of servers) s.close();
       const code = (error as NodeJS.ErrnoException).code;
-      const hint = code === 'EACCES' ? ': the pod needs the sysctl net.ipv4.ip_unprivileged_port_start=80 (or NET_BIND_SERVICE)' : '';
+      const hint =
+        code === 'EACCES'
+          ? ': the pod needs the sysctl net.ipv4.ip_unprivileged_port_start=80 (or NET_BIND_SERVICE)'
+          : '';
       throw new Error(`cannot listen on ${o.host}:${extra} (${code ?? String(error)})${hint}`, { cause: error });
     }
   }

@@ -40,13 +40,30 @@ export function metadataPipeline(o: PipelineOptions): Middleware {
     if (problem) {
       o.logger.debug({ surface: surface.name, method: req.method, problem: problem.kind }, 'metadata request refused');
       const answer = surface.problem(problem, req);
-      return reply(res, problem.kind === 'draining' ? { ...answer, headers: { ...answer.headers, Connection: 'close' } } : answer);
+      return reply(
+        res,
+        problem.kind === 'draining' ? { ...answer, headers: { ...answer.headers, Connection: 'close' } } : answer,
+      );
     }
     const done = surface.handle(req, res, reply);
     if (done instanceof Promise) {
       done.catch((error: unknown) => {
-        o.logger.error({ surface: surface.name, err: error instanceof Error ? error.message : String(error) }, 'metadata request failed');
-        if (!res.headersSent) reply(res, surface.problem({ kind: 'unavailable', error: new ConnectorError('internal', 'the sidecar could not answer this request', { retryable: true }), retryAfterSeconds: 1 }, req));
+        o.logger.error(
+          { surface: surface.name, err: error instanceof Error ? error.message : String(error) },
+          'metadata request failed',
+        );
+        if (!res.headersSent)
+          reply(
+            res,
+            surface.problem(
+              {
+                kind: 'unavailable',
+                error: new ConnectorError('internal', 'the sidecar could not answer this request', { retryable: true }),
+                retryAfterSeconds: 1,
+              },
+              req,
+            ),
+          );
         else res.destroy();
       });
     }

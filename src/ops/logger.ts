@@ -1,6 +1,6 @@
 // The JSON-lines logger. Secrets never reach it: known secret-bearing keys are redacted at the
 // source, and credential types redact themselves (see redact.ts).
-import { pino, type Logger, type DestinationStream } from 'pino';
+import { type DestinationStream, type Logger, pino } from 'pino';
 
 export type { Logger } from 'pino';
 

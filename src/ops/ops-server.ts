@@ -41,12 +41,22 @@ export function targetPath(target: string | undefined): string {
 
 export async function startOpsServer(options: OpsServerOptions): Promise<OpsServer> {
   const text = (res: ServerResponse, status: number, body: string, headers: Record<string, string> = {}): void => {
-    res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), ...headers }).end(body);
+    res
+      .writeHead(status, {
+        'content-type': 'text/plain; charset=utf-8',
+        'content-length': Buffer.byteLength(body),
+        ...headers,
+      })
+      .end(body);
   };
   const readyz = (res: ServerResponse, detailed: boolean): void => {
     const report = (options.readiness as () => ReadinessReport)();
     const lines = detailed ? (report.details ?? report.reasons) : report.reasons;
-    text(res, report.ready ? 200 : 503, report.ready ? 'ready\n' : `not ready:\n${lines.map((r) => `- ${r}`).join('\n')}\n`);
+    text(
+      res,
+      report.ready ? 200 : 503,
+      report.ready ? 'ready\n' : `not ready:\n${lines.map((r) => `- ${r}`).join('\n')}\n`,
+    );
   };
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
     const path = targetPath(req.url);

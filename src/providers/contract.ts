@@ -26,7 +26,13 @@ export interface ProviderContext {
 }
 
 /** The surfaces' names: a fixed set, so they can be metric labels. */
-export type SurfaceName = 'aws-container' | 'aws-imds' | 'gcp-metadata' | 'azure-appservice' | 'azure-imds' | 'azure-msi';
+export type SurfaceName =
+  | 'aws-container'
+  | 'aws-imds'
+  | 'gcp-metadata'
+  | 'azure-appservice'
+  | 'azure-imds'
+  | 'azure-msi';
 
 /** One answer, as a surface writes it. `body` is sent as is (HEAD requests get the headers only). */
 export interface Answer {

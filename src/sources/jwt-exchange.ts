@@ -2,14 +2,14 @@
 // (RFC 8693 over mutual TLS, docs/spiffe.md#token-exchange), one per audience, cached and refreshed ahead.
 import { Agent, request } from 'undici';
 import type { Clock } from '../base/clock.ts';
+import { ConnectorError } from '../base/errors.ts';
 import { CredentialCache } from '../cache/credential-cache.ts';
 import { TOKEN_POLICY } from '../cache/refresh-policy.ts';
-import { ConnectorError } from '../base/errors.ts';
 import type { Logger } from '../ops/logger.ts';
 import type { Metrics } from '../ops/metrics.ts';
-import { MAX_AUDIENCE_LENGTH, parseJwtSvidInsecure, type JwtSvid } from '../spiffe/jwt-svid.ts';
+import { type JwtSvid, MAX_AUDIENCE_LENGTH, parseJwtSvidInsecure } from '../spiffe/jwt-svid.ts';
+import { type JwtSource, Listeners, type Unsubscribe, type X509Source } from '../spiffe/source.ts';
 import type { X509Svid } from '../spiffe/x509-svid.ts';
-import { Listeners, type JwtSource, type Unsubscribe, type X509Source } from '../spiffe/source.ts';
 
 export const GRANT_TYPE_TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 export const TOKEN_TYPE_TLS_CLIENT_AUTH = 'urn:ietf:params:oauth:token-type:tls-client-auth';
@@ -55,7 +55,10 @@ function oauthError(v: unknown): { error: string; description: string | undefine
   if (v === null || typeof v !== 'object') return undefined;
   const o = v as Record<string, unknown>;
   if (typeof o['error'] !== 'string') return undefined;
-  return { error: o['error'].slice(0, 100), description: typeof o['error_description'] === 'string' ? o['error_description'].slice(0, 500) : undefined };
+  return {
+    error: o['error'].slice(0, 100),
+    description: typeof o['error_description'] === 'string' ? o['error_description'].slice(0, 500) : undefined,
+  };
 }
 
 class JwtExchangeSource implements JwtSource {
@@ -93,7 +96,11 @@ class JwtExchangeSource implements JwtSource {
     const current = this.#o.x509.current();
     if (current && !lookup.value.id.equals(current.id)) {
       // The identity changed and the issuer has not answered for the new one yet: never hand out the old.
-      throw new ConnectorError('identity_unavailable', `the JWT-SVID for ${audience} is still for ${lookup.value.id.toString()}; waiting for one for ${current.id.toString()}`, { retryable: true });
+      throw new ConnectorError(
+        'identity_unavailable',
+        `the JWT-SVID for ${audience} is still for ${lookup.value.id.toString()}; waiting for one for ${current.id.toString()}`,
+        { retryable: true },
+      );
     }
     return lookup.value;
   }
@@ -119,7 +126,10 @@ class JwtExchangeSource implements JwtSource {
   async #rotated(svid: X509Svid): Promise<void> {
     if (this.#closed) return;
     const someoneAsked = this.#asked;
-    this.#o.logger.info({ spiffeId: svid.id.toString(), audiences: this.#cache.size }, 'X.509-SVID rotated; exchanging it for new JWT-SVIDs');
+    this.#o.logger.info(
+      { spiffeId: svid.id.toString(), audiences: this.#cache.size },
+      'X.509-SVID rotated; exchanging it for new JWT-SVIDs',
+    );
     await this.#cache.refreshAll('X.509-SVID rotated');
     if (someoneAsked) this.#listeners.emit();
   }
@@ -144,8 +154,15 @@ class JwtExchangeSource implements JwtSource {
 
   async #exchange(audience: string, signal: AbortSignal): Promise<JwtSvid> {
     const svid = this.#o.x509.current();
-    if (!svid) throw new ConnectorError('identity_unavailable', 'no valid X.509-SVID to present to the issuer yet', { retryable: true });
-    const form = new URLSearchParams({ grant_type: GRANT_TYPE_TOKEN_EXCHANGE, subject_token_type: TOKEN_TYPE_TLS_CLIENT_AUTH, audience });
+    if (!svid)
+      throw new ConnectorError('identity_unavailable', 'no valid X.509-SVID to present to the issuer yet', {
+        retryable: true,
+      });
+    const form = new URLSearchParams({
+      grant_type: GRANT_TYPE_TOKEN_EXCHANGE,
+      subject_token_type: TOKEN_TYPE_TLS_CLIENT_AUTH,
+      audience,
+    });
     let status: number;
     let text: string;
     try {
@@ -160,25 +177,50 @@ class JwtExchangeSource implements JwtSource {
       text = await res.body.text();
     } catch (cause) {
       const timedOut = cause instanceof Error && (cause.name === 'TimeoutError' || cause.name === 'AbortError');
-      throw new ConnectorError(timedOut ? 'timeout' : 'upstream_unavailable', `the issuer at ${this.#o.url} ${timedOut ? 'did not answer in time' : `could not be reached: ${(cause as Error).message}`}`, { cause, retryable: true });
+      throw new ConnectorError(
+        timedOut ? 'timeout' : 'upstream_unavailable',
+        `the issuer at ${this.#o.url} ${timedOut ? 'did not answer in time' : `could not be reached: ${(cause as Error).message}`}`,
+        { cause, retryable: true },
+      );
     }
     let body: unknown;
     try {
       body = JSON.parse(text);
     } catch {
-      throw new ConnectorError('upstream_malformed', `the issuer answered HTTP ${status} with a body that is not JSON`, { retryable: true, upstreamStatus: status });
+      throw new ConnectorError(
+        'upstream_malformed',
+        `the issuer answered HTTP ${status} with a body that is not JSON`,
+        { retryable: true, upstreamStatus: status },
+      );
     }
     if (status !== 200) throw refusal(status, oauthError(body));
-    if (!isTokenResponse(body)) throw new ConnectorError('upstream_malformed', 'the issuer answered 200 without access_token and issued_token_type', { retryable: true, upstreamStatus: status });
+    if (!isTokenResponse(body))
+      throw new ConnectorError(
+        'upstream_malformed',
+        'the issuer answered 200 without access_token and issued_token_type',
+        { retryable: true, upstreamStatus: status },
+      );
     if (body.issued_token_type !== TOKEN_TYPE_JWT) {
-      throw new ConnectorError('upstream_malformed', `the issuer issued a ${body.issued_token_type.slice(0, 100)}, not a JWT`, { retryable: false, upstreamStatus: status });
+      throw new ConnectorError(
+        'upstream_malformed',
+        `the issuer issued a ${body.issued_token_type.slice(0, 100)}, not a JWT`,
+        { retryable: false, upstreamStatus: status },
+      );
     }
     const jwt = parseJwtSvidInsecure(body.access_token, { now: new Date(this.#o.clock.now()), audience });
     if (!jwt.id.equals(svid.id)) {
-      throw new ConnectorError('jwt_svid_invalid', `the issuer returned a JWT-SVID for ${jwt.id.toString()}, but we are ${svid.id.toString()}`, { retryable: false });
+      throw new ConnectorError(
+        'jwt_svid_invalid',
+        `the issuer returned a JWT-SVID for ${jwt.id.toString()}, but we are ${svid.id.toString()}`,
+        { retryable: false },
+      );
     }
     if (body.spiffe_id !== undefined && body.spiffe_id !== svid.id.toString()) {
-      throw new ConnectorError('upstream_malformed', `the issuer's spiffe_id ${body.spiffe_id.slice(0, 300)} does not match the token's sub`, { retryable: false });
+      throw new ConnectorError(
+        'upstream_malformed',
+        `the issuer's spiffe_id ${body.spiffe_id.slice(0, 300)} does not match the token's sub`,
+        { retryable: false },
+      );
     }
     return jwt;
   }
@@ -188,11 +230,15 @@ class JwtExchangeSource implements JwtSource {
 function refusal(status: number, err: { error: string; description: string | undefined } | undefined): ConnectorError {
   const what = err ? `${err.error}${err.description ? `: ${err.description}` : ''}` : 'no OAuth error body';
   const retryable = status >= 500 || status === 429 || err?.error === 'temporarily_unavailable';
-  return new ConnectorError(retryable ? 'upstream_unavailable' : 'upstream_rejected', `the issuer refused the exchange with HTTP ${status} (${what})`, {
-    retryable,
-    upstreamStatus: status,
-    ...(err ? { upstreamCode: err.error } : {}),
-  });
+  return new ConnectorError(
+    retryable ? 'upstream_unavailable' : 'upstream_rejected',
+    `the issuer refused the exchange with HTTP ${status} (${what})`,
+    {
+      retryable,
+      upstreamStatus: status,
+      ...(err ? { upstreamCode: err.error } : {}),
+    },
+  );
 }
 
 export function createJwtExchangeSource(options: JwtExchangeOptions): JwtSource {

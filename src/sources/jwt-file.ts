@@ -4,12 +4,12 @@ import { readFile as fsReadFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Clock, TimerHandle } from '../base/clock.ts';
 import { ConnectorError, toConnectorError } from '../base/errors.ts';
+import { type DirectoryWatch, watchDirectory } from '../files/watch-dir.ts';
 import type { Logger } from '../ops/logger.ts';
 import type { Metrics } from '../ops/metrics.ts';
-import { watchDirectory, type DirectoryWatch } from '../files/watch-dir.ts';
-import { parseJwtSvidInsecure, signatureBytes, type JwtSvid } from '../spiffe/jwt-svid.ts';
+import { type JwtSvid, parseJwtSvidInsecure, signatureBytes } from '../spiffe/jwt-svid.ts';
+import { type JwtSource, Listeners, type Unsubscribe } from '../spiffe/source.ts';
 import { TrustDomain } from '../spiffe/spiffe-id.ts';
-import { Listeners, type JwtSource, type Unsubscribe } from '../spiffe/source.ts';
 
 export interface JwtFileOptions {
   readonly file: string;
@@ -58,7 +58,8 @@ export class JwtFileSource implements JwtSource {
           if (this.#debounce) this.#o.clock.clearTimeout(this.#debounce);
           this.#debounce = this.#o.clock.setTimeout(() => void this.reload('file changed'), this.#o.debounceMs ?? 250);
         },
-        onError: (error) => this.#o.logger.warn({ err: error.message }, 'watching the JWT-SVID file failed; polling continues'),
+        onError: (error) =>
+          this.#o.logger.warn({ err: error.message }, 'watching the JWT-SVID file failed; polling continues'),
       });
       await this.#watcher.ready;
     }
@@ -77,10 +78,18 @@ export class JwtFileSource implements JwtSource {
       held = this.current();
     }
     if (!held) {
-      throw new ConnectorError('identity_unavailable', `no valid JWT-SVID in ${this.#o.file}${this.#lastRefusal ? `: ${this.#lastRefusal}` : ''}`, { retryable: true });
+      throw new ConnectorError(
+        'identity_unavailable',
+        `no valid JWT-SVID in ${this.#o.file}${this.#lastRefusal ? `: ${this.#lastRefusal}` : ''}`,
+        { retryable: true },
+      );
     }
     if (!held.audience.includes(audience)) {
-      throw new ConnectorError('jwt_svid_invalid', `the JWT-SVID in ${this.#o.file} is for audience ${held.audience.join(', ')}, not ${audience}; issue it with that audience`, { retryable: true });
+      throw new ConnectorError(
+        'jwt_svid_invalid',
+        `the JWT-SVID in ${this.#o.file} is for audience ${held.audience.join(', ')}, not ${audience}; issue it with that audience`,
+        { retryable: true },
+      );
     }
     return held;
   }
@@ -104,33 +113,52 @@ export class JwtFileSource implements JwtSource {
       try {
         text = await read(this.#o.file);
       } catch (error) {
-        throw new ConnectorError('jwt_svid_invalid', `cannot read ${this.#o.file} (${(error as NodeJS.ErrnoException).code ?? 'error'})`, { cause: error });
+        throw new ConnectorError(
+          'jwt_svid_invalid',
+          `cannot read ${this.#o.file} (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+          { cause: error },
+        );
       }
       const svid = parseJwtSvidInsecure(text.trim(), { now: new Date(clock.now()) });
       if (!svid.id.memberOf(this.#td)) {
-        throw new ConnectorError('jwt_svid_invalid', `the JWT-SVID is for ${svid.id.toString()}, outside the configured trust domain ${this.#td.name}`);
+        throw new ConnectorError(
+          'jwt_svid_invalid',
+          `the JWT-SVID is for ${svid.id.toString()}, outside the configured trust domain ${this.#td.name}`,
+        );
       }
       const missing = (this.#o.requiredAudiences ?? []).filter((a) => !svid.audience.includes(a));
       if (missing.length > 0) {
-        throw new ConnectorError('jwt_svid_invalid', `the JWT-SVID (audience ${svid.audience.join(', ')}) lacks the audience ${missing.join(', ')} that the configured clouds need; issue it with every one of them`);
+        throw new ConnectorError(
+          'jwt_svid_invalid',
+          `the JWT-SVID (audience ${svid.audience.join(', ')}) lacks the audience ${missing.join(', ')} that the configured clouds need; issue it with every one of them`,
+        );
       }
       checkSameKeySize(this.#current, svid);
       this.#lastRefusal = undefined;
       if (svid.issuer === undefined && !this.#warnedNoIssuer) {
         this.#warnedNoIssuer = true;
-        logger.warn({ file: this.#o.file }, 'the JWT-SVID has no iss claim; AWS, Google and Entra all require one (SPIRE adds it only when jwt_issuer is set)');
+        logger.warn(
+          { file: this.#o.file },
+          'the JWT-SVID has no iss claim; AWS, Google and Entra all require one (SPIRE adds it only when jwt_issuer is set)',
+        );
       }
       const previous = this.#current;
       if (!previous || previous.token.reveal() !== svid.token.reveal()) {
         this.#current = svid;
         metrics?.svidUpdates.inc({ kind: 'jwt', outcome: 'accepted' });
-        logger.info({ reason, spiffeId: svid.id.toString(), audience: svid.audience, expiresAt: svid.expiresAt.toISOString() }, previous ? 'JWT-SVID rotated' : 'JWT-SVID loaded');
+        logger.info(
+          { reason, spiffeId: svid.id.toString(), audience: svid.audience, expiresAt: svid.expiresAt.toISOString() },
+          previous ? 'JWT-SVID rotated' : 'JWT-SVID loaded',
+        );
         if (previous) this.#listeners.emit();
       }
     } catch (thrown) {
       const error = toConnectorError(thrown, 'jwt_svid_invalid');
       if (error.message !== this.#lastRefusal) {
-        logger.warn({ reason, file: this.#o.file, err: error.message, keeping: this.current() ? 'the last good JWT-SVID' : null }, 'refused the JWT-SVID file');
+        logger.warn(
+          { reason, file: this.#o.file, err: error.message, keeping: this.current() ? 'the last good JWT-SVID' : null },
+          'refused the JWT-SVID file',
+        );
         metrics?.svidUpdates.inc({ kind: 'jwt', outcome: 'refused' });
         this.#lastRefusal = error.message;
       }
@@ -156,10 +184,20 @@ export class JwtFileSource implements JwtSource {
  * the modulus size). A different length is a file cut short, not a rotation.
  */
 function checkSameKeySize(held: JwtSvid | undefined, next: JwtSvid): void {
-  if (!held || held.algorithm !== next.algorithm || held.keyId === undefined || held.keyId !== next.keyId || held.issuer !== next.issuer) return;
+  if (
+    !held ||
+    held.algorithm !== next.algorithm ||
+    held.keyId === undefined ||
+    held.keyId !== next.keyId ||
+    held.issuer !== next.issuer
+  )
+    return;
   const was = signatureBytes(held.token.reveal().split('.')[2] ?? '');
   const now = signatureBytes(next.token.reveal().split('.')[2] ?? '');
   if (was !== now) {
-    throw new ConnectorError('jwt_svid_invalid', `the JWT-SVID's signature is ${now ?? '?'} bytes, but key ${JSON.stringify(next.keyId)} made ${was ?? '?'}-byte signatures; the token looks cut short`);
+    throw new ConnectorError(
+      'jwt_svid_invalid',
+      `the JWT-SVID's signature is ${now ?? '?'} bytes, but key ${JSON.stringify(next.keyId)} made ${was ?? '?'}-byte signatures; the token looks cut short`,
+    );
   }
 }

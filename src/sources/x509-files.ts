@@ -9,9 +9,9 @@ import { Reloading } from '../files/reloading.ts';
 import type { Logger } from '../ops/logger.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import { X509Bundle } from '../spiffe/bundle.ts';
+import { Listeners, type Unsubscribe, type X509Source } from '../spiffe/source.ts';
 import { TrustDomain } from '../spiffe/spiffe-id.ts';
 import { parseX509Svid, verifyX509Svid, type X509Svid } from '../spiffe/x509-svid.ts';
-import { Listeners, type Unsubscribe, type X509Source } from '../spiffe/source.ts';
 
 export interface X509FilesOptions {
   readonly dir: string;
@@ -37,14 +37,22 @@ export interface LoadedX509 {
 }
 
 /** Reads and verifies one set of files. Pure apart from the reads; throws ConnectorError. */
-export async function loadX509Files(options: Pick<X509FilesOptions, 'dir' | 'certFile' | 'keyFile' | 'bundleFile' | 'trustDomain'>, now: Date, read: (path: string) => Promise<string> = (p) => fsReadFile(p, 'utf8')): Promise<LoadedX509> {
+export async function loadX509Files(
+  options: Pick<X509FilesOptions, 'dir' | 'certFile' | 'keyFile' | 'bundleFile' | 'trustDomain'>,
+  now: Date,
+  read: (path: string) => Promise<string> = (p) => fsReadFile(p, 'utf8'),
+): Promise<LoadedX509> {
   const td = TrustDomain.parse(options.trustDomain);
   const readOne = async (name: string, what: string): Promise<string> => {
     try {
       return await read(join(options.dir, name));
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
-      throw new ConnectorError('svid_invalid', `cannot read the ${what} ${join(options.dir, name)}${code ? ` (${code})` : ''}`, { cause: error, retryable: true });
+      throw new ConnectorError(
+        'svid_invalid',
+        `cannot read the ${what} ${join(options.dir, name)}${code ? ` (${code})` : ''}`,
+        { cause: error, retryable: true },
+      );
     }
   };
   // Read together, but report a missing file in a fixed order (certificate, key, bundle), not whichever failed first.
@@ -54,11 +62,18 @@ export async function loadX509Files(options: Pick<X509FilesOptions, 'dir' | 'cer
     readOne(options.bundleFile, 'trust bundle file'),
   ]);
   for (const r of reads) if (r.status === 'rejected') throw r.reason;
-  const [certPem, keyPem, bundlePem] = reads.map((r) => (r as PromiseFulfilledResult<string>).value) as [string, string, string];
+  const [certPem, keyPem, bundlePem] = reads.map((r) => (r as PromiseFulfilledResult<string>).value) as [
+    string,
+    string,
+    string,
+  ];
   const bundle = X509Bundle.parsePem(td, bundlePem);
   const svid = parseX509Svid(certPem, keyPem);
   if (!svid.id.memberOf(td)) {
-    throw new ConnectorError('svid_invalid', `the X.509-SVID is for ${svid.id.toString()}, outside the configured trust domain ${td.name}`);
+    throw new ConnectorError(
+      'svid_invalid',
+      `the X.509-SVID is for ${svid.id.toString()}, outside the configured trust domain ${td.name}`,
+    );
   }
   verifyX509Svid(svid.certificates, bundle, now);
   return { svid, bundle };
@@ -89,7 +104,14 @@ export class X509FilesSource implements X509Source {
       onSwap: (loaded, previous) => {
         metrics?.svidUpdates.inc({ kind: 'x509', outcome: 'accepted' });
         metrics?.svidExpiry.set({ kind: 'x509' }, Math.round(loaded.svid.notAfter.getTime() / 1000));
-        logger.info({ spiffeId: loaded.svid.id.toString(), notAfter: loaded.svid.notAfter.toISOString(), serial: loaded.svid.certificates[0]?.serialNumber }, previous ? 'X.509-SVID rotated' : 'X.509-SVID loaded');
+        logger.info(
+          {
+            spiffeId: loaded.svid.id.toString(),
+            notAfter: loaded.svid.notAfter.toISOString(),
+            serial: loaded.svid.certificates[0]?.serialNumber,
+          },
+          previous ? 'X.509-SVID rotated' : 'X.509-SVID loaded',
+        );
         for (const w of this.#readyWaiters.splice(0)) w();
         this.#listeners.emit(loaded.svid);
       },
@@ -134,5 +156,8 @@ export class X509FilesSource implements X509Source {
 
 /** The leaf and every authority: the same fingerprint means nothing changed. */
 function fingerprint(loaded: LoadedX509): string {
-  return [loaded.svid.certificates[0]?.fingerprint256 ?? '', ...loaded.bundle.authorities.map((c) => c.fingerprint256)].join('|');
+  return [
+    loaded.svid.certificates[0]?.fingerprint256 ?? '',
+    ...loaded.bundle.authorities.map((c) => c.fingerprint256),
+  ].join('|');
 }

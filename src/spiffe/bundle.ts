@@ -1,6 +1,6 @@
 // Trust bundles of one trust domain: X.509 authorities (PEM files, Workload API concatenated DER) and
 // JWT authorities (JWKS / SPIFFE bundle JSON), per docs/spiffe.md#bundles.
-import { X509Certificate, createPublicKey, type JsonWebKey } from 'node:crypto';
+import { createPublicKey, type JsonWebKey, X509Certificate } from 'node:crypto';
 import type { JSONWebKeySet, JWK } from 'jose';
 import { ConnectorError, type ErrorCode } from '../base/errors.ts';
 import { decodePem, encodePem } from './pem.ts';
@@ -23,7 +23,10 @@ export class X509Bundle {
     const what = `trust bundle of "${td.name}"`;
     const blocks = decodePem(pem, what, 'bundle_invalid');
     if (blocks.length === 0) {
-      throw new ConnectorError('bundle_invalid', `${what} holds no PEM CERTIFICATE block; expected one or more CA certificates`);
+      throw new ConnectorError(
+        'bundle_invalid',
+        `${what} holds no PEM CERTIFICATE block; expected one or more CA certificates`,
+      );
     }
     const ders = blocks.map((block, i) => {
       if (block.label !== 'CERTIFICATE') {
@@ -74,7 +77,9 @@ function parseAuthorities(ders: Uint8Array[], what: string): X509Certificate[] {
     try {
       cert = new X509Certificate(der);
     } catch (cause) {
-      throw new ConnectorError('bundle_invalid', `${what}: certificate ${i + 1} is not a valid X.509 certificate`, { cause });
+      throw new ConnectorError('bundle_invalid', `${what}: certificate ${i + 1} is not a valid X.509 certificate`, {
+        cause,
+      });
     }
     if (!cert.ca) {
       throw new ConnectorError(
@@ -139,7 +144,10 @@ export class JwtBundle {
       if (use !== undefined && use !== 'jwt-svid' && use !== 'sig') return;
       const kid = entry['kid'];
       if (typeof kid !== 'string' || kid === '') {
-        throw new ConnectorError('bundle_invalid', `${at} is a JWT authority without a "kid" (JWT-SVID.md §6.1 requires one)`);
+        throw new ConnectorError(
+          'bundle_invalid',
+          `${at} is a JWT authority without a "kid" (JWT-SVID.md §6.1 requires one)`,
+        );
       }
       if (keys.some((k) => k.kid === kid)) {
         throw new ConnectorError('bundle_invalid', `${at}: kid ${JSON.stringify(kid)} appears twice`);

@@ -9,9 +9,15 @@ import { SpiffeId, type TrustDomain } from './spiffe-id.ts';
 
 /** docs/spiffe.md#jwt-svid: the only algorithms a JWT-SVID may use. */
 export const JWT_SVID_ALGORITHMS = [
-  'RS256', 'RS384', 'RS512',
-  'ES256', 'ES384', 'ES512',
-  'PS256', 'PS384', 'PS512',
+  'RS256',
+  'RS384',
+  'RS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'PS256',
+  'PS384',
+  'PS512',
 ] as const;
 export type JwtSvidAlgorithm = (typeof JWT_SVID_ALGORITHMS)[number];
 
@@ -70,7 +76,9 @@ export class JwtSvid {
     const parts = token.split('.');
     if (parts.length === 5) throw jwtError('it is a JWE (5 parts); JWT-SVIDs are JWS compact serialization only');
     if (parts.length !== 3) {
-      throw jwtError(`it is not a JWS in compact serialization (expected 3 dot-separated parts, found ${parts.length})`);
+      throw jwtError(
+        `it is not a JWS in compact serialization (expected 3 dot-separated parts, found ${parts.length})`,
+      );
     }
     const [headerPart = '', payloadPart = '', signaturePart = ''] = parts;
     const header = decodeSegment(headerPart, 'header');
@@ -80,7 +88,9 @@ export class JwtSvid {
 
     const alg = header['alg'];
     if (!isAlgorithm(alg)) {
-      throw jwtError(`its header alg ${JSON.stringify(alg)} is not one of ${JWT_SVID_ALGORITHMS.join(', ')} (JWT-SVID.md §3)`);
+      throw jwtError(
+        `its header alg ${JSON.stringify(alg)} is not one of ${JWT_SVID_ALGORITHMS.join(', ')} (JWT-SVID.md §3)`,
+      );
     }
     checkSignatureLength(alg, signaturePart);
     const typ = header['typ'];
@@ -124,7 +134,9 @@ export class JwtSvid {
     }
     const issuedAt = readNumericDate(claims['iat'], 'iat', at);
     if (issuedAt !== undefined && issuedAt.getTime() - leeway > now) {
-      throw at(`it was issued in the future, at ${issuedAt.toISOString()} (now is ${opts.now.toISOString()}); check the clocks`);
+      throw at(
+        `it was issued in the future, at ${issuedAt.toISOString()} (now is ${opts.now.toISOString()}); check the clocks`,
+      );
     }
     const iss = claims['iss'];
     if (iss !== undefined && typeof iss !== 'string') throw at('its iss claim is not a string');
@@ -142,7 +154,13 @@ export class JwtSvid {
     });
   }
 
-  toJSON(): { id: string; audience: readonly string[]; issuer: string | undefined; expiresAt: string; keyId: string | undefined } {
+  toJSON(): {
+    id: string;
+    audience: readonly string[];
+    issuer: string | undefined;
+    expiresAt: string;
+    keyId: string | undefined;
+  } {
     return {
       id: this.id.toString(),
       audience: this.audience,
@@ -202,12 +220,20 @@ export async function validateJwtSvid(
   try {
     key = await importJWK({ ...jwk, alg: algorithm }, algorithm);
   } catch (cause) {
-    throw jwtError(`key ${JSON.stringify(keyId)} (kty ${jwk.kty ?? '?'}) cannot verify ${algorithm} signatures`, cause, id);
+    throw jwtError(
+      `key ${JSON.stringify(keyId)} (kty ${jwk.kty ?? '?'}) cannot verify ${algorithm} signatures`,
+      cause,
+      id,
+    );
   }
   try {
     await compactVerify(token, key, { algorithms: [algorithm] });
   } catch (cause) {
-    throw jwtError(`its signature does not verify with key ${JSON.stringify(keyId)} of the JWT bundle of "${td.name}"`, cause, id);
+    throw jwtError(
+      `its signature does not verify with key ${JSON.stringify(keyId)} of the JWT bundle of "${td.name}"`,
+      cause,
+      id,
+    );
   }
   return svid;
 }
@@ -234,14 +260,22 @@ export function signatureBytes(signaturePart: string): number | undefined {
  */
 function checkSignatureLength(alg: JwtSvidAlgorithm, signaturePart: string): void {
   const bytes = signatureBytes(signaturePart);
-  if (bytes === undefined) throw jwtError(`its signature (${signaturePart.length} base64url characters) is not a whole number of bytes; the token looks cut short`);
+  if (bytes === undefined)
+    throw jwtError(
+      `its signature (${signaturePart.length} base64url characters) is not a whole number of bytes; the token looks cut short`,
+    );
   const ecdsa = ECDSA_SIGNATURE_BYTES[alg];
   if (ecdsa !== undefined) {
-    if (bytes !== ecdsa) throw jwtError(`its signature is ${bytes} bytes; ${alg} signatures are ${ecdsa} bytes (the token looks cut short)`);
+    if (bytes !== ecdsa)
+      throw jwtError(
+        `its signature is ${bytes} bytes; ${alg} signatures are ${ecdsa} bytes (the token looks cut short)`,
+      );
     return;
   }
   if (bytes < RSA_MIN_BYTES || bytes > RSA_MAX_BYTES || bytes % RSA_STEP_BYTES !== 0) {
-    throw jwtError(`its signature is ${bytes} bytes; ${alg} signatures are the size of the RSA modulus, a multiple of 256 bits from 2048 (256, 384 or 512 bytes for 2048-, 3072- or 4096-bit keys); the token looks cut short`);
+    throw jwtError(
+      `its signature is ${bytes} bytes; ${alg} signatures are the size of the RSA modulus, a multiple of 256 bits from 2048 (256, 384 or 512 bytes for 2048-, 3072- or 4096-bit keys); the token looks cut short`,
+    );
   }
 }
 

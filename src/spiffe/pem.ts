@@ -29,7 +29,10 @@ export function decodePem(text: string, what: string, code: ErrorCode): PemBlock
       throw new ConnectorError(code, `${what}: PEM block ${n} (${begin}) has headers; encrypted PEM is not supported`);
     }
     if (b64 === '' || b64.length % 4 !== 0 || !BASE64.test(b64)) {
-      throw new ConnectorError(code, `${what}: PEM block ${n} (${begin}) is not valid base64 (truncated or corrupted?)`);
+      throw new ConnectorError(
+        code,
+        `${what}: PEM block ${n} (${begin}) is not valid base64 (truncated or corrupted?)`,
+      );
     }
     blocks.push({ label: begin, der: new Uint8Array(Buffer.from(b64, 'base64')) });
     consumed = match.index + match[0].length;

@@ -1,8 +1,9 @@
 // The identity the sidecar holds, behind two small consumer-side interfaces (go-spiffe's
 // x509svid.Source / jwtsvid.Source), so files, the issuer exchange and the Workload API are interchangeable.
-import type { X509Svid } from './x509-svid.ts';
+
 import type { X509Bundle } from './bundle.ts';
 import type { JwtSvid } from './jwt-svid.ts';
+import type { X509Svid } from './x509-svid.ts';
 
 export type Unsubscribe = () => void;
 

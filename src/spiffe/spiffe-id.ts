@@ -124,7 +124,8 @@ export function validatePath(path: string): string | undefined {
       continue;
     }
     const segment = path.slice(segmentStart + 1, i);
-    if (segment === '') return i === path.length ? 'path cannot have a trailing slash' : 'path cannot contain empty segments';
+    if (segment === '')
+      return i === path.length ? 'path cannot have a trailing slash' : 'path cannot contain empty segments';
     if (segment === '.' || segment === '..') return 'path cannot contain dot segments';
     segmentStart = i;
   }

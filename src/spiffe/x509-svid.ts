@@ -1,7 +1,7 @@
 // X.509-SVIDs: load-time checks (go-spiffe x509svid.Parse) and RFC 5280 path validation to the bundle of
 // the leaf's own trust domain (x509svid.Verify), per docs/spiffe.md#x509-svid-validation; EKU is not enforced, as in
 // go-spiffe.
-import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
+import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { inspect } from 'node:util';
 import { ConnectorError } from '../base/errors.ts';
 import { Secret } from '../base/secret.ts';
@@ -9,7 +9,7 @@ import type { X509Bundle } from './bundle.ts';
 import { splitDer } from './bundle.ts';
 import { decodePem, encodePem } from './pem.ts';
 import { SpiffeId, type TrustDomain } from './spiffe-id.ts';
-import { certificateFacts, describeCertificate, type CertificateFacts } from './x509-lib.ts';
+import { type CertificateFacts, certificateFacts, describeCertificate } from './x509-lib.ts';
 
 /** Most certificates (leaf and intermediates) a presented chain may hold; the path adds the root. */
 const MAX_CHAIN_LENGTH = 10;
@@ -72,7 +72,10 @@ export class X509Svid {
       throw svidError(id, `the private key is of type ${keyType}; supported are EC, RSA and Ed25519`);
     }
     if (!leaf.checkPrivateKey(key)) {
-      throw svidError(id, 'the private key does not match the leaf certificate (was the key file replaced without the certificate?)');
+      throw svidError(
+        id,
+        'the private key does not match the leaf certificate (was the key file replaced without the certificate?)',
+      );
     }
     return new X509Svid(id, certificates, key);
   }
@@ -155,7 +158,10 @@ export function verifyX509Svid(
 function checkLeaf(leaf: X509Certificate): SpiffeId {
   const facts = readFacts(leaf, 'the leaf certificate');
   if (facts.uris.length === 0) {
-    throw new ConnectorError('svid_invalid', `X.509-SVID leaf ${describeCertificate(leaf)} has no URI SAN; an SVID carries its SPIFFE ID as exactly one URI SAN`);
+    throw new ConnectorError(
+      'svid_invalid',
+      `X.509-SVID leaf ${describeCertificate(leaf)} has no URI SAN; an SVID carries its SPIFFE ID as exactly one URI SAN`,
+    );
   }
   if (facts.uris.length > 1) {
     throw new ConnectorError(
@@ -172,20 +178,29 @@ function checkLeaf(leaf: X509Certificate): SpiffeId {
     throw new ConnectorError('svid_invalid', `X.509-SVID leaf URI SAN is not a valid SPIFFE ID: ${detail}`, { cause });
   }
   if (id.isTrustDomainId()) {
-    throw svidError(id, 'the leaf carries a trust domain ID with no path; leaf SVIDs need a workload path (X509-SVID.md §3.1)');
+    throw svidError(
+      id,
+      'the leaf carries a trust domain ID with no path; leaf SVIDs need a workload path (X509-SVID.md §3.1)',
+    );
   }
   if (facts.ca) {
     throw svidError(id, 'the leaf is a CA certificate (basicConstraints cA=true); SVID leaves must not be CAs');
   }
   if (!facts.keyUsage) {
-    throw svidError(id, 'the leaf has no key usage extension; SVID leaves need key usage with digitalSignature (X509-SVID.md §4.3)');
+    throw svidError(
+      id,
+      'the leaf has no key usage extension; SVID leaves need key usage with digitalSignature (X509-SVID.md §4.3)',
+    );
   }
   if (!facts.keyUsage.has('digitalSignature')) {
     throw svidError(id, 'the leaf key usage lacks digitalSignature, which SVID leaves must have (X509-SVID.md §4.3)');
   }
   for (const bit of ['keyCertSign', 'cRLSign'] as const) {
     if (facts.keyUsage.has(bit)) {
-      throw svidError(id, `the leaf key usage includes ${bit}; SVID leaves must not sign certificates or CRLs (X509-SVID.md §4.3)`);
+      throw svidError(
+        id,
+        `the leaf key usage includes ${bit}; SVID leaves must not sign certificates or CRLs (X509-SVID.md §4.3)`,
+      );
     }
   }
   return id;
@@ -206,7 +221,11 @@ function checkSigner(cert: X509Certificate, position: string, id: SpiffeId): voi
   const facts = readFacts(cert, position);
   const problem = signerProblem(cert, facts, position);
   if (problem) throw svidError(id, problem);
-  if (!facts.keyUsage) throw svidError(id, `${position} ${describeCertificate(cert)} has no key usage extension; SVID signing certificates need keyCertSign`);
+  if (!facts.keyUsage)
+    throw svidError(
+      id,
+      `${position} ${describeCertificate(cert)} has no key usage extension; SVID signing certificates need keyCertSign`,
+    );
 }
 
 /** Every chain leaf → (intermediates from `pool`) → authority of `bundle`, by name and signature. */
@@ -219,7 +238,10 @@ function* candidateChains(
   let budget = MAX_ISSUER_CHECKS;
   const issues = (issuer: X509Certificate, subject: X509Certificate, problems: string[]): boolean => {
     if (budget-- <= 0) {
-      throw new ConnectorError('svid_invalid', `X.509-SVID refused: building a path through its chain took more than ${MAX_ISSUER_CHECKS} issuer checks`);
+      throw new ConnectorError(
+        'svid_invalid',
+        `X.509-SVID refused: building a path through its chain took more than ${MAX_ISSUER_CHECKS} issuer checks`,
+      );
     }
     return issuedBy(issuer, subject, problems);
   };
@@ -248,13 +270,17 @@ function issuedBy(issuer: X509Certificate, subject: X509Certificate, problems: s
   if (!subject.checkIssued(issuer)) {
     // Same name and a good signature, yet refused: the issuer's key usage lacks keyCertSign.
     if (issuer.subject === subject.issuer && signatureVerifies(subject, issuer)) {
-      problems.push(`${describeCertificate(issuer)} signed ${describeCertificate(subject)} but its key usage does not allow signing certificates (no keyCertSign)`);
+      problems.push(
+        `${describeCertificate(issuer)} signed ${describeCertificate(subject)} but its key usage does not allow signing certificates (no keyCertSign)`,
+      );
     }
     return false;
   }
   const signed = signatureVerifies(subject, issuer);
   if (!signed) {
-    problems.push(`the signature of ${describeCertificate(subject)} does not verify with the key of ${describeCertificate(issuer)}`);
+    problems.push(
+      `the signature of ${describeCertificate(subject)} does not verify with the key of ${describeCertificate(issuer)}`,
+    );
   }
   return signed;
 }
@@ -306,7 +332,11 @@ function parseCertificates(ders: Uint8Array[]): X509Certificate[] {
     try {
       return new X509Certificate(der);
     } catch (cause) {
-      throw new ConnectorError('svid_invalid', `X.509-SVID certificate chain: certificate ${i + 1} is not a valid X.509 certificate`, { cause });
+      throw new ConnectorError(
+        'svid_invalid',
+        `X.509-SVID certificate chain: certificate ${i + 1} is not a valid X.509 certificate`,
+        { cause },
+      );
     }
   });
 }
@@ -322,10 +352,16 @@ function parsePemKey(keyPem: string): KeyObject {
   const [block, extra] = blocks;
   if (!block) throw new ConnectorError('svid_invalid', 'X.509-SVID private key file holds no PEM private key block');
   if (extra) {
-    throw new ConnectorError('svid_invalid', `X.509-SVID private key file holds ${blocks.length} PEM blocks; expected exactly one private key`);
+    throw new ConnectorError(
+      'svid_invalid',
+      `X.509-SVID private key file holds ${blocks.length} PEM blocks; expected exactly one private key`,
+    );
   }
   if (block.label === 'ENCRYPTED PRIVATE KEY') {
-    throw new ConnectorError('svid_invalid', 'X.509-SVID private key is encrypted; an unencrypted PKCS#8, SEC1 or PKCS#1 key is required');
+    throw new ConnectorError(
+      'svid_invalid',
+      'X.509-SVID private key is encrypted; an unencrypted PKCS#8, SEC1 or PKCS#1 key is required',
+    );
   }
   const type = KEY_LABELS[block.label];
   if (!type) {
@@ -344,7 +380,10 @@ function parseKeyDer(der: Uint8Array, type: 'pkcs8' | 'sec1' | 'pkcs1'): KeyObje
     key = createPrivateKey({ key: Buffer.from(der.buffer, der.byteOffset, der.byteLength), format: 'der', type });
   } catch {
     // The cause is dropped on purpose: it is about key bytes.
-    throw new ConnectorError('svid_invalid', `X.509-SVID private key cannot be read as a ${name} private key (corrupted or truncated?)`);
+    throw new ConnectorError(
+      'svid_invalid',
+      `X.509-SVID private key cannot be read as a ${name} private key (corrupted or truncated?)`,
+    );
   }
   // OpenSSL reads any encoding it recognises; hold the PEM label to its word.
   const expected = { pkcs8: undefined, sec1: 'ec', pkcs1: 'rsa' }[type];

@@ -32,7 +32,12 @@ export class AdmissionCache {
   }
 
   admit(pod: Pod, context: MutationContext, serviceAccount?: ServiceAccountAnnotations): Admission {
-    const key = JSON.stringify([pod.metadata?.annotations ?? null, pod.metadata?.labels ?? null, pod.spec, serviceAccount ?? null]);
+    const key = JSON.stringify([
+      pod.metadata?.annotations ?? null,
+      pod.metadata?.labels ?? null,
+      pod.spec,
+      serviceAccount ?? null,
+    ]);
     if (key.includes(PLACEHOLDER)) return serialize(admitPod(pod, context, serviceAccount));
     let entry = this.#entries.get(key);
     if (entry) {
@@ -41,7 +46,13 @@ export class AdmissionCache {
       this.#entries.set(key, entry);
     } else {
       let n = 0;
-      entry = serialize(admitPod(pod, { ...context, randomSecret: () => `${PLACEHOLDER}-${String(n++).padStart(4, '0')}` }, serviceAccount));
+      entry = serialize(
+        admitPod(
+          pod,
+          { ...context, randomSecret: () => `${PLACEHOLDER}-${String(n++).padStart(4, '0')}` },
+          serviceAccount,
+        ),
+      );
       if (this.#entries.size >= this.#max) {
         const oldest = this.#entries.keys().next().value;
         if (oldest !== undefined) this.#entries.delete(oldest);

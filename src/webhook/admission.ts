@@ -36,11 +36,24 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 const optionalString = (v: unknown): boolean => v === undefined || typeof v === 'string';
 
 export function isAdmissionReview(value: unknown): value is AdmissionReview {
-  if (!isRecord(value) || value['apiVersion'] !== 'admission.k8s.io/v1' || value['kind'] !== 'AdmissionReview') return false;
+  if (!isRecord(value) || value['apiVersion'] !== 'admission.k8s.io/v1' || value['kind'] !== 'AdmissionReview')
+    return false;
   const request = value['request'];
-  if (!isRecord(request) || typeof request['uid'] !== 'string' || request['uid'] === '' || typeof request['operation'] !== 'string') return false;
+  if (
+    !isRecord(request) ||
+    typeof request['uid'] !== 'string' ||
+    request['uid'] === '' ||
+    typeof request['operation'] !== 'string'
+  )
+    return false;
   const kind = request['kind'];
-  if (!isRecord(kind) || typeof kind['group'] !== 'string' || typeof kind['version'] !== 'string' || typeof kind['kind'] !== 'string') return false;
+  if (
+    !isRecord(kind) ||
+    typeof kind['group'] !== 'string' ||
+    typeof kind['version'] !== 'string' ||
+    typeof kind['kind'] !== 'string'
+  )
+    return false;
   return (
     optionalString(request['namespace']) &&
     optionalString(request['name']) &&
@@ -50,17 +63,28 @@ export function isAdmissionReview(value: unknown): value is AdmissionReview {
 }
 
 /** The body answering one review. */
-export function reviewResponse(response: AdmissionResponse): { apiVersion: 'admission.k8s.io/v1'; kind: 'AdmissionReview'; response: AdmissionResponse } {
+export function reviewResponse(response: AdmissionResponse): {
+  apiVersion: 'admission.k8s.io/v1';
+  kind: 'AdmissionReview';
+  response: AdmissionResponse;
+} {
   return { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response };
 }
 
 /** Allows the object, with a patch (operations, or their JSON already serialized) when there is one. */
-export function allow(uid: string, patch: readonly JsonPatchOp[] | string, warnings: readonly string[], auditAnnotations?: Record<string, string>): AdmissionResponse {
+export function allow(
+  uid: string,
+  patch: readonly JsonPatchOp[] | string,
+  warnings: readonly string[],
+  auditAnnotations?: Record<string, string>,
+): AdmissionResponse {
   const json = typeof patch === 'string' ? patch : patch.length > 0 ? JSON.stringify(patch) : undefined;
   return {
     uid,
     allowed: true,
-    ...(json !== undefined && json !== '[]' ? { patchType: 'JSONPatch' as const, patch: Buffer.from(json).toString('base64') } : {}),
+    ...(json !== undefined && json !== '[]'
+      ? { patchType: 'JSONPatch' as const, patch: Buffer.from(json).toString('base64') }
+      : {}),
     ...(warnings.length > 0 ? { warnings } : {}),
     ...(auditAnnotations ? { auditAnnotations } : {}),
   };

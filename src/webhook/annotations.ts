@@ -22,65 +22,200 @@ export const INIT_CONTAINERS = 'init-containers';
 
 export const ANNOTATIONS: readonly AnnotationSpec[] = [
   { name: INJECT, kind: 'bool', description: '"true" injects the sidecar (also read from a label of the same name)' },
-  { name: SKIP_CONTAINERS, kind: 'string', description: 'comma-separated app containers that get neither the environment nor the token mount' },
+  {
+    name: SKIP_CONTAINERS,
+    kind: 'string',
+    description: 'comma-separated app containers that get neither the environment nor the token mount',
+  },
   {
     name: INIT_CONTAINERS,
     kind: 'bool',
-    description: '"true" also serves the init containers: the sidecar starts before them and they get the environment and the token mount',
+    description:
+      '"true" also serves the init containers: the sidecar starts before them and they get the environment and the token mount',
   },
-  { name: 'aws-role-arn', kind: 'string', cloud: 'aws', path: ['aws', 'roleArn'], description: 'IAM role to assume with the JWT-SVID; serves AWS' },
-  { name: 'aws-region', kind: 'string', cloud: 'aws', path: ['aws', 'region'], description: 'AWS region (AWS_REGION, the STS endpoint)' },
-  { name: 'aws-audience', kind: 'string', cloud: 'aws', path: ['aws', 'audience'], description: 'audience of the JWT-SVID sent to STS (the IAM OIDC provider client ID)' },
-  { name: 'aws-session-duration', kind: 'seconds', cloud: 'aws', path: ['aws', 'sessionDurationSeconds'], description: 'seconds the role session lasts (900-43200)' },
+  {
+    name: 'aws-role-arn',
+    kind: 'string',
+    cloud: 'aws',
+    path: ['aws', 'roleArn'],
+    description: 'IAM role to assume with the JWT-SVID; serves AWS',
+  },
+  {
+    name: 'aws-region',
+    kind: 'string',
+    cloud: 'aws',
+    path: ['aws', 'region'],
+    description: 'AWS region (AWS_REGION, the STS endpoint)',
+  },
+  {
+    name: 'aws-audience',
+    kind: 'string',
+    cloud: 'aws',
+    path: ['aws', 'audience'],
+    description: 'audience of the JWT-SVID sent to STS (the IAM OIDC provider client ID)',
+  },
+  {
+    name: 'aws-session-duration',
+    kind: 'seconds',
+    cloud: 'aws',
+    path: ['aws', 'sessionDurationSeconds'],
+    description: 'seconds the role session lasts (900-43200)',
+  },
   {
     name: 'aws-extra-roles',
     kind: 'roles',
     cloud: 'aws',
     path: ['aws', 'extraRoles'],
-    description: 'NAME=ROLE_ARN[,NAME=ROLE_ARN...]: roles assumed with the pod role, one AWS_PROFILE each (their trust policies name aws-role-arn)',
+    description:
+      'NAME=ROLE_ARN[,NAME=ROLE_ARN...]: roles assumed with the pod role, one AWS_PROFILE each (their trust policies name aws-role-arn)',
   },
-  { name: 'aws-imds', kind: 'bool', cloud: 'aws', path: ['aws', 'imds'], description: '"true" also emulates EC2 IMDSv2, which every process in the pod can read (no per-container secret); off by default' },
+  {
+    name: 'aws-imds',
+    kind: 'bool',
+    cloud: 'aws',
+    path: ['aws', 'imds'],
+    description:
+      '"true" also emulates EC2 IMDSv2, which every process in the pod can read (no per-container secret); off by default',
+  },
   {
     name: 'aws-legacy-token',
     kind: 'bool',
     cloud: 'aws',
     path: ['aws', 'containerAuthorizationToken'],
-    description: '"true" also gives the app the literal AWS_CONTAINER_AUTHORIZATION_TOKEN (a per-pod token the webhook generates, visible in the pod spec) for AWS SDKs that predate the token file; off by default',
+    description:
+      '"true" also gives the app the literal AWS_CONTAINER_AUTHORIZATION_TOKEN (a per-pod token the webhook generates, visible in the pod spec) for AWS SDKs that predate the token file; off by default',
   },
-  { name: 'aws-trust-anchor-arn', kind: 'string', cloud: 'aws', path: ['aws', 'rolesAnywhere', 'trustAnchorArn'], description: 'IAM Roles Anywhere trust anchor: sign CreateSession with the X.509-SVID instead of a JWT-SVID (with aws-profile-arn)' },
-  { name: 'aws-profile-arn', kind: 'string', cloud: 'aws', path: ['aws', 'rolesAnywhere', 'profileArn'], description: 'IAM Roles Anywhere profile that lists the role (with aws-trust-anchor-arn)' },
-  { name: 'gcp-workload-identity-provider', kind: 'string', cloud: 'gcp', path: ['gcp', 'workloadIdentityProvider'], description: 'projects/<number>/locations/global/workloadIdentityPools/<pool>/providers/<provider>; serves Google Cloud' },
-  { name: 'gcp-service-account', kind: 'string', cloud: 'gcp', path: ['gcp', 'serviceAccount'], description: 'service account to impersonate; serves Google Cloud' },
+  {
+    name: 'aws-trust-anchor-arn',
+    kind: 'string',
+    cloud: 'aws',
+    path: ['aws', 'rolesAnywhere', 'trustAnchorArn'],
+    description:
+      'IAM Roles Anywhere trust anchor: sign CreateSession with the X.509-SVID instead of a JWT-SVID (with aws-profile-arn)',
+  },
+  {
+    name: 'aws-profile-arn',
+    kind: 'string',
+    cloud: 'aws',
+    path: ['aws', 'rolesAnywhere', 'profileArn'],
+    description: 'IAM Roles Anywhere profile that lists the role (with aws-trust-anchor-arn)',
+  },
+  {
+    name: 'gcp-workload-identity-provider',
+    kind: 'string',
+    cloud: 'gcp',
+    path: ['gcp', 'workloadIdentityProvider'],
+    description:
+      'projects/<number>/locations/global/workloadIdentityPools/<pool>/providers/<provider>; serves Google Cloud',
+  },
+  {
+    name: 'gcp-service-account',
+    kind: 'string',
+    cloud: 'gcp',
+    path: ['gcp', 'serviceAccount'],
+    description: 'service account to impersonate; serves Google Cloud',
+  },
   {
     name: 'gcp-extra-service-accounts',
     kind: 'list',
     cloud: 'gcp',
     path: ['gcp', 'extraServiceAccounts'],
-    description: 'comma-separated service accounts also impersonated, served under their own email on the metadata server',
+    description:
+      'comma-separated service accounts also impersonated, served under their own email on the metadata server',
   },
-  { name: 'gcp-project-id', kind: 'string', cloud: 'gcp', path: ['gcp', 'projectId'], description: 'project ID the metadata server reports' },
-  { name: 'gcp-project-number', kind: 'string', cloud: 'gcp', path: ['gcp', 'projectNumber'], description: 'project number (default: the one in the workload identity provider)' },
-  { name: 'azure-client-id', kind: 'string', cloud: 'azure', path: ['azure', 'clientId'], description: 'application (client) ID of the app registration or managed identity; serves Azure' },
-  { name: 'azure-tenant-id', kind: 'string', cloud: 'azure', path: ['azure', 'tenantId'], description: 'directory (tenant) ID' },
-  { name: 'azure-imds', kind: 'bool', cloud: 'azure', path: ['azure', 'imds'], description: '"true" also emulates Azure IMDS, which every process in the pod can read (no secret); off by default' },
-  { name: 'azure-msi', kind: 'bool', cloud: 'azure', path: ['azure', 'msi'], description: '"true" also serves MSI_ENDPOINT (the Azure CLI), which every process in the pod can read (no secret); off by default' },
-  { name: 'azure-audience', kind: 'string', cloud: 'azure', path: ['azure', 'audience'], description: 'audience of the JWT-SVID sent to Entra (the federated credential audience)' },
-  { name: 'metadata-port', kind: 'port', path: ['server', 'metadataAddress'], description: 'loopback port of the emulated metadata endpoints' },
+  {
+    name: 'gcp-project-id',
+    kind: 'string',
+    cloud: 'gcp',
+    path: ['gcp', 'projectId'],
+    description: 'project ID the metadata server reports',
+  },
+  {
+    name: 'gcp-project-number',
+    kind: 'string',
+    cloud: 'gcp',
+    path: ['gcp', 'projectNumber'],
+    description: 'project number (default: the one in the workload identity provider)',
+  },
+  {
+    name: 'azure-client-id',
+    kind: 'string',
+    cloud: 'azure',
+    path: ['azure', 'clientId'],
+    description: 'application (client) ID of the app registration or managed identity; serves Azure',
+  },
+  {
+    name: 'azure-tenant-id',
+    kind: 'string',
+    cloud: 'azure',
+    path: ['azure', 'tenantId'],
+    description: 'directory (tenant) ID',
+  },
+  {
+    name: 'azure-imds',
+    kind: 'bool',
+    cloud: 'azure',
+    path: ['azure', 'imds'],
+    description: '"true" also emulates Azure IMDS, which every process in the pod can read (no secret); off by default',
+  },
+  {
+    name: 'azure-msi',
+    kind: 'bool',
+    cloud: 'azure',
+    path: ['azure', 'msi'],
+    description:
+      '"true" also serves MSI_ENDPOINT (the Azure CLI), which every process in the pod can read (no secret); off by default',
+  },
+  {
+    name: 'azure-audience',
+    kind: 'string',
+    cloud: 'azure',
+    path: ['azure', 'audience'],
+    description: 'audience of the JWT-SVID sent to Entra (the federated credential audience)',
+  },
+  {
+    name: 'metadata-port',
+    kind: 'port',
+    path: ['server', 'metadataAddress'],
+    description: 'loopback port of the emulated metadata endpoints',
+  },
   {
     name: 'metadata-port-80',
     kind: 'bool',
     path: ['server', 'metadataPort80'],
-    description: '"true" also serves the metadata endpoints on 127.0.0.1:80, for clients that drop the port; sets the pod sysctl net.ipv4.ip_unprivileged_port_start=80 (a safe sysctl), so every container of the pod may bind ports from 80 up',
+    description:
+      '"true" also serves the metadata endpoints on 127.0.0.1:80, for clients that drop the port; sets the pod sysctl net.ipv4.ip_unprivileged_port_start=80 (a safe sysctl), so every container of the pod may bind ports from 80 up',
   },
-  { name: 'ops-port', kind: 'port', path: ['server', 'opsAddress'], description: 'port of the sidecar /healthz /readyz (the probes, on every pod address)' },
-  { name: 'metrics-port', kind: 'port', path: ['server', 'metricsAddress'], description: 'port of the sidecar /metrics, on the pod loopback unless metrics-pod-wide is "true"' },
-  { name: 'metrics-pod-wide', kind: 'bool', description: '"true" serves /metrics on every pod address, for a Prometheus that scrapes pods; default loopback only' },
-  { name: 'log-level', kind: 'string', path: ['log', 'level'], description: 'sidecar log level: trace, debug, info, warn, error' },
+  {
+    name: 'ops-port',
+    kind: 'port',
+    path: ['server', 'opsAddress'],
+    description: 'port of the sidecar /healthz /readyz (the probes, on every pod address)',
+  },
+  {
+    name: 'metrics-port',
+    kind: 'port',
+    path: ['server', 'metricsAddress'],
+    description: 'port of the sidecar /metrics, on the pod loopback unless metrics-pod-wide is "true"',
+  },
+  {
+    name: 'metrics-pod-wide',
+    kind: 'bool',
+    description:
+      '"true" serves /metrics on every pod address, for a Prometheus that scrapes pods; default loopback only',
+  },
+  {
+    name: 'log-level',
+    kind: 'string',
+    path: ['log', 'level'],
+    description: 'sidecar log level: trace, debug, info, warn, error',
+  },
   {
     name: 'workload-api',
     kind: 'bool',
     path: ['server', 'workloadApiSocket'],
-    description: '"true" also serves the SPIFFE Workload API to the app containers (SPIFFE_ENDPOINT_SOCKET, a socket in the token directory)',
+    description:
+      '"true" also serves the SPIFFE Workload API to the app containers (SPIFFE_ENDPOINT_SOCKET, a socket in the token directory)',
   },
 ];
 
@@ -91,7 +226,12 @@ export const CLOUD_ANNOTATION: Readonly<Record<Cloud, string>> = {
   azure: 'azure-client-id',
 };
 
-export type AnnotationValue = string | number | boolean | readonly string[] | ReadonlyArray<{ readonly name: string; readonly roleArn: string }>;
+export type AnnotationValue =
+  | string
+  | number
+  | boolean
+  | readonly string[]
+  | ReadonlyArray<{ readonly name: string; readonly roleArn: string }>;
 
 export interface PodSettings {
   readonly inject: boolean;
@@ -116,12 +256,19 @@ interface Unreadable {
 function readValue(spec: AnnotationSpec, text: string): AnnotationValue | Unreadable {
   switch (spec.kind) {
     case 'list':
-      return text.split(',').map((s) => s.trim()).filter((s) => s !== '');
+      return text
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== '');
     case 'roles': {
       const roles: Array<{ name: string; roleArn: string }> = [];
-      for (const entry of text.split(',').map((s) => s.trim()).filter((s) => s !== '')) {
+      for (const entry of text
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== '')) {
         const i = entry.indexOf('=');
-        if (i <= 0 || i === entry.length - 1) return { problems: [`must be NAME=ROLE_ARN[,NAME=ROLE_ARN...], not ${JSON.stringify(entry.slice(0, 100))}`] };
+        if (i <= 0 || i === entry.length - 1)
+          return { problems: [`must be NAME=ROLE_ARN[,NAME=ROLE_ARN...], not ${JSON.stringify(entry.slice(0, 100))}`] };
         roles.push({ name: entry.slice(0, i).trim(), roleArn: entry.slice(i + 1).trim() });
       }
       return roles;
@@ -146,7 +293,11 @@ function editDistance(a: string, b: string): number {
   for (let i = 1; i <= a.length; i++) {
     const next = [i];
     for (let j = 1; j <= b.length; j++) {
-      next[j] = Math.min((row[j] ?? 0) + 1, (next[j - 1] ?? 0) + 1, (row[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1));
+      next[j] = Math.min(
+        (row[j] ?? 0) + 1,
+        (next[j - 1] ?? 0) + 1,
+        (row[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
     }
     row = next;
   }
@@ -181,7 +332,9 @@ export function readPodSettings(
     const spec = SPEC_BY_NAME.get(name);
     if (!spec) {
       const near = closest(name);
-      problems.push(`${key}: unknown annotation (${near ? `did you mean ${prefix}${near}? ` : ''}known: ${ANNOTATIONS.map((a) => a.name).join(', ')})`);
+      problems.push(
+        `${key}: unknown annotation (${near ? `did you mean ${prefix}${near}? ` : ''}known: ${ANNOTATIONS.map((a) => a.name).join(', ')})`,
+      );
       continue;
     }
     const value = readValue(spec, text);
@@ -190,7 +343,11 @@ export function readPodSettings(
       continue;
     }
     if (name === INJECT) inject = value === true;
-    else if (name === SKIP_CONTAINERS) skipContainers = String(value).split(',').map((s) => s.trim()).filter((s) => s !== '');
+    else if (name === SKIP_CONTAINERS)
+      skipContainers = String(value)
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== '');
     else if (name === INIT_CONTAINERS) initContainers = value === true;
     else {
       values.set(name, value);
@@ -200,9 +357,12 @@ export function readPodSettings(
   const injectProblem = problems.some((p) => p.startsWith(`${prefix}${INJECT}:`));
   if (inject === undefined) inject = labels[`${prefix}${INJECT}`] === 'true';
   // A pod that does not ask for the sidecar is left alone, whatever else it carries.
-  if (!inject && !injectProblem) return { settings: { inject: false, skipContainers: [], values: new Map(), clouds: new Set() } };
+  if (!inject && !injectProblem)
+    return { settings: { inject: false, skipContainers: [], values: new Map(), clouds: new Set() } };
   if (problems.length > 0) return { problems };
-  return { settings: { inject, skipContainers, values, clouds, ...(initContainers === undefined ? {} : { initContainers }) } };
+  return {
+    settings: { inject, skipContainers, values, clouds, ...(initContainers === undefined ? {} : { initContainers }) },
+  };
 }
 
 /** The annotation that sets a config path (its longest matching prefix), if any. */

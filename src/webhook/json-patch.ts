@@ -13,7 +13,12 @@ export function pointer(...parts: ReadonlyArray<string | number>): string {
 }
 
 /** Appends items to an array member that may be absent: one `add` of the whole array, or one `add …/-` per item. */
-export function appendAll(ops: JsonPatchOp[], arrayPath: string, existing: readonly unknown[] | undefined, items: readonly unknown[]): void {
+export function appendAll(
+  ops: JsonPatchOp[],
+  arrayPath: string,
+  existing: readonly unknown[] | undefined,
+  items: readonly unknown[],
+): void {
   if (items.length === 0) return;
   if (existing === undefined) {
     ops.push({ op: 'add', path: arrayPath, value: [...items] });

@@ -36,7 +36,7 @@ export class WebhookMetrics {
 
   readonly serviceAccountLookupDuration = new Histogram({
     name: 'spiffe_connector_webhook_service_account_lookup_duration_seconds',
-    help: 'Time to get a ServiceAccount\'s annotations (from the cache or the API server).',
+    help: "Time to get a ServiceAccount's annotations (from the cache or the API server).",
     buckets: [0.0001, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
     registers: [this.registry],
   });

@@ -1,22 +1,23 @@
 // The webhook's pure core: one Pod and its settings in, the JSON Patch that injects the sidecar (plus
 // warnings) or a denial out. Same input, same output: reinvocation of an injected pod patches nothing.
-import type { WebhookConfig } from '../config/webhook.ts';
+
 import type { SidecarConfig } from '../config/schema.ts';
+import type { WebhookConfig } from '../config/webhook.ts';
 import { appEnvironment } from '../env.ts';
-import { readPodSettings, SKIP_CONTAINERS, type PodSettings } from './annotations.ts';
-import { appendAll, pointer, type JsonPatchOp } from './json-patch.ts';
+import { type PodSettings, readPodSettings, SKIP_CONTAINERS } from './annotations.ts';
+import { appendAll, type JsonPatchOp, pointer } from './json-patch.ts';
 import type { Container, Pod, Volume } from './pod.ts';
 import { buildSidecarConfig } from './sidecar-config.ts';
 import {
   FS_GROUP_ATTRIBUTE,
   metadataPortOf,
-  OPS_PORT_NAME,
   metricsPortOf,
+  OPS_PORT_NAME,
   opsPortOf,
-  sidecarContainer,
   STATE_VOLUME,
-  stateVolume,
   SVID_VOLUME,
+  sidecarContainer,
+  stateVolume,
   svidVolume,
 } from './sidecar-container.ts';
 
@@ -27,7 +28,11 @@ export type MutationResult =
       readonly warnings: readonly string[];
       readonly config: SidecarConfig;
     }
-  | { readonly outcome: 'not-requested' | 'already-injected'; readonly patch: readonly []; readonly warnings: readonly [] }
+  | {
+      readonly outcome: 'not-requested' | 'already-injected';
+      readonly patch: readonly [];
+      readonly warnings: readonly [];
+    }
   | { readonly outcome: 'denied'; readonly denied: string };
 
 export interface MutationContext {
@@ -65,10 +70,16 @@ export interface ServiceAccountAnnotations {
  * Settings from the pod's annotations and labels over its ServiceAccount's annotations (same names; the
  * pod's win key by key); the entry point for a whole Pod.
  */
-export function admitPod(pod: Pod, context: MutationContext, serviceAccount?: ServiceAccountAnnotations): MutationResult {
+export function admitPod(
+  pod: Pod,
+  context: MutationContext,
+  serviceAccount?: ServiceAccountAnnotations,
+): MutationResult {
   const prefix = context.config.webhook.annotationPrefix;
   const own = pod.metadata?.annotations ?? {};
-  const inherited = Object.entries(serviceAccount?.annotations ?? {}).filter(([k]) => k.startsWith(prefix) && !(k in own));
+  const inherited = Object.entries(serviceAccount?.annotations ?? {}).filter(
+    ([k]) => k.startsWith(prefix) && !(k in own),
+  );
   const annotations = inherited.length === 0 ? own : { ...Object.fromEntries(inherited), ...own };
   const read = readPodSettings(annotations, pod.metadata?.labels ?? {}, prefix);
   if ('problems' in read) {
@@ -91,11 +102,14 @@ export function mutatePod(pod: Pod, settings: PodSettings, context: MutationCont
 
   const inject = `${prefix}inject`;
   if (pod.spec.hostNetwork === true) {
-    return denied(`${inject}: a hostNetwork pod shares the node's loopback, where every host process could read the metadata endpoints; run it without hostNetwork`);
+    return denied(
+      `${inject}: a hostNetwork pod shares the node's loopback, where every host process could read the metadata endpoints; run it without hostNetwork`,
+    );
   }
   if (pod.spec.os?.name === 'windows') return denied(`${inject}: the sidecar image runs on Linux nodes only`);
   const unknownSkips = settings.skipContainers.filter((name) => !pod.spec.containers.some((c) => c.name === name));
-  if (unknownSkips.length > 0) return denied(`${prefix}${SKIP_CONTAINERS}: names no container of this pod: ${unknownSkips.join(', ')}`);
+  if (unknownSkips.length > 0)
+    return denied(`${prefix}${SKIP_CONTAINERS}: names no container of this pod: ${unknownSkips.join(', ')}`);
 
   const built = buildSidecarConfig(settings, defaults, { prefix, randomSecret: context.randomSecret });
   if ('problems' in built) return denied(built.problems.join('; '));
@@ -108,7 +122,10 @@ export function mutatePod(pod: Pod, settings: PodSettings, context: MutationCont
   ];
   for (const { port, annotation } of ports) {
     const user = allContainers(pod).find((c) => c.ports?.some((p) => p.containerPort === port));
-    if (user) return denied(`${prefix}${annotation}: port ${port} is declared by container "${user.name}"; set ${prefix}${annotation} to a free port`);
+    if (user)
+      return denied(
+        `${prefix}${annotation}: port ${port} is declared by container "${user.name}"; set ${prefix}${annotation} to a free port`,
+      );
   }
   // server.metadataPort80: the sidecar binds 127.0.0.1:80 without privilege through the pod's (namespaced, safe)
   // sysctl; a pod that already sets it higher, or a container on port 80, cannot have it.
@@ -122,7 +139,9 @@ export function mutatePod(pod: Pod, settings: PodSettings, context: MutationCont
     const set = list.find((e) => e.name === UNPRIVILEGED_PORT_START);
     if (set === undefined) sysctls.push({ name: UNPRIVILEGED_PORT_START, value: '80' });
     else if (!(typeof set.value === 'string' && /^\d+$/.test(set.value) && Number(set.value) <= 80)) {
-      return denied(`${annotation}: the pod sets ${UNPRIVILEGED_PORT_START} to ${String(set.value)}; the sidecar needs 80 or lower to listen on port 80`);
+      return denied(
+        `${annotation}: the pod sets ${UNPRIVILEGED_PORT_START} to ${String(set.value)}; the sidecar needs 80 or lower to listen on port 80`,
+      );
     }
   }
 
@@ -163,7 +182,12 @@ export function mutatePod(pod: Pod, settings: PodSettings, context: MutationCont
   } else {
     if (addFsGroup) patch.push({ op: 'add', path: pointer('spec', 'securityContext', 'fsGroup'), value: runAsGroup });
     const existing = pod.spec.securityContext['sysctls'];
-    appendAll(patch, pointer('spec', 'securityContext', 'sysctls'), Array.isArray(existing) ? existing : undefined, sysctls);
+    appendAll(
+      patch,
+      pointer('spec', 'securityContext', 'sysctls'),
+      Array.isArray(existing) ? existing : undefined,
+      sysctls,
+    );
   }
   const stateName = uniqueName(STATE_VOLUME, volumeNames);
   newVolumes.push(stateVolume(stateName));
@@ -194,24 +218,30 @@ export function mutatePod(pod: Pod, settings: PodSettings, context: MutationCont
   const stateDir = sidecarConfig.server.stateDir;
   const served: Array<{ c: Container; at: (i: number, ...rest: Array<string | number>) => string; i: number }> = [];
   // Indexes after the insertion at 0 (init containers moved one down).
-  if (serveInit) for (const [i, c] of initContainers.entries()) served.push({ c, i: i + 1, at: (n, ...rest) => pointer('spec', 'initContainers', n, ...rest) });
-  for (const [i, c] of pod.spec.containers.entries()) served.push({ c, i, at: (n, ...rest) => pointer('spec', 'containers', n, ...rest) });
+  if (serveInit)
+    for (const [i, c] of initContainers.entries())
+      served.push({ c, i: i + 1, at: (n, ...rest) => pointer('spec', 'initContainers', n, ...rest) });
+  for (const [i, c] of pod.spec.containers.entries())
+    served.push({ c, i, at: (n, ...rest) => pointer('spec', 'containers', n, ...rest) });
   served.forEach(({ c, i, at }) => {
     if (settings.skipContainers.includes(c.name)) return;
     const explicit = new Set((c.env ?? []).map((e) => e.name));
     const add: Array<{ name: string; value: string }> = [];
     for (const [name, value] of env) {
       if (explicit.has(name)) {
-        const hint = /^no_proxy$/i.test(name) ? ' (it must include 127.0.0.1, or proxied SDK calls miss the metadata endpoints)' : '';
+        const hint = /^no_proxy$/i.test(name)
+          ? ' (it must include 127.0.0.1, or proxied SDK calls miss the metadata endpoints)'
+          : '';
         warnings.push(`container "${c.name}": ${name} is set explicitly and was left as it is${hint}`);
-      }
-      else add.push({ name, value });
+      } else add.push({ name, value });
     }
     appendAll(patch, at(i, 'env'), c.env, add);
     if ((c.volumeMounts ?? []).some((m) => m.mountPath === stateDir)) {
       warnings.push(`container "${c.name}": ${stateDir} is already mounted; the token files are not mounted there`);
     } else {
-      appendAll(patch, at(i, 'volumeMounts'), c.volumeMounts, [{ name: stateName, mountPath: stateDir, readOnly: true }]);
+      appendAll(patch, at(i, 'volumeMounts'), c.volumeMounts, [
+        { name: stateName, mountPath: stateDir, readOnly: true },
+      ]);
     }
   });
   return { outcome: 'injected', patch, warnings, config: sidecarConfig };

@@ -75,34 +75,46 @@ function isStringMap(value: unknown): boolean {
 }
 
 function isNamedList(value: unknown, check: (item: Record<string, unknown>) => boolean = () => true): boolean {
-  return value === undefined || (Array.isArray(value) && value.every((item) => isRecord(item) && typeof item['name'] === 'string' && check(item)));
+  return (
+    value === undefined ||
+    (Array.isArray(value) && value.every((item) => isRecord(item) && typeof item['name'] === 'string' && check(item)))
+  );
 }
 
 function isContainer(item: Record<string, unknown>): boolean {
   return (
     isNamedList(item['env']) &&
     isNamedList(item['volumeMounts'], (m) => typeof m['mountPath'] === 'string') &&
-    (item['ports'] === undefined || (Array.isArray(item['ports']) && item['ports'].every((p) => isRecord(p) && typeof p['containerPort'] === 'number')))
+    (item['ports'] === undefined ||
+      (Array.isArray(item['ports']) &&
+        item['ports'].every((p) => isRecord(p) && typeof p['containerPort'] === 'number')))
   );
 }
 
 function isVolume(item: Record<string, unknown>): boolean {
   const csi = item['csi'];
-  return csi === undefined || (isRecord(csi) && typeof csi['driver'] === 'string' && isStringMap(csi['volumeAttributes']));
+  return (
+    csi === undefined || (isRecord(csi) && typeof csi['driver'] === 'string' && isStringMap(csi['volumeAttributes']))
+  );
 }
 
 /** Checks the shape of every field the webhook touches; anything else in the Pod is passed through untouched. */
 export function isPod(value: unknown): value is Pod {
   if (!isRecord(value)) return false;
   const metadata = value['metadata'];
-  if (metadata !== undefined && !(isRecord(metadata) && isStringMap(metadata['annotations']) && isStringMap(metadata['labels']))) return false;
+  if (
+    metadata !== undefined &&
+    !(isRecord(metadata) && isStringMap(metadata['annotations']) && isStringMap(metadata['labels']))
+  )
+    return false;
   const spec = value['spec'];
   if (!isRecord(spec)) return false;
   if (!Array.isArray(spec['containers']) || !isNamedList(spec['containers'], isContainer)) return false;
   if (!isNamedList(spec['initContainers'], isContainer)) return false;
   if (!isNamedList(spec['volumes'], isVolume)) return false;
   const sc = spec['securityContext'];
-  if (sc !== undefined && !(isRecord(sc) && (sc['fsGroup'] === undefined || typeof sc['fsGroup'] === 'number'))) return false;
+  if (sc !== undefined && !(isRecord(sc) && (sc['fsGroup'] === undefined || typeof sc['fsGroup'] === 'number')))
+    return false;
   return true;
 }
 

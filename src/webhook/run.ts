@@ -3,7 +3,7 @@ import { systemClock } from '../base/clock.ts';
 import { loadWebhookConfig } from '../config/webhook.ts';
 import { createLogger } from '../ops/logger.ts';
 import { WebhookMetrics } from './metrics.ts';
-import { startWebhook, type RunningWebhook } from './server.ts';
+import { type RunningWebhook, startWebhook } from './server.ts';
 
 export async function runWebhook(configFile: string): Promise<RunningWebhook> {
   const config = await loadWebhookConfig(configFile);

@@ -2,21 +2,33 @@
 // the kubelet and Prometheus (and /metrics alone on a plain-HTTP port when webhook.metricsAddress is set).
 // The serving certificate is reloaded when cert-manager renews it.
 import { randomBytes } from 'node:crypto';
+import {
+  createServer as createHttpServer,
+  type Server as HttpServer,
+  type IncomingMessage,
+  type ServerResponse,
+} from 'node:http';
 import { createServer, type Server } from 'node:https';
-import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Clock } from '../base/clock.ts';
-import type { WebhookConfig } from '../config/webhook.ts';
 import { parseHostPort } from '../config/common.ts';
-import type { Logger } from '../ops/logger.ts';
-import { allow, deny, isAdmissionReview, reviewResponse, type AdmissionResponse, type AdmissionReview } from './admission.ts';
-import { WebhookMetrics } from './metrics.ts';
-import { AdmissionCache } from './admission-cache.ts';
-import { isPod, podDisplayName, type Pod } from './pod.ts';
-import { watchServingPair } from './serving-cert.ts';
-import { InClusterServiceAccounts } from './service-accounts.ts';
-import type { ServiceAccountAnnotations } from './mutate.ts';
+import type { WebhookConfig } from '../config/webhook.ts';
 import { readBody } from '../http/read-body.ts';
+import type { Logger } from '../ops/logger.ts';
+import {
+  type AdmissionResponse,
+  type AdmissionReview,
+  allow,
+  deny,
+  isAdmissionReview,
+  reviewResponse,
+} from './admission.ts';
+import { AdmissionCache } from './admission-cache.ts';
+import { WebhookMetrics } from './metrics.ts';
+import type { ServiceAccountAnnotations } from './mutate.ts';
+import { isPod, type Pod, podDisplayName } from './pod.ts';
+import { InClusterServiceAccounts } from './service-accounts.ts';
+import { watchServingPair } from './serving-cert.ts';
 
 /** Larger than any AdmissionReview of a Pod (the API server caps objects near 3 MiB; a review carries one). */
 const MAX_BODY_BYTES = 8 * 1024 * 1024;
@@ -66,8 +78,11 @@ function pooledSecrets(): () => string {
 
 type Answer = { status: number; type: string; body: string };
 
-const text = (status: number, body: string): Answer => ({ status, type: 'text/plain; charset=utf-8', body: `${body}\n` });
-
+const text = (status: number, body: string): Answer => ({
+  status,
+  type: 'text/plain; charset=utf-8',
+  body: `${body}\n`,
+});
 
 export async function startWebhook(config: WebhookConfig, deps: WebhookDeps): Promise<RunningWebhook> {
   const { logger, clock } = deps;
@@ -80,31 +95,51 @@ export async function startWebhook(config: WebhookConfig, deps: WebhookDeps): Pr
   let draining = false;
   const lookups = config.webhook.serviceAccounts;
   const serviceAccounts: InClusterServiceAccounts | undefined = lookups.enabled
-    ? new InClusterServiceAccounts({ settings: lookups, clock, prefix: config.webhook.annotationPrefix, ...(deps.env ? { env: deps.env } : {}) })
+    ? new InClusterServiceAccounts({
+        settings: lookups,
+        clock,
+        prefix: config.webhook.annotationPrefix,
+        ...(deps.env ? { env: deps.env } : {}),
+      })
     : undefined;
 
   /** The pod's ServiceAccount annotations, or the denial (or warning) a failed lookup gives. */
-  async function accountOf(pod: Pod, namespace: string): Promise<{ account?: ServiceAccountAnnotations; warning?: string } | { denied: string }> {
+  async function accountOf(
+    pod: Pod,
+    namespace: string,
+  ): Promise<{ account?: ServiceAccountAnnotations; warning?: string } | { denied: string }> {
     if (!serviceAccounts) return {};
     // A pod that opts out needs nothing from its account (and is not refused when the API server is away).
     const inject = `${config.webhook.annotationPrefix}inject`;
     if ((pod.metadata?.annotations?.[inject] ?? pod.metadata?.labels?.[inject]) === 'false') return {};
-    const name = pod.spec.serviceAccountName || (typeof pod.spec['serviceAccount'] === 'string' ? pod.spec['serviceAccount'] : '') || 'default';
+    const name =
+      pod.spec.serviceAccountName ||
+      (typeof pod.spec['serviceAccount'] === 'string' ? pod.spec['serviceAccount'] : '') ||
+      'default';
     const started = process.hrtime.bigint();
     const got = await serviceAccounts.get(namespace, name);
     metrics.serviceAccountLookups.inc({ outcome: 'error' in got ? 'error' : got.found ? 'found' : 'not_found' });
     metrics.serviceAccountLookupDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
-    if (!('error' in got)) return got.found ? { account: { name: `${namespace}/${name}`, annotations: got.annotations } } : {};
+    if (!('error' in got))
+      return got.found ? { account: { name: `${namespace}/${name}`, annotations: got.annotations } } : {};
     const what = `spiffe-connector: cannot read ServiceAccount ${namespace}/${name}, whose annotations may configure this pod: ${got.error}`;
     logger.warn({ serviceAccount: `${namespace}/${name}`, err: got.error }, 'ServiceAccount lookup failed');
-    if (lookups.onError === 'deny') return { denied: `${what}; the pod is refused rather than started without its credentials (retry, or fix the webhook's API access)` };
+    if (lookups.onError === 'deny')
+      return {
+        denied: `${what}; the pod is refused rather than started without its credentials (retry, or fix the webhook's API access)`,
+      };
     return { warning: `${what}; injected from the pod's own annotations only` };
   }
 
   /** One review → one response; never throws (a failure is a denial the API server can show). */
   async function review(body: AdmissionReview): Promise<AdmissionResponse> {
     const req = body.request;
-    const isPodCreate = req.kind.group === '' && req.kind.version === 'v1' && req.kind.kind === 'Pod' && req.operation === 'CREATE' && !req.subResource;
+    const isPodCreate =
+      req.kind.group === '' &&
+      req.kind.version === 'v1' &&
+      req.kind.kind === 'Pod' &&
+      req.operation === 'CREATE' &&
+      !req.subResource;
     if (!isPodCreate) {
       metrics.admissions.inc({ outcome: 'ignored' });
       return allow(req.uid, [], []);
@@ -112,7 +147,10 @@ export async function startWebhook(config: WebhookConfig, deps: WebhookDeps): Pr
     const pod = req.object;
     if (!isPod(pod)) {
       metrics.admissions.inc({ outcome: 'denied' });
-      return deny(req.uid, 'spiffe-connector: the Pod object is malformed (spec.containers, volumes, env or annotations have the wrong shape)');
+      return deny(
+        req.uid,
+        'spiffe-connector: the Pod object is malformed (spec.containers, volumes, env or annotations have the wrong shape)',
+      );
     }
     const namespace = req.namespace ?? pod.metadata?.namespace ?? 'default';
     const who = podDisplayName(pod, namespace);
@@ -135,10 +173,16 @@ export async function startWebhook(config: WebhookConfig, deps: WebhookDeps): Pr
         metrics.admissions.inc({ outcome: 'injected' });
         const warnings = [...extraWarnings, ...result.warnings];
         metrics.warnings.inc(warnings.length);
-        const sa = typeof pod.spec.serviceAccountName === 'string' && pod.spec.serviceAccountName !== '' ? pod.spec.serviceAccountName : 'default';
+        const sa =
+          typeof pod.spec.serviceAccountName === 'string' && pod.spec.serviceAccountName !== ''
+            ? pod.spec.serviceAccountName
+            : 'default';
         const spiffeId = `spiffe://${config.defaults.trustDomain}/ns/${namespace}/sa/${sa}`;
         const clouds = (['aws', 'gcp', 'azure'] as const).filter((c) => result.config[c] !== undefined);
-        logger.info({ uid: req.uid, pod: who, spiffeId, clouds, warnings: warnings.length, dryRun: req.dryRun === true }, 'injected the sidecar');
+        logger.info(
+          { uid: req.uid, pod: who, spiffeId, clouds, warnings: warnings.length, dryRun: req.dryRun === true },
+          'injected the sidecar',
+        );
         return allow(req.uid, patchJson ?? result.patch, warnings, { 'spiffe-id': spiffeId, clouds: clouds.join(',') });
       }
       case 'already-injected':
@@ -151,7 +195,8 @@ export async function startWebhook(config: WebhookConfig, deps: WebhookDeps): Pr
 
   async function mutate(req: IncomingMessage): Promise<Answer> {
     if (req.method !== 'POST') return text(405, 'POST an AdmissionReview');
-    if (!/^application\/json\b/i.test(req.headers['content-type'] ?? '')) return text(415, 'Content-Type must be application/json');
+    if (!/^application\/json\b/i.test(req.headers['content-type'] ?? ''))
+      return text(415, 'Content-Type must be application/json');
     const raw = await readBody(req, MAX_BODY_BYTES);
     if (!raw) return text(413, 'request body too large');
     const started = process.hrtime.bigint();
@@ -173,7 +218,10 @@ export async function startWebhook(config: WebhookConfig, deps: WebhookDeps): Pr
       // A defect, not the pod's fault: deny with the reason rather than crash or silently skip injection.
       logger.error({ uid: parsed.request.uid, err: (error as Error).message }, 'reviewing a pod failed');
       metrics.admissions.inc({ outcome: 'error' });
-      response = deny(parsed.request.uid, `spiffe-connector: internal error while injecting: ${(error as Error).message}`);
+      response = deny(
+        parsed.request.uid,
+        `spiffe-connector: internal error while injecting: ${(error as Error).message}`,
+      );
     }
     const body = JSON.stringify(reviewResponse(response));
     metrics.duration.observe(Number(process.hrtime.bigint() - started) / 1e9);
@@ -187,13 +235,17 @@ export async function startWebhook(config: WebhookConfig, deps: WebhookDeps): Pr
     if (req.method !== 'GET' && req.method !== 'HEAD') return text(405, 'method not allowed');
     if (path === '/healthz') return text(200, 'ok');
     if (path === '/readyz') return draining ? text(503, 'draining') : text(200, 'ready');
-    if (path === '/metrics') return { status: 200, type: metrics.registry.contentType, body: await metrics.registry.metrics() };
+    if (path === '/metrics')
+      return { status: 200, type: metrics.registry.contentType, body: await metrics.registry.metrics() };
     return text(404, 'not found');
   }
 
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     route(req).then(
-      (a) => res.writeHead(a.status, { 'content-type': a.type, 'content-length': Buffer.byteLength(a.body) }).end(req.method === 'HEAD' ? undefined : a.body),
+      (a) =>
+        res
+          .writeHead(a.status, { 'content-type': a.type, 'content-length': Buffer.byteLength(a.body) })
+          .end(req.method === 'HEAD' ? undefined : a.body),
       (error: unknown) => {
         logger.error({ err: (error as Error).message }, 'request failed');
         if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' }).end('internal error\n');
@@ -234,7 +286,14 @@ export async function startWebhook(config: WebhookConfig, deps: WebhookDeps): Pr
   }
   const bound = server.address() as AddressInfo;
   const host = hostOf(bound);
-  logger.info({ address: `${bound.address}:${bound.port}`, trustDomain: config.defaults.trustDomain, serviceAccountLookups: lookups.enabled }, 'webhook listening');
+  logger.info(
+    {
+      address: `${bound.address}:${bound.port}`,
+      trustDomain: config.defaults.trustDomain,
+      serviceAccountLookups: lookups.enabled,
+    },
+    'webhook listening',
+  );
 
   // Prometheus scrapes /metrics here over plain HTTP (no serving CA to distribute); nothing else is served.
   let metricsServer: HttpServer | undefined;
@@ -251,7 +310,10 @@ export async function startWebhook(config: WebhookConfig, deps: WebhookDeps): Pr
             ? metrics.registry.metrics().then((body) => ({ status: 200, type: metrics.registry.contentType, body }))
             : Promise.resolve(text(404, 'not found (this port serves /metrics only)'));
       answer.then(
-        (a) => res.writeHead(a.status, { 'content-type': a.type, 'content-length': Buffer.byteLength(a.body) }).end(req.method === 'HEAD' ? undefined : a.body),
+        (a) =>
+          res
+            .writeHead(a.status, { 'content-type': a.type, 'content-length': Buffer.byteLength(a.body) })
+            .end(req.method === 'HEAD' ? undefined : a.body),
         () => res.writeHead(500, { 'content-type': 'text/plain' }).end('internal error\n'),
       );
     });
@@ -293,5 +355,11 @@ export async function startWebhook(config: WebhookConfig, deps: WebhookDeps): Pr
     })();
     return closing;
   };
-  return { url: `https://${host}:${bound.port}`, port: bound.port, ...(metricsUrl ? { metricsUrl } : {}), metrics, close };
+  return {
+    url: `https://${host}:${bound.port}`,
+    port: bound.port,
+    ...(metricsUrl ? { metricsUrl } : {}),
+    metrics,
+    close,
+  };
 }

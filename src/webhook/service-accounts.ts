@@ -39,7 +39,12 @@ function statusMessage(body: string): string | undefined {
 }
 
 function isStringMap(value: unknown): value is Record<string, string> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) && Object.values(value).every((v) => typeof v === 'string');
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    !Array.isArray(value) &&
+    Object.values(value).every((v) => typeof v === 'string')
+  );
 }
 
 export interface InClusterOptions {
@@ -72,7 +77,8 @@ export class InClusterServiceAccounts implements ServiceAccountSource {
   apiServer(): { url: URL } | { error: string } {
     const host = this.#env['KUBERNETES_SERVICE_HOST'];
     const port = this.#env['KUBERNETES_SERVICE_PORT'];
-    if (!host || !port) return { error: 'KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set (not running in a pod?)' };
+    if (!host || !port)
+      return { error: 'KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set (not running in a pod?)' };
     try {
       return { url: new URL(`https://${host.includes(':') ? `[${host}]` : host}:${port}`) };
     } catch {
@@ -87,7 +93,8 @@ export class InClusterServiceAccounts implements ServiceAccountSource {
   }
 
   async get(namespace: string, name: string): Promise<ServiceAccountLookup> {
-    if (!NAME.test(namespace) || !NAME.test(name)) return { error: `"${namespace}/${name}" is not a valid ServiceAccount name` };
+    if (!NAME.test(namespace) || !NAME.test(name))
+      return { error: `"${namespace}/${name}" is not a valid ServiceAccount name` };
     const key = `${namespace}/${name}`;
     const cached = this.#cache.get(key);
     const ttl = this.#settings.cacheSeconds * 1000;
@@ -117,25 +124,37 @@ export class InClusterServiceAccounts implements ServiceAccountSource {
     try {
       token = (await readFile(this.#settings.tokenFile, 'utf8')).trim();
     } catch (error) {
-      return { error: `cannot read the ServiceAccount token ${this.#settings.tokenFile} (${(error as NodeJS.ErrnoException).code ?? 'error'}; automountServiceAccountToken off?)` };
+      return {
+        error: `cannot read the ServiceAccount token ${this.#settings.tokenFile} (${(error as NodeJS.ErrnoException).code ?? 'error'}; automountServiceAccountToken off?)`,
+      };
     }
     if (token === '') return { error: `the ServiceAccount token ${this.#settings.tokenFile} is empty` };
     try {
       ca = await readFile(this.#settings.caFile);
     } catch (error) {
-      return { error: `cannot read the API server CA ${this.#settings.caFile} (${(error as NodeJS.ErrnoException).code ?? 'error'})` };
+      return {
+        error: `cannot read the API server CA ${this.#settings.caFile} (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+      };
     }
     const url = new URL(`/api/v1/namespaces/${namespace}/serviceaccounts/${name}`, server.url);
     const caText = ca.toString('utf8');
     if (this.#agent?.ca !== caText) {
       this.#agent?.agent.destroy();
-      this.#agent = { ca: caText, agent: new Agent({ keepAlive: true, maxSockets: 4, maxFreeSockets: 1, timeout: 60_000, ca }) };
+      this.#agent = {
+        ca: caText,
+        agent: new Agent({ keepAlive: true, maxSockets: 4, maxFreeSockets: 1, timeout: 60_000, ca }),
+      };
     }
     const agent = this.#agent.agent;
     const answer = await new Promise<{ status: number; body: string } | { error: string }>((resolve) => {
       const req = request(
         url,
-        { method: 'GET', agent, headers: { authorization: `Bearer ${token}`, accept: 'application/json' }, timeout: this.#settings.timeoutSeconds * 1000 },
+        {
+          method: 'GET',
+          agent,
+          headers: { authorization: `Bearer ${token}`, accept: 'application/json' },
+          timeout: this.#settings.timeoutSeconds * 1000,
+        },
         (res) => {
           const chunks: Buffer[] = [];
           let size = 0;
@@ -147,14 +166,20 @@ export class InClusterServiceAccounts implements ServiceAccountSource {
             } else chunks.push(chunk);
           });
           res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
-          res.on('error', (error) => resolve({ error: `reading the API server answer failed (${(error as NodeJS.ErrnoException).code ?? error.message})` }));
+          res.on('error', (error) =>
+            resolve({
+              error: `reading the API server answer failed (${(error as NodeJS.ErrnoException).code ?? error.message})`,
+            }),
+          );
         },
       );
       req.on('timeout', () => {
         req.destroy();
         resolve({ error: `the API server did not answer within ${this.#settings.timeoutSeconds} s` });
       });
-      req.on('error', (error: NodeJS.ErrnoException) => resolve({ error: `cannot reach the API server at ${server.url.host} (${error.code ?? error.message})` }));
+      req.on('error', (error: NodeJS.ErrnoException) =>
+        resolve({ error: `cannot reach the API server at ${server.url.host} (${error.code ?? error.message})` }),
+      );
       req.end();
     });
     if ('error' in answer) return answer;
@@ -163,7 +188,7 @@ export class InClusterServiceAccounts implements ServiceAccountSource {
       const why = statusMessage(answer.body);
       const hint =
         answer.status === 403
-          ? ' (the webhook needs get on serviceaccounts: the chart\'s ClusterRole)'
+          ? " (the webhook needs get on serviceaccounts: the chart's ClusterRole)"
           : answer.status === 401
             ? ' (its ServiceAccount token was refused)'
             : '';
@@ -177,7 +202,10 @@ export class InClusterServiceAccounts implements ServiceAccountSource {
     }
     if (object.kind !== 'ServiceAccount') return { error: 'the API server answer is not a ServiceAccount' };
     const annotations = object.metadata?.annotations ?? {};
-    if (!isStringMap(annotations)) return { error: 'the ServiceAccount\'s annotations are not a map of strings' };
-    return { found: true, annotations: Object.fromEntries(Object.entries(annotations).filter(([k]) => k.startsWith(this.#prefix))) };
+    if (!isStringMap(annotations)) return { error: "the ServiceAccount's annotations are not a map of strings" };
+    return {
+      found: true,
+      annotations: Object.fromEntries(Object.entries(annotations).filter(([k]) => k.startsWith(this.#prefix))),
+    };
   }
 }

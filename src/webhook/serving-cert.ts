@@ -6,9 +6,9 @@ import { dirname } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import type { Clock } from '../base/clock.ts';
 import { ConnectorError } from '../base/errors.ts';
+import { Secret } from '../base/secret.ts';
 import { Reloading } from '../files/reloading.ts';
 import type { Logger } from '../ops/logger.ts';
-import { Secret } from '../base/secret.ts';
 
 export interface ServingPair {
   readonly certPem: string;
@@ -33,7 +33,11 @@ async function read(file: string, what: string): Promise<string> {
   try {
     return await readFile(file, 'utf8');
   } catch (error) {
-    throw new ConnectorError('config_invalid', `cannot read the ${what} ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'})`, { cause: error });
+    throw new ConnectorError(
+      'config_invalid',
+      `cannot read the ${what} ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+      { cause: error },
+    );
   }
 }
 
@@ -52,18 +56,26 @@ export function watchServingPair(o: ServingCertOptions): Reloading<ServingPair> 
       try {
         notAfter = new X509Certificate(certPem).validToDate;
       } catch (cause) {
-        throw new ConnectorError('config_invalid', `serving certificate ${o.certFile} is not a PEM certificate`, { cause });
+        throw new ConnectorError('config_invalid', `serving certificate ${o.certFile} is not a PEM certificate`, {
+          cause,
+        });
       }
       try {
         createSecureContext({ cert: certPem, key: keyPem.reveal() });
       } catch {
-        throw new ConnectorError('config_invalid', `serving certificate ${o.certFile} and key ${o.keyFile} do not form a usable pair`);
+        throw new ConnectorError(
+          'config_invalid',
+          `serving certificate ${o.certFile} and key ${o.keyFile} do not form a usable pair`,
+        );
       }
       return { certPem, keyPem, notAfter };
     },
     fingerprint: (p) => p.certPem,
     onSwap: (p, previous) => {
-      o.logger.info({ certFile: o.certFile, notAfter: p.notAfter.toISOString() }, previous ? 'serving certificate reloaded' : 'serving certificate loaded');
+      o.logger.info(
+        { certFile: o.certFile, notAfter: p.notAfter.toISOString() },
+        previous ? 'serving certificate reloaded' : 'serving certificate loaded',
+      );
       if (previous) o.onChange(p);
       o.onSwap?.(p);
     },

@@ -1,12 +1,21 @@
 // Builds one pod's sidecar config: the pod's annotations over the cluster defaults, validated by the
 // sidecar's own schema and parser (schema.ts, load.ts), every problem named by its annotation.
-import { deepFreeze, formatPath } from '../config/common.ts';
-import { WORKLOAD_IDENTITY_PROVIDER } from '../config/gcp.ts';
+
 import { awsSchema } from '../config/aws.ts';
 import { azureSchema } from '../config/azure.ts';
-import { sidecarSchema, type SidecarConfig } from '../config/schema.ts';
+import { deepFreeze, formatPath } from '../config/common.ts';
+import { WORKLOAD_IDENTITY_PROVIDER } from '../config/gcp.ts';
+import { type SidecarConfig, sidecarSchema } from '../config/schema.ts';
 import type { ClusterDefaults } from '../config/webhook.ts';
-import { ANNOTATIONS, annotationForPath, CLOUD_ANNOTATION, INJECT, type AnnotationValue, type Cloud, type PodSettings } from './annotations.ts';
+import {
+  ANNOTATIONS,
+  type AnnotationValue,
+  annotationForPath,
+  CLOUD_ANNOTATION,
+  type Cloud,
+  INJECT,
+  type PodSettings,
+} from './annotations.ts';
 
 export interface BuiltSidecarConfig {
   /** The YAML the sidecar reads from SPIFFE_CONNECTOR_CONFIG. */
@@ -65,7 +74,12 @@ const SECRETLESS_SURFACES: ReadonlyArray<readonly [Cloud, readonly string[]]> = 
 function compose(settings: PodSettings, defaults: ClusterDefaults): Tree {
   const spiffe: Tree = { trustDomain: defaults.trustDomain, x509: { dir: defaults.csi.mountPath } };
   if (defaults.jwt.exchangeUrl !== undefined) {
-    spiffe['jwt'] = { exchange: { url: defaults.jwt.exchangeUrl, ...(defaults.jwt.caFile === undefined ? {} : { caFile: defaults.jwt.caFile }) } };
+    spiffe['jwt'] = {
+      exchange: {
+        url: defaults.jwt.exchangeUrl,
+        ...(defaults.jwt.caFile === undefined ? {} : { caFile: defaults.jwt.caFile }),
+      },
+    };
   }
   const raw: Tree = {
     spiffe,
@@ -85,7 +99,15 @@ function compose(settings: PodSettings, defaults: ClusterDefaults): Tree {
     if (defaults.workloadApiJwksUrl !== undefined) server['workloadApiJwksUrl'] = defaults.workloadApiJwksUrl;
   }
   for (const [name, value] of settings.values) {
-    if (name === 'metadata-port' || name === 'ops-port' || name === 'metrics-port' || name === 'metrics-pod-wide' || name === 'workload-api' || name === 'aws-legacy-token') continue;
+    if (
+      name === 'metadata-port' ||
+      name === 'ops-port' ||
+      name === 'metrics-port' ||
+      name === 'metrics-pod-wide' ||
+      name === 'workload-api' ||
+      name === 'aws-legacy-token'
+    )
+      continue;
     const path = pathOf(name);
     if (path) setPath(raw, path, value satisfies AnnotationValue);
   }
@@ -128,7 +150,10 @@ function precheck(settings: PodSettings, defaults: ClusterDefaults, prefix: stri
   if (defaults.jwt.exchangeUrl === undefined) {
     const names: Record<Cloud, string> = { aws: 'AWS', gcp: 'Google Cloud', azure: 'Entra' };
     // IAM Roles Anywhere signs with the X.509-SVID: AWS needs no issuer then.
-    const rolesAnywhere = settings.values.has('aws-trust-anchor-arn') || settings.values.has('aws-profile-arn') || defaults.aws['rolesAnywhere'] !== undefined;
+    const rolesAnywhere =
+      settings.values.has('aws-trust-anchor-arn') ||
+      settings.values.has('aws-profile-arn') ||
+      defaults.aws['rolesAnywhere'] !== undefined;
     for (const cloud of ['aws', 'azure'] as const) {
       if (settings.clouds.has(cloud) && !(cloud === 'aws' && rolesAnywhere)) {
         problems.push(
@@ -141,27 +166,42 @@ function precheck(settings: PodSettings, defaults: ClusterDefaults, prefix: stri
   const opsPort = port(settings, 'ops-port', defaults.opsPort);
   const metricsPort = port(settings, 'metrics-port', defaults.metricsPort);
   if (metadataPort === opsPort) {
-    problems.push(`${prefix}${settings.values.has('ops-port') ? 'ops-port' : 'metadata-port'}: the metadata and ops ports must differ (both ${metadataPort})`);
+    problems.push(
+      `${prefix}${settings.values.has('ops-port') ? 'ops-port' : 'metadata-port'}: the metadata and ops ports must differ (both ${metadataPort})`,
+    );
   }
   if (metricsPort === metadataPort) {
-    problems.push(`${prefix}${settings.values.has('metrics-port') ? 'metrics-port' : 'metadata-port'}: the metadata and metrics ports must differ (both ${metricsPort})`);
+    problems.push(
+      `${prefix}${settings.values.has('metrics-port') ? 'metrics-port' : 'metadata-port'}: the metadata and metrics ports must differ (both ${metricsPort})`,
+    );
   }
   // The same port pod-wide is one listener for probes and metrics; on loopback it would collide with the probes.
   if (metricsPort === opsPort && settings.values.get('metrics-pod-wide') !== true) {
-    problems.push(`${prefix}${settings.values.has('metrics-port') ? 'metrics-port' : 'ops-port'}: the ops and metrics ports must differ (both ${metricsPort}) unless ${prefix}metrics-pod-wide is "true"`);
+    problems.push(
+      `${prefix}${settings.values.has('metrics-port') ? 'metrics-port' : 'ops-port'}: the ops and metrics ports must differ (both ${metricsPort}) unless ${prefix}metrics-pod-wide is "true"`,
+    );
   }
   return problems;
 }
 
-function describeIssue(path: readonly PropertyKey[], message: string, raw: Tree, settings: PodSettings, prefix: string): string {
+function describeIssue(
+  path: readonly PropertyKey[],
+  message: string,
+  raw: Tree,
+  settings: PodSettings,
+  prefix: string,
+): string {
   if (path.length === 0) {
-    return `${prefix}${INJECT}: ${message} (annotate ${Object.values(CLOUD_ANNOTATION).map((n) => prefix + n).join(', ')} or ${prefix}gcp-service-account)`;
+    return `${prefix}${INJECT}: ${message} (annotate ${Object.values(CLOUD_ANNOTATION)
+      .map((n) => prefix + n)
+      .join(', ')} or ${prefix}gcp-service-account)`;
   }
   const spec = annotationForPath(path);
   if (spec) {
     if (settings.values.has(spec.name)) return `${prefix}${spec.name}: ${message}`;
     const where = `defaults.${formatPath(spec.path ?? path)}`;
-    if (getPath(raw, spec.path ?? path) === undefined) return `${prefix}${spec.name}: is required (set it on the pod, or as the cluster default ${where})`;
+    if (getPath(raw, spec.path ?? path) === undefined)
+      return `${prefix}${spec.name}: is required (set it on the pod, or as the cluster default ${where})`;
     return `${prefix}${spec.name}: the cluster default ${where} ${message}`;
   }
   const cloud = CLOUDS.find((c) => c === path[0]);
@@ -169,7 +209,11 @@ function describeIssue(path: readonly PropertyKey[], message: string, raw: Tree,
   return `${prefix}${INJECT}: the cluster defaults give an invalid sidecar config: ${formatPath(path)}: ${message}`;
 }
 
-export function buildSidecarConfig(settings: PodSettings, defaults: ClusterDefaults, options: BuildOptions): BuildResult {
+export function buildSidecarConfig(
+  settings: PodSettings,
+  defaults: ClusterDefaults,
+  options: BuildOptions,
+): BuildResult {
   const { prefix } = options;
   const pre = precheck(settings, defaults, prefix);
   if (pre.length > 0) return { problems: pre };
@@ -181,7 +225,13 @@ export function buildSidecarConfig(settings: PodSettings, defaults: ClusterDefau
     if (!checked.success) {
       const problems = checked.error.issues
         // The project number follows from the provider name; a missing provider is the one problem to report.
-        .filter((issue) => !(issue.path.join('.') === 'gcp.projectNumber' && getPath(raw, ['gcp', 'workloadIdentityProvider']) === undefined))
+        .filter(
+          (issue) =>
+            !(
+              issue.path.join('.') === 'gcp.projectNumber' &&
+              getPath(raw, ['gcp', 'workloadIdentityProvider']) === undefined
+            ),
+        )
         .map((issue) => describeIssue(issue.path, issue.message, raw, settings, prefix));
       return { problems: [...new Set(problems)] };
     }

@@ -1,9 +1,10 @@
 // The injected sidecar as Kubernetes objects: a native sidecar (init container with restartPolicy
 // Always, KEP-753) gated by a startup probe on /readyz, locked down (restricted Pod Security profile).
-import { CONFIG_ENV } from '../config/load.ts';
-import type { ClusterDefaults, SidecarSettings } from '../config/webhook.ts';
+
 import { parseHostPort } from '../config/common.ts';
+import { CONFIG_ENV } from '../config/load.ts';
 import type { SidecarConfig } from '../config/schema.ts';
+import type { ClusterDefaults, SidecarSettings } from '../config/webhook.ts';
 
 /**
  * csi-driver-spiffe's volume attribute: the group that may read the 0440 SVID files (docs/spiffe.md#csi-driver-spiffe).

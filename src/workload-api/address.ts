@@ -22,7 +22,8 @@ export function parseWorkloadApiAddress(value: string): WorkloadApiAddress {
     case 'unix:': {
       // `unix:foo` (opaque) and `unix://host/path` (an authority) are refused; the spec allows a path only.
       if (url.host !== '') throw invalid(value, 'a unix address has no authority: write unix:///absolute/path');
-      if (!url.pathname.startsWith('/')) throw invalid(value, 'a unix address needs an absolute path: write unix:///absolute/path');
+      if (!url.pathname.startsWith('/'))
+        throw invalid(value, 'a unix address needs an absolute path: write unix:///absolute/path');
       let path: string;
       try {
         path = decodeURIComponent(url.pathname);

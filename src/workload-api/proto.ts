@@ -39,9 +39,16 @@ let loaded: WorkloadApiDefinition | undefined;
 export function workloadApiDefinition(): WorkloadApiDefinition {
   if (loaded) return loaded;
   const file = protoFile();
-  const packageDefinition = loadSync(file, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
+  const packageDefinition = loadSync(file, {
+    keepCase: true,
+    longs: String,
+    enums: String,
+    defaults: true,
+    oneofs: true,
+  });
   const Client = grpc.loadPackageDefinition(packageDefinition)['SpiffeWorkloadAPI'];
-  if (typeof Client !== 'function' || !('service' in Client)) throw new Error(`${file} defines no SpiffeWorkloadAPI service`);
+  if (typeof Client !== 'function' || !('service' in Client))
+    throw new Error(`${file} defines no SpiffeWorkloadAPI service`);
   const ctor = Client as grpc.ServiceClientConstructor;
   loaded = { service: ctor.service, Client: ctor };
   return loaded;
@@ -140,14 +147,25 @@ export function isX509SvidResponse(value: unknown): value is X509SvidResponseWir
 }
 
 export function isX509BundlesResponse(value: unknown): value is X509BundlesResponseWire {
-  return isObject(value) && Array.isArray(value['crl']) && value['crl'].every((c) => Buffer.isBuffer(c)) && isBufferMap(value['bundles']);
+  return (
+    isObject(value) &&
+    Array.isArray(value['crl']) &&
+    value['crl'].every((c) => Buffer.isBuffer(c)) &&
+    isBufferMap(value['bundles'])
+  );
 }
 
 export function isJwtSvidResponse(value: unknown): value is JwtSvidResponseWire {
   return (
     isObject(value) &&
     Array.isArray(value['svids']) &&
-    value['svids'].every((s) => isObject(s) && typeof s['spiffe_id'] === 'string' && typeof s['svid'] === 'string' && typeof s['hint'] === 'string')
+    value['svids'].every(
+      (s) =>
+        isObject(s) &&
+        typeof s['spiffe_id'] === 'string' &&
+        typeof s['svid'] === 'string' &&
+        typeof s['hint'] === 'string',
+    )
   );
 }
 

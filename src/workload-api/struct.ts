@@ -33,7 +33,8 @@ function jsonToValue(value: unknown): ProtoValue | undefined {
     case 'boolean':
       return { boolValue: value };
     case 'object':
-      if (Array.isArray(value)) return { listValue: { values: value.map((v) => jsonToValue(v) ?? { nullValue: 'NULL_VALUE' }) } };
+      if (Array.isArray(value))
+        return { listValue: { values: value.map((v) => jsonToValue(v) ?? { nullValue: 'NULL_VALUE' }) } };
       return { structValue: jsonToStruct(value as Record<string, unknown>) };
     default:
       return undefined;

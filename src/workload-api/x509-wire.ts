@@ -35,15 +35,24 @@ export interface ReadX509Options {
 export function readX509SvidResponse(message: X509SvidResponseWire, options: ReadX509Options): X509Context {
   const { trustDomain: td, hint, now } = options;
   if (message.svids.length === 0) {
-    throw new ConnectorError('svid_invalid', 'the Workload API sent a message with no X.509-SVID (no identity for this workload, or all redacted)');
+    throw new ConnectorError(
+      'svid_invalid',
+      'the Workload API sent a message with no X.509-SVID (no identity for this workload, or all redacted)',
+    );
   }
   const entry = pick(message.svids, hint);
   const svid = parseX509SvidDer(entry.x509_svid, entry.x509_svid_key);
   if (entry.spiffe_id !== svid.id.toString()) {
-    throw new ConnectorError('svid_invalid', `the Workload API entry names ${JSON.stringify(entry.spiffe_id)} but its certificate is for ${svid.id.toString()}`);
+    throw new ConnectorError(
+      'svid_invalid',
+      `the Workload API entry names ${JSON.stringify(entry.spiffe_id)} but its certificate is for ${svid.id.toString()}`,
+    );
   }
   if (!svid.id.memberOf(td)) {
-    throw new ConnectorError('svid_invalid', `the X.509-SVID is for ${svid.id.toString()}, outside the configured trust domain ${td.name}`);
+    throw new ConnectorError(
+      'svid_invalid',
+      `the X.509-SVID is for ${svid.id.toString()}, outside the configured trust domain ${td.name}`,
+    );
   }
   const bundle = X509Bundle.fromDer(td, entry.bundle);
   verifyX509Svid(svid.certificates, bundle, now);
@@ -82,7 +91,10 @@ function pick(svids: readonly X509SvidWire[], hint: string | undefined): X509Svi
   const found = svids.find((s) => s.hint === hint);
   if (!found) {
     const hints = svids.map((s) => (s.hint === '' ? '(none)' : JSON.stringify(s.hint))).join(', ');
-    throw new ConnectorError('svid_invalid', `the Workload API sent ${svids.length} X.509-SVID(s), none with hint ${JSON.stringify(hint)} (hints: ${hints})`);
+    throw new ConnectorError(
+      'svid_invalid',
+      `the Workload API sent ${svids.length} X.509-SVID(s), none with hint ${JSON.stringify(hint)} (hints: ${hints})`,
+    );
   }
   return found;
 }
@@ -94,7 +106,10 @@ function concatDer(certs: readonly { raw: Buffer }[]): Buffer {
 }
 
 /** One X509SVIDResponse with our SVID: chain as concatenated DER (leaf first), PKCS#8 DER key, bundle DER. */
-export function buildX509SvidResponse(svid: X509Svid, bundle: X509Bundle): {
+export function buildX509SvidResponse(
+  svid: X509Svid,
+  bundle: X509Bundle,
+): {
   svids: { spiffe_id: string; x509_svid: Buffer; x509_svid_key: Buffer; bundle: Buffer; hint: string }[];
   crl: Buffer[];
   federated_bundles: Record<string, Buffer>;

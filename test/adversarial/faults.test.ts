@@ -3,15 +3,16 @@
 // token keeps being served until it expires and never after (then 503 with Retry-After in the cloud's shape),
 // and the sidecar recovers once the upstream heals. The AWS side is in test/aws/faults.test.ts. ManualClock;
 // real sockets on loopback.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
-import { ManualClock } from '../../src/base/clock.ts';
-import type { GcpFault } from '@spiffe-connector/dev/fake-gcp.ts';
+import { test } from 'node:test';
 import type { EntraFault } from '@spiffe-connector/dev/fake-entra.ts';
+import type { GcpFault } from '@spiffe-connector/dev/fake-gcp.ts';
+import { ManualClock } from '../../src/base/clock.ts';
+import { runAzure, startWorld } from '../azure/fixtures.ts';
+import { get, jwtSource, startGoogleWorld, startSidecar } from '../gcp/support.ts';
 import { raw } from '../helpers/http.ts';
 import { until } from '../helpers/until.ts';
-import { get, jwtSource, startGoogleWorld, startSidecar } from '../gcp/support.ts';
-import { runAzure, startWorld } from '../azure/fixtures.ts';
 
 /** Waits over real sockets on a loaded 2-core machine: bounded, but generous. */
 const SLOW = { timeoutMs: 90_000 };
@@ -29,18 +30,37 @@ const GOOGLE: ReadonlyArray<readonly [string, GcpFault, boolean]> = [
 ];
 
 for (const [what, fault, succeeds] of GOOGLE) {
-  test(`Google STS ${what}: the token is served until it expires, never after; then recovery`, { timeout: 300_000 }, async (t) => {
+  test(`Google STS ${what}: the token is served until it expires, never after; then recovery`, {
+    timeout: 300_000,
+  }, async (t) => {
     const clock = new ManualClock(Date.now());
     const world = await startGoogleWorld({ clock });
     t.after(() => world.close());
-    const s = await startSidecar({ world, jwt: jwtSource(world, { clock }), clock, serviceAccount: false, options: { random: () => 0, requestTimeoutMs: TIMEOUT_MS } });
+    const s = await startSidecar({
+      world,
+      jwt: jwtSource(world, { clock }),
+      clock,
+      serviceAccount: false,
+      options: { random: () => 0, requestTimeoutMs: TIMEOUT_MS },
+    });
     t.after(() => s.close());
     await until(() => s.provider.readiness().ready, 'the first token', SLOW);
     const path = '/computeMetadata/v1/instance/service-accounts/default/token';
-    const read = async (): Promise<{ status: number; token?: string; expiresIn?: number; retryAfter?: string; flavor?: string }> => {
+    const read = async (): Promise<{
+      status: number;
+      token?: string;
+      expiresIn?: number;
+      retryAfter?: string;
+      flavor?: string;
+    }> => {
       const r = await get(s.port, path);
       const body = r.status === 200 ? (JSON.parse(r.body) as { access_token: string; expires_in: number }) : undefined;
-      return { status: r.status, ...(body ? { token: body.access_token, expiresIn: body.expires_in } : {}), retryAfter: String(r.headers['retry-after']), flavor: String(r.headers['metadata-flavor']) };
+      return {
+        status: r.status,
+        ...(body ? { token: body.access_token, expiresIn: body.expires_in } : {}),
+        retryAfter: String(r.headers['retry-after']),
+        flavor: String(r.headers['metadata-flavor']),
+      };
     };
     const good = await read();
     assert.equal(good.status, 200);
@@ -77,15 +97,28 @@ const ENTRA: ReadonlyArray<readonly [string, EntraFault, boolean]> = [
 ];
 
 for (const [what, fault, succeeds] of ENTRA) {
-  test(`Entra ${what}: the token is served until it expires, never after; then recovery`, { timeout: 300_000 }, async (t) => {
+  test(`Entra ${what}: the token is served until it expires, never after; then recovery`, {
+    timeout: 300_000,
+  }, async (t) => {
     const clock = new ManualClock();
     const world = await startWorld(t);
     const run = await runAzure(t, world, { clock, provider: { requestTimeoutMs: TIMEOUT_MS } });
     const path = `/metadata/identity/oauth2/token?api-version=2018-02-01&resource=${encodeURIComponent('https://storage.azure.com')}`;
-    const read = async (): Promise<{ status: number; token?: string; expiresOn?: number; error?: string; retryAfter?: string }> => {
+    const read = async (): Promise<{
+      status: number;
+      token?: string;
+      expiresOn?: number;
+      error?: string;
+      retryAfter?: string;
+    }> => {
       const r = await raw(run.port, 'GET', path, { Metadata: 'true' });
       const body = JSON.parse(r.body) as Record<string, string>;
-      return { status: r.status, ...(body['access_token'] ? { token: body['access_token'], expiresOn: Number(body['expires_on']) } : {}), ...(body['error'] ? { error: body['error'] } : {}), retryAfter: String(r.headers['retry-after']) };
+      return {
+        status: r.status,
+        ...(body['access_token'] ? { token: body['access_token'], expiresOn: Number(body['expires_on']) } : {}),
+        ...(body['error'] ? { error: body['error'] } : {}),
+        retryAfter: String(r.headers['retry-after']),
+      };
     };
     await until(async () => (await read()).status === 200, 'the first token', SLOW);
     const good = await read();

@@ -1,17 +1,18 @@
 // The emulated AWS surfaces refuse what the real ones refuse and answer the bytes SDKs parse
 // (docs/aws.md#container-credentials, docs/aws.md#imdsv2). The credentials come from a stub lookup: no STS here.
-import { test, type TestContext } from 'node:test';
+
 import assert from 'node:assert/strict';
-import type { Lookup } from '../../src/cache/refreshing-credential.ts';
+import { type TestContext, test } from 'node:test';
 import { ManualClock } from '../../src/base/clock.ts';
 import { ConnectorError } from '../../src/base/errors.ts';
-import { Metrics } from '../../src/ops/metrics.ts';
 import { Secret } from '../../src/base/secret.ts';
+import type { Lookup } from '../../src/cache/refreshing-credential.ts';
+import { startMetadataListener } from '../../src/metadata/listener.ts';
+import { silentLogger } from '../../src/ops/logger.ts';
+import { Metrics } from '../../src/ops/metrics.ts';
 import type { AwsCredentials } from '../../src/providers/aws/credential.ts';
 import { containerSurface, imdsSurface } from '../../src/providers/aws/endpoints.ts';
 import { parseTtl } from '../../src/providers/aws/imds-tokens.ts';
-import { startMetadataListener } from '../../src/metadata/listener.ts';
-import { silentLogger } from '../../src/ops/logger.ts';
 import { ACCOUNT, ROLE_ARN, raw } from './support.ts';
 
 const TOKEN = 'container-token-0123456789abcdefghijklmnopqrstuv';
@@ -30,7 +31,10 @@ function credentials(clock: ManualClock): AwsCredentials {
   };
 }
 
-async function serve(t: TestContext, options: { imds?: boolean; lookup?: () => Lookup<AwsCredentials>; imdsTokenLimit?: number } = {}) {
+async function serve(
+  t: TestContext,
+  options: { imds?: boolean; lookup?: () => Lookup<AwsCredentials>; imdsTokenLimit?: number } = {},
+) {
   const clock = new ManualClock();
   const metrics = new Metrics();
   const creds = credentials(clock);
@@ -41,10 +45,19 @@ async function serve(t: TestContext, options: { imds?: boolean; lookup?: () => L
   const credentialLookup = { peek: () => lookup(), get: async () => lookup() };
   const surfaces = [containerSurface({ credentials: credentialLookup, authToken: new Secret(TOKEN) })];
   if (options.imds ?? true) {
-    surfaces.push(imdsSurface({ credentials: credentialLookup, roleArn: ROLE_ARN, region: 'eu-west-1', clock, ...(options.imdsTokenLimit ? { tokenLimit: options.imdsTokenLimit } : {}) }));
+    surfaces.push(
+      imdsSurface({
+        credentials: credentialLookup,
+        roleArn: ROLE_ARN,
+        region: 'eu-west-1',
+        clock,
+        ...(options.imdsTokenLimit ? { tokenLimit: options.imdsTokenLimit } : {}),
+      }),
+    );
   }
   listener.mount(surfaces);
-  const imdsToken = async (ttl = '21600') => (await raw(port, 'PUT', '/latest/api/token', { 'x-aws-ec2-metadata-token-ttl-seconds': ttl })).body;
+  const imdsToken = async (ttl = '21600') =>
+    (await raw(port, 'PUT', '/latest/api/token', { 'x-aws-ec2-metadata-token-ttl-seconds': ttl })).body;
   return { port, clock, metrics, creds, imdsToken };
 }
 
@@ -95,12 +108,23 @@ test('container credentials refuse a missing or wrong token, X-Forwarded-For and
   const post = await raw(port, 'POST', '/v1/credentials', { authorization: TOKEN });
   assert.equal(post.status, 405);
   const counted = await metrics.registry.getSingleMetric('spiffe_connector_requests_total')?.get();
-  const byStatus = Object.fromEntries((counted?.values ?? []).filter((v) => v.labels['surface'] === 'aws-container').map((v) => [v.labels['status'], v.value]));
+  const byStatus = Object.fromEntries(
+    (counted?.values ?? [])
+      .filter((v) => v.labels['surface'] === 'aws-container')
+      .map((v) => [v.labels['status'], v.value]),
+  );
   assert.deepEqual(byStatus, { '401': 2, '403': 7, '405': 1 });
 });
 
 test('no valid credentials: 503 with Retry-After and an AWS-shaped body on both surfaces', async (t) => {
-  const lookup = (): Lookup<AwsCredentials> => ({ ok: false, error: new ConnectorError('credentials_unavailable', 'aws web-identity credentials expired and could not be refreshed'), retryAfterSeconds: 7 });
+  const lookup = (): Lookup<AwsCredentials> => ({
+    ok: false,
+    error: new ConnectorError(
+      'credentials_unavailable',
+      'aws web-identity credentials expired and could not be refreshed',
+    ),
+    retryAfterSeconds: 7,
+  });
   const { port, imdsToken } = await serve(t, { lookup });
   const container = await raw(port, 'GET', '/v1/credentials', { authorization: TOKEN });
   assert.equal(container.status, 503);
@@ -108,18 +132,27 @@ test('no valid credentials: 503 with Retry-After and an AWS-shaped body on both 
   assert.equal(container.headers['content-type'], 'application/json');
   assert.equal(json(container.body)['code'], 'CredentialsUnavailable');
   const token = await imdsToken();
-  const imds = await raw(port, 'GET', '/latest/meta-data/iam/security-credentials/app', { 'x-aws-ec2-metadata-token': token });
+  const imds = await raw(port, 'GET', '/latest/meta-data/iam/security-credentials/app', {
+    'x-aws-ec2-metadata-token': token,
+  });
   assert.equal(imds.status, 503);
   assert.equal(imds.headers['retry-after'], '7');
   assert.equal(json(imds.body)['Code'], 'CredentialsUnavailable');
-  const listing = await raw(port, 'GET', '/latest/meta-data/iam/security-credentials/', { 'x-aws-ec2-metadata-token': token });
+  const listing = await raw(port, 'GET', '/latest/meta-data/iam/security-credentials/', {
+    'x-aws-ec2-metadata-token': token,
+  });
   assert.deepEqual([listing.status, listing.body], [200, 'app'], 'the role is still listed');
 });
 
 test('IMDSv2 token: TTL header required, 1-21600; the answer carries the TTL header', async (t) => {
   const { port } = await serve(t);
   for (const ttl of [undefined, '0', '21601', 'abc', '-5', '1.5', '']) {
-    const res = await raw(port, 'PUT', '/latest/api/token', ttl === undefined ? {} : { 'x-aws-ec2-metadata-token-ttl-seconds': ttl });
+    const res = await raw(
+      port,
+      'PUT',
+      '/latest/api/token',
+      ttl === undefined ? {} : { 'x-aws-ec2-metadata-token-ttl-seconds': ttl },
+    );
     assert.equal(res.status, 400, `ttl ${ttl}`);
   }
   for (const ttl of ['1', '300', '21600']) {
@@ -130,7 +163,10 @@ test('IMDSv2 token: TTL header required, 1-21600; the answer carries the TTL hea
   }
   const slash = await raw(port, 'PUT', '/latest/api/token/', { 'x-aws-ec2-metadata-token-ttl-seconds': '60' });
   assert.equal(slash.status, 200);
-  const forwarded = await raw(port, 'PUT', '/latest/api/token', { 'x-aws-ec2-metadata-token-ttl-seconds': '60', 'x-forwarded-for': '10.0.0.1' });
+  const forwarded = await raw(port, 'PUT', '/latest/api/token', {
+    'x-aws-ec2-metadata-token-ttl-seconds': '60',
+    'x-forwarded-for': '10.0.0.1',
+  });
   assert.equal(forwarded.status, 400);
   const get = await raw(port, 'GET', '/latest/api/token');
   assert.equal(get.status, 405);
@@ -143,14 +179,33 @@ test('IMDSv2 GETs: tokenless, unknown or expired token is 401; X-Forwarded-For a
   assert.equal((await raw(port, 'GET', path)).status, 401);
   assert.equal((await raw(port, 'GET', path, { 'x-aws-ec2-metadata-token': 'made-up' })).status, 401);
   const token = await imdsToken('60');
-  assert.equal((await raw(port, 'GET', path, { 'x-aws-ec2-metadata-token': token, 'x-forwarded-for': '10.0.0.1' })).status, 403);
-  assert.equal((await raw(port, 'GET', path, { 'x-aws-ec2-metadata-token': token, host: `attacker.example:${port}` })).status, 403);
-  assert.equal((await raw(port, 'PUT', '/latest/api/token', { 'x-aws-ec2-metadata-token-ttl-seconds': '60', host: `attacker.example:${port}` })).status, 403);
+  assert.equal(
+    (await raw(port, 'GET', path, { 'x-aws-ec2-metadata-token': token, 'x-forwarded-for': '10.0.0.1' })).status,
+    403,
+  );
+  assert.equal(
+    (await raw(port, 'GET', path, { 'x-aws-ec2-metadata-token': token, host: `attacker.example:${port}` })).status,
+    403,
+  );
+  assert.equal(
+    (
+      await raw(port, 'PUT', '/latest/api/token', {
+        'x-aws-ec2-metadata-token-ttl-seconds': '60',
+        host: `attacker.example:${port}`,
+      })
+    ).status,
+    403,
+  );
   const ok = await raw(port, 'GET', path, { 'x-aws-ec2-metadata-token': token });
   assert.equal(ok.status, 200);
   assert.equal(ok.headers['x-aws-ec2-metadata-token-ttl-seconds'], '60');
   await clock.advance(59_000);
-  assert.equal((await raw(port, 'GET', path, { 'x-aws-ec2-metadata-token': token })).headers['x-aws-ec2-metadata-token-ttl-seconds'], '1');
+  assert.equal(
+    (await raw(port, 'GET', path, { 'x-aws-ec2-metadata-token': token })).headers[
+      'x-aws-ec2-metadata-token-ttl-seconds'
+    ],
+    '1',
+  );
   await clock.advance(1_000);
   assert.equal((await raw(port, 'GET', path, { 'x-aws-ec2-metadata-token': token })).status, 401);
 });
@@ -160,7 +215,8 @@ test('IMDSv2 keeps a bounded number of session tokens, dropping the one expiring
   const first = await imdsToken('100');
   const second = await imdsToken('200');
   const third = await imdsToken('300');
-  const status = async (token: string) => (await raw(port, 'GET', '/latest/meta-data/placement/region', { 'x-aws-ec2-metadata-token': token })).status;
+  const status = async (token: string) =>
+    (await raw(port, 'GET', '/latest/meta-data/placement/region', { 'x-aws-ec2-metadata-token': token })).status;
   assert.deepEqual([await status(first), await status(second), await status(third)], [401, 200, 200]);
 });
 
@@ -168,11 +224,19 @@ test('IMDS paths: role listing, role document, extended, info, placement, identi
   const { port, imdsToken } = await serve(t);
   const token = await imdsToken();
   const get = (path: string) => raw(port, 'GET', path, { 'x-aws-ec2-metadata-token': token });
-  for (const path of ['/latest/meta-data/iam/security-credentials', '/latest/meta-data/iam/security-credentials/', '/latest/meta-data/iam/security-credentials-extended/']) {
+  for (const path of [
+    '/latest/meta-data/iam/security-credentials',
+    '/latest/meta-data/iam/security-credentials/',
+    '/latest/meta-data/iam/security-credentials-extended/',
+  ]) {
     const res = await get(path);
     assert.deepEqual([res.status, res.body], [200, 'app'], path);
   }
-  for (const path of ['/latest/meta-data/iam/security-credentials/app', '/latest/meta-data/iam/security-credentials/app/', '/latest/meta-data/iam/security-credentials-extended/app']) {
+  for (const path of [
+    '/latest/meta-data/iam/security-credentials/app',
+    '/latest/meta-data/iam/security-credentials/app/',
+    '/latest/meta-data/iam/security-credentials-extended/app',
+  ]) {
     const res = await get(path);
     assert.equal(res.status, 200, path);
     assert.deepEqual(json(res.body), {
@@ -193,7 +257,11 @@ test('IMDS paths: role listing, role document, extended, info, placement, identi
   assert.equal((await get('/latest/meta-data/placement/availability-zone')).body, 'eu-west-1a');
   const doc = json((await get('/latest/dynamic/instance-identity/document')).body);
   assert.deepEqual([doc['region'], doc['accountId']], ['eu-west-1', ACCOUNT]);
-  for (const path of ['/latest/meta-data/iam/security-credentials/other-role', '/latest/user-data', '/latest/meta-data/ami-id']) {
+  for (const path of [
+    '/latest/meta-data/iam/security-credentials/other-role',
+    '/latest/user-data',
+    '/latest/meta-data/ami-id',
+  ]) {
     const res = await get(path);
     assert.deepEqual([res.status, res.headers['content-type'], res.body], [404, 'text/plain', 'Not Found'], path);
   }

@@ -1,12 +1,16 @@
 // The env lines an app container gets for AWS (docs/aws.md#environment) and what `check` says.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
-import { AWS_CONTAINER_TOKEN_FILE, awsEnv, describeAws } from '../../src/providers/aws/env.ts';
+import { test } from 'node:test';
 import { cloudEnvironment } from '../../src/env.ts';
+import { AWS_CONTAINER_TOKEN_FILE, awsEnv, describeAws } from '../../src/providers/aws/env.ts';
 import { awsConfig } from './support.ts';
 
 test('FULL_URI and TOKEN_FILE, IMDS endpoint when enabled, region; never RELATIVE_URI or TOKEN', () => {
-  const config = awsConfig({ stsEndpoint: 'https://sts.eu-west-1.amazonaws.com', stateDir: '/var/run/spiffe-connector' });
+  const config = awsConfig({
+    stsEndpoint: 'https://sts.eu-west-1.amazonaws.com',
+    stateDir: '/var/run/spiffe-connector',
+  });
   assert.deepEqual(awsEnv(config, 'http://127.0.0.1:8181'), [
     ['AWS_CONTAINER_CREDENTIALS_FULL_URI', 'http://127.0.0.1:8181/v1/credentials'],
     ['AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE', `/var/run/spiffe-connector/${AWS_CONTAINER_TOKEN_FILE}`],
@@ -19,7 +23,10 @@ test('FULL_URI and TOKEN_FILE, IMDS endpoint when enabled, region; never RELATIV
   assert.ok(!names.includes('AWS_EC2_METADATA_SERVICE_ENDPOINT'));
   assert.ok(!names.includes('AWS_CONTAINER_CREDENTIALS_RELATIVE_URI'));
   assert.ok(!names.includes('AWS_CONTAINER_AUTHORIZATION_TOKEN'));
-  assert.equal(Object.fromEntries(awsEnv(noImds, 'http://127.0.0.1:8181/'))['AWS_CONTAINER_CREDENTIALS_FULL_URI'], 'http://127.0.0.1:8181/v1/credentials');
+  assert.equal(
+    Object.fromEntries(awsEnv(noImds, 'http://127.0.0.1:8181/'))['AWS_CONTAINER_CREDENTIALS_FULL_URI'],
+    'http://127.0.0.1:8181/v1/credentials',
+  );
   assert.deepEqual(cloudEnvironment('aws', noImds, 'http://127.0.0.1:8181/'), awsEnv(noImds, 'http://127.0.0.1:8181/'));
 });
 

@@ -1,16 +1,17 @@
 // The AWS exchange against the fake STS: credentials as a domain value with secrets wrapped, the
 // RoleSessionName rule, and every STS failure typed with the retryability of docs/aws.md#sts-errors.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import { inspect } from 'node:util';
+import * as stsSdk from '@aws-sdk/client-sts';
 import { systemClock } from '../../src/base/clock.ts';
 import { ConnectorError } from '../../src/base/errors.ts';
 import { silentLogger } from '../../src/ops/logger.ts';
-import * as stsSdk from '@aws-sdk/client-sts';
-import { StsWebIdentityExchange, roleSessionName } from '../../src/providers/aws/exchange.ts';
+import { roleSessionName, StsWebIdentityExchange } from '../../src/providers/aws/exchange.ts';
 import { mapStsError } from '../../src/providers/aws/upstream-errors.ts';
-import { ACCOUNT, AUDIENCE, ROLE_ARN, SPIFFE_ID, awsJwtSource, awsConfig, startStsWorld } from './support.ts';
 import type { TestJwtSource } from '../helpers/identity.ts';
+import { ACCOUNT, AUDIENCE, awsConfig, awsJwtSource, ROLE_ARN, SPIFFE_ID, startStsWorld } from './support.ts';
 
 const SESSION = /^[\w+=,.@-]{2,64}$/;
 
@@ -28,13 +29,29 @@ test('RoleSessionName: the SPIFFE path, readable, stable, within [\\w+=,.@-]{2,6
   assert.equal(roleSessionName(long), name, 'stable');
   assert.notEqual(roleSessionName(`${long}x`), name, 'distinct IDs stay distinct');
   assert.notEqual(roleSessionName(long.replace('example.org', 'other.org')), name, 'the hash covers the trust domain');
-  for (const id of ['spiffe://a.b/c', `spiffe://${'t'.repeat(200)}`, `spiffe://td/${'p/'.repeat(100)}q`]) assert.match(roleSessionName(id), SESSION, id);
+  for (const id of ['spiffe://a.b/c', `spiffe://${'t'.repeat(200)}`, `spiffe://td/${'p/'.repeat(100)}q`])
+    assert.match(roleSessionName(id), SESSION, id);
 });
 
-function exchangeFor(stsEndpoint: string, jwt: TestJwtSource, options: { requestTimeoutMs?: number; sessionDurationSeconds?: number } = {}) {
-  const config = awsConfig({ stsEndpoint, stateDir: '/unused', ...(options.sessionDurationSeconds ? { sessionDurationSeconds: options.sessionDurationSeconds } : {}) });
+function exchangeFor(
+  stsEndpoint: string,
+  jwt: TestJwtSource,
+  options: { requestTimeoutMs?: number; sessionDurationSeconds?: number } = {},
+) {
+  const config = awsConfig({
+    stsEndpoint,
+    stateDir: '/unused',
+    ...(options.sessionDurationSeconds ? { sessionDurationSeconds: options.sessionDurationSeconds } : {}),
+  });
   if (!config.aws) throw new Error('no aws section');
-  return new StsWebIdentityExchange({ sdk: stsSdk, config: config.aws, jwt, clock: systemClock, logger: silentLogger(), ...(options.requestTimeoutMs ? { requestTimeoutMs: options.requestTimeoutMs } : {}) });
+  return new StsWebIdentityExchange({
+    sdk: stsSdk,
+    config: config.aws,
+    jwt,
+    clock: systemClock,
+    logger: silentLogger(),
+    ...(options.requestTimeoutMs ? { requestTimeoutMs: options.requestTimeoutMs } : {}),
+  });
 }
 
 async function failure(promise: Promise<unknown>): Promise<ConnectorError> {
@@ -78,14 +95,34 @@ test('STS failures are typed with retryability and the upstream code', async (t)
   // Real time: far above a good answer on a loaded machine, far below the 5 s hang of the timeout case.
   const exchange = exchangeFor(world.fake.url, jwt, { requestTimeoutMs: 2_000 });
   t.after(() => exchange.close());
-  const cases: Array<[string, Parameters<typeof world.fake.injectFaults>[0][number], ConnectorError['code'], boolean, string | undefined]> = [
+  const cases: Array<
+    [string, Parameters<typeof world.fake.injectFaults>[0][number], ConnectorError['code'], boolean, string | undefined]
+  > = [
     ['5xx', { status: 500 }, 'upstream_unavailable', true, 'InternalFailure'],
     ['503', { status: 503 }, 'upstream_unavailable', true, 'ServiceUnavailable'],
     ['throttling', { status: 400, code: 'Throttling' }, 'upstream_unavailable', true, 'Throttling'],
-    ['IdP unreachable', { status: 400, code: 'IDPCommunicationError' }, 'upstream_unavailable', true, 'IDPCommunicationError'],
+    [
+      'IdP unreachable',
+      { status: 400, code: 'IDPCommunicationError' },
+      'upstream_unavailable',
+      true,
+      'IDPCommunicationError',
+    ],
     ['claim rejected', { status: 403, code: 'IDPRejectedClaim' }, 'upstream_rejected', false, 'IDPRejectedClaim'],
-    ['region disabled', { status: 403, code: 'RegionDisabledException' }, 'upstream_rejected', false, 'RegionDisabledException'],
-    ['malformed policy', { status: 400, code: 'MalformedPolicyDocument' }, 'upstream_rejected', false, 'MalformedPolicyDocument'],
+    [
+      'region disabled',
+      { status: 403, code: 'RegionDisabledException' },
+      'upstream_rejected',
+      false,
+      'RegionDisabledException',
+    ],
+    [
+      'malformed policy',
+      { status: 400, code: 'MalformedPolicyDocument' },
+      'upstream_rejected',
+      false,
+      'MalformedPolicyDocument',
+    ],
     ['access denied', { status: 403, code: 'AccessDenied' }, 'upstream_rejected', false, 'AccessDenied'],
     ['garbage', { garbage: true }, 'upstream_malformed', true, undefined],
     ['timeout', { delayMs: 5_000 }, 'timeout', true, undefined],
@@ -100,9 +137,17 @@ test('STS failures are typed with retryability and the upstream code', async (t)
   }
   assert.equal(world.fake.pendingFaults(), 0);
   // A real trust mismatch, not an injected one.
-  world.fake.addRole({ arn: ROLE_ARN, issuer: world.signer.issuer, audience: AUDIENCE, subject: 'spiffe://example.org/ns/prod/*' });
+  world.fake.addRole({
+    arn: ROLE_ARN,
+    issuer: world.signer.issuer,
+    audience: AUDIENCE,
+    subject: 'spiffe://example.org/ns/prod/*',
+  });
   const denied = await failure(exchange.exchange('', AbortSignal.timeout(10_000)));
-  assert.deepEqual([denied.code, denied.retryable, denied.upstreamCode, denied.upstreamStatus], ['upstream_rejected', false, 'AccessDenied', 403]);
+  assert.deepEqual(
+    [denied.code, denied.retryable, denied.upstreamCode, denied.upstreamStatus],
+    ['upstream_rejected', false, 'AccessDenied', 403],
+  );
 });
 
 test('STS unreachable and an aborted call are retryable', async (t) => {
@@ -114,7 +159,10 @@ test('STS unreachable and an aborted call are retryable', async (t) => {
   const exchange = exchangeFor(url, awsJwtSource(signer.signer));
   t.after(() => exchange.close());
   const refused = await failure(exchange.exchange('', AbortSignal.timeout(10_000)));
-  assert.deepEqual([refused.code, refused.retryable, refused.upstreamCode], ['upstream_unavailable', true, 'ECONNREFUSED']);
+  assert.deepEqual(
+    [refused.code, refused.retryable, refused.upstreamCode],
+    ['upstream_unavailable', true, 'ECONNREFUSED'],
+  );
   const aborted = mapStsError(Object.assign(new Error('Request aborted'), { name: 'AbortError' }));
   assert.deepEqual([aborted.code, aborted.retryable], ['timeout', true]);
 });
@@ -127,7 +175,8 @@ test('InvalidIdentityToken is retried a bounded number of times, then permanent 
   t.after(() => exchange.close());
   world.fake.injectFaults(Array.from({ length: 5 }, () => ({ status: 400, code: 'InvalidIdentityToken' })));
   const retryable = [];
-  for (let i = 0; i < 4; i++) retryable.push((await failure(exchange.exchange('', AbortSignal.timeout(10_000)))).retryable);
+  for (let i = 0; i < 4; i++)
+    retryable.push((await failure(exchange.exchange('', AbortSignal.timeout(10_000)))).retryable);
   assert.deepEqual(retryable, [true, true, true, false]);
   exchange.identityChanged();
   const fresh = await failure(exchange.exchange('', AbortSignal.timeout(10_000)));
@@ -144,7 +193,10 @@ test('ExpiredTokenException is retried only with a fresh JWT-SVID', async (t) =>
   const exchange = exchangeFor(world.fake.url, jwt);
   t.after(() => exchange.close());
   const expired = await failure(exchange.exchange('', AbortSignal.timeout(10_000)));
-  assert.deepEqual([expired.code, expired.retryable, expired.upstreamCode], ['upstream_rejected', true, 'ExpiredTokenException']);
+  assert.deepEqual(
+    [expired.code, expired.retryable, expired.upstreamCode],
+    ['upstream_rejected', true, 'ExpiredTokenException'],
+  );
   const requests = world.fake.stats.assumeRoleRequests;
   const same = await failure(exchange.exchange('', AbortSignal.timeout(10_000)));
   assert.deepEqual([same.code, same.retryable], ['identity_unavailable', false]);

@@ -1,9 +1,10 @@
 // The Roles Anywhere stand-in refuses what AWS refuses, each with AWS's error shape (status,
 // x-amzn-ErrorType, JSON {"message"}): requests are signed by the product's SigV4-X509 signer and then
 // broken one way each, so a stand-in that accepted any of them would let a signing bug through.
-import { test, type TestContext } from 'node:test';
+
 import assert from 'node:assert/strict';
-import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
+import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
+import { type TestContext, test } from 'node:test';
 import { request } from 'undici';
 import { signX509Request } from '../../src/providers/aws/roles-anywhere-sign.ts';
 import { DevCa } from '../helpers/pki.ts';
@@ -13,10 +14,10 @@ import {
   REGION,
   ROLE_ARN,
   SPIFFE_ID,
+  type SvidOptions,
   startFakeRolesAnywhere,
   TD,
   TRUST_ANCHOR_ARN,
-  type SvidOptions,
 } from './roles-anywhere-support.ts';
 
 interface Sent {

@@ -1,7 +1,8 @@
 // The STS stand-in's session-tag and source-identity rules, one broken at a time: what AWS refuses in a
 // web identity token's https://aws.amazon.com/tags and source_identity claims, the stand-in refuses.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import { checkWebIdentityTags, SOURCE_IDENTITY_CLAIM, TAGS_CLAIM } from '@spiffe-connector/dev/fake-sts-tags.ts';
 
 const tags = (principal: unknown, transitive?: unknown) => ({

@@ -1,13 +1,14 @@
 // The fake STS checks what AWS checks: a fake that accepts any token or any signature would prove nothing.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
+import { test } from 'node:test';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { RequestSigningArguments, SourceData } from '@smithy/types';
-import { ManualClock } from '../../src/base/clock.ts';
-import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
 import { FakeSts, globMatch } from '@spiffe-connector/dev/fake-sts.ts';
+import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
+import { ManualClock } from '../../src/base/clock.ts';
 import { ACCOUNT, AUDIENCE, ROLE_ARN, SPIFFE_ID, startStsWorld } from './support.ts';
 
 interface StsAnswer {
@@ -20,7 +21,13 @@ async function assumeRole(url: string, params: Record<string, string>): Promise<
   const res = await fetch(url, {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ Action: 'AssumeRoleWithWebIdentity', Version: '2011-06-15', RoleArn: ROLE_ARN, RoleSessionName: 'app', ...params }),
+    body: new URLSearchParams({
+      Action: 'AssumeRoleWithWebIdentity',
+      Version: '2011-06-15',
+      RoleArn: ROLE_ARN,
+      RoleSessionName: 'app',
+      ...params,
+    }),
   });
   const body = await res.text();
   return { status: res.status, body, code: /<Code>([^<]+)<\/Code>/.exec(body)?.[1] };
@@ -31,7 +38,10 @@ class NodeSha256 {
   readonly #h: Hash | Hmac;
 
   constructor(secret?: SourceData) {
-    this.#h = secret === undefined ? createHash('sha256') : createHmac('sha256', typeof secret === 'string' ? secret : Buffer.from(secret as Uint8Array));
+    this.#h =
+      secret === undefined
+        ? createHash('sha256')
+        : createHmac('sha256', typeof secret === 'string' ? secret : Buffer.from(secret as Uint8Array));
   }
 
   update(data: SourceData): void {
@@ -46,12 +56,30 @@ class NodeSha256 {
 }
 
 /** GetCallerIdentity signed by the SDK's own SigV4 signer with `options` (what leaves the signature, for one). */
-async function signedCall(url: string, credentials: { accessKeyId: string; secretAccessKey: string; sessionToken: string }, options: RequestSigningArguments): Promise<{ status: number; body: string }> {
+async function signedCall(
+  url: string,
+  credentials: { accessKeyId: string; secretAccessKey: string; sessionToken: string },
+  options: RequestSigningArguments,
+): Promise<{ status: number; body: string }> {
   const { host } = new URL(url);
   const body = 'Action=GetCallerIdentity&Version=2011-06-15';
   const signer = new SignatureV4({ credentials, region: 'eu-west-1', service: 'sts', sha256: NodeSha256 });
-  const signed = await signer.sign({ method: 'POST', protocol: 'http:', hostname: '127.0.0.1', path: '/', headers: { host, 'content-type': 'application/x-www-form-urlencoded' }, body }, options);
-  const res = await fetch(url, { method: 'POST', headers: Object.fromEntries(Object.entries(signed.headers).filter(([k]) => k !== 'host')), body });
+  const signed = await signer.sign(
+    {
+      method: 'POST',
+      protocol: 'http:',
+      hostname: '127.0.0.1',
+      path: '/',
+      headers: { host, 'content-type': 'application/x-www-form-urlencoded' },
+      body,
+    },
+    options,
+  );
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: Object.fromEntries(Object.entries(signed.headers).filter(([k]) => k !== 'host')),
+    body,
+  });
   return { status: res.status, body: await res.text() };
 }
 
@@ -63,9 +91,16 @@ test('a valid JWT-SVID gets credentials in the exact AWS XML, after the fake fet
   const world = await startStsWorld();
   t.after(() => world.close());
   const token = await world.signer.sign({ sub: SPIFFE_ID, aud: AUDIENCE });
-  const answer = await assumeRole(world.fake.url, { WebIdentityToken: token, RoleSessionName: 'ns.default.sa.app', DurationSeconds: '7200' });
+  const answer = await assumeRole(world.fake.url, {
+    WebIdentityToken: token,
+    RoleSessionName: 'ns.default.sa.app',
+    DurationSeconds: '7200',
+  });
   assert.equal(answer.status, 200, answer.body);
-  assert.match(answer.body, /^<AssumeRoleWithWebIdentityResponse xmlns="https:\/\/sts\.amazonaws\.com\/doc\/2011-06-15\/">/);
+  assert.match(
+    answer.body,
+    /^<AssumeRoleWithWebIdentityResponse xmlns="https:\/\/sts\.amazonaws\.com\/doc\/2011-06-15\/">/,
+  );
   assert.match(tag(answer.body, 'AccessKeyId') ?? '', /^ASIA[A-Z2-7]{16}$/);
   assert.match(tag(answer.body, 'Expiration') ?? '', /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
   assert.equal(tag(answer.body, 'Arn'), `arn:aws:sts::${ACCOUNT}:assumed-role/app/ns.default.sa.app`);
@@ -83,7 +118,10 @@ test('a valid JWT-SVID gets credentials in the exact AWS XML, after the fake fet
 });
 
 test('tokens AWS would refuse get the AWS error code and status', async (t) => {
-  const world = await startStsWorld({ role: { subject: 'spiffe://example.org/ns/default/*' }, providerAudiences: [AUDIENCE, 'other-client'] });
+  const world = await startStsWorld({
+    role: { subject: 'spiffe://example.org/ns/default/*' },
+    providerAudiences: [AUDIENCE, 'other-client'],
+  });
   t.after(() => world.close());
   const stranger = await DevOidcSigner.start();
   t.after(() => stranger.close());
@@ -91,21 +129,58 @@ test('tokens AWS would refuse get the AWS error code and status', async (t) => {
   const now = Math.floor(Date.now() / 1000);
   const cases: Array<[string, string, number, string]> = [
     ['not a JWT', 'abcdefgh', 400, 'InvalidIdentityToken'],
-    ['aud not a registered client ID', await signer.sign({ sub: SPIFFE_ID, aud: 'unregistered' }), 400, 'InvalidIdentityToken'],
-    ['iss not a registered provider', await signer.sign({ sub: SPIFFE_ID, aud: AUDIENCE, iss: 'https://other.example' }), 400, 'InvalidIdentityToken'],
-    ['signed by a key not in the JWKS', await stranger.sign({ sub: SPIFFE_ID, aud: AUDIENCE, iss: signer.issuer }), 400, 'InvalidIdentityToken'],
-    ['expired', await signer.sign({ sub: SPIFFE_ID, aud: AUDIENCE, iat: now - 7200, ttlSeconds: 3600 }), 400, 'ExpiredTokenException'],
-    ['aud registered but not the one the trust policy names', await signer.sign({ sub: SPIFFE_ID, aud: 'other-client' }), 403, 'AccessDenied'],
-    ['sub outside the trust policy pattern', await signer.sign({ sub: 'spiffe://example.org/ns/prod/sa/app', aud: AUDIENCE }), 403, 'AccessDenied'],
+    [
+      'aud not a registered client ID',
+      await signer.sign({ sub: SPIFFE_ID, aud: 'unregistered' }),
+      400,
+      'InvalidIdentityToken',
+    ],
+    [
+      'iss not a registered provider',
+      await signer.sign({ sub: SPIFFE_ID, aud: AUDIENCE, iss: 'https://other.example' }),
+      400,
+      'InvalidIdentityToken',
+    ],
+    [
+      'signed by a key not in the JWKS',
+      await stranger.sign({ sub: SPIFFE_ID, aud: AUDIENCE, iss: signer.issuer }),
+      400,
+      'InvalidIdentityToken',
+    ],
+    [
+      'expired',
+      await signer.sign({ sub: SPIFFE_ID, aud: AUDIENCE, iat: now - 7200, ttlSeconds: 3600 }),
+      400,
+      'ExpiredTokenException',
+    ],
+    [
+      'aud registered but not the one the trust policy names',
+      await signer.sign({ sub: SPIFFE_ID, aud: 'other-client' }),
+      403,
+      'AccessDenied',
+    ],
+    [
+      'sub outside the trust policy pattern',
+      await signer.sign({ sub: 'spiffe://example.org/ns/prod/sa/app', aud: AUDIENCE }),
+      403,
+      'AccessDenied',
+    ],
   ];
   for (const [name, token, status, code] of cases) {
     const answer = await assumeRole(fake.url, { WebIdentityToken: token });
     assert.equal(answer.status, status, `${name}: ${answer.body}`);
     assert.equal(answer.code, code, name);
-    assert.match(answer.body, /^<ErrorResponse xmlns="https:\/\/sts\.amazonaws\.com\/doc\/2011-06-15\/">\s*<Error>\s*<Type>Sender<\/Type>/, name);
+    assert.match(
+      answer.body,
+      /^<ErrorResponse xmlns="https:\/\/sts\.amazonaws\.com\/doc\/2011-06-15\/">\s*<Error>\s*<Type>Sender<\/Type>/,
+      name,
+    );
   }
   const good = await signer.sign({ sub: SPIFFE_ID, aud: AUDIENCE });
-  const unknownRole = await assumeRole(fake.url, { WebIdentityToken: good, RoleArn: 'arn:aws:iam::111122223333:role/nobody' });
+  const unknownRole = await assumeRole(fake.url, {
+    WebIdentityToken: good,
+    RoleArn: 'arn:aws:iam::111122223333:role/nobody',
+  });
   assert.deepEqual([unknownRole.status, unknownRole.code], [403, 'AccessDenied']);
   assert.equal(fake.stats.assumeRoleSuccesses, 0);
   assert.equal(fake.issued().length, 0);
@@ -115,7 +190,15 @@ test('parameters outside the STS limits are a ValidationError; an unreachable is
   const world = await startStsWorld({ role: { maxSessionDurationSeconds: 3600 } });
   t.after(() => world.close());
   const token = await world.signer.sign({ sub: SPIFFE_ID, aud: AUDIENCE });
-  for (const params of [{ RoleSessionName: 'a' }, { RoleSessionName: 'has space' }, { RoleSessionName: 'x'.repeat(65) }, { DurationSeconds: '899' }, { DurationSeconds: '43201' }, { DurationSeconds: '7200' }, { RoleArn: 'arn:aws:iam::1111:role/short-account' }]) {
+  for (const params of [
+    { RoleSessionName: 'a' },
+    { RoleSessionName: 'has space' },
+    { RoleSessionName: 'x'.repeat(65) },
+    { DurationSeconds: '899' },
+    { DurationSeconds: '43201' },
+    { DurationSeconds: '7200' },
+    { RoleArn: 'arn:aws:iam::1111:role/short-account' },
+  ]) {
     const answer = await assumeRole(world.fake.url, { WebIdentityToken: token, ...params });
     assert.deepEqual([answer.status, answer.code], [400, 'ValidationError'], JSON.stringify(params));
   }
@@ -137,7 +220,13 @@ test('injected faults are served one per exchange request, then STS answers norm
   for (let i = 0; i < 5; i++) answers.push(await assumeRole(world.fake.url, { WebIdentityToken: token }));
   assert.deepEqual(
     answers.map((a) => [a.status, a.code]),
-    [[500, 'InternalFailure'], [503, 'ServiceUnavailable'], [400, 'Throttling'], [200, undefined], [200, undefined]],
+    [
+      [500, 'InternalFailure'],
+      [503, 'ServiceUnavailable'],
+      [400, 'Throttling'],
+      [200, undefined],
+      [200, undefined],
+    ],
   );
   assert.match(answers[0]?.body ?? '', /<Type>Receiver<\/Type>/);
   assert.doesNotMatch(answers[3]?.body ?? '', /AssumeRoleWithWebIdentityResponse/);
@@ -155,8 +244,17 @@ test('GetCallerIdentity verifies SigV4 with the issued secret and session token'
   assert.equal(answer.status, 200);
   const [issued] = world.fake.issued();
   assert.ok(issued);
-  const call = async (credentials: { accessKeyId: string; secretAccessKey: string; sessionToken: string }, region = 'eu-west-1') => {
-    const client = new STSClient({ region, endpoint: world.fake.url, credentials, maxAttempts: 1, systemClockOffset: clock.now() - Date.now() });
+  const call = async (
+    credentials: { accessKeyId: string; secretAccessKey: string; sessionToken: string },
+    region = 'eu-west-1',
+  ) => {
+    const client = new STSClient({
+      region,
+      endpoint: world.fake.url,
+      credentials,
+      maxAttempts: 1,
+      systemClockOffset: clock.now() - Date.now(),
+    });
     try {
       return await client.send(new GetCallerIdentityCommand({}));
     } catch (error) {
@@ -165,7 +263,11 @@ test('GetCallerIdentity verifies SigV4 with the issued secret and session token'
       client.destroy();
     }
   };
-  const good = { accessKeyId: issued.accessKeyId, secretAccessKey: issued.secretAccessKey, sessionToken: issued.sessionToken };
+  const good = {
+    accessKeyId: issued.accessKeyId,
+    secretAccessKey: issued.secretAccessKey,
+    sessionToken: issued.sessionToken,
+  };
   const ok = await call(good);
   assert.ok(!(ok instanceof Error), String(ok));
   assert.equal(ok.Arn, `arn:aws:sts::${ACCOUNT}:assumed-role/app/ns.default.sa.app`);
@@ -190,7 +292,10 @@ test('GetCallerIdentity verifies SigV4 with the issued secret and session token'
   assert.equal(elsewhere.Code, 'SignatureDoesNotMatch');
   assert.match(elsewhere.message, /valid region, not 'us-west-2'/);
   // The session token must be among the signed headers: signed correctly, but with the token left out, it is refused.
-  const tokenOutside = await signedCall(world.fake.url, good, { unsignableHeaders: new Set(['x-amz-security-token']), signingDate: new Date(clock.now()) });
+  const tokenOutside = await signedCall(world.fake.url, good, {
+    unsignableHeaders: new Set(['x-amz-security-token']),
+    signingDate: new Date(clock.now()),
+  });
   assert.equal(tokenOutside.status, 403);
   assert.match(tokenOutside.body, /<Code>SignatureDoesNotMatch<\/Code>/);
   assert.match(tokenOutside.body, /X-Amz-Security-Token&apos; must be a SignedHeader/);
@@ -198,7 +303,11 @@ test('GetCallerIdentity verifies SigV4 with the issued secret and session token'
   assert.equal(tokenSigned.status, 200, tokenSigned.body);
   assert.equal(world.fake.stats.signaturesVerified, 2);
 
-  const unsigned = await fetch(world.fake.url, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'Action=GetCallerIdentity&Version=2011-06-15' });
+  const unsigned = await fetch(world.fake.url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: 'Action=GetCallerIdentity&Version=2011-06-15',
+  });
   assert.equal(unsigned.status, 403);
   assert.match(await unsigned.text(), /<Code>MissingAuthenticationToken<\/Code>/);
 
@@ -219,5 +328,7 @@ test('IAM StringLike matching for the sub condition', () => {
 test('the fake refuses to register something that is not a role ARN', async (t) => {
   const fake = await FakeSts.start();
   t.after(() => fake.close());
-  assert.throws(() => fake.addRole({ arn: 'arn:aws:iam::111122223333:user/bob', issuer: 'https://x', audience: AUDIENCE }));
+  assert.throws(() =>
+    fake.addRole({ arn: 'arn:aws:iam::111122223333:user/bob', issuer: 'https://x', audience: AUDIENCE }),
+  );
 });

@@ -1,16 +1,20 @@
 // Upstream faults and identity changes, on a ManualClock: a valid cached credential keeps being served
 // while STS fails (5xx, throttling, timeouts, garbage, resets), an expired one never is, and the sidecar
 // recovers once STS is back. A new JWT-SVID identity means a new exchange at once.
-import { test, type TestContext } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import { ManualClock } from '../../src/base/clock.ts';
+import { type TestContext, test } from 'node:test';
 import type { StsFault } from '@spiffe-connector/dev/fake-sts.ts';
+import { ManualClock } from '../../src/base/clock.ts';
 import { awsJwtSource, raw, startSidecar, startStsWorld, until } from './support.ts';
 
 async function world(t: TestContext, options: { faultsBeforeStart?: StsFault[]; expirationFractionMs?: number } = {}) {
   const clock = new ManualClock();
-  const sts = await startStsWorld({ clock, ...(options.expirationFractionMs ? { expirationFractionMs: options.expirationFractionMs } : {}) });
+  const sts = await startStsWorld({
+    clock,
+    ...(options.expirationFractionMs ? { expirationFractionMs: options.expirationFractionMs } : {}),
+  });
   t.after(() => sts.close());
   if (options.faultsBeforeStart) sts.fake.injectFaults(options.faultsBeforeStart);
   const jwt = awsJwtSource(sts.signer, { clock });
@@ -33,7 +37,14 @@ async function world(t: TestContext, options: { faultsBeforeStart?: StsFault[]; 
   return { clock, ...sts, jwt, sidecar, container, advanceTo, idle };
 }
 
-const OUTAGE: StsFault[] = [{ status: 500 }, { status: 503 }, { status: 400, code: 'Throttling' }, { delayMs: 10_000 }, { garbage: true }, { reset: true }];
+const OUTAGE: StsFault[] = [
+  { status: 500 },
+  { status: 503 },
+  { status: 400, code: 'Throttling' },
+  { delayMs: 10_000 },
+  { garbage: true },
+  { reset: true },
+];
 
 test('during an STS outage the cached credentials are served until they expire, never after; then recovery', async (t) => {
   const { clock, fake, sidecar, container, advanceTo, idle } = await world(t);
@@ -59,8 +70,12 @@ test('during an STS outage the cached credentials are served until they expire, 
   assert.match(String(expired.headers['retry-after']), /^\d+$/);
   assert.equal(JSON.parse(expired.body).code, 'CredentialsUnavailable');
   assert.ok(!expired.body.includes(first.accessKeyId), 'an expired credential is never served');
-  const imdsToken = (await raw(sidecar.port, 'PUT', '/latest/api/token', { 'x-aws-ec2-metadata-token-ttl-seconds': '60' })).body;
-  const imds = await raw(sidecar.port, 'GET', '/latest/meta-data/iam/security-credentials/app', { 'x-aws-ec2-metadata-token': imdsToken });
+  const imdsToken = (
+    await raw(sidecar.port, 'PUT', '/latest/api/token', { 'x-aws-ec2-metadata-token-ttl-seconds': '60' })
+  ).body;
+  const imds = await raw(sidecar.port, 'GET', '/latest/meta-data/iam/security-credentials/app', {
+    'x-aws-ec2-metadata-token': imdsToken,
+  });
   assert.equal(imds.status, 503);
   assert.ok(!imds.body.includes(first.accessKeyId));
   assert.equal(sidecar.provider.readiness().ready, false);
@@ -89,7 +104,11 @@ test('credentials are refreshed ahead of expiry: clients never see less than 30 
 });
 
 test('until the first exchange succeeds: not ready, 503 with Retry-After; a permanent refusal is reported as such', async (t) => {
-  const { clock, fake, sidecar, container, advanceTo } = await world(t, { faultsBeforeStart: [{ status: 403, code: 'AccessDenied', message: 'Not authorized to perform sts:AssumeRoleWithWebIdentity' }] });
+  const { clock, fake, sidecar, container, advanceTo } = await world(t, {
+    faultsBeforeStart: [
+      { status: 403, code: 'AccessDenied', message: 'Not authorized to perform sts:AssumeRoleWithWebIdentity' },
+    ],
+  });
   const readiness = sidecar.provider.readiness();
   assert.equal(readiness.ready, false);
   assert.match(readiness.reason ?? '', /AccessDenied/);

@@ -1,10 +1,11 @@
 // Roles Anywhere configuration and `check`: every problem with its path, the X.509 cross-rule, and the
 // empty-subject fact said plainly for csi-driver-spiffe's SVIDs.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { test } from 'node:test';
 import { checkConfig } from '../../src/commands/check.ts';
 import { ConfigError } from '../../src/config/common.ts';
 import { parseSidecarConfig } from '../../src/config/load.ts';

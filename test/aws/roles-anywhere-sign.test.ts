@@ -1,13 +1,14 @@
 // SigV4-X509 signing against vectors derived outside this code: the canonical request and string to
 // sign written out from AWS's published format, hashes and signatures made or checked by the openssl CLI
 // over a certificate and key openssl minted (fixed serial, fixed date).
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createPrivateKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { test } from 'node:test';
 import {
   amzDate,
   canonicalHeaders,

@@ -2,17 +2,17 @@
 // (as SPIRE's do; the stand-in refuses empty ones as AWS documents), the Roles Anywhere stand-in that
 // trusts the CA, and the AWS provider in Roles Anywhere mode behind a loopback express app.
 import { join } from 'node:path';
+import { FakeRolesAnywhere, type FakeRolesAnywhereOptions } from '@spiffe-connector/dev/fake-roles-anywhere.ts';
 import type { Clock } from '../../src/base/clock.ts';
 import { validate } from '../../src/config/common.ts';
-import { sidecarSchema, type SidecarConfig } from '../../src/config/schema.ts';
-import { createAwsProvider } from '../../src/providers/aws/module.ts';
+import { type SidecarConfig, sidecarSchema } from '../../src/config/schema.ts';
 import { AWS_CONTAINER_TOKEN_FILE } from '../../src/providers/aws/env.ts';
-import { Listeners, type X509Source } from '../../src/spiffe/source.ts';
+import { createAwsProvider } from '../../src/providers/aws/module.ts';
 import { X509Bundle } from '../../src/spiffe/bundle.ts';
+import { Listeners, type X509Source } from '../../src/spiffe/source.ts';
 import { parseX509Svid, type X509Svid } from '../../src/spiffe/x509-svid.ts';
-import { FakeRolesAnywhere, type FakeRolesAnywhereOptions } from '@spiffe-connector/dev/fake-roles-anywhere.ts';
-import { mountProvider, type MountedProvider } from '../helpers/provider-harness.ts';
 import type { DevCa, DevKeyType, IssuedCertificate } from '../helpers/pki.ts';
+import { type MountedProvider, mountProvider } from '../helpers/provider-harness.ts';
 
 export { raw } from '../helpers/http.ts';
 export { until } from '../helpers/until.ts';

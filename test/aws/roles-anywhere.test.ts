@@ -1,16 +1,17 @@
 // Black box: the AWS SDK for JavaScript gets credentials from the sidecar in Roles Anywhere mode, which
 // signed CreateSession at the stand-in with the X.509-SVID; refusals reach readiness in words an
 // operator reads; throttling is retried; a `..data` swap signs a new session with no failed request.
-import { test, type TestContext } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { createHash, type X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type TestContext, test } from 'node:test';
 import { fromHttp, fromInstanceMetadata } from '@aws-sdk/credential-providers';
+import { writeAtomicDir } from '@spiffe-connector/dev/atomic-dir.ts';
 import { systemClock } from '../../src/base/clock.ts';
 import { ConnectorError } from '../../src/base/errors.ts';
-import { writeAtomicDir } from '@spiffe-connector/dev/atomic-dir.ts';
 import { silentLogger } from '../../src/ops/logger.ts';
 import { awsEnv } from '../../src/providers/aws/env.ts';
 import { mapRolesAnywhereError } from '../../src/providers/aws/roles-anywhere.ts';

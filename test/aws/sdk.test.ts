@@ -1,13 +1,14 @@
 // Black box: the real AWS SDK for JavaScript v3 (and the AWS CLI when installed) gets credentials from the
 // sidecar's endpoints, then signs GetCallerIdentity with them; the fake STS verifies that signature.
-import { test, type TestContext } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readFile, stat } from 'node:fs/promises';
+import { type TestContext, test } from 'node:test';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { fromContainerMetadata, fromHttp, fromInstanceMetadata } from '@aws-sdk/credential-providers';
 import { awsEnv } from '../../src/providers/aws/env.ts';
-import { ACCOUNT, SPIFFE_ID, awsJwtSource, startSidecar, startStsWorld, until } from './support.ts';
+import { ACCOUNT, awsJwtSource, SPIFFE_ID, startSidecar, startStsWorld, until } from './support.ts';
 
 type AwsCredentialIdentity = Awaited<ReturnType<ReturnType<typeof fromHttp>>>;
 
@@ -78,7 +79,13 @@ test('fromHttp (the default chain’s container provider) with FULL_URI and TOKE
 test('fromContainerMetadata (smithy’s container provider) with FULL_URI and the token in the environment', async (t) => {
   const { sidecar, fake } = await world(t);
   const token = await readFile(sidecar.tokenFile, 'utf8');
-  const creds = await withEnv({ AWS_CONTAINER_CREDENTIALS_FULL_URI: `${sidecar.origin}/v1/credentials`, AWS_CONTAINER_AUTHORIZATION_TOKEN: token }, () => fromContainerMetadata()());
+  const creds = await withEnv(
+    {
+      AWS_CONTAINER_CREDENTIALS_FULL_URI: `${sidecar.origin}/v1/credentials`,
+      AWS_CONTAINER_AUTHORIZATION_TOKEN: token,
+    },
+    () => fromContainerMetadata()(),
+  );
   assert.equal(creds.accessKeyId, fake.issued().at(-1)?.accessKeyId);
   assert.equal(await callerArn(fake.url, creds), ARN);
   assert.equal(fake.stats.signaturesVerified, 1);
@@ -86,17 +93,25 @@ test('fromContainerMetadata (smithy’s container provider) with FULL_URI and th
 
 test('fromInstanceMetadata over IMDSv2 only (v1 fallback disabled)', async (t) => {
   const { sidecar, fake } = await world(t);
-  const creds = await withEnv({ AWS_EC2_METADATA_SERVICE_ENDPOINT: sidecar.origin, AWS_EC2_METADATA_V1_DISABLED: 'true' }, () => fromInstanceMetadata({ maxRetries: 0 })());
+  const creds = await withEnv(
+    { AWS_EC2_METADATA_SERVICE_ENDPOINT: sidecar.origin, AWS_EC2_METADATA_V1_DISABLED: 'true' },
+    () => fromInstanceMetadata({ maxRetries: 0 })(),
+  );
   assert.equal(creds.accessKeyId, fake.issued().at(-1)?.accessKeyId);
   assert.equal(creds.accountId, ACCOUNT);
   assert.equal(await callerArn(fake.url, creds), ARN);
   assert.equal(fake.stats.signaturesVerified, 1);
   const imds = await sidecar.metrics.registry.getSingleMetric('spiffe_connector_requests_total')?.get();
-  const served = (imds?.values ?? []).filter((v) => v.labels['surface'] === 'aws-imds' && v.labels['status'] === '200').reduce((n, v) => n + v.value, 0);
+  const served = (imds?.values ?? [])
+    .filter((v) => v.labels['surface'] === 'aws-imds' && v.labels['status'] === '200')
+    .reduce((n, v) => n + v.value, 0);
   assert.equal(served, 3, 'token PUT, role listing, role document');
 });
 
-function awsCli(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
+function awsCli(
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile('aws', args, { env, timeout: 60_000 }, (error, stdout, stderr) => {
       resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr });
@@ -106,7 +121,9 @@ function awsCli(args: string[], env: Record<string, string>): Promise<{ code: nu
 
 const hasCli = await new Promise<boolean>((resolve) => execFile('aws', ['--version'], (error) => resolve(!error)));
 
-test('the AWS CLI with only the env lines: aws sts get-caller-identity through both surfaces', { skip: hasCli ? false : 'the aws CLI is not installed' }, async (t) => {
+test('the AWS CLI with only the env lines: aws sts get-caller-identity through both surfaces', {
+  skip: hasCli ? false : 'the aws CLI is not installed',
+}, async (t) => {
   const { sidecar, fake } = await world(t);
   const base: Record<string, string> = {
     PATH: process.env['PATH'] ?? '',
@@ -117,11 +134,17 @@ test('the AWS CLI with only the env lines: aws sts get-caller-identity through b
   };
   const lines = awsEnv(sidecar.config, sidecar.origin);
   const container = Object.fromEntries(lines.filter(([k]) => k !== 'AWS_EC2_METADATA_SERVICE_ENDPOINT'));
-  const viaContainer = await awsCli(['sts', 'get-caller-identity', '--endpoint-url', fake.url, '--output', 'json'], { ...base, ...container });
+  const viaContainer = await awsCli(['sts', 'get-caller-identity', '--endpoint-url', fake.url, '--output', 'json'], {
+    ...base,
+    ...container,
+  });
   assert.equal(viaContainer.code, 0, viaContainer.stderr);
   assert.equal(JSON.parse(viaContainer.stdout).Arn, ARN);
   const imdsOnly = Object.fromEntries(lines.filter(([k]) => !k.startsWith('AWS_CONTAINER_')));
-  const viaImds = await awsCli(['sts', 'get-caller-identity', '--endpoint-url', fake.url, '--output', 'json'], { ...base, ...imdsOnly });
+  const viaImds = await awsCli(['sts', 'get-caller-identity', '--endpoint-url', fake.url, '--output', 'json'], {
+    ...base,
+    ...imdsOnly,
+  });
   assert.equal(viaImds.code, 0, viaImds.stderr);
   assert.equal(JSON.parse(viaImds.stdout).Arn, ARN);
   assert.equal(fake.stats.signaturesVerified, 2);

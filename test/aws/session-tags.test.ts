@@ -2,11 +2,12 @@
 // for AWS, the sidecar's STS exchange sends it, and the STS stand-in checks them as AWS does (its role
 // trust policy must allow sts:TagSession and sts:SetSourceIdentity, aws:RequestTag conditions hold) and
 // returns them (PackedPolicySize, SourceIdentity) to the AWS SDK.
-import { test, type TestContext } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { type TestContext, test } from 'node:test';
 import { AssumeRoleWithWebIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { startDevIssuer } from '@spiffe-connector/dev/dev-issuer.ts';
-import { FakeSts, type FakeRole } from '@spiffe-connector/dev/fake-sts.ts';
+import { type FakeRole, FakeSts } from '@spiffe-connector/dev/fake-sts.ts';
 import { systemClock } from '../../src/base/clock.ts';
 import type { IssuerConfig } from '../../src/config/issuer.ts';
 import { silentLogger } from '../../src/ops/logger.ts';

@@ -1,20 +1,21 @@
 // Test wiring for the AWS provider: a JwtSource signing with DevOidcSigner (test/helpers/identity.ts), a
 // fake STS trusting it, and the provider mounted on a loopback express app.
 import { join } from 'node:path';
-import { systemClock, type Clock } from '../../src/base/clock.ts';
-import { validate } from '../../src/config/common.ts';
-import { sidecarSchema, type SidecarConfig } from '../../src/config/schema.ts';
+import { type FakeRole, FakeSts } from '@spiffe-connector/dev/fake-sts.ts';
 import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
-import { FakeSts, type FakeRole } from '@spiffe-connector/dev/fake-sts.ts';
-import { createAwsProvider } from '../../src/providers/aws/module.ts';
+import { type Clock, systemClock } from '../../src/base/clock.ts';
+import { validate } from '../../src/config/common.ts';
+import { type SidecarConfig, sidecarSchema } from '../../src/config/schema.ts';
 import { AWS_CONTAINER_TOKEN_FILE } from '../../src/providers/aws/env.ts';
+import { createAwsProvider } from '../../src/providers/aws/module.ts';
 import type { JwtSource } from '../../src/spiffe/source.ts';
 import { signerJwtSource, type TestJwtSource } from '../helpers/identity.ts';
 
-export { raw, type RawResponse } from '../helpers/http.ts';
+export { type RawResponse, raw } from '../helpers/http.ts';
 export { until } from '../helpers/until.ts';
+
 import type { Logger } from '../../src/ops/logger.ts';
-import { mountProvider, type MountedProvider } from '../helpers/provider-harness.ts';
+import { type MountedProvider, mountProvider } from '../helpers/provider-harness.ts';
 
 export const ROLE_ARN = 'arn:aws:iam::111122223333:role/app';
 export const ACCOUNT = '111122223333';
@@ -27,7 +28,15 @@ export function awsJwtSource(signer: DevOidcSigner, options: { sub?: string; clo
   return signerJwtSource({ signer, spiffeId: options.sub ?? SPIFFE_ID, now: () => clock.now() });
 }
 
-export function awsConfig(overrides: { stsEndpoint: string; stateDir: string; imds?: boolean; sessionDurationSeconds?: number; audience?: string; roleArn?: string; containerAuthorizationToken?: string }): SidecarConfig {
+export function awsConfig(overrides: {
+  stsEndpoint: string;
+  stateDir: string;
+  imds?: boolean;
+  sessionDurationSeconds?: number;
+  audience?: string;
+  roleArn?: string;
+  containerAuthorizationToken?: string;
+}): SidecarConfig {
   return validate(
     sidecarSchema,
     {
@@ -40,7 +49,9 @@ export function awsConfig(overrides: { stsEndpoint: string; stateDir: string; im
         sessionDurationSeconds: overrides.sessionDurationSeconds ?? 3600,
         stsEndpoint: overrides.stsEndpoint,
         imds: overrides.imds ?? true,
-        ...(overrides.containerAuthorizationToken === undefined ? {} : { containerAuthorizationToken: overrides.containerAuthorizationToken }),
+        ...(overrides.containerAuthorizationToken === undefined
+          ? {}
+          : { containerAuthorizationToken: overrides.containerAuthorizationToken }),
       },
     },
     'test config',
@@ -54,7 +65,14 @@ export interface StsWorld {
 }
 
 /** A dev OIDC issuer and a fake STS that registers it and trusts it for ROLE_ARN. */
-export async function startStsWorld(options: { clock?: Clock; role?: Partial<FakeRole>; providerAudiences?: string[]; expirationFractionMs?: number } = {}): Promise<StsWorld> {
+export async function startStsWorld(
+  options: {
+    clock?: Clock;
+    role?: Partial<FakeRole>;
+    providerAudiences?: string[];
+    expirationFractionMs?: number;
+  } = {},
+): Promise<StsWorld> {
   const signer = await DevOidcSigner.start();
   const fake = await FakeSts.start({
     allowLoopbackHttpIssuers: true,
@@ -62,7 +80,9 @@ export async function startStsWorld(options: { clock?: Clock; role?: Partial<Fak
     ...(options.expirationFractionMs ? { expirationFractionMs: options.expirationFractionMs } : {}),
     ...(options.clock ? { clock: options.clock } : {}),
     providers: [{ issuer: signer.issuer, audiences: options.providerAudiences ?? [AUDIENCE] }],
-    roles: [{ arn: ROLE_ARN, issuer: signer.issuer, audience: AUDIENCE, maxSessionDurationSeconds: 43200, ...options.role }],
+    roles: [
+      { arn: ROLE_ARN, issuer: signer.issuer, audience: AUDIENCE, maxSessionDurationSeconds: 43200, ...options.role },
+    ],
   });
   return {
     signer,
@@ -91,13 +111,23 @@ export async function startSidecar(options: {
 }): Promise<Sidecar> {
   const mounted = await mountProvider({
     logger: options.logger,
-    config: (stateDir) => awsConfig({ stsEndpoint: options.stsEndpoint, stateDir, ...(options.imds === undefined ? {} : { imds: options.imds }), ...(options.sessionDurationSeconds ? { sessionDurationSeconds: options.sessionDurationSeconds } : {}), ...(options.containerAuthorizationToken === undefined ? {} : { containerAuthorizationToken: options.containerAuthorizationToken }) }),
+    config: (stateDir) =>
+      awsConfig({
+        stsEndpoint: options.stsEndpoint,
+        stateDir,
+        ...(options.imds === undefined ? {} : { imds: options.imds }),
+        ...(options.sessionDurationSeconds ? { sessionDurationSeconds: options.sessionDurationSeconds } : {}),
+        ...(options.containerAuthorizationToken === undefined
+          ? {}
+          : { containerAuthorizationToken: options.containerAuthorizationToken }),
+      }),
     identity: { x509: undefined, jwt: options.jwt },
     clock: options.clock,
-    create: (ctx) => createAwsProvider(ctx, options.stsRequestTimeoutMs === undefined ? {} : { stsRequestTimeoutMs: options.stsRequestTimeoutMs }),
+    create: (ctx) =>
+      createAwsProvider(
+        ctx,
+        options.stsRequestTimeoutMs === undefined ? {} : { stsRequestTimeoutMs: options.stsRequestTimeoutMs },
+      ),
   });
   return { ...mounted, tokenFile: join(mounted.stateDir, AWS_CONTAINER_TOKEN_FILE) };
 }
-
-
-

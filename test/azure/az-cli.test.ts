@@ -1,12 +1,13 @@
 // Optional by-hand check with the Azure CLI (skipped when `az` is absent): `az login --identity` with only the
 // env lines reaches our MSI_ENDPOINT (az 2.45) or App Service/IMDS (newer az) and receives a token with `tid`.
 // Listing subscriptions afterwards needs ARM, which is not here: az's exit is checked to be that failure alone.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { test } from 'node:test';
 import { runAzure, startWorld } from './fixtures.ts';
 
 function azPresent(): boolean {
@@ -18,7 +19,9 @@ function azPresent(): boolean {
   }
 }
 
-test('az login --identity gets its managed-identity token from the sidecar', { skip: azPresent() ? false : 'the Azure CLI (az) is not installed' }, async (t) => {
+test('az login --identity gets its managed-identity token from the sidecar', {
+  skip: azPresent() ? false : 'the Azure CLI (az) is not installed',
+}, async (t) => {
   const world = await startWorld(t);
   const run = await runAzure(t, world);
   const config = await mkdtemp(join(tmpdir(), 'sc-az-'));
@@ -33,9 +36,16 @@ test('az login --identity gets its managed-identity token from the sidecar', { s
     AZURE_CORE_COLLECT_TELEMETRY: 'false',
     ...run.env,
   };
-  const az = await new Promise<{ code: number | string | null | undefined; stdout: string; stderr: string }>((resolve) => {
-    execFile('az', ['login', '--identity', '--allow-no-subscriptions'], { env, timeout: 120_000 }, (error, stdout, stderr) => resolve({ code: error ? error.code : 0, stdout, stderr }));
-  });
+  const az = await new Promise<{ code: number | string | null | undefined; stdout: string; stderr: string }>(
+    (resolve) => {
+      execFile(
+        'az',
+        ['login', '--identity', '--allow-no-subscriptions'],
+        { env, timeout: 120_000 },
+        (error, stdout, stderr) => resolve({ code: error ? error.code : 0, stdout, stderr }),
+      );
+    },
+  );
   // az exits 1 here, and only because of ARM: its first call after the token (listing subscriptions)
   // meets the dead proxy. Any other failure (no token, a token it refused) fails the test.
   assert.equal(az.code, 1, `az exited ${az.code}:\n${az.stderr}`);

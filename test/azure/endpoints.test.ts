@@ -1,17 +1,19 @@
 // The emulated surfaces over raw HTTP: every refusal real endpoints give (and only those), the exact bodies,
 // the probe, 404 for the rest of IMDS, and the identity header that `env` and the sidecar share.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { readFile, stat } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
-import { stat, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { test } from 'node:test';
 import { cloudEnvironment } from '../../src/env.ts';
-import { CLIENT_ID, OBJECT_ID, azureConfig, runAzure, startWorld, type RunningAzure } from './fixtures.ts';
 import { raw } from '../helpers/http.ts';
+import { azureConfig, CLIENT_ID, OBJECT_ID, type RunningAzure, runAzure, startWorld } from './fixtures.ts';
 
 const STORAGE = 'https://storage.azure.com';
 const IMDS = '/metadata/identity/oauth2/token';
-const RESOURCE_ID = '/subscriptions/0000/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/app';
+const RESOURCE_ID =
+  '/subscriptions/0000/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/app';
 
 interface Reply {
   status: number;
@@ -20,22 +22,44 @@ interface Reply {
 }
 
 /** A raw request, so Host and other headers are exactly what the test says. */
-function send(run: RunningAzure, method: string, path: string, headers: Record<string, string> = {}, body?: string): Promise<Reply> {
+function send(
+  run: RunningAzure,
+  method: string,
+  path: string,
+  headers: Record<string, string> = {},
+  body?: string,
+): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port: run.port, method, path, headers: { host: `127.0.0.1:${run.port}`, ...headers } }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (text += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} }));
-    });
+    const req = httpRequest(
+      { host: '127.0.0.1', port: run.port, method, path, headers: { host: `127.0.0.1:${run.port}`, ...headers } },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (text += c));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            body: text ? (JSON.parse(text) as Record<string, unknown>) : {},
+          }),
+        );
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
 }
 
-const imds = (run: RunningAzure, query: string, headers: Record<string, string> = { Metadata: 'true' }): Promise<Reply> => send(run, 'GET', `${IMDS}?${query}`, headers);
-const appService = (run: RunningAzure, query: string, headers: Record<string, string> = { 'X-IDENTITY-HEADER': run.env['IDENTITY_HEADER'] ?? '' }): Promise<Reply> =>
-  send(run, 'GET', `/msi/token?${query}`, headers);
+const imds = (
+  run: RunningAzure,
+  query: string,
+  headers: Record<string, string> = { Metadata: 'true' },
+): Promise<Reply> => send(run, 'GET', `${IMDS}?${query}`, headers);
+const appService = (
+  run: RunningAzure,
+  query: string,
+  headers: Record<string, string> = { 'X-IDENTITY-HEADER': run.env['IDENTITY_HEADER'] ?? '' },
+): Promise<Reply> => send(run, 'GET', `/msi/token?${query}`, headers);
 
 test('the IMDS probe (no Metadata header, with or without a query) gets the 400 JSON at once, and Entra is not called', async (t) => {
   const world = await startWorld(t);
@@ -53,9 +77,21 @@ test('the IMDS probe (no Metadata header, with or without a query) gets the 400 
 test('IMDS: the full body with every number a string; /metadata is case-insensitive; resource echoed with its trailing slash', async (t) => {
   const world = await startWorld(t);
   const run = await runAzure(t, world);
-  const reply = await send(run, 'GET', `/Metadata/identity/oauth2/token?api-version=2018-02-01&resource=${STORAGE}`, { Metadata: 'true' });
+  const reply = await send(run, 'GET', `/Metadata/identity/oauth2/token?api-version=2018-02-01&resource=${STORAGE}`, {
+    Metadata: 'true',
+  });
   assert.equal(reply.status, 200);
-  assert.deepEqual(Object.keys(reply.body).sort(), ['access_token', 'client_id', 'expires_in', 'expires_on', 'ext_expires_in', 'not_before', 'refresh_token', 'resource', 'token_type']);
+  assert.deepEqual(Object.keys(reply.body).sort(), [
+    'access_token',
+    'client_id',
+    'expires_in',
+    'expires_on',
+    'ext_expires_in',
+    'not_before',
+    'refresh_token',
+    'resource',
+    'token_type',
+  ]);
   for (const [k, v] of Object.entries(reply.body)) assert.equal(typeof v, 'string', k);
   assert.equal(reply.body['resource'], STORAGE);
   assert.equal(reply.body['client_id'], CLIENT_ID);
@@ -86,7 +122,10 @@ test('IMDS refusals: missing resource or api-version, repeated or conflicting pa
     [`api-version=2018-02-01&resource=${STORAGE}/.default`, 'invalid_resource'],
     [`api-version=2018-02-01&resource=${STORAGE}&client_id=${CLIENT_ID}&object_id=${OBJECT_ID}`, 'invalid_request'],
     [`api-version=2018-02-01&resource=${STORAGE}&client_id=00000000-0000-0000-0000-000000000001`, 'invalid_request'],
-    [`api-version=2018-02-01&resource=${STORAGE}&msi_res_id=/subscriptions/0000/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/other`, 'invalid_request'],
+    [
+      `api-version=2018-02-01&resource=${STORAGE}&msi_res_id=/subscriptions/0000/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/other`,
+      'invalid_request',
+    ],
   ];
   for (const [query, error] of cases) {
     const reply = await imds(run, query);
@@ -94,9 +133,21 @@ test('IMDS refusals: missing resource or api-version, repeated or conflicting pa
     assert.equal(reply.body['error'], error, query);
     assert.equal(typeof reply.body['error_description'], 'string');
   }
-  assert.match(String((await imds(run, `api-version=2018-02-01&resource=${STORAGE}&client_id=00000000-0000-0000-0000-000000000001`)).body['error_description']), /Identity not found/);
+  assert.match(
+    String(
+      (await imds(run, `api-version=2018-02-01&resource=${STORAGE}&client_id=00000000-0000-0000-0000-000000000001`))
+        .body['error_description'],
+    ),
+    /Identity not found/,
+  );
   // Our identity by any of its names is the default identity; msi_res_id (IMDS) and mi_res_id (others) both work.
-  for (const selector of [`client_id=${CLIENT_ID.toUpperCase()}`, `object_id=${OBJECT_ID}`, `principal_id=${OBJECT_ID}`, `msi_res_id=${RESOURCE_ID}`, `mi_res_id=${RESOURCE_ID}`]) {
+  for (const selector of [
+    `client_id=${CLIENT_ID.toUpperCase()}`,
+    `object_id=${OBJECT_ID}`,
+    `principal_id=${OBJECT_ID}`,
+    `msi_res_id=${RESOURCE_ID}`,
+    `mi_res_id=${RESOURCE_ID}`,
+  ]) {
     assert.equal((await imds(run, `api-version=2018-02-01&resource=${STORAGE}&${selector}`)).status, 200, selector);
   }
   assert.equal(world.entra.counters.token, 1);
@@ -124,27 +175,55 @@ test('App Service: header required and compared, api-version 2019-08-01, resourc
   assert.deepEqual(Object.keys(ok.body).sort(), ['access_token', 'client_id', 'expires_on', 'resource', 'token_type']);
   assert.match(String(ok.body['expires_on']), /^\d{10}$/);
   assert.equal(ok.body['resource'], STORAGE);
-  assert.equal((await send(run, 'POST', `/msi/token?${q}`, { 'X-IDENTITY-HEADER': run.env['IDENTITY_HEADER'] ?? '' })).status, 405);
+  assert.equal(
+    (await send(run, 'POST', `/msi/token?${q}`, { 'X-IDENTITY-HEADER': run.env['IDENTITY_HEADER'] ?? '' })).status,
+    405,
+  );
 });
 
 test('MSI_ENDPOINT: form POST with Metadata: true; refusals as IMDS', async (t) => {
   const world = await startWorld(t);
   const run = await runAzure(t, world);
   const form = { 'Content-Type': 'application/x-www-form-urlencoded' };
-  const ok = await send(run, 'POST', '/msi/legacy', { ...form, Metadata: 'true' }, `resource=${encodeURIComponent(STORAGE)}`);
+  const ok = await send(
+    run,
+    'POST',
+    '/msi/legacy',
+    { ...form, Metadata: 'true' },
+    `resource=${encodeURIComponent(STORAGE)}`,
+  );
   assert.equal(ok.status, 200);
   assert.equal(ok.body['resource'], STORAGE);
   assert.equal(typeof ok.body['expires_on'], 'string');
-  assert.equal((await send(run, 'POST', '/msi/legacy', form, `resource=${STORAGE}`)).body['error_description'], 'Required metadata header not specified');
+  assert.equal(
+    (await send(run, 'POST', '/msi/legacy', form, `resource=${STORAGE}`)).body['error_description'],
+    'Required metadata header not specified',
+  );
   assert.equal((await send(run, 'POST', '/msi/legacy', { ...form, Metadata: 'true' }, '')).status, 400);
-  assert.equal((await send(run, 'POST', '/msi/legacy', { ...form, Metadata: 'true' }, `resource=${STORAGE}&client_id=00000000-0000-0000-0000-000000000001`)).status, 400);
+  assert.equal(
+    (
+      await send(
+        run,
+        'POST',
+        '/msi/legacy',
+        { ...form, Metadata: 'true' },
+        `resource=${STORAGE}&client_id=00000000-0000-0000-0000-000000000001`,
+      )
+    ).status,
+    400,
+  );
   assert.equal((await send(run, 'GET', `/msi/legacy?resource=${STORAGE}`, { Metadata: 'true' })).status, 405);
 });
 
 test('the rest of /metadata and /msi is 404 JSON (so IMDSv2 probes fall back), never a proxy', async (t) => {
   const world = await startWorld(t);
   const run = await runAzure(t, world);
-  for (const [method, path] of [['GET', '/metadata/instance?api-version=2021-02-01'], ['POST', '/metadata/identity/credential?cred-api-version=1.0'], ['GET', '/METADATA/scheduledevents'], ['GET', '/msi/other']] as const) {
+  for (const [method, path] of [
+    ['GET', '/metadata/instance?api-version=2021-02-01'],
+    ['POST', '/metadata/identity/credential?cred-api-version=1.0'],
+    ['GET', '/METADATA/scheduledevents'],
+    ['GET', '/msi/other'],
+  ] as const) {
     const reply = await send(run, method, path, { Metadata: 'true' });
     assert.equal(reply.status, 404, path);
     assert.equal(reply.body['error'], 'not_found');
@@ -159,7 +238,15 @@ test('loopback Host only, forwarded requests refused, 503 + Retry-After while dr
   assert.equal((await imds(run, q, { Metadata: 'true', host: `evil.example:${run.port}` })).status, 400);
   assert.equal((await imds(run, q, { Metadata: 'true', host: '127.0.0.1:1' })).status, 400);
   assert.equal((await imds(run, q, { Metadata: 'true', 'X-Forwarded-For': '10.0.0.1' })).status, 400);
-  assert.equal((await appService(run, `api-version=2019-08-01&resource=${STORAGE}`, { 'X-IDENTITY-HEADER': run.env['IDENTITY_HEADER'] ?? '', Forwarded: 'for=10.0.0.1' })).status, 400);
+  assert.equal(
+    (
+      await appService(run, `api-version=2019-08-01&resource=${STORAGE}`, {
+        'X-IDENTITY-HEADER': run.env['IDENTITY_HEADER'] ?? '',
+        Forwarded: 'for=10.0.0.1',
+      })
+    ).status,
+    400,
+  );
   assert.equal((await imds(run, q, { Metadata: 'true', host: `localhost:${run.port}` })).status, 200);
   run.listener.drain();
   const draining = await imds(run, q);
@@ -180,9 +267,22 @@ test('the identity header: created once (0600) in the state dir, the same for `e
 
   const run = await runAzure(t, world);
   assert.equal(run.env['IDENTITY_HEADER'], first['IDENTITY_HEADER']);
-  assert.equal((await appService(run, `api-version=2019-08-01&resource=${STORAGE}`, { 'X-IDENTITY-HEADER': first['IDENTITY_HEADER'] ?? '' })).status, 200);
+  assert.equal(
+    (
+      await appService(run, `api-version=2019-08-01&resource=${STORAGE}`, {
+        'X-IDENTITY-HEADER': first['IDENTITY_HEADER'] ?? '',
+      })
+    ).status,
+    200,
+  );
 
-  const configured = Object.fromEntries(cloudEnvironment('azure', azureConfig(world, { identityHeader: 'set-by-the-webhook-0123456789' }), 'http://127.0.0.1:8181'));
+  const configured = Object.fromEntries(
+    cloudEnvironment(
+      'azure',
+      azureConfig(world, { identityHeader: 'set-by-the-webhook-0123456789' }),
+      'http://127.0.0.1:8181',
+    ),
+  );
   assert.equal(configured['IDENTITY_HEADER'], 'set-by-the-webhook-0123456789');
 });
 
@@ -193,7 +293,12 @@ test('azure.imds and azure.msi off: those paths are not served (and not in env),
   assert.equal(run.env['MSI_ENDPOINT'], undefined);
   const q = `api-version=2019-08-01&resource=${encodeURIComponent(STORAGE)}`;
   assert.equal((await appService(run, q)).status, 200);
-  const imdsReply = await raw(run.port, 'GET', `${IMDS}?api-version=2018-02-01&resource=${encodeURIComponent(STORAGE)}`, { Metadata: 'true' });
+  const imdsReply = await raw(
+    run.port,
+    'GET',
+    `${IMDS}?api-version=2018-02-01&resource=${encodeURIComponent(STORAGE)}`,
+    { Metadata: 'true' },
+  );
   assert.deepEqual([imdsReply.status, imdsReply.body], [404, 'not found\n']);
   const msi = await raw(run.port, 'POST', '/msi/legacy', { 'content-type': 'application/x-www-form-urlencoded' });
   assert.deepEqual([msi.status, msi.body], [404, 'not found\n']);

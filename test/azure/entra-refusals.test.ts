@@ -1,18 +1,23 @@
 // The sidecar's handling of each assertion Entra refuses (bad signature, expired, not yet valid, wrong
 // audience, wrong subject, unknown key): the app gets a 503 in Azure's shape naming Entra's AADSTS code and
 // what to check, readiness says the same, and no token is served.
-import { test, type TestContext } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type TestContext, test } from 'node:test';
 import { DevCa } from '@spiffe-connector/dev/dev-ca.ts';
-import { ENTRA_FEDERATION_AUDIENCE, FakeEntra, type FederatedIdentityCredential } from '@spiffe-connector/dev/fake-entra.ts';
+import {
+  ENTRA_FEDERATION_AUDIENCE,
+  FakeEntra,
+  type FederatedIdentityCredential,
+} from '@spiffe-connector/dev/fake-entra.ts';
 import { DevOidcSigner, type SignOptions } from '@spiffe-connector/dev/oidc-signer.ts';
 import { ManualClock } from '../../src/base/clock.ts';
-import { withBadSignature } from '../helpers/tamper.ts';
-import { CLIENT_ID, OBJECT_ID, SPIFFE_ID, TENANT_ID, runAzure, type AzureWorld } from './fixtures.ts';
 import { signerJwtSource } from '../helpers/identity.ts';
+import { withBadSignature } from '../helpers/tamper.ts';
+import { type AzureWorld, CLIENT_ID, OBJECT_ID, runAzure, SPIFFE_ID, TENANT_ID } from './fixtures.ts';
 
 const HOUR = 3600_000;
 
@@ -27,12 +32,38 @@ interface Refusal {
 }
 
 const REFUSALS: Record<string, Refusal> = {
-  'a bad signature': { sign: (signer) => async (o) => withBadSignature(await signer.sign(o)), code: 'AADSTS700027', advice: /could not verify the JWT-SVID signature/ },
-  'an expired assertion (Entra’s clock two hours ahead)': { entraOffsetMs: 2 * HOUR, code: 'AADSTS700024', advice: /outside its valid time window/ },
-  'an assertion not yet valid (Entra’s clock two hours behind)': { entraOffsetMs: -2 * HOUR, code: 'AADSTS700024', advice: /outside its valid time window/ },
-  'a wrong audience': { federatedCredential: { audiences: ['api://SomethingElse'] }, code: 'AADSTS700212', advice: new RegExp(`add a federated identity credential with issuer "[^"]+" .*subject "${SPIFFE_ID}" and audience "${ENTRA_FEDERATION_AUDIENCE}"`) },
-  'a wrong subject': { federatedCredential: { subject: 'spiffe://example.org/ns/default/sa/other' }, code: 'AADSTS700213', advice: new RegExp(`subject "${SPIFFE_ID}"`) },
-  'an unknown key': { sign: (signer, other) => (o) => other.sign({ ...o, iss: signer.issuer }), code: 'AADSTS7000272', advice: /could not verify the JWT-SVID signature/ },
+  'a bad signature': {
+    sign: (signer) => async (o) => withBadSignature(await signer.sign(o)),
+    code: 'AADSTS700027',
+    advice: /could not verify the JWT-SVID signature/,
+  },
+  'an expired assertion (Entra’s clock two hours ahead)': {
+    entraOffsetMs: 2 * HOUR,
+    code: 'AADSTS700024',
+    advice: /outside its valid time window/,
+  },
+  'an assertion not yet valid (Entra’s clock two hours behind)': {
+    entraOffsetMs: -2 * HOUR,
+    code: 'AADSTS700024',
+    advice: /outside its valid time window/,
+  },
+  'a wrong audience': {
+    federatedCredential: { audiences: ['api://SomethingElse'] },
+    code: 'AADSTS700212',
+    advice: new RegExp(
+      `add a federated identity credential with issuer "[^"]+" .*subject "${SPIFFE_ID}" and audience "${ENTRA_FEDERATION_AUDIENCE}"`,
+    ),
+  },
+  'a wrong subject': {
+    federatedCredential: { subject: 'spiffe://example.org/ns/default/sa/other' },
+    code: 'AADSTS700213',
+    advice: new RegExp(`subject "${SPIFFE_ID}"`),
+  },
+  'an unknown key': {
+    sign: (signer, other) => (o) => other.sign({ ...o, iss: signer.issuer }),
+    code: 'AADSTS7000272',
+    advice: /could not verify the JWT-SVID signature/,
+  },
 };
 
 async function refusingWorld(t: TestContext, r: Refusal): Promise<AzureWorld> {
@@ -47,7 +78,13 @@ async function refusingWorld(t: TestContext, r: Refusal): Promise<AzureWorld> {
     tenantId: TENANT_ID,
     ca,
     now: () => Date.now() + offset,
-    applications: [{ clientId: CLIENT_ID, objectId: OBJECT_ID, federatedCredentials: [{ issuer: signer.issuer, subject: SPIFFE_ID, ...r.federatedCredential }] }],
+    applications: [
+      {
+        clientId: CLIENT_ID,
+        objectId: OBJECT_ID,
+        federatedCredentials: [{ issuer: signer.issuer, subject: SPIFFE_ID, ...r.federatedCredential }],
+      },
+    ],
   });
   t.after(() => entra.close());
   const dir = await mkdtemp(join(tmpdir(), 'sc-entra-refusals-'));
@@ -62,8 +99,14 @@ async function refusingWorld(t: TestContext, r: Refusal): Promise<AzureWorld> {
 for (const [what, refusal] of Object.entries(REFUSALS)) {
   test(`Entra refuses ${what}: the app gets a 503 naming ${refusal.code} and what to check, and readiness says so`, async (t) => {
     const world = await refusingWorld(t, refusal);
-    const run = await runAzure(t, world, { clock: new ManualClock(Date.now()), azure: { warmResources: ['https://storage.azure.com'] } });
-    const res = await fetch(`${run.origin}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=${encodeURIComponent('https://storage.azure.com')}`, { headers: { Metadata: 'true' } });
+    const run = await runAzure(t, world, {
+      clock: new ManualClock(Date.now()),
+      azure: { warmResources: ['https://storage.azure.com'] },
+    });
+    const res = await fetch(
+      `${run.origin}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=${encodeURIComponent('https://storage.azure.com')}`,
+      { headers: { Metadata: 'true' } },
+    );
     const body = (await res.json()) as Record<string, unknown>;
     assert.equal(res.status, 503);
     assert.ok(res.headers.get('retry-after'), 'Retry-After');
@@ -72,7 +115,10 @@ for (const [what, refusal] of Object.entries(REFUSALS)) {
     const description = String(body['error_description']);
     assert.ok(description.includes(refusal.code), description);
     assert.match(description, refusal.advice);
-    assert.ok(world.entra.seen.length >= 1 && world.entra.seen.every((s) => s.outcome === refusal.code), JSON.stringify(world.entra.seen.map((s) => s.outcome)));
+    assert.ok(
+      world.entra.seen.length >= 1 && world.entra.seen.every((s) => s.outcome === refusal.code),
+      JSON.stringify(world.entra.seen.map((s) => s.outcome)),
+    );
     assert.equal(world.entra.counters.issued, 0);
     const readiness = run.provider.readiness();
     assert.equal(readiness.ready, false);

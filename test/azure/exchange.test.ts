@@ -1,16 +1,17 @@
 // The Entra exchange behind the cache, on a ManualClock: faults keep valid tokens flowing until expiry and
 // never after; AADSTS codes retried (or not) as docs/azure.md#aadsts-codes says; single flight; bounded per-resource
 // cache; identity changes; readiness; file mode rewrites.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { readFile, stat } from 'node:fs/promises';
+import { test } from 'node:test';
 import { decodeJwt } from 'jose';
 import { ManualClock } from '../../src/base/clock.ts';
 import { ConnectorError } from '../../src/base/errors.ts';
 import { createLogger } from '../../src/ops/logger.ts';
 import { MAX_RESOURCES } from '../../src/providers/azure/module.ts';
-import { SPIFFE_ID, exchangesSettled, runAzure, startWorld, type RunningAzure} from './fixtures.ts';
 import { until } from '../helpers/until.ts';
+import { exchangesSettled, type RunningAzure, runAzure, SPIFFE_ID, startWorld } from './fixtures.ts';
 
 const STORAGE = 'https://storage.azure.com';
 const MINUTE = 60_000;
@@ -22,8 +23,15 @@ interface Reply {
 }
 
 async function token(run: RunningAzure, resource = STORAGE): Promise<Reply> {
-  const res = await fetch(`${run.origin}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=${encodeURIComponent(resource)}`, { headers: { Metadata: 'true' } });
-  return { status: res.status, retryAfter: res.headers.get('retry-after'), body: (await res.json()) as Record<string, string> };
+  const res = await fetch(
+    `${run.origin}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=${encodeURIComponent(resource)}`,
+    { headers: { Metadata: 'true' } },
+  );
+  return {
+    status: res.status,
+    retryAfter: res.headers.get('retry-after'),
+    body: (await res.json()) as Record<string, string>,
+  };
 }
 
 function metric(text: string, name: string, labels: string): number {
@@ -72,7 +80,11 @@ test('Entra faults: the valid token keeps being served until it expires, never a
   const recovered = await token(run);
   assert.notEqual(recovered.body['access_token'], first.body['access_token']);
   const text = await run.metrics.text();
-  assert.ok(metric(text, 'spiffe_connector_upstream_errors_total', 'cloud="azure",code="temporarily_unavailable"') + metric(text, 'spiffe_connector_upstream_errors_total', 'cloud="azure",code="AADSTS90033"') >= 2);
+  assert.ok(
+    metric(text, 'spiffe_connector_upstream_errors_total', 'cloud="azure",code="temporarily_unavailable"') +
+      metric(text, 'spiffe_connector_upstream_errors_total', 'cloud="azure",code="AADSTS90033"') >=
+      2,
+  );
 });
 
 test('after a 429 with Retry-After, the next attempt still reaches Entra (no msal throttling cache in the way)', async (t) => {
@@ -92,19 +104,36 @@ test('after a 429 with Retry-After, the next attempt still reaches Entra (no msa
 test('AADSTS700024 (assertion outside its time window) is retried at once with a fresh JWT-SVID', async (t) => {
   const world = await startWorld(t);
   const run = await runAzure(t, world);
-  world.entra.injectFault({ status: 400, code: 700024, error: 'invalid_client', description: 'Client assertion is not within its valid time range.' });
+  world.entra.injectFault({
+    status: 400,
+    code: 700024,
+    error: 'invalid_client',
+    description: 'Client assertion is not within its valid time range.',
+  });
   const reply = await token(run);
   assert.equal(reply.status, 200);
   assert.equal(world.entra.counters.token, 2);
   assert.equal(world.jwt.fetches, 2);
-  assert.equal(metric(await run.metrics.text(), 'spiffe_connector_immediate_retries_total', 'cloud="azure",retry="fresh-assertion"'), 1);
+  assert.equal(
+    metric(
+      await run.metrics.text(),
+      'spiffe_connector_immediate_retries_total',
+      'cloud="azure",retry="fresh-assertion"',
+    ),
+    1,
+  );
 });
 
 test('AADSTS90061 (issuer discovery unreachable from Entra) is retryable; AADSTS50027 is permanent and waits', async (t) => {
   const clock = new ManualClock();
   const world = await startWorld(t);
   const run = await runAzure(t, world, { clock });
-  world.entra.injectFault({ status: 400, code: 90061, error: 'invalid_request', description: 'Request to External OIDC endpoint failed.' });
+  world.entra.injectFault({
+    status: 400,
+    code: 90061,
+    error: 'invalid_request',
+    description: 'Request to External OIDC endpoint failed.',
+  });
   const unreachable = await token(run);
   assert.equal(unreachable.status, 503);
   assert.equal(unreachable.body['error'], 'temporarily_unavailable');
@@ -113,7 +142,12 @@ test('AADSTS90061 (issuer discovery unreachable from Entra) is retryable; AADSTS
   await until(() => world.entra.counters.issued === 1, 'world.entra.counters.issued === 1');
 
   const vault = 'https://vault.azure.net';
-  world.entra.injectFault({ status: 400, code: 50027, error: 'invalid_request', description: 'JWT token is invalid or malformed.' });
+  world.entra.injectFault({
+    status: 400,
+    code: 50027,
+    error: 'invalid_request',
+    description: 'JWT token is invalid or malformed.',
+  });
   const malformed = await token(run, vault);
   assert.equal(malformed.status, 503);
   assert.equal(malformed.body['error'], 'invalid_client');
@@ -124,7 +158,10 @@ test('AADSTS90061 (issuer discovery unreachable from Entra) is retryable; AADSTS
   await clock.advance(4 * MINUTE);
   await until(() => world.entra.counters.issued === 2, 'world.entra.counters.issued === 2');
   // Entra counts the token when it answers; the cache has it a moment later.
-  await until(async () => (await exchangesSettled(run, 'success')) === 2, "(await exchangesSettled(run, 'success')) === 2");
+  await until(
+    async () => (await exchangesSettled(run, 'success')) === 2,
+    "(await exchangesSettled(run, 'success')) === 2",
+  );
   assert.equal((await token(run, vault)).status, 200);
 });
 
@@ -134,17 +171,25 @@ test('a federated credential created later (propagation) is picked up by the ret
   const run = await runAzure(t, world, { clock, azure: { warmResources: [STORAGE] } });
   await until(() => world.entra.counters.refused >= 1, 'world.entra.counters.refused >= 1');
   // Entra counts the refusal when it answers; the cache holds it (and schedules the retry) a moment later.
-  await until(async () => (await exchangesSettled(run, 'retryable_error')) >= 1, "(await exchangesSettled(run, 'retryable_error')) >= 1");
+  await until(
+    async () => (await exchangesSettled(run, 'retryable_error')) >= 1,
+    "(await exchangesSettled(run, 'retryable_error')) >= 1",
+  );
   const readiness = run.provider.readiness();
   assert.equal(readiness.ready, false);
   assert.match(readiness.reason ?? '', /AADSTS700211/);
   assert.ok(readiness.reason?.includes(`subject "${SPIFFE_ID}"`));
   assert.equal((await token(run)).status, 503);
 
-  world.entra.setFederatedCredentials(world.entra.seen[0]?.clientId ?? '', [{ issuer: world.signer.issuer, subject: SPIFFE_ID }]);
+  world.entra.setFederatedCredentials(world.entra.seen[0]?.clientId ?? '', [
+    { issuer: world.signer.issuer, subject: SPIFFE_ID },
+  ]);
   await clock.advance(61_000);
   await until(() => world.entra.counters.issued === 1, 'world.entra.counters.issued === 1');
-  await until(async () => (await exchangesSettled(run, 'success')) === 1, "(await exchangesSettled(run, 'success')) === 1");
+  await until(
+    async () => (await exchangesSettled(run, 'success')) === 1,
+    "(await exchangesSettled(run, 'success')) === 1",
+  );
   assert.equal(run.provider.readiness().ready, true);
   assert.equal((await token(run)).status, 200);
 });
@@ -154,11 +199,16 @@ test('an identity change refreshes every held token at once, with the new subjec
   const run = await runAzure(t, world);
   const before = await token(run);
   const other = 'spiffe://example.org/ns/default/sa/other';
-  world.entra.setFederatedCredentials(world.entra.seen[0]?.clientId ?? '', [{ issuer: world.signer.issuer, subject: other }]);
+  world.entra.setFederatedCredentials(world.entra.seen[0]?.clientId ?? '', [
+    { issuer: world.signer.issuer, subject: other },
+  ]);
   world.jwt.rotate(other);
   await until(() => world.entra.counters.issued === 2, 'world.entra.counters.issued === 2');
   // Until the cache has stored the new token, it rightly serves the old one (still valid).
-  await until(async () => (await exchangesSettled(run, 'success')) === 2, "(await exchangesSettled(run, 'success')) === 2");
+  await until(
+    async () => (await exchangesSettled(run, 'success')) === 2,
+    "(await exchangesSettled(run, 'success')) === 2",
+  );
   const after = await token(run);
   assert.notEqual(after.body['access_token'], before.body['access_token']);
   assert.equal(world.entra.seen.at(-1)?.assertion?.sub, other);
@@ -171,7 +221,12 @@ test('with azure.caFile, every exchange (resources, rotations) goes through one 
   const real = await import('@azure/identity');
   const sdk = {
     ClientAssertionCredential: class extends real.ClientAssertionCredential {
-      constructor(tenantId: string, clientId: string, getAssertion: () => Promise<string>, options?: ConstructorParameters<typeof real.ClientAssertionCredential>[3]) {
+      constructor(
+        tenantId: string,
+        clientId: string,
+        getAssertion: () => Promise<string>,
+        options?: ConstructorParameters<typeof real.ClientAssertionCredential>[3],
+      ) {
         super(tenantId, clientId, getAssertion, options);
         credentials += 1;
         clients.add(options?.httpClient);
@@ -181,7 +236,10 @@ test('with azure.caFile, every exchange (resources, rotations) goes through one 
   const run = await runAzure(t, world, { azure: { caFile: world.caFile }, provider: { sdk } });
   for (let i = 0; i < 12; i++) assert.equal((await token(run, `api://resource-${i}`)).status, 200);
   world.jwt.rotate('spiffe://example.org/ns/default/sa/app');
-  await until(async () => (await exchangesSettled(run, 'success')) >= 24, 'the 12 tokens fetched again after the rotation');
+  await until(
+    async () => (await exchangesSettled(run, 'success')) >= 24,
+    'the 12 tokens fetched again after the rotation',
+  );
   assert.ok(credentials >= 24, `a credential per exchange (${credentials})`);
   assert.equal(clients.size, 1, 'one HTTP client for all of them');
   assert.ok([...clients][0] !== undefined, 'and it is ours, not one each credential makes for itself');
@@ -191,7 +249,10 @@ test('concurrent first requests for one resource make one exchange', async (t) =
   const world = await startWorld(t);
   const run = await runAzure(t, world);
   const replies = await Promise.all(Array.from({ length: 6 }, () => token(run)));
-  assert.deepEqual(replies.map((r) => r.status), [200, 200, 200, 200, 200, 200]);
+  assert.deepEqual(
+    replies.map((r) => r.status),
+    [200, 200, 200, 200, 200, 200],
+  );
   assert.equal(new Set(replies.map((r) => r.body['access_token'])).size, 1);
   assert.equal(world.entra.counters.token, 1);
 });
@@ -216,7 +277,11 @@ test(`the per-resource cache holds at most ${MAX_RESOURCES} resources; new ones 
   };
   for (const r of resources) await served(r);
   assert.ok(throttled > 0, 'new resources are rate-limited');
-  assert.equal(world.entra.counters.issued, MAX_RESOURCES + 1, 'one exchange per resource, none for a throttled request');
+  assert.equal(
+    world.entra.counters.issued,
+    MAX_RESOURCES + 1,
+    'one exchange per resource, none for a throttled request',
+  );
   const text = await run.metrics.text();
   assert.doesNotMatch(text, /api:\/\/resource-/, 'no metric label carries a resource');
   // The dropped resource is fetched again; a held one is not.
@@ -229,7 +294,9 @@ test(`the per-resource cache holds at most ${MAX_RESOURCES} resources; new ones 
 test('no JWT-SVID, or Entra unreachable: 503 with Retry-After and the reason, never a 400', async (t) => {
   const world = await startWorld(t);
   const run = await runAzure(t, world);
-  world.jwt.failWith(new ConnectorError('identity_unavailable', 'the Workload API is not answering', { retryable: true }));
+  world.jwt.failWith(
+    new ConnectorError('identity_unavailable', 'the Workload API is not answering', { retryable: true }),
+  );
   const noSvid = await token(run);
   assert.equal(noSvid.status, 503);
   assert.match(noSvid.body['error_description'] ?? '', /Workload API is not answering/);
@@ -251,7 +318,7 @@ test('file mode: the JWT-SVID file is rewritten well before expiry, atomically, 
   const file = run.env['AZURE_FEDERATED_TOKEN_FILE'] ?? '';
   await until(() => run.provider.readiness().ready, 'run.provider.readiness().ready');
   const first = await readFile(file, 'utf8');
-  assert.equal((await stat(file)).mode & 0o777, 0o640, 'readable by the pod\'s fsGroup, not by everyone');
+  assert.equal((await stat(file)).mode & 0o777, 0o640, "readable by the pod's fsGroup, not by everyone");
   const claims = decodeJwt(first);
   assert.equal(claims.sub, SPIFFE_ID);
   assert.equal(typeof claims.exp, 'number');
@@ -275,11 +342,15 @@ test('no token, assertion or identity header reaches the logs or metrics, whatev
   const world = await startWorld(t, { federate: false });
   const run = await runAzure(t, world, { logger, azure: { tokenFile: 'azure-federated-token' } });
   assert.equal((await token(run)).status, 503); // FIC mismatch: warn lines with the fix
-  world.entra.setFederatedCredentials(world.entra.seen[0]?.clientId ?? '', [{ issuer: world.signer.issuer, subject: SPIFFE_ID }]);
+  world.entra.setFederatedCredentials(world.entra.seen[0]?.clientId ?? '', [
+    { issuer: world.signer.issuer, subject: SPIFFE_ID },
+  ]);
   world.entra.injectFault({ status: 400, code: 700024, error: 'invalid_client' });
   const ok = await token(run, 'https://vault.azure.net');
   assert.equal(ok.status, 200);
-  const viaAppService = await fetch(`${run.origin}/msi/token?api-version=2019-08-01&resource=https://vault.azure.net`, { headers: { 'X-IDENTITY-HEADER': run.env['IDENTITY_HEADER'] ?? '' } });
+  const viaAppService = await fetch(`${run.origin}/msi/token?api-version=2019-08-01&resource=https://vault.azure.net`, {
+    headers: { 'X-IDENTITY-HEADER': run.env['IDENTITY_HEADER'] ?? '' },
+  });
   assert.equal(viaAppService.status, 200);
   const assertion = await readFile(run.env['AZURE_FEDERATED_TOKEN_FILE'] ?? '', 'utf8');
   const everything = lines.join('') + (await run.metrics.text());

@@ -1,8 +1,9 @@
 // The Entra stand-in refuses the client assertions Entra refuses, each with Entra's AADSTS code: a stand-in
 // that skipped the signature or time checks would let the sidecar's handling of them go untested.
-import { test, type TestContext } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { request } from 'node:https';
+import { type TestContext, test } from 'node:test';
 import { DevCa } from '@spiffe-connector/dev/dev-ca.ts';
 import { ENTRA_FEDERATION_AUDIENCE, FakeEntra } from '@spiffe-connector/dev/fake-entra.ts';
 import { DevOidcSigner, type SignOptions } from '@spiffe-connector/dev/oidc-signer.ts';
@@ -42,11 +43,25 @@ function tokenRequest(entra: FakeEntra, assertion: string): Promise<EntraAnswer>
     client_assertion: assertion,
   }).toString();
   return new Promise((resolve, reject) => {
-    const req = request(`${entra.authorityHost}/${TENANT}/oauth2/v2.0/token`, { method: 'POST', ca: entra.caPem, agent: false, headers: { 'content-type': 'application/x-www-form-urlencoded' } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown> }));
-    });
+    const req = request(
+      `${entra.authorityHost}/${TENANT}/oauth2/v2.0/token`,
+      {
+        method: 'POST',
+        ca: entra.caPem,
+        agent: false,
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>,
+          }),
+        );
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -67,20 +82,60 @@ test('Entra refuses a bad signature, an expired or not yet valid assertion, a wr
   const now = Math.floor(Date.now() / 1000);
   const sign = (o: Partial<SignOptions> = {}) => signer.sign({ sub: SUB, aud: ENTRA_FEDERATION_AUDIENCE, ...o });
   const cases: Array<[string, string, number, string, RegExp]> = [
-    ['bad signature', withBadSignature(await sign()), 401, 'invalid_client', /^AADSTS700027: Client assertion failed signature validation\./],
-    ['expired', await sign({ iat: now - 2 * HOUR, ttlSeconds: HOUR }), 400, 'invalid_client', /^AADSTS700024: Client assertion is not within its valid time range\./],
-    ['not yet valid', await sign({ iat: now + HOUR }), 400, 'invalid_client', /^AADSTS700024: Client assertion is not within its valid time range\./],
-    ['wrong audience', await sign({ aud: 'api://SomethingElse' }), 400, 'invalid_request', /^AADSTS700212: No matching federated identity record found for presented assertion audience 'api:\/\/SomethingElse'/],
-    ['wrong subject', await sign({ sub: 'spiffe://example.org/ns/default/sa/other' }), 400, 'invalid_request', /^AADSTS700213: No matching federated identity record found for presented assertion subject 'spiffe:\/\/example.org\/ns\/default\/sa\/other'/],
+    [
+      'bad signature',
+      withBadSignature(await sign()),
+      401,
+      'invalid_client',
+      /^AADSTS700027: Client assertion failed signature validation\./,
+    ],
+    [
+      'expired',
+      await sign({ iat: now - 2 * HOUR, ttlSeconds: HOUR }),
+      400,
+      'invalid_client',
+      /^AADSTS700024: Client assertion is not within its valid time range\./,
+    ],
+    [
+      'not yet valid',
+      await sign({ iat: now + HOUR }),
+      400,
+      'invalid_client',
+      /^AADSTS700024: Client assertion is not within its valid time range\./,
+    ],
+    [
+      'wrong audience',
+      await sign({ aud: 'api://SomethingElse' }),
+      400,
+      'invalid_request',
+      /^AADSTS700212: No matching federated identity record found for presented assertion audience 'api:\/\/SomethingElse'/,
+    ],
+    [
+      'wrong subject',
+      await sign({ sub: 'spiffe://example.org/ns/default/sa/other' }),
+      400,
+      'invalid_request',
+      /^AADSTS700213: No matching federated identity record found for presented assertion subject 'spiffe:\/\/example.org\/ns\/default\/sa\/other'/,
+    ],
     // Signed by a key the issuer's JWKS does not hold (same iss, another key).
-    ['unknown key', await other.sign({ sub: SUB, aud: ENTRA_FEDERATION_AUDIENCE, iss: signer.issuer }), 401, 'invalid_client', /^AADSTS7000272: The certificate with identifier \S+ used to sign the federated credential could not be found in the metadata of identity provider/],
+    [
+      'unknown key',
+      await other.sign({ sub: SUB, aud: ENTRA_FEDERATION_AUDIENCE, iss: signer.issuer }),
+      401,
+      'invalid_client',
+      /^AADSTS7000272: The certificate with identifier \S+ used to sign the federated credential could not be found in the metadata of identity provider/,
+    ],
   ];
   for (const [what, assertion, status, error, description] of cases) {
     const answer = await tokenRequest(entra, assertion);
     assert.equal(answer.status, status, what);
     assert.equal(answer.body['error'], error, what);
     assert.match(String(answer.body['error_description']), description, what);
-    assert.deepEqual(answer.body['error_codes'], [Number(/^AADSTS(\d+)/.exec(String(answer.body['error_description']))?.[1])], what);
+    assert.deepEqual(
+      answer.body['error_codes'],
+      [Number(/^AADSTS(\d+)/.exec(String(answer.body['error_description']))?.[1])],
+      what,
+    );
     assert.equal(answer.body['access_token'], undefined, what);
   }
   assert.equal(entra.counters.issued, 0);

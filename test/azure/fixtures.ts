@@ -4,19 +4,19 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import type { Clock } from '../../src/base/clock.ts';
-import { systemClock } from '../../src/base/clock.ts';
-import { validate } from '../../src/config/common.ts';
-import { sidecarSchema, type SidecarConfig } from '../../src/config/schema.ts';
 import { DevCa } from '@spiffe-connector/dev/dev-ca.ts';
 import { FakeEntra } from '@spiffe-connector/dev/fake-entra.ts';
 import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
-import { silentLogger, type Logger } from '../../src/ops/logger.ts';
-import { Metrics } from '../../src/ops/metrics.ts';
-import { startMetadataListener, type MetadataListener } from '../../src/metadata/listener.ts';
-import type { CloudProvider } from '../../src/providers/contract.ts';
-import { createAzureProvider, type AzureProviderOptions } from '../../src/providers/azure/module.ts';
+import type { Clock } from '../../src/base/clock.ts';
+import { systemClock } from '../../src/base/clock.ts';
+import { validate } from '../../src/config/common.ts';
+import { type SidecarConfig, sidecarSchema } from '../../src/config/schema.ts';
 import { cloudEnvironment } from '../../src/env.ts';
+import { type MetadataListener, startMetadataListener } from '../../src/metadata/listener.ts';
+import { type Logger, silentLogger } from '../../src/ops/logger.ts';
+import { Metrics } from '../../src/ops/metrics.ts';
+import { type AzureProviderOptions, createAzureProvider } from '../../src/providers/azure/module.ts';
+import type { CloudProvider } from '../../src/providers/contract.ts';
 import { signerJwtSource, type TestJwtSource } from '../helpers/identity.ts';
 
 export const TENANT_ID = '72f988bf-86f1-41af-91ab-2d7cd011db47';
@@ -36,7 +36,10 @@ export interface AzureWorld {
 }
 
 /** The signer, the Entra stand-in with one application federated to SPIFFE_ID, and a temp state dir. */
-export async function startWorld(t: TestContext, options: { tokenLifetimeSeconds?: number; federate?: boolean } = {}): Promise<AzureWorld> {
+export async function startWorld(
+  t: TestContext,
+  options: { tokenLifetimeSeconds?: number; federate?: boolean } = {},
+): Promise<AzureWorld> {
   const signer = await DevOidcSigner.start();
   t.after(() => signer.close());
   const ca = await DevCa.create({ trustDomain: 'entra.test' });
@@ -44,7 +47,13 @@ export async function startWorld(t: TestContext, options: { tokenLifetimeSeconds
     allowLoopbackHttpIssuers: true,
     tenantId: TENANT_ID,
     ca,
-    applications: [{ clientId: CLIENT_ID, objectId: OBJECT_ID, federatedCredentials: options.federate === false ? [] : [{ issuer: signer.issuer, subject: SPIFFE_ID }] }],
+    applications: [
+      {
+        clientId: CLIENT_ID,
+        objectId: OBJECT_ID,
+        federatedCredentials: options.federate === false ? [] : [{ issuer: signer.issuer, subject: SPIFFE_ID }],
+      },
+    ],
     ...(options.tokenLifetimeSeconds === undefined ? {} : { tokenLifetimeSeconds: options.tokenLifetimeSeconds }),
   });
   t.after(() => entra.close());
@@ -61,7 +70,14 @@ export function azureConfig(world: AzureWorld, azure: Record<string, unknown> = 
     {
       spiffe: { trustDomain: 'example.org', jwt: { file: 'jwt-svid' } },
       server: { metadataAddress: '127.0.0.1:8181', opsAddress: '127.0.0.1:0', stateDir: world.dir, drainSeconds: 0 },
-      azure: { tenantId: TENANT_ID, clientId: CLIENT_ID, authorityHost: world.entra.authorityHost, caFile: world.caFile, warmResources: [], ...azure },
+      azure: {
+        tenantId: TENANT_ID,
+        clientId: CLIENT_ID,
+        authorityHost: world.entra.authorityHost,
+        caFile: world.caFile,
+        warmResources: [],
+        ...azure,
+      },
     },
     'test config',
   );
@@ -91,7 +107,15 @@ export async function runAzure(
   t.after(() => listener.close(0));
   const config = azureConfig(world, options.azure);
   const provider = await createAzureProvider(
-    { config, identity: { x509: undefined, jwt: world.jwt }, clock: options.clock ?? systemClock, logger, metrics, metadataPort: listener.port, stateDir: world.dir },
+    {
+      config,
+      identity: { x509: undefined, jwt: world.jwt },
+      clock: options.clock ?? systemClock,
+      logger,
+      metrics,
+      metadataPort: listener.port,
+      stateDir: world.dir,
+    },
     options.provider,
   );
   listener.mount(provider.surfaces);
@@ -105,7 +129,10 @@ export async function runAzure(
  * Exchanges the provider's cache has finished, by outcome: counted once the token or the error is stored,
  * which is after the stand-in counted its answer (wait on this, not on the stand-in, before asking the sidecar).
  */
-export async function exchangesSettled(run: RunningAzure, outcome: 'success' | 'retryable_error' | 'permanent_error'): Promise<number> {
+export async function exchangesSettled(
+  run: RunningAzure,
+  outcome: 'success' | 'retryable_error' | 'permanent_error',
+): Promise<number> {
   const metric = await run.metrics.exchanges.get();
   return metric.values.find((v) => v.labels.cloud === 'azure' && v.labels.outcome === outcome)?.value ?? 0;
 }

@@ -1,20 +1,35 @@
 // The pure parts of the Azure provider: request parsing, Entra error mapping, env lines and description.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
-import { validate } from '../../src/config/common.ts';
+import { test } from 'node:test';
 import { azureSchema } from '../../src/config/azure.ts';
-import { aadstsCode, entraError, isEntraErrorWire, type AssertionFacts } from '../../src/providers/azure/upstream-errors.ts';
+import { validate } from '../../src/config/common.ts';
+import { resourceProblem, scopeForResource } from '../../src/providers/azure/credential.ts';
 import { azureEnv, describeAzure, tokenFilePath } from '../../src/providers/azure/env.ts';
 import { parseTokenRequest } from '../../src/providers/azure/request.ts';
-import { resourceProblem, scopeForResource } from '../../src/providers/azure/credential.ts';
+import {
+  type AssertionFacts,
+  aadstsCode,
+  entraError,
+  isEntraErrorWire,
+} from '../../src/providers/azure/upstream-errors.ts';
 
 const CLIENT = '11111111-2222-3333-4444-555555555555';
 const TENANT = '72f988bf-86f1-41af-91ab-2d7cd011db47';
-const facts: AssertionFacts = { tenantId: TENANT, clientId: CLIENT, issuer: 'https://oidc.example.org/spiffe', subject: 'spiffe://example.org/app', audience: 'api://AzureADTokenExchange' };
+const facts: AssertionFacts = {
+  tenantId: TENANT,
+  clientId: CLIENT,
+  issuer: 'https://oidc.example.org/spiffe',
+  subject: 'spiffe://example.org/app',
+  audience: 'api://AzureADTokenExchange',
+};
 
 test('scopes: <resource>/.default, a trailing slash kept (Entra v1 resource IDs)', () => {
   assert.equal(scopeForResource('https://storage.azure.com'), 'https://storage.azure.com/.default');
-  assert.equal(scopeForResource('https://management.core.windows.net/'), 'https://management.core.windows.net//.default');
+  assert.equal(
+    scopeForResource('https://management.core.windows.net/'),
+    'https://management.core.windows.net//.default',
+  );
   assert.equal(resourceProblem('https://vault.azure.net'), undefined);
   assert.equal(resourceProblem('e406a681-f3d4-42a8-90b6-c2b029497af1'), undefined);
   assert.match(resourceProblem('https://vault.azure.net/.default') ?? '', /scope/);
@@ -24,7 +39,10 @@ test('scopes: <resource>/.default, a trailing slash kept (Entra v1 resource IDs)
 
 test('parseTokenRequest: api-version per surface, identity selectors, duplicates', () => {
   const served = { clientId: CLIENT };
-  const ok = (params: Record<string, unknown>, surface: 'azure-appservice' | 'azure-imds' | 'azure-msi' = 'azure-imds') => parseTokenRequest(params, surface, served);
+  const ok = (
+    params: Record<string, unknown>,
+    surface: 'azure-appservice' | 'azure-imds' | 'azure-msi' = 'azure-imds',
+  ) => parseTokenRequest(params, surface, served);
   assert.deepEqual(ok({ 'api-version': '2018-02-01', resource: 'r' }), { ok: true, request: { resource: 'r' } });
   assert.equal(ok({ resource: 'r' }, 'azure-msi').ok, true);
   assert.equal(ok({ resource: 'r' }, 'azure-imds').ok, false);
@@ -33,19 +51,32 @@ test('parseTokenRequest: api-version per surface, identity selectors, duplicates
   assert.equal(ok({ 'api-version': '2018-02-01', resource: 'r', client_id: '' }).ok, true);
   assert.equal(ok({ 'api-version': '2018-02-01', resource: 'r', clientid: CLIENT }).ok, true);
   assert.equal(ok({ 'api-version': '2018-02-01', resource: 'r', client_id: [CLIENT, CLIENT] }).ok, false);
-  assert.equal(ok({ 'api-version': '2018-02-01', resource: 'r', object_id: CLIENT }).ok, false, 'no objectId configured: not ours');
+  assert.equal(
+    ok({ 'api-version': '2018-02-01', resource: 'r', object_id: CLIENT }).ok,
+    false,
+    'no objectId configured: not ours',
+  );
   const unknown = ok({ 'api-version': '2018-02-01', resource: 'r', mi_res_id: '/subscriptions/x' });
   assert.equal(unknown.ok, false);
   if (!unknown.ok) assert.match(unknown.refusal.description, /^Identity not found/);
 });
 
 test('Entra errors: FIC mismatch says what to register and is retried; time window, discovery, malformed, throttling', () => {
-  const wire = (code: number, error = 'invalid_request') => ({ error, error_description: `AADSTS${code}: something.\r\nTrace ID: x`, error_codes: [code] });
+  const wire = (code: number, error = 'invalid_request') => ({
+    error,
+    error_description: `AADSTS${code}: something.\r\nTrace ID: x`,
+    error_codes: [code],
+  });
   for (const code of [70021, 700211, 700212, 700213]) {
     const e = entraError({ status: 400, wire: wire(code) }, facts);
     assert.equal(e.retryable, true);
     assert.equal(e.upstreamCode, `AADSTS${code}`);
-    assert.ok(e.message.includes(`issuer "${facts.issuer}"`) && e.message.includes(`subject "${facts.subject}"`) && e.message.includes(CLIENT) && e.message.includes(TENANT));
+    assert.ok(
+      e.message.includes(`issuer "${facts.issuer}"`) &&
+        e.message.includes(`subject "${facts.subject}"`) &&
+        e.message.includes(CLIENT) &&
+        e.message.includes(TENANT),
+    );
     assert.ok(!e.message.includes('Trace ID'), 'first line of the description only');
   }
   assert.equal(entraError({ status: 400, wire: wire(700024, 'invalid_client') }, facts).upstreamCode, 'AADSTS700024');
@@ -74,7 +105,16 @@ test('env lines: App Service, MSI_ENDPOINT, IMDS host, ids; file mode adds the t
     ['AZURE_CLIENT_ID', CLIENT],
     ['AZURE_TENANT_ID', TENANT],
   ]);
-  const fileMode = validate(azureSchema, { tenantId: TENANT, clientId: CLIENT, tokenFile: 'azure-token', authorityHost: 'https://login.microsoftonline.us/' }, 'test');
+  const fileMode = validate(
+    azureSchema,
+    {
+      tenantId: TENANT,
+      clientId: CLIENT,
+      tokenFile: 'azure-token',
+      authorityHost: 'https://login.microsoftonline.us/',
+    },
+    'test',
+  );
   assert.deepEqual(azureEnv(fileMode, '/state', 'http://127.0.0.1:8181', 'h').slice(6), [
     ['AZURE_FEDERATED_TOKEN_FILE', '/state/azure-token'],
     ['AZURE_AUTHORITY_HOST', 'https://login.microsoftonline.us'],
@@ -83,12 +123,31 @@ test('env lines: App Service, MSI_ENDPOINT, IMDS host, ids; file mode adds the t
   const described = describeAzure(fileMode, '/state', 'http://127.0.0.1:8181').join('\n');
   assert.match(described, /\/state\/azure-identity-header/);
   assert.match(described, /\/state\/azure-token/);
-  assert.ok(!describeAzure(validate(azureSchema, { tenantId: TENANT, clientId: CLIENT, identityHeader: 'secret-value-0123456789' }, 'test'), '/s', 'http://x').join('\n').includes('secret-value'));
+  assert.ok(
+    !describeAzure(
+      validate(azureSchema, { tenantId: TENANT, clientId: CLIENT, identityHeader: 'secret-value-0123456789' }, 'test'),
+      '/s',
+      'http://x',
+    )
+      .join('\n')
+      .includes('secret-value'),
+  );
 });
 
 test('config: the additive keys are validated with their paths', () => {
-  assert.throws(() => validate(azureSchema, { tenantId: TENANT, clientId: CLIENT, identityHeader: 'short' }, 'test'), /identityHeader: must be at least 16/);
-  assert.throws(() => validate(azureSchema, { tenantId: TENANT, clientId: CLIENT, objectId: 'nope' }, 'test'), /objectId/);
-  assert.throws(() => validate(azureSchema, { tenantId: TENANT, clientId: CLIENT, resourceId: '/subscriptions/x' }, 'test'), /resourceId/);
-  assert.deepEqual(validate(azureSchema, { tenantId: TENANT, clientId: CLIENT }, 'test').warmResources, ['https://management.azure.com']);
+  assert.throws(
+    () => validate(azureSchema, { tenantId: TENANT, clientId: CLIENT, identityHeader: 'short' }, 'test'),
+    /identityHeader: must be at least 16/,
+  );
+  assert.throws(
+    () => validate(azureSchema, { tenantId: TENANT, clientId: CLIENT, objectId: 'nope' }, 'test'),
+    /objectId/,
+  );
+  assert.throws(
+    () => validate(azureSchema, { tenantId: TENANT, clientId: CLIENT, resourceId: '/subscriptions/x' }, 'test'),
+    /resourceId/,
+  );
+  assert.deepEqual(validate(azureSchema, { tenantId: TENANT, clientId: CLIENT }, 'test').warmResources, [
+    'https://management.azure.com',
+  ]);
 });

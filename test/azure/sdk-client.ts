@@ -2,7 +2,12 @@
 // lines). argv[2] is JSON { credential, scopes, clientId?, maxRetries? }; prints one JSON line with what it got.
 import { readFileSync } from 'node:fs';
 import { getCACertificates, setDefaultCACertificates } from 'node:tls';
-import { DefaultAzureCredential, ManagedIdentityCredential, WorkloadIdentityCredential, type TokenCredential } from '@azure/identity';
+import {
+  DefaultAzureCredential,
+  ManagedIdentityCredential,
+  type TokenCredential,
+  WorkloadIdentityCredential,
+} from '@azure/identity';
 
 interface Request {
   credential: 'managed-identity' | 'default' | 'workload-identity';
@@ -21,12 +26,15 @@ const retryOptions = {
   ...(request.maxRetries === undefined ? {} : { retryOptions: { maxRetries: request.maxRetries } }),
 };
 
-if (request.trustCaFile) setDefaultCACertificates([...getCACertificates('default'), readFileSync(request.trustCaFile, 'utf8')]);
+if (request.trustCaFile)
+  setDefaultCACertificates([...getCACertificates('default'), readFileSync(request.trustCaFile, 'utf8')]);
 
 function credential(): TokenCredential {
   switch (request.credential) {
     case 'managed-identity':
-      return request.clientId ? new ManagedIdentityCredential(request.clientId, retryOptions) : new ManagedIdentityCredential(retryOptions);
+      return request.clientId
+        ? new ManagedIdentityCredential(request.clientId, retryOptions)
+        : new ManagedIdentityCredential(retryOptions);
     case 'default':
       return new DefaultAzureCredential(retryOptions);
     case 'workload-identity':

@@ -1,11 +1,12 @@
 // Black box: the real @azure/identity, in a child process given only the `env` lines, gets tokens through each
 // emulated surface; the Entra stand-in shows what it verified and issued.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
+import { test } from 'node:test';
 import { decodeJwt } from 'jose';
-import { CLIENT_ID, OBJECT_ID, SPIFFE_ID, TENANT_ID, runAzure, startWorld} from './fixtures.ts';
 import { until } from '../helpers/until.ts';
+import { CLIENT_ID, OBJECT_ID, runAzure, SPIFFE_ID, startWorld, TENANT_ID } from './fixtures.ts';
 import { runSdk } from './sdk.ts';
 
 const STORAGE = 'https://storage.azure.com';
@@ -17,7 +18,9 @@ function without(env: Record<string, string>, ...names: string[]): Record<string
 
 async function requestsBySurface(metricsText: Promise<string>): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
-  for (const m of (await metricsText).matchAll(/spiffe_connector_requests_total\{surface="([^"]+)",status="(\d+)"\} (\d+)/g)) {
+  for (const m of (await metricsText).matchAll(
+    /spiffe_connector_requests_total\{surface="([^"]+)",status="(\d+)"\} (\d+)/g,
+  )) {
     out[`${m[1]} ${m[2]}`] = Number(m[3]);
   }
   return out;
@@ -28,7 +31,10 @@ test('ManagedIdentityCredential through App Service gets tokens for two resource
   const run = await runAzure(t, world);
   assert.ok(run.env['IDENTITY_ENDPOINT'] && run.env['IDENTITY_HEADER'] && run.env['MSI_ENDPOINT']);
 
-  const answer = await runSdk({ credential: 'managed-identity', scopes: [`${STORAGE}/.default`, `${VAULT}/.default`] }, run.env);
+  const answer = await runSdk(
+    { credential: 'managed-identity', scopes: [`${STORAGE}/.default`, `${VAULT}/.default`] },
+    run.env,
+  );
   assert.equal(answer.ok, true, JSON.stringify(answer));
   if (!answer.ok) return;
   for (const [i, resource] of [STORAGE, VAULT].entries()) {
@@ -43,7 +49,8 @@ test('ManagedIdentityCredential through App Service gets tokens for two resource
   // What Entra saw: one federated assertion per resource, for our SPIFFE ID.
   const issued = world.entra.seen.filter((s) => s.outcome === 'issued');
   assert.deepEqual(issued.map((s) => s.resource).sort(), [STORAGE, VAULT]);
-  for (const s of issued) assert.deepEqual(s.assertion, { iss: world.signer.issuer, sub: SPIFFE_ID, aud: 'api://AzureADTokenExchange' });
+  for (const s of issued)
+    assert.deepEqual(s.assertion, { iss: world.signer.issuer, sub: SPIFFE_ID, aud: 'api://AzureADTokenExchange' });
   assert.deepEqual(await requestsBySurface(run.metrics.text()), { 'azure-appservice 200': 2 });
 });
 
@@ -51,7 +58,10 @@ test('ManagedIdentityCredential through IMDS (AZURE_POD_IDENTITY_AUTHORITY_HOST)
   const world = await startWorld(t);
   const run = await runAzure(t, world);
   const env = without(run.env, 'IDENTITY_ENDPOINT', 'IDENTITY_HEADER', 'MSI_ENDPOINT');
-  const answer = await runSdk({ credential: 'managed-identity', scopes: [`${STORAGE}/.default`], clientId: CLIENT_ID }, env);
+  const answer = await runSdk(
+    { credential: 'managed-identity', scopes: [`${STORAGE}/.default`], clientId: CLIENT_ID },
+    env,
+  );
   assert.equal(answer.ok, true, JSON.stringify(answer));
   if (!answer.ok) return;
   const claims = await world.entra.verifyAccessToken(answer.tokens[0]?.token ?? '', STORAGE);
@@ -101,10 +111,16 @@ test('file mode: WorkloadIdentityCredential exchanges the JWT-SVID kept at AZURE
     await world.entra.verifyAccessToken(answer.tokens[0]?.token ?? '', STORAGE);
   }
   // In one process, tls.setDefaultCACertificates (Node >= 24.5) works as well.
-  const inProcess = await runSdk({ credential: 'workload-identity', scopes: [`${VAULT}/.default`], trustCaFile: world.caFile }, run.env);
+  const inProcess = await runSdk(
+    { credential: 'workload-identity', scopes: [`${VAULT}/.default`], trustCaFile: world.caFile },
+    run.env,
+  );
   assert.equal(inProcess.ok, true, JSON.stringify(inProcess));
   // Without either, the SDK refuses the stand-in's certificate.
-  const untrusted = await runSdk({ credential: 'workload-identity', scopes: [`${VAULT}/.default`], maxRetries: 0 }, run.env);
+  const untrusted = await runSdk(
+    { credential: 'workload-identity', scopes: [`${VAULT}/.default`], maxRetries: 0 },
+    run.env,
+  );
   assert.equal(untrusted.ok, false);
   // Our endpoints were not used; Entra saw the file's assertion.
   assert.deepEqual(await requestsBySurface(run.metrics.text()), {});
@@ -115,7 +131,15 @@ test('file mode: WorkloadIdentityCredential exchanges the JWT-SVID kept at AZURE
 test('an unknown client id is refused with 400 "Identity not found", which the SDK reports', async (t) => {
   const world = await startWorld(t);
   const run = await runAzure(t, world);
-  const answer = await runSdk({ credential: 'managed-identity', scopes: [`${STORAGE}/.default`], clientId: '00000000-0000-0000-0000-000000000001', maxRetries: 0 }, run.env);
+  const answer = await runSdk(
+    {
+      credential: 'managed-identity',
+      scopes: [`${STORAGE}/.default`],
+      clientId: '00000000-0000-0000-0000-000000000001',
+      maxRetries: 0,
+    },
+    run.env,
+  );
   assert.equal(answer.ok, false);
   if (answer.ok) return;
   assert.match(answer.message, /Identity not found/);
@@ -126,7 +150,10 @@ test('an unknown client id is refused with 400 "Identity not found", which the S
 test('a federated-credential mismatch reaches the SDK as an error that names the issuer and subject to register', async (t) => {
   const world = await startWorld(t, { federate: false });
   const run = await runAzure(t, world);
-  const answer = await runSdk({ credential: 'managed-identity', scopes: [`${STORAGE}/.default`], maxRetries: 0 }, run.env);
+  const answer = await runSdk(
+    { credential: 'managed-identity', scopes: [`${STORAGE}/.default`], maxRetries: 0 },
+    run.env,
+  );
   assert.equal(answer.ok, false);
   if (answer.ok) return;
   assert.match(answer.message, /AADSTS700211/);

@@ -22,7 +22,16 @@ export function runSdk(request: SdkRequest, env: Record<string, string>): Promis
       process.execPath,
       [CLIENT, JSON.stringify(request)],
       // A dead loopback proxy for anything not on loopback: a stray request fails here, never leaves the machine.
-      { env: { PATH: process.env['PATH'] ?? '', HTTPS_PROXY: 'http://127.0.0.1:9', HTTP_PROXY: 'http://127.0.0.1:9', NO_PROXY: '127.0.0.1,localhost', ...env }, maxBuffer: 1 << 20 },
+      {
+        env: {
+          PATH: process.env['PATH'] ?? '',
+          HTTPS_PROXY: 'http://127.0.0.1:9',
+          HTTP_PROXY: 'http://127.0.0.1:9',
+          NO_PROXY: '127.0.0.1,localhost',
+          ...env,
+        },
+        maxBuffer: 1 << 20,
+      },
       (error, stdout, stderr) => {
         const line = stdout.trim().split('\n').pop() ?? '';
         try {

@@ -1,8 +1,9 @@
 // Token buckets: the burst, the refill rate, the wait a refusal reports, and a bounded number of keys.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import { ManualClock } from '../../src/base/clock.ts';
-import { KeyedTokenBuckets, TokenBucket, retryAfterSeconds } from '../../src/base/token-bucket.ts';
+import { KeyedTokenBuckets, retryAfterSeconds, TokenBucket } from '../../src/base/token-bucket.ts';
 
 test('a bucket grants its capacity as a burst, then refuses with the wait for the next token', () => {
   const clock = new ManualClock();

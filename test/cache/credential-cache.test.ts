@@ -1,7 +1,8 @@
 // The one credential cache's promises for keys that callers choose: bounded in number, length and rate
 // of new keys, the pinned (configured) keys never evicted, refusals remembered, expiry never printed past.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import { ManualClock } from '../../src/base/clock.ts';
 import { ConnectorError } from '../../src/base/errors.ts';
 import { CredentialCache, SINGLE } from '../../src/cache/credential-cache.ts';
@@ -17,7 +18,18 @@ interface Cred {
   readonly expiresAt: Date;
 }
 
-function cache(o: { allow?: (key: string) => boolean; pinned?: string[]; maxKeys?: number; burst?: number; perSecond?: number; refuse?: (key: string) => boolean; lifeMs?: number; metrics?: Metrics } = {}) {
+function cache(
+  o: {
+    allow?: (key: string) => boolean;
+    pinned?: string[];
+    maxKeys?: number;
+    burst?: number;
+    perSecond?: number;
+    refuse?: (key: string) => boolean;
+    lifeMs?: number;
+    metrics?: Metrics;
+  } = {},
+) {
   const clock = new ManualClock();
   const calls: string[] = [];
   const c = new CredentialCache<Cred>({
@@ -36,7 +48,8 @@ function cache(o: { allow?: (key: string) => boolean; pinned?: string[]; maxKeys
     expiresAt: (cred) => cred.expiresAt,
     exchange: async (key) => {
       calls.push(key);
-      if (o.refuse?.(key)) throw new ConnectorError('upstream_rejected', `AADSTS500011: ${key} was not found`, { retryable: false });
+      if (o.refuse?.(key))
+        throw new ConnectorError('upstream_rejected', `AADSTS500011: ${key} was not found`, { retryable: false });
       return { key, n: calls.length, expiresAt: new Date(clock.now() + (o.lifeMs ?? HOUR)) };
     },
   });
@@ -73,7 +86,10 @@ test('new keys beyond the bucket are throttled without an upstream call, and all
   const throttled = results.filter((r) => !r.ok && r.error.code === 'throttled');
   assert.equal(throttled.length, 9_997);
   const last = throttled[0];
-  assert.ok(last && !last.ok && last.retryAfterSeconds >= 1 && last.retryAfterSeconds <= 2, 'Retry-After says when a token is back');
+  assert.ok(
+    last && !last.ok && last.retryAfterSeconds >= 1 && last.retryAfterSeconds <= 2,
+    'Retry-After says when a token is back',
+  );
   await clock.advance(2_000);
   assert.ok(!c.peek('aud-late').ok, 'fetching now');
   assert.equal(calls.length, 4);
@@ -115,7 +131,11 @@ test('an upstream expiry with a fraction of a second is held to the whole second
   await clock.advance(printedSecond - clock.now() - 1);
   assert.ok(c.peek(SINGLE).ok, 'served up to the last millisecond before the printed second');
   await clock.advance(1);
-  assert.equal(c.peek(SINGLE).ok, false, 'not served once the printed expiry is reached, although upstream said 999 ms more');
+  assert.equal(
+    c.peek(SINGLE).ok,
+    false,
+    'not served once the printed expiry is reached, although upstream said 999 ms more',
+  );
   c.stop();
 });
 
@@ -131,7 +151,11 @@ test('metrics carry the cache name, never a key', async () => {
 });
 
 test('with an allow-list, other caller keys are refused at once without a call or a token of the bucket; pinned keys always pass', async () => {
-  const { c, calls } = cache({ pinned: ['https://warm.example'], burst: 1, allow: (k) => k === 'https://storage.azure.com' });
+  const { c, calls } = cache({
+    pinned: ['https://warm.example'],
+    burst: 1,
+    allow: (k) => k === 'https://storage.azure.com',
+  });
   c.start();
   for (let i = 0; i < 100; i++) {
     const r = c.peek(`https://other-${i}.example`);

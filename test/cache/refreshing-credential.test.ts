@@ -1,13 +1,14 @@
 // The credential cache's promises to every cloud: fetched at start, refreshed ahead of expiry, one
 // fetch at a time, backoff on failure, a valid value served while refreshes fail, an expired never.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import { ManualClock } from '../../src/base/clock.ts';
 import { ConnectorError } from '../../src/base/errors.ts';
+import { AWS_POLICY, backoffDelay, refreshDelay, TOKEN_POLICY } from '../../src/cache/refresh-policy.ts';
+import { RefreshingCredential } from '../../src/cache/refreshing-credential.ts';
 import { silentLogger } from '../../src/ops/logger.ts';
 import { Metrics } from '../../src/ops/metrics.ts';
-import { RefreshingCredential } from '../../src/cache/refreshing-credential.ts';
-import { AWS_POLICY, TOKEN_POLICY, refreshDelay, backoffDelay } from '../../src/cache/refresh-policy.ts';
 
 const HOUR = 3_600_000;
 const MIN = 60_000;
@@ -75,10 +76,22 @@ test('refresh timing: half life, pulled in to keep the margin, never a busy loop
 
 test('backoff grows exponentially with jitter and is capped', () => {
   const p = { ...AWS_POLICY, backoffBaseMs: 1000, backoffMaxMs: 60_000 };
-  assert.equal(backoffDelay(p, 1, () => 1), 1000);
-  assert.equal(backoffDelay(p, 1, () => 0), 500);
-  assert.equal(backoffDelay(p, 4, () => 1), 8000);
-  assert.equal(backoffDelay(p, 20, () => 1), 60_000);
+  assert.equal(
+    backoffDelay(p, 1, () => 1),
+    1000,
+  );
+  assert.equal(
+    backoffDelay(p, 1, () => 0),
+    500,
+  );
+  assert.equal(
+    backoffDelay(p, 4, () => 1),
+    8000,
+  );
+  assert.equal(
+    backoffDelay(p, 20, () => 1),
+    60_000,
+  );
 });
 
 test('fetched at start; served without calls; refreshed at half life', async () => {

@@ -2,12 +2,13 @@
 // renders must be approved by the CertificateRequestPolicies it renders (approver-policy.ts decides as
 // approver-policy does), for the defaults and every example; and nothing else may be: not a certificate the
 // chart does not make, not the SVID requests csi-driver-spiffe's own approver is there for.
+
+import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import assert from 'node:assert/strict';
 import { decide, requestFor } from './approver-policy.ts';
-import { renderer, type Rendered } from './render.ts';
+import { type Rendered, renderer } from './render.ts';
 
 type Obj = Record<string, any>;
 
@@ -20,9 +21,16 @@ const certificates = (r: Rendered): Obj[] => objects(r).filter((o) => o['kind'] 
 
 const cases = async (): Promise<Array<{ name: string; files: string[]; set?: string[] }>> => [
   { name: 'the default values', files: [] },
-  ...(await readdir(EXAMPLES)).filter((f) => /^values-.*\.yaml$/.test(f)).sort().map((f) => ({ name: `examples/${f}`, files: [join(EXAMPLES, f)] })),
+  ...(await readdir(EXAMPLES))
+    .filter((f) => /^values-.*\.yaml$/.test(f))
+    .sort()
+    .map((f) => ({ name: `examples/${f}`, files: [join(EXAMPLES, f)] })),
   { name: 'test/chart/values/openshift.yaml', files: [new URL('./values/openshift.yaml', import.meta.url).pathname] },
-  { name: 'a long release name', files: [join(EXAMPLES, 'values-issuer.yaml')], set: ['fullnameOverride=a-release-name-that-is-long-enough-to-be-cut-by-the-63-limit'] },
+  {
+    name: 'a long release name',
+    files: [join(EXAMPLES, 'values-issuer.yaml')],
+    set: ['fullnameOverride=a-release-name-that-is-long-enough-to-be-cut-by-the-63-limit'],
+  },
 ];
 
 for (const c of await cases()) {
@@ -78,10 +86,16 @@ test('the policies approve nothing but the chart’s certificates, and leave SVI
       privateKey: { algorithm: 'ECDSA', size: 256 },
     },
   };
-  assert.equal(decide(requestFor(svid, 'system:serviceaccount:cert-manager:cert-manager-csi-driver-spiffe'), all).decision, 'unapproved');
+  assert.equal(
+    decide(requestFor(svid, 'system:serviceaccount:cert-manager:cert-manager-csi-driver-spiffe'), all).decision,
+    'unapproved',
+  );
 
   // Without the policies (certManager.approverPolicy=false, a cluster whose default approver runs): none rendered.
-  const off = await r.render({ valuesFiles: [join(EXAMPLES, 'values-issuer.yaml')], set: ['certManager.approverPolicy=false'] });
+  const off = await r.render({
+    valuesFiles: [join(EXAMPLES, 'values-issuer.yaml')],
+    set: ['certManager.approverPolicy=false'],
+  });
   assert.equal(objects(off).filter((o) => o['kind'] === 'CertificateRequestPolicy').length, 0);
   assert.equal(decide(requestFor(webhookCert, CERT_MANAGER), objects(off)).decision, 'unapproved');
 });

@@ -30,21 +30,32 @@ export interface Request {
   readonly privateKey: { readonly algorithm: string; readonly size: number };
 }
 
-export type Decision = { readonly decision: 'approved'; readonly by: string } | { readonly decision: 'denied'; readonly why: readonly string[] } | { readonly decision: 'unapproved' };
+export type Decision =
+  | { readonly decision: 'approved'; readonly by: string }
+  | { readonly decision: 'denied'; readonly why: readonly string[] }
+  | { readonly decision: 'unapproved' };
 
 /** approver-policy's wildcard match: `*` matches any run of characters (including none); an empty pattern only the empty string. */
 export function wildcardMatches(pattern: string, s: string): boolean {
   if (pattern === '') return s === '';
-  const re = new RegExp(`^${pattern.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`, 's');
+  const re = new RegExp(
+    `^${pattern
+      .split('*')
+      .map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+      .join('.*')}$`,
+    's',
+  );
   return re.test(s);
 }
 
-const subset = (patterns: readonly string[], members: readonly string[]): boolean => members.every((m) => patterns.some((p) => wildcardMatches(p, m)));
+const subset = (patterns: readonly string[], members: readonly string[]): boolean =>
+  members.every((m) => patterns.some((p) => wildcardMatches(p, m)));
 
 /** Go's time.ParseDuration for the h/m/s forms cert-manager values use, in seconds. */
 function seconds(d: string): number {
   let total = 0;
-  for (const [, n, unit] of d.matchAll(/([0-9.]+)(h|m|s)/g)) total += Number(n) * (unit === 'h' ? 3600 : unit === 'm' ? 60 : 1);
+  for (const [, n, unit] of d.matchAll(/([0-9.]+)(h|m|s)/g))
+    total += Number(n) * (unit === 'h' ? 3600 : unit === 'm' ? 60 : 1);
   return total;
 }
 
@@ -54,12 +65,21 @@ export function requestFor(certificate: Obj, username: string): Request {
   const pk = spec.privateKey ?? {};
   const algorithm = pk.algorithm ?? 'RSA';
   const subject: Record<string, string[]> = {};
-  for (const [k, v] of Object.entries((spec.subject ?? {}) as Record<string, unknown>)) if (Array.isArray(v)) subject[k] = v as string[];
+  for (const [k, v] of Object.entries((spec.subject ?? {}) as Record<string, unknown>))
+    if (Array.isArray(v)) subject[k] = v as string[];
   return {
     namespace: certificate['metadata'].namespace,
     username,
-    groups: ['system:serviceaccounts', `system:serviceaccounts:${username.split(':')[2] ?? ''}`, 'system:authenticated'],
-    issuerRef: { name: spec.issuerRef.name, kind: spec.issuerRef.kind || 'Issuer', group: spec.issuerRef.group || 'cert-manager.io' },
+    groups: [
+      'system:serviceaccounts',
+      `system:serviceaccounts:${username.split(':')[2] ?? ''}`,
+      'system:authenticated',
+    ],
+    issuerRef: {
+      name: spec.issuerRef.name,
+      kind: spec.issuerRef.kind || 'Issuer',
+      group: spec.issuerRef.group || 'cert-manager.io',
+    },
     isCA: spec.isCA === true,
     usages: spec.usages ?? [],
     commonName: spec.commonName ?? '',
@@ -85,7 +105,8 @@ function selects(policy: Obj, r: Request, namespaceLabels: Readonly<Record<strin
   if (ns) {
     const names: string[] = ns.matchNames ?? [];
     if (names.length > 0 && !names.some((n) => wildcardMatches(n, r.namespace))) return false;
-    for (const [k, v] of Object.entries((ns.matchLabels ?? {}) as Record<string, string>)) if (namespaceLabels[k] !== v) return false;
+    for (const [k, v] of Object.entries((ns.matchLabels ?? {}) as Record<string, string>))
+      if (namespaceLabels[k] !== v) return false;
   }
   return true;
 }
@@ -102,13 +123,20 @@ function bound(policy: Obj, r: Request, rbac: readonly Obj[]): boolean {
         (!rule.resourceNames || rule.resourceNames.length === 0 || rule.resourceNames.includes(name)),
     );
   const subjectIs = (s: Obj, bindingNamespace?: string): boolean =>
-    (s.kind === 'ServiceAccount' && r.username === `system:serviceaccount:${s.namespace ?? bindingNamespace}:${s.name}`) ||
+    (s.kind === 'ServiceAccount' &&
+      r.username === `system:serviceaccount:${s.namespace ?? bindingNamespace}:${s.name}`) ||
     (s.kind === 'User' && s.name === r.username) ||
     (s.kind === 'Group' && r.groups.includes(s.name));
-  for (const b of rbac.filter((o) => o['kind'] === 'ClusterRoleBinding' || (o['kind'] === 'RoleBinding' && o['metadata'].namespace === r.namespace))) {
+  for (const b of rbac.filter(
+    (o) =>
+      o['kind'] === 'ClusterRoleBinding' || (o['kind'] === 'RoleBinding' && o['metadata'].namespace === r.namespace),
+  )) {
     if (!(b['subjects'] ?? []).some((s: Obj) => subjectIs(s, b['metadata'].namespace))) continue;
     const role = rbac.find(
-      (o) => o['kind'] === b['roleRef'].kind && o['metadata'].name === b['roleRef'].name && (o['kind'] === 'ClusterRole' || o['metadata'].namespace === b['metadata'].namespace),
+      (o) =>
+        o['kind'] === b['roleRef'].kind &&
+        o['metadata'].name === b['roleRef'].name &&
+        (o['kind'] === 'ClusterRole' || o['metadata'].namespace === b['metadata'].namespace),
     );
     if (role && grants(role['rules'] ?? [])) return true;
   }
@@ -123,16 +151,20 @@ function violations(policy: Obj, r: Request): string[] {
       if (allowed?.required) out.push(`${what}: required`);
       return;
     }
-    if (!allowed || (allowed.value === undefined && !allowed.validations)) out.push(`${what} ${value}: no allowed value`);
-    else if (allowed.value !== undefined && !wildcardMatches(allowed.value, value)) out.push(`${what} ${value}: not ${allowed.value}`);
+    if (!allowed || (allowed.value === undefined && !allowed.validations))
+      out.push(`${what} ${value}: no allowed value`);
+    else if (allowed.value !== undefined && !wildcardMatches(allowed.value, value))
+      out.push(`${what} ${value}: not ${allowed.value}`);
   };
   const list = (what: string, values: readonly string[], allowed: Obj | undefined): void => {
     if (values.length === 0) {
       if (allowed?.required) out.push(`${what}: required`);
       return;
     }
-    if (!allowed || (allowed.values === undefined && !allowed.validations)) out.push(`${what} ${values.join(',')}: no allowed values`);
-    else if (allowed.values !== undefined && !subset(allowed.values, values)) out.push(`${what} ${values.join(',')}: not within ${allowed.values.join(',')}`);
+    if (!allowed || (allowed.values === undefined && !allowed.validations))
+      out.push(`${what} ${values.join(',')}: no allowed values`);
+    else if (allowed.values !== undefined && !subset(allowed.values, values))
+      out.push(`${what} ${values.join(',')}: not within ${allowed.values.join(',')}`);
   };
   str('commonName', r.commonName, a.commonName);
   list('dnsNames', r.dnsNames, a.dnsNames);
@@ -147,20 +179,31 @@ function violations(policy: Obj, r: Request): string[] {
   for (const [field, values] of Object.entries(r.subject)) list(`subject.${field}`, values, a.subject?.[field]);
   const c = policy['spec'].constraints;
   if (c) {
-    if (c.maxDuration && (!r.duration || seconds(r.duration) > seconds(c.maxDuration))) out.push(`duration ${r.duration}: over ${c.maxDuration}`);
-    if (c.minDuration && (!r.duration || seconds(r.duration) < seconds(c.minDuration))) out.push(`duration ${r.duration}: under ${c.minDuration}`);
+    if (c.maxDuration && (!r.duration || seconds(r.duration) > seconds(c.maxDuration)))
+      out.push(`duration ${r.duration}: over ${c.maxDuration}`);
+    if (c.minDuration && (!r.duration || seconds(r.duration) < seconds(c.minDuration)))
+      out.push(`duration ${r.duration}: under ${c.minDuration}`);
     const pk = c.privateKey;
-    if (pk?.algorithm && pk.algorithm !== r.privateKey.algorithm) out.push(`privateKey.algorithm ${r.privateKey.algorithm}: not ${pk.algorithm}`);
-    if (pk?.minSize !== undefined && r.privateKey.size < pk.minSize) out.push(`privateKey.size ${r.privateKey.size}: under ${pk.minSize}`);
-    if (pk?.maxSize !== undefined && r.privateKey.size > pk.maxSize) out.push(`privateKey.size ${r.privateKey.size}: over ${pk.maxSize}`);
+    if (pk?.algorithm && pk.algorithm !== r.privateKey.algorithm)
+      out.push(`privateKey.algorithm ${r.privateKey.algorithm}: not ${pk.algorithm}`);
+    if (pk?.minSize !== undefined && r.privateKey.size < pk.minSize)
+      out.push(`privateKey.size ${r.privateKey.size}: under ${pk.minSize}`);
+    if (pk?.maxSize !== undefined && r.privateKey.size > pk.maxSize)
+      out.push(`privateKey.size ${r.privateKey.size}: over ${pk.maxSize}`);
   }
   return out;
 }
 
 /** approver-policy's decision for one request, given every CertificateRequestPolicy and RBAC object there is. */
-export function decide(r: Request, objects: readonly Obj[], namespaceLabels: Readonly<Record<string, string>> = { 'kubernetes.io/metadata.name': r.namespace }): Decision {
+export function decide(
+  r: Request,
+  objects: readonly Obj[],
+  namespaceLabels: Readonly<Record<string, string>> = { 'kubernetes.io/metadata.name': r.namespace },
+): Decision {
   const rbac = objects.filter((o) => ['ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding'].includes(o['kind']));
-  const appropriate = objects.filter((o) => o['kind'] === 'CertificateRequestPolicy' && selects(o, r, namespaceLabels) && bound(o, r, rbac));
+  const appropriate = objects.filter(
+    (o) => o['kind'] === 'CertificateRequestPolicy' && selects(o, r, namespaceLabels) && bound(o, r, rbac),
+  );
   if (appropriate.length === 0) return { decision: 'unapproved' };
   const why: string[] = [];
   for (const p of appropriate) {

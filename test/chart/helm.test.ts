@@ -1,17 +1,21 @@
 // Helm's own checks of the chart: `helm lint --strict` with every values file, renders that are the same
 // byte for byte (nothing random, no cluster lookups: GitOps tools and `helm template` get what `helm
 // install` gets), the Kubernetes versions Chart.yaml supports, and the matchConditions default and guard.
+
+import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import assert from 'node:assert/strict';
-import { renderer, type Rendered } from './render.ts';
+import { type Rendered, renderer } from './render.ts';
 
 type Obj = Record<string, any>;
 
 const EXAMPLES = new URL('../../examples/', import.meta.url).pathname;
 const valuesFiles = async (): Promise<string[]> => [
-  ...(await readdir(EXAMPLES)).filter((f) => /^values-.*\.yaml$/.test(f)).sort().map((f) => join(EXAMPLES, f)),
+  ...(await readdir(EXAMPLES))
+    .filter((f) => /^values-.*\.yaml$/.test(f))
+    .sort()
+    .map((f) => join(EXAMPLES, f)),
   new URL('./values/everything.yaml', import.meta.url).pathname,
   new URL('./values/openshift.yaml', import.meta.url).pathname,
 ];
@@ -57,13 +61,24 @@ test('matchConditions: auto, true and false; off with failurePolicy Fail and no 
   const expression = (x: Rendered): string => hook(x).matchConditions[0].expression;
   assert.match(expression(await r.render()), /'spiffe-connector\.io\/inject' in object\.metadata\.annotations/);
   assert.match(expression(await r.render({ set: ['webhook.matchConditions=true'] })), /inject/);
-  await assert.rejects(r.render({ set: ['webhook.matchConditions=false'] }), /every pod of every namespace not excluded would wait on the webhook/);
+  await assert.rejects(
+    r.render({ set: ['webhook.matchConditions=false'] }),
+    /every pod of every namespace not excluded would wait on the webhook/,
+  );
   // An objectSelector, Ignore, or allPods (said on purpose) lift the guard.
-  const selected = await r.render({ set: ['webhook.matchConditions=false', 'webhook.objectSelector.matchLabels.team=payments'] });
+  const selected = await r.render({
+    set: ['webhook.matchConditions=false', 'webhook.objectSelector.matchLabels.team=payments'],
+  });
   assert.equal(hook(selected).matchConditions, undefined);
-  assert.equal(hook(await r.render({ set: ['webhook.matchConditions=false', 'webhook.failurePolicy=Ignore'] })).matchConditions, undefined);
+  assert.equal(
+    hook(await r.render({ set: ['webhook.matchConditions=false', 'webhook.failurePolicy=Ignore'] })).matchConditions,
+    undefined,
+  );
   // A ServiceAccount lookup that may outlast the API server's patience for the webhook is refused too.
-  await assert.rejects(r.render({ set: ['webhook.timeoutSeconds=2'] }), /serviceAccounts\.timeoutSeconds must be shorter than webhook\.timeoutSeconds/);
+  await assert.rejects(
+    r.render({ set: ['webhook.timeoutSeconds=2'] }),
+    /serviceAccounts\.timeoutSeconds must be shorter than webhook\.timeoutSeconds/,
+  );
   await r.render({ set: ['webhook.timeoutSeconds=3'] });
   // allPods: every pod reaches the webhook except those that opt out; its ServiceAccount may ask for injection.
   const all = await r.render({ set: ['webhook.serviceAccounts.allPods=true'] });

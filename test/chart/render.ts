@@ -77,7 +77,10 @@ async function find(): Promise<Renderer | { skip: string }> {
     version = await works('helm');
     if (version) helm = 'helm';
   }
-  if (!helm || !version) return { skip: 'no helm (bash scripts/install-tools.sh builds it into .tools/bin from the Go module proxy; it needs Go)' };
+  if (!helm || !version)
+    return {
+      skip: 'no helm (bash scripts/install-tools.sh builds it into .tools/bin from the Go module proxy; it needs Go)',
+    };
   const home = await mkdtemp(join(tmpdir(), 'helm-home-'));
   const env = {
     PATH: process.env['PATH'] ?? '',
@@ -123,7 +126,17 @@ async function find(): Promise<Renderer | { skip: string }> {
       }
       let notes = '';
       if (options.notes) {
-        const json = await helmRun(['install', release, CHART_DIR, '--namespace', namespace, '--dry-run=client', '--output', 'json', ...common(options)]);
+        const json = await helmRun([
+          'install',
+          release,
+          CHART_DIR,
+          '--namespace',
+          namespace,
+          '--dry-run=client',
+          '--output',
+          'json',
+          ...common(options),
+        ]);
         notes = (JSON.parse(json) as { info?: { notes?: string } }).info?.notes ?? '';
       }
       return { documents, notes, text };

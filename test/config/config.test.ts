@@ -1,8 +1,9 @@
 // The config contract: every problem reported at once with its path, YAML errors with their line,
 // loopback-only metadata listener, config.example.yaml valid and documenting every key.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
+import { test } from 'node:test';
 import { ConfigError } from '../../src/config/common.ts';
 import { parseSidecarConfig } from '../../src/config/load.ts';
 import { sidecarSchema } from '../../src/config/schema.ts';
@@ -30,7 +31,11 @@ test('a minimal config gets the documented defaults and is frozen', () => {
   const config = parseSidecarConfig(MINIMAL);
   assert.equal(config.server.metadataAddress, '127.0.0.1:8181');
   assert.equal(config.server.opsAddress, '0.0.0.0:9090');
-  assert.equal(config.server.metricsAddress, '127.0.0.1:9091', '/metrics stays on loopback while the probes are pod-wide');
+  assert.equal(
+    config.server.metricsAddress,
+    '127.0.0.1:9091',
+    '/metrics stays on loopback while the probes are pod-wide',
+  );
   assert.equal(config.server.stateDir, '/var/run/spiffe-connector');
   assert.equal(config.aws?.audience, 'sts.amazonaws.com');
   assert.equal(config.aws?.sessionDurationSeconds, 3600);
@@ -72,7 +77,11 @@ azure:
     /^azure\.tenantId: must be the directory \(tenant\) ID/,
     /^azure: Unrecognized key: "bogus"/,
   ];
-  for (const pattern of expect) assert.ok(problems.some((p) => pattern.test(p)), `missing ${pattern}: got\n${problems.join('\n')}`);
+  for (const pattern of expect)
+    assert.ok(
+      problems.some((p) => pattern.test(p)),
+      `missing ${pattern}: got\n${problems.join('\n')}`,
+    );
 });
 
 test('relationships between sections are checked with the section as path', () => {
@@ -89,8 +98,14 @@ azure:
 `);
   assert.ok(problems.some((p) => p.startsWith('aws: AWS federation needs JWT-SVIDs')));
   assert.ok(problems.some((p) => p.startsWith('azure: Entra federation needs JWT-SVIDs')));
-  assert.deepEqual(problemsOf('spiffe: { trustDomain: example.org, jwt: { file: /t } }\n'), ['(root): configure at least one cloud: aws, gcp or azure']);
-  assert.ok(problemsOf('spiffe: { trustDomain: example.org, jwt: { file: /a, exchange: { url: "https://i/token" } } }\naws: { roleArn: "arn:aws:iam::111122223333:role/a", region: eu-west-1 }\n').some((p) => p.startsWith('spiffe.jwt: set exactly one of file or exchange')));
+  assert.deepEqual(problemsOf('spiffe: { trustDomain: example.org, jwt: { file: /t } }\n'), [
+    '(root): configure at least one cloud: aws, gcp or azure',
+  ]);
+  assert.ok(
+    problemsOf(
+      'spiffe: { trustDomain: example.org, jwt: { file: /a, exchange: { url: "https://i/token" } } }\naws: { roleArn: "arn:aws:iam::111122223333:role/a", region: eu-west-1 }\n',
+    ).some((p) => p.startsWith('spiffe.jwt: set exactly one of file or exchange')),
+  );
 });
 
 test('YAML syntax errors and duplicate keys name their line', () => {
@@ -100,17 +115,22 @@ test('YAML syntax errors and duplicate keys name their line', () => {
 });
 
 test('SPIFFE_ENDPOINT_SOCKET names the Workload API only when no identity source is configured', () => {
-  const base = 'spiffe: { trustDomain: example.org }\naws: { roleArn: "arn:aws:iam::111122223333:role/a", region: eu-west-1 }\n';
+  const base =
+    'spiffe: { trustDomain: example.org }\naws: { roleArn: "arn:aws:iam::111122223333:role/a", region: eu-west-1 }\n';
   const config = parseSidecarConfig(base, 'env', { SPIFFE_ENDPOINT_SOCKET: 'unix:///run/spire/agent.sock' });
   assert.equal(config.spiffe.workloadApi?.socket, 'unix:///run/spire/agent.sock');
   const files = parseSidecarConfig(MINIMAL, 'env', { SPIFFE_ENDPOINT_SOCKET: 'unix:///run/spire/agent.sock' });
   assert.equal(files.spiffe.workloadApi, undefined);
-  assert.ok(problemsOf(base, { SPIFFE_ENDPOINT_SOCKET: 'http://x' }).some((p) => p.startsWith('spiffe.workloadApi.socket:')));
+  assert.ok(
+    problemsOf(base, { SPIFFE_ENDPOINT_SOCKET: 'http://x' }).some((p) => p.startsWith('spiffe.workloadApi.socket:')),
+  );
 });
 
 test('metricsAddress: with the probes when they are loopback, pod-wide only when configured', () => {
   const aws = 'aws: { roleArn: "arn:aws:iam::111122223333:role/a", region: eu-west-1 }\n';
-  const of = (server: string) => parseSidecarConfig(`spiffe: { trustDomain: example.org, jwt: { file: /t } }\nserver: ${server}\n${aws}`).server.metricsAddress;
+  const of = (server: string) =>
+    parseSidecarConfig(`spiffe: { trustDomain: example.org, jwt: { file: /t } }\nserver: ${server}\n${aws}`).server
+      .metricsAddress;
   assert.equal(of('{ opsAddress: "0.0.0.0:9090" }'), '127.0.0.1:9091');
   assert.equal(of('{ opsAddress: "127.0.0.1:7000" }'), '127.0.0.1:7000');
   assert.equal(of('{ opsAddress: "0.0.0.0:9090", metricsAddress: "0.0.0.0:9090" }'), '0.0.0.0:9090');

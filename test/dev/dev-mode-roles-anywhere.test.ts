@@ -1,8 +1,9 @@
 // `npm start` shows IAM Roles Anywhere too: the dev mode's second sidecar signs CreateSession at the Roles
 // Anywhere stand-in with an SVID that has a subject, the AWS SDK gets those credentials with the env lines
 // the banner names, and a rotation signs a new session.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import { fromHttp } from '@aws-sdk/credential-providers';
 import { runDev } from '@spiffe-connector/dev/dev-mode.ts';
 import { silentLogger } from '../../src/ops/logger.ts';

@@ -4,15 +4,16 @@
 // entry point starts each of the three programs from exactly that tree under the image's NODE_OPTIONS, a
 // load hook records every file they load (all inside the tree, and every package the tree carries loaded),
 // and each stops on SIGTERM.
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+
+import assert from 'node:assert/strict';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
-import assert from 'node:assert/strict';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { generateKeyPair, SignJWT } from 'jose';
 import { treeSize } from '../../scripts/runtime-tree.ts';
@@ -157,7 +158,10 @@ test('the runtime tree alone starts the webhook, the issuer and the sidecar from
     for (const name of ['FakeSts', 'FakeGcp', 'FakeEntra', 'DevCa', 'DevOidcSigner', 'runDev'])
       assert.ok(!code.includes(name), `dist/${file} holds ${name} from packages/dev`);
     const map = JSON.parse(await readFile(join(dir, 'dist', `${file}.map`), 'utf8')) as { sources: string[] };
-    assert.ok(!map.sources.some((source) => source.includes('packages/dev')), `dist/${file} bundles a source of packages/dev`);
+    assert.ok(
+      !map.sources.some((source) => source.includes('packages/dev')),
+      `dist/${file} bundles a source of packages/dev`,
+    );
   }
   const size = await treeSize(app);
   const modules = await treeSize(join(app, 'node_modules'));
@@ -176,12 +180,18 @@ test('the runtime tree alone starts the webhook, the issuer and the sidecar from
     env: await env(),
   });
   for (const command of ['run', 'issuer', 'webhook']) assert.match(help.stdout, new RegExp(`\\n\\s+${command}\\b`));
-  const dev = await run(process.execPath, [join(app, 'bin', 'spiffe-connector.js'), 'dev'], { cwd: '/', env: await env() }).then(
+  const dev = await run(process.execPath, [join(app, 'bin', 'spiffe-connector.js'), 'dev'], {
+    cwd: '/',
+    env: await env(),
+  }).then(
     () => assert.fail('`spiffe-connector dev` succeeded from the runtime tree'),
     (e: { code: number; stderr: string }) => e,
   );
   assert.equal(dev.code, 2);
-  assert.match(dev.stderr, /^dev mode is not part of the installed program: in a clone of the repository, run `npm ci && npm start`\n$/);
+  assert.match(
+    dev.stderr,
+    /^dev mode is not part of the installed program: in a clone of the repository, run `npm ci && npm start`\n$/,
+  );
 
   const ca = await DevCa.create({ trustDomain: 'example.org' });
   const server = await ca.issueServerCert({ dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });

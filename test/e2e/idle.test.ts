@@ -1,12 +1,13 @@
 // An idle sidecar sleeps: once it holds credentials and nobody calls it, nothing in it (a metrics sampler,
 // a poller, a watcher of a busy directory) keeps waking it up. A per-pod sidecar pays every wake-up once
 // per pod. Counted as the voluntary context switches of all its threads (Linux /proc), over two seconds.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { test } from 'node:test';
 import { FakeSts } from '@spiffe-connector/dev/fake-sts.ts';
 import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
 import { freePort, startSidecar, waitFor200 } from '../helpers/sidecar.ts';

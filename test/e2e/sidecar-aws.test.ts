@@ -1,15 +1,16 @@
 // The whole sidecar as a user runs it: `check` and `env` on a config, `run` as a process, and an
 // unmodified AWS SDK app that gets nothing but the `env` lines. Rotation, refusal, secrecy, SIGTERM.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { writeAtomicDir } from '@spiffe-connector/dev/atomic-dir.ts';
 import { DevCa } from '@spiffe-connector/dev/dev-ca.ts';
-import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
 import { FakeSts } from '@spiffe-connector/dev/fake-sts.ts';
+import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
 import { MALFORMED_TARGETS, sendTarget } from '../helpers/http.ts';
 import { cli, freePort, parseEnvLines, runNode, startSidecar, waitFor200 } from '../helpers/sidecar.ts';
 
@@ -28,7 +29,14 @@ async function fixture(t: import('node:test').TestContext) {
     allowLoopbackHttpIssuers: true,
     region: 'eu-west-1',
     providers: [{ issuer: signer.issuer, audiences: ['sts.amazonaws.com'] }],
-    roles: [{ arn: ROLE, issuer: signer.issuer, audience: 'sts.amazonaws.com', subject: 'spiffe://example.org/ns/payments/*' }],
+    roles: [
+      {
+        arn: ROLE,
+        issuer: signer.issuer,
+        audience: 'sts.amazonaws.com',
+        subject: 'spiffe://example.org/ns/payments/*',
+      },
+    ],
   });
   t.after(() => sts.close());
   const writeSvid = async (): Promise<void> => {
@@ -65,7 +73,18 @@ aws:
   stsEndpoint: ${sts.url}
 `,
   );
-  return { dir, ca, signer, sts, configFile, writeSvid, writeJwt, firstJwt, metadataOrigin: `http://127.0.0.1:${metadataPort}`, opsUrl: `http://127.0.0.1:${opsPort}` };
+  return {
+    dir,
+    ca,
+    signer,
+    sts,
+    configFile,
+    writeSvid,
+    writeJwt,
+    firstJwt,
+    metadataOrigin: `http://127.0.0.1:${metadataPort}`,
+    opsUrl: `http://127.0.0.1:${opsPort}`,
+  };
 }
 
 test('check, env, run: an unmodified AWS SDK app gets role credentials from the SPIFFE identity', async (t) => {
@@ -108,7 +127,9 @@ test('check, env, run: an unmodified AWS SDK app gets role credentials from the 
   // Secrets never reach the logs.
   const token = await readFile(appEnv['AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE'] ?? '', 'utf8');
   assert.doesNotMatch(token, /\n$/, 'token file has no trailing newline');
-  const creds = (await (await fetch(`${f.metadataOrigin}/v1/credentials`, { headers: { authorization: token } })).json()) as Record<string, string>;
+  const creds = (await (
+    await fetch(`${f.metadataOrigin}/v1/credentials`, { headers: { authorization: token } })
+  ).json()) as Record<string, string>;
   const logs = sidecar.logs();
   for (const secret of [token, creds['SecretAccessKey'], creds['Token'], f.firstJwt]) {
     assert.ok(secret && !logs.includes(secret), 'a secret appeared in the logs');
@@ -120,14 +141,26 @@ test('check, env, run: an unmodified AWS SDK app gets role credentials from the 
   // The expiry as a Unix timestamp (it does not go stale between refreshes): the credentials' own Expiration.
   const expiry = /spiffe_connector_credential_expiry_timestamp_seconds\{cloud="aws"[^}]*\} (\d+)/.exec(metrics)?.[1];
   assert.ok(expiry, 'the credential expiry gauge');
-  assert.ok(Math.abs(Number(expiry) - Date.parse(creds['Expiration'] ?? '') / 1000) <= 1, `${expiry} vs ${creds['Expiration']}`);
+  assert.ok(
+    Math.abs(Number(expiry) - Date.parse(creds['Expiration'] ?? '') / 1000) <= 1,
+    `${expiry} vs ${creds['Expiration']}`,
+  );
   assert.match(metrics, /spiffe_connector_svid_expiry_timestamp_seconds\{kind="x509"\} \d{10}/);
-  for (const secret of [token, creds['SecretAccessKey'], creds['Token']]) assert.ok(secret && !metrics.includes(secret));
+  for (const secret of [token, creds['SecretAccessKey'], creds['Token']])
+    assert.ok(secret && !metrics.includes(secret));
 
   // Request targets that make URL parsers throw: every listener answers and closes, and the sidecar stays up.
   for (const origin of [f.metadataOrigin, f.opsUrl]) {
-    const answers = await Promise.all(MALFORMED_TARGETS.flatMap((target) => Array.from({ length: 10 }, () => sendTarget(Number(new URL(origin).port), target))));
-    assert.equal(answers.filter((a) => a.statusLine !== undefined && a.closed).length, answers.length, `${origin}: every malformed request answered and closed`);
+    const answers = await Promise.all(
+      MALFORMED_TARGETS.flatMap((target) =>
+        Array.from({ length: 10 }, () => sendTarget(Number(new URL(origin).port), target)),
+      ),
+    );
+    assert.equal(
+      answers.filter((a) => a.statusLine !== undefined && a.closed).length,
+      answers.length,
+      `${origin}: every malformed request answered and closed`,
+    );
   }
   assert.equal(sidecar.child.exitCode, null, 'the sidecar is still running');
   assert.equal((await fetch(`${f.opsUrl}/readyz`)).status, 200);
@@ -142,7 +175,10 @@ test('a rotated JWT-SVID gives fresh credentials with no failed request; a bad o
   const token = await readFile(join(f.dir, 'state', 'aws-container-token'), 'utf8');
   const get = async (): Promise<{ status: number; key: string | undefined }> => {
     const r = await fetch(`${f.metadataOrigin}/v1/credentials`, { headers: { authorization: token } });
-    return { status: r.status, key: r.status === 200 ? ((await r.json()) as { AccessKeyId: string }).AccessKeyId : undefined };
+    return {
+      status: r.status,
+      key: r.status === 200 ? ((await r.json()) as { AccessKeyId: string }).AccessKeyId : undefined,
+    };
   };
   const before = await get();
   assert.equal(before.status, 200);
@@ -162,7 +198,10 @@ test('a rotated JWT-SVID gives fresh credentials with no failed request; a bad o
 
   // Another trust domain's JWT-SVID lands in the file: refused, credentials unchanged, still ready.
   await f.writeJwt('spiffe://evil.example/ns/payments/sa/api');
-  await sidecar.waitForLog((l) => l['msg'] === 'refused the JWT-SVID file' && /outside the configured trust domain/.test(String(l['err'])), 'refused the JWT-SVID file (outside the configured trust domain)');
+  await sidecar.waitForLog(
+    (l) => l['msg'] === 'refused the JWT-SVID file' && /outside the configured trust domain/.test(String(l['err'])),
+    'refused the JWT-SVID file (outside the configured trust domain)',
+  );
   const kept = await get();
   assert.equal(kept.status, 200);
   assert.equal(kept.key, after.key);
@@ -174,7 +213,10 @@ test('a rotated JWT-SVID gives fresh credentials with no failed request; a bad o
     { name: 'tls.key', content: 'garbage' },
     { name: 'ca.crt', content: f.ca.certPem },
   ]);
-  await sidecar.waitForLog((l) => l['msg'] === 'refused the new X.509-SVID files; keeping the last good ones', 'refused the new X.509-SVID files; keeping the last good ones');
+  await sidecar.waitForLog(
+    (l) => l['msg'] === 'refused the new X.509-SVID files; keeping the last good ones',
+    'refused the new X.509-SVID files; keeping the last good ones',
+  );
   assert.equal((await fetch(`${f.opsUrl}/readyz`)).status, 200);
 });
 
@@ -196,13 +238,19 @@ test('check lists every problem and exits 1; a usage error exits 2', async (t) =
   const dir = await mkdtemp(join(tmpdir(), 'e2e-check-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const bad = join(dir, 'bad.yaml');
-  await writeFile(bad, 'spiffe:\n  trustDomain: example.org\n  x509: { dir: /nonexistent }\n  jwt: { file: /nonexistent/jwt }\naws:\n  roleArn: nope\n  region: eu-west-1\n');
+  await writeFile(
+    bad,
+    'spiffe:\n  trustDomain: example.org\n  x509: { dir: /nonexistent }\n  jwt: { file: /nonexistent/jwt }\naws:\n  roleArn: nope\n  region: eu-west-1\n',
+  );
   const invalid = await cli(['check', '--config', bad]);
   assert.equal(invalid.code, 1);
   assert.match(invalid.stderr, /aws\.roleArn: must be an IAM role ARN/);
 
   const good = join(dir, 'good.yaml');
-  await writeFile(good, 'spiffe:\n  trustDomain: example.org\n  x509: { dir: /nonexistent }\n  jwt: { file: /nonexistent/jwt }\naws:\n  roleArn: arn:aws:iam::111122223333:role/app\n  region: eu-west-1\n');
+  await writeFile(
+    good,
+    'spiffe:\n  trustDomain: example.org\n  x509: { dir: /nonexistent }\n  jwt: { file: /nonexistent/jwt }\naws:\n  roleArn: arn:aws:iam::111122223333:role/app\n  region: eu-west-1\n',
+  );
   const missing = await cli(['check', '--config', good]);
   assert.equal(missing.code, 1);
   assert.match(missing.stderr, /2 problems/);

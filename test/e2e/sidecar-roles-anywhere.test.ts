@@ -2,16 +2,13 @@
 // X.509-SVID (with a subject) from a Workload API agent, CreateSession at the stand-in, the AWS SDK in the
 // app with nothing but the env lines, a rotation signing a new session; and csi-driver-spiffe's way, an
 // SVID with an empty subject from files, which `check` and the logs name plainly.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { test } from 'node:test';
 import { fromHttp } from '@aws-sdk/credential-providers';
-import { DevCa } from '../helpers/pki.ts';
-import { FakeWorkloadApi, pemChainToDer, pemKeyToPkcs8Der } from '../helpers/fake-workload-api.ts';
-import { cli, freePort, parseEnvLines, startSidecar, waitFor200 } from '../helpers/sidecar.ts';
-import { until } from '../helpers/until.ts';
 import {
   issueSvid,
   PROFILE_ARN,
@@ -22,6 +19,10 @@ import {
   TD,
   TRUST_ANCHOR_ARN,
 } from '../aws/roles-anywhere-support.ts';
+import { FakeWorkloadApi, pemChainToDer, pemKeyToPkcs8Der } from '../helpers/fake-workload-api.ts';
+import { DevCa } from '../helpers/pki.ts';
+import { cli, freePort, parseEnvLines, startSidecar, waitFor200 } from '../helpers/sidecar.ts';
+import { until } from '../helpers/until.ts';
 
 function configText(o: {
   dir: string;
@@ -144,9 +145,15 @@ test('a csi-driver-spiffe SVID (empty subject): check says so, the log warns and
 
   const sidecar = await startSidecar(configFile);
   t.after(() => sidecar.stop('SIGKILL'));
-  const warning = await sidecar.waitForLog((l) => typeof l['msg'] === 'string' && l['msg'].startsWith('the X.509-SVID has an empty subject'), 'the X.509-SVID has an empty subject warning');
+  const warning = await sidecar.waitForLog(
+    (l) => typeof l['msg'] === 'string' && l['msg'].startsWith('the X.509-SVID has an empty subject'),
+    'the X.509-SVID has an empty subject warning',
+  );
   assert.equal(warning['level'], 'warn');
-  const refused = await sidecar.waitForLog((l) => l['msg'] === 'credential refresh failed' && l['upstreamCode'] === 'AccessDeniedException', 'credential refresh failed (AccessDeniedException)');
+  const refused = await sidecar.waitForLog(
+    (l) => l['msg'] === 'credential refresh failed' && l['upstreamCode'] === 'AccessDeniedException',
+    'credential refresh failed (AccessDeniedException)',
+  );
   assert.equal(refused['retryable'], false);
   assert.match(
     String(refused['err']),

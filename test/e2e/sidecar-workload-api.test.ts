@@ -1,15 +1,16 @@
 // cert-manager users: `spiffe-connector run` with server.workloadApiSocket serves the SPIFFE Workload
 // API to the pod from the csi-driver-spiffe files; a client written from the spec sees each rotation.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { writeAtomicDir } from '@spiffe-connector/dev/atomic-dir.ts';
 import { DevCa } from '@spiffe-connector/dev/dev-ca.ts';
-import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
 import { FakeSts } from '@spiffe-connector/dev/fake-sts.ts';
+import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
 import { loadSpecProto } from '../helpers/fake-workload-api.ts';
 import { cli, freePort, parseEnvLines, startSidecar, waitFor200 } from '../helpers/sidecar.ts';
 
@@ -21,7 +22,12 @@ test('the sidecar serves the Workload API on a socket, and an open stream sees t
   const ca = await DevCa.create({ trustDomain: 'example.org' });
   const signer = await DevOidcSigner.start();
   t.after(() => signer.close());
-  const sts = await FakeSts.start({ allowLoopbackHttpIssuers: true, region: 'eu-west-1', providers: [{ issuer: signer.issuer, audiences: ['sts.amazonaws.com'] }], roles: [{ arn: 'arn:aws:iam::111122223333:role/app', issuer: signer.issuer, audience: 'sts.amazonaws.com' }] });
+  const sts = await FakeSts.start({
+    allowLoopbackHttpIssuers: true,
+    region: 'eu-west-1',
+    providers: [{ issuer: signer.issuer, audiences: ['sts.amazonaws.com'] }],
+    roles: [{ arn: 'arn:aws:iam::111122223333:role/app', issuer: signer.issuer, audience: 'sts.amazonaws.com' }],
+  });
   t.after(() => sts.close());
   const rotate = async (): Promise<void> => {
     const svid = await ca.issueX509Svid({ spiffeId: ID });
@@ -32,7 +38,9 @@ test('the sidecar serves the Workload API on a socket, and an open stream sees t
     ]);
   };
   await rotate();
-  await writeAtomicDir(join(dir, 'tokens'), [{ name: 'jwt', content: await signer.sign({ sub: ID, aud: 'sts.amazonaws.com' }) }]);
+  await writeAtomicDir(join(dir, 'tokens'), [
+    { name: 'jwt', content: await signer.sign({ sub: ID, aud: 'sts.amazonaws.com' }) },
+  ]);
   const socket = join(dir, 'state', 'spiffe.sock');
   const ops = await freePort();
   const configFile = join(dir, 'config.yaml');
@@ -51,7 +59,10 @@ aws: { roleArn: "arn:aws:iam::111122223333:role/app", region: eu-west-1, stsEndp
   await waitFor200(`http://127.0.0.1:${ops}/readyz`);
 
   const Client = loadSpecProto();
-  const client = new Client(env['SPIFFE_ENDPOINT_SOCKET'] ?? '', grpc.credentials.createInsecure()) as unknown as grpc.Client & Record<string, (...a: unknown[]) => grpc.ClientReadableStream<unknown>>;
+  const client = new Client(
+    env['SPIFFE_ENDPOINT_SOCKET'] ?? '',
+    grpc.credentials.createInsecure(),
+  ) as unknown as grpc.Client & Record<string, (...a: unknown[]) => grpc.ClientReadableStream<unknown>>;
   t.after(() => client.close());
   const metadata = new grpc.Metadata();
   metadata.set('workload.spiffe.io', 'true');

@@ -1,12 +1,13 @@
 // examples/systemd: the unit and its config are what they say. The config validates and `env` prints what
 // the host's apps need; the unit's paths agree with the config; systemd-analyze (when installed) finds
 // nothing to complain about in the unit.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { loadSidecarConfig } from '../../src/config/load.ts';
 import { cli, parseEnvLines } from '../helpers/sidecar.ts';
@@ -55,16 +56,25 @@ test("the unit runs the sidecar with that config, its state in the config's stat
   assert.match(unit['Unit']?.['After'] ?? '', /spire-agent\.service/);
 });
 
-const hasAnalyze = await new Promise<boolean>((resolve) => execFile('systemd-analyze', ['--version'], (error) => resolve(!error)));
+const hasAnalyze = await new Promise<boolean>((resolve) =>
+  execFile('systemd-analyze', ['--version'], (error) => resolve(!error)),
+);
 
-test('systemd-analyze verify has no complaint about the unit', { skip: hasAnalyze ? false : 'systemd-analyze is not installed' }, async (t) => {
+test('systemd-analyze verify has no complaint about the unit', {
+  skip: hasAnalyze ? false : 'systemd-analyze is not installed',
+}, async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'systemd-unit-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   // verify insists the command exists: any executable stands in for the installed program.
   const unit = (await readFile(UNIT, 'utf8')).replace('/usr/bin/spiffe-connector', process.execPath);
   await writeFile(join(dir, 'spiffe-connector.service'), unit);
   const out = await new Promise<{ code: number; stderr: string }>((resolve) =>
-    execFile('systemd-analyze', ['verify', join(dir, 'spiffe-connector.service')], { timeout: 30_000 }, (error, _stdout, stderr) => resolve({ code: error ? 1 : 0, stderr })),
+    execFile(
+      'systemd-analyze',
+      ['verify', join(dir, 'spiffe-connector.service')],
+      { timeout: 30_000 },
+      (error, _stdout, stderr) => resolve({ code: error ? 1 : 0, stderr }),
+    ),
   );
   assert.equal(out.code, 0, out.stderr);
   assert.equal(out.stderr.trim(), '', 'systemd-analyze warned');

@@ -1,8 +1,9 @@
 // An unmodified app, run as a child process with only the `env` lines: Application Default
 // Credentials through the real google-auth-library and gcp-metadata. Prints one JSON line.
 // argv: [idTokenAudience] [scope,scope]
-import { GoogleAuth } from 'google-auth-library';
+
 import * as gcpMetadata from 'gcp-metadata';
+import { GoogleAuth } from 'google-auth-library';
 
 const audience = process.argv[2] ?? '';
 const scopes = (process.argv[3] ?? '').split(',').filter((s) => s !== '');

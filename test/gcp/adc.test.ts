@@ -1,10 +1,23 @@
 // Black box: an unmodified app (real google-auth-library and gcp-metadata, child process, only the
 // `env` lines) gets Application Default Credentials from the emulated metadata server, through the
 // JWT-SVID and the X.509-SVID paths, with and without impersonation; the Google stand-in accepts them.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import { decodeJwt } from 'jose';
-import { CLOUD_PLATFORM, POOL, PROJECT_ID, PROJECT_NUMBER, SERVICE_ACCOUNT, SPIFFE_ID, runAdcClient, startGoogleWorld, startSidecar, jwtSource, x509Source } from './support.ts';
+import {
+  CLOUD_PLATFORM,
+  jwtSource,
+  POOL,
+  PROJECT_ID,
+  PROJECT_NUMBER,
+  runAdcClient,
+  SERVICE_ACCOUNT,
+  SPIFFE_ID,
+  startGoogleWorld,
+  startSidecar,
+  x509Source,
+} from './support.ts';
 
 const AUD = 'https://app.example.com/api';
 const STORAGE = 'https://www.googleapis.com/auth/devstorage.read_only';
@@ -17,7 +30,12 @@ for (const path of ['jwt', 'x509'] as const) {
     const sidecar = await startSidecar({ world, ...identity, serviceAccount: true });
     t.after(() => sidecar.close());
 
-    assert.deepEqual(Object.keys(sidecar.env), ['GCE_METADATA_HOST', 'GCE_METADATA_IP', 'GCE_METADATA_ROOT', 'GOOGLE_CLOUD_PROJECT']);
+    assert.deepEqual(Object.keys(sidecar.env), [
+      'GCE_METADATA_HOST',
+      'GCE_METADATA_IP',
+      'GCE_METADATA_ROOT',
+      'GOOGLE_CLOUD_PROJECT',
+    ]);
     const r = await runAdcClient(sidecar.env, { audience: AUD, scopes: [STORAGE] });
     assert.deepEqual(r.errors, {});
     assert.equal(r.available, true);

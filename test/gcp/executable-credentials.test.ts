@@ -1,14 +1,24 @@
 // `spiffe-connector gcp-credentials` outside Kubernetes: the printed external-account file, given to an
 // unmodified google-auth-library app as GOOGLE_APPLICATION_CREDENTIALS, runs `gcp-subject-token` for the
 // host's JWT-SVID and gets a token from the Google stand-ins (STS, then IAM impersonation when configured).
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { writeAtomicDir } from '@spiffe-connector/dev/atomic-dir.ts';
 import { cli, runNode } from '../helpers/sidecar.ts';
-import { AUDIENCE, PROJECT_ID, PROJECT_NUMBER, PROVIDER, SERVICE_ACCOUNT, SPIFFE_ID, startGoogleWorld, type GoogleWorld } from './support.ts';
+import {
+  AUDIENCE,
+  type GoogleWorld,
+  PROJECT_ID,
+  PROJECT_NUMBER,
+  PROVIDER,
+  SERVICE_ACCOUNT,
+  SPIFFE_ID,
+  startGoogleWorld,
+} from './support.ts';
 
 const CLIENT = fileURLToPath(new URL('./external-account-client.ts', import.meta.url));
 
@@ -17,7 +27,9 @@ async function setup(t: import('node:test').TestContext, o: { serviceAccount: bo
   t.after(() => world.close());
   const jwtDir = join(world.dir, 'tokens');
   const writeJwt = async (sub = SPIFFE_ID, aud = AUDIENCE): Promise<void> => {
-    await writeAtomicDir(jwtDir, [{ name: 'jwt-svid', content: await world.signer.sign({ sub, aud, ttlSeconds: 3600 }) }]);
+    await writeAtomicDir(jwtDir, [
+      { name: 'jwt-svid', content: await world.signer.sign({ sub, aud, ttlSeconds: 3600 }) },
+    ]);
   };
   const configFile = join(world.dir, 'config.yaml');
   await writeFile(
@@ -36,7 +48,11 @@ ${o.serviceAccount ? `  serviceAccount: ${SERVICE_ACCOUNT}\n` : ''}  stsEndpoint
   return { world, configFile, writeJwt };
 }
 
-async function credentialsFile(world: GoogleWorld, configFile: string, extra: string[] = []): Promise<{ path: string; json: Record<string, unknown> }> {
+async function credentialsFile(
+  world: GoogleWorld,
+  configFile: string,
+  extra: string[] = [],
+): Promise<{ path: string; json: Record<string, unknown> }> {
   const printed = await cli(['gcp-credentials', '--config', configFile, ...extra]);
   assert.equal(printed.code, 0, printed.stderr);
   const path = join(world.dir, 'credentials.json');
@@ -68,7 +84,10 @@ test('google-auth-library with the printed file impersonates the service account
   assert.equal(json['type'], 'external_account');
   assert.equal(json['audience'], AUDIENCE);
   assert.equal(json['subject_token_type'], 'urn:ietf:params:oauth:token-type:jwt');
-  assert.equal(json['service_account_impersonation_url'], `${world.fake.url}/v1/projects/-/serviceAccounts/${SERVICE_ACCOUNT}:generateAccessToken`);
+  assert.equal(
+    json['service_account_impersonation_url'],
+    `${world.fake.url}/v1/projects/-/serviceAccounts/${SERVICE_ACCOUNT}:generateAccessToken`,
+  );
 
   const got = await app(path);
   assert.ok(got.token, got.error);
@@ -104,7 +123,10 @@ test('the libraries refuse to run it unless GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUT
   assert.equal(world.fake.stats.stsRequests, 0, 'nothing reached Google');
 
   // The executable alone: the response format, nothing on stderr, exit 1 on failure.
-  const direct = await cli(['gcp-subject-token', '--config', configFile], { GOOGLE_EXTERNAL_ACCOUNT_AUDIENCE: '//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/q' });
+  const direct = await cli(['gcp-subject-token', '--config', configFile], {
+    GOOGLE_EXTERNAL_ACCOUNT_AUDIENCE:
+      '//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/q',
+  });
   assert.equal(direct.code, 1);
   assert.equal(direct.stderr, '');
   const failed = JSON.parse(direct.stdout) as Record<string, unknown>;

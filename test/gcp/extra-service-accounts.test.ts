@@ -1,15 +1,26 @@
 // Extra Google service accounts (gcp.extraServiceAccounts): each impersonated by the same federated
 // principal and served under its own email on the metadata server, as GCE serves each account, so
 // google-auth-library's Compute client with `serviceAccountEmail` gets that account's token unmodified.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import { validate } from '../../src/config/common.ts';
 import { sidecarSchema } from '../../src/config/schema.ts';
 import { gcpEnv } from '../../src/providers/gcp/env.ts';
 import { createGcpProvider } from '../../src/providers/gcp/module.ts';
 import { mountProvider } from '../helpers/provider-harness.ts';
 import { runNode } from '../helpers/sidecar.ts';
-import { POOL, PROJECT_ID, PROJECT_NUMBER, PROVIDER, SERVICE_ACCOUNT, get, jwtSource, startGoogleWorld, until } from './support.ts';
+import {
+  get,
+  jwtSource,
+  POOL,
+  PROJECT_ID,
+  PROJECT_NUMBER,
+  PROVIDER,
+  SERVICE_ACCOUNT,
+  startGoogleWorld,
+  until,
+} from './support.ts';
 
 const REPORTS = 'reports@my-project.iam.gserviceaccount.com';
 const LOCKED = 'locked@my-project.iam.gserviceaccount.com';
@@ -26,7 +37,15 @@ test('each extra service account has its own token under its email; default stay
         {
           spiffe: { trustDomain: 'example.org', jwt: { file: '/unused/jwt-svid' } },
           server: { metadataAddress: '127.0.0.1:0', stateDir },
-          gcp: { projectId: PROJECT_ID, projectNumber: PROJECT_NUMBER, workloadIdentityProvider: PROVIDER, serviceAccount: SERVICE_ACCOUNT, extraServiceAccounts: [REPORTS], stsEndpoint: world.fake.url, iamCredentialsEndpoint: world.fake.url },
+          gcp: {
+            projectId: PROJECT_ID,
+            projectNumber: PROJECT_NUMBER,
+            workloadIdentityProvider: PROVIDER,
+            serviceAccount: SERVICE_ACCOUNT,
+            extraServiceAccounts: [REPORTS],
+            stsEndpoint: world.fake.url,
+            iamCredentialsEndpoint: world.fake.url,
+          },
         },
         'test config',
       ),
@@ -37,7 +56,10 @@ test('each extra service account has its own token under its email; default stay
   await until(() => sidecar.provider.readiness().ready, 'both accounts hold tokens');
 
   const listing = await get(sidecar.port, `${BASE}/`);
-  assert.deepEqual(listing.body.split('\n').filter((l) => l !== ''), ['default/', `${SERVICE_ACCOUNT}/`, `${REPORTS}/`]);
+  assert.deepEqual(
+    listing.body.split('\n').filter((l) => l !== ''),
+    ['default/', `${SERVICE_ACCOUNT}/`, `${REPORTS}/`],
+  );
   assert.equal((await get(sidecar.port, `${BASE}/${REPORTS}/email`)).body, REPORTS);
 
   const token = async (account: string): Promise<string> => {
@@ -67,7 +89,20 @@ process.stdout.write(JSON.stringify({ token: (await c.getAccessToken()).token })
 test('config: extra service accounts are emails, unique, and not the default one', () => {
   const problems = (extra: unknown[]): string => {
     try {
-      validate(sidecarSchema, { spiffe: { trustDomain: 'example.org', jwt: { file: '/x' } }, gcp: { projectId: PROJECT_ID, projectNumber: PROJECT_NUMBER, workloadIdentityProvider: PROVIDER, serviceAccount: SERVICE_ACCOUNT, extraServiceAccounts: extra } }, 'c');
+      validate(
+        sidecarSchema,
+        {
+          spiffe: { trustDomain: 'example.org', jwt: { file: '/x' } },
+          gcp: {
+            projectId: PROJECT_ID,
+            projectNumber: PROJECT_NUMBER,
+            workloadIdentityProvider: PROVIDER,
+            serviceAccount: SERVICE_ACCOUNT,
+            extraServiceAccounts: extra,
+          },
+        },
+        'c',
+      );
       return '';
     } catch (error) {
       return (error as Error).message;

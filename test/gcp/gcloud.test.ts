@@ -1,12 +1,13 @@
 // gcloud, unmodified, with a fresh config directory and only the `env` lines, prints a token the
 // Google stand-in issued. Skipped cleanly where gcloud is not installed.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SERVICE_ACCOUNT, startGoogleWorld, startSidecar, jwtSource } from './support.ts';
+import { test } from 'node:test';
+import { jwtSource, SERVICE_ACCOUNT, startGoogleWorld, startSidecar } from './support.ts';
 
 function hasGcloud(): boolean {
   try {

@@ -1,11 +1,25 @@
 // The emulated GCE metadata server as the client libraries probe and parse it (docs/gcp.md#metadata-paths,
 // docs/gcp.md#response-format, docs/gcp.md#request-checks): every path, every format, the headers on every answer, and
 // each refusal.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
-import { CLOUD_PLATFORM, FLAVOR, PROJECT_ID, PROJECT_NUMBER, SERVICE_ACCOUNT, get, startGoogleWorld, startSidecar, until, type RawResponse, type Sidecar, jwtSource } from './support.ts';
+import { test } from 'node:test';
 import { ManualClock } from '../../src/base/clock.ts';
 import { MAX_WAITING } from '../../src/providers/gcp/endpoints.ts';
+import {
+  CLOUD_PLATFORM,
+  FLAVOR,
+  get,
+  jwtSource,
+  PROJECT_ID,
+  PROJECT_NUMBER,
+  type RawResponse,
+  SERVICE_ACCOUNT,
+  type Sidecar,
+  startGoogleWorld,
+  startSidecar,
+  until,
+} from './support.ts';
 
 const V1 = '/computeMetadata/v1';
 const EMAIL_SCOPE = 'https://www.googleapis.com/auth/userinfo.email';
@@ -61,14 +75,26 @@ test('root, listings, static facts, alt=json and recursive JSON', async (t) => {
     await ok(s, `${base}/email`, SERVICE_ACCOUNT);
     await ok(s, `${base}/aliases`, 'default\n');
     await ok(s, `${base}/scopes`, `${CLOUD_PLATFORM}\n${EMAIL_SCOPE}\n`);
-    await ok(s, `${base}/?recursive=true`, JSON.stringify({ aliases: ['default'], email: SERVICE_ACCOUNT, scopes: [CLOUD_PLATFORM, EMAIL_SCOPE] }), true);
+    await ok(
+      s,
+      `${base}/?recursive=true`,
+      JSON.stringify({ aliases: ['default'], email: SERVICE_ACCOUNT, scopes: [CLOUD_PLATFORM, EMAIL_SCOPE] }),
+      true,
+    );
   }
   const all = await get(s.port, `${V1}/instance/service-accounts/?recursive=true`);
   assertMetadataHeaders(all, true);
   assert.deepEqual(Object.keys(JSON.parse(all.body) as object), ['default', SERVICE_ACCOUNT]);
   const project = await get(s.port, `${V1}/project/?recursive=true`);
-  assert.deepEqual(JSON.parse(project.body), { attributes: {}, numericProjectId: Number(PROJECT_NUMBER), projectId: PROJECT_ID });
-  const instance = JSON.parse((await get(s.port, `${V1}/instance/?recursive=true`)).body) as { serviceAccounts: Record<string, unknown>; zone: string };
+  assert.deepEqual(JSON.parse(project.body), {
+    attributes: {},
+    numericProjectId: Number(PROJECT_NUMBER),
+    projectId: PROJECT_ID,
+  });
+  const instance = JSON.parse((await get(s.port, `${V1}/instance/?recursive=true`)).body) as {
+    serviceAccounts: Record<string, unknown>;
+    zone: string;
+  };
   assert.deepEqual(Object.keys(instance.serviceAccounts), ['default', SERVICE_ACCOUNT]);
 });
 
@@ -90,16 +116,27 @@ test('token (per scope set) and identity (with format=full and licenses) by defa
     assert.deepEqual(world.fake.tokenInfo(body.access_token)?.scopes, [CLOUD_PLATFORM, EMAIL_SCOPE]);
   }
   // Two spellings of one scope set share one cached token; another set gets its own.
-  const a = JSON.parse((await get(s.port, `${V1}/instance/service-accounts/default/token?scopes=${encodeURIComponent('b.scope,a.scope')}`)).body) as { access_token: string };
-  const b = JSON.parse((await get(s.port, `${V1}/instance/service-accounts/default/token?scopes=a.scope,b.scope,a.scope`)).body) as { access_token: string };
+  const a = JSON.parse(
+    (await get(s.port, `${V1}/instance/service-accounts/default/token?scopes=${encodeURIComponent('b.scope,a.scope')}`))
+      .body,
+  ) as { access_token: string };
+  const b = JSON.parse(
+    (await get(s.port, `${V1}/instance/service-accounts/default/token?scopes=a.scope,b.scope,a.scope`)).body,
+  ) as { access_token: string };
   assert.equal(a.access_token, b.access_token);
   assert.deepEqual(world.fake.tokenInfo(a.access_token)?.scopes, ['a.scope', 'b.scope']);
 
-  const id1 = await get(s.port, `${V1}/instance/service-accounts/default/identity?audience=https://x.example/a?b&format=full&licenses=TRUE`);
+  const id1 = await get(
+    s.port,
+    `${V1}/instance/service-accounts/default/identity?audience=https://x.example/a?b&format=full&licenses=TRUE`,
+  );
   assert.equal(id1.status, 200);
   assertMetadataHeaders(id1, false);
   assert.equal(id1.body.split('.').length, 3);
-  const id2 = await get(s.port, `${V1}/instance/service-accounts/${SERVICE_ACCOUNT}/identity?audience=https://x.example/a?b&format=standard`);
+  const id2 = await get(
+    s.port,
+    `${V1}/instance/service-accounts/${SERVICE_ACCOUNT}/identity?audience=https://x.example/a?b&format=standard`,
+  );
   assert.equal(id2.body, id1.body, 'cached per audience');
   assert.equal(world.fake.stats.generateIdToken, 1);
 });
@@ -119,9 +156,27 @@ test('refusals: Metadata-Flavor, X-Forwarded-For, foreign Host, identity without
     ['foreign Host', token, { ...FLAVOR, host: 'evil.example:80' }, 403, /Host/],
     ['foreign Host on the root', '/', { host: `rebind.example:${s.port}` }, 403, /Host/],
     ['identity without audience', `${V1}/instance/service-accounts/default/identity`, FLAVOR, 400, /audience/],
-    ['identity with an empty audience', `${V1}/instance/service-accounts/default/identity?audience=`, FLAVOR, 400, /audience/],
-    ['unknown service account token', `${V1}/instance/service-accounts/other@my-project.iam.gserviceaccount.com/token`, FLAVOR, 404, /Not Found/],
-    ['unknown service account email', `${V1}/instance/service-accounts/other@my-project.iam.gserviceaccount.com/email`, FLAVOR, 404, /Not Found/],
+    [
+      'identity with an empty audience',
+      `${V1}/instance/service-accounts/default/identity?audience=`,
+      FLAVOR,
+      400,
+      /audience/,
+    ],
+    [
+      'unknown service account token',
+      `${V1}/instance/service-accounts/other@my-project.iam.gserviceaccount.com/token`,
+      FLAVOR,
+      404,
+      /Not Found/,
+    ],
+    [
+      'unknown service account email',
+      `${V1}/instance/service-accounts/other@my-project.iam.gserviceaccount.com/email`,
+      FLAVOR,
+      404,
+      /Not Found/,
+    ],
     ['unknown path', `${V1}/instance/machine-type`, FLAVOR, 404, /Not Found/],
     ['unknown attribute', `${V1}/instance/attributes/cluster-name`, FLAVOR, 404, /Not Found/],
     ['bad scopes', `${token}?scopes=${encodeURIComponent('a\u0001b')}`, FLAVOR, 400, /scopes/],
@@ -170,11 +225,13 @@ test('detection and static paths answer before credentials exist; a token reques
   assert.match(String(r.headers['retry-after']), /^\d+$/);
   assert.equal(s.provider.readiness().ready, false);
   const counted = await s.metrics.registry.getSingleMetric('spiffe_connector_requests_total')?.get();
-  const statuses = (counted?.values ?? []).filter((v) => v.labels.surface === 'gcp-metadata').map((v) => String(v.labels.status));
+  const statuses = (counted?.values ?? [])
+    .filter((v) => v.labels.surface === 'gcp-metadata')
+    .map((v) => String(v.labels.status));
   assert.ok(statuses.includes('200') && statuses.includes('503'));
 });
 
-test('a permanent refusal by Google becomes its 4xx with Google\'s text and no token', async (t) => {
+test("a permanent refusal by Google becomes its 4xx with Google's text and no token", async (t) => {
   const world = await startGoogleWorld();
   t.after(() => world.close());
   // The stand-in knows the provider but no service account the pool may impersonate.
@@ -215,7 +272,9 @@ test('wait_for_change holds until timeout_sec (the tree never changes), answers 
   assert.match(etag, /^[0-9a-f]{16}$/, 'every value carries an ETag');
 
   const seen: { answered?: RawResponse } = {};
-  const held = get(s.port, `${path}?wait_for_change=true&timeout_sec=5&last_etag=${etag}`).then((r) => (seen.answered = r));
+  const held = get(s.port, `${path}?wait_for_change=true&timeout_sec=5&last_etag=${etag}`).then(
+    (r) => (seen.answered = r),
+  );
   await clock.advance(4_999);
   await get(s.port, path); // the server has taken the held request by the time this one is answered
   assert.equal(seen.answered, undefined, 'held while the value is unchanged and timeout_sec has not passed');
@@ -224,7 +283,11 @@ test('wait_for_change holds until timeout_sec (the tree never changes), answers 
   assert.deepEqual([result.status, result.body, result.headers['etag']], [200, now.body, etag]);
 
   const stale = await get(s.port, `${path}?wait_for_change=true&last_etag=0000000000000000`);
-  assert.deepEqual([stale.status, stale.body], [200, now.body], 'a last_etag that is not the current one is answered at once');
+  assert.deepEqual(
+    [stale.status, stale.body],
+    [200, now.body],
+    'a last_etag that is not the current one is answered at once',
+  );
   assert.equal((await get(s.port, `${path}?wait_for_change=true&timeout_sec=abc`)).status, 400);
 
   const many = Array.from({ length: MAX_WAITING }, () => get(s.port, `${path}?wait_for_change=true&timeout_sec=60`));

@@ -1,15 +1,28 @@
 // Time and identity (ManualClock): a rotated SVID leads to new tokens at once; STS faults keep the
 // valid token flowing until it expires and never after; per-scope and per-audience caches are bounded.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { test } from 'node:test';
 import { ManualClock } from '../../src/base/clock.ts';
-import { exchangesSettled, get, startGoogleWorld, startSidecar, until, type Sidecar, jwtSource, x509Source } from './support.ts';
+import {
+  exchangesSettled,
+  get,
+  jwtSource,
+  type Sidecar,
+  startGoogleWorld,
+  startSidecar,
+  until,
+  x509Source,
+} from './support.ts';
 
 const TOKEN = '/computeMetadata/v1/instance/service-accounts/default/token';
 
-async function token(s: Sidecar, query = ''): Promise<{ status: number; token?: string; expiresIn?: number; body: string; retryAfter?: string }> {
+async function token(
+  s: Sidecar,
+  query = '',
+): Promise<{ status: number; token?: string; expiresIn?: number; body: string; retryAfter?: string }> {
   const r = await get(s.port, `${TOKEN}${query}`);
   if (r.status !== 200) return { status: r.status, body: r.body, retryAfter: String(r.headers['retry-after']) };
   const body = JSON.parse(r.body) as { access_token: string; expires_in: number };
@@ -17,7 +30,9 @@ async function token(s: Sidecar, query = ''): Promise<{ status: number; token?: 
 }
 
 async function gaugeCredentials(s: Sidecar, prefix: string): Promise<number> {
-  const metric = await s.metrics.registry.getSingleMetric('spiffe_connector_credential_expiry_timestamp_seconds')?.get();
+  const metric = await s.metrics.registry
+    .getSingleMetric('spiffe_connector_credential_expiry_timestamp_seconds')
+    ?.get();
   return (metric?.values ?? []).filter((v) => String(v.labels.credential).startsWith(prefix)).length;
 }
 
@@ -30,7 +45,10 @@ test('JWT path: a new identity gets new tokens at once', async (t) => {
   t.after(() => s.close());
   await until(() => s.provider.readiness().ready, 'first token');
   const first = await token(s);
-  assert.equal(world.fake.tokenInfo(first.token as string)?.principal.endsWith('/subject/spiffe://example.org/ns/default/sa/app'), true);
+  assert.equal(
+    world.fake.tokenInfo(first.token as string)?.principal.endsWith('/subject/spiffe://example.org/ns/default/sa/app'),
+    true,
+  );
 
   const exchanges = world.fake.stats.stsSuccesses;
   const settled = await exchangesSettled(s, 'success');
@@ -42,7 +60,11 @@ test('JWT path: a new identity gets new tokens at once', async (t) => {
   const second = await token(s);
   assert.notEqual(second.token, first.token);
   assert.equal(world.fake.stats.lastSts?.subject, 'spiffe://example.org/ns/default/sa/renamed');
-  assert.ok(world.fake.tokenInfo(second.token as string)?.principal.endsWith('/subject/spiffe://example.org/ns/default/sa/renamed'));
+  assert.ok(
+    world.fake
+      .tokenInfo(second.token as string)
+      ?.principal.endsWith('/subject/spiffe://example.org/ns/default/sa/renamed'),
+  );
 });
 
 test('X.509 path: a rotated SVID is written (private dir, atomic files) and exchanged over mTLS at once', async (t) => {
@@ -57,9 +79,12 @@ test('X.509 path: a rotated SVID is written (private dir, atomic files) and exch
   await until(() => s.provider.readiness().ready, 'first token');
   const dir = join(s.stateDir, 'gcp-x509');
   assert.equal((await stat(dir)).mode & 0o777, 0o700);
-  for (const f of ['tls.crt', 'tls.key', 'certificate_config.json']) assert.equal((await stat(join(dir, f))).mode & 0o777, 0o600, f);
+  for (const f of ['tls.crt', 'tls.key', 'certificate_config.json'])
+    assert.equal((await stat(join(dir, f))).mode & 0o777, 0o600, f);
   assert.equal(await readFile(join(dir, 'tls.crt'), 'utf8'), first.chainPem());
-  const config = JSON.parse(await readFile(join(dir, 'certificate_config.json'), 'utf8')) as { cert_configs: { workload: { cert_path: string; key_path: string } } };
+  const config = JSON.parse(await readFile(join(dir, 'certificate_config.json'), 'utf8')) as {
+    cert_configs: { workload: { cert_path: string; key_path: string } };
+  };
   assert.deepEqual(config.cert_configs.workload, { cert_path: join(dir, 'tls.crt'), key_path: join(dir, 'tls.key') });
   const before = await token(s);
 
@@ -84,7 +109,13 @@ test('STS faults: the valid token keeps flowing until it expires, never after; t
   const clock = new ManualClock(Date.now());
   const world = await startGoogleWorld({ clock });
   t.after(() => world.close());
-  const s = await startSidecar({ world, jwt: jwtSource(world, { clock }), clock, serviceAccount: false, options: { random: () => 0 } });
+  const s = await startSidecar({
+    world,
+    jwt: jwtSource(world, { clock }),
+    clock,
+    serviceAccount: false,
+    options: { random: () => 0 },
+  });
   t.after(() => s.close());
   await until(() => s.provider.readiness().ready, 'first token');
   const good = await token(s);
@@ -127,7 +158,12 @@ test('STS faults: the valid token keeps flowing until it expires, never after; t
 test('per-scope and per-audience caches are bounded: the least recently used set is dropped', async (t) => {
   const world = await startGoogleWorld();
   t.after(() => world.close());
-  const s = await startSidecar({ world, jwt: jwtSource(world), serviceAccount: true, options: { maxScopeSets: 2, maxAudiences: 2 } });
+  const s = await startSidecar({
+    world,
+    jwt: jwtSource(world),
+    serviceAccount: true,
+    options: { maxScopeSets: 2, maxAudiences: 2 },
+  });
   t.after(() => s.close());
   await until(() => s.provider.readiness().ready, 'first token');
 

@@ -5,19 +5,19 @@ import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import type { Clock } from '../../src/base/clock.ts';
-import { validate } from '../../src/config/common.ts';
-import { sidecarSchema, type SidecarConfig } from '../../src/config/schema.ts';
 import { DevCa } from '@spiffe-connector/dev/dev-ca.ts';
 import { FakeGcp } from '@spiffe-connector/dev/fake-gcp.ts';
 import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
+import type { Clock } from '../../src/base/clock.ts';
+import { validate } from '../../src/config/common.ts';
+import { type SidecarConfig, sidecarSchema } from '../../src/config/schema.ts';
+import type { Logger } from '../../src/ops/logger.ts';
 import { gcpEnv } from '../../src/providers/gcp/env.ts';
 import { createGcpProvider, type GcpProviderOptions } from '../../src/providers/gcp/module.ts';
 import type { JwtSource, X509Source } from '../../src/spiffe/source.ts';
+import { type RawResponse, raw } from '../helpers/http.ts';
 import { devX509Source, signerJwtSource, type TestJwtSource, type TestX509Source } from '../helpers/identity.ts';
-import { raw, type RawResponse } from '../helpers/http.ts';
-import type { Logger } from '../../src/ops/logger.ts';
-import { mountProvider, type MountedProvider } from '../helpers/provider-harness.ts';
+import { type MountedProvider, mountProvider } from '../helpers/provider-harness.ts';
 
 export type { RawResponse } from '../helpers/http.ts';
 export { until } from '../helpers/until.ts';
@@ -34,7 +34,11 @@ export const CLOUD_PLATFORM = 'https://www.googleapis.com/auth/cloud-platform';
 /** JWT-SVIDs for SPIFFE_ID (or `spiffeId`) signed by the world's issuer at the clock's time. */
 export function jwtSource(world: GoogleWorld, o: { spiffeId?: string; clock?: Clock } = {}): TestJwtSource {
   const clock = o.clock;
-  return signerJwtSource({ signer: world.signer, spiffeId: o.spiffeId ?? SPIFFE_ID, ...(clock ? { now: () => clock.now() } : {}) });
+  return signerJwtSource({
+    signer: world.signer,
+    spiffeId: o.spiffeId ?? SPIFFE_ID,
+    ...(clock ? { now: () => clock.now() } : {}),
+  });
 }
 
 /**
@@ -43,7 +47,12 @@ export function jwtSource(world: GoogleWorld, o: { spiffeId?: string; clock?: Cl
  */
 export function x509Source(world: GoogleWorld, o: { clock?: Clock } = {}): Promise<TestX509Source> {
   const clock = o.clock;
-  return devX509Source({ ca: world.ca, spiffeId: SPIFFE_ID, ttlSeconds: 24 * 3600, ...(clock ? { now: () => clock.now() } : {}) });
+  return devX509Source({
+    ca: world.ca,
+    spiffeId: SPIFFE_ID,
+    ttlSeconds: 24 * 3600,
+    ...(clock ? { now: () => clock.now() } : {}),
+  });
 }
 
 export interface GoogleWorld {
@@ -60,7 +69,10 @@ export interface GoogleWorld {
 export async function startGoogleWorld(options: { clock?: Clock } = {}): Promise<GoogleWorld> {
   const signer = await DevOidcSigner.start();
   // The root is checked against the fake's clock too: minted at that clock's time.
-  const ca = await DevCa.create({ trustDomain: 'example.org', ...(options.clock ? { now: new Date(options.clock.now()) } : {}) });
+  const ca = await DevCa.create({
+    trustDomain: 'example.org',
+    ...(options.clock ? { now: new Date(options.clock.now()) } : {}),
+  });
   const serverCert = await ca.issueServerCert({ dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
   const fake = await FakeGcp.start({
     allowLoopbackHttpIssuers: true,
@@ -86,12 +98,19 @@ export async function startGoogleWorld(options: { clock?: Clock } = {}): Promise
   };
 }
 
-export function gcpConfig(o: { world: GoogleWorld; stateDir: string; x509: boolean; serviceAccount: boolean }): SidecarConfig {
+export function gcpConfig(o: {
+  world: GoogleWorld;
+  stateDir: string;
+  x509: boolean;
+  serviceAccount: boolean;
+}): SidecarConfig {
   const endpoint = o.x509 ? (o.world.fake.httpsUrl as string) : o.world.fake.url;
   return validate(
     sidecarSchema,
     {
-      spiffe: o.x509 ? { trustDomain: 'example.org', x509: { dir: '/unused' } } : { trustDomain: 'example.org', jwt: { file: '/unused/jwt-svid' } },
+      spiffe: o.x509
+        ? { trustDomain: 'example.org', x509: { dir: '/unused' } }
+        : { trustDomain: 'example.org', jwt: { file: '/unused/jwt-svid' } },
       server: { metadataAddress: '127.0.0.1:0', stateDir: o.stateDir },
       gcp: {
         projectId: PROJECT_ID,
@@ -125,7 +144,8 @@ export async function startSidecar(o: {
 }): Promise<Sidecar> {
   const mounted = await mountProvider({
     logger: o.logger,
-    config: (stateDir) => gcpConfig({ world: o.world, stateDir, x509: o.jwt === undefined, serviceAccount: o.serviceAccount ?? true }),
+    config: (stateDir) =>
+      gcpConfig({ world: o.world, stateDir, x509: o.jwt === undefined, serviceAccount: o.serviceAccount ?? true }),
     identity: { x509: o.x509, jwt: o.jwt },
     clock: o.clock,
     create: (ctx) => createGcpProvider(ctx, { hostname: 'app-7d4b9c-xyz', ...o.options }),
@@ -137,7 +157,10 @@ export async function startSidecar(o: {
  * Exchanges the provider's caches have finished, by outcome: counted once the token or the error is
  * stored, which is after the stand-in counted its answer (wait on this before asking the sidecar).
  */
-export async function exchangesSettled(s: Sidecar, outcome: 'success' | 'retryable_error' | 'permanent_error'): Promise<number> {
+export async function exchangesSettled(
+  s: Sidecar,
+  outcome: 'success' | 'retryable_error' | 'permanent_error',
+): Promise<number> {
   const metric = await s.metrics.exchanges.get();
   return metric.values.find((v) => v.labels.cloud === 'gcp' && v.labels.outcome === outcome)?.value ?? 0;
 }
@@ -145,7 +168,12 @@ export async function exchangesSettled(s: Sidecar, outcome: 'success' | 'retryab
 export const FLAVOR = { 'Metadata-Flavor': 'Google' } as const;
 
 /** A raw HTTP GET with `Metadata-Flavor: Google` unless other headers are given. */
-export function get(port: number, path: string, headers: Record<string, string> = FLAVOR, method = 'GET'): Promise<RawResponse> {
+export function get(
+  port: number,
+  path: string,
+  headers: Record<string, string> = FLAVOR,
+  method = 'GET',
+): Promise<RawResponse> {
   return raw(port, method, path, headers);
 }
 
@@ -162,7 +190,10 @@ export interface AdcResult {
 }
 
 /** Runs test/gcp/adc-client.ts in a child Node with only `env` (plus PATH and an empty HOME). */
-export async function runAdcClient(env: Record<string, string>, args: { audience?: string; scopes?: readonly string[] } = {}): Promise<AdcResult> {
+export async function runAdcClient(
+  env: Record<string, string>,
+  args: { audience?: string; scopes?: readonly string[] } = {},
+): Promise<AdcResult> {
   const home = await mkdtemp(join(tmpdir(), 'spiffe-connector-gcp-home-'));
   try {
     const stdout = await new Promise<string>((resolve, reject) => {

@@ -6,11 +6,12 @@
 //   fake.setX509({ svids: [x509Entry(svid, ca)] });      // pushed to every open FetchX509SVID stream
 //   fake.dropStreams(grpc.status.UNAVAILABLE);           // every open stream ends with that status
 //   fake.failWith(grpc.status.UNAVAILABLE, 'starting');  // every new call fails so, until failWith(undefined)
+
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { X509Certificate, createPrivateKey } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import type { DevCa, DevX509Svid } from './pki.ts';
@@ -49,7 +50,13 @@ export interface X509SvidMessage {
 
 /** An X509SVID entry from a DevCa-minted SVID and the CA's root as bundle. */
 export function x509Entry(svid: DevX509Svid, ca: DevCa, hint = ''): X509SvidEntry {
-  return { spiffe_id: svid.spiffeId, x509_svid: pemChainToDer(svid.certPem), x509_svid_key: pemKeyToPkcs8Der(svid.keyPem), bundle: pemChainToDer(ca.certPem), hint };
+  return {
+    spiffe_id: svid.spiffeId,
+    x509_svid: pemChainToDer(svid.certPem),
+    x509_svid_key: pemKeyToPkcs8Der(svid.keyPem),
+    bundle: pemChainToDer(ca.certPem),
+    hint,
+  };
 }
 
 export interface SeenCall {
@@ -89,7 +96,9 @@ export class FakeWorkloadApi {
     const server = new grpc.Server();
     const fake = new FakeWorkloadApi(server, dir, path);
     server.addService(loadSpecProto().service, fake.#implementation());
-    await new Promise<void>((resolve, reject) => server.bindAsync(`unix://${path}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())));
+    await new Promise<void>((resolve, reject) =>
+      server.bindAsync(`unix://${path}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())),
+    );
     return fake;
   }
 
@@ -155,7 +164,8 @@ export class FakeWorkloadApi {
   #admit(rpc: string, metadata: grpc.Metadata, request: unknown): { code: grpc.status; details: string } | undefined {
     const header = metadata.get('workload.spiffe.io').map(String);
     this.calls.push({ rpc, header, request });
-    if (header.length !== 1 || header[0] !== 'true') return { code: grpc.status.INVALID_ARGUMENT, details: 'security header missing from request' };
+    if (header.length !== 1 || header[0] !== 'true')
+      return { code: grpc.status.INVALID_ARGUMENT, details: 'security header missing from request' };
     return this.#failure;
   }
 
@@ -173,13 +183,25 @@ export class FakeWorkloadApi {
   #implementation(): grpc.UntypedServiceImplementation {
     return {
       FetchX509SVID: this.#stream('FetchX509SVID', () => this.#x509),
-      FetchX509Bundles: this.#stream('FetchX509Bundles', () => (this.#x509Bundles ? { crl: [], bundles: this.#x509Bundles } : undefined)),
-      FetchJWTBundles: this.#stream('FetchJWTBundles', () => (this.#jwtBundles ? { bundles: this.#jwtBundles } : undefined)),
-      FetchJWTSVID: (call: grpc.ServerUnaryCall<{ audience: string[] }, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+      FetchX509Bundles: this.#stream('FetchX509Bundles', () =>
+        this.#x509Bundles ? { crl: [], bundles: this.#x509Bundles } : undefined,
+      ),
+      FetchJWTBundles: this.#stream('FetchJWTBundles', () =>
+        this.#jwtBundles ? { bundles: this.#jwtBundles } : undefined,
+      ),
+      FetchJWTSVID: (
+        call: grpc.ServerUnaryCall<{ audience: string[] }, unknown>,
+        callback: grpc.sendUnaryData<unknown>,
+      ) => {
         const failure = this.#admit('FetchJWTSVID', call.metadata, call.request) ?? this.#jwtFailure;
         if (failure) return callback(failure as grpc.ServiceError);
-        if (call.request.audience.length === 0) return callback({ code: grpc.status.INVALID_ARGUMENT, details: 'audience must be specified' } as grpc.ServiceError);
-        if (!this.#mintJwt) return callback({ code: grpc.status.PERMISSION_DENIED, details: 'no identity issued' } as grpc.ServiceError);
+        if (call.request.audience.length === 0)
+          return callback({
+            code: grpc.status.INVALID_ARGUMENT,
+            details: 'audience must be specified',
+          } as grpc.ServiceError);
+        if (!this.#mintJwt)
+          return callback({ code: grpc.status.PERMISSION_DENIED, details: 'no identity issued' } as grpc.ServiceError);
         this.#mintJwt(call.request.audience).then(
           (svids) => callback(null, { svids: svids.map((s) => ({ hint: '', ...s })) }),
           (e: Error) => callback({ code: grpc.status.INTERNAL, details: e.message } as grpc.ServiceError),

@@ -11,20 +11,40 @@ export interface RawResponse {
 }
 
 /** One request to 127.0.0.1:`port`; Host defaults to 127.0.0.1:`port`, `headers` may override it. */
-export function raw(port: number, method: string, path: string, headers: Record<string, string> = {}): Promise<RawResponse> {
+export function raw(
+  port: number,
+  method: string,
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, method, path, headers: { host: `127.0.0.1:${port}`, ...headers }, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
-    });
+    const req = request(
+      { host: '127.0.0.1', port, method, path, headers: { host: `127.0.0.1:${port}`, ...headers }, agent: false },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }),
+        );
+      },
+    );
     req.on('error', reject);
     req.end();
   });
 }
 
 /** Request targets a hostile or buggy client may send, that URL parsers throw on. */
-export const MALFORMED_TARGETS = ['//a:99999/x', '//[zz/x', 'http://[', 'http://a:99999/x', '//', '*', '/%zz', '/x?%zz=%', '/\u00ff'];
+export const MALFORMED_TARGETS = [
+  '//a:99999/x',
+  '//[zz/x',
+  'http://[',
+  'http://a:99999/x',
+  '//',
+  '*',
+  '/%zz',
+  '/x?%zz=%',
+  '/\u00ff',
+];
 
 export interface TargetAnswer {
   /** The status line, or undefined when none came within the bound. */
@@ -37,7 +57,11 @@ export interface TargetAnswer {
  * Sends `GET <target>` exactly as given (a client library would normalise it) with Connection: close,
  * over TLS when `tls` is set, and waits at most `timeoutMs` for the answer and the close.
  */
-export function sendTarget(port: number, target: string, options: { timeoutMs?: number; tls?: boolean; host?: string } = {}): Promise<TargetAnswer> {
+export function sendTarget(
+  port: number,
+  target: string,
+  options: { timeoutMs?: number; tls?: boolean; host?: string } = {},
+): Promise<TargetAnswer> {
   return new Promise((resolve) => {
     const request = `GET ${target} HTTP/1.1\r\nHost: ${options.host ?? `127.0.0.1:${port}`}\r\nConnection: close\r\n\r\n`;
     const socket = options.tls

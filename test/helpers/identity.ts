@@ -1,11 +1,12 @@
 // Identity sources for tests: a JwtSource that signs fresh JWT-SVIDs with a DevOidcSigner, and an
 // X509Source holding DevCa-minted SVIDs, both able to "rotate" and tell their subscribers.
-import type { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
+
 import { DevCa } from '@spiffe-connector/dev/dev-ca.ts';
-import { parseJwtSvidInsecure, type JwtSvid } from '../../src/spiffe/jwt-svid.ts';
-import { parseX509Svid, type X509Svid } from '../../src/spiffe/x509-svid.ts';
+import type { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
 import { X509Bundle } from '../../src/spiffe/bundle.ts';
-import { Listeners, type JwtSource, type X509Source } from '../../src/spiffe/source.ts';
+import { type JwtSvid, parseJwtSvidInsecure } from '../../src/spiffe/jwt-svid.ts';
+import { type JwtSource, Listeners, type X509Source } from '../../src/spiffe/source.ts';
+import { parseX509Svid, type X509Svid } from '../../src/spiffe/x509-svid.ts';
 
 export interface TestJwtSource extends JwtSource {
   /** Audiences asked for, in order (one per fetchJwtSvid call, failed ones too). */
@@ -27,7 +28,12 @@ export interface TestJwtSource extends JwtSource {
  * A JwtSource that signs a fresh JWT-SVID with `signer` on every call, issued at `now()` (default: the
  * real time; give a ManualClock's when the stand-ins check validity against one).
  */
-export function signerJwtSource(options: { signer: DevOidcSigner; spiffeId: string; ttlSeconds?: number; now?: () => number }): TestJwtSource {
+export function signerJwtSource(options: {
+  signer: DevOidcSigner;
+  spiffeId: string;
+  ttlSeconds?: number;
+  now?: () => number;
+}): TestJwtSource {
   const listeners = new Listeners<[]>();
   let spiffeId = options.spiffeId;
   let failure: Error | undefined;
@@ -42,8 +48,14 @@ export function signerJwtSource(options: { signer: DevOidcSigner; spiffeId: stri
       requested.push(audience);
       if (failure) throw failure;
       const now = options.now ? options.now() : Date.now();
-      if (source.fixedToken !== undefined) return parseJwtSvidInsecure(source.fixedToken, { now: new Date(now), leewaySeconds: 1e9 });
-      const token = await options.signer.sign({ sub: spiffeId, aud: audience, ttlSeconds: options.ttlSeconds ?? 3600, iat: Math.floor(now / 1000) });
+      if (source.fixedToken !== undefined)
+        return parseJwtSvidInsecure(source.fixedToken, { now: new Date(now), leewaySeconds: 1e9 });
+      const token = await options.signer.sign({
+        sub: spiffeId,
+        aud: audience,
+        ttlSeconds: options.ttlSeconds ?? 3600,
+        iat: Math.floor(now / 1000),
+      });
       return parseJwtSvidInsecure(token, { now: new Date(now), audience });
     },
     subscribe: (listener) => listeners.add(listener),
@@ -69,14 +81,20 @@ export interface TestX509Source extends X509Source {
  * `now` (default: the real time) is when each SVID is minted: give the clock of a world whose fakes
  * check validity against a ManualClock, or a new SVID may start after that clock's "now".
  */
-export async function devX509Source(options: { trustDomain?: string; spiffeId?: string; ttlSeconds?: number; ca?: DevCa; now?: () => number } = {}): Promise<TestX509Source> {
+export async function devX509Source(
+  options: { trustDomain?: string; spiffeId?: string; ttlSeconds?: number; ca?: DevCa; now?: () => number } = {},
+): Promise<TestX509Source> {
   const trustDomain = options.trustDomain ?? 'example.org';
   const ca = options.ca ?? (await DevCa.create({ trustDomain }));
   const bundle = X509Bundle.parsePem(trustDomain, ca.certPem);
   const listeners = new Listeners<[X509Svid]>();
   let spiffeId = options.spiffeId ?? `spiffe://${trustDomain}/ns/default/sa/app`;
   const issue = async (): Promise<X509Svid> => {
-    const minted = await ca.issueX509Svid({ spiffeId, ttlSeconds: options.ttlSeconds ?? 3600, ...(options.now ? { now: new Date(options.now()) } : {}) });
+    const minted = await ca.issueX509Svid({
+      spiffeId,
+      ttlSeconds: options.ttlSeconds ?? 3600,
+      ...(options.now ? { now: new Date(options.now()) } : {}),
+    });
     return parseX509Svid(minted.certPem, minted.keyPem);
   };
   let current = await issue();

@@ -27,7 +27,7 @@ function packageDir(name: string): string {
 }
 
 function declarationFile(module: string): string {
-  const pkg = module.startsWith('@') ? module.split('/').slice(0, 2).join('/') : module.split('/')[0] ?? module;
+  const pkg = module.startsWith('@') ? module.split('/').slice(0, 2).join('/') : (module.split('/')[0] ?? module);
   return join(packageDir(pkg), `${module.slice(pkg.length + 1)}.d.ts`);
 }
 
@@ -52,7 +52,14 @@ function typeOf(module: string, kind: string): ts.Type {
 function buildProgram(): void {
   const p = ts.createProgram(
     [...programFiles],
-    { module: ts.ModuleKind.ESNext, moduleResolution: ts.ModuleResolutionKind.Bundler, target: ts.ScriptTarget.ES2022, noEmit: true, skipLibCheck: true, types: [] },
+    {
+      module: ts.ModuleKind.ESNext,
+      moduleResolution: ts.ModuleResolutionKind.Bundler,
+      target: ts.ScriptTarget.ES2022,
+      noEmit: true,
+      skipLibCheck: true,
+      types: [],
+    },
     undefined,
     previous,
   );
@@ -122,7 +129,9 @@ export async function validateK8sObject(object: unknown): Promise<string[]> {
   const { module, kind } = locate(o.apiVersion, o.kind);
   let Model: new (data: unknown) => Validatable;
   try {
-    Model = ((await import(module)) as Record<string, new (data: unknown) => Validatable>)[kind] as new (data: unknown) => Validatable;
+    Model = ((await import(module)) as Record<string, new (data: unknown) => Validatable>)[kind] as new (
+      data: unknown,
+    ) => Validatable;
   } catch {
     return [`${label}: no schema for ${o.apiVersion} ${o.kind}`];
   }
@@ -131,7 +140,11 @@ export async function validateK8sObject(object: unknown): Promise<string[]> {
     new Model(object).validate();
   } catch (error) {
     const errors = (error as { errors?: Array<{ instancePath: string; message?: string; params?: unknown }> }).errors;
-    if (errors) for (const e of errors) problems.push(`${label}: ${e.instancePath || '/'}: ${e.message ?? 'invalid'} ${JSON.stringify(e.params ?? {})}`);
+    if (errors)
+      for (const e of errors)
+        problems.push(
+          `${label}: ${e.instancePath || '/'}: ${e.message ?? 'invalid'} ${JSON.stringify(e.params ?? {})}`,
+        );
     else problems.push(`${label}: ${(error as Error).message}`);
   }
   const fields: string[] = [];

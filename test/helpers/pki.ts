@@ -4,11 +4,19 @@
 //   const ca = await DevCa.create({ trustDomain: 'example.org' });
 //   const bad = await mintBad(ca, 'leaf-is-ca');      // { kind, certPem, keyPem, bundlePem, refusedAt, ... }
 //   for (const kind of BAD_SVID_KINDS) { ... }
-import { DevCa } from '@spiffe-connector/dev/dev-ca.ts';
-import type { CertificateSpec, DevKeyType, KeyUsageName } from '@spiffe-connector/dev/dev-ca.ts';
 
+import type { CertificateSpec, DevKeyType, KeyUsageName } from '@spiffe-connector/dev/dev-ca.ts';
+import { DevCa } from '@spiffe-connector/dev/dev-ca.ts';
+
+export type {
+  CertificateSpec,
+  DevKeyFormat,
+  DevKeyType,
+  DevServerCert,
+  DevX509Svid,
+  IssuedCertificate,
+} from '@spiffe-connector/dev/dev-ca.ts';
 export { DevCa };
-export type { CertificateSpec, DevKeyFormat, DevKeyType, DevServerCert, DevX509Svid, IssuedCertificate } from '@spiffe-connector/dev/dev-ca.ts';
 
 export const BAD_SVID_KINDS = [
   'leaf-is-ca',
@@ -129,7 +137,10 @@ export async function mintBad(ca: DevCa, kind: BadSvidKind, opts: MintBadOptions
       );
     case 'foreign-ca': {
       // Claims this trust domain, but chains to a CA the bundle does not hold.
-      const foreign = await DevCa.create({ trustDomain: `foreign.${ca.trustDomain}`, now: new Date(now.getTime() - HOUR) });
+      const foreign = await DevCa.create({
+        trustDomain: `foreign.${ca.trustDomain}`,
+        now: new Date(now.getTime() - HOUR),
+      });
       return result(await foreign.issueCertificate(good()), 'verify');
     }
     case 'other-trust-domain': {
@@ -159,12 +170,20 @@ export async function mintBad(ca: DevCa, kind: BadSvidKind, opts: MintBadOptions
     case 'unknown-critical-extension':
       // RFC 5280 §4.2: a certificate with a critical extension the verifier does not process is refused.
       return result(
-        await ca.issueCertificate(good({ extraExtensions: [{ oid: UNKNOWN_CRITICAL_OID, critical: true, value: new Uint8Array([0x05, 0x00]) }] })),
+        await ca.issueCertificate(
+          good({
+            extraExtensions: [{ oid: UNKNOWN_CRITICAL_OID, critical: true, value: new Uint8Array([0x05, 0x00]) }],
+          }),
+        ),
         'verify',
       );
     case 'truncated-pem': {
       const a = await ca.issueCertificate(good());
-      return result({ chainPem: a.certPem.slice(0, Math.floor(a.certPem.length / 2)), keyPem: a.keyPem }, 'parse', undefined);
+      return result(
+        { chainPem: a.certPem.slice(0, Math.floor(a.certPem.length / 2)), keyPem: a.keyPem },
+        'parse',
+        undefined,
+      );
     }
   }
 }

@@ -3,11 +3,11 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { systemClock, type Clock } from '../../src/base/clock.ts';
+import { type Clock, systemClock } from '../../src/base/clock.ts';
 import type { SidecarConfig } from '../../src/config/schema.ts';
-import { silentLogger, type Logger } from '../../src/ops/logger.ts';
+import { type MetadataListener, startMetadataListener } from '../../src/metadata/listener.ts';
+import { type Logger, silentLogger } from '../../src/ops/logger.ts';
 import { Metrics } from '../../src/ops/metrics.ts';
-import { startMetadataListener, type MetadataListener } from '../../src/metadata/listener.ts';
 import type { CloudProvider, ProviderContext } from '../../src/providers/contract.ts';
 import type { Identity } from '../../src/spiffe/source.ts';
 
@@ -36,7 +36,15 @@ export async function mountProvider(o: {
   const metrics = new Metrics();
   const logger = o.logger ?? silentLogger();
   const listener = await startMetadataListener({ host: '127.0.0.1', port: 0, metrics, logger });
-  const provider = await o.create({ config, identity: o.identity, clock: o.clock ?? systemClock, logger, metrics, metadataPort: listener.port, stateDir });
+  const provider = await o.create({
+    config,
+    identity: o.identity,
+    clock: o.clock ?? systemClock,
+    logger,
+    metrics,
+    metadataPort: listener.port,
+    stateDir,
+  });
   listener.mount(provider.surfaces);
   await provider.start();
   return {

@@ -1,6 +1,6 @@
 // Runs the real CLI as a user would: `spiffe-connector <command>` in a child process on Node 24,
 // and app clients in child processes that get nothing but the lines `env` printed.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { freeLoopbackPort } from '../../src/http/free-port.ts';
 import { DEFAULT_UNTIL_TIMEOUT_MS, until } from './until.ts';
@@ -54,16 +54,26 @@ export interface SidecarProcess {
    * Resolves with the first log line matching `predicate` (already written or still to come); rejects,
    * naming `what`, if the process exits first or none comes within `timeoutMs` (default 20 s).
    */
-  waitForLog(predicate: (line: Record<string, unknown>) => boolean, what: string, options?: { timeoutMs?: number }): Promise<Record<string, unknown>>;
+  waitForLog(
+    predicate: (line: Record<string, unknown>) => boolean,
+    what: string,
+    options?: { timeoutMs?: number },
+  ): Promise<Record<string, unknown>>;
   /** Sends `signal` and resolves with the exit code; rejects (after a SIGKILL) if it has not exited within 30 s. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
 /** Starts `spiffe-connector run --config FILE` and resolves once it logs that it is listening. */
 export async function startSidecar(configFile: string, env: Record<string, string> = {}): Promise<SidecarProcess> {
-  const child = spawn(process.execPath, [MAIN, 'run', '--config', configFile], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [MAIN, 'run', '--config', configFile], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let logs = '';
-  const waiters: Array<{ predicate: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }> = [];
+  const waiters: Array<{
+    predicate: (l: Record<string, unknown>) => boolean;
+    resolve: (l: Record<string, unknown>) => void;
+  }> = [];
   const lines: Array<Record<string, unknown>> = [];
   let partial = '';
   child.stderr.on('data', (d: Buffer) => {
@@ -131,11 +141,15 @@ export async function startSidecar(configFile: string, env: Record<string, strin
       }
     },
   };
-  await sidecar.waitForLog((l) => l['msg'] === 'spiffe-connector is listening', 'spiffe-connector is listening', { timeoutMs: 60_000 });
+  await sidecar.waitForLog((l) => l['msg'] === 'spiffe-connector is listening', 'spiffe-connector is listening', {
+    timeoutMs: 60_000,
+  });
   return sidecar;
 }
 
 /** Polls `url` until it answers 200 (bounded: fails naming the URL). */
 export async function waitFor200(url: string): Promise<void> {
-  await until(async () => (await fetch(url).catch(() => undefined))?.status === 200, `${url} to answer 200`, { intervalMs: 50 });
+  await until(async () => (await fetch(url).catch(() => undefined))?.status === 200, `${url} to answer 200`, {
+    intervalMs: 50,
+  });
 }

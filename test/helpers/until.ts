@@ -19,7 +19,11 @@ export const DEFAULT_UNTIL_TIMEOUT_MS = 20_000;
  * (true for a boolean condition). Throws, naming `what`, when `timeoutMs` of real time have passed.
  * An exception from `condition` ends the wait at once.
  */
-export async function until<T>(condition: () => T | false | undefined | null | Promise<T | false | undefined | null>, what: string, options: UntilOptions = {}): Promise<T> {
+export async function until<T>(
+  condition: () => T | false | undefined | null | Promise<T | false | undefined | null>,
+  what: string,
+  options: UntilOptions = {},
+): Promise<T> {
   const timeoutMs = options.timeoutMs ?? DEFAULT_UNTIL_TIMEOUT_MS;
   const intervalMs = options.intervalMs ?? 10;
   const deadline = Date.now() + timeoutMs;

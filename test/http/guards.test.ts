@@ -1,12 +1,20 @@
 // The request guards as functions: which Host headers count as loopback (DNS rebinding: a browser
 // sends the attacker's name) and that a secret is matched exactly. The metadata listener's use of
 // them is tested in test/metadata/pipeline.test.ts; these are the edges a request rarely reaches.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import { hostIsLoopback, secretEquals, secretMatcher } from '../../src/http/guards.ts';
 
 test('loopback Host headers on the listener port are accepted', () => {
-  for (const host of ['127.0.0.1:8080', '127.1.2.3:8080', 'localhost:8080', 'LOCALHOST:8080', '[::1]:8080', ' 127.0.0.1:8080 ']) {
+  for (const host of [
+    '127.0.0.1:8080',
+    '127.1.2.3:8080',
+    'localhost:8080',
+    'LOCALHOST:8080',
+    '[::1]:8080',
+    ' 127.0.0.1:8080 ',
+  ]) {
     assert.equal(hostIsLoopback(host, 8080), true, host);
   }
   // No port means the scheme's default, 80.

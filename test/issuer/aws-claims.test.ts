@@ -1,13 +1,14 @@
 // AWS session tags and source identity in the issuer's JWT-SVIDs: the config is held to AWS's session
 // tag rules at load (every problem with its path), and tokens for AWS's audience carry the claims AWS
 // reads from a web identity token, tokens for other audiences do not.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import { decodeJwt } from 'jose';
 import { ConfigError } from '../../src/config/common.ts';
 import { parseIssuerConfig } from '../../src/config/issuer.ts';
 import { awsClaims, sourceIdentityFor } from '../../src/issuer/aws-claims.ts';
-import { AUDIENCES, FORM, TRUST_DOMAIN, postToken, startFixture } from './fixture.ts';
+import { AUDIENCES, FORM, postToken, startFixture, TRUST_DOMAIN } from './fixture.ts';
 
 const BASE = `
 issuer:

@@ -4,8 +4,8 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { test } from 'node:test';
 import { DevCa } from '../helpers/pki.ts';
-import { AUDIENCES, FORM, TRUST_DOMAIN, postToken, startFixture } from './fixture.ts';
 import { until } from '../helpers/until.ts';
+import { AUDIENCES, FORM, postToken, startFixture, TRUST_DOMAIN } from './fixture.ts';
 
 const ID = `spiffe://${TRUST_DOMAIN}/ns/default/sa/app`;
 
@@ -21,7 +21,12 @@ test('bundle reload: add a CA, refuse a broken bundle (old kept), drop a CA', as
   const kept = new Agent({ connect: { ca: fx.ca.certPem, cert: oldClient.certPem, key: oldClient.keyPem } });
   t.after(() => kept.close());
   const viaKept = async (): Promise<number> => {
-    const res = await request(fx.issuer.tokenUrl, { method: 'POST', dispatcher: kept, headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ ...FORM, audience: AUDIENCES[0] ?? '' }).toString() });
+    const res = await request(fx.issuer.tokenUrl, {
+      method: 'POST',
+      dispatcher: kept,
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ ...FORM, audience: AUDIENCES[0] ?? '' }).toString(),
+    });
     await res.body.text();
     return res.statusCode;
   };
@@ -31,7 +36,10 @@ test('bundle reload: add a CA, refuse a broken bundle (old kept), drop a CA', as
   await until(async () => (await postToken(fx, newClient)).status === 200, 'the new root is trusted');
   assert.equal((await postToken(fx, oldClient)).status, 200);
 
-  const refused = async (): Promise<number> => (await fx.issuer.metrics.reloads.get()).values.find((v) => v.labels['what'] === 'bundle' && v.labels['outcome'] === 'refused')?.value ?? 0;
+  const refused = async (): Promise<number> =>
+    (await fx.issuer.metrics.reloads.get()).values.find(
+      (v) => v.labels['what'] === 'bundle' && v.labels['outcome'] === 'refused',
+    )?.value ?? 0;
   let before = await refused();
   await writeFile(fx.bundleFile, '-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n');
   await until(async () => (await refused()) > before, 'the broken bundle is refused');

@@ -1,8 +1,8 @@
 // The issuer config: defaults, and every problem reported with its path.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseIssuerConfig } from '../../src/config/issuer.ts';
 import { ConfigError } from '../../src/config/common.ts';
+import { parseIssuerConfig } from '../../src/config/issuer.ts';
 
 const GOOD = `
 issuer:
@@ -25,9 +25,20 @@ test('a minimal issuer config parses, with defaults', () => {
   assert.equal(c.discoveryMaxAgeSeconds, 300);
   assert.equal(c.keyActivationDelaySeconds, 360);
   assert.equal(c.rateLimit, undefined, 'the token endpoint then uses DEFAULT_RATE_LIMIT');
-  assert.equal(parseIssuerConfig(GOOD.replace('keysDir:', 'discoveryMaxAgeSeconds: 3600\n  keysDir:')).issuer.keyActivationDelaySeconds, 3660);
-  assert.equal(parseIssuerConfig(GOOD.replace('keysDir:', 'keyActivationDelaySeconds: 0\n  keysDir:')).issuer.keyActivationDelaySeconds, 0, 'an explicit value is kept');
-  const limited = parseIssuerConfig(GOOD.replace('keysDir:', 'rateLimit: { perClient: { burst: 5, perSecond: 0.1 } }\n  keysDir:')).issuer.rateLimit;
+  assert.equal(
+    parseIssuerConfig(GOOD.replace('keysDir:', 'discoveryMaxAgeSeconds: 3600\n  keysDir:')).issuer
+      .keyActivationDelaySeconds,
+    3660,
+  );
+  assert.equal(
+    parseIssuerConfig(GOOD.replace('keysDir:', 'keyActivationDelaySeconds: 0\n  keysDir:')).issuer
+      .keyActivationDelaySeconds,
+    0,
+    'an explicit value is kept',
+  );
+  const limited = parseIssuerConfig(
+    GOOD.replace('keysDir:', 'rateLimit: { perClient: { burst: 5, perSecond: 0.1 } }\n  keysDir:'),
+  ).issuer.rateLimit;
   assert.deepEqual(limited, { perClient: { burst: 5, perSecond: 0.1 }, overall: { burst: 500, perSecond: 100 } });
   assert.deepEqual(c.audiences, ['sts.amazonaws.com', 'api://AzureADTokenExchange']);
   assert.ok(Object.isFrozen(c));
@@ -46,16 +57,38 @@ issuer:
   algorithm: HS256
   extra: 1
 `;
-  assert.throws(() => parseIssuerConfig(bad, 'issuer.yaml'), (e: unknown) => {
-    assert.ok(e instanceof ConfigError);
-    const text = e.problems.join('\n');
-    for (const path of ['issuer.url', 'issuer.trustDomain', 'issuer.bundleFile', 'issuer.tls.keyFile', 'issuer.audiences[1]', 'issuer.audiences[2]', 'issuer.tokenLifetimeSeconds', 'issuer.algorithm', 'issuer']) {
-      assert.ok(e.problems.some((p) => p.startsWith(`${path}: `)), `${path} in\n${text}`);
-    }
-    return true;
-  });
-  assert.throws(() => parseIssuerConfig(GOOD.replace('https://oidc.example.org/spiffe', 'https://oidc.example.org/spiffe#x')), /issuer\.url: must have no query or fragment/);
-  assert.throws(() => parseIssuerConfig(GOOD.replace('[sts.amazonaws.com, api://AzureADTokenExchange]', '[]')), /issuer\.audiences: list at least one audience/);
+  assert.throws(
+    () => parseIssuerConfig(bad, 'issuer.yaml'),
+    (e: unknown) => {
+      assert.ok(e instanceof ConfigError);
+      const text = e.problems.join('\n');
+      for (const path of [
+        'issuer.url',
+        'issuer.trustDomain',
+        'issuer.bundleFile',
+        'issuer.tls.keyFile',
+        'issuer.audiences[1]',
+        'issuer.audiences[2]',
+        'issuer.tokenLifetimeSeconds',
+        'issuer.algorithm',
+        'issuer',
+      ]) {
+        assert.ok(
+          e.problems.some((p) => p.startsWith(`${path}: `)),
+          `${path} in\n${text}`,
+        );
+      }
+      return true;
+    },
+  );
+  assert.throws(
+    () => parseIssuerConfig(GOOD.replace('https://oidc.example.org/spiffe', 'https://oidc.example.org/spiffe#x')),
+    /issuer\.url: must have no query or fragment/,
+  );
+  assert.throws(
+    () => parseIssuerConfig(GOOD.replace('[sts.amazonaws.com, api://AzureADTokenExchange]', '[]')),
+    /issuer\.audiences: list at least one audience/,
+  );
 });
 
 test('issuer.example.yaml is a valid config', async () => {

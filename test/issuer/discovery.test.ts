@@ -41,7 +41,7 @@ for (const issuerPath of ['', '/td/example.org']) {
     assert.deepEqual(Object.keys(set.keys[0] ?? {}).sort(), ['alg', 'e', 'kid', 'kty', 'n', 'use']);
     const head = await fetch(fx.issuer.discoveryUrl, { method: 'HEAD' });
     assert.equal(head.status, 200);
-    assert.equal((await head.text()), '');
+    assert.equal(await head.text(), '');
     assert.equal((await fetch(fx.issuer.discoveryUrl, { method: 'POST' })).status, 405);
     assert.equal((await fetch(new URL('/nothing', fx.issuer.discoveryUrl))).status, 404);
   });
@@ -69,7 +69,10 @@ test('every issuer listener answers malformed request targets and closes the con
   t.after(() => process.off('uncaughtException', onUncaught));
   const port = (url: string): number => Number(new URL(url).port);
   for (const target of MALFORMED_TARGETS) {
-    for (const [name, url] of [['discovery', fx.issuer.discoveryUrl], ['ops', fx.issuer.opsUrl]] as const) {
+    for (const [name, url] of [
+      ['discovery', fx.issuer.discoveryUrl],
+      ['ops', fx.issuer.opsUrl],
+    ] as const) {
       const answer = await sendTarget(port(url), target);
       assert.match(answer.statusLine ?? 'no answer', /^HTTP\/1\.1 (400|404|405) /, `${name}: GET ${target}`);
       assert.ok(answer.closed, `${name}: GET ${target}: closed`);

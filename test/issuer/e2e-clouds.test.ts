@@ -5,9 +5,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { fromWebToken } from '@aws-sdk/credential-providers';
-import { systemClock } from '../../src/base/clock.ts';
 import { startDevIssuer } from '@spiffe-connector/dev/dev-issuer.ts';
 import { FakeSts } from '@spiffe-connector/dev/fake-sts.ts';
+import { systemClock } from '../../src/base/clock.ts';
 import { silentLogger } from '../../src/ops/logger.ts';
 import { createJwtExchangeSource } from '../../src/sources/jwt-exchange.ts';
 import { DevCa } from '../helpers/pki.ts';
@@ -26,12 +26,20 @@ for (const alg of ['RS256', 'ES256'] as const) {
       allowLoopbackHttpIssuers: true,
       region: 'eu-west-1',
       providers: [{ issuer: dev.issuerUrl, audiences: ['sts.amazonaws.com'] }],
-      roles: [{ arn: ROLE, issuer: dev.issuerUrl, audience: 'sts.amazonaws.com', subject: `spiffe://${TD}/ns/default/*` }],
+      roles: [
+        { arn: ROLE, issuer: dev.issuerUrl, audience: 'sts.amazonaws.com', subject: `spiffe://${TD}/ns/default/*` },
+      ],
     });
     t.after(() => sts.close());
 
     const x509 = new TestX509Source(ca, await ca.issueX509Svid({ spiffeId: ID }));
-    const source = createJwtExchangeSource({ url: dev.tokenUrl, caPem: dev.caPem, x509, clock: systemClock, logger: silentLogger() });
+    const source = createJwtExchangeSource({
+      url: dev.tokenUrl,
+      caPem: dev.caPem,
+      x509,
+      clock: systemClock,
+      logger: silentLogger(),
+    });
     t.after(() => source.close());
     const jwt = await source.fetchJwtSvid('sts.amazonaws.com', AbortSignal.timeout(20_000));
     assert.equal(jwt.issuer, dev.issuerUrl);
@@ -69,10 +77,21 @@ test('the STS stand-in refuses a token for a subject outside the trust policy', 
   });
   t.after(() => sts.close());
   const x509 = new TestX509Source(ca, await ca.issueX509Svid({ spiffeId: ID }));
-  const source = createJwtExchangeSource({ url: dev.tokenUrl, caPem: dev.caPem, x509, clock: systemClock, logger: silentLogger() });
+  const source = createJwtExchangeSource({
+    url: dev.tokenUrl,
+    caPem: dev.caPem,
+    x509,
+    clock: systemClock,
+    logger: silentLogger(),
+  });
   t.after(() => source.close());
   const jwt = await source.fetchJwtSvid('sts.amazonaws.com', AbortSignal.timeout(20_000));
-  const provider = fromWebToken({ roleArn: ROLE, roleSessionName: 'x1', webIdentityToken: jwt.token.reveal(), clientConfig: { endpoint: sts.url, region: 'eu-west-1', maxAttempts: 1 } });
+  const provider = fromWebToken({
+    roleArn: ROLE,
+    roleSessionName: 'x1',
+    webIdentityToken: jwt.token.reveal(),
+    clientConfig: { endpoint: sts.url, region: 'eu-west-1', maxAttempts: 1 },
+  });
   await assert.rejects(provider(), (e: Error) => e.name === 'AccessDenied' || /AccessDenied/.test(e.name + e.message));
   assert.equal(sts.stats.assumeRoleSuccesses, 0);
 });
@@ -88,10 +107,19 @@ test('exchange source → issuer → Google STS and Entra stand-ins accept the t
     const dev = await startDevIssuer({ ca, trustDomain: TD, audiences: [gcpAudience, ENTRA_FEDERATION_AUDIENCE], alg });
     t.after(() => dev.close());
     const x509 = new TestX509Source(ca, await ca.issueX509Svid({ spiffeId: ID }));
-    const source = createJwtExchangeSource({ url: dev.tokenUrl, caPem: dev.caPem, x509, clock: systemClock, logger: silentLogger() });
+    const source = createJwtExchangeSource({
+      url: dev.tokenUrl,
+      caPem: dev.caPem,
+      x509,
+      clock: systemClock,
+      logger: silentLogger(),
+    });
     t.after(() => source.close());
 
-    const gcp = await FakeGcp.start({ allowLoopbackHttpIssuers: true, providers: [{ name: provider, issuer: dev.issuerUrl }] });
+    const gcp = await FakeGcp.start({
+      allowLoopbackHttpIssuers: true,
+      providers: [{ name: provider, issuer: dev.issuerUrl }],
+    });
     t.after(() => gcp.close());
     const gjwt = await source.fetchJwtSvid(gcpAudience, AbortSignal.timeout(20_000));
     const sts = await fetch(`${gcp.url}/v1/token`, {
@@ -110,7 +138,12 @@ test('exchange source → issuer → Google STS and Entra stand-ins accept the t
     assert.equal(gcp.stats.lastSts?.subject, ID);
 
     const clientId = '11111111-1111-1111-1111-111111111111';
-    const entra = await FakeEntra.start({ allowLoopbackHttpIssuers: true, tenantId: '00000000-0000-0000-0000-000000000000', ca, applications: [{ clientId, federatedCredentials: [{ issuer: dev.issuerUrl, subject: ID }] }] });
+    const entra = await FakeEntra.start({
+      allowLoopbackHttpIssuers: true,
+      tenantId: '00000000-0000-0000-0000-000000000000',
+      ca,
+      applications: [{ clientId, federatedCredentials: [{ issuer: dev.issuerUrl, subject: ID }] }],
+    });
     t.after(() => entra.close());
     const ejwt = await source.fetchJwtSvid(ENTRA_FEDERATION_AUDIENCE, AbortSignal.timeout(20_000));
     const agent = new Agent({ connect: { ca: entra.caPem } });

@@ -6,10 +6,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { Agent, request } from 'undici';
-import { systemClock, type Clock } from '../../src/base/clock.ts';
+import { type Clock, systemClock } from '../../src/base/clock.ts';
 import type { IssuerConfig } from '../../src/config/issuer.ts';
-import { startIssuer, type RunningIssuer } from '../../src/issuer/issuer.ts';
-import { silentLogger, type Logger } from '../../src/ops/logger.ts';
+import { type RunningIssuer, startIssuer } from '../../src/issuer/issuer.ts';
+import { type Logger, silentLogger } from '../../src/ops/logger.ts';
 import { DevCa } from '../helpers/pki.ts';
 
 export const TRUST_DOMAIN = 'example.org';
@@ -59,12 +59,17 @@ export async function writeSecret(dir: string, files: Record<string, string>): P
   await rename(join(dir, '..data_tmp'), join(dir, '..data'));
   const visible = (await readdir(dir)).filter((n) => !n.startsWith('.'));
   for (const name of visible) if (!(name in files)) await rm(join(dir, name));
-  for (const name of Object.keys(files)) if (!visible.includes(name)) await symlink(join('..data', name), join(dir, name));
-  for (const old of (await readdir(dir)).filter((n) => n.startsWith('..20') && n !== stamp)) await rm(join(dir, old), { recursive: true });
+  for (const name of Object.keys(files))
+    if (!visible.includes(name)) await symlink(join('..data', name), join(dir, name));
+  for (const old of (await readdir(dir)).filter((n) => n.startsWith('..20') && n !== stamp))
+    await rm(join(dir, old), { recursive: true });
 }
 
 export function rsaKeyPem(bits = 2048): string {
-  return generateKeyPairSync('rsa', { modulusLength: bits }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+  return generateKeyPairSync('rsa', { modulusLength: bits }).privateKey.export({
+    type: 'pkcs8',
+    format: 'pem',
+  }) as string;
 }
 
 export function ecKeyPem(curve = 'P-256'): string {
@@ -77,7 +82,10 @@ export async function startFixture(t: TestContext, options: FixtureOptions = {})
   // The issuer checks client chains, root included, at its clock's time: with a ManualClock (which
   // stays behind the real time) the root is minted a minute before that clock's start, like the SVIDs.
   const clock = options.clock;
-  const ca = await DevCa.create({ trustDomain: TRUST_DOMAIN, ...(clock ? { now: new Date(clock.now() - 60_000) } : {}) });
+  const ca = await DevCa.create({
+    trustDomain: TRUST_DOMAIN,
+    ...(clock ? { now: new Date(clock.now() - 60_000) } : {}),
+  });
   const keysDir = join(dir, 'keys');
   await mkdir(keysDir);
   const alg = options.alg ?? 'RS256';
@@ -108,7 +116,10 @@ export async function startFixture(t: TestContext, options: FixtureOptions = {})
     drainSeconds: 0,
     ...(options.aws ? { aws: options.aws } : {}),
   };
-  const issuer = await startIssuer(config, { logger: options.logger ?? silentLogger(), clock: options.clock ?? systemClock });
+  const issuer = await startIssuer(config, {
+    logger: options.logger ?? silentLogger(),
+    clock: options.clock ?? systemClock,
+  });
   t.after(() => issuer.close());
   return { ca, dir, keysDir, bundleFile, config, issuer };
 }
@@ -126,7 +137,9 @@ export async function postToken(
   form: Record<string, string | string[]> = { ...FORM, audience: AUDIENCES[0] ?? '' },
   options: { contentType?: string; method?: string } = {},
 ): Promise<TokenAnswer> {
-  const agent = new Agent({ connect: { ca: fx.ca.certPem, ...(client ? { cert: client.certPem, key: client.keyPem } : {}) } });
+  const agent = new Agent({
+    connect: { ca: fx.ca.certPem, ...(client ? { cert: client.certPem, key: client.keyPem } : {}) },
+  });
   try {
     const body = new URLSearchParams();
     for (const [k, v] of Object.entries(form)) for (const one of Array.isArray(v) ? v : [v]) body.append(k, one);

@@ -5,14 +5,14 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
+import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
 import { ManualClock } from '../../src/base/clock.ts';
 import { isConnectorError } from '../../src/base/errors.ts';
 import { silentLogger } from '../../src/ops/logger.ts';
 import { createJwtExchangeSource } from '../../src/sources/jwt-exchange.ts';
-import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
-import { AUDIENCES, TRUST_DOMAIN, startFixture, type Fixture } from './fixture.ts';
-import { TestX509Source } from './x509-source.ts';
 import { until } from '../helpers/until.ts';
+import { AUDIENCES, type Fixture, startFixture, TRUST_DOMAIN } from './fixture.ts';
+import { TestX509Source } from './x509-source.ts';
 
 const ID = `spiffe://${TRUST_DOMAIN}/ns/default/sa/app`;
 const AWS = AUDIENCES[0] ?? '';
@@ -27,9 +27,20 @@ async function setup(t: import('node:test').TestContext, options: { clock?: Manu
   const clock = options.clock ?? new ManualClock(Date.now());
   const fx = await startFixture(t, { clock });
   // SVIDs valid a day, from a minute before the manual clock's start.
-  const mint = (path = '/ns/default/sa/app') => fx.ca.issueX509Svid({ spiffeId: `spiffe://${TRUST_DOMAIN}${path}`, ttlSeconds: 86400, now: new Date(clock.now() - 60_000) });
+  const mint = (path = '/ns/default/sa/app') =>
+    fx.ca.issueX509Svid({
+      spiffeId: `spiffe://${TRUST_DOMAIN}${path}`,
+      ttlSeconds: 86400,
+      now: new Date(clock.now() - 60_000),
+    });
   const x509 = new TestX509Source(fx.ca, await mint());
-  const source = createJwtExchangeSource({ url: fx.issuer.tokenUrl, caPem: fx.ca.certPem, x509, clock, logger: silentLogger() });
+  const source = createJwtExchangeSource({
+    url: fx.issuer.tokenUrl,
+    caPem: fx.ca.certPem,
+    x509,
+    clock,
+    logger: silentLogger(),
+  });
   t.after(() => source.close());
   return { clock, fx, x509, source, mint };
 }
@@ -47,14 +58,17 @@ test('one JWT-SVID per audience, cached: a second fetch does not call the issuer
   assert.deepEqual(z.audience, [AZURE]);
   assert.equal(await issued(fx), 2);
   // Concurrent first fetches of a new audience share one exchange.
-  await assert.rejects(Promise.all([source.fetchJwtSvid('not-allowed', signal()), source.fetchJwtSvid('not-allowed', signal())]), (e: unknown) => {
-    assert.ok(isConnectorError(e));
-    assert.equal(e.code, 'upstream_rejected');
-    assert.equal(e.upstreamCode, 'invalid_target');
-    assert.equal(e.upstreamStatus, 400);
-    assert.equal(e.retryable, false);
-    return true;
-  });
+  await assert.rejects(
+    Promise.all([source.fetchJwtSvid('not-allowed', signal()), source.fetchJwtSvid('not-allowed', signal())]),
+    (e: unknown) => {
+      assert.ok(isConnectorError(e));
+      assert.equal(e.code, 'upstream_rejected');
+      assert.equal(e.upstreamCode, 'invalid_target');
+      assert.equal(e.upstreamStatus, 400);
+      assert.equal(e.retryable, false);
+      return true;
+    },
+  );
   const refusals = await fx.issuer.metrics.refusals.get();
   assert.equal(refusals.values.find((v) => v.labels['reason'] === 'disallowed_audience')?.value, 1);
 });
@@ -66,7 +80,10 @@ test('refreshed at half life', async (t) => {
   assert.equal(await issued(fx), 1);
   await clock.advance(200_000);
   await until(async () => (await issued(fx)) === 2, 'the refresh reached the issuer');
-  await until(async () => (await source.fetchJwtSvid(AWS, signal())).token.reveal() !== first.token.reveal(), 'the new token is served');
+  await until(
+    async () => (await source.fetchJwtSvid(AWS, signal())).token.reveal() !== first.token.reveal(),
+    'the new token is served',
+  );
   const second = await source.fetchJwtSvid(AWS, signal());
   assert.ok(second.expiresAt > first.expiresAt);
 });
@@ -136,33 +153,73 @@ test("an issuer's answer is checked: sub must be our SPIFFE ID, aud must hold th
   t.after(() => signer.close());
   let answer: () => Promise<unknown> = async () => ({});
   const serving = await fx.ca.issueServerCert({ dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
-  const server = createServer({ cert: serving.certPem, key: serving.keyPem, requestCert: true, rejectUnauthorized: false }, (req, res) => {
-    req.resume();
-    void answer().then((body) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body)));
-  });
+  const server = createServer(
+    { cert: serving.certPem, key: serving.keyPem, requestCert: true, rejectUnauthorized: false },
+    (req, res) => {
+      req.resume();
+      void answer().then((body) =>
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body)),
+      );
+    },
+  );
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   t.after(() => new Promise<void>((r) => server.close(() => r())));
   server.closeIdleConnections();
   const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/token`;
   const token = (sub: string, aud: string) => signer.sign({ sub, aud, iat: Math.floor(clock.now() / 1000) });
   const cases: Array<{ name: string; body: () => Promise<unknown>; code: string }> = [
-    { name: 'another subject', body: async () => ({ access_token: await token(`spiffe://${TRUST_DOMAIN}/ns/other/sa/x`, AWS), issued_token_type: 'urn:ietf:params:oauth:token-type:jwt' }), code: 'jwt_svid_invalid' },
-    { name: 'another audience', body: async () => ({ access_token: await token(ID, 'something-else'), issued_token_type: 'urn:ietf:params:oauth:token-type:jwt' }), code: 'jwt_svid_invalid' },
-    { name: 'not a JWT type', body: async () => ({ access_token: await token(ID, AWS), issued_token_type: 'urn:ietf:params:oauth:token-type:access_token' }), code: 'upstream_malformed' },
-    { name: 'no access_token', body: async () => ({ issued_token_type: 'urn:ietf:params:oauth:token-type:jwt' }), code: 'upstream_malformed' },
+    {
+      name: 'another subject',
+      body: async () => ({
+        access_token: await token(`spiffe://${TRUST_DOMAIN}/ns/other/sa/x`, AWS),
+        issued_token_type: 'urn:ietf:params:oauth:token-type:jwt',
+      }),
+      code: 'jwt_svid_invalid',
+    },
+    {
+      name: 'another audience',
+      body: async () => ({
+        access_token: await token(ID, 'something-else'),
+        issued_token_type: 'urn:ietf:params:oauth:token-type:jwt',
+      }),
+      code: 'jwt_svid_invalid',
+    },
+    {
+      name: 'not a JWT type',
+      body: async () => ({
+        access_token: await token(ID, AWS),
+        issued_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+      }),
+      code: 'upstream_malformed',
+    },
+    {
+      name: 'no access_token',
+      body: async () => ({ issued_token_type: 'urn:ietf:params:oauth:token-type:jwt' }),
+      code: 'upstream_malformed',
+    },
   ];
   for (const c of cases) {
     answer = c.body;
     const source = createJwtExchangeSource({ url, caPem: fx.ca.certPem, x509, clock, logger: silentLogger() });
     await assert.rejects(source.fetchJwtSvid(AWS, signal()), (e: unknown) => {
       assert.ok(isConnectorError(e), c.name);
-      assert.equal(e.code === 'credentials_unavailable' ? (e.cause as { code?: string }).code : e.code, c.code, `${c.name}: ${e.message}`);
+      assert.equal(
+        e.code === 'credentials_unavailable' ? (e.cause as { code?: string }).code : e.code,
+        c.code,
+        `${c.name}: ${e.message}`,
+      );
       return true;
     });
     await source.close();
   }
   // And a good answer passes.
-  answer = async () => ({ access_token: await token(ID, AWS), issued_token_type: 'urn:ietf:params:oauth:token-type:jwt', token_type: 'N_A', expires_in: 3600, spiffe_id: ID });
+  answer = async () => ({
+    access_token: await token(ID, AWS),
+    issued_token_type: 'urn:ietf:params:oauth:token-type:jwt',
+    token_type: 'N_A',
+    expires_in: 3600,
+    spiffe_id: ID,
+  });
   const source = createJwtExchangeSource({ url, caPem: fx.ca.certPem, x509, clock, logger: silentLogger() });
   t.after(() => source.close());
   assert.equal((await source.fetchJwtSvid(AWS, signal())).id.toString(), ID);

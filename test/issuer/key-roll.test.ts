@@ -7,13 +7,15 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { ManualClock } from '../../src/base/clock.ts';
-import { AUDIENCES, TRUST_DOMAIN, postToken, rsaKeyPem, startFixture, writeSecret, type Fixture } from './fixture.ts';
 import { until } from '../helpers/until.ts';
+import { AUDIENCES, type Fixture, postToken, rsaKeyPem, startFixture, TRUST_DOMAIN, writeSecret } from './fixture.ts';
 
 const ID = `spiffe://${TRUST_DOMAIN}/ns/default/sa/app`;
 
 async function jwksKids(fx: Fixture): Promise<string[]> {
-  const jwks = (await (await fetch(new URL('/spiffe/.well-known/jwks.json', fx.issuer.discoveryUrl))).json()) as { keys: Array<{ kid: string }> };
+  const jwks = (await (await fetch(new URL('/spiffe/.well-known/jwks.json', fx.issuer.discoveryUrl))).json()) as {
+    keys: Array<{ kid: string }>;
+  };
   return jwks.keys.map((k) => k.kid);
 }
 
@@ -26,7 +28,11 @@ async function token(fx: Fixture, svid: { certPem: string; keyPem: string }): Pr
 /** Verifies as a verifier whose JWKS cache is empty: a fresh remote set per call. */
 function verify(fx: Fixture, jwt: string, at?: ManualClock): Promise<unknown> {
   const jwks = createRemoteJWKSet(new URL('/spiffe/.well-known/jwks.json', fx.issuer.discoveryUrl));
-  return jwtVerify(jwt, jwks, { issuer: fx.config.url, audience: AUDIENCES[0] ?? '', ...(at ? { currentDate: new Date(at.now()) } : {}) });
+  return jwtVerify(jwt, jwks, {
+    issuer: fx.config.url,
+    audience: AUDIENCES[0] ?? '',
+    ...(at ? { currentDate: new Date(at.now()) } : {}),
+  });
 }
 
 const kidOf = (jwt: string): string | undefined => decodeProtectedHeader(jwt).kid;
@@ -51,13 +57,23 @@ test('key roll in a Secret mount: add → the new key signs, old tokens verify; 
 
   // A weak key in the next version: the whole set is refused, the last good one stays.
   await writeSecret(fx.keysDir, { '2026-01.pem': keyA, '2026-02.pem': keyB, '2026-03.pem': rsaKeyPem(1024) });
-  await until(async () => /reloads_total\{what="keys",outcome="refused"\} 1/.test(await fx.issuer.metrics.text()), 'the weak key is refused');
+  await until(
+    async () => /reloads_total\{what="keys",outcome="refused"\} 1/.test(await fx.issuer.metrics.text()),
+    'the weak key is refused',
+  );
   assert.deepEqual((await jwksKids(fx)).sort(), [kidA, kidB].sort());
   assert.equal(kidOf(await token(fx, svid)), kidB);
 
   // A malformed key likewise.
-  await writeSecret(fx.keysDir, { '2026-01.pem': keyA, '2026-02.pem': keyB, '2026-03.pem': '-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n' });
-  await until(async () => /reloads_total\{what="keys",outcome="refused"\} 2/.test(await fx.issuer.metrics.text()), 'the malformed key is refused');
+  await writeSecret(fx.keysDir, {
+    '2026-01.pem': keyA,
+    '2026-02.pem': keyB,
+    '2026-03.pem': '-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n',
+  });
+  await until(
+    async () => /reloads_total\{what="keys",outcome="refused"\} 2/.test(await fx.issuer.metrics.text()),
+    'the malformed key is refused',
+  );
   assert.equal(kidOf(await token(fx, svid)), kidB);
 
   // Retire the old key: tokens it signed stop verifying, the new key's still do.
@@ -81,13 +97,23 @@ test('with an activation delay, a new key is published first and signs only afte
   await clock.advance(299_000);
   assert.equal(kidOf(await token(fx, svid)), kidA);
   await clock.advance(1_000);
-  assert.equal(kidOf(await token(fx, svid)), kids.find((k) => k !== kidA), 'the new key signs after the delay');
+  assert.equal(
+    kidOf(await token(fx, svid)),
+    kids.find((k) => k !== kidA),
+    'the new key signs after the delay',
+  );
 });
 
 test('a key rotated in place (cert-manager tls.key): the replaced key stays published and signs until the new one is past the delay', async (t) => {
   const clock = new ManualClock(Date.now());
   const keyA = rsaKeyPem();
-  const fx = await startFixture(t, { clock, keyActivationDelaySeconds: 600, retainReplacedKey: true, secretLayout: true, keys: { 'tls.key': keyA } });
+  const fx = await startFixture(t, {
+    clock,
+    keyActivationDelaySeconds: 600,
+    retainReplacedKey: true,
+    secretLayout: true,
+    keys: { 'tls.key': keyA },
+  });
   const svid = await fx.ca.issueX509Svid({ spiffeId: ID, ttlSeconds: 7200, now: new Date(clock.now() - 60_000) });
   const [kidA] = await jwksKids(fx);
   const tA = await token(fx, svid);
@@ -131,6 +157,9 @@ test('without retainReplacedKey a key rotated in place is replaced at once (the 
 });
 
 test('a keys directory that is bad at start stops the issuer from starting, naming the file', async (t) => {
-  await assert.rejects(startFixture(t, { keys: { 'weak.pem': rsaKeyPem(1024) } }), /signing key weak\.pem: RSA key of 1024 bits is too weak/);
+  await assert.rejects(
+    startFixture(t, { keys: { 'weak.pem': rsaKeyPem(1024) } }),
+    /signing key weak\.pem: RSA key of 1024 bits is too weak/,
+  );
   await assert.rejects(startFixture(t, { keys: {} }), /holds no signing key/);
 });

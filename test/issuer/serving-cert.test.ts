@@ -5,18 +5,21 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { connect } from 'node:tls';
-import { startFixture, type Fixture } from './fixture.ts';
 import { until } from '../helpers/until.ts';
+import { type Fixture, startFixture } from './fixture.ts';
 
 /** The serial number of the certificate the token endpoint presents to a new connection. */
 function servedSerial(fx: Fixture): Promise<string> {
   const url = new URL(fx.issuer.tokenUrl);
   return new Promise((resolve, reject) => {
-    const socket = connect({ host: url.hostname, port: Number(url.port), ca: fx.ca.certPem, servername: 'localhost' }, () => {
-      const serial = socket.getPeerX509Certificate()?.serialNumber ?? '';
-      socket.destroy();
-      resolve(serial);
-    });
+    const socket = connect(
+      { host: url.hostname, port: Number(url.port), ca: fx.ca.certPem, servername: 'localhost' },
+      () => {
+        const serial = socket.getPeerX509Certificate()?.serialNumber ?? '';
+        socket.destroy();
+        resolve(serial);
+      },
+    );
     socket.once('error', reject);
   });
 }
@@ -32,7 +35,10 @@ test('serving certificate: renewed in place → served to new connections; a mis
   await until(async () => (await servedSerial(fx)) === renewedSerial, 'the renewed certificate is served');
   assert.notEqual(renewedSerial, first);
 
-  const refused = async (): Promise<number> => (await fx.issuer.metrics.reloads.get()).values.find((v) => v.labels['what'] === 'serving_cert' && v.labels['outcome'] === 'refused')?.value ?? 0;
+  const refused = async (): Promise<number> =>
+    (await fx.issuer.metrics.reloads.get()).values.find(
+      (v) => v.labels['what'] === 'serving_cert' && v.labels['outcome'] === 'refused',
+    )?.value ?? 0;
   const before = await refused();
   const other = await fx.ca.issueServerCert({ dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
   await writeFile(join(fx.dir, 'tls.crt'), other.certPem); // the key stays the renewed one: a mismatch

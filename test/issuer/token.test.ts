@@ -2,15 +2,19 @@
 // found through discovery; every other client and request is refused with an OAuth error body.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
+import { createRemoteJWKSet, decodeProtectedHeader, type JWTPayload, jwtVerify } from 'jose';
 import { ManualClock } from '../../src/base/clock.ts';
 import { DevCa, mintBad } from '../helpers/pki.ts';
-import { AUDIENCES, FORM, TRUST_DOMAIN, postToken, startFixture, type Fixture } from './fixture.ts';
+import { AUDIENCES, type Fixture, FORM, postToken, startFixture, TRUST_DOMAIN } from './fixture.ts';
 
 const ID = `spiffe://${TRUST_DOMAIN}/ns/default/sa/app`;
 
 /** Verifies a token the way a cloud does: discovery → jwks_uri → signature, iss, aud, exp. */
-async function verifyThroughDiscovery(fx: Fixture, token: string, audience: string): Promise<{ payload: JWTPayload; kid: string | undefined }> {
+async function verifyThroughDiscovery(
+  fx: Fixture,
+  token: string,
+  audience: string,
+): Promise<{ payload: JWTPayload; kid: string | undefined }> {
   const doc = (await (await fetch(fx.issuer.discoveryUrl)).json()) as { issuer: string; jwks_uri: string };
   assert.equal(doc.issuer, fx.config.url);
   // The published jwks_uri is the public URL; the test reaches the same path on the loopback listener.
@@ -18,7 +22,11 @@ async function verifyThroughDiscovery(fx: Fixture, token: string, audience: stri
   assert.equal(published.origin, new URL(fx.config.url).origin);
   const local = new URL(published.pathname, fx.issuer.discoveryUrl);
   const jwks = createRemoteJWKSet(local);
-  const { payload, protectedHeader } = await jwtVerify(token, jwks, { issuer: fx.config.url, audience, algorithms: [fx.config.algorithm] });
+  const { payload, protectedHeader } = await jwtVerify(token, jwks, {
+    issuer: fx.config.url,
+    audience,
+    algorithms: [fx.config.algorithm],
+  });
   return { payload, kid: protectedHeader.kid };
 }
 
@@ -39,14 +47,17 @@ for (const alg of ['RS256', 'ES256'] as const) {
     assert.equal(payload.sub, ID);
     assert.equal(payload.aud, AUDIENCES[0]);
     assert.equal(payload.iss, fx.config.url);
-    for (const claim of ['iat', 'nbf', 'exp'] as const) assert.ok(Number.isInteger(payload[claim]), `${claim} is an integer`);
+    for (const claim of ['iat', 'nbf', 'exp'] as const)
+      assert.ok(Number.isInteger(payload[claim]), `${claim} is an integer`);
     assert.equal((payload.exp ?? 0) - (payload.iat ?? 0), 3600);
     assert.equal(payload.nbf, payload.iat);
     assert.equal(typeof payload.jti, 'string');
     const header = decodeProtectedHeader(token as string);
     assert.equal(header.alg, alg);
     assert.equal(header.typ, 'JWT');
-    const jwks = (await (await fetch(new URL('/spiffe/.well-known/jwks.json', fx.issuer.discoveryUrl))).json()) as { keys: Array<Record<string, unknown>> };
+    const jwks = (await (await fetch(new URL('/spiffe/.well-known/jwks.json', fx.issuer.discoveryUrl))).json()) as {
+      keys: Array<Record<string, unknown>>;
+    };
     assert.equal(jwks.keys.length, 1);
     assert.equal(jwks.keys[0]?.['kid'], kid);
     assert.equal(jwks.keys[0]?.['use'], 'sig');
@@ -80,17 +91,35 @@ test('the token never outlives the client SVID', async (t) => {
 
 test('refusals: each bad client gets invalid_client with 401', async (t) => {
   const fx = await startFixture(t);
-  const cases: Array<{ name: string; client: { certPem: string; keyPem: string } | undefined; reason: string; says?: RegExp }> = [];
+  const cases: Array<{
+    name: string;
+    client: { certPem: string; keyPem: string } | undefined;
+    reason: string;
+    says?: RegExp;
+  }> = [];
   const foreign = await DevCa.create({ trustDomain: 'other.org' });
-  cases.push({ name: 'foreign trust domain', client: await foreign.issueX509Svid({ spiffeId: 'spiffe://other.org/ns/default/sa/app' }), reason: 'foreign_trust_domain' });
+  cases.push({
+    name: 'foreign trust domain',
+    client: await foreign.issueX509Svid({ spiffeId: 'spiffe://other.org/ns/default/sa/app' }),
+    reason: 'foreign_trust_domain',
+  });
   const other = await mintBad(fx.ca, 'other-trust-domain');
   cases.push({ name: 'other trust domain (its own CA)', client: other, reason: 'foreign_trust_domain' });
   cases.push({ name: 'expired SVID', client: await mintBad(fx.ca, 'expired'), reason: 'expired_certificate' });
   cases.push({ name: 'CA certificate', client: await mintBad(fx.ca, 'leaf-is-ca'), reason: 'invalid_svid' });
   cases.push({ name: 'no URI SAN', client: await mintBad(fx.ca, 'no-uri-san'), reason: 'invalid_svid' });
   cases.push({ name: 'two URI SANs', client: await mintBad(fx.ca, 'two-uri-sans'), reason: 'invalid_svid' });
-  cases.push({ name: 'a CA the bundle does not hold', client: await mintBad(fx.ca, 'foreign-ca'), reason: 'invalid_svid' });
-  cases.push({ name: 'an unknown critical extension', client: await mintBad(fx.ca, 'unknown-critical-extension'), reason: 'invalid_svid', says: /critical extension/ });
+  cases.push({
+    name: 'a CA the bundle does not hold',
+    client: await mintBad(fx.ca, 'foreign-ca'),
+    reason: 'invalid_svid',
+  });
+  cases.push({
+    name: 'an unknown critical extension',
+    client: await mintBad(fx.ca, 'unknown-critical-extension'),
+    reason: 'invalid_svid',
+    says: /critical extension/,
+  });
   cases.push({ name: 'no client certificate', client: undefined, reason: 'no_client_certificate' });
   for (const c of cases) {
     const answer = await postToken(fx, c.client);
@@ -102,7 +131,11 @@ test('refusals: each bad client gets invalid_client with 401', async (t) => {
   }
   const metrics = await (await fetch(`${fx.issuer.opsUrl}/metrics`)).text();
   for (const reason of new Set(cases.map((c) => c.reason))) {
-    assert.match(metrics, new RegExp(`spiffe_connector_issuer_refusals_total\\{error="invalid_client",reason="${reason}"\\} [1-9]`), reason);
+    assert.match(
+      metrics,
+      new RegExp(`spiffe_connector_issuer_refusals_total\\{error="invalid_client",reason="${reason}"\\} [1-9]`),
+      reason,
+    );
   }
   assert.doesNotMatch(metrics, /spiffe_connector_issuer_tokens_issued_total\{/);
 });
@@ -110,16 +143,62 @@ test('refusals: each bad client gets invalid_client with 401', async (t) => {
 test('refusals: bad requests from a good client', async (t) => {
   const fx = await startFixture(t);
   const svid = await fx.ca.issueX509Svid({ spiffeId: ID });
-  const cases: Array<{ name: string; form: Record<string, string | string[]>; status: number; error: string; contentType?: string }> = [
-    { name: 'disallowed audience', form: { ...FORM, audience: 'https://evil.example' }, status: 400, error: 'invalid_target' },
+  const cases: Array<{
+    name: string;
+    form: Record<string, string | string[]>;
+    status: number;
+    error: string;
+    contentType?: string;
+  }> = [
+    {
+      name: 'disallowed audience',
+      form: { ...FORM, audience: 'https://evil.example' },
+      status: 400,
+      error: 'invalid_target',
+    },
     { name: 'two audiences', form: { ...FORM, audience: AUDIENCES }, status: 400, error: 'invalid_target' },
     { name: 'no audience', form: { ...FORM }, status: 400, error: 'invalid_request' },
-    { name: 'wrong grant_type', form: { ...FORM, grant_type: 'client_credentials', audience: AUDIENCES[0] ?? '' }, status: 400, error: 'unsupported_grant_type' },
-    { name: 'no grant_type', form: { subject_token_type: FORM.subject_token_type, audience: AUDIENCES[0] ?? '' }, status: 400, error: 'invalid_request' },
-    { name: 'wrong subject_token_type', form: { ...FORM, subject_token_type: 'urn:ietf:params:oauth:token-type:jwt', audience: AUDIENCES[0] ?? '' }, status: 400, error: 'invalid_request' },
-    { name: 'a subject_token', form: { ...FORM, subject_token: 'x', audience: AUDIENCES[0] ?? '' }, status: 400, error: 'invalid_request' },
-    { name: 'requested_token_type not jwt', form: { ...FORM, requested_token_type: 'urn:ietf:params:oauth:token-type:access_token', audience: AUDIENCES[0] ?? '' }, status: 400, error: 'invalid_request' },
-    { name: 'JSON body', form: { ...FORM, audience: AUDIENCES[0] ?? '' }, contentType: 'application/json', status: 400, error: 'invalid_request' },
+    {
+      name: 'wrong grant_type',
+      form: { ...FORM, grant_type: 'client_credentials', audience: AUDIENCES[0] ?? '' },
+      status: 400,
+      error: 'unsupported_grant_type',
+    },
+    {
+      name: 'no grant_type',
+      form: { subject_token_type: FORM.subject_token_type, audience: AUDIENCES[0] ?? '' },
+      status: 400,
+      error: 'invalid_request',
+    },
+    {
+      name: 'wrong subject_token_type',
+      form: { ...FORM, subject_token_type: 'urn:ietf:params:oauth:token-type:jwt', audience: AUDIENCES[0] ?? '' },
+      status: 400,
+      error: 'invalid_request',
+    },
+    {
+      name: 'a subject_token',
+      form: { ...FORM, subject_token: 'x', audience: AUDIENCES[0] ?? '' },
+      status: 400,
+      error: 'invalid_request',
+    },
+    {
+      name: 'requested_token_type not jwt',
+      form: {
+        ...FORM,
+        requested_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+        audience: AUDIENCES[0] ?? '',
+      },
+      status: 400,
+      error: 'invalid_request',
+    },
+    {
+      name: 'JSON body',
+      form: { ...FORM, audience: AUDIENCES[0] ?? '' },
+      contentType: 'application/json',
+      status: 400,
+      error: 'invalid_request',
+    },
   ];
   for (const c of cases) {
     const answer = await postToken(fx, svid, c.form, c.contentType ? { contentType: c.contentType } : {});
@@ -169,7 +248,12 @@ test('JSON logs record issuance and refusals without the token', async (t) => {
   const { Writable } = await import('node:stream');
   const { createLogger } = await import('../../src/ops/logger.ts');
   const lines: string[] = [];
-  const destination = new Writable({ write: (chunk: Buffer, _enc, cb) => { lines.push(...chunk.toString().split('\n').filter(Boolean)); cb(); } });
+  const destination = new Writable({
+    write: (chunk: Buffer, _enc, cb) => {
+      lines.push(...chunk.toString().split('\n').filter(Boolean));
+      cb();
+    },
+  });
   const fx = await startFixture(t, { logger: createLogger({ level: 'info', destination }) });
   const svid = await fx.ca.issueX509Svid({ spiffeId: ID });
   const answer = await postToken(fx, svid);
@@ -201,7 +285,10 @@ test('a leaf whose extended key usage lacks clientAuth is refused; without the e
   const refused = await postToken(fx, { certPem: serverOnly.chainPem, keyPem: serverOnly.keyPem });
   assert.equal(refused.status, 401, JSON.stringify(refused.body));
   assert.equal(refused.body['error'], 'invalid_client');
-  assert.match(String(refused.body['error_description']), /extended key usage extension without clientAuth \(serverAuth\)/);
+  assert.match(
+    String(refused.body['error_description']),
+    /extended key usage extension without clientAuth \(serverAuth\)/,
+  );
   const none = await leaf(undefined);
   assert.equal((await postToken(fx, { certPem: none.chainPem, keyPem: none.keyPem })).status, 200);
   const client = await leaf(['clientAuth']);
@@ -210,16 +297,28 @@ test('a leaf whose extended key usage lacks clientAuth is refused; without the e
 
 test('token requests are rate-limited per client SPIFFE ID and overall: 429, Retry-After, an OAuth error body', async (t) => {
   const clock = new ManualClock(Date.now());
-  const fx = await startFixture(t, { clock, rateLimit: { perClient: { burst: 3, perSecond: 0.5 }, overall: { burst: 5, perSecond: 1 } } });
+  const fx = await startFixture(t, {
+    clock,
+    rateLimit: { perClient: { burst: 3, perSecond: 0.5 }, overall: { burst: 5, perSecond: 1 } },
+  });
   const a = await fx.ca.issueX509Svid({ spiffeId: ID, now: new Date(clock.now() - 1000) });
-  const b = await fx.ca.issueX509Svid({ spiffeId: `spiffe://${TRUST_DOMAIN}/ns/default/sa/other`, now: new Date(clock.now() - 1000) });
-  const c = await fx.ca.issueX509Svid({ spiffeId: `spiffe://${TRUST_DOMAIN}/ns/default/sa/third`, now: new Date(clock.now() - 1000) });
+  const b = await fx.ca.issueX509Svid({
+    spiffeId: `spiffe://${TRUST_DOMAIN}/ns/default/sa/other`,
+    now: new Date(clock.now() - 1000),
+  });
+  const c = await fx.ca.issueX509Svid({
+    spiffeId: `spiffe://${TRUST_DOMAIN}/ns/default/sa/third`,
+    now: new Date(clock.now() - 1000),
+  });
   for (let i = 0; i < 3; i++) assert.equal((await postToken(fx, a)).status, 200, `a #${i}`);
   const limited = await postToken(fx, a);
   assert.equal(limited.status, 429);
   assert.equal(limited.headers['retry-after'], '2');
   assert.equal(limited.body['error'], 'temporarily_unavailable');
-  assert.match(String(limited.body['error_description']), /too many token requests from spiffe:\/\/example\.org\/ns\/default\/sa\/app/);
+  assert.match(
+    String(limited.body['error_description']),
+    /too many token requests from spiffe:\/\/example\.org\/ns\/default\/sa\/app/,
+  );
   assert.equal(limited.headers['cache-control'], 'no-store');
   // Another client has its own bucket, but all of them share the overall one (5).
   assert.equal((await postToken(fx, b)).status, 200);
@@ -233,7 +332,10 @@ test('token requests are rate-limited per client SPIFFE ID and overall: 429, Ret
   assert.ok(flood.every((r) => r.status === 429));
   await clock.advance(2_000);
   assert.equal((await postToken(fx, c)).status, 200, 'the overall bucket refilled');
-  assert.equal((await postToken(fx, a)).status, 200, 'and the client\'s own');
+  assert.equal((await postToken(fx, a)).status, 200, "and the client's own");
   const metrics = await (await fetch(`${fx.issuer.opsUrl}/metrics`)).text();
-  assert.match(metrics, /spiffe_connector_issuer_refusals_total\{error="temporarily_unavailable",reason="rate_limited"\} 52/);
+  assert.match(
+    metrics,
+    /spiffe_connector_issuer_refusals_total\{error="temporarily_unavailable",reason="rate_limited"\} 52/,
+  );
 });

@@ -1,7 +1,7 @@
 // An X509Source for tests: holds an SVID minted by a DevCa and rotates it on demand.
 import { X509Bundle } from '../../src/spiffe/bundle.ts';
-import { parseX509Svid, type X509Svid } from '../../src/spiffe/x509-svid.ts';
 import { Listeners, type Unsubscribe, type X509Source } from '../../src/spiffe/source.ts';
+import { parseX509Svid, type X509Svid } from '../../src/spiffe/x509-svid.ts';
 import type { DevCa, DevX509Svid } from '../helpers/pki.ts';
 
 export class TestX509Source implements X509Source {

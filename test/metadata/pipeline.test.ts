@@ -1,25 +1,25 @@
 // The one request pipeline in front of every surface: whatever no surface may answer (a foreign Host or
 // request target, a forwarded request, a repeated Host or Authorization header, a request while draining)
 // is refused in that surface's own cloud's shape, before the surface sees it, and counted.
-import { test, type TestContext } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { type TestContext, test } from 'node:test';
 import { ManualClock } from '../../src/base/clock.ts';
 import { Secret } from '../../src/base/secret.ts';
 import { startMetadataListener } from '../../src/metadata/listener.ts';
 import { silentLogger } from '../../src/ops/logger.ts';
 import { Metrics } from '../../src/ops/metrics.ts';
-import type { SurfaceName } from '../../src/providers/contract.ts';
 import { containerSurface, imdsSurface } from '../../src/providers/aws/endpoints.ts';
-import { metadataSurface } from '../../src/providers/gcp/endpoints.ts';
-import type { GcpToken } from '../../src/providers/gcp/credential.ts';
-import { azureSurfaces } from '../../src/providers/azure/endpoints.ts';
 import type { AzureAccessToken } from '../../src/providers/azure/credential.ts';
+import { azureSurfaces } from '../../src/providers/azure/endpoints.ts';
+import type { SurfaceName } from '../../src/providers/contract.ts';
+import type { GcpToken } from '../../src/providers/gcp/credential.ts';
+import { metadataSurface } from '../../src/providers/gcp/endpoints.ts';
 import { awsCredentials, fixedLookup, ROLE_ARN } from '../helpers/credentials.ts';
-import { raw, rawSocket, type RawResponse } from '../helpers/http.ts';
+import { type RawResponse, raw, rawSocket } from '../helpers/http.ts';
 
 const AWS_TOKEN = 'container-token-0123456789abcdefghijklmnopqrstuv';
 const IDENTITY_HEADER = 'identity-header-0123456789abcdefghijklmnop';
-
 
 /** Every surface of the three clouds on one listener, answering from fixed credentials. */
 async function everySurface(t: TestContext) {
@@ -29,21 +29,45 @@ async function everySurface(t: TestContext) {
   const aws = awsCredentials(clock.now());
   const awsLookup = fixedLookup(aws, aws.expiration);
   const gcp = fixedLookup<GcpToken>({ token: new Secret('ya29.token'), expiresAt: expires }, expires);
-  const azure = fixedLookup<AzureAccessToken>({ accessToken: new Secret('eyJ.azure'), resource: 'https://storage.azure.com', obtainedAt: new Date(clock.now()), expiresAt: expires }, expires);
+  const azure = fixedLookup<AzureAccessToken>(
+    {
+      accessToken: new Secret('eyJ.azure'),
+      resource: 'https://storage.azure.com',
+      obtainedAt: new Date(clock.now()),
+      expiresAt: expires,
+    },
+    expires,
+  );
   const listener = await startMetadataListener({ host: '127.0.0.1', port: 0, metrics, logger: silentLogger() });
   t.after(() => listener.close(0));
   listener.mount([
     containerSurface({ credentials: awsLookup, authToken: new Secret(AWS_TOKEN) }),
     imdsSurface({ credentials: awsLookup, roleArn: ROLE_ARN, region: 'eu-west-1', clock }),
     metadataSurface({
-      facts: { projectId: 'p', numericProjectId: '1', zone: 'projects/1/zones/z', instanceId: '1', name: 'h', hostname: 'h', universeDomain: 'googleapis.com', email: 'sa@p.iam.gserviceaccount.com', scopes: ['s'] },
+      facts: {
+        projectId: 'p',
+        numericProjectId: '1',
+        zone: 'projects/1/zones/z',
+        instanceId: '1',
+        name: 'h',
+        hostname: 'h',
+        universeDomain: 'googleapis.com',
+        email: 'sa@p.iam.gserviceaccount.com',
+        scopes: ['s'],
+      },
       accessTokens: gcp,
       defaultScopes: ['s'],
       idTokens: undefined,
       clock,
       noIdentityText: 'none\n',
     }),
-    ...azureSurfaces({ tokens: azure, served: { clientId: 'client' }, identityHeader: new Secret(IDENTITY_HEADER), clock, logger: silentLogger() }),
+    ...azureSurfaces({
+      tokens: azure,
+      served: { clientId: 'client' },
+      identityHeader: new Secret(IDENTITY_HEADER),
+      clock,
+      logger: silentLogger(),
+    }),
   ]);
   return { listener, metrics, port: listener.port };
 }
@@ -113,7 +137,15 @@ const CASES: readonly Case[] = [
 ];
 
 function requestText(port: number, c: Case, extra: string[] = [], target = c.path, host = `127.0.0.1:${port}`): string {
-  const lines = [`${c.method} ${target} HTTP/1.1`, `Host: ${host}`, ...Object.entries(c.headers).map(([k, v]) => `${k}: ${v}`), ...extra, 'Connection: close', '', ''];
+  const lines = [
+    `${c.method} ${target} HTTP/1.1`,
+    `Host: ${host}`,
+    ...Object.entries(c.headers).map(([k, v]) => `${k}: ${v}`),
+    ...extra,
+    'Connection: close',
+    '',
+    '',
+  ];
   return lines.join('\r\n');
 }
 
@@ -129,7 +161,12 @@ test('each surface serves its credential through the pipeline (the cases below a
 test('a foreign Host, a rebinding name and an absolute-form target are refused by every surface, in its own shape', async (t) => {
   const { port } = await everySurface(t);
   for (const c of CASES) {
-    for (const host of ['evil.example', `127.0.0.1.attacker.example:${port}`, `localhost.evil:${port}`, `127.0.0.1:${port + 1}`]) {
+    for (const host of [
+      'evil.example',
+      `127.0.0.1.attacker.example:${port}`,
+      `localhost.evil:${port}`,
+      `127.0.0.1:${port + 1}`,
+    ]) {
       const r = await rawSocket(port, requestText(port, c, [], c.path, host));
       assert.ok(r.status === 403 || r.status === 400, `${c.surface} ${host}: ${r.status}`);
       c.shape(r);
@@ -143,7 +180,12 @@ test('a foreign Host, a rebinding name and an absolute-form target are refused b
 test('a forwarded request and a repeated Host or Authorization header are refused by every surface, in its own shape', async (t) => {
   const { port } = await everySurface(t);
   for (const c of CASES) {
-    for (const extra of [['X-Forwarded-For: 10.0.0.1'], ['Forwarded: for=10.0.0.1'], [`Host: evil.example`], ['Authorization: a', 'Authorization: b']]) {
+    for (const extra of [
+      ['X-Forwarded-For: 10.0.0.1'],
+      ['Forwarded: for=10.0.0.1'],
+      [`Host: evil.example`],
+      ['Authorization: a', 'Authorization: b'],
+    ]) {
       const r = await rawSocket(port, requestText(port, c, extra));
       assert.ok(r.status === 403 || r.status === 400, `${c.surface} ${extra.join(', ')}: ${r.status}`);
       c.shape(r);
@@ -162,7 +204,12 @@ test('while draining every surface answers 503 with Retry-After and Connection: 
     c.shape(r);
   }
   const text = await metrics.text();
-  for (const c of CASES) assert.match(text, new RegExp(`spiffe_connector_requests_total\\{surface="${c.surface}",status="503"\\} 1`), c.surface);
+  for (const c of CASES)
+    assert.match(
+      text,
+      new RegExp(`spiffe_connector_requests_total\\{surface="${c.surface}",status="503"\\} 1`),
+      c.surface,
+    );
 });
 
 test('paths no surface claims get a plain 404, the same from every cloud', async (t) => {

@@ -1,8 +1,8 @@
 // Run by port80.test.ts inside a network namespace of its own, as an unprivileged user: the metadata listener
 // also on 127.0.0.1:80 (server.metadataPort80) and an IMDS client that drops the port. Prints one JSON line.
-import { networkInterfaces } from 'node:os';
+
 import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { fromInstanceMetadata } from '@aws-sdk/credential-providers';
@@ -11,7 +11,7 @@ import { startMetadataListener } from '../../src/metadata/listener.ts';
 import { silentLogger } from '../../src/ops/logger.ts';
 import { Metrics } from '../../src/ops/metrics.ts';
 import { createAwsProvider } from '../../src/providers/aws/module.ts';
-import { awsConfig, raw, awsJwtSource, startStsWorld, until } from '../aws/support.ts';
+import { awsConfig, awsJwtSource, raw, startStsWorld, until } from '../aws/support.ts';
 
 const report = (value: Record<string, unknown>): void => {
   process.stdout.write(`${JSON.stringify(value)}\n`);
@@ -36,7 +36,15 @@ try {
 const sts = await startStsWorld();
 const stateDir = await mkdtemp(join(tmpdir(), 'sc-port80-'));
 const config = awsConfig({ stsEndpoint: sts.fake.url, stateDir });
-const provider = await createAwsProvider({ config, identity: { x509: undefined, jwt: awsJwtSource(sts.signer) }, clock: systemClock, logger, metrics, metadataPort: listener.port, stateDir });
+const provider = await createAwsProvider({
+  config,
+  identity: { x509: undefined, jwt: awsJwtSource(sts.signer) },
+  clock: systemClock,
+  logger,
+  metrics,
+  metadataPort: listener.port,
+  stateDir,
+});
 listener.mount(provider.surfaces);
 await provider.start();
 await until(() => provider.readiness().ready, 'first credentials');
@@ -49,9 +57,23 @@ const client = new STSClient({ region: 'eu-west-1', endpoint: sts.fake.url, cred
 const arn = (await client.send(new GetCallerIdentityCommand({}))).Arn;
 client.destroy();
 // On port 80 the Host must name port 80: one naming the configured port is another listener's.
-const wrongHost = await raw(80, 'PUT', '/latest/api/token', { host: `127.0.0.1:${listener.port}`, 'x-aws-ec2-metadata-token-ttl-seconds': '60' });
-const rightHost = await raw(80, 'PUT', '/latest/api/token', { host: '127.0.0.1', 'x-aws-ec2-metadata-token-ttl-seconds': '60' });
-report({ ok: true, uid: process.getuid?.(), interfaces, arn, signatures: sts.fake.stats.signaturesVerified, wrongHost: wrongHost.status, rightHost: rightHost.status });
+const wrongHost = await raw(80, 'PUT', '/latest/api/token', {
+  host: `127.0.0.1:${listener.port}`,
+  'x-aws-ec2-metadata-token-ttl-seconds': '60',
+});
+const rightHost = await raw(80, 'PUT', '/latest/api/token', {
+  host: '127.0.0.1',
+  'x-aws-ec2-metadata-token-ttl-seconds': '60',
+});
+report({
+  ok: true,
+  uid: process.getuid?.(),
+  interfaces,
+  arn,
+  signatures: sts.fake.stats.signaturesVerified,
+  wrongHost: wrongHost.status,
+  rightHost: rightHost.status,
+});
 await provider.stop();
 await listener.close(0);
 await sts.close();

@@ -1,14 +1,24 @@
 // The sidecar's ops listener answers every request, whatever its target, and holds no socket open.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
+import { test } from 'node:test';
 import { Gauge } from 'prom-client';
 import { Metrics } from '../../src/ops/metrics.ts';
 import { startOpsServer } from '../../src/ops/ops-server.ts';
 import { MALFORMED_TARGETS, raw, sendTarget } from '../helpers/http.ts';
 
 async function ops(t: import('node:test').TestContext, ready = true) {
-  const server = await startOpsServer({ host: '127.0.0.1', port: 0, metrics: new Metrics(), readiness: () => ({ ready, reasons: ready ? [] : ['aws: no valid credentials'], details: ['aws: STS said: caller text'] }) });
+  const server = await startOpsServer({
+    host: '127.0.0.1',
+    port: 0,
+    metrics: new Metrics(),
+    readiness: () => ({
+      ready,
+      reasons: ready ? [] : ['aws: no valid credentials'],
+      details: ['aws: STS said: caller text'],
+    }),
+  });
   t.after(() => server.close());
   return { server, port: Number(new URL(server.url).port) };
 }
@@ -37,7 +47,15 @@ test('a hundred malformed requests leave no connection open', async (t) => {
 });
 
 test('the probes listener has no /metrics, and its /readyz says what is not ready without the causes', async (t) => {
-  const probes = await startOpsServer({ host: '127.0.0.1', port: 0, readiness: () => ({ ready: false, reasons: ['aws: no valid credentials'], details: ['aws: STS said: caller text'] }) });
+  const probes = await startOpsServer({
+    host: '127.0.0.1',
+    port: 0,
+    readiness: () => ({
+      ready: false,
+      reasons: ['aws: no valid credentials'],
+      details: ['aws: STS said: caller text'],
+    }),
+  });
   t.after(() => probes.close());
   const port = Number(new URL(probes.url).port);
   assert.equal((await raw(port, 'GET', '/metrics')).status, 404);
@@ -66,11 +84,16 @@ test('close lets a scrape in flight finish, closes idle connections at once, and
   const gate = new Promise<void>((resolve) => (release = resolve));
   let collecting!: () => void;
   const started = new Promise<void>((resolve) => (collecting = resolve));
-  new Gauge({ name: 'slow_collect', help: 'a gauge whose collection waits', registers: [metrics.registry], async collect() {
-    collecting();
-    await gate;
-    this.set(1);
-  } });
+  new Gauge({
+    name: 'slow_collect',
+    help: 'a gauge whose collection waits',
+    registers: [metrics.registry],
+    async collect() {
+      collecting();
+      await gate;
+      this.set(1);
+    },
+  });
   const server = await startOpsServer({ host: '127.0.0.1', port: 0, metrics });
   const port = Number(new URL(server.url).port);
   const inFlight = raw(port, 'GET', '/metrics');
@@ -99,13 +122,25 @@ test('close lets a scrape in flight finish, closes idle connections at once, and
   assert.ok(Date.now() - t1 < 2_000, `an idle connection held close for ${Date.now() - t1} ms`);
 
   // A request that never completes is ended by the grace bound, not waited for forever.
-  const stuck = await startOpsServer({ host: '127.0.0.1', port: 0, metrics: (() => {
-    const m = new Metrics();
-    new Gauge({ name: 'never', help: 'never collected', registers: [m.registry], collect: () => new Promise<void>(() => {}) });
-    return m;
-  })() });
+  const stuck = await startOpsServer({
+    host: '127.0.0.1',
+    port: 0,
+    metrics: (() => {
+      const m = new Metrics();
+      new Gauge({
+        name: 'never',
+        help: 'never collected',
+        registers: [m.registry],
+        collect: () => new Promise<void>(() => {}),
+      });
+      return m;
+    })(),
+  });
   const stuckPort = Number(new URL(stuck.url).port);
-  const hanging = raw(stuckPort, 'GET', '/metrics').then(() => 'answered', () => 'reset');
+  const hanging = raw(stuckPort, 'GET', '/metrics').then(
+    () => 'answered',
+    () => 'reset',
+  );
   await new Promise((resolve) => setTimeout(resolve, 50));
   const t0 = Date.now();
   await stuck.close(200);

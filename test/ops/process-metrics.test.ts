@@ -1,11 +1,12 @@
 // The ops listener's process metrics, as an operator scrapes them and as an idle pod pays for them: every
 // value is computed at scrape time, and between scrapes the process sleeps (no sampler waking it up).
-import { fork, type ChildProcess } from 'node:child_process';
+
+import assert from 'node:assert/strict';
+import { type ChildProcess, fork } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import assert from 'node:assert/strict';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 

@@ -1,16 +1,24 @@
 // Black box: Google's and Azure's Go clients (test/peers/go/{gcp,azure}, built by scripts/install-peers.sh at the
 // versions their go.mod pins), each a child process given only the lines `spiffe-connector env` prints (and
 // PATH, and an empty HOME); the stand-ins check the tokens they got.
-import { test, type TestContext } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type TestContext, test } from 'node:test';
 import { LOOPBACK_NO_PROXY } from '../../src/env.ts';
-import { CLOUD_PLATFORM, PROJECT_ID, SERVICE_ACCOUNT, jwtSource, startGoogleWorld, startSidecar } from '../gcp/support.ts';
 import { runAzure, startWorld, TENANT_ID } from '../azure/fixtures.ts';
+import {
+  CLOUD_PLATFORM,
+  jwtSource,
+  PROJECT_ID,
+  SERVICE_ACCOUNT,
+  startGoogleWorld,
+  startSidecar,
+} from '../gcp/support.ts';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const BIN = join(ROOT, '.tools', 'peers', 'bin');
@@ -18,30 +26,52 @@ const README = await readFile(join(ROOT, 'README.md'), 'utf8');
 
 type Answer = { ok: boolean; error?: string } & Record<string, unknown>;
 
-const skip = (name: string): string | false => (existsSync(join(BIN, `go-${name}.stamp`)) ? false : `.tools/peers/bin/go-${name} is not built (run scripts/install-peers.sh)`);
+const skip = (name: string): string | false =>
+  existsSync(join(BIN, `go-${name}.stamp`))
+    ? false
+    : `.tools/peers/bin/go-${name} is not built (run scripts/install-peers.sh)`;
 
 /** The README's table names the module at the version this client's go.mod pins. */
 async function inReadme(name: string, module: string): Promise<void> {
   const mod = await readFile(join(ROOT, 'test', 'peers', 'go', name, 'go.mod'), 'utf8');
   const version = new RegExp(`${module.replace(/[.]/g, '\\.')} (v[\\d.]+)`).exec(mod)?.[1] ?? '?';
-  assert.ok(README.includes(`| ${module} ${version} |`), `README.md's compatibility table has no row "| ${module} ${version} |"`);
+  assert.ok(
+    README.includes(`| ${module} ${version} |`),
+    `README.md's compatibility table has no row "| ${module} ${version} |"`,
+  );
 }
 
 async function run(t: TestContext, name: string, args: string[], env: Record<string, string>): Promise<Answer> {
   const home = await mkdtemp(join(tmpdir(), 'sc-peer-'));
   t.after(() => rm(home, { recursive: true, force: true }));
   return new Promise((resolve, reject) => {
-    execFile(join(BIN, `go-${name}`), args, { env: { PATH: process.env['PATH'] ?? '', HOME: home, ...env, NO_PROXY: LOOPBACK_NO_PROXY, no_proxy: LOOPBACK_NO_PROXY }, timeout: 60_000 }, (error, stdout, stderr) => {
-      try {
-        resolve(JSON.parse(stdout.trim().split('\n').at(-1) ?? '') as Answer);
-      } catch {
-        reject(new Error(`go-${name} printed no answer (${error?.message ?? 'exit 0'}): ${stderr.slice(-2000)}`));
-      }
-    });
+    execFile(
+      join(BIN, `go-${name}`),
+      args,
+      {
+        env: {
+          PATH: process.env['PATH'] ?? '',
+          HOME: home,
+          ...env,
+          NO_PROXY: LOOPBACK_NO_PROXY,
+          no_proxy: LOOPBACK_NO_PROXY,
+        },
+        timeout: 60_000,
+      },
+      (error, stdout, stderr) => {
+        try {
+          resolve(JSON.parse(stdout.trim().split('\n').at(-1) ?? '') as Answer);
+        } catch {
+          reject(new Error(`go-${name} printed no answer (${error?.message ?? 'exit 0'}): ${stderr.slice(-2000)}`));
+        }
+      },
+    );
   });
 }
 
-test('golang.org/x/oauth2/google and cloud.google.com/go/compute/metadata: ADC through the metadata server', { skip: skip('gcp') }, async (t) => {
+test('golang.org/x/oauth2/google and cloud.google.com/go/compute/metadata: ADC through the metadata server', {
+  skip: skip('gcp'),
+}, async (t) => {
   const world = await startGoogleWorld();
   t.after(() => world.close());
   const sidecar = await startSidecar({ world, jwt: jwtSource(world), serviceAccount: true });

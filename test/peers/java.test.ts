@@ -2,18 +2,25 @@
 // their pom.xml pins (test/peers/java/*, resolved and compiled by scripts/install-peers.sh), each a JVM given only
 // the lines `spiffe-connector env` prints (and PATH, JAVA_HOME, and an empty HOME that is also user.home); the
 // stand-ins check what they got: STS verifies the signature, the Google and Entra stand-ins the token.
-import { test, type TestContext } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type TestContext, test } from 'node:test';
 import { LOOPBACK_NO_PROXY } from '../../src/env.ts';
 import { awsEnv } from '../../src/providers/aws/env.ts';
 import { ACCOUNT, awsJwtSource, startSidecar as startAwsSidecar, startStsWorld, until } from '../aws/support.ts';
-import { CLOUD_PLATFORM, SERVICE_ACCOUNT, jwtSource, startGoogleWorld, startSidecar as startGoogleSidecar } from '../gcp/support.ts';
 import { runAzure, startWorld as startAzureWorld, TENANT_ID } from '../azure/fixtures.ts';
+import {
+  CLOUD_PLATFORM,
+  jwtSource,
+  SERVICE_ACCOUNT,
+  startSidecar as startGoogleSidecar,
+  startGoogleWorld,
+} from '../gcp/support.ts';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const PEERS = join(ROOT, '.tools', 'peers');
@@ -28,7 +35,10 @@ type Answer = { ok: boolean; error?: string } & Record<string, unknown>;
 const CREDENTIALS_HTTP = 'z';
 const CREDENTIALS_IMDS = '0';
 
-const skip = (name: string): string | false => (existsSync(join(PEERS, `java-${name}`, '.stamp')) ? false : `.tools/peers/java-${name} is not built (run scripts/install-peers.sh; it needs java, javac and mvn)`);
+const skip = (name: string): string | false =>
+  existsSync(join(PEERS, `java-${name}`, '.stamp'))
+    ? false
+    : `.tools/peers/java-${name} is not built (run scripts/install-peers.sh; it needs java, javac and mvn)`;
 
 /** The README's table names the artifact (group:artifact) at the version Maven resolved for this client (its classpath). */
 async function inReadme(name: string, coordinates: string): Promise<void> {
@@ -37,7 +47,10 @@ async function inReadme(name: string, coordinates: string): Promise<void> {
   const dir = `/${group.replaceAll('.', '/')}/${artifact}/`;
   const at = classpath.indexOf(dir);
   const version = at < 0 ? '?' : classpath.slice(at + dir.length).split('/')[0];
-  assert.ok(README.includes(`| ${coordinates} ${version} |`), `README.md's compatibility table has no row "| ${coordinates} ${version} |"`);
+  assert.ok(
+    README.includes(`| ${coordinates} ${version} |`),
+    `README.md's compatibility table has no row "| ${coordinates} ${version} |"`,
+  );
 }
 
 async function run(t: TestContext, name: string, args: string[], env: Record<string, string>): Promise<Answer> {
@@ -45,7 +58,12 @@ async function run(t: TestContext, name: string, args: string[], env: Record<str
   t.after(() => rm(home, { recursive: true, force: true }));
   const dir = join(PEERS, `java-${name}`);
   const classpath = `${join(dir, 'classes')}:${(await readFile(join(dir, 'classpath'), 'utf8')).trim()}`;
-  const base: Record<string, string> = { PATH: process.env['PATH'] ?? '', HOME: home, NO_PROXY: LOOPBACK_NO_PROXY, no_proxy: LOOPBACK_NO_PROXY };
+  const base: Record<string, string> = {
+    PATH: process.env['PATH'] ?? '',
+    HOME: home,
+    NO_PROXY: LOOPBACK_NO_PROXY,
+    no_proxy: LOOPBACK_NO_PROXY,
+  };
   if (process.env['JAVA_HOME']) base['JAVA_HOME'] = process.env['JAVA_HOME'];
   const java = process.env['JAVA_HOME'] ? join(process.env['JAVA_HOME'], 'bin', 'java') : 'java';
   const jvm = [`-Duser.home=${home}`, '-XX:+UseSerialGC', '-XX:TieredStopAtLevel=1', '-cp', classpath, 'Main'];
@@ -63,11 +81,19 @@ async function run(t: TestContext, name: string, args: string[], env: Record<str
 async function awsWorld(t: TestContext, containerAuthorizationToken?: string) {
   const sts = await startStsWorld();
   t.after(() => sts.close());
-  const sidecar = await startAwsSidecar({ stsEndpoint: sts.fake.url, jwt: awsJwtSource(sts.signer), ...(containerAuthorizationToken ? { containerAuthorizationToken } : {}) });
+  const sidecar = await startAwsSidecar({
+    stsEndpoint: sts.fake.url,
+    jwt: awsJwtSource(sts.signer),
+    ...(containerAuthorizationToken ? { containerAuthorizationToken } : {}),
+  });
   t.after(() => sidecar.close());
   await until(() => sidecar.provider.readiness().ready, 'first credentials');
   const env = Object.fromEntries(awsEnv(sidecar.config, sidecar.origin));
-  return { fake: sts.fake, env, imdsOnly: Object.fromEntries(Object.entries(env).filter(([k]) => !k.startsWith('AWS_CONTAINER_'))) };
+  return {
+    fake: sts.fake,
+    env,
+    imdsOnly: Object.fromEntries(Object.entries(env).filter(([k]) => !k.startsWith('AWS_CONTAINER_'))),
+  };
 }
 
 test('AWS SDK for Java v2: container credentials with the token file, and IMDSv2', { skip: skip('aws') }, async (t) => {
@@ -84,7 +110,9 @@ test('AWS SDK for Java v2: container credentials with the token file, and IMDSv2
   await inReadme('aws', 'software.amazon.awssdk:sts');
 });
 
-test('AWS SDK for Java v2 with both variables set: it sends the literal AWS_CONTAINER_AUTHORIZATION_TOKEN', { skip: skip('aws') }, async (t) => {
+test('AWS SDK for Java v2 with both variables set: it sends the literal AWS_CONTAINER_AUTHORIZATION_TOKEN', {
+  skip: skip('aws'),
+}, async (t) => {
   const { fake, env } = await awsWorld(t, TOKEN);
   assert.equal(env['AWS_CONTAINER_AUTHORIZATION_TOKEN'], TOKEN);
   const served = await run(t, 'aws', [fake.url], env);
@@ -99,7 +127,9 @@ test('AWS SDK for Java v2 with both variables set: it sends the literal AWS_CONT
   assert.equal(fake.stats.signaturesVerified, 2);
 });
 
-test('google-auth-library-java: ADC through the metadata server (GCE_METADATA_HOST)', { skip: skip('gcp') }, async (t) => {
+test('google-auth-library-java: ADC through the metadata server (GCE_METADATA_HOST)', {
+  skip: skip('gcp'),
+}, async (t) => {
   const world = await startGoogleWorld();
   t.after(() => world.close());
   const sidecar = await startGoogleSidecar({ world, jwt: jwtSource(world), serviceAccount: true });
@@ -116,7 +146,9 @@ test('google-auth-library-java: ADC through the metadata server (GCE_METADATA_HO
 
 const STORAGE = 'https://storage.azure.com';
 
-test('azure-identity for Java: ManagedIdentityCredential through App Service (IDENTITY_ENDPOINT)', { skip: skip('azure') }, async (t) => {
+test('azure-identity for Java: ManagedIdentityCredential through App Service (IDENTITY_ENDPOINT)', {
+  skip: skip('azure'),
+}, async (t) => {
   const world = await startAzureWorld(t);
   const azure = await runAzure(t, world);
   const answer = await run(t, 'azure', [`${STORAGE}/.default`], azure.env);

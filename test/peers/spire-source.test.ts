@@ -3,17 +3,18 @@
 // JWT-SVIDs against SPIRE's own keys (its bundle, served as its OIDC Discovery Provider would); the agent
 // restarts, the entry is deleted (the sidecar keeps the last good SVID and logs why), a new entry with a short
 // X.509-SVID TTL rotates on SPIRE's schedule. Skips, saying why, without the SPIRE binaries.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { decodeJwt, decodeProtectedHeader } from 'jose';
+import { test } from 'node:test';
 import { DevCa } from '@spiffe-connector/dev/dev-ca.ts';
 import { ENTRA_FEDERATION_AUDIENCE, FakeEntra } from '@spiffe-connector/dev/fake-entra.ts';
 import { FakeGcp } from '@spiffe-connector/dev/fake-gcp.ts';
 import { FakeSts } from '@spiffe-connector/dev/fake-sts.ts';
-import { freePort, startSidecar, type SidecarProcess } from '../helpers/sidecar.ts';
+import { decodeJwt, decodeProtectedHeader } from 'jose';
+import { freePort, type SidecarProcess, startSidecar } from '../helpers/sidecar.ts';
 import { poll, run, SPIRE_AGENT, spireSkip, startSpire, TRUST_DOMAIN } from './spire.ts';
 
 const ID = `spiffe://${TRUST_DOMAIN}/ns/payments/sa/api`;
@@ -30,10 +31,18 @@ const skip = await spireSkip();
 const uid = process.getuid?.() ?? 0;
 
 type Line = Record<string, unknown>;
-const after = (sidecar: SidecarProcess, index: number, predicate: (l: Line) => boolean, what: string, timeoutMs = 90_000): Promise<Line> =>
-  poll(what, async () => sidecar.logLines().slice(index).find(predicate), timeoutMs);
+const after = (
+  sidecar: SidecarProcess,
+  index: number,
+  predicate: (l: Line) => boolean,
+  what: string,
+  timeoutMs = 90_000,
+): Promise<Line> => poll(what, async () => sidecar.logLines().slice(index).find(predicate), timeoutMs);
 
-test('the sidecar on a real SPIRE agent: SVIDs from SPIRE, checked by the cloud stand-ins, through an agent restart, a deleted entry and rotations', { skip, timeout: 300_000 }, async (t) => {
+test('the sidecar on a real SPIRE agent: SVIDs from SPIRE, checked by the cloud stand-ins, through an agent restart, a deleted entry and rotations', {
+  skip,
+  timeout: 300_000,
+}, async (t) => {
   const spire = await startSpire(t);
   const fail = (message: string): string => `${message}\n${spire.logs()}`;
   const entry = await spire.createEntry(ID, [`unix:uid:${uid}`]);
@@ -43,7 +52,14 @@ test('the sidecar on a real SPIRE agent: SVIDs from SPIRE, checked by the cloud 
     allowLoopbackHttpIssuers: true,
     region: 'eu-west-1',
     providers: [{ issuer: spire.issuer, audiences: ['sts.amazonaws.com'] }],
-    roles: [{ arn: ROLE, issuer: spire.issuer, audience: 'sts.amazonaws.com', subject: `spiffe://${TRUST_DOMAIN}/ns/payments/*` }],
+    roles: [
+      {
+        arn: ROLE,
+        issuer: spire.issuer,
+        audience: 'sts.amazonaws.com',
+        subject: `spiffe://${TRUST_DOMAIN}/ns/payments/*`,
+      },
+    ],
   });
   t.after(() => sts.close());
   const gcp = await FakeGcp.start({
@@ -57,7 +73,9 @@ test('the sidecar on a real SPIRE agent: SVIDs from SPIRE, checked by the cloud 
     allowLoopbackHttpIssuers: true,
     tenantId: TENANT_ID,
     ca: entraCa,
-    applications: [{ clientId: CLIENT_ID, objectId: OBJECT_ID, federatedCredentials: [{ issuer: spire.issuer, subject: ID }] }],
+    applications: [
+      { clientId: CLIENT_ID, objectId: OBJECT_ID, federatedCredentials: [{ issuer: spire.issuer, subject: ID }] },
+    ],
   });
   t.after(() => entra.close());
 
@@ -81,7 +99,12 @@ azure: { tenantId: ${TENANT_ID}, clientId: ${CLIENT_ID}, authorityHost: ${entra.
   const sidecar = await startSidecar(configFile);
   t.after(() => sidecar.stop('SIGKILL'));
   const ready = (): Promise<true> =>
-    poll('/readyz to answer 200', async () => ((await fetch(`http://127.0.0.1:${ops}/readyz`).catch(() => undefined))?.status === 200 ? true : undefined), 90_000).catch((e: Error) => {
+    poll(
+      '/readyz to answer 200',
+      async () =>
+        (await fetch(`http://127.0.0.1:${ops}/readyz`).catch(() => undefined))?.status === 200 ? true : undefined,
+      90_000,
+    ).catch((e: Error) => {
       throw new Error(fail(`${e.message}\n--- sidecar ---\n${sidecar.logs().slice(-20_000)}`));
     });
   await ready();
@@ -92,7 +115,14 @@ azure: { tenantId: ${TENANT_ID}, clientId: ${CLIENT_ID}, authorityHost: ${entra.
   const firstSerial = received?.['serial'];
 
   // JWT-SVIDs from SPIRE, verified by each stand-in through SPIRE's issuer and keys.
-  await poll('each cloud to have exchanged a JWT-SVID', async () => (sts.issued().length > 0 && gcp.stats.stsSuccesses > 0 && entra.seen.some((s) => s.outcome === 'issued') ? true : undefined), 60_000);
+  await poll(
+    'each cloud to have exchanged a JWT-SVID',
+    async () =>
+      sts.issued().length > 0 && gcp.stats.stsSuccesses > 0 && entra.seen.some((s) => s.outcome === 'issued')
+        ? true
+        : undefined,
+    60_000,
+  );
   assert.equal(sts.issued()[0]?.subject, ID);
   assert.equal(gcp.stats.lastSts?.subject, ID);
   assert.equal(gcp.stats.lastSts?.subjectTokenType, 'urn:ietf:params:oauth:token-type:jwt');
@@ -104,7 +134,17 @@ azure: { tenantId: ${TENANT_ID}, clientId: ${CLIENT_ID}, authorityHost: ${entra.
   const jwtKids = bundle.keys.filter((k) => k['use'] === 'jwt-svid').map((k) => k['kid']);
   assert.ok(jwtKids.length > 0, 'spire-server bundle show -format spiffe lists JWT keys');
   const fetched = await poll('a JWT-SVID from the agent', async () => {
-    const r = await run(SPIRE_AGENT, ['api', 'fetch', 'jwt', '-audience', 'sts.amazonaws.com', '-socketPath', spire.agentSocket, '-output', 'json']);
+    const r = await run(SPIRE_AGENT, [
+      'api',
+      'fetch',
+      'jwt',
+      '-audience',
+      'sts.amazonaws.com',
+      '-socketPath',
+      spire.agentSocket,
+      '-output',
+      'json',
+    ]);
     return r.code === 0 ? r.stdout : undefined;
   });
   const token = /eyJ[\w-]+\.[\w-]+\.[\w-]+/.exec(fetched)?.[0] ?? '';
@@ -114,7 +154,12 @@ azure: { tenantId: ${TENANT_ID}, clientId: ${CLIENT_ID}, authorityHost: ${entra.
   // The agent restarts: the sidecar reconnects and gets its SVID again, ready throughout.
   let mark = sidecar.logLines().length;
   await spire.restartAgent();
-  await after(sidecar, mark, (l) => l['msg'] === 'X.509-SVID rotated' || (l['msg'] === 'X.509-SVID received'), 'the SVID from the restarted agent').catch((e: Error) => {
+  await after(
+    sidecar,
+    mark,
+    (l) => l['msg'] === 'X.509-SVID rotated' || l['msg'] === 'X.509-SVID received',
+    'the SVID from the restarted agent',
+  ).catch((e: Error) => {
     throw new Error(fail(`${e.message}\n--- sidecar ---\n${sidecar.logs().slice(-20_000)}`));
   });
   await ready();
@@ -122,7 +167,12 @@ azure: { tenantId: ${TENANT_ID}, clientId: ${CLIENT_ID}, authorityHost: ${entra.
   // The entry is deleted: the agent refuses; the sidecar keeps the last good SVID and says why.
   mark = sidecar.logLines().length;
   await spire.deleteEntry(entry);
-  const refused = await after(sidecar, mark, (l) => l['rpc'] === 'FetchX509SVID' && l['status'] === 'PERMISSION_DENIED', 'the sidecar to log the agent refusing').catch((e: Error) => {
+  const refused = await after(
+    sidecar,
+    mark,
+    (l) => l['rpc'] === 'FetchX509SVID' && l['status'] === 'PERMISSION_DENIED',
+    'the sidecar to log the agent refusing',
+  ).catch((e: Error) => {
     throw new Error(fail(`${e.message}\n--- sidecar ---\n${sidecar.logs().slice(-20_000)}`));
   });
   assert.match(String(refused['details']), /no identity issued/);
@@ -138,7 +188,8 @@ azure: { tenantId: ${TENANT_ID}, clientId: ${CLIENT_ID}, authorityHost: ${entra.
     'two rotations of the short-lived SVID',
     async () => {
       for (const l of sidecar.logLines().slice(mark)) {
-        if ((l['msg'] === 'X.509-SVID rotated' || l['msg'] === 'X.509-SVID received') && !rotated.includes(l)) rotated.push(l);
+        if ((l['msg'] === 'X.509-SVID rotated' || l['msg'] === 'X.509-SVID received') && !rotated.includes(l))
+          rotated.push(l);
       }
       return rotated.length >= 3 ? true : undefined;
     },

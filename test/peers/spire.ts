@@ -5,7 +5,7 @@
 // every wait is bounded. Plus the OIDC side SPIRE's OIDC Discovery Provider plays in a cluster: a loopback
 // HTTP server whose discovery document and JWKS carry the server's JWT keys, as `spire-server bundle show
 // -format spiffe` prints them, so the cloud stand-ins verify SPIRE's JWT-SVIDs against SPIRE's own keys.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { access, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -19,7 +19,11 @@ export const SPIRE_SERVER = join(BIN, 'spire-server');
 export const SPIRE_AGENT = join(BIN, 'spire-agent');
 export const GO_SPIFFE_CLIENT = join(BIN, 'go-spiffe-client');
 
-const exists = (path: string): Promise<boolean> => access(path).then(() => true, () => false);
+const exists = (path: string): Promise<boolean> =>
+  access(path).then(
+    () => true,
+    () => false,
+  );
 
 /** false when the binaries are there, else why the test skips. */
 export async function spireSkip(): Promise<string | false> {
@@ -28,11 +32,15 @@ export async function spireSkip(): Promise<string | false> {
 }
 
 export async function agentSkip(): Promise<string | false> {
-  return (await exists(SPIRE_AGENT)) ? false : 'no spire-agent in .tools/bin (bash scripts/install-tools.sh builds it from the Go module proxy; it needs Go and a C compiler)';
+  return (await exists(SPIRE_AGENT))
+    ? false
+    : 'no spire-agent in .tools/bin (bash scripts/install-tools.sh builds it from the Go module proxy; it needs Go and a C compiler)';
 }
 
 export async function goSpiffeSkip(): Promise<string | false> {
-  return (await exists(GO_SPIFFE_CLIENT)) ? false : 'no go-spiffe-client in .tools/bin (bash scripts/install-tools.sh builds it from test/peers/go-spiffe-client; it needs Go)';
+  return (await exists(GO_SPIFFE_CLIENT))
+    ? false
+    : 'no go-spiffe-client in .tools/bin (bash scripts/install-tools.sh builds it from test/peers/go-spiffe-client; it needs Go)';
 }
 
 export interface CliResult {
@@ -42,16 +50,31 @@ export interface CliResult {
 }
 
 /** Runs a binary to completion, at most `timeoutMs`. */
-export function run(file: string, args: readonly string[], timeoutMs = 30_000, env: Record<string, string> = {}): Promise<CliResult> {
+export function run(
+  file: string,
+  args: readonly string[],
+  timeoutMs = 30_000,
+  env: Record<string, string> = {},
+): Promise<CliResult> {
   return new Promise((resolve) => {
-    execFile(file, [...args], { timeout: timeoutMs, killSignal: 'SIGKILL', env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', ...env } }, (error, stdout, stderr) => {
-      resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr });
-    });
+    execFile(
+      file,
+      [...args],
+      { timeout: timeoutMs, killSignal: 'SIGKILL', env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', ...env } },
+      (error, stdout, stderr) => {
+        resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr });
+      },
+    );
   });
 }
 
 /** Polls `probe` every `intervalMs` until it returns a value, at most `timeoutMs`. */
-export async function poll<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000, intervalMs = 200): Promise<T> {
+export async function poll<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  timeoutMs = 60_000,
+  intervalMs = 200,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {
@@ -75,7 +98,10 @@ export interface Daemon {
 
 /** Starts a long-running process with PATH and `env` only; stop() sends SIGTERM, then SIGKILL after 5 s. */
 export function daemon(file: string, args: readonly string[], env: Record<string, string> = {}): Daemon {
-  const child = spawn(file, [...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', ...env } });
+  const child = spawn(file, [...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', ...env },
+  });
   let logs = '';
   const keep = (d: Buffer): void => {
     logs = (logs + d.toString()).slice(-256 * 1024);
@@ -113,7 +139,11 @@ export interface Spire {
   /** `spire-server ARGS -socketPath …` */
   serverCli(args: readonly string[]): Promise<CliResult>;
   /** Creates a registration entry; returns its ID. */
-  createEntry(spiffeId: string, selectors: readonly string[], options?: { x509SvidTtl?: number; jwtSvidTtl?: number }): Promise<string>;
+  createEntry(
+    spiffeId: string,
+    selectors: readonly string[],
+    options?: { x509SvidTtl?: number; jwtSvidTtl?: number },
+  ): Promise<string>;
   deleteEntry(id: string): Promise<void>;
   /** The trust bundle as the server prints it in SPIFFE format (JWKS with x509-svid and jwt-svid keys). */
   spiffeBundle(): Promise<{ keys: Array<Record<string, unknown>> }>;
@@ -132,7 +162,8 @@ export async function startSpire(t: TestContext, options: { defaultX509SvidTtl?:
   const agentSocket = join(dir, 'agent.sock');
   await mkdir(join(dir, 'server-data'));
   await mkdir(join(dir, 'agent-data'));
-  const serverCli = (args: readonly string[]): Promise<CliResult> => run(SPIRE_SERVER, [...args, '-socketPath', serverSocket]);
+  const serverCli = (args: readonly string[]): Promise<CliResult> =>
+    run(SPIRE_SERVER, [...args, '-socketPath', serverSocket]);
 
   let bundleCache: { at: number; doc: { keys: Array<Record<string, unknown>> } } | undefined;
   const spiffeBundle = async (): Promise<{ keys: Array<Record<string, unknown>> }> => {
@@ -149,12 +180,21 @@ export async function startSpire(t: TestContext, options: { defaultX509SvidTtl?:
       res.end(JSON.stringify(body));
     };
     if (req.url === '/.well-known/openid-configuration') {
-      return send(200, { issuer, jwks_uri: `${issuer}/keys`, authorization_endpoint: '', response_types_supported: ['id_token'], subject_types_supported: [], id_token_signing_alg_values_supported: ['RS256', 'ES256'] });
+      return send(200, {
+        issuer,
+        jwks_uri: `${issuer}/keys`,
+        authorization_endpoint: '',
+        response_types_supported: ['id_token'],
+        subject_types_supported: [],
+        id_token_signing_alg_values_supported: ['RS256', 'ES256'],
+      });
     }
     if (req.url === '/keys') {
-      const fresh = bundleCache && Date.now() - bundleCache.at < 1_000 ? Promise.resolve(bundleCache.doc) : spiffeBundle();
+      const fresh =
+        bundleCache && Date.now() - bundleCache.at < 1_000 ? Promise.resolve(bundleCache.doc) : spiffeBundle();
       fresh.then(
-        (doc) => send(200, { keys: doc.keys.filter((k) => k['use'] === 'jwt-svid').map((k) => ({ ...k, use: 'sig' })) }),
+        (doc) =>
+          send(200, { keys: doc.keys.filter((k) => k['use'] === 'jwt-svid').map((k) => ({ ...k, use: 'sig' })) }),
         (e: Error) => send(503, { error: e.message }),
       );
       return;
@@ -207,10 +247,15 @@ plugins {
   t.after(async () => {
     for (const a of agents) await a.stop();
   });
-  const logs = (): string => `--- spire-server ---\n${server.logs().slice(-20_000)}\n--- spire-agent ---\n${agents.map((a) => a.logs()).join('\n--- spire-agent (restarted) ---\n').slice(-20_000)}`;
+  const logs = (): string =>
+    `--- spire-server ---\n${server.logs().slice(-20_000)}\n--- spire-agent ---\n${agents
+      .map((a) => a.logs())
+      .join('\n--- spire-agent (restarted) ---\n')
+      .slice(-20_000)}`;
 
   await poll('spire-server to be healthy', async () => {
-    if (server.child.exitCode !== null) throw new Error(`spire-server exited (${server.child.exitCode}):\n${server.logs()}`);
+    if (server.child.exitCode !== null)
+      throw new Error(`spire-server exited (${server.child.exitCode}):\n${server.logs()}`);
     return (await serverCli(['healthcheck'])).code === 0 ? true : undefined;
   });
 
@@ -254,7 +299,8 @@ plugins {
     const agent = daemon(SPIRE_AGENT, ['run', '-config', agentConf, ...(first ? ['-joinToken', joinToken] : [])]);
     agents.push(agent);
     await poll('spire-agent to be healthy', async () => {
-      if (agent.child.exitCode !== null) throw new Error(`spire-agent exited (${agent.child.exitCode}):\n${agent.logs()}`);
+      if (agent.child.exitCode !== null)
+        throw new Error(`spire-agent exited (${agent.child.exitCode}):\n${agent.logs()}`);
       return (await run(SPIRE_AGENT, ['healthcheck', '-socketPath', agentSocket])).code === 0 ? true : undefined;
     });
     return agent;
@@ -270,7 +316,15 @@ plugins {
     agent: await startAgent(true),
     serverCli,
     createEntry: async (spiffeId, selectors, o = {}) => {
-      const args = ['entry', 'create', '-parentID', NODE_ID, '-spiffeID', spiffeId, ...selectors.flatMap((s) => ['-selector', s])];
+      const args = [
+        'entry',
+        'create',
+        '-parentID',
+        NODE_ID,
+        '-spiffeID',
+        spiffeId,
+        ...selectors.flatMap((s) => ['-selector', s]),
+      ];
       if (o.x509SvidTtl !== undefined) args.push('-x509SVIDTTL', String(o.x509SvidTtl));
       if (o.jwtSvidTtl !== undefined) args.push('-jwtSVIDTTL', String(o.jwtSvidTtl));
       const r = await serverCli(args);

@@ -4,18 +4,29 @@
 // csi-driver-spiffe files and a JWT-SVID file; its JWT bundle, the issuer's JWKS (server.workloadApiJwksUrl).
 // The last test does the same with a real SPIRE agent as the source and SPIRE's keys as the JWT bundle.
 // Skips, saying why, without the binaries scripts/install-tools.sh builds.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { test } from 'node:test';
 import { writeAtomicDir } from '@spiffe-connector/dev/atomic-dir.ts';
 import { DevCa } from '@spiffe-connector/dev/dev-ca.ts';
-import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
 import { FakeSts } from '@spiffe-connector/dev/fake-sts.ts';
+import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
 import { cli, freePort, parseEnvLines, startSidecar } from '../helpers/sidecar.ts';
-import { agentSkip, daemon, GO_SPIFFE_CLIENT, goSpiffeSkip, poll, run, SPIRE_AGENT, spireSkip, startSpire } from './spire.ts';
+import {
+  agentSkip,
+  daemon,
+  GO_SPIFFE_CLIENT,
+  goSpiffeSkip,
+  poll,
+  run,
+  SPIRE_AGENT,
+  spireSkip,
+  startSpire,
+} from './spire.ts';
 
 const TD = 'example.org';
 const ID = `spiffe://${TD}/ns/default/sa/app`;
@@ -48,7 +59,12 @@ async function startPod(t: import('node:test').TestContext): Promise<Pod> {
   const ca = await DevCa.create({ trustDomain: TD });
   const signer = await DevOidcSigner.start();
   t.after(() => signer.close());
-  const sts = await FakeSts.start({ allowLoopbackHttpIssuers: true, region: 'eu-west-1', providers: [{ issuer: signer.issuer, audiences: ['sts.amazonaws.com'] }], roles: [{ arn: ROLE, issuer: signer.issuer, audience: 'sts.amazonaws.com' }] });
+  const sts = await FakeSts.start({
+    allowLoopbackHttpIssuers: true,
+    region: 'eu-west-1',
+    providers: [{ issuer: signer.issuer, audiences: ['sts.amazonaws.com'] }],
+    roles: [{ arn: ROLE, issuer: signer.issuer, audience: 'sts.amazonaws.com' }],
+  });
   t.after(() => sts.close());
   const rotate = async (): Promise<void> => {
     const svid = await ca.issueX509Svid({ spiffeId: ID });
@@ -59,7 +75,9 @@ async function startPod(t: import('node:test').TestContext): Promise<Pod> {
     ]);
   };
   await rotate();
-  await writeAtomicDir(join(dir, 'tokens'), [{ name: 'jwt', content: await signer.sign({ sub: ID, aud: ['sts.amazonaws.com', AUDIENCE], ttlSeconds: 3600 }) }]);
+  await writeAtomicDir(join(dir, 'tokens'), [
+    { name: 'jwt', content: await signer.sign({ sub: ID, aud: ['sts.amazonaws.com', AUDIENCE], ttlSeconds: 3600 }) },
+  ]);
   await mkdir(join(dir, 'pod'));
   const socket = join(dir, 'pod', 'spiffe.sock');
   const ops = await freePort();
@@ -76,13 +94,21 @@ aws: { roleArn: "${ROLE}", region: eu-west-1, stsEndpoint: ${sts.url} }
   const sidecar = await startSidecar(configFile);
   t.after(() => sidecar.stop('SIGKILL'));
   const logs = (): string => `--- sidecar ---\n${sidecar.logs().slice(-20_000)}`;
-  await poll('/readyz to answer 200', async () => ((await fetch(`http://127.0.0.1:${ops}/readyz`).catch(() => undefined))?.status === 200 ? true : undefined), 60_000).catch((e: Error) => {
+  await poll(
+    '/readyz to answer 200',
+    async () =>
+      (await fetch(`http://127.0.0.1:${ops}/readyz`).catch(() => undefined))?.status === 200 ? true : undefined,
+    60_000,
+  ).catch((e: Error) => {
     throw new Error(`${e.message}\n${logs()}`);
   });
   return { socket, env, ca, signer, dir, rotate, logs };
 }
 
-test("spire-agent's client commands (api fetch x509, fetch jwt, validate jwt) against the sidecar's Workload API", { skip: skipAgent, timeout: 180_000 }, async (t) => {
+test("spire-agent's client commands (api fetch x509, fetch jwt, validate jwt) against the sidecar's Workload API", {
+  skip: skipAgent,
+  timeout: 180_000,
+}, async (t) => {
   const pod = await startPod(t);
   const { socket } = pod;
 
@@ -97,7 +123,11 @@ test("spire-agent's client commands (api fetch x509, fetch jwt, validate jwt) ag
   const leaf = new X509Certificate(await readFile(join(out, 'svid.0.pem')));
   const root = new X509Certificate(await readFile(join(out, 'bundle.0.pem')));
   assert.equal(uriSan(leaf), ID);
-  assert.equal(root.fingerprint256, new X509Certificate(pod.ca.certPem).fingerprint256, 'the bundle is the trust domain CA');
+  assert.equal(
+    root.fingerprint256,
+    new X509Certificate(pod.ca.certPem).fingerprint256,
+    'the bundle is the trust domain CA',
+  );
   assert.ok(leaf.checkIssued(root) && leaf.verify(root.publicKey), 'the SVID chains to the bundle served with it');
 
   // After a rotation of the files, fetch x509 gets the new certificate.
@@ -116,25 +146,60 @@ test("spire-agent's client commands (api fetch x509, fetch jwt, validate jwt) ag
   assert.ok(token, jwt.stdout);
   assert.match(jwt.stdout, new RegExp(`token\\(${ID}\\)`));
   assert.match(jwt.stdout, new RegExp(`bundle\\(spiffe://${TD}\\)`), 'FetchJWTBundles answered with our trust domain');
-  const valid = await run(SPIRE_AGENT, ['api', 'validate', 'jwt', '-audience', AUDIENCE, '-svid', token, '-socketPath', socket]);
+  const valid = await run(SPIRE_AGENT, [
+    'api',
+    'validate',
+    'jwt',
+    '-audience',
+    AUDIENCE,
+    '-svid',
+    token,
+    '-socketPath',
+    socket,
+  ]);
   assert.equal(valid.code, 0, valid.stderr);
   assert.match(valid.stdout, /SVID is valid/);
   assert.match(valid.stdout, new RegExp(`SPIFFE ID\\s*:\\s*${ID}`));
-  const wrongAudience = await run(SPIRE_AGENT, ['api', 'validate', 'jwt', '-audience', 'spiffe://example.org/other', '-svid', token, '-socketPath', socket]);
+  const wrongAudience = await run(SPIRE_AGENT, [
+    'api',
+    'validate',
+    'jwt',
+    '-audience',
+    'spiffe://example.org/other',
+    '-svid',
+    token,
+    '-socketPath',
+    socket,
+  ]);
   assert.notEqual(wrongAudience.code, 0, 'a token for another audience is refused');
   assert.match(wrongAudience.stderr, /SVID is not valid/);
   const other = await DevOidcSigner.start();
   t.after(() => other.close());
   const foreign = await other.sign({ sub: ID, aud: AUDIENCE, ttlSeconds: 600 });
-  const forged = await run(SPIRE_AGENT, ['api', 'validate', 'jwt', '-audience', AUDIENCE, '-svid', foreign, '-socketPath', socket]);
+  const forged = await run(SPIRE_AGENT, [
+    'api',
+    'validate',
+    'jwt',
+    '-audience',
+    AUDIENCE,
+    '-svid',
+    foreign,
+    '-socketPath',
+    socket,
+  ]);
   assert.notEqual(forged.code, 0, 'a token signed by a key outside the bundle is refused');
   assert.match(forged.stderr, /SVID is not valid/);
 });
 
-test('go-spiffe v2 (X509Source, JWTSource, a JWT bundle watcher) against the sidecar\'s Workload API, through a rotation', { skip: skipGo, timeout: 180_000 }, async (t) => {
+test("go-spiffe v2 (X509Source, JWTSource, a JWT bundle watcher) against the sidecar's Workload API, through a rotation", {
+  skip: skipGo,
+  timeout: 180_000,
+}, async (t) => {
   const pod = await startPod(t);
   // Given only SPIFFE_ENDPOINT_SOCKET, as `env` prints it.
-  const go = daemon(GO_SPIFFE_CLIENT, ['-audience', AUDIENCE, '-rotations', '1', '-timeout', '120s'], { SPIFFE_ENDPOINT_SOCKET: pod.env['SPIFFE_ENDPOINT_SOCKET'] ?? '' });
+  const go = daemon(GO_SPIFFE_CLIENT, ['-audience', AUDIENCE, '-rotations', '1', '-timeout', '120s'], {
+    SPIFFE_ENDPOINT_SOCKET: pod.env['SPIFFE_ENDPOINT_SOCKET'] ?? '',
+  });
   t.after(() => go.stop());
   const events = (): Array<Record<string, unknown>> =>
     go
@@ -143,15 +208,33 @@ test('go-spiffe v2 (X509Source, JWTSource, a JWT bundle watcher) against the sid
       .filter((l) => l.startsWith('{'))
       .map((l) => JSON.parse(l) as Record<string, unknown>);
   const failed = (what: string): string => `${what}\n--- go-spiffe-client ---\n${go.logs()}\n${pod.logs()}`;
-  await poll('go-spiffe-client to get its first SVID', async () => (events().some((e) => e['event'] === 'jwt' || e['event'] === 'error') || go.child.exitCode !== null ? true : undefined), 60_000).catch((e: Error) => {
+  await poll(
+    'go-spiffe-client to get its first SVID',
+    async () =>
+      events().some((e) => e['event'] === 'jwt' || e['event'] === 'error') || go.child.exitCode !== null
+        ? true
+        : undefined,
+    60_000,
+  ).catch((e: Error) => {
     throw new Error(failed(e.message));
   });
   await pod.rotate();
-  await poll('go-spiffe-client to see the rotation', async () => (events().some((e) => e['event'] === 'done' || e['event'] === 'error') || go.child.exitCode !== null ? true : undefined), 60_000).catch((e: Error) => {
+  await poll(
+    'go-spiffe-client to see the rotation',
+    async () =>
+      events().some((e) => e['event'] === 'done' || e['event'] === 'error') || go.child.exitCode !== null
+        ? true
+        : undefined,
+    60_000,
+  ).catch((e: Error) => {
     throw new Error(failed(e.message));
   });
   const seen = events();
-  assert.deepEqual(seen.filter((e) => e['event'] === 'error'), [], failed('go-spiffe-client failed'));
+  assert.deepEqual(
+    seen.filter((e) => e['event'] === 'error'),
+    [],
+    failed('go-spiffe-client failed'),
+  );
   const x509 = seen.filter((e) => e['event'] === 'x509');
   assert.equal(x509.length, 2, failed('one SVID, then the rotated one'));
   assert.ok(x509.every((e) => e['id'] === ID));
@@ -163,16 +246,26 @@ test('go-spiffe v2 (X509Source, JWTSource, a JWT bundle watcher) against the sid
     assert.ok((e['audience'] as string[]).includes(AUDIENCE));
     assert.equal(e['validatedBySocket'], ID);
   }
-  const kids = ((await (await fetch(pod.signer.jwksUri)).json()) as { keys: Array<{ kid: string }> }).keys.map((k) => k.kid).sort();
+  const kids = ((await (await fetch(pod.signer.jwksUri)).json()) as { keys: Array<{ kid: string }> }).keys
+    .map((k) => k.kid)
+    .sort();
   const watched = seen.find((e) => e['event'] === 'jwtbundle') as { bundles?: Record<string, string[]> } | undefined;
   assert.deepEqual(watched?.bundles, { [`spiffe://${TD}`]: kids }, "the bundle watcher saw the issuer's keys");
   assert.equal(go.child.exitCode ?? (await new Promise((r) => go.child.once('exit', r))), 0);
 });
 
-test("with SPIRE as the source: go-spiffe v2 and spire-agent validate jwt on the sidecar's socket see SPIRE's SVIDs, keys and rotation", { skip: skipSpire, timeout: 300_000 }, async (t) => {
+test("with SPIRE as the source: go-spiffe v2 and spire-agent validate jwt on the sidecar's socket see SPIRE's SVIDs, keys and rotation", {
+  skip: skipSpire,
+  timeout: 300_000,
+}, async (t) => {
   const spire = await startSpire(t);
   await spire.createEntry(ID, [`unix:uid:${uid}`], { x509SvidTtl: 20 });
-  const sts = await FakeSts.start({ allowLoopbackHttpIssuers: true, region: 'eu-west-1', providers: [{ issuer: spire.issuer, audiences: ['sts.amazonaws.com'] }], roles: [{ arn: ROLE, issuer: spire.issuer, audience: 'sts.amazonaws.com' }] });
+  const sts = await FakeSts.start({
+    allowLoopbackHttpIssuers: true,
+    region: 'eu-west-1',
+    providers: [{ issuer: spire.issuer, audiences: ['sts.amazonaws.com'] }],
+    roles: [{ arn: ROLE, issuer: spire.issuer, audience: 'sts.amazonaws.com' }],
+  });
   t.after(() => sts.close());
   const dir = await mkdtemp(join(tmpdir(), 'wl-spire-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
@@ -191,11 +284,18 @@ aws: { roleArn: "${ROLE}", region: eu-west-1, stsEndpoint: ${sts.url} }
   const sidecar = await startSidecar(configFile);
   t.after(() => sidecar.stop('SIGKILL'));
   const logs = (): string => `--- sidecar ---\n${sidecar.logs().slice(-20_000)}\n${spire.logs()}`;
-  await poll('/readyz to answer 200', async () => ((await fetch(`http://127.0.0.1:${ops}/readyz`).catch(() => undefined))?.status === 200 ? true : undefined), 90_000).catch((e: Error) => {
+  await poll(
+    '/readyz to answer 200',
+    async () =>
+      (await fetch(`http://127.0.0.1:${ops}/readyz`).catch(() => undefined))?.status === 200 ? true : undefined,
+    90_000,
+  ).catch((e: Error) => {
     throw new Error(`${e.message}\n${logs()}`);
   });
 
-  const go = daemon(GO_SPIFFE_CLIENT, ['-audience', AUDIENCE, '-rotations', '1', '-timeout', '120s'], { SPIFFE_ENDPOINT_SOCKET: `unix://${socket}` });
+  const go = daemon(GO_SPIFFE_CLIENT, ['-audience', AUDIENCE, '-rotations', '1', '-timeout', '120s'], {
+    SPIFFE_ENDPOINT_SOCKET: `unix://${socket}`,
+  });
   t.after(() => go.stop());
   const events = (): Array<Record<string, unknown>> =>
     go
@@ -205,11 +305,22 @@ aws: { roleArn: "${ROLE}", region: eu-west-1, stsEndpoint: ${sts.url} }
       .map((l) => JSON.parse(l) as Record<string, unknown>);
   const failed = (what: string): string => `${what}\n--- go-spiffe-client ---\n${go.logs()}\n${logs()}`;
   // SPIRE rotates the 20 s SVID on its own; the client sees it through our socket.
-  await poll('go-spiffe-client to see SPIRE rotate', async () => (events().some((e) => e['event'] === 'done' || e['event'] === 'error') || go.child.exitCode !== null ? true : undefined), 130_000).catch((e: Error) => {
+  await poll(
+    'go-spiffe-client to see SPIRE rotate',
+    async () =>
+      events().some((e) => e['event'] === 'done' || e['event'] === 'error') || go.child.exitCode !== null
+        ? true
+        : undefined,
+    130_000,
+  ).catch((e: Error) => {
     throw new Error(failed(e.message));
   });
   const seen = events();
-  assert.deepEqual(seen.filter((e) => e['event'] === 'error'), [], failed('go-spiffe-client failed'));
+  assert.deepEqual(
+    seen.filter((e) => e['event'] === 'error'),
+    [],
+    failed('go-spiffe-client failed'),
+  );
   const x509 = seen.filter((e) => e['event'] === 'x509');
   assert.equal(x509.length, 2, failed('one SVID, then the rotated one'));
   assert.ok(x509.every((e) => e['id'] === ID));
@@ -217,14 +328,35 @@ aws: { roleArn: "${ROLE}", region: eu-west-1, stsEndpoint: ${sts.url} }
   const jwts = seen.filter((e) => e['event'] === 'jwt');
   assert.equal(jwts.length, 2);
   for (const e of jwts) assert.equal(e['validatedBySocket'], ID);
-  const kids = (await spire.spiffeBundle()).keys.filter((k) => k['use'] === 'jwt-svid').map((k) => String(k['kid'])).sort();
+  const kids = (await spire.spiffeBundle()).keys
+    .filter((k) => k['use'] === 'jwt-svid')
+    .map((k) => String(k['kid']))
+    .sort();
   const watched = seen.find((e) => e['event'] === 'jwtbundle') as { bundles?: Record<string, string[]> } | undefined;
   assert.deepEqual(watched?.bundles, { [`spiffe://${TD}`]: kids }, "the bundle watcher saw SPIRE's JWT keys");
 
   // A JWT-SVID straight from the agent validates on our socket: the same keys.
-  const fromAgent = await run(SPIRE_AGENT, ['api', 'fetch', 'jwt', '-audience', AUDIENCE, '-socketPath', spire.agentSocket]);
+  const fromAgent = await run(SPIRE_AGENT, [
+    'api',
+    'fetch',
+    'jwt',
+    '-audience',
+    AUDIENCE,
+    '-socketPath',
+    spire.agentSocket,
+  ]);
   const token = /eyJ[\w-]+\.[\w-]+\.[\w-]+/.exec(fromAgent.stdout)?.[0] ?? '';
-  const valid = await run(SPIRE_AGENT, ['api', 'validate', 'jwt', '-audience', AUDIENCE, '-svid', token, '-socketPath', socket]);
+  const valid = await run(SPIRE_AGENT, [
+    'api',
+    'validate',
+    'jwt',
+    '-audience',
+    AUDIENCE,
+    '-svid',
+    token,
+    '-socketPath',
+    socket,
+  ]);
   assert.equal(valid.code, 0, failed(valid.stderr));
   assert.match(valid.stdout, new RegExp(`SPIFFE ID\\s*:\\s*${ID}`));
 });

@@ -1,12 +1,13 @@
 // The release: .github/workflows/release.yml linted by actionlint (built by scripts/install-tools.sh; the
 // test skips, saying why, without it), the versions that must move together kept together, and the chart's
 // default image being the one the workflow publishes.
+
+import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { access, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import assert from 'node:assert/strict';
 import { promisify } from 'node:util';
 import { parseDocument } from 'yaml';
 
@@ -42,13 +43,21 @@ async function lint(bin: string, file: string): Promise<{ ok: boolean; out: stri
 
 test('actionlint finds nothing wrong with the release workflow (and does find a broken copy wrong)', async (t) => {
   const bin = await actionlint();
-  if (!bin) return t.skip('no actionlint (bash scripts/install-tools.sh builds it into .tools/bin from the Go module proxy; it needs Go)');
+  if (!bin)
+    return t.skip(
+      'no actionlint (bash scripts/install-tools.sh builds it into .tools/bin from the Go module proxy; it needs Go)',
+    );
   const clean = await lint(bin, WORKFLOW);
   assert.ok(clean.ok, clean.out);
   const dir = await mkdtemp(join(tmpdir(), 'actionlint-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const broken = join(dir, 'release.yml');
-  await writeFile(broken, (await readFile(WORKFLOW, 'utf8')).replace('provenance: mode=max', 'provenence: mode=max').replace('needs: [version, image]', 'needs: [version, imagee]'));
+  await writeFile(
+    broken,
+    (await readFile(WORKFLOW, 'utf8'))
+      .replace('provenance: mode=max', 'provenence: mode=max')
+      .replace('needs: [version, image]', 'needs: [version, imagee]'),
+  );
   const bad = await lint(bin, broken);
   assert.equal(bad.ok, false);
   assert.match(bad.out, /provenence/);
@@ -70,8 +79,15 @@ test('the workflow publishes what the chart installs by default, for both archit
   const wf = await yamlFile(WORKFLOW);
   const values = await yamlFile(join(ROOT, 'charts/spiffe-connector/values.yaml'));
   assert.deepEqual(Object.keys(wf['on']), ['push']);
-  assert.ok(wf['on'].push.tags.every((p: string) => p.startsWith('v')), 'version tags only');
-  assert.equal(wf['env'].IMAGE, `${values['image'].registry}/${values['image'].repository}`, 'values.yaml points at the image the workflow pushes');
+  assert.ok(
+    wf['on'].push.tags.every((p: string) => p.startsWith('v')),
+    'version tags only',
+  );
+  assert.equal(
+    wf['env'].IMAGE,
+    `${values['image'].registry}/${values['image'].repository}`,
+    'values.yaml points at the image the workflow pushes',
+  );
   assert.deepEqual(wf['permissions'], {}, 'nothing by default; each job asks for what it needs');
 
   // The version job refuses a tag that does not match the files.
@@ -88,8 +104,15 @@ test('the workflow publishes what the chart installs by default, for both archit
   assert.equal(build.with.provenance, 'mode=max');
   assert.equal(build.with.push, true);
   const meta = image.steps.find((s: Obj) => String(s.uses).startsWith('docker/metadata-action@'));
-  assert.match(meta.with.tags, /type=semver,pattern=\{\{version\}\}/, 'the image tag is the bare version, as appVersion');
-  assert.ok(image.steps.some((s: Obj) => /cosign sign --yes "\$\{IMAGE\}@\$\{DIGEST\}"/.test(s.run ?? '')), 'the pushed digest is signed');
+  assert.match(
+    meta.with.tags,
+    /type=semver,pattern=\{\{version\}\}/,
+    'the image tag is the bare version, as appVersion',
+  );
+  assert.ok(
+    image.steps.some((s: Obj) => /cosign sign --yes "\$\{IMAGE\}@\$\{DIGEST\}"/.test(s.run ?? '')),
+    'the pushed digest is signed',
+  );
 
   const chart = wf['jobs'].chart;
   assert.deepEqual(chart.needs, ['version', 'image']);
@@ -101,5 +124,8 @@ test('the workflow publishes what the chart installs by default, for both archit
   // The README installs from where the workflow pushes.
   const readme = await readFile(join(ROOT, 'README.md'), 'utf8');
   assert.ok(readme.includes(`${wf['env'].CHART_REPOSITORY}/spiffe-connector`), 'README installs the released chart');
-  assert.ok(readme.includes(`${values['image'].registry}/${values['image'].repository}`), 'README names the released image');
+  assert.ok(
+    readme.includes(`${values['image'].registry}/${values['image'].repository}`),
+    'README names the released image',
+  );
 });

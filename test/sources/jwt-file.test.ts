@@ -1,16 +1,17 @@
 // The JWT-SVID file source: re-read before expiry and on change, refusals keep the last good token
 // while it is valid, and a token for the wrong audience is an error that says what to fix.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SignJWT, generateKeyPair } from 'jose';
+import { test } from 'node:test';
+import { generateKeyPair, SignJWT } from 'jose';
 import { ManualClock, systemClock } from '../../src/base/clock.ts';
+import type { ConnectorError } from '../../src/base/errors.ts';
 import { createLogger } from '../../src/ops/logger.ts';
 import { JwtFileSource } from '../../src/sources/jwt-file.ts';
-import type { ConnectorError } from '../../src/base/errors.ts';
 
 const ID = 'spiffe://example.org/ns/default/sa/app';
 
@@ -19,7 +20,14 @@ async function testSigner(alg: 'RS256' | 'PS256' | 'ES256' | 'ES384' | 'ES512') 
   const { privateKey } = await generateKeyPair(alg);
   return {
     sign: (o: { sub: string; aud: string[]; ttlSeconds: number; iat: number }) =>
-      new SignJWT({ sub: o.sub, aud: o.aud, jti: randomUUID(), iss: 'https://oidc.example.org', iat: o.iat, exp: o.iat + o.ttlSeconds })
+      new SignJWT({
+        sub: o.sub,
+        aud: o.aud,
+        jti: randomUUID(),
+        iss: 'https://oidc.example.org',
+        iat: o.iat,
+        exp: o.iat + o.ttlSeconds,
+      })
         .setProtectedHeader({ alg, kid: `key-${alg}`, typ: 'JWT' })
         .sign(privateKey),
   };
@@ -27,19 +35,26 @@ async function testSigner(alg: 'RS256' | 'PS256' | 'ES256' | 'ES384' | 'ES512') 
 
 const AUDIENCES = ['sts.amazonaws.com', 'api://AzureADTokenExchange'];
 
-async function setup(t: import('node:test').TestContext, options: { alg?: 'RS256' | 'ES256' | 'ES384' | 'ES512' | 'PS256'; requiredAudiences?: string[] } = {}) {
+async function setup(
+  t: import('node:test').TestContext,
+  options: { alg?: 'RS256' | 'ES256' | 'ES384' | 'ES512' | 'PS256'; requiredAudiences?: string[] } = {},
+) {
   const clock = new ManualClock(Date.now());
   const signer = await testSigner(options.alg ?? 'RS256');
   let content = '';
   let reads = 0;
   const logs: Array<Record<string, unknown>> = [];
-  const sign = (sub = ID, ttlSeconds = 600, aud: string[] = AUDIENCES) => signer.sign({ sub, aud, ttlSeconds, iat: Math.floor(clock.now() / 1000) });
+  const sign = (sub = ID, ttlSeconds = 600, aud: string[] = AUDIENCES) =>
+    signer.sign({ sub, aud, ttlSeconds, iat: Math.floor(clock.now() / 1000) });
   content = await sign();
   const source = new JwtFileSource({
     file: '/tokens/jwt-svid',
     trustDomain: 'example.org',
     clock,
-    logger: createLogger({ level: 'debug', destination: { write: (line: string) => void logs.push(JSON.parse(line)) } }),
+    logger: createLogger({
+      level: 'debug',
+      destination: { write: (line: string) => void logs.push(JSON.parse(line)) },
+    }),
     ...(options.requiredAudiences ? { requiredAudiences: options.requiredAudiences } : {}),
     watch: false,
     pollIntervalMs: 30_000,
@@ -58,11 +73,17 @@ test('serves the file token for each of its audiences; another audience says wha
   const svid = await source.fetchJwtSvid('sts.amazonaws.com', AbortSignal.timeout(1000));
   assert.equal(svid.id.toString(), ID);
   await source.fetchJwtSvid('api://AzureADTokenExchange', AbortSignal.timeout(1000));
-  await assert.rejects(source.fetchJwtSvid('//iam.googleapis.com/projects/1/x', AbortSignal.timeout(1000)), (e: ConnectorError) => {
-    assert.equal(e.code, 'jwt_svid_invalid');
-    assert.match(e.message, /is for audience sts\.amazonaws\.com, api:\/\/AzureADTokenExchange, not \/\/iam\.googleapis\.com/);
-    return true;
-  });
+  await assert.rejects(
+    source.fetchJwtSvid('//iam.googleapis.com/projects/1/x', AbortSignal.timeout(1000)),
+    (e: ConnectorError) => {
+      assert.equal(e.code, 'jwt_svid_invalid');
+      assert.match(
+        e.message,
+        /is for audience sts\.amazonaws\.com, api:\/\/AzureADTokenExchange, not \/\/iam\.googleapis\.com/,
+      );
+      return true;
+    },
+  );
 });
 
 test('re-reads on its own before expiry and tells subscribers of a new token', async (t) => {
@@ -88,7 +109,10 @@ test('a bad token is refused and the last good one served until it expires, neve
   await h.source.reload('test');
   assert.equal((await h.source.fetchJwtSvid('sts.amazonaws.com', AbortSignal.timeout(1000))).id.toString(), ID);
   await h.clock.advance(601_000);
-  await assert.rejects(h.source.fetchJwtSvid('sts.amazonaws.com', AbortSignal.timeout(1000)), (e: ConnectorError) => e.code === 'identity_unavailable' && /no valid JWT-SVID/.test(e.message));
+  await assert.rejects(
+    h.source.fetchJwtSvid('sts.amazonaws.com', AbortSignal.timeout(1000)),
+    (e: ConnectorError) => e.code === 'identity_unavailable' && /no valid JWT-SVID/.test(e.message),
+  );
 });
 
 /** The token served now for the first audience. */
@@ -153,7 +177,14 @@ test('the token directory removed and created again is still watched (no wait fo
   const signer = await testSigner('ES256');
   const sign = () => signer.sign({ sub: ID, aud: AUDIENCES, ttlSeconds: 600, iat: Math.floor(Date.now() / 1000) });
   await writeFile(file, await sign());
-  const source = new JwtFileSource({ file, trustDomain: 'example.org', clock: systemClock, logger: createLogger({ level: 'silent' }), pollIntervalMs: 600_000, debounceMs: 50 });
+  const source = new JwtFileSource({
+    file,
+    trustDomain: 'example.org',
+    clock: systemClock,
+    logger: createLogger({ level: 'silent' }),
+    pollIntervalMs: 600_000,
+    debounceMs: 50,
+  });
   t.after(() => source.close());
   await source.start();
   for (let round = 0; round < 2; round++) {
@@ -167,7 +198,10 @@ test('the token directory removed and created again is still watched (no wait fo
     await mkdir(dir);
     const next = await sign();
     await writeFile(file, next);
-    const seen = await Promise.race([changed.then(() => true), new Promise<false>((resolve) => setTimeout(() => resolve(false), 10_000).unref())]);
+    const seen = await Promise.race([
+      changed.then(() => true),
+      new Promise<false>((resolve) => setTimeout(() => resolve(false), 10_000).unref()),
+    ]);
     assert.ok(seen, `round ${round}: the new token was not seen within 10 s`);
     assert.equal(await served(source), next);
   }

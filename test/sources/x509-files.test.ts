@@ -1,12 +1,13 @@
 // The X.509 file source as csi-driver-spiffe feeds it: atomic `..data` swaps become new SVIDs;
 // every kind of bad or half-written set is refused with the last good SVID kept.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { systemClock } from '../../src/base/clock.ts';
+import { test } from 'node:test';
 import { writeAtomicDir } from '@spiffe-connector/dev/atomic-dir.ts';
+import { systemClock } from '../../src/base/clock.ts';
 import { createLogger } from '../../src/ops/logger.ts';
 import { Metrics } from '../../src/ops/metrics.ts';
 import { X509FilesSource } from '../../src/sources/x509-files.ts';
@@ -22,11 +23,17 @@ interface Captured {
 
 function capturingLogger(): { logger: ReturnType<typeof createLogger>; captured: Captured } {
   const captured: Captured = { lines: [] };
-  const logger = createLogger({ level: 'debug', destination: { write: (s: string) => void captured.lines.push(JSON.parse(s)) } });
+  const logger = createLogger({
+    level: 'debug',
+    destination: { write: (s: string) => void captured.lines.push(JSON.parse(s)) },
+  });
   return { logger, captured };
 }
 
-async function setup(t: import('node:test').TestContext, options: { watch?: boolean; pollIntervalSeconds?: number } = {}) {
+async function setup(
+  t: import('node:test').TestContext,
+  options: { watch?: boolean; pollIntervalSeconds?: number } = {},
+) {
   const dir = await mkdtemp(join(tmpdir(), 'svid-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const ca = await DevCa.create({ trustDomain: TD });
@@ -100,7 +107,10 @@ test('the directory removed and created again is still watched (no wait for the 
       { name: 'tls.key', content: next.keyPem, mode: 0o600 },
       { name: 'ca.crt', content: ca.certPem },
     ]);
-    const svid = await Promise.race([announced, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 10_000).unref())]);
+    const svid = await Promise.race([
+      announced,
+      new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 10_000).unref()),
+    ]);
     assert.ok(svid, `round ${round}: the new SVID was not seen within 10 s`);
     assert.notEqual(serial(svid), before);
   }
@@ -117,7 +127,9 @@ test('every bad SVID is refused with a clear log line and the last good one kept
     captured.lines.length = 0;
     await source.reload(`test ${kind}`);
     assert.equal(serial(source.current()), good, `${kind}: the last good SVID stays`);
-    const refusal = captured.lines.find((l) => l['msg'] === 'refused the new X.509-SVID files; keeping the last good ones');
+    const refusal = captured.lines.find(
+      (l) => l['msg'] === 'refused the new X.509-SVID files; keeping the last good ones',
+    );
     assert.ok(refusal, `${kind}: a refusal is logged`);
     assert.equal(refusal['keeping'], ID);
     assert.ok(typeof refusal['err'] === 'string' && (refusal['err'] as string).length > 10, `${kind}: says why`);
@@ -154,7 +166,17 @@ test('no usable SVID at start: not ready, and ready as soon as a good one lands'
   t.after(() => rm(dir, { recursive: true, force: true }));
   const ca = await DevCa.create({ trustDomain: TD });
   const { logger } = capturingLogger();
-  const source = new X509FilesSource({ dir, certFile: 'tls.crt', keyFile: 'tls.key', bundleFile: 'ca.crt', trustDomain: TD, pollIntervalSeconds: 1, clock: systemClock, logger, watch: false });
+  const source = new X509FilesSource({
+    dir,
+    certFile: 'tls.crt',
+    keyFile: 'tls.key',
+    bundleFile: 'ca.crt',
+    trustDomain: TD,
+    pollIntervalSeconds: 1,
+    clock: systemClock,
+    logger,
+    watch: false,
+  });
   t.after(() => source.close());
   await source.start();
   assert.equal(source.current(), undefined);

@@ -1,11 +1,12 @@
 // Trust bundles: PEM and concatenated-DER X.509 authorities, JWKS / SPIFFE bundle JWT authorities,
 // and the DER splitter the Workload API needs.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
+import { test } from 'node:test';
 import { exportJWK, generateKeyPair } from 'jose';
 import { ConnectorError } from '../../src/base/errors.ts';
-import { JwtBundle, X509Bundle, splitDer } from '../../src/spiffe/bundle.ts';
+import { JwtBundle, splitDer, X509Bundle } from '../../src/spiffe/bundle.ts';
 import { TrustDomain } from '../../src/spiffe/spiffe-id.ts';
 import { DevCa } from '../helpers/pki.ts';
 
@@ -75,7 +76,10 @@ test('splitDer walks short and long ASN.1 lengths and refuses what is not a SEQU
   const rsa = await DevCa.create({ trustDomain: 'example.org', keyType: 'rsa-2048' });
   const certs = [der(ca.certPem), der(rsa.certPem)];
   const parts = splitDer(Buffer.concat(certs));
-  assert.deepEqual(parts.map((p) => Buffer.from(p)), certs);
+  assert.deepEqual(
+    parts.map((p) => Buffer.from(p)),
+    certs,
+  );
   assert.deepEqual(splitDer(new Uint8Array([0x30, 0x00, 0x30, 0x01, 0x05])), [
     new Uint8Array([0x30, 0x00]),
     new Uint8Array([0x30, 0x01, 0x05]),
@@ -86,7 +90,11 @@ test('splitDer walks short and long ASN.1 lengths and refuses what is not a SEQU
   refused(() => splitDer(new Uint8Array([0x30])), 'bundle_invalid', 'ends before its length');
   refused(() => splitDer(new Uint8Array([0x30, 0x82, 0x01])), 'bundle_invalid', 'ends inside its length');
   refused(() => splitDer(new Uint8Array([0x30, 0x85, 1, 1, 1, 1, 1])), 'bundle_invalid', 'does not fit in 4 bytes');
-  refused(() => splitDer(new Uint8Array([0x30, 0x05, 0x00]), 'chain', 'svid_invalid'), 'svid_invalid', 'chain: DER element 1');
+  refused(
+    () => splitDer(new Uint8Array([0x30, 0x05, 0x00]), 'chain', 'svid_invalid'),
+    'svid_invalid',
+    'chain: DER element 1',
+  );
 });
 
 async function publicJwk(alg: 'ES256' | 'RS256', kid: string, use?: string) {
@@ -120,7 +128,10 @@ test('JwtBundle.parseJwks: plain JWKS, OIDC "sig" keys, empty keys', async () =>
   const a = await publicJwk('RS256', 'a');
   const b = await publicJwk('ES256', 'b', 'sig');
   const bundle = JwtBundle.parseJwks('example.org', JSON.stringify({ keys: [a.jwk, b.jwk] }));
-  assert.deepEqual(bundle.keys.map((k) => k.kid), ['a', 'b']);
+  assert.deepEqual(
+    bundle.keys.map((k) => k.kid),
+    ['a', 'b'],
+  );
   assert.equal(bundle.sequence, undefined);
   assert.equal(JwtBundle.parseJwks(td, '{"keys":[]}').keys.length, 0);
 });
@@ -128,7 +139,11 @@ test('JwtBundle.parseJwks: plain JWKS, OIDC "sig" keys, empty keys', async () =>
 test('JwtBundle.parseJwks: refusals', async () => {
   const { jwk, privateJwk } = await publicJwk('ES256', 'k1');
   const bad = (doc: unknown, includes: string) =>
-    refused(() => JwtBundle.parseJwks(td, typeof doc === 'string' ? doc : JSON.stringify(doc)), 'bundle_invalid', includes);
+    refused(
+      () => JwtBundle.parseJwks(td, typeof doc === 'string' ? doc : JSON.stringify(doc)),
+      'bundle_invalid',
+      includes,
+    );
   bad('not json', 'is not valid JSON');
   bad([], 'is not a JSON object');
   bad({}, 'has no "keys" array');

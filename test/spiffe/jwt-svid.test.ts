@@ -1,13 +1,14 @@
 // JWT-SVID header/claim rules and signature validation against a JWT bundle, with tokens signed by
 // jose at test time; every refusal is checked for a clear message that never contains the token.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import { inspect } from 'node:util';
-import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK, type JWTPayload } from 'jose';
+import { type CryptoKey, exportJWK, generateKeyPair, type JWK, type JWTPayload, SignJWT } from 'jose';
 import { ConnectorError } from '../../src/base/errors.ts';
 import { JwtBundle } from '../../src/spiffe/bundle.ts';
-import { TrustDomain } from '../../src/spiffe/spiffe-id.ts';
 import { JWT_SVID_ALGORITHMS, parseJwtSvidInsecure, validateJwtSvid } from '../../src/spiffe/jwt-svid.ts';
+import { TrustDomain } from '../../src/spiffe/spiffe-id.ts';
 
 const NOW = new Date('2026-03-01T12:00:00Z');
 const NOW_S = NOW.getTime() / 1000;
@@ -93,7 +94,10 @@ test('parseJwtSvidInsecure: exp leeway (default 30 s) and custom leeway', async 
   const s = await signer('ES256');
   const token = await sign(s, claims({ exp: NOW_S - 20 }));
   assert.equal(parseJwtSvidInsecure(token, { now: NOW }).id.toString(), ID);
-  assert.throws(() => parseJwtSvidInsecure(token, { now: NOW, leewaySeconds: 10 }), refusal(token, 'expired at 2026-03-01T11:59:40.000Z'));
+  assert.throws(
+    () => parseJwtSvidInsecure(token, { now: NOW, leewaySeconds: 10 }),
+    refusal(token, 'expired at 2026-03-01T11:59:40.000Z'),
+  );
   const late = await sign(s, claims({ exp: NOW_S - 31 }));
   assert.throws(() => parseJwtSvidInsecure(late, { now: NOW }), refusal(late, 'expired at'));
 });
@@ -201,17 +205,23 @@ test('validateJwtSvid: only the bundle of the sub trust domain', async () => {
     validateJwtSvid(theirToken, ourBundle, AUD, NOW),
     refusal(theirToken, 'no JWT bundle for its trust domain "other.org"; the JWT bundle is for "example.org"'),
   );
-  const lookup = (td: TrustDomain) => (td.name === 'example.org' ? ourBundle : td.name === 'other.org' ? theirBundle : undefined);
+  const lookup = (td: TrustDomain) =>
+    td.name === 'example.org' ? ourBundle : td.name === 'other.org' ? theirBundle : undefined;
   assert.equal((await validateJwtSvid(theirToken, lookup, AUD, NOW)).id.toString(), 'spiffe://other.org/app');
 
   // A key of another trust domain cannot sign for ours, even when a lookup knows both.
-  const crossed = await new SignJWT(claims()).setProtectedHeader({ alg: 'ES256', kid: 'theirs' }).sign(theirs.privateKey);
+  const crossed = await new SignJWT(claims())
+    .setProtectedHeader({ alg: 'ES256', kid: 'theirs' })
+    .sign(theirs.privateKey);
   await assert.rejects(validateJwtSvid(crossed, lookup, AUD, NOW), refusal(crossed, 'has no key with kid "theirs"'));
   await assert.rejects(
     validateJwtSvid(theirToken, () => ourBundle, AUD, NOW),
     refusal(theirToken, 'the JWT bundle looked up for "other.org" is for "example.org"'),
   );
-  await assert.rejects(validateJwtSvid(theirToken, () => undefined, AUD, NOW), refusal(theirToken, 'no JWT bundle'));
+  await assert.rejects(
+    validateJwtSvid(theirToken, () => undefined, AUD, NOW),
+    refusal(theirToken, 'no JWT bundle'),
+  );
   assert.equal(TrustDomain.parse('other.org').name, 'other.org');
 });
 
@@ -220,7 +230,13 @@ test('a JwtSvid never shows its token', async () => {
   const token = await sign(s);
   const svid = parseJwtSvidInsecure(token, { now: NOW });
   const signature = token.split('.')[2] ?? '';
-  for (const shown of [JSON.stringify(svid), inspect(svid), inspect({ svid }, { depth: 5 }), String(svid.token), JSON.stringify({ t: svid.token })]) {
+  for (const shown of [
+    JSON.stringify(svid),
+    inspect(svid),
+    inspect({ svid }, { depth: 5 }),
+    String(svid.token),
+    JSON.stringify({ t: svid.token }),
+  ]) {
     assert.ok(!shown.includes(signature), shown);
     assert.ok(!shown.includes(token.split('.')[1] ?? ''), shown);
   }

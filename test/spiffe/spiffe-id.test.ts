@@ -1,7 +1,8 @@
 // SPIFFE ID and trust domain parsing: go-spiffe's spiffeid test vectors (id_test.go,
 // trustdomain_test.go), including every byte 0–255 in trust-domain and path position.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import { ConnectorError } from '../../src/base/errors.ts';
 import { MAX_SPIFFE_ID_BYTES, MAX_TRUST_DOMAIN_BYTES, SpiffeId, TrustDomain } from '../../src/spiffe/spiffe-id.ts';
 
@@ -36,7 +37,8 @@ function assertFail(input: string, problem: string): void {
 function assertTdFail(input: string, problem: string): void {
   assert.throws(
     () => TrustDomain.parse(input),
-    (err: unknown) => err instanceof ConnectorError && err.code === 'spiffe_id_invalid' && err.message.includes(problem),
+    (err: unknown) =>
+      err instanceof ConnectorError && err.code === 'spiffe_id_invalid' && err.message.includes(problem),
   );
 }
 

@@ -1,15 +1,16 @@
 // X.509-SVID load checks and chain verification, against certificates minted at test time:
 // every bad variant of the PKI helper, three key formats, EC/RSA/Ed25519, long chains, trust domains.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
-import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { test } from 'node:test';
 import { inspect } from 'node:util';
 import { ConnectorError } from '../../src/base/errors.ts';
 import { Secret } from '../../src/base/secret.ts';
 import { X509Bundle } from '../../src/spiffe/bundle.ts';
 import type { TrustDomain } from '../../src/spiffe/spiffe-id.ts';
-import { X509Svid, parseX509Svid, parseX509SvidDer, verifyX509Svid } from '../../src/spiffe/x509-svid.ts';
-import { BAD_SVID_KINDS, DevCa, mintBad, type BadSvidKind } from '../helpers/pki.ts';
+import { parseX509Svid, parseX509SvidDer, verifyX509Svid, X509Svid } from '../../src/spiffe/x509-svid.ts';
+import { BAD_SVID_KINDS, type BadSvidKind, DevCa, mintBad } from '../helpers/pki.ts';
 
 const TD = 'example.org';
 const ID = 'spiffe://example.org/ns/default/sa/app';
@@ -86,10 +87,18 @@ test('parse: SEC1 key preceded by an EC PARAMETERS block (openssl ecparam -genke
 test('an RSA CA signing an EC leaf and the other way round', async () => {
   const rsaCa = await DevCa.create({ trustDomain: TD, keyType: 'rsa-2048', now: NOW });
   const ecLeaf = await rsaCa.issueX509Svid({ spiffeId: ID, now: NOW });
-  verifyX509Svid(parseX509Svid(ecLeaf.certPem, ecLeaf.keyPem).certificates, X509Bundle.parsePem(TD, rsaCa.certPem), NOW);
+  verifyX509Svid(
+    parseX509Svid(ecLeaf.certPem, ecLeaf.keyPem).certificates,
+    X509Bundle.parsePem(TD, rsaCa.certPem),
+    NOW,
+  );
   const ecCa = await rootCa();
   const rsaLeaf = await ecCa.issueX509Svid({ spiffeId: ID, now: NOW, keyType: 'rsa-2048' });
-  verifyX509Svid(parseX509Svid(rsaLeaf.certPem, rsaLeaf.keyPem).certificates, X509Bundle.parsePem(TD, ecCa.certPem), NOW);
+  verifyX509Svid(
+    parseX509Svid(rsaLeaf.certPem, rsaLeaf.keyPem).certificates,
+    X509Bundle.parsePem(TD, ecCa.certPem),
+    NOW,
+  );
 });
 
 test('parseDer: Workload API concatenated DER chain and PKCS#8 DER key', async () => {
@@ -104,7 +113,10 @@ test('parseDer: Workload API concatenated DER chain and PKCS#8 DER key', async (
   assert.equal(verifyX509Svid(svid.certificates, bundle, NOW).chain.length, 3);
   assert.throws(() => parseX509SvidDer(new Uint8Array(), keyDer), refusal('chain is empty'));
   assert.throws(() => parseX509SvidDer(chainDer.subarray(0, 50), keyDer), refusal('truncated'));
-  assert.throws(() => parseX509SvidDer(chainDer, keyDer.subarray(0, 20)), refusal('cannot be read as a PKCS#8 private key'));
+  assert.throws(
+    () => parseX509SvidDer(chainDer, keyDer.subarray(0, 20)),
+    refusal('cannot be read as a PKCS#8 private key'),
+  );
 });
 
 test('a 3-long chain (leaf, intermediate, root) and a 4-long one', async () => {
@@ -167,7 +179,8 @@ const EXPECTED: Record<BadSvidKind, string> = {
   expired: 'the leaf "spiffe://example.org/ns/default/sa/app" expired at',
   'not-yet-valid': 'the leaf "spiffe://example.org/ns/default/sa/app" is not valid until',
   'foreign-ca': 'does not lead to any of the 1 authority(ies) in the trust bundle of "example.org"',
-  'other-trust-domain': 'there is no trust bundle for its trust domain "other.example.org"; the trust bundle is for "example.org"',
+  'other-trust-domain':
+    'there is no trust bundle for its trust domain "other.example.org"; the trust bundle is for "example.org"',
   'intermediate-not-ca': 'is not a CA (basicConstraints cA is not true)',
   'intermediate-no-key-cert-sign': 'lacks keyCertSign',
   'key-mismatch': 'the private key does not match the leaf certificate',
@@ -232,12 +245,18 @@ test('verify uses only the bundle of the leaf trust domain', async () => {
   const theirCerts = certsOf(theirIssued.certPem);
 
   // One bundle: another trust domain's SVID is refused even though it is well formed.
-  assert.throws(() => verifyX509Svid(theirCerts, ourBundle, NOW), refusal('no trust bundle for its trust domain "other.org"'));
+  assert.throws(
+    () => verifyX509Svid(theirCerts, ourBundle, NOW),
+    refusal('no trust bundle for its trust domain "other.org"'),
+  );
 
   // A lookup picks the bundle by the leaf's trust domain.
   const lookup = (td: TrustDomain) => (td.name === TD ? ourBundle : td.name === 'other.org' ? theirBundle : undefined);
   assert.equal(verifyX509Svid(theirCerts, lookup, NOW).id.toString(), 'spiffe://other.org/app');
-  assert.throws(() => verifyX509Svid(theirCerts, () => undefined, NOW), refusal('no trust bundle for its trust domain "other.org"'));
+  assert.throws(
+    () => verifyX509Svid(theirCerts, () => undefined, NOW),
+    refusal('no trust bundle for its trust domain "other.org"'),
+  );
 
   // A leaf claiming our trust domain but issued by their CA must not verify, even through a lookup.
   const impostor = await theirs.issueCertificate({
@@ -249,7 +268,10 @@ test('verify uses only the bundle of the leaf trust domain', async () => {
   });
   assert.throws(() => verifyX509Svid([impostor.certificate], lookup, NOW), refusal('does not lead to any'));
   // A lookup that answers with the wrong trust domain's bundle is caught.
-  assert.throws(() => verifyX509Svid(theirCerts, () => ourBundle, NOW), refusal('the bundle looked up for "other.org" is for "example.org"'));
+  assert.throws(
+    () => verifyX509Svid(theirCerts, () => ourBundle, NOW),
+    refusal('the bundle looked up for "other.org" is for "example.org"'),
+  );
 });
 
 test('a leaf whose signature was made by another key with the same issuer name is refused', async () => {
@@ -285,7 +307,10 @@ test('key file refusals never show key material', async () => {
     );
   }
   assert.throws(() => parseX509Svid('', issued.keyPem), refusal('holds no PEM CERTIFICATE block'));
-  assert.throws(() => parseX509Svid(issued.keyPem, issued.keyPem), refusal('PEM block 1 is a PRIVATE KEY, not a CERTIFICATE'));
+  assert.throws(
+    () => parseX509Svid(issued.keyPem, issued.keyPem),
+    refusal('PEM block 1 is a PRIVATE KEY, not a CERTIFICATE'),
+  );
   assert.throws(() => verifyX509Svid([], X509Bundle.parsePem(TD, ca.certPem), NOW), refusal('chain is empty'));
 });
 
@@ -296,13 +321,22 @@ test('an X509Svid never shows its key in JSON, inspect or string form', async ()
   const body = issued.keyPem.split('\n')[1] ?? '';
   const json = JSON.stringify(svid);
   assert.deepEqual(Object.keys(JSON.parse(json) as object), ['id', 'notBefore', 'notAfter', 'serial']);
-  for (const shown of [json, inspect(svid), inspect({ svid }, { depth: 5 }), String(svid.keyPkcs8Pem()), JSON.stringify(svid.keyPkcs8Pem())]) {
+  for (const shown of [
+    json,
+    inspect(svid),
+    inspect({ svid }, { depth: 5 }),
+    String(svid.keyPkcs8Pem()),
+    JSON.stringify(svid.keyPkcs8Pem()),
+  ]) {
     assert.ok(!shown.includes(body));
     assert.ok(!shown.includes('PRIVATE KEY'));
   }
   assert.match(inspect(svid), /X509Svid\(spiffe:\/\/example\.org\/ns\/default\/sa\/app, 1 certificate\(s\)/);
   // chainPem round-trips.
-  assert.equal(X509Svid.parse(svid.chainPem(), issued.keyPem).certificates[0]?.fingerprint256, svid.certificates[0]?.fingerprint256);
+  assert.equal(
+    X509Svid.parse(svid.chainPem(), issued.keyPem).certificates[0]?.fingerprint256,
+    svid.certificates[0]?.fingerprint256,
+  );
 });
 
 test('chains of more than 10 certificates are refused before path building', async () => {

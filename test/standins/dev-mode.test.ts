@@ -1,13 +1,14 @@
 // The first minutes in a clone: `npm start` (packages/dev/src/main.ts) shows the banner first with one
 // command per cloud and a quiet log, exchanges once per cloud at start, reports a busy port in one line;
 // the CLI runs from the sources with --version; every log line has the same shape.
-import { spawn, type ChildProcess } from 'node:child_process';
+
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type TestContext, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { test, type TestContext } from 'node:test';
-import assert from 'node:assert/strict';
 import { runDev } from '@spiffe-connector/dev/dev-mode.ts';
 import { createLogger } from '../../src/ops/logger.ts';
 
@@ -25,7 +26,10 @@ interface Child {
 }
 
 function start(t: TestContext, args: string[]): Child {
-  const child = spawn(process.execPath, args, { env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, args, {
+    env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const out = { stdout: '', stderr: '' };
   const waiters: Array<() => void> = [];
   child.stdout.on('data', (d: Buffer) => {
@@ -57,16 +61,23 @@ function start(t: TestContext, args: string[]): Child {
         waiters.push(check);
         check();
         void exited.then((code) => {
-          if (!pattern.test(out[stream])) reject(new Error(`exited (${code}) before ${stream} showed ${pattern}:\n${out.stdout}\n${out.stderr}`));
+          if (!pattern.test(out[stream]))
+            reject(new Error(`exited (${code}) before ${stream} showed ${pattern}:\n${out.stdout}\n${out.stderr}`));
         });
       }),
   };
 }
 
 /** Runs `command` in bash with only PATH and `env`. */
-function shell(command: string, env: Record<string, string | undefined>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function shell(
+  command: string,
+  env: Record<string, string | undefined>,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn('bash', ['-c', command], { env: { PATH: process.env['PATH'] ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('bash', ['-c', command], {
+      env: { PATH: process.env['PATH'] ?? '', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -81,12 +92,38 @@ test('npm start: the banner comes first with the exports and one command per clo
   const banner = dev.stdout();
   assert.match(banner, /^\nspiffe-connector dev is ready/);
   assert.equal(dev.stderr(), '', 'nothing logged before or with the banner at the default verbosity');
-  const exports = Object.fromEntries([...banner.matchAll(/^export ([A-Z_a-z]+)=(.*)$/gm)].map((m) => [m[1], (m[2] ?? '').replace(/^'(.*)'$/, '$1')]));
-  for (const name of ['AWS_CONTAINER_CREDENTIALS_FULL_URI', 'GCE_METADATA_HOST', 'IDENTITY_ENDPOINT', 'IDENTITY_HEADER']) assert.ok(exports[name], `export ${name}`);
+  const exports = Object.fromEntries(
+    [...banner.matchAll(/^export ([A-Z_a-z]+)=(.*)$/gm)].map((m) => [m[1], (m[2] ?? '').replace(/^'(.*)'$/, '$1')]),
+  );
+  for (const name of [
+    'AWS_CONTAINER_CREDENTIALS_FULL_URI',
+    'GCE_METADATA_HOST',
+    'IDENTITY_ENDPOINT',
+    'IDENTITY_HEADER',
+  ])
+    assert.ok(exports[name], `export ${name}`);
   const guard = (name: string) => `"\\$\\{${name}:\\?paste the export lines above first\\}`;
-  assert.match(banner, new RegExp(`^ {2}aws sts get-caller-identity --endpoint-url http://127\\.0\\.0\\.1:\\d+ --region ${guard('AWS_REGION')}"$`, 'm'));
-  assert.match(banner, new RegExp(`^ {2}CLOUDSDK_CONFIG=\\$\\(mktemp -d\\) GCE_METADATA_HOST=${guard('GCE_METADATA_HOST')}" gcloud auth print-access-token$`, 'm'));
-  assert.match(banner, new RegExp(`^ {2}curl -sS --fail-with-body -H "X-IDENTITY-HEADER: \\$IDENTITY_HEADER" ${guard('IDENTITY_ENDPOINT')}\\?resource=https://storage\\.azure\\.com&api-version=2019-08-01"$`, 'm'));
+  assert.match(
+    banner,
+    new RegExp(
+      `^ {2}aws sts get-caller-identity --endpoint-url http://127\\.0\\.0\\.1:\\d+ --region ${guard('AWS_REGION')}"$`,
+      'm',
+    ),
+  );
+  assert.match(
+    banner,
+    new RegExp(
+      `^ {2}CLOUDSDK_CONFIG=\\$\\(mktemp -d\\) GCE_METADATA_HOST=${guard('GCE_METADATA_HOST')}" gcloud auth print-access-token$`,
+      'm',
+    ),
+  );
+  assert.match(
+    banner,
+    new RegExp(
+      `^ {2}curl -sS --fail-with-body -H "X-IDENTITY-HEADER: \\$IDENTITY_HEADER" ${guard('IDENTITY_ENDPOINT')}\\?resource=https://storage\\.azure\\.com&api-version=2019-08-01"$`,
+      'm',
+    ),
+  );
   // Each command, run by a shell without the exports, stops before any client starts, saying why.
   const commands = [...banner.matchAll(/^ {2}((?:aws |CLOUDSDK_CONFIG=|curl ).*)$/gm)].map((m) => m[1] ?? '');
   const needingExports = commands.filter((c) => c.includes(':?paste the export lines above first'));
@@ -100,12 +137,20 @@ test('npm start: the banner comes first with the exports and one command per clo
   const curl = needingExports.find((c) => c.startsWith('curl ')) ?? '';
   const withExports = await shell(curl, exports);
   if (withExports.code === 127) t.diagnostic('curl is not installed: the Azure command was not run');
-  else assert.equal(typeof (JSON.parse(withExports.stdout) as { access_token?: unknown }).access_token, 'string', withExports.stderr);
+  else
+    assert.equal(
+      typeof (JSON.parse(withExports.stdout) as { access_token?: unknown }).access_token,
+      'string',
+      withExports.stderr,
+    );
 
   const port = new URL(exports['AWS_CONTAINER_CREDENTIALS_FULL_URI'] ?? '').port;
   const second = start(t, [DEV_MAIN, '--port', port]);
   assert.equal(await second.exited, 1);
-  assert.equal(second.stderr(), `port ${port} on 127.0.0.1 is in use (another npm start?): pick another with \`npm start -- --port ${Number(port) + 1}\`, or \`npm start -- --port 0\` for any free one\n`);
+  assert.equal(
+    second.stderr(),
+    `port ${port} on 127.0.0.1 is in use (another npm start?): pick another with \`npm start -- --port ${Number(port) + 1}\`, or \`npm start -- --port 0\` for any free one\n`,
+  );
   assert.equal(second.stdout(), '');
 
   dev.child.kill('SIGINT');
@@ -115,7 +160,10 @@ test('npm start: the banner comes first with the exports and one command per clo
 
 test('dev mode exchanges once per cloud at start', async (t) => {
   const lines: Array<Record<string, unknown>> = [];
-  const logger = createLogger({ level: 'info', destination: { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) } });
+  const logger = createLogger({
+    level: 'info',
+    destination: { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) },
+  });
   const dev = await runDev({ metadataPort: 0, rotateSeconds: 300, logger, print: () => {} });
   t.after(() => dev.close());
   const origin = dev.app.metadataOrigin;
@@ -123,14 +171,32 @@ test('dev mode exchanges once per cloud at start', async (t) => {
   // One request per cloud, as the banner's commands make them.
   const token = await readFile(env['AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE'] ?? '', 'utf8');
   assert.equal((await fetch(`${origin}/v1/credentials`, { headers: { authorization: token.trim() } })).status, 200);
-  assert.equal((await fetch(`${origin}/computeMetadata/v1/instance/service-accounts/default/token`, { headers: { 'Metadata-Flavor': 'Google' } })).status, 200);
-  assert.equal((await fetch(`${env['IDENTITY_ENDPOINT']}?resource=https://management.azure.com&api-version=2019-08-01`, { headers: { 'X-IDENTITY-HEADER': env['IDENTITY_HEADER'] ?? '' } })).status, 200);
+  assert.equal(
+    (
+      await fetch(`${origin}/computeMetadata/v1/instance/service-accounts/default/token`, {
+        headers: { 'Metadata-Flavor': 'Google' },
+      })
+    ).status,
+    200,
+  );
+  assert.equal(
+    (
+      await fetch(`${env['IDENTITY_ENDPOINT']}?resource=https://management.azure.com&api-version=2019-08-01`, {
+        headers: { 'X-IDENTITY-HEADER': env['IDENTITY_HEADER'] ?? '' },
+      })
+    ).status,
+    200,
+  );
   assert.equal(dev.sts.stats.assumeRoleRequests, 1, 'one AssumeRoleWithWebIdentity');
   assert.equal(dev.gcp.stats.stsRequests, 1, 'one Google STS exchange');
   // The main sidecar's lines (the Roles Anywhere sidecar logs with sidecar: roles-anywhere and is counted apart).
-  const refreshed = lines.filter((l) => l['msg'] === 'credentials refreshed' && l['cloud'] === 'aws' && l['sidecar'] === undefined).map((l) => l['reason']);
+  const refreshed = lines
+    .filter((l) => l['msg'] === 'credentials refreshed' && l['cloud'] === 'aws' && l['sidecar'] === undefined)
+    .map((l) => l['reason']);
   assert.deepEqual(
-    lines.filter((l) => l['msg'] === 'credentials refreshed' && l['sidecar'] === 'roles-anywhere').map((l) => l['reason']),
+    lines
+      .filter((l) => l['msg'] === 'credentials refreshed' && l['sidecar'] === 'roles-anywhere')
+      .map((l) => l['reason']),
     ['start'],
     'the Roles Anywhere sidecar signed one session, at start',
   );
@@ -145,7 +211,10 @@ test('in a clone the CLI runs from the sources: --version, and `dev` points at n
   assert.equal(v.stdout(), `${version}\n`);
   const dev = start(t, [BIN, 'dev']);
   assert.equal(await dev.exited, 2);
-  assert.equal(dev.stderr(), 'dev mode is not part of the installed program: in a clone of the repository, run `npm ci && npm start`\n');
+  assert.equal(
+    dev.stderr(),
+    'dev mode is not part of the installed program: in a clone of the repository, run `npm ci && npm start`\n',
+  );
 });
 
 test('every log line has the same shape: the signal line too carries level, time and name', async (t) => {
@@ -156,7 +225,10 @@ test('every log line has the same shape: the signal line too carries level, time
 server: { metadataAddress: "127.0.0.1:0", opsAddress: "127.0.0.1:0", metricsAddress: "127.0.0.1:0", stateDir: ${state}, drainSeconds: 0 }
 gcp: { projectId: my-project, projectNumber: "1", workloadIdentityProvider: projects/1/locations/global/workloadIdentityPools/pool/providers/prov, stsEndpoint: "http://127.0.0.1:9", iamCredentialsEndpoint: "http://127.0.0.1:9" }
 `;
-  const sidecar = spawn(process.execPath, [BIN, 'run'], { env: { PATH: process.env['PATH'] ?? '', SPIFFE_CONNECTOR_CONFIG: config }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const sidecar = spawn(process.execPath, [BIN, 'run'], {
+    env: { PATH: process.env['PATH'] ?? '', SPIFFE_CONNECTOR_CONFIG: config },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let err = '';
   const listening = new Promise<void>((resolve, reject) => {
     sidecar.stderr.on('data', (d: Buffer) => {
@@ -173,8 +245,14 @@ gcp: { projectId: my-project, projectNumber: "1", workloadIdentityProvider: proj
   await listening;
   sidecar.kill('SIGINT');
   assert.equal(await exited, 0);
-  const lines = err.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-  assert.ok(lines.some((l) => l['msg'] === 'received SIGINT'), err);
+  const lines = err
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.ok(
+    lines.some((l) => l['msg'] === 'received SIGINT'),
+    err,
+  );
   for (const line of lines) {
     assert.deepEqual(Object.keys(line).slice(0, 3), ['level', 'time', 'name'], JSON.stringify(line));
     assert.equal(line['name'], 'spiffe-connector');

@@ -1,8 +1,9 @@
 // The OIDC verifier the stand-ins share refuses what AWS IAM, Google and Entra refuse: issuers that are not
 // https:// without a port (the dev mode's and the tests' loopback issuers only through an explicit option),
 // and signing algorithms outside RS256/384/512 and ES256/384/512.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import { DevCa } from '@spiffe-connector/dev/dev-ca.ts';
 import { FakeEntra } from '@spiffe-connector/dev/fake-entra.ts';
 import { FakeGcp } from '@spiffe-connector/dev/fake-gcp.ts';
@@ -54,25 +55,62 @@ test('each stand-in refuses to register an issuer the real service refuses, and 
   const ca = await DevCa.create({ trustDomain: 'example.org' });
   const loopback = 'http://127.0.0.1:8080';
   for (const issuer of ['http://oidc.example.org', 'https://oidc.example.org:8443', loopback]) {
-    await refused(FakeSts.start({ providers: [{ issuer, audiences: [AUD] }] }), /IAM refuses this OIDC provider/, issuer);
-    await refused(FakeGcp.start({ providers: [{ name: 'projects/1/locations/global/workloadIdentityPools/p/providers/q', issuer }] }), /Google refuses this workload identity pool provider/, issuer);
-    await refused(FakeEntra.start({ tenantId: 't', ca, applications: [{ clientId: 'c', federatedCredentials: [{ issuer, subject: SUB }] }] }), /Entra refuses this federated identity credential/, issuer);
+    await refused(
+      FakeSts.start({ providers: [{ issuer, audiences: [AUD] }] }),
+      /IAM refuses this OIDC provider/,
+      issuer,
+    );
+    await refused(
+      FakeGcp.start({
+        providers: [{ name: 'projects/1/locations/global/workloadIdentityPools/p/providers/q', issuer }],
+      }),
+      /Google refuses this workload identity pool provider/,
+      issuer,
+    );
+    await refused(
+      FakeEntra.start({
+        tenantId: 't',
+        ca,
+        applications: [{ clientId: 'c', federatedCredentials: [{ issuer, subject: SUB }] }],
+      }),
+      /Entra refuses this federated identity credential/,
+      issuer,
+    );
   }
   const sts = await FakeSts.start();
   t.after(() => sts.close());
   assert.throws(() => sts.addProvider({ issuer: loopback, audiences: [AUD] }), /IAM refuses/);
   const gcp = await FakeGcp.start();
   t.after(() => gcp.close());
-  assert.throws(() => gcp.addProvider({ name: 'projects/1/locations/global/workloadIdentityPools/p/providers/q', issuer: loopback }), /Google refuses/);
-  const entra = await FakeEntra.start({ tenantId: 't', ca, applications: [{ clientId: 'c', federatedCredentials: [] }] });
+  assert.throws(
+    () =>
+      gcp.addProvider({ name: 'projects/1/locations/global/workloadIdentityPools/p/providers/q', issuer: loopback }),
+    /Google refuses/,
+  );
+  const entra = await FakeEntra.start({
+    tenantId: 't',
+    ca,
+    applications: [{ clientId: 'c', federatedCredentials: [] }],
+  });
   t.after(() => entra.close());
   assert.throws(() => entra.setFederatedCredentials('c', [{ issuer: loopback, subject: SUB }]), /Entra refuses/);
 
-  const allowed = await FakeSts.start({ allowLoopbackHttpIssuers: true, providers: [{ issuer: loopback, audiences: [AUD] }] });
+  const allowed = await FakeSts.start({
+    allowLoopbackHttpIssuers: true,
+    providers: [{ issuer: loopback, audiences: [AUD] }],
+  });
   t.after(() => allowed.close());
-  const entraAllowed = await FakeEntra.start({ allowLoopbackHttpIssuers: true, tenantId: 't', ca, applications: [{ clientId: 'c', federatedCredentials: [{ issuer: loopback, subject: SUB }] }] });
+  const entraAllowed = await FakeEntra.start({
+    allowLoopbackHttpIssuers: true,
+    tenantId: 't',
+    ca,
+    applications: [{ clientId: 'c', federatedCredentials: [{ issuer: loopback, subject: SUB }] }],
+  });
   t.after(() => entraAllowed.close());
-  const gcpAllowed = await FakeGcp.start({ allowLoopbackHttpIssuers: true, providers: [{ name: 'projects/1/locations/global/workloadIdentityPools/p/providers/q', issuer: loopback }] });
+  const gcpAllowed = await FakeGcp.start({
+    allowLoopbackHttpIssuers: true,
+    providers: [{ name: 'projects/1/locations/global/workloadIdentityPools/p/providers/q', issuer: loopback }],
+  });
   t.after(() => gcpAllowed.close());
 });
 
@@ -88,7 +126,8 @@ test('signing algorithms: RS256/384/512 and ES256/384/512 verify; PS256 and EdDS
       (error: unknown) => (error instanceof OidcVerificationError ? error.reason : String(error)),
     );
     reasons.set(alg, outcome);
-    if (outcome === 'unsupported_algorithm') assert.equal(signer.requests, 0, `${alg}: nothing fetched for a refused algorithm`);
+    if (outcome === 'unsupported_algorithm')
+      assert.equal(signer.requests, 0, `${alg}: nothing fetched for a refused algorithm`);
   }
   assert.deepEqual(Object.fromEntries(reasons), {
     RS256: 'verified',
@@ -106,12 +145,22 @@ test('the STS stand-in answers an algorithm IAM does not allow with InvalidIdent
   const signer = await DevOidcSigner.start({ alg: 'PS256' });
   t.after(() => signer.close());
   const role = 'arn:aws:iam::111122223333:role/app';
-  const sts = await FakeSts.start({ allowLoopbackHttpIssuers: true, providers: [{ issuer: signer.issuer, audiences: [AUD] }], roles: [{ arn: role, issuer: signer.issuer, audience: AUD }] });
+  const sts = await FakeSts.start({
+    allowLoopbackHttpIssuers: true,
+    providers: [{ issuer: signer.issuer, audiences: [AUD] }],
+    roles: [{ arn: role, issuer: signer.issuer, audience: AUD }],
+  });
   t.after(() => sts.close());
   const res = await fetch(sts.url, {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ Action: 'AssumeRoleWithWebIdentity', Version: '2011-06-15', RoleArn: role, RoleSessionName: 'app', WebIdentityToken: await signer.sign({ sub: SUB, aud: AUD }) }),
+    body: new URLSearchParams({
+      Action: 'AssumeRoleWithWebIdentity',
+      Version: '2011-06-15',
+      RoleArn: role,
+      RoleSessionName: 'app',
+      WebIdentityToken: await signer.sign({ sub: SUB, aud: AUD }),
+    }),
   });
   const body = await res.text();
   assert.equal(res.status, 400);

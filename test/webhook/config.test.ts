@@ -1,15 +1,18 @@
 // The webhook config: defaults filled in, every problem reported with its path, cloud defaults checked
 // by each cloud's own schema but kept as written.
+
+import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import assert from 'node:assert/strict';
 import { ConfigError } from '../../src/config/common.ts';
 import { loadWebhookConfig, parseWebhookConfig } from '../../src/config/webhook.ts';
 
 test('a minimal config gets the documented defaults', () => {
-  const c = parseWebhookConfig('webhook: { tls: { certFile: /c, keyFile: /k } }\nsidecar: { image: img }\ndefaults: { trustDomain: spiffe://example.org }\n');
+  const c = parseWebhookConfig(
+    'webhook: { tls: { certFile: /c, keyFile: /k } }\nsidecar: { image: img }\ndefaults: { trustDomain: spiffe://example.org }\n',
+  );
   assert.equal(c.webhook.address, '0.0.0.0:8443');
   assert.equal(c.webhook.annotationPrefix, 'spiffe-connector.io/');
   assert.equal(c.sidecar.name, 'spiffe-connector');
@@ -22,7 +25,9 @@ test('a minimal config gets the documented defaults', () => {
 });
 
 test('cloud defaults are kept as written (the sidecar applies its own defaults)', () => {
-  const c = parseWebhookConfig('webhook: { tls: { certFile: /c, keyFile: /k } }\nsidecar: { image: img }\ndefaults: { trustDomain: example.org, gcp: { projectId: my-project } }\n');
+  const c = parseWebhookConfig(
+    'webhook: { tls: { certFile: /c, keyFile: /k } }\nsidecar: { image: img }\ndefaults: { trustDomain: example.org, gcp: { projectId: my-project } }\n',
+  );
   assert.deepEqual(c.defaults.gcp, { projectId: 'my-project' });
 });
 

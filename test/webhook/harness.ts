@@ -5,10 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { Agent, request } from 'undici';
-import { ManualClock, type Clock } from '../../src/base/clock.ts';
+import { type Clock, ManualClock } from '../../src/base/clock.ts';
 import { parseWebhookConfig, type WebhookConfig } from '../../src/config/webhook.ts';
 import { silentLogger } from '../../src/ops/logger.ts';
-import { startWebhook, type RunningWebhook } from '../../src/webhook/server.ts';
+import { type RunningWebhook, startWebhook } from '../../src/webhook/server.ts';
 import { DevCa } from '../helpers/pki.ts';
 
 export const WEBHOOK_CONFIG = (certFile: string, keyFile: string): string => `
@@ -53,7 +53,10 @@ export async function startHarness(t: TestContext, options: HarnessOptions = {})
   const dir = await mkdtemp(join(tmpdir(), 'webhook-test-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const ca = await DevCa.create({ trustDomain: 'cluster.example' });
-  const cert = await ca.issueServerCert({ dnsNames: ['spiffe-connector-webhook.spiffe-connector.svc'], ipAddresses: ['127.0.0.1'] });
+  const cert = await ca.issueServerCert({
+    dnsNames: ['spiffe-connector-webhook.spiffe-connector.svc'],
+    ipAddresses: ['127.0.0.1'],
+  });
   const certFile = join(dir, 'tls.crt');
   const keyFile = join(dir, 'tls.key');
   await writeFile(certFile, cert.certPem);
@@ -104,11 +107,19 @@ export async function startHarness(t: TestContext, options: HarnessOptions = {})
     async peerFingerprint() {
       const { connect } = await import('node:tls');
       return new Promise((resolve, reject) => {
-        const socket = connect({ host: '127.0.0.1', port: webhook.port, ca: ca.certPem, servername: 'spiffe-connector-webhook.spiffe-connector.svc' }, () => {
-          const fp = socket.getPeerX509Certificate()?.fingerprint256 ?? '';
-          socket.end();
-          resolve(fp);
-        });
+        const socket = connect(
+          {
+            host: '127.0.0.1',
+            port: webhook.port,
+            ca: ca.certPem,
+            servername: 'spiffe-connector-webhook.spiffe-connector.svc',
+          },
+          () => {
+            const fp = socket.getPeerX509Certificate()?.fingerprint256 ?? '';
+            socket.end();
+            resolve(fp);
+          },
+        );
         socket.on('error', reject);
       });
     },
@@ -131,7 +142,10 @@ export function podReview(pod: unknown, namespace: string, operation = 'CREATE')
       requestResource: { group: '', version: 'v1', resource: 'pods' },
       namespace,
       operation,
-      userInfo: { username: 'system:serviceaccount:kube-system:replicaset-controller', groups: ['system:serviceaccounts', 'system:authenticated'] },
+      userInfo: {
+        username: 'system:serviceaccount:kube-system:replicaset-controller',
+        groups: ['system:serviceaccounts', 'system:authenticated'],
+      },
       object: pod,
       oldObject: null,
       dryRun: false,

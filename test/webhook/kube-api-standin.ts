@@ -36,7 +36,16 @@ export interface KubeApiStandin {
 }
 
 function status(code: number, reason: string, message: string, details?: Record<string, string>): string {
-  return JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, ...(details ? { details } : {}), code });
+  return JSON.stringify({
+    kind: 'Status',
+    apiVersion: 'v1',
+    metadata: {},
+    status: 'Failure',
+    message,
+    reason,
+    ...(details ? { details } : {}),
+    code,
+  });
 }
 
 export async function startKubeApiStandin(): Promise<KubeApiStandin> {
@@ -56,7 +65,10 @@ export async function startKubeApiStandin(): Promise<KubeApiStandin> {
     const send = (code: number, body: string): void => {
       const write = (): void => {
         timers.delete(timer);
-        if (!res.destroyed) res.writeHead(code, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
+        if (!res.destroyed)
+          res
+            .writeHead(code, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
+            .end(body);
       };
       const timer = setTimeout(write, state.delayMs);
       timers.add(timer);
@@ -67,18 +79,31 @@ export async function startKubeApiStandin(): Promise<KubeApiStandin> {
     const m = /^\/api\/v1\/namespaces\/([^/]+)\/serviceaccounts\/([^/]+)$/.exec(path);
     if (!m) return send(404, status(404, 'NotFound', 'the server could not find the requested resource'));
     const [, namespace = '', name = ''] = m;
-    if (req.method !== 'GET') return send(405, status(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource'));
+    if (req.method !== 'GET')
+      return send(
+        405,
+        status(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource'),
+      );
     if (!canGet.has(user)) {
       return send(
         403,
-        status(403, 'Forbidden', `serviceaccounts "${name}" is forbidden: User "${user}" cannot get resource "serviceaccounts" in API group "" in the namespace "${namespace}"`, {
-          name,
-          kind: 'serviceaccounts',
-        }),
+        status(
+          403,
+          'Forbidden',
+          `serviceaccounts "${name}" is forbidden: User "${user}" cannot get resource "serviceaccounts" in API group "" in the namespace "${namespace}"`,
+          {
+            name,
+            kind: 'serviceaccounts',
+          },
+        ),
       );
     }
     const sa = accounts.get(`${namespace}/${name}`);
-    if (!sa) return send(404, status(404, 'NotFound', `serviceaccounts "${name}" not found`, { name, kind: 'serviceaccounts' }));
+    if (!sa)
+      return send(
+        404,
+        status(404, 'NotFound', `serviceaccounts "${name}" not found`, { name, kind: 'serviceaccounts' }),
+      );
     send(
       200,
       JSON.stringify({

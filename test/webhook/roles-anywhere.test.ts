@@ -1,7 +1,8 @@
 // The webhook's IAM Roles Anywhere annotations: a pod names a trust anchor and a profile, and gets a
 // sidecar that signs with its X.509-SVID, even in a cluster without the issuer.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import { parseWebhookConfig } from '../../src/config/webhook.ts';
 import { admitPod, type MutationResult } from '../../src/webhook/mutate.ts';
 import type { Pod } from '../../src/webhook/pod.ts';

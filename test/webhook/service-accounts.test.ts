@@ -1,17 +1,18 @@
 // The webhook reading the pod's ServiceAccount annotations from a stand-in API server (kube-api-standin.ts)
 // the in-cluster way: KUBERNETES_SERVICE_HOST/PORT, the token file as a bearer token, the CA file. Pods are
 // posted as AdmissionReviews over HTTPS and the patched pod is checked as the API server would apply it.
+
+import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test, type TestContext } from 'node:test';
-import assert from 'node:assert/strict';
+import { type TestContext, test } from 'node:test';
 import jsonpatch from 'fast-json-patch';
 import { ManualClock } from '../../src/base/clock.ts';
 import { parseSidecarConfig } from '../../src/config/load.ts';
 import { validateK8sObject } from '../helpers/k8s-schema.ts';
-import { podReview, startHarness, WEBHOOK_CONFIG, type Harness } from './harness.ts';
-import { startKubeApiStandin, type KubeApiStandin } from './kube-api-standin.ts';
+import { type Harness, podReview, startHarness, WEBHOOK_CONFIG } from './harness.ts';
+import { type KubeApiStandin, startKubeApiStandin } from './kube-api-standin.ts';
 
 const WEBHOOK_USER = 'system:serviceaccount:spiffe-connector:spiffe-connector-webhook';
 const TOKEN = 'eyJhbGciOiJSUzI1NiJ9.webhook-projected-token.sig';
@@ -73,7 +74,11 @@ function sidecarConfigOf(out: any) {
   return parseSidecarConfig(text, 'SPIFFE_CONNECTOR_CONFIG');
 }
 
-const pod = (annotations?: Record<string, string>, serviceAccountName = 'orders', extra: Record<string, unknown> = {}) => ({
+const pod = (
+  annotations?: Record<string, string>,
+  serviceAccountName = 'orders',
+  extra: Record<string, unknown> = {},
+) => ({
   apiVersion: 'v1',
   kind: 'Pod',
   metadata: { generateName: 'orders-', namespace: 'shop', ...(annotations ? { annotations } : {}) },
@@ -111,7 +116,10 @@ test("a pod's annotations override its ServiceAccount's, key by key", async (t) 
       'spiffe-connector.io/aws-region': 'us-east-2',
     },
   });
-  const { out } = await admit(h, pod({ 'spiffe-connector.io/aws-role-arn': 'arn:aws:iam::111122223333:role/from-pod' }));
+  const { out } = await admit(
+    h,
+    pod({ 'spiffe-connector.io/aws-role-arn': 'arn:aws:iam::111122223333:role/from-pod' }),
+  );
   const config = sidecarConfigOf(out);
   assert.equal(config.aws?.roleArn, 'arn:aws:iam::111122223333:role/from-pod');
   assert.equal(config.aws?.region, 'us-east-2', 'what the pod does not set comes from the ServiceAccount');
@@ -124,11 +132,25 @@ test("a pod's annotations override its ServiceAccount's, key by key", async (t) 
 
 test('the ServiceAccount lookup is cached for cacheSeconds, then asked again', async (t) => {
   const { api, h, clock } = await setup(t);
-  api.put({ namespace: 'shop', name: 'orders', annotations: { 'spiffe-connector.io/inject': 'true', 'spiffe-connector.io/aws-role-arn': 'arn:aws:iam::111122223333:role/a' } });
+  api.put({
+    namespace: 'shop',
+    name: 'orders',
+    annotations: {
+      'spiffe-connector.io/inject': 'true',
+      'spiffe-connector.io/aws-role-arn': 'arn:aws:iam::111122223333:role/a',
+    },
+  });
   await admit(h, pod());
   await admit(h, pod());
   assert.equal(api.requests.length, 1, 'the second pod of the account reuses the answer');
-  api.put({ namespace: 'shop', name: 'orders', annotations: { 'spiffe-connector.io/inject': 'true', 'spiffe-connector.io/aws-role-arn': 'arn:aws:iam::111122223333:role/b' } });
+  api.put({
+    namespace: 'shop',
+    name: 'orders',
+    annotations: {
+      'spiffe-connector.io/inject': 'true',
+      'spiffe-connector.io/aws-role-arn': 'arn:aws:iam::111122223333:role/b',
+    },
+  });
   await clock.advance(31_000);
   const { out } = await admit(h, pod());
   assert.equal(api.requests.length, 2);
@@ -137,7 +159,16 @@ test('the ServiceAccount lookup is cached for cacheSeconds, then asked again', a
 
 test('a ServiceAccount that does not exist (404) leaves the pod to its own annotations', async (t) => {
   const { api, h } = await setup(t);
-  const { response, out } = await admit(h, pod({ 'spiffe-connector.io/inject': 'true', 'spiffe-connector.io/aws-role-arn': 'arn:aws:iam::111122223333:role/orders' }, 'missing'));
+  const { response, out } = await admit(
+    h,
+    pod(
+      {
+        'spiffe-connector.io/inject': 'true',
+        'spiffe-connector.io/aws-role-arn': 'arn:aws:iam::111122223333:role/orders',
+      },
+      'missing',
+    ),
+  );
   assert.equal(response.allowed, true);
   assert.equal(sidecarConfigOf(out).aws?.roleArn, 'arn:aws:iam::111122223333:role/orders');
   assert.equal(api.requests[0]?.path, '/api/v1/namespaces/shop/serviceaccounts/missing');
@@ -156,9 +187,16 @@ test('a failed lookup denies the pod with a message that says what failed and wh
   let { response } = await admit(h, pod());
   assert.equal(response.allowed, false);
   assert.match(response.status?.message ?? '', /cannot read ServiceAccount shop\/orders/);
-  assert.match(response.status?.message ?? '', /403: serviceaccounts "orders" is forbidden: User "system:serviceaccount:spiffe-connector:spiffe-connector-webhook" cannot get/);
+  assert.match(
+    response.status?.message ?? '',
+    /403: serviceaccounts "orders" is forbidden: User "system:serviceaccount:spiffe-connector:spiffe-connector-webhook" cannot get/,
+  );
   assert.match(response.status?.message ?? '', /get on serviceaccounts/);
-  assert.doesNotMatch(response.status?.message ?? '', new RegExp(TOKEN.replace(/\./g, '\\.')), 'the token never reaches a message');
+  assert.doesNotMatch(
+    response.status?.message ?? '',
+    new RegExp(TOKEN.replace(/\./g, '\\.')),
+    'the token never reaches a message',
+  );
 
   // A token the API server does not know: 401.
   api.canGet.add(WEBHOOK_USER);
@@ -182,7 +220,10 @@ test('a failed lookup denies the pod with a message that says what failed and wh
   assert.equal(optOut.response.patch, undefined);
   ({ response } = await admit(h, pod(undefined, 'another')));
   assert.equal(response.allowed, false);
-  assert.match(response.status?.message ?? '', /cannot read ServiceAccount shop\/another.*cannot reach the API server at 127\.0\.0\.1:\d+ \((ECONNREFUSED|ECONNRESET|EPIPE)\)/);
+  assert.match(
+    response.status?.message ?? '',
+    /cannot read ServiceAccount shop\/another.*cannot reach the API server at 127\.0\.0\.1:\d+ \((ECONNREFUSED|ECONNRESET|EPIPE)\)/,
+  );
   const metrics = await h.get('/metrics');
   assert.match(metrics.text, /spiffe_connector_webhook_service_account_lookups_total\{outcome="error"\} 3/);
 });
@@ -201,43 +242,97 @@ test('a slow API server is given up on after timeoutSeconds, within the admissio
 test('with onError podAnnotationsOnly a failed lookup injects from the pod alone, with a warning', async (t) => {
   const { api, h } = await setup(t, { lookups: ', onError: podAnnotationsOnly' });
   api.canGet.delete(WEBHOOK_USER);
-  const { response, out } = await admit(h, pod({ 'spiffe-connector.io/inject': 'true', 'spiffe-connector.io/aws-role-arn': 'arn:aws:iam::111122223333:role/orders' }));
+  const { response, out } = await admit(
+    h,
+    pod({
+      'spiffe-connector.io/inject': 'true',
+      'spiffe-connector.io/aws-role-arn': 'arn:aws:iam::111122223333:role/orders',
+    }),
+  );
   assert.equal(response.allowed, true);
   assert.equal(sidecarConfigOf(out).aws?.roleArn, 'arn:aws:iam::111122223333:role/orders');
-  assert.ok(response.warnings?.some((w) => /cannot read ServiceAccount shop\/orders.*injected from the pod's own annotations only/.test(w)), String(response.warnings));
+  assert.ok(
+    response.warnings?.some((w) =>
+      /cannot read ServiceAccount shop\/orders.*injected from the pod's own annotations only/.test(w),
+    ),
+    String(response.warnings),
+  );
 });
 
 test("a typo in a ServiceAccount's annotation is denied, naming the ServiceAccount", async (t) => {
   const { api, h } = await setup(t);
-  api.put({ namespace: 'shop', name: 'orders', annotations: { 'spiffe-connector.io/inject': 'true', 'spiffe-connector.io/aws-role-arm': 'x' } });
+  api.put({
+    namespace: 'shop',
+    name: 'orders',
+    annotations: { 'spiffe-connector.io/inject': 'true', 'spiffe-connector.io/aws-role-arm': 'x' },
+  });
   const { response } = await admit(h, pod());
   assert.equal(response.allowed, false);
-  assert.match(response.status?.message ?? '', /spiffe-connector\.io\/aws-role-arm: unknown annotation \(did you mean spiffe-connector\.io\/aws-role-arn\?.*\(annotation of ServiceAccount shop\/orders\)/);
+  assert.match(
+    response.status?.message ?? '',
+    /spiffe-connector\.io\/aws-role-arm: unknown annotation \(did you mean spiffe-connector\.io\/aws-role-arn\?.*\(annotation of ServiceAccount shop\/orders\)/,
+  );
 });
 
 test('init containers are served when asked: the sidecar first, and they get the environment and the token mount', async (t) => {
   const { api, h } = await setup(t);
-  api.put({ namespace: 'shop', name: 'orders', annotations: { 'spiffe-connector.io/inject': 'true', 'spiffe-connector.io/aws-role-arn': 'arn:aws:iam::111122223333:role/orders' } });
+  api.put({
+    namespace: 'shop',
+    name: 'orders',
+    annotations: {
+      'spiffe-connector.io/inject': 'true',
+      'spiffe-connector.io/aws-role-arn': 'arn:aws:iam::111122223333:role/orders',
+    },
+  });
   const initContainers = [{ name: 'migrate', image: 'registry.example/migrate:1' }];
   const withInit = pod({ 'spiffe-connector.io/init-containers': 'true' }, 'orders', { initContainers });
   const { out } = await admit(h, withInit);
-  assert.deepEqual(out.spec.initContainers.map((c: any) => c.name), ['spiffe-connector', 'migrate']);
+  assert.deepEqual(
+    out.spec.initContainers.map((c: any) => c.name),
+    ['spiffe-connector', 'migrate'],
+  );
   const migrate = out.spec.initContainers[1];
-  assert.ok(migrate.env.some((e: any) => e.name === 'AWS_CONTAINER_CREDENTIALS_FULL_URI' || e.name === 'AWS_EC2_METADATA_SERVICE_ENDPOINT'), JSON.stringify(migrate.env));
-  assert.deepEqual(migrate.volumeMounts, [{ name: 'spiffe-connector-state', mountPath: '/var/run/spiffe-connector', readOnly: true }]);
+  assert.ok(
+    migrate.env.some(
+      (e: any) => e.name === 'AWS_CONTAINER_CREDENTIALS_FULL_URI' || e.name === 'AWS_EC2_METADATA_SERVICE_ENDPOINT',
+    ),
+    JSON.stringify(migrate.env),
+  );
+  assert.deepEqual(migrate.volumeMounts, [
+    { name: 'spiffe-connector-state', mountPath: '/var/run/spiffe-connector', readOnly: true },
+  ]);
 
   // Not asked: the sidecar after the pod's init containers, which get nothing.
   const { out: plain } = await admit(h, pod(undefined, 'orders', { initContainers }));
-  assert.deepEqual(plain.spec.initContainers.map((c: any) => c.name), ['migrate', 'spiffe-connector']);
+  assert.deepEqual(
+    plain.spec.initContainers.map((c: any) => c.name),
+    ['migrate', 'spiffe-connector'],
+  );
   assert.equal(plain.spec.initContainers[0].env, undefined);
 });
 
 test('sidecar.serveInitContainers makes serving init containers the default; the annotation still turns it off', async (t) => {
   const { api, h } = await setup(t, { sidecar: '  serveInitContainers: true\n' });
-  api.put({ namespace: 'shop', name: 'orders', annotations: { 'spiffe-connector.io/inject': 'true', 'spiffe-connector.io/aws-role-arn': 'arn:aws:iam::111122223333:role/orders' } });
+  api.put({
+    namespace: 'shop',
+    name: 'orders',
+    annotations: {
+      'spiffe-connector.io/inject': 'true',
+      'spiffe-connector.io/aws-role-arn': 'arn:aws:iam::111122223333:role/orders',
+    },
+  });
   const initContainers = [{ name: 'migrate', image: 'registry.example/migrate:1' }];
   const { out } = await admit(h, pod(undefined, 'orders', { initContainers }));
-  assert.deepEqual(out.spec.initContainers.map((c: any) => c.name), ['spiffe-connector', 'migrate']);
-  const { out: off } = await admit(h, pod({ 'spiffe-connector.io/init-containers': 'false' }, 'orders', { initContainers }));
-  assert.deepEqual(off.spec.initContainers.map((c: any) => c.name), ['migrate', 'spiffe-connector']);
+  assert.deepEqual(
+    out.spec.initContainers.map((c: any) => c.name),
+    ['spiffe-connector', 'migrate'],
+  );
+  const { out: off } = await admit(
+    h,
+    pod({ 'spiffe-connector.io/init-containers': 'false' }, 'orders', { initContainers }),
+  );
+  assert.deepEqual(
+    off.spec.initContainers.map((c: any) => c.name),
+    ['migrate', 'spiffe-connector'],
+  );
 });

@@ -1,20 +1,22 @@
 // The webhook as a black box: AdmissionReview fixtures over real HTTPS → the JSON patch out, applied
 // with a JSON-patch library, and the resulting Pod checked against the Kubernetes schemas.
+
+import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import assert from 'node:assert/strict';
 import { promisify } from 'node:util';
 import jsonpatch from 'fast-json-patch';
 import { parseSidecarConfig } from '../../src/config/load.ts';
 import { appEnvironment } from '../../src/env.ts';
+import { MALFORMED_TARGETS, sendTarget } from '../helpers/http.ts';
 import { validateK8sObject } from '../helpers/k8s-schema.ts';
 import { podReview, startHarness, WEBHOOK_CONFIG } from './harness.ts';
-import { MALFORMED_TARGETS, sendTarget } from '../helpers/http.ts';
 
 const run = promisify(execFile);
-const fixture = async (name: string): Promise<Record<string, any>> => JSON.parse(await readFile(new URL(`./fixtures/${name}`, import.meta.url), 'utf8'));
+const fixture = async (name: string): Promise<Record<string, any>> =>
+  JSON.parse(await readFile(new URL(`./fixtures/${name}`, import.meta.url), 'utf8'));
 
 interface Response {
   uid: string;
@@ -59,7 +61,12 @@ function envValue(container: any, name: string): string | undefined {
 async function envCommand(dir: string, configText: string): Promise<Array<[string, string]>> {
   const file = join(dir, `sidecar-${Math.random().toString(36).slice(2)}.yaml`);
   await writeFile(file, configText);
-  const { stdout } = await run(process.execPath, [new URL('../../src/main.ts', import.meta.url).pathname, 'env', '--config', file]);
+  const { stdout } = await run(process.execPath, [
+    new URL('../../src/main.ts', import.meta.url).pathname,
+    'env',
+    '--config',
+    file,
+  ]);
   return stdout
     .split('\n')
     .filter((l) => l !== '')
@@ -75,7 +82,10 @@ test('a plain annotated pod gets the native sidecar, both volumes, the env and t
   const response = responseOf(json, (review['request'] as { uid: string }).uid);
   assert.equal(response.allowed, true);
   assert.equal(response.warnings, undefined);
-  assert.deepEqual(response.auditAnnotations, { 'spiffe-id': 'spiffe://cluster.example/ns/shop/sa/orders', clouds: 'aws' });
+  assert.deepEqual(response.auditAnnotations, {
+    'spiffe-id': 'spiffe://cluster.example/ns/shop/sa/orders',
+    clouds: 'aws',
+  });
 
   const out = applied(pod, response);
   await assertValidPod(out);
@@ -96,14 +106,25 @@ test('a plain annotated pod gets the native sidecar, both volumes, the env and t
     capabilities: { drop: ['ALL'] },
     seccompProfile: { type: 'RuntimeDefault' },
   });
-  assert.deepEqual(sidecar.resources, { requests: { cpu: '10m', memory: '96Mi' }, limits: { memory: '192Mi' } }, 'the default covers the idle RSS bench/rss.ts measures (81-94 MB)');
+  assert.deepEqual(
+    sidecar.resources,
+    { requests: { cpu: '10m', memory: '96Mi' }, limits: { memory: '192Mi' } },
+    'the default covers the idle RSS bench/rss.ts measures (81-94 MB)',
+  );
 
   const csi = out.spec.volumes.find((v: any) => v.csi);
   assert.deepEqual(csi, {
     name: 'spiffe-connector-svid',
-    csi: { driver: 'spiffe.csi.cert-manager.io', readOnly: true, volumeAttributes: { 'spiffe.csi.cert-manager.io/fs-group': '65532' } },
+    csi: {
+      driver: 'spiffe.csi.cert-manager.io',
+      readOnly: true,
+      volumeAttributes: { 'spiffe.csi.cert-manager.io/fs-group': '65532' },
+    },
   });
-  assert.deepEqual(out.spec.volumes.find((v: any) => v.emptyDir), { name: 'spiffe-connector-state', emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } });
+  assert.deepEqual(
+    out.spec.volumes.find((v: any) => v.emptyDir),
+    { name: 'spiffe-connector-state', emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } },
+  );
   assert.deepEqual(sidecar.volumeMounts, [
     { name: 'spiffe-connector-svid', mountPath: '/var/run/secrets/spiffe.io', readOnly: true },
     { name: 'spiffe-connector-state', mountPath: '/var/run/spiffe-connector' },
@@ -124,10 +145,15 @@ test('a plain annotated pod gets the native sidecar, both volumes, the env and t
   // The app container is told exactly what `spiffe-connector env` prints for that config.
   const app = out.spec.containers[0];
   const injected = app.env.map((e: any) => [e.name, e.value]);
-  assert.deepEqual(injected, appEnvironment(config).map(([k, v]) => [k, v]));
+  assert.deepEqual(
+    injected,
+    appEnvironment(config).map(([k, v]) => [k, v]),
+  );
   assert.deepEqual(injected, await envCommand(h.dir, configText));
   assert.ok(injected.some(([k]: [string, string]) => k === 'AWS_CONTAINER_CREDENTIALS_FULL_URI'));
-  assert.deepEqual(app.volumeMounts, [{ name: 'spiffe-connector-state', mountPath: '/var/run/spiffe-connector', readOnly: true }]);
+  assert.deepEqual(app.volumeMounts, [
+    { name: 'spiffe-connector-state', mountPath: '/var/run/spiffe-connector', readOnly: true },
+  ]);
   assert.deepEqual(app.ports, pod['spec'].containers[0].ports, 'everything else is left as it was');
 });
 
@@ -155,9 +181,15 @@ test('env the user set explicitly is left alone and reported; other init contain
   ]);
 
   // Every other injected variable is what `env` prints.
-  const config = parseSidecarConfig(envValue(sidecarOf(out), 'SPIFFE_CONNECTOR_CONFIG') ?? '', 'SPIFFE_CONNECTOR_CONFIG');
+  const config = parseSidecarConfig(
+    envValue(sidecarOf(out), 'SPIFFE_CONNECTOR_CONFIG') ?? '',
+    'SPIFFE_CONNECTOR_CONFIG',
+  );
   const expected = appEnvironment(config).filter(([k]) => k !== 'AWS_REGION' && k !== 'NO_PROXY');
-  assert.deepEqual(app.env.slice(2).map((e: any) => [e.name, e.value]), expected.map(([k, v]) => [k, v]));
+  assert.deepEqual(
+    app.env.slice(2).map((e: any) => [e.name, e.value]),
+    expected.map(([k, v]) => [k, v]),
+  );
   assert.equal(config.gcp?.projectNumber, '123456789012', 'the project number comes from the provider name');
   assert.equal(config.gcp?.serviceAccount, 'reports@my-project.iam.gserviceaccount.com');
 
@@ -165,7 +197,11 @@ test('env the user set explicitly is left alone and reported; other init contain
   assert.deepEqual(shipper, pod['spec'].containers[1], 'a skipped container is untouched');
   assert.deepEqual(out.spec.initContainers[0], pod['spec'].initContainers[0], 'other init containers are untouched');
   assert.equal(out.spec.initContainers.length, 2);
-  assert.equal(out.spec.initContainers[1].name, 'spiffe-connector', 'the sidecar starts after the pod’s own init containers');
+  assert.equal(
+    out.spec.initContainers[1].name,
+    'spiffe-connector',
+    'the sidecar starts after the pod’s own init containers',
+  );
   assert.deepEqual(
     out.spec.volumes.map((v: any) => v.name),
     ['data', 'spiffe-connector-svid', 'spiffe-connector-state'],
@@ -194,28 +230,42 @@ test('an invalid annotation denies the pod with a message naming the annotation 
   assert.equal(response.allowed, false);
   assert.equal(response.patch, undefined);
   assert.equal(response.status?.code, 400);
-  assert.match(response.status?.message ?? '', /spiffe-connector\.io\/aws-session-duration: must be a whole number of seconds/);
+  assert.match(
+    response.status?.message ?? '',
+    /spiffe-connector\.io\/aws-session-duration: must be a whole number of seconds/,
+  );
 
   // Once the number is fixed, the role ARN is checked by the sidecar's own schema.
   pod['metadata'].annotations['spiffe-connector.io/aws-session-duration'] = '3600';
   const second = podReview(pod, 'shop');
   const r2 = responseOf((await h.post(second)).json, (second['request'] as { uid: string }).uid);
   assert.equal(r2.allowed, false);
-  assert.equal(r2.status?.message, 'spiffe-connector.io/aws-role-arn: must be an IAM role ARN (arn:aws:iam::<12-digit account>:role/<name>)');
+  assert.equal(
+    r2.status?.message,
+    'spiffe-connector.io/aws-role-arn: must be an IAM role ARN (arn:aws:iam::<12-digit account>:role/<name>)',
+  );
 
   pod['metadata'].annotations['spiffe-connector.io/aws-role-arn'] = 'arn:aws:iam::111122223333:role/billing';
   pod['metadata'].annotations['spiffe-connector.io/aws-sesion-duration'] = '3600';
   const third = podReview(pod, 'shop');
   const r3 = responseOf((await h.post(third)).json, (third['request'] as { uid: string }).uid);
   assert.equal(r3.allowed, false);
-  assert.match(r3.status?.message ?? '', /^spiffe-connector\.io\/aws-sesion-duration: unknown annotation \(did you mean spiffe-connector\.io\/aws-session-duration\?/);
+  assert.match(
+    r3.status?.message ?? '',
+    /^spiffe-connector\.io\/aws-sesion-duration: unknown annotation \(did you mean spiffe-connector\.io\/aws-session-duration\?/,
+  );
 });
 
 test("a Deployment's pod template (generateName, namespace only in the request) is injected", async (t) => {
   const h = await startHarness(t);
   const deployment = await fixture('deployment.json');
   // What the ReplicaSet controller creates: the template, a generateName, no name, no namespace in the object.
-  const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { ...deployment['spec'].template.metadata, generateName: 'ledger-6d4cf56db6-' }, spec: deployment['spec'].template.spec };
+  const pod = {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { ...deployment['spec'].template.metadata, generateName: 'ledger-6d4cf56db6-' },
+    spec: deployment['spec'].template.spec,
+  };
   const review = podReview(pod, 'finance');
   const response = responseOf((await h.post(review)).json, (review['request'] as { uid: string }).uid);
   assert.equal(response.allowed, true, response.status?.message);
@@ -225,15 +275,32 @@ test("a Deployment's pod template (generateName, namespace only in the request) 
   assert.equal(out.metadata.name, undefined);
   assert.equal(out.metadata.generateName, 'ledger-6d4cf56db6-');
 
-  const config = parseSidecarConfig(envValue(sidecarOf(out), 'SPIFFE_CONNECTOR_CONFIG') ?? '', 'SPIFFE_CONNECTOR_CONFIG');
-  assert.equal(config.server.metadataAddress, '127.0.0.1:18181', 'the metadata-port annotation moves off the app’s port');
+  const config = parseSidecarConfig(
+    envValue(sidecarOf(out), 'SPIFFE_CONNECTOR_CONFIG') ?? '',
+    'SPIFFE_CONNECTOR_CONFIG',
+  );
+  assert.equal(
+    config.server.metadataAddress,
+    '127.0.0.1:18181',
+    'the metadata-port annotation moves off the app’s port',
+  );
   assert.equal(config.azure?.clientId, '11111111-2222-3333-4444-555555555555');
-  assert.equal(config.azure?.tenantId, '00000000-0000-0000-0000-000000000000', 'the tenant comes from the cluster defaults');
+  assert.equal(
+    config.azure?.tenantId,
+    '00000000-0000-0000-0000-000000000000',
+    'the tenant comes from the cluster defaults',
+  );
   assert.equal(config.azure?.identityHeader, 'test-identity-header-0001', 'a per-pod identity header');
   const app = out.spec.containers[0];
   assert.equal(envValue(app, 'IDENTITY_HEADER'), 'test-identity-header-0001', 'the app and the sidecar agree on it');
-  assert.deepEqual(app.env.map((e: any) => [e.name, e.value]), appEnvironment(config).map(([k, v]) => [k, v]));
-  assert.deepEqual(await envCommand(h.dir, envValue(sidecarOf(out), 'SPIFFE_CONNECTOR_CONFIG') ?? ''), app.env.map((e: any) => [e.name, e.value]));
+  assert.deepEqual(
+    app.env.map((e: any) => [e.name, e.value]),
+    appEnvironment(config).map(([k, v]) => [k, v]),
+  );
+  assert.deepEqual(
+    await envCommand(h.dir, envValue(sidecarOf(out), 'SPIFFE_CONNECTOR_CONFIG') ?? ''),
+    app.env.map((e: any) => [e.name, e.value]),
+  );
 
   // The whole Deployment with the patched template is valid too.
   const patchedDeployment = structuredClone(deployment);
@@ -248,7 +315,14 @@ test('pods without the annotation, other kinds and other operations pass untouch
   for (const review of [
     podReview(pod, 'shop'),
     podReview(await fixture('plain-pod.json'), 'shop', 'UPDATE'),
-    { ...podReview(pod, 'shop'), request: { ...(podReview(pod, 'shop')['request'] as object), uid: 'u-cm', kind: { group: '', version: 'v1', kind: 'ConfigMap' } } },
+    {
+      ...podReview(pod, 'shop'),
+      request: {
+        ...(podReview(pod, 'shop')['request'] as object),
+        uid: 'u-cm',
+        kind: { group: '', version: 'v1', kind: 'ConfigMap' },
+      },
+    },
   ]) {
     const uid = (review['request'] as { uid: string }).uid;
     const response = responseOf((await h.post(review)).json, uid);
@@ -260,7 +334,10 @@ test('pods without the annotation, other kinds and other operations pass untouch
 test('malformed requests get HTTP errors, not a crash', async (t) => {
   const h = await startHarness(t);
   assert.equal((await h.post('{not json')).status, 400);
-  assert.equal((await h.post({ apiVersion: 'admission.k8s.io/v1beta1', kind: 'AdmissionReview', request: { uid: 'x' } })).status, 400);
+  assert.equal(
+    (await h.post({ apiVersion: 'admission.k8s.io/v1beta1', kind: 'AdmissionReview', request: { uid: 'x' } })).status,
+    400,
+  );
   assert.equal((await h.post({ hello: 'world' }, 'text/plain')).status, 415);
   const broken = podReview({ metadata: {}, spec: { containers: 'app' } }, 'shop');
   const response = responseOf((await h.post(broken)).json, (broken['request'] as { uid: string }).uid);
@@ -290,11 +367,19 @@ test('replicas of one Deployment each get their own identity header, shared only
   const deployment = await fixture('deployment.json');
   const headers = new Set<string>();
   for (const suffix of ['a1b2c', 'd3e4f', 'g5h6i']) {
-    const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { ...deployment['spec'].template.metadata, generateName: `ledger-6d4cf56db6-${suffix}` }, spec: deployment['spec'].template.spec };
+    const pod = {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { ...deployment['spec'].template.metadata, generateName: `ledger-6d4cf56db6-${suffix}` },
+      spec: deployment['spec'].template.spec,
+    };
     const review = podReview(pod, 'finance');
     const out = applied(pod, responseOf((await h.post(review)).json, (review['request'] as { uid: string }).uid));
     await assertValidPod(out);
-    const config = parseSidecarConfig(envValue(sidecarOf(out), 'SPIFFE_CONNECTOR_CONFIG') ?? '', 'SPIFFE_CONNECTOR_CONFIG');
+    const config = parseSidecarConfig(
+      envValue(sidecarOf(out), 'SPIFFE_CONNECTOR_CONFIG') ?? '',
+      'SPIFFE_CONNECTOR_CONFIG',
+    );
     const header = config.azure?.identityHeader ?? '';
     assert.equal(envValue(out.spec.containers[0], 'IDENTITY_HEADER'), header);
     assert.doesNotMatch(JSON.stringify(out), /placeholder/);
@@ -314,7 +399,10 @@ test('malformed request targets get an answer (404, not a 500 or a hang) and the
 });
 
 test('webhook.metricsAddress serves /metrics over plain HTTP, and nothing else', async (t) => {
-  const h = await startHarness(t, { configText: (cert, key) => WEBHOOK_CONFIG(cert, key).replace('  drainSeconds: 0\n', '  drainSeconds: 0\n  metricsAddress: 127.0.0.1:0\n') });
+  const h = await startHarness(t, {
+    configText: (cert, key) =>
+      WEBHOOK_CONFIG(cert, key).replace('  drainSeconds: 0\n', '  drainSeconds: 0\n  metricsAddress: 127.0.0.1:0\n'),
+  });
   const pod = await fixture('plain-pod.json');
   await h.post(podReview(pod, 'shop'));
   const base = h.webhook.metricsUrl;
@@ -323,7 +411,11 @@ test('webhook.metricsAddress serves /metrics over plain HTTP, and nothing else',
   assert.equal(metrics.status, 200);
   assert.match(metrics.headers.get('content-type') ?? '', /^text\/plain/);
   assert.match(await metrics.text(), /spiffe_connector_webhook_admissions_total\{outcome="injected"\} 1/);
-  const mutate = await fetch(`${base}/mutate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(podReview(pod, 'shop')) });
+  const mutate = await fetch(`${base}/mutate`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(podReview(pod, 'shop')),
+  });
   assert.equal(mutate.status, 405, 'no admission over plain HTTP');
   await mutate.body?.cancel();
   const other = await fetch(`${base}/readyz`);

@@ -1,21 +1,22 @@
 // The Workload API client against a fake agent written from the spec: the header on every call,
 // rotations picked up, last good SVID kept through drops, Unavailable and bad input, final statuses
 // not retried, JWT-SVIDs cached per audience and refreshed at half life.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
+import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
 import { ManualClock } from '../../src/base/clock.ts';
 import { ConnectorError } from '../../src/base/errors.ts';
 import { createLogger, silentLogger } from '../../src/ops/logger.ts';
 import { Metrics } from '../../src/ops/metrics.ts';
-import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
 import { createWorkloadApiSource, type WorkloadApiSource } from '../../src/sources/workload-api/client.ts';
 import type { X509Svid } from '../../src/spiffe/x509-svid.ts';
-import { DevCa, mintBad } from '../helpers/pki.ts';
 import { FakeWorkloadApi, pemChainToDer, pemKeyToPkcs8Der, x509Entry } from '../helpers/fake-workload-api.ts';
+import { DevCa, mintBad } from '../helpers/pki.ts';
 import { until } from '../helpers/until.ts';
 
 const TD = 'example.org';
@@ -32,7 +33,15 @@ async function setup(t: import('node:test').TestContext, opts: { hint?: string }
   const fake = await FakeWorkloadApi.start();
   const clock = new ManualClock(Date.now() + 60_000);
   const metrics = new Metrics();
-  const source = createWorkloadApiSource({ socket: fake.address, trustDomain: TD, clock, logger: process.env.WL_DEBUG ? createLogger({ level: "debug", destination: process.stdout }) : silentLogger(), metrics, random: () => 0.5, ...(opts.hint ? { hint: opts.hint } : {}) });
+  const source = createWorkloadApiSource({
+    socket: fake.address,
+    trustDomain: TD,
+    clock,
+    logger: process.env.WL_DEBUG ? createLogger({ level: 'debug', destination: process.stdout }) : silentLogger(),
+    metrics,
+    random: () => 0.5,
+    ...(opts.hint ? { hint: opts.hint } : {}),
+  });
   const seen: X509Svid[] = [];
   source.subscribe((svid) => seen.push(svid));
   t.after(async () => {
@@ -53,7 +62,10 @@ test('takes the first SVID from the stream, verified against its bundle, and sen
   assert.equal(source.current()?.id.toString(), ID);
   assert.equal(source.bundle()?.trustDomain.name, TD);
   assert.ok(source.bundle()?.authorities[0]?.raw.equals(pemChainToDer(ca.certPem)));
-  await until(() => fake.callCount('FetchX509Bundles') > 0 && fake.callCount('FetchJWTBundles') > 0, "fake.callCount('FetchX509Bundles') > 0 && fake.callCount('FetchJWTBundles') > 0");
+  await until(
+    () => fake.callCount('FetchX509Bundles') > 0 && fake.callCount('FetchJWTBundles') > 0,
+    "fake.callCount('FetchX509Bundles') > 0 && fake.callCount('FetchJWTBundles') > 0",
+  );
   assert.ok(fake.calls.length >= 3);
   for (const call of fake.calls) assert.deepEqual(call.header, ['true'], `${call.rpc} carried the security header`);
 });
@@ -86,7 +98,10 @@ test('picks up each rotation and keeps the last good SVID through a clean end, U
   // The agent ends the stream cleanly: reopened at once (no backoff), SVID kept.
   const opened = fake.callCount('FetchX509SVID');
   fake.dropStreams(grpc.status.OK);
-  await until(() => fake.callCount('FetchX509SVID') === opened + 1 && fake.openStreams('FetchX509SVID') === 1, "fake.callCount('FetchX509SVID') === opened + 1 && fake.openStreams('FetchX509SVID') === 1");
+  await until(
+    () => fake.callCount('FetchX509SVID') === opened + 1 && fake.openStreams('FetchX509SVID') === 1,
+    "fake.callCount('FetchX509SVID') === opened + 1 && fake.openStreams('FetchX509SVID') === 1",
+  );
   assert.equal(serial(source), secondSerial);
 
   // The agent restarts: the stream fails and new calls answer Unavailable. The SVID stays.
@@ -95,7 +110,10 @@ test('picks up each rotation and keeps the last good SVID through a clean end, U
   const failingFrom = fake.callCount('FetchX509SVID');
   for (let i = 0; i < 3; i++) {
     await clock.advance(60_000);
-    await until(() => fake.callCount('FetchX509SVID') > failingFrom + i, "fake.callCount('FetchX509SVID') > failingFrom + i");
+    await until(
+      () => fake.callCount('FetchX509SVID') > failingFrom + i,
+      "fake.callCount('FetchX509SVID') > failingFrom + i",
+    );
   }
   assert.equal(serial(source), secondSerial, 'the last good SVID is served while the agent is unavailable');
   assert.ok(source.current());
@@ -137,12 +155,27 @@ test('refuses malformed DER, a key that does not match and an SVID of another tr
     ['truncated DER', { ...entry, x509_svid: entry.x509_svid.subarray(0, entry.x509_svid.length - 10) }],
     ['garbage DER', { ...entry, x509_svid: Buffer.from('not a certificate') }],
     ['garbage key', { ...entry, x509_svid_key: Buffer.from([0x30, 0x03, 0x02, 0x01, 0x00]) }],
-    ['key mismatch', { ...entry, x509_svid: pemChainToDer(mismatch.certPem), x509_svid_key: pemKeyToPkcs8Der(mismatch.keyPem) }],
+    [
+      'key mismatch',
+      { ...entry, x509_svid: pemChainToDer(mismatch.certPem), x509_svid_key: pemKeyToPkcs8Der(mismatch.keyPem) },
+    ],
     ['other trust domain, its own bundle', x509Entry(otherSvid, otherCa)],
-    ['other trust domain, our bundle', { spiffe_id: otherTd.spiffeId ?? '', x509_svid: pemChainToDer(otherTd.certPem), x509_svid_key: pemKeyToPkcs8Der(otherTd.keyPem), bundle: pemChainToDer(ca.certPem), hint: '' }],
+    [
+      'other trust domain, our bundle',
+      {
+        spiffe_id: otherTd.spiffeId ?? '',
+        x509_svid: pemChainToDer(otherTd.certPem),
+        x509_svid_key: pemKeyToPkcs8Der(otherTd.keyPem),
+        bundle: pemChainToDer(ca.certPem),
+        hint: '',
+      },
+    ],
     ['no SVIDs', undefined],
-    ['an unknown critical extension', { ...entry, x509_svid: pemChainToDer(critical.certPem), x509_svid_key: pemKeyToPkcs8Der(critical.keyPem) }],
-    ['entry spiffe_id not the certificate\'s URI SAN', { ...entry, spiffe_id: `spiffe://${TD}/ns/default/sa/admin` }],
+    [
+      'an unknown critical extension',
+      { ...entry, x509_svid: pemChainToDer(critical.certPem), x509_svid_key: pemKeyToPkcs8Der(critical.keyPem) },
+    ],
+    ["entry spiffe_id not the certificate's URI SAN", { ...entry, spiffe_id: `spiffe://${TD}/ns/default/sa/admin` }],
   ];
   for (const [what, svid] of bad) {
     const refusedBefore = await refusedCount(metrics);
@@ -162,11 +195,20 @@ test('InvalidArgument is not retried: whenReady rejects and no further call is m
   const { fake, clock, source } = await setup(t);
   fake.failWith(grpc.status.INVALID_ARGUMENT, 'bad request');
   await source.start();
-  await assert.rejects(source.whenReady(), (e: unknown) => e instanceof ConnectorError && e.code === 'upstream_rejected' && !e.retryable);
-  await until(() => fake.callCount('FetchX509Bundles') === 1 && fake.callCount('FetchJWTBundles') === 1, "fake.callCount('FetchX509Bundles') === 1 && fake.callCount('FetchJWTBundles') === 1");
+  await assert.rejects(
+    source.whenReady(),
+    (e: unknown) => e instanceof ConnectorError && e.code === 'upstream_rejected' && !e.retryable,
+  );
+  await until(
+    () => fake.callCount('FetchX509Bundles') === 1 && fake.callCount('FetchJWTBundles') === 1,
+    "fake.callCount('FetchX509Bundles') === 1 && fake.callCount('FetchJWTBundles') === 1",
+  );
   // Nothing left that could call again: no retry on the clock, no stream open. Then ten minutes pass.
   assert.equal(clock.pendingTimers(), 0, 'no retry is scheduled');
-  assert.equal(fake.openStreams('FetchX509SVID') + fake.openStreams('FetchX509Bundles') + fake.openStreams('FetchJWTBundles'), 0);
+  assert.equal(
+    fake.openStreams('FetchX509SVID') + fake.openStreams('FetchX509Bundles') + fake.openStreams('FetchJWTBundles'),
+    0,
+  );
   await clock.advance(10 * 60_000);
   assert.equal(fake.callCount('FetchX509SVID'), 1);
   assert.equal(fake.callCount('FetchX509Bundles'), 1);
@@ -206,7 +248,12 @@ test('JWT-SVIDs: fetched per audience with the header, cached, refreshed at half
   const minted: string[][] = [];
   fake.onFetchJwt(async (audience) => {
     minted.push(audience);
-    return [{ spiffe_id: ID, svid: await signer.sign({ sub: ID, aud: audience, ttlSeconds: 300, iat: Math.floor(clock.now() / 1000) }) }];
+    return [
+      {
+        spiffe_id: ID,
+        svid: await signer.sign({ sub: ID, aud: audience, ttlSeconds: 300, iat: Math.floor(clock.now() / 1000) }),
+      },
+    ];
   });
   fake.setX509({ svids: [x509Entry(await ca.issueX509Svid({ spiffeId: ID }), ca)] });
   await source.start();
@@ -235,15 +282,24 @@ test('JWT-SVID refusals: InvalidArgument is final, a token of another trust doma
   await source.start();
   await source.whenReady();
   fake.failJwtWith(grpc.status.INVALID_ARGUMENT, 'bad audience');
-  await assert.rejects(source.fetchJwtSvid('a', AbortSignal.timeout(60_000)), (e: unknown) => e instanceof ConnectorError && !e.retryable);
+  await assert.rejects(
+    source.fetchJwtSvid('a', AbortSignal.timeout(60_000)),
+    (e: unknown) => e instanceof ConnectorError && !e.retryable,
+  );
   fake.failJwtWith(undefined);
   const other = 'spiffe://other.org/app';
   fake.onFetchJwt(async (audience) => [{ spiffe_id: other, svid: await signer.sign({ sub: other, aud: audience }) }]);
-  await assert.rejects(source.fetchJwtSvid('b', AbortSignal.timeout(60_000)), (e: unknown) => e instanceof ConnectorError && /outside the configured trust domain/.test(e.message));
+  await assert.rejects(
+    source.fetchJwtSvid('b', AbortSignal.timeout(60_000)),
+    (e: unknown) => e instanceof ConnectorError && /outside the configured trust domain/.test(e.message),
+  );
   // An entry that names one identity and carries a token for another is refused.
   const admin = `spiffe://${TD}/ns/default/sa/admin`;
   fake.onFetchJwt(async (audience) => [{ spiffe_id: ID, svid: await signer.sign({ sub: admin, aud: audience }) }]);
-  await assert.rejects(source.fetchJwtSvid('c', AbortSignal.timeout(60_000)), (e: unknown) => e instanceof ConnectorError && /the entry names .* but the token's sub is/.test(e.message));
+  await assert.rejects(
+    source.fetchJwtSvid('c', AbortSignal.timeout(60_000)),
+    (e: unknown) => e instanceof ConnectorError && /the entry names .* but the token's sub is/.test(e.message),
+  );
 });
 
 test('an agent that goes away and comes back on the same socket is reconnected to', async (t) => {

@@ -1,25 +1,26 @@
 // Our Workload API server, checked by a client written here from the spec (raw @grpc/grpc-js and the
 // vendored proto, not our client): the header refusal, streams that see rotations, the DER and PKCS#8
 // encodings, JWT-SVIDs per audience, the JWT bundle, ValidateJWTSVID, the socket's mode and lifecycle.
-import { test, type TestContext } from 'node:test';
+
 import assert from 'node:assert/strict';
-import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { lstat, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { lstat, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type TestContext, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
+import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
 import { decodeJwt } from 'jose';
 import { ManualClock } from '../../src/base/clock.ts';
 import { ConnectorError } from '../../src/base/errors.ts';
 import { parseSidecarConfig } from '../../src/config/load.ts';
 import { silentLogger } from '../../src/ops/logger.ts';
-import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
-import { startJwksBundleSource, type JwtBundleSource } from '../../src/surfaces/workload-api/jwt-bundle-source.ts';
-import { startWorkloadApiServer } from '../../src/surfaces/workload-api/server.ts';
 import { workloadApiEnv } from '../../src/surfaces/workload-api/env.ts';
-import { devX509Source, signerJwtSource, type TestJwtSource, type TestX509Source } from '../helpers/identity.ts';
+import { type JwtBundleSource, startJwksBundleSource } from '../../src/surfaces/workload-api/jwt-bundle-source.ts';
+import { startWorkloadApiServer } from '../../src/surfaces/workload-api/server.ts';
 import { loadSpecProto } from '../helpers/fake-workload-api.ts';
+import { devX509Source, signerJwtSource, type TestJwtSource, type TestX509Source } from '../helpers/identity.ts';
 import { until } from '../helpers/until.ts';
 
 const TD = 'example.org';
@@ -44,7 +45,8 @@ async function harness(t: TestContext, opts: { jwtBundle?: boolean } = {}): Prom
   const jwt = signerJwtSource({ signer, spiffeId: ID, ttlSeconds: 600 });
   const clock = new ManualClock(Date.now());
   let jwtBundle: JwtBundleSource | undefined;
-  if (opts.jwtBundle !== false) jwtBundle = await startJwksBundleSource({ url: signer.issuer, trustDomain: TD, clock, logger: silentLogger() });
+  if (opts.jwtBundle !== false)
+    jwtBundle = await startJwksBundleSource({ url: signer.issuer, trustDomain: TD, clock, logger: silentLogger() });
   const server = await startWorkloadApiServer({ path, x509, jwt, trustDomain: TD, logger: silentLogger(), jwtBundle });
   const Client = loadSpecProto();
   const client = new Client(`unix://${path}`, grpc.credentials.createInsecure()) as unknown as Client;
@@ -69,7 +71,9 @@ function header(value = 'true'): grpc.Metadata {
 
 function unary(client: Client, rpc: string, request: object, metadata = header()): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
-    client[rpc]?.(request, metadata, (error: grpc.ServiceError | null, response: Record<string, unknown>) => (error ? reject(error) : resolve(response)));
+    client[rpc]?.(request, metadata, (error: grpc.ServiceError | null, response: Record<string, unknown>) =>
+      error ? reject(error) : resolve(response),
+    );
   });
 }
 
@@ -103,8 +107,14 @@ test('every RPC without the security header is refused with InvalidArgument, as 
       assert.equal(status.details, 'security header missing from request');
       assert.equal(s.messages.length, 0, `${rpc} sent nothing`);
     }
-    await assert.rejects(unary(h.client, 'FetchJWTSVID', { audience: ['a'] }, bad), isStatus(grpc.status.INVALID_ARGUMENT, 'security header missing from request'));
-    await assert.rejects(unary(h.client, 'ValidateJWTSVID', { audience: 'a', svid: 'x' }, bad), isStatus(grpc.status.INVALID_ARGUMENT, 'security header missing from request'));
+    await assert.rejects(
+      unary(h.client, 'FetchJWTSVID', { audience: ['a'] }, bad),
+      isStatus(grpc.status.INVALID_ARGUMENT, 'security header missing from request'),
+    );
+    await assert.rejects(
+      unary(h.client, 'ValidateJWTSVID', { audience: 'a', svid: 'x' }, bad),
+      isStatus(grpc.status.INVALID_ARGUMENT, 'security header missing from request'),
+    );
   }
   assert.deepEqual(h.jwt.requested, [], 'no JWT-SVID was minted for a refused call');
 });
@@ -126,7 +136,13 @@ test('FetchX509SVID stays open and sends the full state on each of two rotations
   s.messages.forEach((message, i) => {
     const svids = message['svids'] as Record<string, unknown>[];
     assert.equal(svids.length, 1);
-    const entry = svids[0] as { spiffe_id: string; x509_svid: Buffer; x509_svid_key: Buffer; bundle: Buffer; hint: string };
+    const entry = svids[0] as {
+      spiffe_id: string;
+      x509_svid: Buffer;
+      x509_svid_key: Buffer;
+      bundle: Buffer;
+      hint: string;
+    };
     assert.equal(entry.spiffe_id, ID);
     const leaf = new X509Certificate(entry.x509_svid); // one certificate: the chain has no intermediates here
     assert.equal(leaf.serialNumber, serials[i], `message ${i + 1} carries rotation ${i + 1}`);
@@ -146,15 +162,22 @@ test('FetchX509Bundles is keyed by the trust domain ID; FetchJWTBundles serves t
   await until(() => x.messages.length === 1, 'x.messages.length === 1');
   const bundles = x.messages[0]?.['bundles'] as Record<string, Buffer>;
   assert.deepEqual(Object.keys(bundles), [`spiffe://${TD}`]);
-  assert.ok(new X509Certificate(bundles[`spiffe://${TD}`] as Buffer).raw.equals(new X509Certificate(h.x509.ca.certPem).raw));
+  assert.ok(
+    new X509Certificate(bundles[`spiffe://${TD}`] as Buffer).raw.equals(new X509Certificate(h.x509.ca.certPem).raw),
+  );
 
   const j = stream(h.client, 'FetchJWTBundles');
   await until(() => j.messages.length === 1, 'j.messages.length === 1');
   const jwt = j.messages[0]?.['bundles'] as Record<string, Buffer>;
   assert.deepEqual(Object.keys(jwt), [`spiffe://${TD}`]);
-  const doc = JSON.parse((jwt[`spiffe://${TD}`] as Buffer).toString('utf8')) as { keys: { kid: string; use: string; kty: string; d?: string }[] };
+  const doc = JSON.parse((jwt[`spiffe://${TD}`] as Buffer).toString('utf8')) as {
+    keys: { kid: string; use: string; kty: string; d?: string }[];
+  };
   const published = (await (await fetch(h.signer.jwksUri)).json()) as { keys: { kid: string }[] };
-  assert.deepEqual(doc.keys.map((k) => k.kid), published.keys.map((k) => k.kid));
+  assert.deepEqual(
+    doc.keys.map((k) => k.kid),
+    published.keys.map((k) => k.kid),
+  );
   assert.ok(doc.keys.every((k) => k.use === 'jwt-svid' && k.d === undefined));
   x.call.cancel();
   j.call.cancel();
@@ -162,8 +185,14 @@ test('FetchX509Bundles is keyed by the trust domain ID; FetchJWTBundles serves t
 
 test('FetchJWTSVID: audience required, one JWT-SVID per audience from the JwtSource, another SPIFFE ID refused', async (t) => {
   const h = await harness(t);
-  await assert.rejects(unary(h.client, 'FetchJWTSVID', { audience: [] }), isStatus(grpc.status.INVALID_ARGUMENT, 'audience must be specified'));
-  await assert.rejects(unary(h.client, 'FetchJWTSVID', {}), isStatus(grpc.status.INVALID_ARGUMENT, 'audience must be specified'));
+  await assert.rejects(
+    unary(h.client, 'FetchJWTSVID', { audience: [] }),
+    isStatus(grpc.status.INVALID_ARGUMENT, 'audience must be specified'),
+  );
+  await assert.rejects(
+    unary(h.client, 'FetchJWTSVID', {}),
+    isStatus(grpc.status.INVALID_ARGUMENT, 'audience must be specified'),
+  );
   const response = await unary(h.client, 'FetchJWTSVID', { audience: ['sts.amazonaws.com'] });
   const svids = response['svids'] as { spiffe_id: string; svid: string }[];
   assert.equal(svids.length, 1);
@@ -172,7 +201,10 @@ test('FetchJWTSVID: audience required, one JWT-SVID per audience from the JwtSou
   assert.equal(claims.sub, ID);
   assert.equal(claims.aud, 'sts.amazonaws.com');
   assert.deepEqual(h.jwt.requested, ['sts.amazonaws.com']);
-  await assert.rejects(unary(h.client, 'FetchJWTSVID', { audience: ['a'], spiffe_id: `spiffe://${TD}/someone/else` }), isStatus(grpc.status.PERMISSION_DENIED));
+  await assert.rejects(
+    unary(h.client, 'FetchJWTSVID', { audience: ['a'], spiffe_id: `spiffe://${TD}/someone/else` }),
+    isStatus(grpc.status.PERMISSION_DENIED),
+  );
   const same = await unary(h.client, 'FetchJWTSVID', { audience: ['a'], spiffe_id: ID });
   assert.equal((same['svids'] as unknown[]).length, 1);
   h.jwt.failWith(new ConnectorError('upstream_unavailable', 'issuer down', { retryable: true }));
@@ -181,32 +213,63 @@ test('FetchJWTSVID: audience required, one JWT-SVID per audience from the JwtSou
 
 test('ValidateJWTSVID: a good token gives its SPIFFE ID and claims; bad, foreign or mis-addressed tokens are InvalidArgument', async (t) => {
   const h = await harness(t);
-  const token = await h.signer.sign({ sub: ID, aud: 'my-service', ttlSeconds: 300, extraClaims: { team: 'a', n: 3, tags: ['x', 'y'] } });
+  const token = await h.signer.sign({
+    sub: ID,
+    aud: 'my-service',
+    ttlSeconds: 300,
+    extraClaims: { team: 'a', n: 3, tags: ['x', 'y'] },
+  });
   const ok = await unary(h.client, 'ValidateJWTSVID', { audience: 'my-service', svid: token });
   assert.equal(ok['spiffe_id'], ID);
   const fields = (ok['claims'] as { fields: Record<string, Record<string, unknown>> }).fields;
   assert.equal(fields['sub']?.['stringValue'], ID);
   assert.equal(fields['team']?.['stringValue'], 'a');
   assert.equal(fields['n']?.['numberValue'], 3);
-  assert.deepEqual((fields['tags']?.['listValue'] as { values: { stringValue: string }[] } | undefined)?.values.map((v) => v.stringValue), ['x', 'y']);
+  assert.deepEqual(
+    (fields['tags']?.['listValue'] as { values: { stringValue: string }[] } | undefined)?.values.map(
+      (v) => v.stringValue,
+    ),
+    ['x', 'y'],
+  );
 
-  await assert.rejects(unary(h.client, 'ValidateJWTSVID', { audience: 'other', svid: token }), isStatus(grpc.status.INVALID_ARGUMENT, /audience/));
-  await assert.rejects(unary(h.client, 'ValidateJWTSVID', { audience: 'my-service', svid: 'not.a.jwt' }), isStatus(grpc.status.INVALID_ARGUMENT));
-  await assert.rejects(unary(h.client, 'ValidateJWTSVID', { audience: '', svid: token }), isStatus(grpc.status.INVALID_ARGUMENT, 'audience must be specified'));
-  await assert.rejects(unary(h.client, 'ValidateJWTSVID', { audience: 'my-service', svid: '' }), isStatus(grpc.status.INVALID_ARGUMENT, 'svid must be specified'));
+  await assert.rejects(
+    unary(h.client, 'ValidateJWTSVID', { audience: 'other', svid: token }),
+    isStatus(grpc.status.INVALID_ARGUMENT, /audience/),
+  );
+  await assert.rejects(
+    unary(h.client, 'ValidateJWTSVID', { audience: 'my-service', svid: 'not.a.jwt' }),
+    isStatus(grpc.status.INVALID_ARGUMENT),
+  );
+  await assert.rejects(
+    unary(h.client, 'ValidateJWTSVID', { audience: '', svid: token }),
+    isStatus(grpc.status.INVALID_ARGUMENT, 'audience must be specified'),
+  );
+  await assert.rejects(
+    unary(h.client, 'ValidateJWTSVID', { audience: 'my-service', svid: '' }),
+    isStatus(grpc.status.INVALID_ARGUMENT, 'svid must be specified'),
+  );
   const stranger = await DevOidcSigner.start();
   t.after(() => stranger.close());
   const forged = await stranger.sign({ sub: ID, aud: 'my-service' });
-  await assert.rejects(unary(h.client, 'ValidateJWTSVID', { audience: 'my-service', svid: forged }), isStatus(grpc.status.INVALID_ARGUMENT, /no key with kid/));
+  await assert.rejects(
+    unary(h.client, 'ValidateJWTSVID', { audience: 'my-service', svid: forged }),
+    isStatus(grpc.status.INVALID_ARGUMENT, /no key with kid/),
+  );
   const foreign = await h.signer.sign({ sub: 'spiffe://other.org/app', aud: 'my-service' });
-  await assert.rejects(unary(h.client, 'ValidateJWTSVID', { audience: 'my-service', svid: foreign }), isStatus(grpc.status.INVALID_ARGUMENT, /trust domain/));
+  await assert.rejects(
+    unary(h.client, 'ValidateJWTSVID', { audience: 'my-service', svid: foreign }),
+    isStatus(grpc.status.INVALID_ARGUMENT, /trust domain/),
+  );
 });
 
 test('without a JWT bundle, FetchJWTBundles and ValidateJWTSVID say so with Unimplemented', async (t) => {
   const h = await harness(t, { jwtBundle: false });
   const s = stream(h.client, 'FetchJWTBundles');
   assert.equal((await s.ended).code, grpc.status.UNIMPLEMENTED);
-  await assert.rejects(unary(h.client, 'ValidateJWTSVID', { audience: 'a', svid: 'x.y.z' }), isStatus(grpc.status.UNIMPLEMENTED, /workloadApiJwksUrl/));
+  await assert.rejects(
+    unary(h.client, 'ValidateJWTSVID', { audience: 'a', svid: 'x.y.z' }),
+    isStatus(grpc.status.UNIMPLEMENTED, /workloadApiJwksUrl/),
+  );
 });
 
 test('the socket is 0660, a stale socket file is replaced, anything else at the path is refused; close ends streams and removes it', async (t) => {
@@ -216,7 +279,11 @@ test('the socket is 0660, a stale socket file is replaced, anything else at the 
 
   // A socket file left by a process that died without cleaning up (SIGKILL: libuv never unlinks it).
   const path = join(dir, 'spiffe.sock');
-  const child = spawn(process.execPath, ['-e', `require('node:net').createServer().listen(${JSON.stringify(path)}, () => console.log('listening'))`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(
+    process.execPath,
+    ['-e', `require('node:net').createServer().listen(${JSON.stringify(path)}, () => console.log('listening'))`],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
   child.kill('SIGKILL');
   await new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -228,7 +295,10 @@ test('the socket is 0660, a stale socket file is replaced, anything else at the 
   assert.equal(stats.mode & 0o777, 0o660);
 
   // A second server on the same live socket is refused.
-  await assert.rejects(startWorkloadApiServer({ path, x509, trustDomain: TD, logger: silentLogger() }), /already serves/);
+  await assert.rejects(
+    startWorkloadApiServer({ path, x509, trustDomain: TD, logger: silentLogger() }),
+    /already serves/,
+  );
 
   const client = new (loadSpecProto())(`unix://${path}`, grpc.credentials.createInsecure()) as unknown as Client;
   t.after(() => client.close());
@@ -241,7 +311,10 @@ test('the socket is 0660, a stale socket file is replaced, anything else at the 
 
   const file = join(dir, 'not-a-socket');
   await writeFile(file, 'data');
-  await assert.rejects(startWorkloadApiServer({ path: file, x509, trustDomain: TD, logger: silentLogger() }), /is not a socket/);
+  await assert.rejects(
+    startWorkloadApiServer({ path: file, x509, trustDomain: TD, logger: silentLogger() }),
+    /is not a socket/,
+  );
 });
 
 test('before the first X.509-SVID the streams answer Unavailable', async (t) => {
@@ -255,11 +328,17 @@ test('before the first X.509-SVID the streams answer Unavailable', async (t) => 
   const client = new (loadSpecProto())(`unix://${path}`, grpc.credentials.createInsecure()) as unknown as Client;
   t.after(() => client.close());
   assert.equal((await stream(client, 'FetchX509SVID').ended).code, grpc.status.UNAVAILABLE);
-  await assert.rejects(unary(client, 'FetchJWTSVID', { audience: ['a'] }), isStatus(grpc.status.UNIMPLEMENTED, /JWT-SVID source/));
+  await assert.rejects(
+    unary(client, 'FetchJWTSVID', { audience: ['a'] }),
+    isStatus(grpc.status.UNIMPLEMENTED, /JWT-SVID source/),
+  );
 });
 
 test('env: SPIFFE_ENDPOINT_SOCKET=unix://<path> only when the sidecar serves the Workload API', () => {
-  const yaml = (extra: string) => `spiffe:\n  trustDomain: ${TD}\n  x509: {}\n  jwt:\n    file: /tokens/jwt\nserver:\n  stateDir: /state\n${extra}aws:\n  roleArn: arn:aws:iam::111122223333:role/app\n  region: eu-west-1\n`;
+  const yaml = (extra: string) =>
+    `spiffe:\n  trustDomain: ${TD}\n  x509: {}\n  jwt:\n    file: /tokens/jwt\nserver:\n  stateDir: /state\n${extra}aws:\n  roleArn: arn:aws:iam::111122223333:role/app\n  region: eu-west-1\n`;
   assert.deepEqual(workloadApiEnv(parseSidecarConfig(yaml(''))), []);
-  assert.deepEqual(workloadApiEnv(parseSidecarConfig(yaml('  workloadApiSocket: /run/spiffe/agent.sock\n'))), [['SPIFFE_ENDPOINT_SOCKET', 'unix:///run/spiffe/agent.sock']]);
+  assert.deepEqual(workloadApiEnv(parseSidecarConfig(yaml('  workloadApiSocket: /run/spiffe/agent.sock\n'))), [
+    ['SPIFFE_ENDPOINT_SOCKET', 'unix:///run/spiffe/agent.sock'],
+  ]);
 });

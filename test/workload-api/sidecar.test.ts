@@ -1,16 +1,17 @@
 // SPIRE users: the whole sidecar (`spiffe-connector run` in a child process) takes its identity from a
 // fake Workload API agent and serves AWS credentials from the AWS stand-in, through agent restarts,
 // Unavailable, a bad SVID and rotations, without one failed request.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
 import { FakeSts } from '@spiffe-connector/dev/fake-sts.ts';
-import { DevCa, mintBad } from '../helpers/pki.ts';
+import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
 import { FakeWorkloadApi, pemChainToDer, pemKeyToPkcs8Der, x509Entry } from '../helpers/fake-workload-api.ts';
+import { DevCa, mintBad } from '../helpers/pki.ts';
 import { freePort, startSidecar, waitFor200 } from '../helpers/sidecar.ts';
 import { until } from '../helpers/until.ts';
 
@@ -28,13 +29,22 @@ test('the sidecar serves AWS credentials from a Workload API identity throughout
     allowLoopbackHttpIssuers: true,
     region: 'eu-west-1',
     providers: [{ issuer: signer.issuer, audiences: ['sts.amazonaws.com'] }],
-    roles: [{ arn: ROLE, issuer: signer.issuer, audience: 'sts.amazonaws.com', subject: 'spiffe://example.org/ns/payments/*' }],
+    roles: [
+      {
+        arn: ROLE,
+        issuer: signer.issuer,
+        audience: 'sts.amazonaws.com',
+        subject: 'spiffe://example.org/ns/payments/*',
+      },
+    ],
   });
   t.after(() => sts.close());
   const agent = await FakeWorkloadApi.start();
   t.after(() => agent.close());
   agent.setX509({ svids: [x509Entry(await ca.issueX509Svid({ spiffeId: ID }), ca)] });
-  agent.onFetchJwt(async (audience) => [{ spiffe_id: ID, svid: await signer.sign({ sub: ID, aud: audience, ttlSeconds: 600 }) }]);
+  agent.onFetchJwt(async (audience) => [
+    { spiffe_id: ID, svid: await signer.sign({ sub: ID, aud: audience, ttlSeconds: 600 }) },
+  ]);
 
   const [metadataPort, opsPort] = [await freePort(), await freePort()];
   const configFile = join(dir, 'config.yaml');
@@ -76,15 +86,31 @@ aws:
   // The agent goes away: streams fail, new calls answer Unavailable. Credentials keep being served.
   agent.failWith(grpc.status.UNAVAILABLE, 'agent restarting');
   agent.dropStreams(grpc.status.UNAVAILABLE, 'agent restarting');
-  await sidecar.waitForLog((l) => l['msg'] === 'the Workload API stream FetchX509SVID failed; reconnecting after a backoff', 'the Workload API stream FetchX509SVID failed; reconnecting after a backoff');
+  await sidecar.waitForLog(
+    (l) => l['msg'] === 'the Workload API stream FetchX509SVID failed; reconnecting after a backoff',
+    'the Workload API stream FetchX509SVID failed; reconnecting after a backoff',
+  );
   for (let i = 0; i < 5; i++) assert.equal(await get(), first);
   assert.equal((await fetch(`http://127.0.0.1:${opsPort}/readyz`)).status, 200, 'still ready on the last good SVID');
 
   // It comes back with a bad SVID (another trust domain): refused, the last good SVID stays.
   const other = await mintBad(ca, 'other-trust-domain');
-  agent.setX509({ svids: [{ spiffe_id: other.spiffeId ?? '', x509_svid: pemChainToDer(other.certPem), x509_svid_key: pemKeyToPkcs8Der(other.keyPem), bundle: pemChainToDer(ca.certPem), hint: '' }] });
+  agent.setX509({
+    svids: [
+      {
+        spiffe_id: other.spiffeId ?? '',
+        x509_svid: pemChainToDer(other.certPem),
+        x509_svid_key: pemKeyToPkcs8Der(other.keyPem),
+        bundle: pemChainToDer(ca.certPem),
+        hint: '',
+      },
+    ],
+  });
   agent.failWith(undefined);
-  await sidecar.waitForLog((l) => l['msg'] === 'refused the X.509-SVID from the Workload API; keeping the last good SVID', 'refused the X.509-SVID from the Workload API; keeping the last good SVID');
+  await sidecar.waitForLog(
+    (l) => l['msg'] === 'refused the X.509-SVID from the Workload API; keeping the last good SVID',
+    'refused the X.509-SVID from the Workload API; keeping the last good SVID',
+  );
   assert.equal(await get(), first);
 
   // Then with a good rotation: picked up, and the identity change brings new AWS credentials.

@@ -1,6 +1,6 @@
 // Writes a set of files the way Kubernetes' AtomicWriter (and so csi-driver-spiffe) does: a new
 // timestamped directory, a `..data` symlink swapped in one rename, and stable per-file symlinks.
-import { mkdir, readlink, rename, rm, symlink, writeFile, lstat } from 'node:fs/promises';
+import { lstat, mkdir, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export interface AtomicFile {
@@ -17,7 +17,8 @@ export async function writeAtomicDir(dir: string, files: readonly AtomicFile[]):
   const stamp = new Date().toISOString().replace(/[-:.TZ]/g, '_');
   const versioned = `..${stamp}${process.pid}_${++sequence}`;
   await mkdir(join(dir, versioned), { mode: 0o755 });
-  for (const file of files) await writeFile(join(dir, versioned, file.name), file.content, { mode: file.mode ?? 0o644 });
+  for (const file of files)
+    await writeFile(join(dir, versioned, file.name), file.content, { mode: file.mode ?? 0o644 });
   let previous: string | undefined;
   try {
     previous = await readlink(join(dir, '..data'));

@@ -37,7 +37,8 @@ export function parseAuthorization(header: string | undefined): SigV4Authorizati
   const credential = fields.get('Credential')?.split('/');
   const signedHeaders = fields.get('SignedHeaders');
   const signature = fields.get('Signature');
-  if (!credential || credential.length !== 5 || credential[4] !== 'aws4_request' || !signedHeaders || !signature) return undefined;
+  if (!credential || credential.length !== 5 || credential[4] !== 'aws4_request' || !signedHeaders || !signature)
+    return undefined;
   const [accessKeyId, date, region, service] = credential as [string, string, string, string, string];
   if (!/^\d{8}$/.test(date) || !/^[0-9a-f]{64}$/.test(signature)) return undefined;
   return { accessKeyId, date, region, service, signedHeaders: signedHeaders.split(';'), signature };
@@ -92,13 +93,30 @@ export function canonicalRequest(req: ReceivedRequest, signedHeaders: readonly s
   const query = q < 0 ? '' : req.url.slice(q + 1);
   const headers = signedHeaders.map((name) => `${name}:${headerValue(req.headers[name])}\n`).join('');
   const payloadHash = createHash('sha256').update(req.body).digest('hex');
-  return [req.method.toUpperCase(), canonicalUri(path), canonicalQuery(query), headers, signedHeaders.join(';'), payloadHash].join('\n');
+  return [
+    req.method.toUpperCase(),
+    canonicalUri(path),
+    canonicalQuery(query),
+    headers,
+    signedHeaders.join(';'),
+    payloadHash,
+  ].join('\n');
 }
 
 /** The signature the client must have computed with `secretAccessKey`. */
-export function expectedSignature(req: ReceivedRequest, auth: SigV4Authorization, amzDate: string, secretAccessKey: string): string {
+export function expectedSignature(
+  req: ReceivedRequest,
+  auth: SigV4Authorization,
+  amzDate: string,
+  secretAccessKey: string,
+): string {
   const scope = `${auth.date}/${auth.region}/${auth.service}/aws4_request`;
-  const stringToSign = [SIGV4_ALGORITHM, amzDate, scope, createHash('sha256').update(canonicalRequest(req, auth.signedHeaders)).digest('hex')].join('\n');
+  const stringToSign = [
+    SIGV4_ALGORITHM,
+    amzDate,
+    scope,
+    createHash('sha256').update(canonicalRequest(req, auth.signedHeaders)).digest('hex'),
+  ].join('\n');
   const kDate = hmac(`AWS4${secretAccessKey}`, auth.date);
   const kRegion = hmac(kDate, auth.region);
   const kService = hmac(kRegion, auth.service);

@@ -14,7 +14,7 @@
 // `now` defaults to the real time at each call; notBefore is `now`, notAfter `now + ttl`, both cut to the second.
 // Default TTLs: root 30 days, intermediate 7 days, SVID 1 hour (csi-driver-spiffe's default), server cert 7 days.
 // Key types 'ec-p256' (default), 'rsa-2048', 'ed25519'; key PEM 'pkcs8' (default), 'sec1' (EC), 'pkcs1' (RSA).
-import { KeyObject, X509Certificate, randomBytes, type webcrypto } from 'node:crypto';
+import { KeyObject, randomBytes, type webcrypto, X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import { parseSpiffeId, parseTrustDomain } from './spiffe-id.ts';
 import { x509 } from './x509.ts';
@@ -184,28 +184,23 @@ export class DevCa {
     const keyType = opts.keyType ?? this.keyType;
     const { notBefore, notAfter } = validity(opts.now, opts.ttlSeconds ?? 7 * 24 * 3600);
     const serial = serialNumber();
-    const issued = await this.#issue({
-      subject: `CN=${this.trustDomain} intermediate CA ${serial.slice(0, 8)}, O=spiffe-connector dev`,
-      uris: [`spiffe://${this.trustDomain}`],
-      sanCritical: false,
-      basicConstraints: opts.pathLength === undefined ? { ca: true } : { ca: true, pathLength: opts.pathLength },
-      keyUsage: ['keyCertSign', 'cRLSign'],
-      notBefore,
-      notAfter,
-      keyType,
-      ...opts.override,
-    }, serial);
+    const issued = await this.#issue(
+      {
+        subject: `CN=${this.trustDomain} intermediate CA ${serial.slice(0, 8)}, O=spiffe-connector dev`,
+        uris: [`spiffe://${this.trustDomain}`],
+        sanCritical: false,
+        basicConstraints: opts.pathLength === undefined ? { ca: true } : { ca: true, pathLength: opts.pathLength },
+        keyUsage: ['keyCertSign', 'cRLSign'],
+        notBefore,
+        notAfter,
+        keyType,
+        ...opts.override,
+      },
+      serial,
+    );
     const below =
       opts.pathLength ?? (this.#remainingPathLength === undefined ? undefined : this.#remainingPathLength - 1);
-    return new DevCa(
-      this.trustDomain,
-      this.certPem,
-      issued.cert,
-      issued.key,
-      keyType,
-      issued.chainPem,
-      below,
-    );
+    return new DevCa(this.trustDomain, this.certPem, issued.cert, issued.key, keyType, issued.chainPem, below);
   }
 
   /**
@@ -222,7 +217,9 @@ export class DevCa {
   }): Promise<DevX509Svid> {
     const id = parseSpiffeId(opts.spiffeId);
     if (id.path === '') {
-      throw new Error(`"${opts.spiffeId}" has no path; X.509-SVID leaves need a workload path such as /ns/default/sa/app`);
+      throw new Error(
+        `"${opts.spiffeId}" has no path; X.509-SVID leaves need a workload path such as /ns/default/sa/app`,
+      );
     }
     if (id.trustDomain !== this.trustDomain) {
       throw new Error(`"${opts.spiffeId}" is not in this CA's trust domain "${this.trustDomain}"`);
@@ -306,7 +303,12 @@ export class DevCa {
       extensions.push(new x509.KeyUsagesExtension(bits, true));
     }
     if (spec.extKeyUsage && spec.extKeyUsage.length > 0) {
-      extensions.push(new x509.ExtendedKeyUsageExtension(spec.extKeyUsage.map((u) => EXT_KEY_USAGE_OIDS[u]), false));
+      extensions.push(
+        new x509.ExtendedKeyUsageExtension(
+          spec.extKeyUsage.map((u) => EXT_KEY_USAGE_OIDS[u]),
+          false,
+        ),
+      );
     }
     if (names.length > 0) {
       extensions.push(new x509.SubjectAlternativeNameExtension(names, spec.sanCritical ?? subject === ''));

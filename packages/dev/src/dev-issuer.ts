@@ -5,11 +5,11 @@ import { generateKeyPairSync } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { systemClock, type Clock } from '../../../src/base/clock.ts';
+import { type Clock, systemClock } from '../../../src/base/clock.ts';
 import type { IssuerConfig, SigningAlgorithm } from '../../../src/config/issuer.ts';
-import { startIssuer, type RunningIssuer } from '../../../src/issuer/issuer.ts';
 import { freeLoopbackPort } from '../../../src/http/free-port.ts';
-import { silentLogger, type Logger } from '../../../src/ops/logger.ts';
+import { type RunningIssuer, startIssuer } from '../../../src/issuer/issuer.ts';
+import { type Logger, silentLogger } from '../../../src/ops/logger.ts';
 import type { DevCa } from './dev-ca.ts';
 
 export interface DevIssuerOptions {
@@ -44,8 +44,13 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
     const alg = options.alg ?? 'RS256';
     const keysDir = join(dir, 'keys');
     await mkdir(keysDir, { mode: 0o700 });
-    const pair = alg === 'RS256' ? generateKeyPairSync('rsa', { modulusLength: 2048 }) : generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    await writeFile(join(keysDir, 'dev-1.pem'), pair.privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+    const pair =
+      alg === 'RS256'
+        ? generateKeyPairSync('rsa', { modulusLength: 2048 })
+        : generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    await writeFile(join(keysDir, 'dev-1.pem'), pair.privateKey.export({ type: 'pkcs8', format: 'pem' }), {
+      mode: 0o600,
+    });
     await writeFile(join(dir, 'bundle.pem'), options.ca.certPem);
     const serving = await options.ca.issueServerCert({ dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
     await writeFile(join(dir, 'tls.crt'), serving.certPem);
@@ -73,7 +78,10 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
       };
       let issuer: RunningIssuer;
       try {
-        issuer = await startIssuer(config, { logger: options.logger ?? silentLogger(), clock: options.clock ?? systemClock });
+        issuer = await startIssuer(config, {
+          logger: options.logger ?? silentLogger(),
+          clock: options.clock ?? systemClock,
+        });
       } catch (error) {
         if (attempt < 3 && /EADDRINUSE/.test((error as Error).message)) continue;
         throw error;

@@ -5,18 +5,18 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startApp, type RunningApp } from '../../../src/app.ts';
+import { type RunningApp, startApp } from '../../../src/app.ts';
 import { systemClock } from '../../../src/base/clock.ts';
 import { validate } from '../../../src/config/common.ts';
-import { sidecarSchema, type SidecarConfig } from '../../../src/config/schema.ts';
+import { type SidecarConfig, sidecarSchema } from '../../../src/config/schema.ts';
 import { appEnvironment, shellQuote } from '../../../src/env.ts';
 import { createLogger, type Logger } from '../../../src/ops/logger.ts';
 import { Metrics } from '../../../src/ops/metrics.ts';
 import { writeAtomicDir } from './atomic-dir.ts';
 import { DevCa } from './dev-ca.ts';
-import { startDevIssuer, type DevIssuer } from './dev-issuer.ts';
-import { startDevRolesAnywhere, type DevRolesAnywhere } from './dev-roles-anywhere.ts';
-import { FakeEntra, ENTRA_FEDERATION_AUDIENCE } from './fake-entra.ts';
+import { type DevIssuer, startDevIssuer } from './dev-issuer.ts';
+import { type DevRolesAnywhere, startDevRolesAnywhere } from './dev-roles-anywhere.ts';
+import { ENTRA_FEDERATION_AUDIENCE, FakeEntra } from './fake-entra.ts';
 import { FakeGcp } from './fake-gcp.ts';
 import { FakeSts } from './fake-sts.ts';
 
@@ -71,7 +71,10 @@ export async function runDev(options: DevOptions): Promise<RunningDev> {
     const ca = await DevCa.create({ trustDomain: DEV_TRUST_DOMAIN });
     const svidDir = join(base, 'spiffe.io');
     const rotate = async (): Promise<void> => {
-      const svid = await ca.issueX509Svid({ spiffeId: DEV_SPIFFE_ID, ttlSeconds: Math.max(60, options.rotateSeconds * 3) });
+      const svid = await ca.issueX509Svid({
+        spiffeId: DEV_SPIFFE_ID,
+        ttlSeconds: Math.max(60, options.rotateSeconds * 3),
+      });
       await writeAtomicDir(svidDir, [
         { name: 'tls.crt', content: svid.certPem },
         { name: 'tls.key', content: svid.keyPem, mode: 0o600 },
@@ -90,7 +93,12 @@ export async function runDev(options: DevOptions): Promise<RunningDev> {
     cleanups.push(async () => clearInterval(rotation));
 
     const gcpAudience = `//iam.googleapis.com/${DEV_GCP_PROVIDER}`;
-    const issuer = await startDevIssuer({ ca, trustDomain: DEV_TRUST_DOMAIN, audiences: ['sts.amazonaws.com', gcpAudience, ENTRA_FEDERATION_AUDIENCE], logger: logger.child({ component: 'issuer' }) });
+    const issuer = await startDevIssuer({
+      ca,
+      trustDomain: DEV_TRUST_DOMAIN,
+      audiences: ['sts.amazonaws.com', gcpAudience, ENTRA_FEDERATION_AUDIENCE],
+      logger: logger.child({ component: 'issuer' }),
+    });
     cleanups.push(() => issuer.close());
     const caFile = join(base, 'dev-ca.crt');
     await writeFile(caFile, ca.certPem);
@@ -100,20 +108,40 @@ export async function runDev(options: DevOptions): Promise<RunningDev> {
     const sts = await FakeSts.start({
       allowLoopbackHttpIssuers: true,
       providers: [{ issuer: issuer.issuerUrl, audiences: ['sts.amazonaws.com'] }],
-      roles: [{ arn: DEV_AWS_ROLE, issuer: issuer.issuerUrl, audience: 'sts.amazonaws.com', subject: `spiffe://${DEV_TRUST_DOMAIN}/*`, maxSessionDurationSeconds: 3600 }],
+      roles: [
+        {
+          arn: DEV_AWS_ROLE,
+          issuer: issuer.issuerUrl,
+          audience: 'sts.amazonaws.com',
+          subject: `spiffe://${DEV_TRUST_DOMAIN}/*`,
+          maxSessionDurationSeconds: 3600,
+        },
+      ],
     });
     cleanups.push(() => sts.close());
     const gcp = await FakeGcp.start({
       allowLoopbackHttpIssuers: true,
       providers: [{ name: DEV_GCP_PROVIDER, issuer: issuer.issuerUrl }],
-      serviceAccounts: [{ email: DEV_GCP_SERVICE_ACCOUNT, impersonators: [`principalSet://iam.googleapis.com/projects/${DEV_GCP_NUMBER}/locations/global/workloadIdentityPools/dev-pool/*`] }],
+      serviceAccounts: [
+        {
+          email: DEV_GCP_SERVICE_ACCOUNT,
+          impersonators: [
+            `principalSet://iam.googleapis.com/projects/${DEV_GCP_NUMBER}/locations/global/workloadIdentityPools/dev-pool/*`,
+          ],
+        },
+      ],
     });
     cleanups.push(() => gcp.close());
     const entra = await FakeEntra.start({
       allowLoopbackHttpIssuers: true,
       tenantId: DEV_AZURE_TENANT,
       ca,
-      applications: [{ clientId: DEV_AZURE_CLIENT, federatedCredentials: [{ name: 'dev', issuer: issuer.issuerUrl, subject: DEV_SPIFFE_ID }] }],
+      applications: [
+        {
+          clientId: DEV_AZURE_CLIENT,
+          federatedCredentials: [{ name: 'dev', issuer: issuer.issuerUrl, subject: DEV_SPIFFE_ID }],
+        },
+      ],
     });
     cleanups.push(() => entra.close());
 
@@ -125,9 +153,21 @@ export async function runDev(options: DevOptions): Promise<RunningDev> {
           x509: { dir: svidDir },
           jwt: { exchange: { url: issuer.tokenUrl, caFile } },
         },
-        server: { metadataAddress: `127.0.0.1:${options.metadataPort}`, opsAddress: '127.0.0.1:0', stateDir: join(base, 'state'), drainSeconds: 0 },
+        server: {
+          metadataAddress: `127.0.0.1:${options.metadataPort}`,
+          opsAddress: '127.0.0.1:0',
+          stateDir: join(base, 'state'),
+          drainSeconds: 0,
+        },
         aws: { roleArn: DEV_AWS_ROLE, region: 'us-east-1', stsEndpoint: sts.url },
-        gcp: { projectId: DEV_GCP_PROJECT, projectNumber: DEV_GCP_NUMBER, workloadIdentityProvider: DEV_GCP_PROVIDER, serviceAccount: DEV_GCP_SERVICE_ACCOUNT, stsEndpoint: gcp.url, iamCredentialsEndpoint: gcp.url },
+        gcp: {
+          projectId: DEV_GCP_PROJECT,
+          projectNumber: DEV_GCP_NUMBER,
+          workloadIdentityProvider: DEV_GCP_PROVIDER,
+          serviceAccount: DEV_GCP_SERVICE_ACCOUNT,
+          stsEndpoint: gcp.url,
+          iamCredentialsEndpoint: gcp.url,
+        },
         azure: { tenantId: DEV_AZURE_TENANT, clientId: DEV_AZURE_CLIENT, authorityHost: entra.authorityHost, caFile },
       },
       'dev mode',
@@ -136,7 +176,14 @@ export async function runDev(options: DevOptions): Promise<RunningDev> {
     cleanups.push(() => app.shutdown(0));
     await app.whenReady();
     const ttlSeconds = Math.max(60, options.rotateSeconds * 3);
-    const rolesAnywhere = await startDevRolesAnywhere({ ca, spiffeId: DEV_SPIFFE_ID, roleArn: DEV_AWS_ROLE, base, ttlSeconds, logger: logger.child({ sidecar: 'roles-anywhere' }) });
+    const rolesAnywhere = await startDevRolesAnywhere({
+      ca,
+      spiffeId: DEV_SPIFFE_ID,
+      roleArn: DEV_AWS_ROLE,
+      base,
+      ttlSeconds,
+      logger: logger.child({ sidecar: 'roles-anywhere' }),
+    });
     cleanups.push(() => rolesAnywhere.close());
     const rotateBoth = async (): Promise<void> => {
       await rotate();
@@ -144,8 +191,34 @@ export async function runDev(options: DevOptions): Promise<RunningDev> {
     };
     rotateRolesAnywhere = () => rolesAnywhere.rotate();
     const env = appEnvironment(config, app.metadataOrigin);
-    print(banner({ app, env, stsUrl: sts.url, gcpUrl: gcp.url, entraUrl: entra.authorityHost, issuer, svidDir, rotateSeconds: options.rotateSeconds, verbose: options.verbose === true, rolesAnywhere }));
-    return { app, config, env, stsUrl: sts.url, gcpUrl: gcp.url, entra, sts, gcp, issuer, rolesAnywhere, rotate: rotateBoth, close: closeAll };
+    print(
+      banner({
+        app,
+        env,
+        stsUrl: sts.url,
+        gcpUrl: gcp.url,
+        entraUrl: entra.authorityHost,
+        issuer,
+        svidDir,
+        rotateSeconds: options.rotateSeconds,
+        verbose: options.verbose === true,
+        rolesAnywhere,
+      }),
+    );
+    return {
+      app,
+      config,
+      env,
+      stsUrl: sts.url,
+      gcpUrl: gcp.url,
+      entra,
+      sts,
+      gcp,
+      issuer,
+      rolesAnywhere,
+      rotate: rotateBoth,
+      close: closeAll,
+    };
   } catch (error) {
     await closeAll();
     throw error;
@@ -155,7 +228,18 @@ export async function runDev(options: DevOptions): Promise<RunningDev> {
 /** What the banner's commands say when run without the exports (before any client starts). */
 const NO_EXPORTS = 'paste the export lines above first';
 
-function banner(o: { app: RunningApp; env: ReadonlyArray<readonly [string, string]>; stsUrl: string; gcpUrl: string; entraUrl: string; issuer: DevIssuer; svidDir: string; rotateSeconds: number; verbose: boolean; rolesAnywhere: DevRolesAnywhere }): string {
+function banner(o: {
+  app: RunningApp;
+  env: ReadonlyArray<readonly [string, string]>;
+  stsUrl: string;
+  gcpUrl: string;
+  entraUrl: string;
+  issuer: DevIssuer;
+  svidDir: string;
+  rotateSeconds: number;
+  verbose: boolean;
+  rolesAnywhere: DevRolesAnywhere;
+}): string {
   const exports = o.env.map(([k, v]) => `export ${k}=${shellQuote(v)}`).join('\n');
   const origin = o.app.metadataOrigin;
   const ra = Object.fromEntries(o.rolesAnywhere.env);

@@ -3,10 +3,10 @@
 // do), because Roles Anywhere does not take the empty-subject SVIDs csi-driver-spiffe issues (README.md
 // "AWS with IAM Roles Anywhere"); it rotates with the main one.
 import { join } from 'node:path';
-import { startApp, type RunningApp } from '../../../src/app.ts';
+import { type RunningApp, startApp } from '../../../src/app.ts';
 import { systemClock } from '../../../src/base/clock.ts';
 import { validate } from '../../../src/config/common.ts';
-import { sidecarSchema, type SidecarConfig } from '../../../src/config/schema.ts';
+import { type SidecarConfig, sidecarSchema } from '../../../src/config/schema.ts';
 import { appEnvironment } from '../../../src/env.ts';
 import type { Logger } from '../../../src/ops/logger.ts';
 import { Metrics } from '../../../src/ops/metrics.ts';

@@ -9,14 +9,26 @@
 //   - for an SDK in a child process: NODE_EXTRA_CA_CERTS=<file holding caPem> in its environment;
 //   - in one process: tls.setDefaultCACertificates([...tls.getCACertificates('default'), caPem]) (Node ≥ 24.5)
 //     before the first request (agents made earlier keep their old CA list).
-import { createServer, type Server } from 'node:https';
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+
 import { randomUUID } from 'node:crypto';
-import { SignJWT, createLocalJWKSet, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify, type CryptoKey, type JWK, type JWTPayload } from 'jose';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import {
+  type CryptoKey,
+  createLocalJWKSet,
+  decodeJwt,
+  decodeProtectedHeader,
+  exportJWK,
+  generateKeyPair,
+  type JWK,
+  type JWTPayload,
+  jwtVerify,
+  SignJWT,
+} from 'jose';
+import { readBody } from '../../../src/http/read-body.ts';
 import type { DevCa } from './dev-ca.ts';
 import { issuerUrlProblem, OidcVerificationError, OidcVerifier } from './oidc-verifier.ts';
-import { readBody } from '../../../src/http/read-body.ts';
 
 export const ENTRA_FEDERATION_AUDIENCE = 'api://AzureADTokenExchange';
 const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
@@ -58,7 +70,14 @@ export interface FakeEntraOptions {
 
 /** An injected failure of the next token request(s): an HTTP error answer, or a dropped connection. */
 export type EntraFault =
-  | { readonly status: number; readonly code?: number; readonly error?: string; readonly description?: string; readonly retryAfterSeconds?: number; readonly times?: number }
+  | {
+      readonly status: number;
+      readonly code?: number;
+      readonly error?: string;
+      readonly description?: string;
+      readonly retryAfterSeconds?: number;
+      readonly times?: number;
+    }
   | { readonly drop: true; readonly times?: number }
   /** Holds the request this long before answering it normally (slow, or longer than the client waits: a hang). */
   | { readonly delayMs: number; readonly times?: number }
@@ -119,7 +138,14 @@ export class FakeEntra {
   readonly #verifiers = new Map<string, OidcVerifier>();
   readonly #allowLoopbackHttpIssuers: boolean;
 
-  private constructor(init: { server: Server; options: FakeEntraOptions; authorityHost: string; caPem: string; privateKey: CryptoKey; jwk: JWK }) {
+  private constructor(init: {
+    server: Server;
+    options: FakeEntraOptions;
+    authorityHost: string;
+    caPem: string;
+    privateKey: CryptoKey;
+    jwk: JWK;
+  }) {
     this.#server = init.server;
     this.tenantId = init.options.tenantId;
     this.authorityHost = init.authorityHost;
@@ -131,12 +157,17 @@ export class FakeEntra {
     this.#now = init.options.now ?? Date.now;
     this.#allowLoopbackHttpIssuers = init.options.allowLoopbackHttpIssuers === true;
     for (const app of init.options.applications) {
-      this.#apps.set(app.clientId.toLowerCase(), { clientId: app.clientId, objectId: app.objectId ?? randomUUID(), federatedCredentials: app.federatedCredentials });
+      this.#apps.set(app.clientId.toLowerCase(), {
+        clientId: app.clientId,
+        objectId: app.objectId ?? randomUUID(),
+        federatedCredentials: app.federatedCredentials,
+      });
     }
   }
 
   static async start(options: FakeEntraOptions): Promise<FakeEntra> {
-    for (const app of options.applications) checkIssuers(app.federatedCredentials, options.allowLoopbackHttpIssuers === true);
+    for (const app of options.applications)
+      checkIssuers(app.federatedCredentials, options.allowLoopbackHttpIssuers === true);
     const cert = await options.ca.issueServerCert({ dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
     const { privateKey, publicKey } = await generateKeyPair('RS256', { extractable: true });
     const jwk: JWK = { ...(await exportJWK(publicKey)), kid: randomUUID(), alg: 'RS256', use: 'sig' };
@@ -146,7 +177,14 @@ export class FakeEntra {
     });
     await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
     const { port } = server.address() as AddressInfo;
-    entra = new FakeEntra({ server, options, authorityHost: `https://127.0.0.1:${port}`, caPem: options.ca.certPem, privateKey, jwk });
+    entra = new FakeEntra({
+      server,
+      options,
+      authorityHost: `https://127.0.0.1:${port}`,
+      caPem: options.ca.certPem,
+      privateKey,
+      jwk,
+    });
     return entra;
   }
 
@@ -191,11 +229,19 @@ export class FakeEntra {
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
       const url = new URL(req.url ?? '/', this.authorityHost);
-      const m = /^\/([^/]+)\/(v2\.0\/\.well-known\/openid-configuration|discovery\/v2\.0\/keys|oauth2\/v2\.0\/token)$/.exec(url.pathname);
+      const m =
+        /^\/([^/]+)\/(v2\.0\/\.well-known\/openid-configuration|discovery\/v2\.0\/keys|oauth2\/v2\.0\/token)$/.exec(
+          url.pathname,
+        );
       if (!m) return json(res, 404, { error: 'not_found' });
       const [, tenant = '', what] = m;
       if (tenant.toLowerCase() !== this.tenantId.toLowerCase()) {
-        return this.#refuse(res, { status: 400, error: 'invalid_tenant', code: 90002, message: `Tenant '${tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.` });
+        return this.#refuse(res, {
+          status: 400,
+          error: 'invalid_tenant',
+          code: 90002,
+          message: `Tenant '${tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.`,
+        });
       }
       const base = `${this.authorityHost}/${this.tenantId}`;
       if (what === 'v2.0/.well-known/openid-configuration' && req.method === 'GET') {
@@ -218,7 +264,8 @@ export class FakeEntra {
       if (what === 'oauth2/v2.0/token' && req.method === 'POST') return await this.#token(req, res);
       return json(res, 405, { error: 'method_not_allowed' });
     } catch (error) {
-      if (!res.headersSent) json(res, 500, { error: 'server_error', error_description: `AADSTS90033: ${(error as Error).message}` });
+      if (!res.headersSent)
+        json(res, 500, { error: 'server_error', error_description: `AADSTS90033: ${(error as Error).message}` });
     }
   }
 
@@ -238,7 +285,13 @@ export class FakeEntra {
       seenAssertion = undefined;
     }
     const record = (outcome: string, resource?: string): void => {
-      this.seen.push({ clientId, scope, assertion: seenAssertion, outcome, ...(resource === undefined ? {} : { resource }) });
+      this.seen.push({
+        clientId,
+        scope,
+        assertion: seenAssertion,
+        outcome,
+        ...(resource === undefined ? {} : { resource }),
+      });
     };
 
     let fault = this.#takeFault();
@@ -262,12 +315,18 @@ export class FakeEntra {
         return;
       }
       const code = fault.code ?? (fault.status === 429 ? 50196 : 90033);
-      return this.#send(res, {
-        status: fault.status,
-        error: fault.error ?? (fault.status >= 500 || fault.status === 429 ? 'temporarily_unavailable' : 'invalid_request'),
-        code,
-        message: fault.description ?? 'A transient error has occurred. Please try again.',
-      }, fault.retryAfterSeconds);
+      return this.#send(
+        res,
+        {
+          status: fault.status,
+          error:
+            fault.error ??
+            (fault.status >= 500 || fault.status === 429 ? 'temporarily_unavailable' : 'invalid_request'),
+          code,
+          message: fault.description ?? 'A transient error has occurred. Please try again.',
+        },
+        fault.retryAfterSeconds,
+      );
     }
 
     const refusal = await this.#check(form);
@@ -301,29 +360,58 @@ export class FakeEntra {
     // Entra names every answer with x-ms-request-id (its sign-in logs' request ID).
     const requestId = randomUUID();
     this.requestIds.push(requestId);
-    json(res, 200, { token_type: 'Bearer', expires_in: this.#lifetime, ext_expires_in: this.#lifetime, access_token: accessToken }, { 'x-ms-request-id': requestId });
+    json(
+      res,
+      200,
+      { token_type: 'Bearer', expires_in: this.#lifetime, ext_expires_in: this.#lifetime, access_token: accessToken },
+      { 'x-ms-request-id': requestId },
+    );
   }
 
   /** Entra's checks, in Entra's order. */
-  async #check(form: URLSearchParams): Promise<{ refusal: EntraRefusal } | { app: AppState; resource: string; federatedIssuer: string }> {
-    const refuse = (status: number, error: string, code: number, message: string) => ({ refusal: { status, error, code, message } });
+  async #check(
+    form: URLSearchParams,
+  ): Promise<{ refusal: EntraRefusal } | { app: AppState; resource: string; federatedIssuer: string }> {
+    const refuse = (status: number, error: string, code: number, message: string) => ({
+      refusal: { status, error, code, message },
+    });
     if (form.get('grant_type') !== 'client_credentials') {
-      return refuse(400, 'unsupported_grant_type', 70003, `The app requested an unsupported grant type '${form.get('grant_type') ?? ''}'.`);
+      return refuse(
+        400,
+        'unsupported_grant_type',
+        70003,
+        `The app requested an unsupported grant type '${form.get('grant_type') ?? ''}'.`,
+      );
     }
     const clientId = form.get('client_id') ?? '';
     const app = this.#apps.get(clientId.toLowerCase());
     if (!app) {
-      return refuse(400, 'unauthorized_client', 700016, `Application with identifier '${clientId}' was not found in the directory '${this.tenantId}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant.`);
+      return refuse(
+        400,
+        'unauthorized_client',
+        700016,
+        `Application with identifier '${clientId}' was not found in the directory '${this.tenantId}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant.`,
+      );
     }
     const scopes = (form.get('scope') ?? '').split(' ').filter((s) => s !== '');
     const scope = scopes[0];
     if (scopes.length !== 1 || scope === undefined || !scope.endsWith('/.default') || scope === '/.default') {
-      return refuse(400, 'invalid_scope', 1002012, `The provided value for scope ${form.get('scope') ?? ''} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).`);
+      return refuse(
+        400,
+        'invalid_scope',
+        1002012,
+        `The provided value for scope ${form.get('scope') ?? ''} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).`,
+      );
     }
     const resource = scope.slice(0, -'/.default'.length);
     const assertion = form.get('client_assertion');
     if (form.get('client_assertion_type') !== JWT_BEARER || !assertion) {
-      return refuse(401, 'invalid_client', 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.");
+      return refuse(
+        401,
+        'invalid_client',
+        7000218,
+        "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+      );
     }
     let claims: JWTPayload;
     let alg: unknown;
@@ -334,18 +422,42 @@ export class FakeEntra {
       return refuse(400, 'invalid_request', 50027, 'JWT token is invalid or malformed.');
     }
     if (alg !== 'RS256') {
-      return refuse(400, 'invalid_request', 5002738, `Invalid JWT token. '${String(alg)}' is not a supported signature algorithm. Supported signing algorithms are: 'RS256, HS256'`);
+      return refuse(
+        400,
+        'invalid_request',
+        5002738,
+        `Invalid JWT token. '${String(alg)}' is not a supported signature algorithm. Supported signing algorithms are: 'RS256, HS256'`,
+      );
     }
     const iss = typeof claims.iss === 'string' ? claims.iss : '';
     const sub = typeof claims.sub === 'string' ? claims.sub : '';
     const auds = typeof claims.aud === 'string' ? [claims.aud] : Array.isArray(claims.aud) ? claims.aud : [];
     const byIssuer = app.federatedCredentials.filter((f) => f.issuer === iss);
-    const guide = 'Please check your federated identity credential Subject, Audience and Issuer against the presented assertion. https://learn.microsoft.com/entra/workload-id/workload-identity-federation';
-    if (byIssuer.length === 0) return refuse(400, 'invalid_request', 700211, `No matching federated identity record found for presented assertion issuer '${iss}'. ${guide}`);
+    const guide =
+      'Please check your federated identity credential Subject, Audience and Issuer against the presented assertion. https://learn.microsoft.com/entra/workload-id/workload-identity-federation';
+    if (byIssuer.length === 0)
+      return refuse(
+        400,
+        'invalid_request',
+        700211,
+        `No matching federated identity record found for presented assertion issuer '${iss}'. ${guide}`,
+      );
     const bySubject = byIssuer.filter((f) => f.subject === sub);
-    if (bySubject.length === 0) return refuse(400, 'invalid_request', 700213, `No matching federated identity record found for presented assertion subject '${sub}'. ${guide}`);
+    if (bySubject.length === 0)
+      return refuse(
+        400,
+        'invalid_request',
+        700213,
+        `No matching federated identity record found for presented assertion subject '${sub}'. ${guide}`,
+      );
     const fic = bySubject.find((f) => (f.audiences ?? [ENTRA_FEDERATION_AUDIENCE]).some((a) => auds.includes(a)));
-    if (!fic) return refuse(400, 'invalid_request', 700212, `No matching federated identity record found for presented assertion audience '${auds.join(',')}'. ${guide}`);
+    if (!fic)
+      return refuse(
+        400,
+        'invalid_request',
+        700212,
+        `No matching federated identity record found for presented assertion audience '${auds.join(',')}'. ${guide}`,
+      );
 
     try {
       await this.#verifier(iss).verify(assertion, fic.audiences ?? [ENTRA_FEDERATION_AUDIENCE]);
@@ -353,18 +465,43 @@ export class FakeEntra {
       const reason = error instanceof OidcVerificationError ? error.reason : 'malformed';
       switch (reason) {
         case 'discovery_failed':
-          return refuse(400, 'invalid_request', 90061, `Request to External OIDC endpoint failed. ${(error as Error).message}`);
+          return refuse(
+            400,
+            'invalid_request',
+            90061,
+            `Request to External OIDC endpoint failed. ${(error as Error).message}`,
+          );
         case 'expired':
         case 'not_yet_valid':
-          return refuse(400, 'invalid_client', 700024, `Client assertion is not within its valid time range. Current time: ${new Date(this.#now()).toISOString()}, assertion valid from ${isoOf(claims.nbf)}, expiry time of assertion ${isoOf(claims.exp)}.`);
+          return refuse(
+            400,
+            'invalid_client',
+            700024,
+            `Client assertion is not within its valid time range. Current time: ${new Date(this.#now()).toISOString()}, assertion valid from ${isoOf(claims.nbf)}, expiry time of assertion ${isoOf(claims.exp)}.`,
+          );
         case 'bad_signature':
           return refuse(401, 'invalid_client', 700027, 'Client assertion failed signature validation.');
         case 'unknown_key':
-          return refuse(401, 'invalid_client', 7000272, `The certificate with identifier ${String(decodeProtectedHeader(assertion).kid ?? '')} used to sign the federated credential could not be found in the metadata of identity provider ${iss}. Please validate that your Identity Provider's metadata exposes the key used to sign the incoming token.`);
+          return refuse(
+            401,
+            'invalid_client',
+            7000272,
+            `The certificate with identifier ${String(decodeProtectedHeader(assertion).kid ?? '')} used to sign the federated credential could not be found in the metadata of identity provider ${iss}. Please validate that your Identity Provider's metadata exposes the key used to sign the incoming token.`,
+          );
         case 'wrong_audience':
-          return refuse(400, 'invalid_request', 700212, `No matching federated identity record found for presented assertion audience '${auds.join(',')}'. ${guide}`);
+          return refuse(
+            400,
+            'invalid_request',
+            700212,
+            `No matching federated identity record found for presented assertion audience '${auds.join(',')}'. ${guide}`,
+          );
         default:
-          return refuse(400, 'invalid_request', 50027, `JWT token is invalid or malformed. ${(error as Error).message}`);
+          return refuse(
+            400,
+            'invalid_request',
+            50027,
+            `JWT token is invalid or malformed. ${(error as Error).message}`,
+          );
       }
     }
     return { app, resource, federatedIssuer: iss };
@@ -373,7 +510,12 @@ export class FakeEntra {
   #verifier(issuer: string): OidcVerifier {
     let v = this.#verifiers.get(issuer);
     if (!v) {
-      v = new OidcVerifier({ issuers: [issuer], allowLoopbackHttpIssuers: this.#allowLoopbackHttpIssuers, now: this.#now, clockToleranceSeconds: 0 });
+      v = new OidcVerifier({
+        issuers: [issuer],
+        allowLoopbackHttpIssuers: this.#allowLoopbackHttpIssuers,
+        now: this.#now,
+        clockToleranceSeconds: 0,
+      });
       this.#verifiers.set(issuer, v);
     }
     return v;
@@ -394,17 +536,26 @@ export class FakeEntra {
   #send(res: ServerResponse, refusal: EntraRefusal, retryAfterSeconds: number | undefined): void {
     const traceId = randomUUID();
     const correlationId = randomUUID();
-    const timestamp = new Date(this.#now()).toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
-    const headers: Record<string, string> = retryAfterSeconds === undefined ? {} : { 'retry-after': String(retryAfterSeconds) };
-    json(res, refusal.status, {
-      error: refusal.error,
-      error_description: `AADSTS${refusal.code}: ${refusal.message} Trace ID: ${traceId} Correlation ID: ${correlationId} Timestamp: ${timestamp}`,
-      error_codes: [refusal.code],
-      timestamp,
-      trace_id: traceId,
-      correlation_id: correlationId,
-      error_uri: `${this.authorityHost}/error?code=${refusal.code}`,
-    }, headers);
+    const timestamp = new Date(this.#now())
+      .toISOString()
+      .replace('T', ' ')
+      .replace(/\.\d+Z$/, 'Z');
+    const headers: Record<string, string> =
+      retryAfterSeconds === undefined ? {} : { 'retry-after': String(retryAfterSeconds) };
+    json(
+      res,
+      refusal.status,
+      {
+        error: refusal.error,
+        error_description: `AADSTS${refusal.code}: ${refusal.message} Trace ID: ${traceId} Correlation ID: ${correlationId} Timestamp: ${timestamp}`,
+        error_codes: [refusal.code],
+        timestamp,
+        trace_id: traceId,
+        correlation_id: correlationId,
+        error_uri: `${this.authorityHost}/error?code=${refusal.code}`,
+      },
+      headers,
+    );
   }
 }
 
@@ -420,7 +571,8 @@ function isoOf(seconds: unknown): string {
   return typeof seconds === 'number' ? new Date(seconds * 1000).toISOString() : 'unknown';
 }
 
-
 function json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', ...headers }).end(JSON.stringify(body));
+  res
+    .writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', ...headers })
+    .end(JSON.stringify(body));
 }

@@ -40,40 +40,67 @@ export function providerAudiences(p: FakeWorkloadIdentityProvider): string[] {
 }
 
 /** Verifies a JWT subject token for provider `p`; returns google.subject (the `sub`). */
-export async function checkJwtSubject(token: string, p: FakeWorkloadIdentityProvider, verifier: OidcVerifier, nowMs: number): Promise<string> {
-  if (!p.issuer) throw new OAuthError('invalid_grant', 'The provider is not an OIDC provider; it does not accept JWT subject tokens.');
+export async function checkJwtSubject(
+  token: string,
+  p: FakeWorkloadIdentityProvider,
+  verifier: OidcVerifier,
+  nowMs: number,
+): Promise<string> {
+  if (!p.issuer)
+    throw new OAuthError(
+      'invalid_grant',
+      'The provider is not an OIDC provider; it does not accept JWT subject tokens.',
+    );
   let header: ReturnType<typeof decodeProtectedHeader>;
   try {
     header = decodeProtectedHeader(token);
   } catch {
     throw new OAuthError('invalid_grant', 'Unable to parse the ID Token.');
   }
-  if (typeof header.kid !== 'string' || header.kid === '') throw new OAuthError('invalid_grant', 'The ID Token header has no kid.');
-  if (header.alg !== 'RS256' && header.alg !== 'ES256') throw new OAuthError('invalid_grant', `The ID Token is signed with ${String(header.alg)}; only RS256 and ES256 are supported.`);
+  if (typeof header.kid !== 'string' || header.kid === '')
+    throw new OAuthError('invalid_grant', 'The ID Token header has no kid.');
+  if (header.alg !== 'RS256' && header.alg !== 'ES256')
+    throw new OAuthError(
+      'invalid_grant',
+      `The ID Token is signed with ${String(header.alg)}; only RS256 and ES256 are supported.`,
+    );
   let payload: Awaited<ReturnType<OidcVerifier['verify']>>;
   try {
     payload = await verifier.verify(token, providerAudiences(p));
   } catch (error) {
     throw jwtFailure(error, p);
   }
-  if (payload.iss !== p.issuer) throw new OAuthError('invalid_grant', `The issuer in ID Token ${payload.iss} does not match the expected ones: ${p.issuer}.`);
+  if (payload.iss !== p.issuer)
+    throw new OAuthError(
+      'invalid_grant',
+      `The issuer in ID Token ${payload.iss} does not match the expected ones: ${p.issuer}.`,
+    );
   if (typeof payload.iat !== 'number') throw new OAuthError('invalid_grant', 'The ID Token has no iat claim.');
-  if (payload.iat * 1000 > nowMs + 60_000) throw new OAuthError('invalid_grant', 'The ID Token is issued in the future.');
-  if (payload.exp - payload.iat > MAX_LIFETIME_SECONDS) throw new OAuthError('invalid_grant', 'The ID Token lifetime (exp - iat) exceeds 24 hours.');
+  if (payload.iat * 1000 > nowMs + 60_000)
+    throw new OAuthError('invalid_grant', 'The ID Token is issued in the future.');
+  if (payload.exp - payload.iat > MAX_LIFETIME_SECONDS)
+    throw new OAuthError('invalid_grant', 'The ID Token lifetime (exp - iat) exceeds 24 hours.');
   return checkSubjectSize(payload.sub);
 }
 
 function jwtFailure(error: unknown, p: FakeWorkloadIdentityProvider): OAuthError {
-  if (!(error instanceof OidcVerificationError)) return new OAuthError('invalid_grant', 'Unable to verify the ID Token.');
+  if (!(error instanceof OidcVerificationError))
+    return new OAuthError('invalid_grant', 'Unable to verify the ID Token.');
   switch (error.reason) {
     case 'wrong_audience':
-      return new OAuthError('invalid_grant', `The audience in ID Token does not match the expected audience //iam.googleapis.com/${p.name}.`);
+      return new OAuthError(
+        'invalid_grant',
+        `The audience in ID Token does not match the expected audience //iam.googleapis.com/${p.name}.`,
+      );
     case 'expired':
       return new OAuthError('invalid_grant', 'ID Token has expired.');
     case 'not_yet_valid':
       return new OAuthError('invalid_grant', 'ID Token is not yet valid.');
     case 'untrusted_issuer':
-      return new OAuthError('invalid_grant', 'The issuer of the ID Token is not the issuer configured for the provider.');
+      return new OAuthError(
+        'invalid_grant',
+        'The issuer of the ID Token is not the issuer configured for the provider.',
+      );
     case 'discovery_failed':
       return new OAuthError('invalid_grant', 'Unable to fetch the OIDC discovery document or JWKS of the issuer.');
     case 'bad_signature':
@@ -105,21 +132,43 @@ const TIME_ERRORS = new Set(['CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID']);
  * certificate and the chain must verify to the provider's trust anchors. Returns google.subject, mapped
  * from the URI SAN (the SPIFFE ID).
  */
-export function checkMtlsSubject(subjectToken: string, tls: TlsPeer, p: FakeWorkloadIdentityProvider, nowMs: number): string {
-  if (!p.trustAnchorsPem) throw new OAuthError('invalid_grant', 'The provider is not an X.509 provider; it does not accept mTLS subject tokens.');
+export function checkMtlsSubject(
+  subjectToken: string,
+  tls: TlsPeer,
+  p: FakeWorkloadIdentityProvider,
+  nowMs: number,
+): string {
+  if (!p.trustAnchorsPem)
+    throw new OAuthError(
+      'invalid_grant',
+      'The provider is not an X.509 provider; it does not accept mTLS subject tokens.',
+    );
   const peer = tls.certificate;
-  if (!peer) throw new OAuthError('invalid_request', 'The mtls subject token type requires a TLS client certificate (use the mTLS endpoint).');
+  if (!peer)
+    throw new OAuthError(
+      'invalid_request',
+      'The mtls subject token type requires a TLS client certificate (use the mTLS endpoint).',
+    );
   if (!tls.authorized && !TIME_ERRORS.has(tls.authorizationError ?? '')) {
-    throw new OAuthError('invalid_grant', `The mTLS client certificate could not be verified against the trust store: ${tls.authorizationError ?? 'unknown reason'}`);
+    throw new OAuthError(
+      'invalid_grant',
+      `The mTLS client certificate could not be verified against the trust store: ${tls.authorizationError ?? 'unknown reason'}`,
+    );
   }
   let ders: unknown;
   try {
     ders = JSON.parse(subjectToken);
   } catch {
-    throw new OAuthError('invalid_request', 'The subject token must be a JSON array of base64-encoded DER certificates.');
+    throw new OAuthError(
+      'invalid_request',
+      'The subject token must be a JSON array of base64-encoded DER certificates.',
+    );
   }
   if (!Array.isArray(ders) || ders.length === 0 || !ders.every((d) => typeof d === 'string')) {
-    throw new OAuthError('invalid_request', 'The subject token must be a non-empty JSON array of base64-encoded DER certificates.');
+    throw new OAuthError(
+      'invalid_request',
+      'The subject token must be a non-empty JSON array of base64-encoded DER certificates.',
+    );
   }
   let chain: X509Certificate[];
   try {
@@ -128,12 +177,19 @@ export function checkMtlsSubject(subjectToken: string, tls: TlsPeer, p: FakeWork
     throw new OAuthError('invalid_request', 'A certificate in the subject token could not be parsed.');
   }
   const leaf = chain[0] as X509Certificate;
-  if (!leaf.raw.equals(peer.raw)) throw new OAuthError('invalid_grant', 'The first certificate of the subject token is not the mTLS client certificate.');
+  if (!leaf.raw.equals(peer.raw))
+    throw new OAuthError(
+      'invalid_grant',
+      'The first certificate of the subject token is not the mTLS client certificate.',
+    );
   let id: string;
   try {
     id = verifyClientChain(chain, parsePemCertificates(p.trustAnchorsPem), nowMs);
   } catch (error) {
-    throw new OAuthError('invalid_grant', `The certificate chain could not be verified against the trust store: ${(error as Error).message}`);
+    throw new OAuthError(
+      'invalid_grant',
+      `The certificate chain could not be verified against the trust store: ${(error as Error).message}`,
+    );
   }
   return checkSubjectSize(id);
 }

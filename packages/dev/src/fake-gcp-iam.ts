@@ -2,7 +2,7 @@
 // generateAccessToken and generateIdToken for registered service accounts only, authorised only by a
 // federated token this fake issued to a principal allowed to impersonate, and tokeninfo.
 import { randomBytes } from 'node:crypto';
-import { SignJWT, exportJWK, generateKeyPair, jwtVerify, createLocalJWKSet, type CryptoKey, type JWK } from 'jose';
+import { type CryptoKey, createLocalJWKSet, exportJWK, generateKeyPair, type JWK, jwtVerify, SignJWT } from 'jose';
 import type { Clock } from './clock.ts';
 
 export const GOOGLE_ID_TOKEN_ISSUER = 'https://accounts.google.com';
@@ -42,7 +42,9 @@ export class GoogleApiError extends Error {
   }
 
   body(): unknown {
-    const details = this.reason ? [{ '@type': 'type.googleapis.com/google.rpc.ErrorInfo', reason: this.reason, domain: 'iam.googleapis.com' }] : [];
+    const details = this.reason
+      ? [{ '@type': 'type.googleapis.com/google.rpc.ErrorInfo', reason: this.reason, domain: 'iam.googleapis.com' }]
+      : [];
     return { error: { code: this.httpStatus, message: this.message, status: this.status, details } };
   }
 }
@@ -65,7 +67,11 @@ export class FakeIam {
     this.#lifetime = lifetime;
   }
 
-  static async create(clock: Clock, accounts: readonly FakeServiceAccount[], lifetimeSeconds: number): Promise<FakeIam> {
+  static async create(
+    clock: Clock,
+    accounts: readonly FakeServiceAccount[],
+    lifetimeSeconds: number,
+  ): Promise<FakeIam> {
     const { privateKey, publicKey } = await generateKeyPair('RS256', { extractable: true });
     const jwk = { ...(await exportJWK(publicKey)), kid: randomBytes(8).toString('hex'), alg: 'RS256', use: 'sig' };
     const iam = new FakeIam(clock, privateKey, jwk, lifetimeSeconds);
@@ -77,9 +83,22 @@ export class FakeIam {
     this.#accounts.set(account.email, account);
   }
 
-  issue(t: { kind: IssuedToken['kind']; principal: string; email?: string; scopes: readonly string[]; lifetimeSeconds: number }): IssuedToken {
+  issue(t: {
+    kind: IssuedToken['kind'];
+    principal: string;
+    email?: string;
+    scopes: readonly string[];
+    lifetimeSeconds: number;
+  }): IssuedToken {
     if (this.#tokens.size >= MAX_TOKENS) this.#sweep();
-    const token: IssuedToken = { value: `ya29.fake-${randomBytes(24).toString('base64url')}`, kind: t.kind, principal: t.principal, email: t.email, scopes: [...t.scopes], expiresAt: this.#clock.now() + t.lifetimeSeconds * 1000 };
+    const token: IssuedToken = {
+      value: `ya29.fake-${randomBytes(24).toString('base64url')}`,
+      kind: t.kind,
+      principal: t.principal,
+      email: t.email,
+      scopes: [...t.scopes],
+      expiresAt: this.#clock.now() + t.lifetimeSeconds * 1000,
+    };
     this.#tokens.set(token.value, token);
     return token;
   }
@@ -100,15 +119,31 @@ export class FakeIam {
     if (!m) throw new GoogleApiError(404, 'NOT_FOUND', `The requested URL ${path} was not found on this server.`);
     const [, project, rawEmail, method] = m as unknown as [string, string, string, string];
     const caller = this.#caller(authorization);
-    if (project !== '-') throw new GoogleApiError(400, 'INVALID_ARGUMENT', 'The project ID in the resource name must be the "-" wildcard.');
+    if (project !== '-')
+      throw new GoogleApiError(
+        400,
+        'INVALID_ARGUMENT',
+        'The project ID in the resource name must be the "-" wildcard.',
+      );
     const email = decodeURIComponent(rawEmail);
-    const permission = method === 'generateIdToken' ? 'iam.serviceAccounts.getOpenIdToken' : 'iam.serviceAccounts.getAccessToken';
+    const permission =
+      method === 'generateIdToken' ? 'iam.serviceAccounts.getOpenIdToken' : 'iam.serviceAccounts.getAccessToken';
     const account = this.#accounts.get(email);
     if (!account || !mayImpersonate(account, caller.principal)) {
-      throw new GoogleApiError(403, 'PERMISSION_DENIED', `Permission '${permission}' denied on resource (or it may not exist).`, 'IAM_PERMISSION_DENIED');
+      throw new GoogleApiError(
+        403,
+        'PERMISSION_DENIED',
+        `Permission '${permission}' denied on resource (or it may not exist).`,
+        'IAM_PERMISSION_DENIED',
+      );
     }
     if (!caller.scopes.includes(CLOUD_PLATFORM) && !caller.scopes.includes(IAM_SCOPE)) {
-      throw new GoogleApiError(403, 'PERMISSION_DENIED', 'Request had insufficient authentication scopes.', 'ACCESS_TOKEN_SCOPE_INSUFFICIENT');
+      throw new GoogleApiError(
+        403,
+        'PERMISSION_DENIED',
+        'Request had insufficient authentication scopes.',
+        'ACCESS_TOKEN_SCOPE_INSUFFICIENT',
+      );
     }
     if (method === 'generateIdToken') return { token: await this.#idToken(account, body) };
     return this.#accessToken(account, body);
@@ -136,7 +171,10 @@ export class FakeIam {
     const id = params.get('id_token');
     if (id !== null) {
       try {
-        const { payload } = await jwtVerify(id, createLocalJWKSet(this.jwks()), { issuer: GOOGLE_ID_TOKEN_ISSUER, currentDate: new Date(now) });
+        const { payload } = await jwtVerify(id, createLocalJWKSet(this.jwks()), {
+          issuer: GOOGLE_ID_TOKEN_ISSUER,
+          currentDate: new Date(now),
+        });
         return Object.fromEntries(Object.entries(payload).map(([k, v]) => [k, typeof v === 'number' ? String(v) : v]));
       } catch {
         throw new TokenInfoError();
@@ -149,7 +187,12 @@ export class FakeIam {
     const m = /^Bearer (\S+)$/.exec(authorization ?? '');
     const t = m?.[1] === undefined ? undefined : this.lookup(m[1]);
     if (!t || t.kind !== 'federated') {
-      throw new GoogleApiError(401, 'UNAUTHENTICATED', 'Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.', 'ACCESS_TOKEN_TYPE_UNSUPPORTED');
+      throw new GoogleApiError(
+        401,
+        'UNAUTHENTICATED',
+        'Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.',
+        'ACCESS_TOKEN_TYPE_UNSUPPORTED',
+      );
     }
     return t;
   }
@@ -162,18 +205,35 @@ export class FakeIam {
     let lifetime = MAX_LIFETIME_SECONDS;
     if (body.lifetime !== undefined) {
       const m = typeof body.lifetime === 'string' ? /^(\d+)(?:\.\d+)?s$/.exec(body.lifetime) : null;
-      if (!m) throw new GoogleApiError(400, 'INVALID_ARGUMENT', 'Invalid value at \'lifetime\' (type.googleapis.com/google.protobuf.Duration).');
+      if (!m)
+        throw new GoogleApiError(
+          400,
+          'INVALID_ARGUMENT',
+          "Invalid value at 'lifetime' (type.googleapis.com/google.protobuf.Duration).",
+        );
       lifetime = Number(m[1]);
-      if (lifetime < 1 || lifetime > MAX_LIFETIME_SECONDS) throw new GoogleApiError(400, 'INVALID_ARGUMENT', `The lifetime must be between 1s and ${MAX_LIFETIME_SECONDS}s.`);
+      if (lifetime < 1 || lifetime > MAX_LIFETIME_SECONDS)
+        throw new GoogleApiError(
+          400,
+          'INVALID_ARGUMENT',
+          `The lifetime must be between 1s and ${MAX_LIFETIME_SECONDS}s.`,
+        );
     }
     lifetime = Math.min(lifetime, this.#lifetime);
-    const t = this.issue({ kind: 'service-account', principal: account.email, email: account.email, scopes: scope as string[], lifetimeSeconds: lifetime });
+    const t = this.issue({
+      kind: 'service-account',
+      principal: account.email,
+      email: account.email,
+      scopes: scope as string[],
+      lifetimeSeconds: lifetime,
+    });
     return { accessToken: t.value, expireTime: new Date(t.expiresAt).toISOString().replace(/\.\d{3}Z$/, 'Z') };
   }
 
   async #idToken(account: FakeServiceAccount, body: Record<string, unknown>): Promise<string> {
     const audience = body.audience;
-    if (typeof audience !== 'string' || audience === '') throw new GoogleApiError(400, 'INVALID_ARGUMENT', 'Audience is required.');
+    if (typeof audience !== 'string' || audience === '')
+      throw new GoogleApiError(400, 'INVALID_ARGUMENT', 'Audience is required.');
     const iat = Math.floor(this.#clock.now() / 1000);
     const claims: Record<string, unknown> = { azp: account.email };
     if (body.includeEmail === true) Object.assign(claims, { email: account.email, email_verified: true });

@@ -6,17 +6,26 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { systemClock, type Clock } from './clock.ts';
-import { issuerUrlProblem, OidcVerifier } from './oidc-verifier.ts';
-import { checkJwtSubject, checkMtlsSubject, OAuthError, type FakeWorkloadIdentityProvider, type TlsPeer } from './fake-gcp-checks.ts';
-import { FakeIam, GoogleApiError, type FakeServiceAccount, type IssuedToken } from './fake-gcp-iam.ts';
 import { readBody } from '../../../src/http/read-body.ts';
+import { type Clock, systemClock } from './clock.ts';
+import {
+  checkJwtSubject,
+  checkMtlsSubject,
+  type FakeWorkloadIdentityProvider,
+  OAuthError,
+  type TlsPeer,
+} from './fake-gcp-checks.ts';
+import { FakeIam, type FakeServiceAccount, GoogleApiError, type IssuedToken } from './fake-gcp-iam.ts';
+import { issuerUrlProblem, OidcVerifier } from './oidc-verifier.ts';
 
 export type { FakeWorkloadIdentityProvider } from './fake-gcp-checks.ts';
 export type { FakeServiceAccount, IssuedToken } from './fake-gcp-iam.ts';
 
 export type GcpSurface = 'sts' | 'iam';
-export type GcpFault = { readonly status: number; readonly body?: unknown } | { readonly reset: true } | { readonly delayMs: number };
+export type GcpFault =
+  | { readonly status: number; readonly body?: unknown }
+  | { readonly reset: true }
+  | { readonly delayMs: number };
 
 export interface FakeGcpOptions {
   readonly clock?: Clock;
@@ -49,7 +58,9 @@ export interface FakeGcpStats {
   faultsServed: number;
   /** Error answers by code (OAuth `error` or Google API `status`). */
   errors: Record<string, number>;
-  lastSts: { subjectTokenType: string; audience: string; scopes: string[]; subject: string; principal: string } | undefined;
+  lastSts:
+    | { subjectTokenType: string; audience: string; scopes: string[]; subject: string; principal: string }
+    | undefined;
 }
 
 interface HttpsListener {
@@ -61,14 +72,28 @@ interface HttpsListener {
 const MAX_BODY = 64 * 1024;
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
-const SUBJECT_TYPES = new Set(['urn:ietf:params:oauth:token-type:jwt', 'urn:ietf:params:oauth:token-type:id_token', 'urn:ietf:params:oauth:token-type:mtls']);
+const SUBJECT_TYPES = new Set([
+  'urn:ietf:params:oauth:token-type:jwt',
+  'urn:ietf:params:oauth:token-type:id_token',
+  'urn:ietf:params:oauth:token-type:mtls',
+]);
 
 export class FakeGcp {
   /** http://127.0.0.1:<port>: STS at /v1/token, IAM at /v1/projects/-/serviceAccounts/…, tokeninfo at /oauth2/v3/tokeninfo. */
   readonly url: string;
   /** https://127.0.0.1:<port> when `tls` was given: the same routes, with client certificates requested (mTLS STS). */
   readonly httpsUrl: string | undefined;
-  readonly stats: FakeGcpStats = { stsRequests: 0, stsSuccesses: 0, stsByType: {}, generateAccessToken: 0, generateIdToken: 0, tokeninfo: 0, faultsServed: 0, errors: {}, lastSts: undefined };
+  readonly stats: FakeGcpStats = {
+    stsRequests: 0,
+    stsSuccesses: 0,
+    stsByType: {},
+    generateAccessToken: 0,
+    generateIdToken: 0,
+    tokeninfo: 0,
+    faultsServed: 0,
+    errors: {},
+    lastSts: undefined,
+  };
   readonly iam: FakeIam;
   readonly #servers: Server[];
   readonly #https: HttpsListener | undefined;
@@ -80,7 +105,14 @@ export class FakeGcp {
   readonly #allowLoopbackHttpIssuers: boolean;
   #verifier: OidcVerifier | undefined;
 
-  private constructor(servers: Server[], https: HttpsListener | undefined, url: string, httpsUrl: string | undefined, iam: FakeIam, options: FakeGcpOptions) {
+  private constructor(
+    servers: Server[],
+    https: HttpsListener | undefined,
+    url: string,
+    httpsUrl: string | undefined,
+    iam: FakeIam,
+    options: FakeGcpOptions,
+  ) {
     this.#servers = servers;
     this.#https = https;
     this.url = url;
@@ -103,7 +135,10 @@ export class FakeGcp {
       const ca = trustAnchors(options.providers ?? []);
       // rejectUnauthorized: false only lets the handshake finish so that the refusal is Google's OAuth
       // answer; checkMtlsSubject refuses every mtls exchange whose client the handshake did not verify.
-      const server = createHttpsServer({ cert: certPem, key: keyPem, requestCert: true, rejectUnauthorized: false, ...(ca.length > 0 ? { ca } : {}) }, handler);
+      const server = createHttpsServer(
+        { cert: certPem, key: keyPem, requestCert: true, rejectUnauthorized: false, ...(ca.length > 0 ? { ca } : {}) },
+        handler,
+      );
       https = { server, certPem, keyPem };
       servers.push(server as unknown as Server);
     }
@@ -115,8 +150,19 @@ export class FakeGcp {
       });
       ports.push((server.address() as AddressInfo).port);
     }
-    const iam = await FakeIam.create(options.clock ?? systemClock, options.serviceAccounts ?? [], options.tokenLifetimeSeconds ?? 3600);
-    fake = new FakeGcp(servers, https, `http://127.0.0.1:${ports[0]}`, options.tls ? `https://127.0.0.1:${ports[1]}` : undefined, iam, options);
+    const iam = await FakeIam.create(
+      options.clock ?? systemClock,
+      options.serviceAccounts ?? [],
+      options.tokenLifetimeSeconds ?? 3600,
+    );
+    fake = new FakeGcp(
+      servers,
+      https,
+      `http://127.0.0.1:${ports[0]}`,
+      options.tls ? `https://127.0.0.1:${ports[1]}` : undefined,
+      iam,
+      options,
+    );
     return fake;
   }
 
@@ -166,7 +212,8 @@ export class FakeGcp {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://fake-gcp');
-    const surface: GcpSurface | undefined = url.pathname === '/v1/token' ? 'sts' : url.pathname.startsWith('/v1/projects/') ? 'iam' : undefined;
+    const surface: GcpSurface | undefined =
+      url.pathname === '/v1/token' ? 'sts' : url.pathname.startsWith('/v1/projects/') ? 'iam' : undefined;
     try {
       const body = await readBody(req, MAX_BODY);
       if (!body) throw new OAuthError('invalid_request', 'The request body is too large.');
@@ -176,7 +223,13 @@ export class FakeGcp {
           this.stats.faultsServed += 1;
           if ('reset' in fault) return void req.socket.destroy();
           if ('delayMs' in fault) await new Promise((resolve) => setTimeout(resolve, fault.delayMs));
-          else return this.#send(res, fault.status, fault.body ?? defaultFaultBody(surface, fault.status), errorCode(fault.body) ?? `HTTP_${fault.status}`);
+          else
+            return this.#send(
+              res,
+              fault.status,
+              fault.body ?? defaultFaultBody(surface, fault.status),
+              errorCode(fault.body) ?? `HTTP_${fault.status}`,
+            );
         }
       }
       if (res.destroyed) return;
@@ -196,8 +249,10 @@ export class FakeGcp {
       throw new GoogleApiError(404, 'NOT_FOUND', `The requested URL ${url.pathname} was not found on this server.`);
     } catch (thrown) {
       if (res.destroyed || res.headersSent) return;
-      if (thrown instanceof OAuthError) return this.#send(res, thrown.status, { error: thrown.code, error_description: thrown.message }, thrown.code);
-      const e = thrown instanceof GoogleApiError ? thrown : new GoogleApiError(500, 'INTERNAL', 'Internal error encountered.');
+      if (thrown instanceof OAuthError)
+        return this.#send(res, thrown.status, { error: thrown.code, error_description: thrown.message }, thrown.code);
+      const e =
+        thrown instanceof GoogleApiError ? thrown : new GoogleApiError(500, 'INTERNAL', 'Internal error encountered.');
       return this.#send(res, e.httpStatus, e.body(), e.status);
     }
   }
@@ -205,18 +260,29 @@ export class FakeGcp {
   async #sts(req: IncomingMessage, res: ServerResponse, raw: Buffer): Promise<void> {
     this.stats.stsRequests += 1;
     const p = stsParams(req.headers['content-type'] ?? '', raw);
-    if (p.grantType !== TOKEN_EXCHANGE) throw new OAuthError('unsupported_grant_type', `Unsupported grant type: ${p.grantType}`);
-    if (p.requestedTokenType !== ACCESS_TOKEN_TYPE) throw new OAuthError('invalid_request', `Invalid value for "requested_token_type": ${p.requestedTokenType}`);
-    if (!SUBJECT_TYPES.has(p.subjectTokenType)) throw new OAuthError('invalid_request', `Invalid value for "subject_token_type": ${p.subjectTokenType}`);
+    if (p.grantType !== TOKEN_EXCHANGE)
+      throw new OAuthError('unsupported_grant_type', `Unsupported grant type: ${p.grantType}`);
+    if (p.requestedTokenType !== ACCESS_TOKEN_TYPE)
+      throw new OAuthError('invalid_request', `Invalid value for "requested_token_type": ${p.requestedTokenType}`);
+    if (!SUBJECT_TYPES.has(p.subjectTokenType))
+      throw new OAuthError('invalid_request', `Invalid value for "subject_token_type": ${p.subjectTokenType}`);
     if (p.subjectToken === '') throw new OAuthError('invalid_request', 'Missing required parameter: subject_token');
-    const name = /^\/\/iam\.googleapis\.com\/(projects\/\d+\/locations\/global\/workloadIdentityPools\/[^/]+\/providers\/[^/]+)$/.exec(p.audience)?.[1];
+    const name =
+      /^\/\/iam\.googleapis\.com\/(projects\/\d+\/locations\/global\/workloadIdentityPools\/[^/]+\/providers\/[^/]+)$/.exec(
+        p.audience,
+      )?.[1];
     const provider = name === undefined ? undefined : this.#providers.get(name);
     if (!provider || name === undefined) {
-      throw new OAuthError('invalid_target', 'The target service indicated by the "audience" parameters is invalid. This might either be because the pool or provider is disabled or deleted or because it doesn\'t exist.');
+      throw new OAuthError(
+        'invalid_target',
+        'The target service indicated by the "audience" parameters is invalid. This might either be because the pool or provider is disabled or deleted or because it doesn\'t exist.',
+      );
     }
     const now = this.#clock.now();
     const mtls = p.subjectTokenType.endsWith(':mtls');
-    const subject = mtls ? checkMtlsSubject(p.subjectToken, tlsPeer(req), provider, now) : await checkJwtSubject(p.subjectToken, provider, this.#oidc(), now);
+    const subject = mtls
+      ? checkMtlsSubject(p.subjectToken, tlsPeer(req), provider, now)
+      : await checkJwtSubject(p.subjectToken, provider, this.#oidc(), now);
     const pool = name.replace(/\/providers\/[^/]+$/, '');
     const principal = `principal://iam.googleapis.com/${pool}/subject/${subject}`;
     const scopes = p.scope.split(/\s+/).filter((s) => s !== '');
@@ -225,7 +291,12 @@ export class FakeGcp {
     const type = mtls ? 'mtls' : 'jwt';
     this.stats.stsByType[type] = (this.stats.stsByType[type] ?? 0) + 1;
     this.stats.lastSts = { subjectTokenType: p.subjectTokenType, audience: p.audience, scopes, subject, principal };
-    this.#send(res, 200, { access_token: token.value, issued_token_type: ACCESS_TOKEN_TYPE, token_type: 'Bearer', expires_in: this.#lifetime - 1 });
+    this.#send(res, 200, {
+      access_token: token.value,
+      issued_token_type: ACCESS_TOKEN_TYPE,
+      token_type: 'Bearer',
+      expires_in: this.#lifetime - 1,
+    });
   }
 
   #oidc(): OidcVerifier {
@@ -241,7 +312,12 @@ export class FakeGcp {
   #send(res: ServerResponse, status: number, body: unknown, errorCodeName?: string): void {
     if (status >= 400 && errorCodeName) this.stats.errors[errorCodeName] = (this.stats.errors[errorCodeName] ?? 0) + 1;
     const text = JSON.stringify(body);
-    res.writeHead(status, { 'content-type': 'application/json; charset=UTF-8', 'content-length': Buffer.byteLength(text) }).end(text);
+    res
+      .writeHead(status, {
+        'content-type': 'application/json; charset=UTF-8',
+        'content-length': Buffer.byteLength(text),
+      })
+      .end(text);
   }
 }
 
@@ -252,7 +328,17 @@ function checkProviderIssuer(provider: FakeWorkloadIdentityProvider, allowLoopba
 }
 
 /** STS takes RFC 8693 form fields or the REST API's JSON (camelCase or snake_case). */
-function stsParams(contentType: string, raw: Buffer): { grantType: string; audience: string; scope: string; requestedTokenType: string; subjectToken: string; subjectTokenType: string } {
+function stsParams(
+  contentType: string,
+  raw: Buffer,
+): {
+  grantType: string;
+  audience: string;
+  scope: string;
+  requestedTokenType: string;
+  subjectToken: string;
+  subjectTokenType: string;
+} {
   const text = raw.toString('utf8');
   let get: (snake: string, camel: string) => string;
   if (contentType.startsWith('application/json')) {
@@ -265,7 +351,10 @@ function stsParams(contentType: string, raw: Buffer): { grantType: string; audie
     const form = new URLSearchParams(text);
     get = (snake) => form.get(snake) ?? '';
   } else {
-    throw new OAuthError('invalid_request', 'The request body must be application/x-www-form-urlencoded or application/json.');
+    throw new OAuthError(
+      'invalid_request',
+      'The request body must be application/x-www-form-urlencoded or application/json.',
+    );
   }
   return {
     grantType: get('grant_type', 'grantType'),
@@ -279,12 +368,18 @@ function stsParams(contentType: string, raw: Buffer): { grantType: string; audie
 
 function tlsPeer(req: IncomingMessage): TlsPeer {
   const socket = req.socket as TLSSocket;
-  if (typeof socket.getPeerX509Certificate !== 'function') return { certificate: undefined, authorized: false, authorizationError: undefined };
+  if (typeof socket.getPeerX509Certificate !== 'function')
+    return { certificate: undefined, authorized: false, authorizationError: undefined };
   const error = socket.authorizationError as Error | string | null | undefined;
   return {
     certificate: socket.getPeerX509Certificate(),
     authorized: socket.authorized,
-    authorizationError: error === null || error === undefined ? undefined : typeof error === 'string' ? error : ((error as { code?: string }).code ?? error.message),
+    authorizationError:
+      error === null || error === undefined
+        ? undefined
+        : typeof error === 'string'
+          ? error
+          : ((error as { code?: string }).code ?? error.message),
   };
 }
 
@@ -301,13 +396,25 @@ function parseJson(raw: Buffer): Record<string, unknown> {
   } catch {
     throw new GoogleApiError(400, 'INVALID_ARGUMENT', 'Invalid JSON payload received.');
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new GoogleApiError(400, 'INVALID_ARGUMENT', 'Invalid JSON payload received. Expected an object.');
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new GoogleApiError(400, 'INVALID_ARGUMENT', 'Invalid JSON payload received. Expected an object.');
   return value as Record<string, unknown>;
 }
 
 function defaultFaultBody(surface: GcpSurface, status: number): unknown {
-  const status_ = status === 429 ? 'RESOURCE_EXHAUSTED' : status === 503 ? 'UNAVAILABLE' : status >= 500 ? 'INTERNAL' : 'FAILED_PRECONDITION';
-  if (surface === 'sts') return { error: status >= 500 ? 'server_error' : 'invalid_request', error_description: `injected fault (${status_})` };
+  const status_ =
+    status === 429
+      ? 'RESOURCE_EXHAUSTED'
+      : status === 503
+        ? 'UNAVAILABLE'
+        : status >= 500
+          ? 'INTERNAL'
+          : 'FAILED_PRECONDITION';
+  if (surface === 'sts')
+    return {
+      error: status >= 500 ? 'server_error' : 'invalid_request',
+      error_description: `injected fault (${status_})`,
+    };
   return { error: { code: status, message: `injected fault (${status_})`, status: status_ } };
 }
 
@@ -315,7 +422,7 @@ function errorCode(body: unknown): string | undefined {
   if (typeof body !== 'object' || body === null) return undefined;
   const e = (body as { error?: unknown }).error;
   if (typeof e === 'string') return e;
-  if (typeof e === 'object' && e !== null && typeof (e as { status?: unknown }).status === 'string') return (e as { status: string }).status;
+  if (typeof e === 'object' && e !== null && typeof (e as { status?: unknown }).status === 'string')
+    return (e as { status: string }).status;
   return undefined;
 }
-

@@ -4,7 +4,7 @@
 // anchor, profile and role, the duration limits — answering AWS's JSON error shapes with the
 // x-amzn-ErrorType header. Its verification is its own (node:crypto, @peculiar/x509): it imports
 // nothing from the product, so a signing bug there cannot hide behind a shared helper.
-import { X509Certificate, createHash, randomBytes, randomUUID, verify as verifySignature } from 'node:crypto';
+import { createHash, randomBytes, randomUUID, verify as verifySignature, X509Certificate } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import 'reflect-metadata'; // tsyringe, under @peculiar/x509, refuses to load without it

@@ -4,7 +4,10 @@
 const NS = 'https://sts.amazonaws.com/doc/2011-06-15/';
 
 export function xmlEscape(value: string): string {
-  return value.replace(/[<>&"']/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;', "'": '&apos;' })[c] ?? c);
+  return value.replace(
+    /[<>&"']/g,
+    (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;', "'": '&apos;' })[c] ?? c,
+  );
 }
 
 /** STS timestamps: ISO 8601 UTC without fractional seconds. */
@@ -42,10 +45,18 @@ export function assumeRoleWithWebIdentityXml(r: WebIdentityResult): string {
       <SecretAccessKey>${xmlEscape(r.secretAccessKey)}</SecretAccessKey>
       <Expiration>${r.expiration % 1000 === 0 ? stsTimestamp(r.expiration) : new Date(r.expiration).toISOString()}</Expiration>
       <AccessKeyId>${xmlEscape(r.accessKeyId)}</AccessKeyId>
-    </Credentials>${r.packedPolicySize === undefined ? '' : `
-    <PackedPolicySize>${r.packedPolicySize}</PackedPolicySize>`}
-    <Provider>${xmlEscape(r.provider)}</Provider>${r.sourceIdentity === undefined ? '' : `
-    <SourceIdentity>${xmlEscape(r.sourceIdentity)}</SourceIdentity>`}
+    </Credentials>${
+      r.packedPolicySize === undefined
+        ? ''
+        : `
+    <PackedPolicySize>${r.packedPolicySize}</PackedPolicySize>`
+    }
+    <Provider>${xmlEscape(r.provider)}</Provider>${
+      r.sourceIdentity === undefined
+        ? ''
+        : `
+    <SourceIdentity>${xmlEscape(r.sourceIdentity)}</SourceIdentity>`
+    }
   </AssumeRoleWithWebIdentityResult>
   <ResponseMetadata>
     <RequestId>${r.requestId}</RequestId>
@@ -54,7 +65,16 @@ export function assumeRoleWithWebIdentityXml(r: WebIdentityResult): string {
 `;
 }
 
-export function assumeRoleXml(r: { accessKeyId: string; secretAccessKey: string; sessionToken: string; expiration: number; assumedRoleArn: string; assumedRoleId: string; sourceIdentity: string | undefined; requestId: string }): string {
+export function assumeRoleXml(r: {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken: string;
+  expiration: number;
+  assumedRoleArn: string;
+  assumedRoleId: string;
+  sourceIdentity: string | undefined;
+  requestId: string;
+}): string {
   return `<AssumeRoleResponse xmlns="${NS}">
   <AssumeRoleResult>
     <AssumedRoleUser>
@@ -66,8 +86,12 @@ export function assumeRoleXml(r: { accessKeyId: string; secretAccessKey: string;
       <SecretAccessKey>${xmlEscape(r.secretAccessKey)}</SecretAccessKey>
       <Expiration>${stsTimestamp(r.expiration)}</Expiration>
       <AccessKeyId>${xmlEscape(r.accessKeyId)}</AccessKeyId>
-    </Credentials>${r.sourceIdentity === undefined ? '' : `
-    <SourceIdentity>${xmlEscape(r.sourceIdentity)}</SourceIdentity>`}
+    </Credentials>${
+      r.sourceIdentity === undefined
+        ? ''
+        : `
+    <SourceIdentity>${xmlEscape(r.sourceIdentity)}</SourceIdentity>`
+    }
   </AssumeRoleResult>
   <ResponseMetadata>
     <RequestId>${r.requestId}</RequestId>

@@ -1,16 +1,23 @@
 // A local stand-in for AWS STS on loopback, for tests and the dev mode: AssumeRoleWithWebIdentity
 // checked the way AWS checks it, AssumeRole (role chaining) and GetCallerIdentity verifying SigV4 with the
 // secret it issued. Answers AWS's query-protocol XML; faults can be injected per exchange request.
+
+import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { decodeJwt } from 'jose';
-import { systemClock, type Clock } from './clock.ts';
-import { issuerUrlProblem, OidcVerificationError, OidcVerifier } from './oidc-verifier.ts';
-import { expectedSignature, parseAmzDate, parseAuthorization, signaturesEqual } from './aws-sigv4.ts';
-import { checkWebIdentityTags } from './fake-sts-tags.ts';
-import { assumeRoleWithWebIdentityXml, assumeRoleXml, errorXml, getCallerIdentityXml, stsTimestamp } from './fake-sts-xml.ts';
 import { readBody } from '../../../src/http/read-body.ts';
+import { expectedSignature, parseAmzDate, parseAuthorization, signaturesEqual } from './aws-sigv4.ts';
+import { type Clock, systemClock } from './clock.ts';
+import { checkWebIdentityTags } from './fake-sts-tags.ts';
+import {
+  assumeRoleWithWebIdentityXml,
+  assumeRoleXml,
+  errorXml,
+  getCallerIdentityXml,
+  stsTimestamp,
+} from './fake-sts-xml.ts';
+import { issuerUrlProblem, OidcVerificationError, OidcVerifier } from './oidc-verifier.ts';
 
 /** An IAM OIDC identity provider: its URL (= `iss`) and registered client IDs (= allowed `aud`). */
 export interface FakeOidcProvider {
@@ -245,17 +252,26 @@ export class FakeSts {
       if (req.method === 'POST' && contentType.startsWith('application/x-www-form-urlencoded')) {
         for (const [k, v] of new URLSearchParams(body.toString('utf8'))) params.append(k, v);
       }
-      if (url.pathname !== '/') throw new StsError(404, 'UnknownOperationException', `no such resource: ${url.pathname}`);
+      if (url.pathname !== '/')
+        throw new StsError(404, 'UnknownOperationException', `no such resource: ${url.pathname}`);
       const action = params.get('Action');
       if (!action) throw new StsError(400, 'MissingAction', 'Missing Action');
-      if (params.get('Version') !== '2011-06-15') throw new StsError(400, 'InvalidAction', `Could not find operation ${action} for version ${params.get('Version') ?? 'NO_VERSION_SPECIFIED'}`);
+      if (params.get('Version') !== '2011-06-15')
+        throw new StsError(
+          400,
+          'InvalidAction',
+          `Could not find operation ${action} for version ${params.get('Version') ?? 'NO_VERSION_SPECIFIED'}`,
+        );
       if (action === 'AssumeRoleWithWebIdentity') {
         this.stats.assumeRoleRequests += 1;
         const fault = this.#faults.shift();
         if (fault) {
           this.stats.faultsServed += 1;
           if ('delayMs' in fault) await this.#sleep(fault.delayMs, req);
-          else if ('garbage' in fault) return void res.writeHead(200, { 'content-type': 'text/xml', 'x-amzn-requestid': requestId }).end('<<garbage ]]> not xml');
+          else if ('garbage' in fault)
+            return void res
+              .writeHead(200, { 'content-type': 'text/xml', 'x-amzn-requestid': requestId })
+              .end('<<garbage ]]> not xml');
           else if ('reset' in fault) return void req.socket.destroy();
           else throw faultError(fault);
         }
@@ -275,7 +291,8 @@ export class FakeSts {
         throw new StsError(400, 'InvalidAction', `Could not find operation ${action} for version 2011-06-15`);
       }
     } catch (thrown) {
-      const e = thrown instanceof StsError ? thrown : new StsError(500, 'InternalFailure', 'An internal error has occurred');
+      const e =
+        thrown instanceof StsError ? thrown : new StsError(500, 'InternalFailure', 'An internal error has occurred');
       this.stats.errors[e.code] = (this.stats.errors[e.code] ?? 0) + 1;
       if (res.destroyed || res.headersSent) return;
       res
@@ -290,12 +307,29 @@ export class FakeSts {
     const token = params.get('WebIdentityToken') ?? '';
     const durationParam = params.get('DurationSeconds');
     const problems: string[] = [];
-    if (roleArn.length < 20 || roleArn.length > 2048) problems.push(`Value '${roleArn}' at 'roleArn' failed to satisfy constraint: Member must have length between 20 and 2048`);
-    if (!SESSION_NAME.test(sessionName)) problems.push(`Value '${sessionName}' at 'roleSessionName' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]* and have length between 2 and 64`);
-    if (token.length < 4 || token.length > 20000) problems.push(`Value at 'webIdentityToken' failed to satisfy constraint: Member must have length between 4 and 20000`);
+    if (roleArn.length < 20 || roleArn.length > 2048)
+      problems.push(
+        `Value '${roleArn}' at 'roleArn' failed to satisfy constraint: Member must have length between 20 and 2048`,
+      );
+    if (!SESSION_NAME.test(sessionName))
+      problems.push(
+        `Value '${sessionName}' at 'roleSessionName' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]* and have length between 2 and 64`,
+      );
+    if (token.length < 4 || token.length > 20000)
+      problems.push(
+        `Value at 'webIdentityToken' failed to satisfy constraint: Member must have length between 4 and 20000`,
+      );
     const duration = durationParam === null ? 3600 : Number(durationParam);
-    if (!Number.isInteger(duration) || duration < 900 || duration > 43200) problems.push(`Value '${durationParam}' at 'durationSeconds' failed to satisfy constraint: Member must have value between 900 and 43200`);
-    if (problems.length > 0) throw new StsError(400, 'ValidationError', `${problems.length} validation error${problems.length > 1 ? 's' : ''} detected: ${problems.join('; ')}`);
+    if (!Number.isInteger(duration) || duration < 900 || duration > 43200)
+      problems.push(
+        `Value '${durationParam}' at 'durationSeconds' failed to satisfy constraint: Member must have value between 900 and 43200`,
+      );
+    if (problems.length > 0)
+      throw new StsError(
+        400,
+        'ValidationError',
+        `${problems.length} validation error${problems.length > 1 ? 's' : ''} detected: ${problems.join('; ')}`,
+      );
     const arn = ROLE_ARN.exec(roleArn);
     if (!arn) throw new StsError(400, 'ValidationError', 'Request ARN is invalid');
 
@@ -303,10 +337,19 @@ export class FakeSts {
     try {
       iss = decodeJwt(token).iss;
     } catch {
-      throw new StsError(400, 'InvalidIdentityToken', 'The ID Token provided is not a valid JWT. (You may see this error if you sent an Access Token)');
+      throw new StsError(
+        400,
+        'InvalidIdentityToken',
+        'The ID Token provided is not a valid JWT. (You may see this error if you sent an Access Token)',
+      );
     }
     const provider = typeof iss === 'string' ? this.#providers.get(iss) : undefined;
-    if (!provider) throw new StsError(400, 'InvalidIdentityToken', `No OpenIDConnect provider found in your account for ${String(iss)}`);
+    if (!provider)
+      throw new StsError(
+        400,
+        'InvalidIdentityToken',
+        `No OpenIDConnect provider found in your account for ${String(iss)}`,
+      );
     let claims: Awaited<ReturnType<OidcVerifier['verify']>>;
     try {
       claims = await this.#oidc().verify(token, provider.audiences);
@@ -317,18 +360,31 @@ export class FakeSts {
     const audience = tokenAuds.find((a) => provider.audiences.includes(a)) ?? '';
 
     const role = this.#roles.get(roleArn);
-    const trusted = role !== undefined && role.issuer === claims.iss && tokenAuds.includes(role.audience) && (role.subject === undefined || globMatch(role.subject, claims.sub));
-    if (!role || !trusted) throw new StsError(403, 'AccessDenied', 'Not authorized to perform sts:AssumeRoleWithWebIdentity');
+    const trusted =
+      role !== undefined &&
+      role.issuer === claims.iss &&
+      tokenAuds.includes(role.audience) &&
+      (role.subject === undefined || globMatch(role.subject, claims.sub));
+    if (!role || !trusted)
+      throw new StsError(403, 'AccessDenied', 'Not authorized to perform sts:AssumeRoleWithWebIdentity');
     const tagged = checkWebIdentityTags(claims);
     if (!tagged.ok) throw new StsError(tagged.status, tagged.code, tagged.message);
     const { tags, transitiveTagKeys, sourceIdentity, packedPolicySize } = tagged.value;
     const tagCount = Object.keys(tags).length;
-    if (tagCount > 0 && !role.allowTagSession) throw new StsError(403, 'AccessDenied', 'Not authorized to perform sts:TagSession');
-    if (sourceIdentity !== undefined && !role.allowSetSourceIdentity) throw new StsError(403, 'AccessDenied', 'Not authorized to perform sts:SetSourceIdentity');
+    if (tagCount > 0 && !role.allowTagSession)
+      throw new StsError(403, 'AccessDenied', 'Not authorized to perform sts:TagSession');
+    if (sourceIdentity !== undefined && !role.allowSetSourceIdentity)
+      throw new StsError(403, 'AccessDenied', 'Not authorized to perform sts:SetSourceIdentity');
     for (const [key, value] of Object.entries(role.requestTags ?? {})) {
-      if (tags[key] !== value) throw new StsError(403, 'AccessDenied', 'Not authorized to perform sts:AssumeRoleWithWebIdentity');
+      if (tags[key] !== value)
+        throw new StsError(403, 'AccessDenied', 'Not authorized to perform sts:AssumeRoleWithWebIdentity');
     }
-    if (duration > (role.maxSessionDurationSeconds ?? 3600)) throw new StsError(400, 'ValidationError', 'The requested DurationSeconds exceeds the MaxSessionDuration set for this role.');
+    if (duration > (role.maxSessionDurationSeconds ?? 3600))
+      throw new StsError(
+        400,
+        'ValidationError',
+        'The requested DurationSeconds exceeds the MaxSessionDuration set for this role.',
+      );
 
     const [, partition, account, roleName] = arn as unknown as [string, string, string, string];
     const now = Math.floor(this.#clock.now() / 1000) * 1000;
@@ -354,13 +410,24 @@ export class FakeSts {
     this.stats.lastSubject = claims.sub;
     this.stats.lastAudience = audience;
     this.stats.lastDurationSeconds = duration;
-    return assumeRoleWithWebIdentityXml({ ...credential, audience, provider: claims.iss, requestId, ...(tagCount > 0 ? { packedPolicySize } : {}) });
+    return assumeRoleWithWebIdentityXml({
+      ...credential,
+      audience,
+      provider: claims.iss,
+      requestId,
+      ...(tagCount > 0 ? { packedPolicySize } : {}),
+    });
   }
 
   #getCallerIdentity(req: IncomingMessage, body: Buffer, requestId: string): string {
     const credential = this.#authenticate(req, body);
     this.stats.signaturesVerified += 1;
-    return getCallerIdentityXml({ arn: credential.assumedRoleArn, userId: credential.assumedRoleId, account: credential.account, requestId });
+    return getCallerIdentityXml({
+      arn: credential.assumedRoleArn,
+      userId: credential.assumedRoleId,
+      account: credential.account,
+      requestId,
+    });
   }
 
   /**
@@ -372,19 +439,47 @@ export class FakeSts {
     const sessionName = params.get('RoleSessionName') ?? '';
     const durationParam = params.get('DurationSeconds');
     const problems: string[] = [];
-    if (roleArn.length < 20 || roleArn.length > 2048) problems.push(`Value '${roleArn}' at 'roleArn' failed to satisfy constraint: Member must have length between 20 and 2048`);
-    if (!SESSION_NAME.test(sessionName)) problems.push(`Value '${sessionName}' at 'roleSessionName' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]* and have length between 2 and 64`);
+    if (roleArn.length < 20 || roleArn.length > 2048)
+      problems.push(
+        `Value '${roleArn}' at 'roleArn' failed to satisfy constraint: Member must have length between 20 and 2048`,
+      );
+    if (!SESSION_NAME.test(sessionName))
+      problems.push(
+        `Value '${sessionName}' at 'roleSessionName' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]* and have length between 2 and 64`,
+      );
     const duration = durationParam === null ? 3600 : Number(durationParam);
-    if (!Number.isInteger(duration) || duration < 900 || duration > 43200) problems.push(`Value '${durationParam}' at 'durationSeconds' failed to satisfy constraint: Member must have value between 900 and 43200`);
-    if (problems.length > 0) throw new StsError(400, 'ValidationError', `${problems.length} validation error${problems.length > 1 ? 's' : ''} detected: ${problems.join('; ')}`);
+    if (!Number.isInteger(duration) || duration < 900 || duration > 43200)
+      problems.push(
+        `Value '${durationParam}' at 'durationSeconds' failed to satisfy constraint: Member must have value between 900 and 43200`,
+      );
+    if (problems.length > 0)
+      throw new StsError(
+        400,
+        'ValidationError',
+        `${problems.length} validation error${problems.length > 1 ? 's' : ''} detected: ${problems.join('; ')}`,
+      );
     const arn = ROLE_ARN.exec(roleArn);
     if (!arn) throw new StsError(400, 'ValidationError', 'Request ARN is invalid');
     const role = this.#chainedRoles.get(roleArn);
     if (!role || !role.trustedRoles.includes(caller.roleArn)) {
-      throw new StsError(403, 'AccessDenied', `User: ${caller.assumedRoleArn} is not authorized to perform: sts:AssumeRole on resource: ${roleArn}`);
+      throw new StsError(
+        403,
+        'AccessDenied',
+        `User: ${caller.assumedRoleArn} is not authorized to perform: sts:AssumeRole on resource: ${roleArn}`,
+      );
     }
-    if (duration > 3600) throw new StsError(400, 'ValidationError', 'The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.');
-    if (duration > (role.maxSessionDurationSeconds ?? 3600)) throw new StsError(400, 'ValidationError', 'The requested DurationSeconds exceeds the MaxSessionDuration set for this role.');
+    if (duration > 3600)
+      throw new StsError(
+        400,
+        'ValidationError',
+        'The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.',
+      );
+    if (duration > (role.maxSessionDurationSeconds ?? 3600))
+      throw new StsError(
+        400,
+        'ValidationError',
+        'The requested DurationSeconds exceeds the MaxSessionDuration set for this role.',
+      );
     const [, partition, account, roleName] = arn as unknown as [string, string, string, string];
     const now = Math.floor(this.#clock.now() / 1000) * 1000;
     const credential: IssuedCredential = {
@@ -399,7 +494,9 @@ export class FakeSts {
       sessionName,
       subject: caller.subject,
       // Transitive tags and the source identity pass along a role chain.
-      sessionTags: Object.fromEntries(Object.entries(caller.sessionTags).filter(([k]) => caller.transitiveTagKeys.includes(k))),
+      sessionTags: Object.fromEntries(
+        Object.entries(caller.sessionTags).filter(([k]) => caller.transitiveTagKeys.includes(k)),
+      ),
       transitiveTagKeys: caller.transitiveTagKeys,
       sourceIdentity: caller.sourceIdentity,
     };
@@ -413,36 +510,91 @@ export class FakeSts {
   /** The session a SigV4-signed request was signed with, verified with the secret this stand-in issued for it. */
   #authenticate(req: IncomingMessage, body: Buffer): IssuedCredential {
     const header = req.headers.authorization;
-    if (header === undefined) throw new StsError(403, 'MissingAuthenticationToken', 'Request is missing Authentication Token');
+    if (header === undefined)
+      throw new StsError(403, 'MissingAuthenticationToken', 'Request is missing Authentication Token');
     const auth = parseAuthorization(header);
-    if (!auth) throw new StsError(400, 'IncompleteSignature', 'Authorization header requires \'Credential\', \'Signature\' and \'SignedHeaders\' parameters.');
+    if (!auth)
+      throw new StsError(
+        400,
+        'IncompleteSignature',
+        "Authorization header requires 'Credential', 'Signature' and 'SignedHeaders' parameters.",
+      );
     const amzDateHeader = req.headers['x-amz-date'];
     const amzDate = typeof amzDateHeader === 'string' ? amzDateHeader : undefined;
     const signedAt = parseAmzDate(amzDate);
-    if (amzDate === undefined || signedAt === undefined) throw new StsError(400, 'IncompleteSignature', "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.");
-    if (!auth.signedHeaders.includes('host') || !auth.signedHeaders.includes('x-amz-date')) throw new StsError(403, 'SignatureDoesNotMatch', "'Host' and 'X-Amz-Date' must be SignedHeaders in the AWS Authorization.");
-    if (auth.service !== 'sts') throw new StsError(403, 'SignatureDoesNotMatch', "Credential should be scoped to correct service: 'sts'.");
-    if (auth.region !== this.#region) throw new StsError(403, 'SignatureDoesNotMatch', `Credential should be scoped to a valid region, not '${auth.region}'.`);
-    if (!amzDate.startsWith(auth.date)) throw new StsError(403, 'SignatureDoesNotMatch', `Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '${auth.date}' != '${amzDate.slice(0, 8)}'`);
+    if (amzDate === undefined || signedAt === undefined)
+      throw new StsError(
+        400,
+        'IncompleteSignature',
+        "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.",
+      );
+    if (!auth.signedHeaders.includes('host') || !auth.signedHeaders.includes('x-amz-date'))
+      throw new StsError(
+        403,
+        'SignatureDoesNotMatch',
+        "'Host' and 'X-Amz-Date' must be SignedHeaders in the AWS Authorization.",
+      );
+    if (auth.service !== 'sts')
+      throw new StsError(403, 'SignatureDoesNotMatch', "Credential should be scoped to correct service: 'sts'.");
+    if (auth.region !== this.#region)
+      throw new StsError(
+        403,
+        'SignatureDoesNotMatch',
+        `Credential should be scoped to a valid region, not '${auth.region}'.`,
+      );
+    if (!amzDate.startsWith(auth.date))
+      throw new StsError(
+        403,
+        'SignatureDoesNotMatch',
+        `Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '${auth.date}' != '${amzDate.slice(0, 8)}'`,
+      );
     const now = this.#clock.now();
-    if (Math.abs(now - signedAt) > this.#maxSkewMs) throw new StsError(403, 'SignatureDoesNotMatch', `Signature expired: ${amzDate} is now earlier than ${stsTimestamp(now - this.#maxSkewMs)}`);
+    if (Math.abs(now - signedAt) > this.#maxSkewMs)
+      throw new StsError(
+        403,
+        'SignatureDoesNotMatch',
+        `Signature expired: ${amzDate} is now earlier than ${stsTimestamp(now - this.#maxSkewMs)}`,
+      );
     const credential = this.#issued.get(auth.accessKeyId);
     const presentedToken = req.headers['x-amz-security-token'];
-    if (!credential || typeof presentedToken !== 'string' || !constantTimeEquals(presentedToken, credential.sessionToken)) {
+    if (
+      !credential ||
+      typeof presentedToken !== 'string' ||
+      !constantTimeEquals(presentedToken, credential.sessionToken)
+    ) {
       throw new StsError(403, 'InvalidClientTokenId', 'The security token included in the request is invalid.');
     }
-    if (now >= credential.expiration) throw new StsError(403, 'ExpiredToken', 'The security token included in the request is expired');
+    if (now >= credential.expiration)
+      throw new StsError(403, 'ExpiredToken', 'The security token included in the request is expired');
     // A session token outside the signature could be swapped in transit; the SDKs and the CLI always sign it.
-    if (!auth.signedHeaders.includes('x-amz-security-token')) throw new StsError(403, 'SignatureDoesNotMatch', "'X-Amz-Security-Token' must be a SignedHeader in the AWS Authorization when temporary credentials are used.");
-    const expected = expectedSignature({ method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers, body }, auth, amzDate, credential.secretAccessKey);
+    if (!auth.signedHeaders.includes('x-amz-security-token'))
+      throw new StsError(
+        403,
+        'SignatureDoesNotMatch',
+        "'X-Amz-Security-Token' must be a SignedHeader in the AWS Authorization when temporary credentials are used.",
+      );
+    const expected = expectedSignature(
+      { method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers, body },
+      auth,
+      amzDate,
+      credential.secretAccessKey,
+    );
     if (!signaturesEqual(expected, auth.signature)) {
-      throw new StsError(403, 'SignatureDoesNotMatch', 'The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.');
+      throw new StsError(
+        403,
+        'SignatureDoesNotMatch',
+        'The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.',
+      );
     }
     return credential;
   }
 
   #oidc(): OidcVerifier {
-    this.#verifier ??= new OidcVerifier({ issuers: [...this.#providers.keys()], allowLoopbackHttpIssuers: this.#allowLoopbackHttpIssuers, now: () => this.#clock.now() });
+    this.#verifier ??= new OidcVerifier({
+      issuers: [...this.#providers.keys()],
+      allowLoopbackHttpIssuers: this.#allowLoopbackHttpIssuers,
+      now: () => this.#clock.now(),
+    });
     return this.#verifier;
   }
 
@@ -468,34 +620,57 @@ function checkProviderUrl(issuer: string, allowLoopbackHttp: boolean): void {
 }
 
 function faultError(fault: { status: number; code?: string; message?: string }): StsError {
-  const code = fault.code ?? (fault.status === 503 ? 'ServiceUnavailable' : fault.status >= 500 ? 'InternalFailure' : 'Throttling');
-  const message = fault.message ?? (code === 'Throttling' ? 'Rate exceeded' : code === 'ServiceUnavailable' ? 'Service is unavailable' : 'An internal error has occurred');
+  const code =
+    fault.code ??
+    (fault.status === 503 ? 'ServiceUnavailable' : fault.status >= 500 ? 'InternalFailure' : 'Throttling');
+  const message =
+    fault.message ??
+    (code === 'Throttling'
+      ? 'Rate exceeded'
+      : code === 'ServiceUnavailable'
+        ? 'Service is unavailable'
+        : 'An internal error has occurred');
   return new StsError(fault.status, code, message);
 }
 
 function verificationError(thrown: unknown, now: number): StsError {
-  if (!(thrown instanceof OidcVerificationError)) return new StsError(500, 'InternalFailure', 'An internal error has occurred');
+  if (!(thrown instanceof OidcVerificationError))
+    return new StsError(500, 'InternalFailure', 'An internal error has occurred');
   switch (thrown.reason) {
     case 'discovery_failed':
-      return new StsError(400, 'IDPCommunicationError', "Couldn't retrieve verification key from your identity provider,  please reference AssumeRoleWithWebIdentity documentation for requirements");
+      return new StsError(
+        400,
+        'IDPCommunicationError',
+        "Couldn't retrieve verification key from your identity provider,  please reference AssumeRoleWithWebIdentity documentation for requirements",
+      );
     case 'expired':
-      return new StsError(400, 'ExpiredTokenException', `Token expired: current date/time ${stsTimestamp(now)} must be before the expiration date/time of the token`);
+      return new StsError(
+        400,
+        'ExpiredTokenException',
+        `Token expired: current date/time ${stsTimestamp(now)} must be before the expiration date/time of the token`,
+      );
     case 'wrong_audience':
       return new StsError(400, 'InvalidIdentityToken', 'Incorrect token audience');
     case 'bad_signature':
     case 'unknown_key':
       return new StsError(400, 'InvalidIdentityToken', 'The web identity token signature could not be verified');
     case 'unsupported_algorithm':
-      return new StsError(400, 'InvalidIdentityToken', `The web identity token is signed with an unsupported algorithm: ${thrown.message}`);
+      return new StsError(
+        400,
+        'InvalidIdentityToken',
+        `The web identity token is signed with an unsupported algorithm: ${thrown.message}`,
+      );
     default:
       return new StsError(400, 'InvalidIdentityToken', `The web identity token is invalid: ${thrown.message}`);
   }
 }
 
-
 /** IAM `StringLike`: `*` any run of characters, `?` exactly one. */
 export function globMatch(pattern: string, value: string): boolean {
-  const re = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  const re = pattern
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
   return new RegExp(`^${re}$`, 's').test(value);
 }
 

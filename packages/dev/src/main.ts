@@ -5,7 +5,9 @@ import { runDev } from './dev-mode.ts';
 
 const program = new Command()
   .name('npm start --')
-  .description('spiffe-connector dev mode: a dev trust domain, the issuer, AWS/Google/Entra stand-ins and the sidecar, all on 127.0.0.1')
+  .description(
+    'spiffe-connector dev mode: a dev trust domain, the issuer, AWS/Google/Entra stand-ins and the sidecar, all on 127.0.0.1',
+  )
   .option('--port <port>', 'metadata listener port on 127.0.0.1 (0 picks a free one)', '8181')
   .option('--rotate-seconds <seconds>', 'how often the dev X.509-SVID rotates', '300')
   .option('-v, --verbose', 'log every line (each exchange, each rotation), not only warnings and errors')
@@ -26,11 +28,17 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
 
 let running: Awaited<ReturnType<typeof runDev>>;
 try {
-  running = await runDev({ metadataPort: port, rotateSeconds: Number(options.rotateSeconds), verbose: options.verbose === true });
+  running = await runDev({
+    metadataPort: port,
+    rotateSeconds: Number(options.rotateSeconds),
+    verbose: options.verbose === true,
+  });
 } catch (error) {
   const code = (error as NodeJS.ErrnoException).code;
   if (code === 'EADDRINUSE') {
-    process.stderr.write(`port ${port} on 127.0.0.1 is in use (another npm start?): pick another with \`npm start -- --port ${port + 1}\`, or \`npm start -- --port 0\` for any free one\n`);
+    process.stderr.write(
+      `port ${port} on 127.0.0.1 is in use (another npm start?): pick another with \`npm start -- --port ${port + 1}\`, or \`npm start -- --port 0\` for any free one\n`,
+    );
   } else {
     process.stderr.write(`dev mode could not start: ${(error as Error).message}\n`);
   }

@@ -1,9 +1,10 @@
 // A local JWT-SVID signer with OIDC discovery and JWKS on loopback: the identity provider behind the
 // dev mode and the tests' cloud stand-ins.
+
+import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { randomUUID } from 'node:crypto';
-import { SignJWT, exportJWK, generateKeyPair, type JWK, type CryptoKey } from 'jose';
+import { type CryptoKey, exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
 
 /** What the signer can sign with: the algorithms the clouds take, and two they refuse (PS256, EdDSA) for refusal tests. */
 export type SigningAlg = 'RS256' | 'RS384' | 'RS512' | 'ES256' | 'ES384' | 'ES512' | 'PS256' | 'EdDSA';

@@ -3,7 +3,7 @@
 // ES256/384/512); the issuer's JWKS is found through OIDC discovery, then signature, iss, aud, exp (and
 // nbf/iat) are verified. The one exception: `allowLoopbackHttpIssuers`, for the dev mode's and the tests'
 // issuers on http://127.0.0.1:<port>, which a stand-in takes only when its options say so.
-import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, errors, jwtVerify, type JWTPayload } from 'jose';
+import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, errors, type JWTPayload, jwtVerify } from 'jose';
 
 export type OidcFailure =
   | 'malformed' //        not a JWT
@@ -42,7 +42,12 @@ export function issuerUrlProblem(issuer: string, allowLoopbackHttp: boolean): st
   } catch {
     return `the issuer "${issuer}" is not a URL`;
   }
-  if (allowLoopbackHttp && (url.protocol === 'http:' || url.protocol === 'https:') && ['127.0.0.1', '[::1]', 'localhost'].includes(url.hostname)) return undefined;
+  if (
+    allowLoopbackHttp &&
+    (url.protocol === 'http:' || url.protocol === 'https:') &&
+    ['127.0.0.1', '[::1]', 'localhost'].includes(url.hostname)
+  )
+    return undefined;
   if (url.protocol !== 'https:') return `the issuer "${issuer}" must be an https:// URL`;
   if (url.port !== '') return `the issuer "${issuer}" must not name a port`;
   return undefined;
@@ -74,7 +79,10 @@ export class OidcVerifier {
   }
 
   /** Verifies `token` for `audience` (any of, when an array). Throws OidcVerificationError. */
-  async verify(token: string, audience: string | readonly string[]): Promise<JWTPayload & { iss: string; sub: string; exp: number }> {
+  async verify(
+    token: string,
+    audience: string | readonly string[],
+  ): Promise<JWTPayload & { iss: string; sub: string; exp: number }> {
     let unverified: JWTPayload;
     try {
       unverified = decodeJwt(token);
@@ -83,7 +91,8 @@ export class OidcVerifier {
     }
     const iss = unverified.iss;
     if (typeof iss !== 'string') throw new OidcVerificationError('missing_claim', 'the token has no iss claim');
-    if (!this.#o.issuers.includes(iss)) throw new OidcVerificationError('untrusted_issuer', `issuer ${iss} is not a registered identity provider`);
+    if (!this.#o.issuers.includes(iss))
+      throw new OidcVerificationError('untrusted_issuer', `issuer ${iss} is not a registered identity provider`);
     let alg: unknown;
     try {
       alg = decodeProtectedHeader(token).alg;
@@ -91,7 +100,10 @@ export class OidcVerifier {
       throw new OidcVerificationError('malformed', 'the token header is not JSON', { cause });
     }
     if (!(OIDC_ALGORITHMS as readonly unknown[]).includes(alg)) {
-      throw new OidcVerificationError('unsupported_algorithm', `the token is signed with ${String(alg)}; only ${OIDC_ALGORITHMS.join(', ')} are accepted`);
+      throw new OidcVerificationError(
+        'unsupported_algorithm',
+        `the token is signed with ${String(alg)}; only ${OIDC_ALGORITHMS.join(', ')} are accepted`,
+      );
     }
     const jwks = await this.#keySet(iss);
     try {
@@ -114,15 +126,26 @@ export class OidcVerifier {
     if (cached) return cached;
     let jwksUri: string;
     try {
-      const response = await fetch(`${iss.replace(/\/$/, '')}/.well-known/openid-configuration`, { signal: AbortSignal.timeout(5000) });
+      const response = await fetch(`${iss.replace(/\/$/, '')}/.well-known/openid-configuration`, {
+        signal: AbortSignal.timeout(5000),
+      });
       if (!response.ok) throw new Error(`HTTP ${response.status}`);
       const doc: unknown = await response.json();
-      if (!doc || typeof doc !== 'object' || typeof (doc as { jwks_uri?: unknown }).jwks_uri !== 'string' || (doc as { issuer?: unknown }).issuer !== iss) {
+      if (
+        !doc ||
+        typeof doc !== 'object' ||
+        typeof (doc as { jwks_uri?: unknown }).jwks_uri !== 'string' ||
+        (doc as { issuer?: unknown }).issuer !== iss
+      ) {
         throw new Error('the discovery document lacks jwks_uri or names another issuer');
       }
       jwksUri = (doc as { jwks_uri: string }).jwks_uri;
     } catch (cause) {
-      throw new OidcVerificationError('discovery_failed', `could not fetch OIDC discovery for ${iss}: ${(cause as Error).message}`, { cause });
+      throw new OidcVerificationError(
+        'discovery_failed',
+        `could not fetch OIDC discovery for ${iss}: ${(cause as Error).message}`,
+        { cause },
+      );
     }
     const set = createRemoteJWKSet(new URL(jwksUri), { timeoutDuration: 5000, cooldownDuration: 0 });
     this.#jwks.set(iss, set);
@@ -132,14 +155,22 @@ export class OidcVerifier {
 
 function classify(cause: unknown): OidcVerificationError {
   if (cause instanceof OidcVerificationError) return cause;
-  if (cause instanceof errors.JWTExpired) return new OidcVerificationError('expired', 'the token has expired', { cause });
+  if (cause instanceof errors.JWTExpired)
+    return new OidcVerificationError('expired', 'the token has expired', { cause });
   if (cause instanceof errors.JWTClaimValidationFailed) {
-    if (cause.claim === 'aud') return new OidcVerificationError('wrong_audience', 'the token audience does not match', { cause });
-    if (cause.claim === 'nbf' || cause.claim === 'iat') return new OidcVerificationError('not_yet_valid', 'the token is not yet valid', { cause });
+    if (cause.claim === 'aud')
+      return new OidcVerificationError('wrong_audience', 'the token audience does not match', { cause });
+    if (cause.claim === 'nbf' || cause.claim === 'iat')
+      return new OidcVerificationError('not_yet_valid', 'the token is not yet valid', { cause });
     return new OidcVerificationError('missing_claim', `claim ${cause.claim} is invalid: ${cause.reason}`, { cause });
   }
-  if (cause instanceof errors.JWKSNoMatchingKey) return new OidcVerificationError('unknown_key', "no key of the issuer's JWKS matches the token", { cause });
-  if (cause instanceof errors.JWKSTimeout || !(cause instanceof errors.JOSEError) || cause.code === 'ERR_JOSE_GENERIC') {
+  if (cause instanceof errors.JWKSNoMatchingKey)
+    return new OidcVerificationError('unknown_key', "no key of the issuer's JWKS matches the token", { cause });
+  if (
+    cause instanceof errors.JWKSTimeout ||
+    !(cause instanceof errors.JOSEError) ||
+    cause.code === 'ERR_JOSE_GENERIC'
+  ) {
     return new OidcVerificationError('discovery_failed', 'could not fetch the JWKS', { cause });
   }
   return new OidcVerificationError('bad_signature', 'the token signature does not verify', { cause });

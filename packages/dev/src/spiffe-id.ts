@@ -23,7 +23,8 @@ export function parseSpiffeId(value: string): ParsedSpiffeId {
   if (!TRUST_DOMAIN.test(trustDomain)) throw new Error(`"${value}" has an invalid trust domain "${trustDomain}"`);
   if (path !== '') {
     for (const segment of path.slice(1).split('/')) {
-      if (!SEGMENT.test(segment) || segment === '.' || segment === '..') throw new Error(`"${value}" has an invalid path segment "${segment}"`);
+      if (!SEGMENT.test(segment) || segment === '.' || segment === '..')
+        throw new Error(`"${value}" has an invalid path segment "${segment}"`);
     }
   }
   return { trustDomain, path, id: `spiffe://${trustDomain}${path}` };

@@ -9,11 +9,17 @@ import { x509 } from './x509.ts';
 
 /** The PEM certificates of `pem`, parsed. */
 export function parsePemCertificates(pem: string): X509Certificate[] {
-  return (pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((block) => new X509Certificate(block));
+  return (pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map(
+    (block) => new X509Certificate(block),
+  );
 }
 
 /** Verifies `chain` (leaf first) against `anchors` at `nowMs`; returns the leaf's SPIFFE ID or throws an Error saying why not. */
-export function verifyClientChain(chain: readonly X509Certificate[], anchors: readonly X509Certificate[], nowMs: number): string {
+export function verifyClientChain(
+  chain: readonly X509Certificate[],
+  anchors: readonly X509Certificate[],
+  nowMs: number,
+): string {
   const leaf = chain[0];
   if (!leaf) throw new Error('the chain is empty');
   if (anchors.length === 0) throw new Error('the trust store has no trust anchors');
@@ -22,10 +28,12 @@ export function verifyClientChain(chain: readonly X509Certificate[], anchors: re
     const child = chain[i] as X509Certificate;
     const parent = chain[i + 1] as X509Certificate;
     checkSigner(parent, `intermediate ${i + 1}`);
-    if (!child.checkIssued(parent) || !child.verify(parent.publicKey)) throw new Error(`certificate ${i} is not signed by certificate ${i + 1}`);
+    if (!child.checkIssued(parent) || !child.verify(parent.publicKey))
+      throw new Error(`certificate ${i} is not signed by certificate ${i + 1}`);
   }
   const top = chain[chain.length - 1] as X509Certificate;
-  const anchor = anchors.find((a) => a.raw.equals(top.raw)) ?? anchors.find((a) => top.checkIssued(a) && top.verify(a.publicKey));
+  const anchor =
+    anchors.find((a) => a.raw.equals(top.raw)) ?? anchors.find((a) => top.checkIssued(a) && top.verify(a.publicKey));
   if (!anchor) throw new Error('the chain does not lead to a trust anchor of the pool');
   checkValidity(anchor, nowMs, 'the trust anchor');
   checkSigner(anchor, 'the trust anchor');
@@ -39,17 +47,21 @@ export function verifyClientChain(chain: readonly X509Certificate[], anchors: re
 }
 
 function checkValidity(cert: X509Certificate, nowMs: number, what: string): void {
-  if (nowMs < cert.validFromDate.getTime()) throw new Error(`${what} is not valid before ${cert.validFromDate.toISOString()}`);
+  if (nowMs < cert.validFromDate.getTime())
+    throw new Error(`${what} is not valid before ${cert.validFromDate.toISOString()}`);
   if (nowMs > cert.validToDate.getTime()) throw new Error(`${what} expired at ${cert.validToDate.toISOString()}`);
 }
 
 function checkSigner(cert: X509Certificate, what: string): void {
   if (!cert.ca) throw new Error(`${what} is not a CA certificate`);
   const usage = new x509.X509Certificate(new Uint8Array(cert.raw)).getExtension(x509.KeyUsagesExtension);
-  if (usage && (usage.usages & x509.KeyUsageFlags.keyCertSign) === 0) throw new Error(`${what} may not sign certificates (no keyCertSign key usage)`);
+  if (usage && (usage.usages & x509.KeyUsageFlags.keyCertSign) === 0)
+    throw new Error(`${what} may not sign certificates (no keyCertSign key usage)`);
 }
 
 function uriSans(cert: X509Certificate): string[] {
   const parsed = new x509.X509Certificate(new Uint8Array(cert.raw));
-  return parsed.getExtensions(x509.SubjectAlternativeNameExtension).flatMap((san) => san.names.items.filter((n) => n.type === 'url').map((n) => n.value));
+  return parsed
+    .getExtensions(x509.SubjectAlternativeNameExtension)
+    .flatMap((san) => san.names.items.filter((n) => n.type === 'url').map((n) => n.value));
 }

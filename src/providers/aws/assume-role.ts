@@ -2,10 +2,10 @@
 // (docs/aws.md "Role chaining"). `credential-process --role NAME` uses it; in a pod the SDKs do the same
 // from the profile the sidecar writes. One attempt per call: retrying is the caller's.
 import type { AssumeRoleCommandOutput } from '@aws-sdk/client-sts';
-import type { AwsConfig, ExtraRole } from '../../config/aws.ts';
 import { ConnectorError } from '../../base/errors.ts';
 import { Secret } from '../../base/secret.ts';
-import { accountFromAssumedRoleArn, type AwsCredentials } from './credential.ts';
+import type { AwsConfig, ExtraRole } from '../../config/aws.ts';
+import { type AwsCredentials, accountFromAssumedRoleArn } from './credential.ts';
 import type { StsSdk } from './exchange.ts';
 import { mapStsError } from './upstream-errors.ts';
 
@@ -24,12 +24,24 @@ export async function assumeExtraRole(options: {
     region: config.region,
     ...(config.stsEndpoint ? { endpoint: config.stsEndpoint } : {}),
     maxAttempts: 1,
-    credentials: { accessKeyId: base.accessKeyId, secretAccessKey: base.secretAccessKey.reveal(), sessionToken: base.sessionToken.reveal(), expiration: base.expiration },
+    credentials: {
+      accessKeyId: base.accessKeyId,
+      secretAccessKey: base.secretAccessKey.reveal(),
+      sessionToken: base.sessionToken.reveal(),
+      expiration: base.expiration,
+    },
     requestHandler: { requestTimeout: timeout, connectionTimeout: timeout, throwOnRequestTimeout: true },
   });
   let output: AssumeRoleCommandOutput;
   try {
-    output = await client.send(new sdk.AssumeRoleCommand({ RoleArn: role.roleArn, RoleSessionName: base.sessionName, DurationSeconds: role.sessionDurationSeconds }), { abortSignal: options.signal });
+    output = await client.send(
+      new sdk.AssumeRoleCommand({
+        RoleArn: role.roleArn,
+        RoleSessionName: base.sessionName,
+        DurationSeconds: role.sessionDurationSeconds,
+      }),
+      { abortSignal: options.signal },
+    );
   } catch (thrown) {
     throw mapStsError(thrown);
   } finally {
@@ -38,8 +50,20 @@ export async function assumeExtraRole(options: {
   const c = output.Credentials;
   const assumedRoleArn = output.AssumedRoleUser?.Arn;
   const accountId = assumedRoleArn === undefined ? undefined : accountFromAssumedRoleArn(assumedRoleArn);
-  if (!c?.AccessKeyId || !c.SecretAccessKey || !c.SessionToken || !(c.Expiration instanceof Date) || Number.isNaN(c.Expiration.getTime()) || !assumedRoleArn || !accountId) {
-    throw new ConnectorError('upstream_malformed', 'STS answered AssumeRole without complete credentials or an assumed-role ARN', { retryable: true });
+  if (
+    !c?.AccessKeyId ||
+    !c.SecretAccessKey ||
+    !c.SessionToken ||
+    !(c.Expiration instanceof Date) ||
+    Number.isNaN(c.Expiration.getTime()) ||
+    !assumedRoleArn ||
+    !accountId
+  ) {
+    throw new ConnectorError(
+      'upstream_malformed',
+      'STS answered AssumeRole without complete credentials or an assumed-role ARN',
+      { retryable: true },
+    );
   }
   return {
     accessKeyId: c.AccessKeyId,

@@ -5,14 +5,21 @@ import { createHash } from 'node:crypto';
 import type { Request, Response } from 'express';
 import type { Clock } from '../../base/clock.ts';
 import type { Secret } from '../../base/secret.ts';
-import { TokenBucket, retryAfterSeconds } from '../../base/token-bucket.ts';
-import { SINGLE, type CredentialLookup } from '../../cache/credential-cache.ts';
+import { retryAfterSeconds, TokenBucket } from '../../base/token-bucket.ts';
+import { type CredentialLookup, SINGLE } from '../../cache/credential-cache.ts';
 import { secretMatcher } from '../../http/guards.ts';
 import { lookupProblem, type Reply, type Surface } from '../contract.ts';
-import { accountFromArn, awsTimestamp, roleNameFromArn, type AwsCredentials } from './credential.ts';
+import { type AwsCredentials, accountFromArn, awsTimestamp, roleNameFromArn } from './credential.ts';
 import { CONTAINER_CREDENTIALS_PATH } from './env.ts';
 import { IMDS_TOKEN_PATH, ImdsTokens, parseTtl } from './imds-tokens.ts';
-import { containerCredentialsJson, containerError, containerProblem, imdsCredentialsJson, imdsProblem, imdsText } from './responses.ts';
+import {
+  containerCredentialsJson,
+  containerError,
+  containerProblem,
+  imdsCredentialsJson,
+  imdsProblem,
+  imdsText,
+} from './responses.ts';
 
 export interface ContainerSurfaceOptions {
   readonly credentials: CredentialLookup<AwsCredentials>;
@@ -30,10 +37,20 @@ export function containerSurface(o: ContainerSurfaceOptions): Surface {
     claims: (path) => path === CONTAINER_CREDENTIALS_PATH,
     problem: (problem) => containerProblem(problem),
     handle(req: Request, res: Response, reply: Reply) {
-      if (req.method !== 'GET' && req.method !== 'HEAD') return reply(res, containerError(405, 'MethodNotAllowed', 'use GET', { allow: 'GET' }));
+      if (req.method !== 'GET' && req.method !== 'HEAD')
+        return reply(res, containerError(405, 'MethodNotAllowed', 'use GET', { allow: 'GET' }));
       const presented = req.headers.authorization;
-      if (presented === undefined || presented === '') return reply(res, containerError(401, 'Unauthorized', 'the Authorization header with the token from AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE is required'));
-      if (!tokenMatches(presented)) return reply(res, containerError(403, 'AccessDenied', 'the Authorization token is not valid'));
+      if (presented === undefined || presented === '')
+        return reply(
+          res,
+          containerError(
+            401,
+            'Unauthorized',
+            'the Authorization header with the token from AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE is required',
+          ),
+        );
+      if (!tokenMatches(presented))
+        return reply(res, containerError(403, 'AccessDenied', 'the Authorization token is not valid'));
       const lookup = o.credentials.peek(SINGLE);
       if (!lookup.ok) return reply(res, containerProblem(lookupProblem(lookup)));
       reply(res, { status: 200, headers: JSON_TYPE, body: body(lookup.value) });
@@ -55,7 +72,11 @@ export interface ImdsSurfaceOptions {
 
 export function imdsSurface(o: ImdsSurfaceOptions): Surface {
   const tokens = new ImdsTokens(o.clock, o.tokenLimit ?? 1024);
-  const issuing = new TokenBucket({ capacity: o.tokenBurst ?? 64, refillPerSecond: o.tokensPerSecond ?? 2, clock: o.clock });
+  const issuing = new TokenBucket({
+    capacity: o.tokenBurst ?? 64,
+    refillPerSecond: o.tokensPerSecond ?? 2,
+    clock: o.clock,
+  });
   const roleName = roleNameFromArn(o.roleArn);
   const account = accountFromArn(o.roleArn);
   const zone = `${o.region}a`;
@@ -77,7 +98,11 @@ export function imdsSurface(o: ImdsSurfaceOptions): Surface {
     '/latest/dynamic': 'instance-identity/',
     '/latest/dynamic/instance-identity': 'document',
   };
-  const identityDocument = JSON.stringify({ accountId: account, availabilityZone: zone, region: o.region, version: '2017-09-30' }, null, 2);
+  const identityDocument = JSON.stringify(
+    { accountId: account, availabilityZone: zone, region: o.region, version: '2017-09-30' },
+    null,
+    2,
+  );
   const instanceProfileId = `AIPA${createHash('sha256').update(o.roleArn).digest('hex').slice(0, 17).toUpperCase()}`;
   const body = bodyCache(imdsCredentialsJson);
   const isTokenPath = (path: string): boolean => path === IMDS_TOKEN_PATH || path === `${IMDS_TOKEN_PATH}/`;
@@ -93,10 +118,19 @@ export function imdsSurface(o: ImdsSurfaceOptions): Surface {
         const ttl = parseTtl(req.headers['x-aws-ec2-metadata-token-ttl-seconds']);
         if (ttl === undefined) return reply(res, imdsText(400, 'Bad Request'));
         const take = issuing.take();
-        if (!take.ok) return reply(res, imdsProblem({ kind: 'throttled', retryAfterSeconds: retryAfterSeconds(take.retryAfterMs) }, true, o.clock.now()));
+        if (!take.ok)
+          return reply(
+            res,
+            imdsProblem(
+              { kind: 'throttled', retryAfterSeconds: retryAfterSeconds(take.retryAfterMs) },
+              true,
+              o.clock.now(),
+            ),
+          );
         return reply(res, imdsText(200, tokens.issue(ttl), { 'x-aws-ec2-metadata-token-ttl-seconds': String(ttl) }));
       }
-      if (req.method !== 'GET' && req.method !== 'HEAD') return reply(res, imdsText(405, 'Method Not Allowed', { allow: 'GET, HEAD' }));
+      if (req.method !== 'GET' && req.method !== 'HEAD')
+        return reply(res, imdsText(405, 'Method Not Allowed', { allow: 'GET, HEAD' }));
       const remaining = tokens.remainingSeconds(req.headers['x-aws-ec2-metadata-token']);
       // IMDSv2 only: no session token (or an expired one) is 401, which makes SDKs fetch a token.
       if (remaining === undefined) return reply(res, imdsText(401, 'Unauthorized'));
@@ -110,10 +144,18 @@ export function imdsSurface(o: ImdsSurfaceOptions): Surface {
         return reply(res, imdsText(200, body(lookup.value), ttlHeader));
       }
       if (path === '/latest/meta-data/iam/info' || path === '/latest/meta-data/iam/info/') {
-        const info = { Code: 'Success', LastUpdated: awsTimestamp(new Date(o.clock.now())), InstanceProfileArn: `arn:aws:iam::${account}:instance-profile/${roleName}`, InstanceProfileId: instanceProfileId };
+        const info = {
+          Code: 'Success',
+          LastUpdated: awsTimestamp(new Date(o.clock.now())),
+          InstanceProfileArn: `arn:aws:iam::${account}:instance-profile/${roleName}`,
+          InstanceProfileId: instanceProfileId,
+        };
         return reply(res, imdsText(200, JSON.stringify(info, null, 2), ttlHeader));
       }
-      if (path === '/latest/dynamic/instance-identity/document' || path === '/latest/dynamic/instance-identity/document/') {
+      if (
+        path === '/latest/dynamic/instance-identity/document' ||
+        path === '/latest/dynamic/instance-identity/document/'
+      ) {
         return reply(res, imdsText(200, identityDocument, ttlHeader));
       }
       const listing = listings[path.endsWith('/') ? path.slice(0, -1) : path];

@@ -2,11 +2,12 @@
 // TOKEN_FILE (never RELATIVE_URI, which wins everywhere). The literal TOKEN only when
 // aws.containerAuthorizationToken is configured, and then with the file's value: Java v2 prefers TOKEN, the
 // other SDKs FILE (README.md "Compatibility"), and both give the same answer.
-import { posix } from 'node:path';
+
 import type { X509Certificate } from 'node:crypto';
+import { posix } from 'node:path';
+import type { EnvLines } from '../../base/env-lines.ts';
 import { rolesAnywhereEndpoint, rolesAnywhereRegion } from '../../config/aws.ts';
 import type { SidecarConfig } from '../../config/schema.ts';
-import type { EnvLines } from '../../base/env-lines.ts';
 import type { CloudEnvironment } from '../contract.ts';
 
 /** Where the container-credentials endpoint answers on the metadata listener. */
@@ -36,10 +37,17 @@ export function awsSharedConfig(config: SidecarConfig): string | undefined {
   const aws = config.aws;
   if (!aws || aws.extraRoles.length === 0) return undefined;
   const source = aws.containerCredentials ? 'EcsContainer' : 'Ec2InstanceMetadata';
-  const header = '# Written by spiffe-connector from aws.extraRoles: AWS_PROFILE=<name> assumes that role with the pod\'s own.\n';
-  return header + aws.extraRoles
-    .map((r) => `\n[profile ${r.name}]\nrole_arn = ${r.roleArn}\ncredential_source = ${source}\nduration_seconds = ${r.sessionDurationSeconds}\nregion = ${aws.region}\n`)
-    .join('');
+  const header =
+    "# Written by spiffe-connector from aws.extraRoles: AWS_PROFILE=<name> assumes that role with the pod's own.\n";
+  return (
+    header +
+    aws.extraRoles
+      .map(
+        (r) =>
+          `\n[profile ${r.name}]\nrole_arn = ${r.roleArn}\ncredential_source = ${source}\nduration_seconds = ${r.sessionDurationSeconds}\nregion = ${aws.region}\n`,
+      )
+      .join('')
+  );
 }
 
 export function awsEnv(config: SidecarConfig, metadataOrigin: string): EnvLines {
@@ -48,8 +56,12 @@ export function awsEnv(config: SidecarConfig, metadataOrigin: string): EnvLines 
   const origin = metadataOrigin.replace(/\/+$/, '');
   const lines: EnvLines = [];
   if (aws.containerCredentials) {
-    lines.push(['AWS_CONTAINER_CREDENTIALS_FULL_URI', `${origin}${CONTAINER_CREDENTIALS_PATH}`], ['AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE', awsTokenFilePath(config)]);
-    if (aws.containerAuthorizationToken !== undefined) lines.push(['AWS_CONTAINER_AUTHORIZATION_TOKEN', aws.containerAuthorizationToken]);
+    lines.push(
+      ['AWS_CONTAINER_CREDENTIALS_FULL_URI', `${origin}${CONTAINER_CREDENTIALS_PATH}`],
+      ['AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE', awsTokenFilePath(config)],
+    );
+    if (aws.containerAuthorizationToken !== undefined)
+      lines.push(['AWS_CONTAINER_AUTHORIZATION_TOKEN', aws.containerAuthorizationToken]);
   }
   if (aws.imds) lines.push(['AWS_EC2_METADATA_SERVICE_ENDPOINT', origin]);
   lines.push(['AWS_REGION', aws.region], ['AWS_DEFAULT_REGION', aws.region]);
@@ -78,7 +90,10 @@ export function describeAws(config: SidecarConfig, metadataOrigin: string): stri
     aws.imds
       ? `AWS IMDSv2: ${origin}/latest/ (role ${aws.roleArn.slice(aws.roleArn.lastIndexOf('/') + 1)}; any process in the pod can read it, prefer the container endpoint)`
       : 'AWS IMDSv2: off (aws.imds: false)',
-    ...aws.extraRoles.map((r) => `AWS profile ${r.name} (AWS_PROFILE=${r.name}, in ${awsSharedConfigPath(config)}): assumes ${r.roleArn} with ${aws.roleArn}'s credentials (${r.sessionDurationSeconds} s sessions); its trust policy must name ${aws.roleArn}`),
+    ...aws.extraRoles.map(
+      (r) =>
+        `AWS profile ${r.name} (AWS_PROFILE=${r.name}, in ${awsSharedConfigPath(config)}): assumes ${r.roleArn} with ${aws.roleArn}'s credentials (${r.sessionDurationSeconds} s sessions); its trust policy must name ${aws.roleArn}`,
+    ),
   ];
 }
 
@@ -87,7 +102,11 @@ export function describeAws(config: SidecarConfig, metadataOrigin: string): stri
  * (AWS documents such certificates as unsupported; csi-driver-spiffe issues them so) and key types other
  * than RSA and EC. Empty when Roles Anywhere is not configured.
  */
-export function rolesAnywhereProblems(config: SidecarConfig, leaf: X509Certificate, keyType: string | undefined): string[] {
+export function rolesAnywhereProblems(
+  config: SidecarConfig,
+  leaf: X509Certificate,
+  keyType: string | undefined,
+): string[] {
   if (!config.aws?.rolesAnywhere) return [];
   const problems: string[] = [];
   // node:crypto gives undefined (not '') for an empty subject.
@@ -96,7 +115,8 @@ export function rolesAnywhereProblems(config: SidecarConfig, leaf: X509Certifica
       'the X.509-SVID has an empty subject (csi-driver-spiffe issues SVIDs so, with the SPIFFE ID only in the URI SAN). AWS documents that IAM Roles Anywhere does not support certificates with an empty subject, so CreateSession would be refused. Use AWS web identity (aws without rolesAnywhere, JWT-SVIDs from the issuer) or SVIDs with a subject (SPIRE sets one); see README.md "AWS with IAM Roles Anywhere"',
     );
   }
-  if (keyType !== 'ec' && keyType !== 'rsa') problems.push(`the X.509-SVID has a ${keyType ?? 'unknown'} key; IAM Roles Anywhere accepts RSA and EC keys only`);
+  if (keyType !== 'ec' && keyType !== 'rsa')
+    problems.push(`the X.509-SVID has a ${keyType ?? 'unknown'} key; IAM Roles Anywhere accepts RSA and EC keys only`);
   return problems;
 }
 

@@ -3,12 +3,12 @@
 import { createHash } from 'node:crypto';
 import type { AssumeRoleWithWebIdentityCommandOutput, STSClient } from '@aws-sdk/client-sts';
 import type { Clock } from '../../base/clock.ts';
-import type { AwsConfig } from '../../config/aws.ts';
 import { ConnectorError } from '../../base/errors.ts';
-import type { Logger } from '../../ops/logger.ts';
 import { Secret } from '../../base/secret.ts';
+import type { AwsConfig } from '../../config/aws.ts';
+import type { Logger } from '../../ops/logger.ts';
 import type { JwtSource } from '../../spiffe/source.ts';
-import { accountFromAssumedRoleArn, type AwsCredentials } from './credential.ts';
+import { type AwsCredentials, accountFromAssumedRoleArn } from './credential.ts';
 import { mapStsError } from './upstream-errors.ts';
 
 /** @aws-sdk/client-sts, loaded by module.ts only when AWS web identity is configured. */
@@ -71,7 +71,11 @@ export class StsWebIdentityExchange {
     const token = svid.token.reveal();
     const fingerprint = createHash('sha256').update(token).digest('hex');
     if (fingerprint === this.#expiredToken) {
-      throw new ConnectorError('identity_unavailable', 'STS said the JWT-SVID has expired and no newer one is available yet; waiting for a fresh JWT-SVID', { retryable: false, upstreamCode: 'ExpiredTokenException' });
+      throw new ConnectorError(
+        'identity_unavailable',
+        'STS said the JWT-SVID has expired and no newer one is available yet; waiting for a fresh JWT-SVID',
+        { retryable: false, upstreamCode: 'ExpiredTokenException' },
+      );
     }
     const spiffeId = svid.id.toString();
     const sessionName = roleSessionName(spiffeId);
@@ -92,12 +96,27 @@ export class StsWebIdentityExchange {
     const c = output.Credentials;
     const assumedRoleArn = output.AssumedRoleUser?.Arn;
     const accountId = assumedRoleArn === undefined ? undefined : accountFromAssumedRoleArn(assumedRoleArn);
-    if (!c?.AccessKeyId || !c.SecretAccessKey || !c.SessionToken || !(c.Expiration instanceof Date) || Number.isNaN(c.Expiration.getTime()) || !assumedRoleArn || !accountId) {
-      throw new ConnectorError('upstream_malformed', 'STS answered AssumeRoleWithWebIdentity without complete credentials or an assumed-role ARN', { retryable: true });
+    if (
+      !c?.AccessKeyId ||
+      !c.SecretAccessKey ||
+      !c.SessionToken ||
+      !(c.Expiration instanceof Date) ||
+      Number.isNaN(c.Expiration.getTime()) ||
+      !assumedRoleArn ||
+      !accountId
+    ) {
+      throw new ConnectorError(
+        'upstream_malformed',
+        'STS answered AssumeRoleWithWebIdentity without complete credentials or an assumed-role ARN',
+        { retryable: true },
+      );
     }
     this.#invalidTokenFailures = 0;
     this.#expiredToken = undefined;
-    logger.debug({ spiffeId, sessionName, assumedRoleArn, expiration: c.Expiration.toISOString() }, 'STS issued credentials');
+    logger.debug(
+      { spiffeId, sessionName, assumedRoleArn, expiration: c.Expiration.toISOString() },
+      'STS issued credentials',
+    );
     return {
       accessKeyId: c.AccessKeyId,
       secretAccessKey: new Secret(c.SecretAccessKey),
@@ -132,12 +151,16 @@ export class StsWebIdentityExchange {
       this.#invalidTokenFailures += 1;
       const limit = this.#o.invalidTokenRetries ?? 3;
       if (this.#invalidTokenFailures > limit) {
-        return new ConnectorError('upstream_rejected', `${error.message} (${this.#invalidTokenFailures} times in a row; no more quick retries)`, {
-          cause: error,
-          retryable: false,
-          upstreamCode: 'InvalidIdentityToken',
-          ...(error.upstreamStatus === undefined ? {} : { upstreamStatus: error.upstreamStatus }),
-        });
+        return new ConnectorError(
+          'upstream_rejected',
+          `${error.message} (${this.#invalidTokenFailures} times in a row; no more quick retries)`,
+          {
+            cause: error,
+            retryable: false,
+            upstreamCode: 'InvalidIdentityToken',
+            ...(error.upstreamStatus === undefined ? {} : { upstreamStatus: error.upstreamStatus }),
+          },
+        );
       }
       return error;
     }

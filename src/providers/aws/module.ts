@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { ConnectorError } from '../../base/errors.ts';
 import { Secret } from '../../base/secret.ts';
-import { CredentialCache, SINGLE, type Exchange } from '../../cache/credential-cache.ts';
+import { CredentialCache, type Exchange, SINGLE } from '../../cache/credential-cache.ts';
 import { AWS_POLICY } from '../../cache/refresh-policy.ts';
 import { writeSecretFile } from '../../files/secret-file.ts';
 import type { CloudModule, CloudProvider, ProviderContext, Surface } from '../contract.ts';
@@ -24,7 +24,10 @@ export const awsModule: CloudModule = {
   create: (context) => createAwsProvider(context),
 };
 
-export async function createAwsProvider(ctx: ProviderContext, options: AwsProviderOptions = {}): Promise<CloudProvider> {
+export async function createAwsProvider(
+  ctx: ProviderContext,
+  options: AwsProviderOptions = {},
+): Promise<CloudProvider> {
   const aws = ctx.config.aws;
   if (!aws) throw new ConnectorError('config_invalid', 'aws: the section is missing');
   const upstream = await createAwsUpstream(ctx, options);
@@ -35,13 +38,23 @@ export async function createAwsProvider(ctx: ProviderContext, options: AwsProvid
   await writeSecretFile(join(ctx.stateDir, AWS_CONTAINER_TOKEN_FILE), authToken, 'AWS container token file');
   // Not a secret, but written the same way: atomically, and readable by the app through the pod's fsGroup.
   const sharedConfig = awsSharedConfig(ctx.config);
-  if (sharedConfig !== undefined) await writeSecretFile(join(ctx.stateDir, AWS_SHARED_CONFIG_FILE), new Secret(sharedConfig), 'AWS shared config file');
+  if (sharedConfig !== undefined)
+    await writeSecretFile(
+      join(ctx.stateDir, AWS_SHARED_CONFIG_FILE),
+      new Secret(sharedConfig),
+      'AWS shared config file',
+    );
 
   const credentials = new CredentialCache<AwsCredentials>({
     cloud: 'aws',
     name: upstream.name,
     exchange: upstream.exchange,
-    audit: (c) => ({ principal: c.assumedRoleArn, sessionName: c.sessionName, spiffeId: c.spiffeId, upstreamRequestId: c.requestId }),
+    audit: (c) => ({
+      principal: c.assumedRoleArn,
+      sessionName: c.sessionName,
+      spiffeId: c.spiffeId,
+      upstreamRequestId: c.requestId,
+    }),
     expiresAt: (c) => c.expiration,
     pinned: [SINGLE],
     policy: AWS_POLICY,
@@ -89,7 +102,11 @@ export function createAwsUpstream(ctx: ProviderContext, options: AwsProviderOpti
 
 async function webIdentityUpstream(ctx: ProviderContext, options: AwsProviderOptions): Promise<AwsUpstream> {
   const jwt = ctx.identity.jwt;
-  if (!ctx.config.aws || !jwt) throw new ConnectorError('config_invalid', 'aws: AWS federation needs JWT-SVIDs: configure spiffe.jwt or spiffe.workloadApi');
+  if (!ctx.config.aws || !jwt)
+    throw new ConnectorError(
+      'config_invalid',
+      'aws: AWS federation needs JWT-SVIDs: configure spiffe.jwt or spiffe.workloadApi',
+    );
   // The package is CommonJS: its exports are the module's default under Node and in the esbuild bundle
   // alike (a bundled import() of a CommonJS module gives only the default).
   const sdk = (await import('@aws-sdk/client-sts')).default;
@@ -116,7 +133,11 @@ async function webIdentityUpstream(ctx: ProviderContext, options: AwsProviderOpt
 async function rolesAnywhereUpstream(ctx: ProviderContext, options: AwsProviderOptions): Promise<AwsUpstream> {
   const aws = ctx.config.aws;
   const x509 = ctx.identity.x509;
-  if (!aws?.rolesAnywhere || !x509) throw new ConnectorError('config_invalid', 'aws.rolesAnywhere: IAM Roles Anywhere signs with the X.509-SVID: configure spiffe.x509 or spiffe.workloadApi');
+  if (!aws?.rolesAnywhere || !x509)
+    throw new ConnectorError(
+      'config_invalid',
+      'aws.rolesAnywhere: IAM Roles Anywhere signs with the X.509-SVID: configure spiffe.x509 or spiffe.workloadApi',
+    );
   // Loaded only when configured: it brings undici, which web identity never uses.
   const { createRolesAnywhereExchange } = await import('./roles-anywhere.ts');
   const exchange = createRolesAnywhereExchange({
@@ -127,5 +148,10 @@ async function rolesAnywhereUpstream(ctx: ProviderContext, options: AwsProviderO
     ...(options.stsRequestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.stsRequestTimeoutMs }),
   });
   // A rotated SVID signs a new session at once: the old certificate may be revoked or expire first.
-  return { name: 'roles-anywhere', exchange: (_key, signal) => exchange(signal), subscribe: (changed) => x509.subscribe(() => changed('X.509-SVID rotated')), close: () => {} };
+  return {
+    name: 'roles-anywhere',
+    exchange: (_key, signal) => exchange(signal),
+    subscribe: (changed) => x509.subscribe(() => changed('X.509-SVID rotated')),
+    close: () => {},
+  };
 }

@@ -2,7 +2,7 @@
 // credential documents the SDKs parse, and one function per surface that turns a problem into that
 // surface's status, headers and body. Pure.
 import type { Answer, Problem } from '../contract.ts';
-import { awsTimestamp, type AwsCredentials } from './credential.ts';
+import { type AwsCredentials, awsTimestamp } from './credential.ts';
 
 const JSON_TYPE = 'application/json';
 const TEXT_TYPE = 'text/plain';
@@ -38,7 +38,12 @@ export function imdsCredentialsJson(c: AwsCredentials): string {
 }
 
 /** A container-credentials error as Go's endpointcreds decodes it: `{"code","message"}`, Content-Type exactly application/json. */
-export function containerError(status: number, code: string, message: string, headers: Record<string, string> = {}): Answer {
+export function containerError(
+  status: number,
+  code: string,
+  message: string,
+  headers: Record<string, string> = {},
+): Answer {
   return { status, headers: { 'content-type': JSON_TYPE, ...headers }, body: JSON.stringify({ code, message }) };
 }
 
@@ -55,9 +60,13 @@ export function containerProblem(problem: Problem): Answer {
     case 'refused-key':
       return containerError(400, 'InvalidRequest', problem.message);
     case 'throttled':
-      return containerError(429, 'Throttling', 'too many requests', { 'retry-after': String(problem.retryAfterSeconds) });
+      return containerError(429, 'Throttling', 'too many requests', {
+        'retry-after': String(problem.retryAfterSeconds),
+      });
     case 'unavailable':
-      return containerError(503, 'CredentialsUnavailable', problem.error.message, { 'retry-after': String(problem.retryAfterSeconds) });
+      return containerError(503, 'CredentialsUnavailable', problem.error.message, {
+        'retry-after': String(problem.retryAfterSeconds),
+      });
   }
 }
 
@@ -82,7 +91,11 @@ export function imdsProblem(problem: Problem, isTokenRequest: boolean, nowMs: nu
     case 'throttled':
       return imdsText(429, 'Too Many Requests', { 'retry-after': String(problem.retryAfterSeconds) });
     case 'unavailable': {
-      const body = JSON.stringify({ Code: 'CredentialsUnavailable', Message: problem.error.message, LastUpdated: awsTimestamp(new Date(nowMs)) }, null, 2);
+      const body = JSON.stringify(
+        { Code: 'CredentialsUnavailable', Message: problem.error.message, LastUpdated: awsTimestamp(new Date(nowMs)) },
+        null,
+        2,
+      );
       return imdsText(503, body, { 'retry-after': String(problem.retryAfterSeconds) });
     }
   }

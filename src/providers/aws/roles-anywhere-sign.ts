@@ -1,7 +1,7 @@
 // Signature Version 4 for X.509 (IAM Roles Anywhere; docs/aws.md "Roles Anywhere"): the SigV4 canonical
 // request and string to sign, signed with the X.509-SVID's private key instead of an HMAC chain.
 // Pure: no clock, no network; the caller passes the date and the certificate chain.
-import { createHash, sign, type KeyObject, type X509Certificate } from 'node:crypto';
+import { createHash, type KeyObject, sign, type X509Certificate } from 'node:crypto';
 import { ConnectorError } from '../../base/errors.ts';
 
 export type X509SigningAlgorithm = 'AWS4-X509-ECDSA-SHA256' | 'AWS4-X509-RSA-SHA256';

@@ -2,19 +2,19 @@
 // (docs/aws.md "Roles Anywhere"; setup in README.md), so AWS needs no JWT issuer. One attempt per call:
 // retrying is the cache's job, steered by the `retryable` that mapRolesAnywhereError sets.
 import type { X509Certificate } from 'node:crypto';
-import { request, type Dispatcher } from 'undici';
+import { type Dispatcher, request } from 'undici';
 import type { Clock } from '../../base/clock.ts';
+import { ConnectorError } from '../../base/errors.ts';
+import { Secret } from '../../base/secret.ts';
 import {
-  rolesAnywhereEndpoint,
-  rolesAnywhereRegion,
   type AwsConfig,
   type RolesAnywhereConfig,
+  rolesAnywhereEndpoint,
+  rolesAnywhereRegion,
 } from '../../config/aws.ts';
-import { ConnectorError } from '../../base/errors.ts';
 import type { Logger } from '../../ops/logger.ts';
-import { Secret } from '../../base/secret.ts';
 import type { X509Source } from '../../spiffe/source.ts';
-import { accountFromAssumedRoleArn, type AwsCredentials } from './credential.ts';
+import { type AwsCredentials, accountFromAssumedRoleArn } from './credential.ts';
 import { serialDecimal, signingAlgorithmFor, signX509Request } from './roles-anywhere-sign.ts';
 
 export interface RolesAnywhereExchangeOptions {

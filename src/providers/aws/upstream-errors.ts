@@ -18,7 +18,16 @@ const RETRYABLE_CODES = new Set([
   'RequestTimeoutException',
 ]);
 
-const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNABORTED']);
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ECONNABORTED',
+]);
 
 interface SdkErrorShape {
   name?: unknown;
@@ -45,18 +54,32 @@ export function mapStsError(thrown: unknown): ConnectorError {
     const code = typeof e.Code === 'string' ? e.Code : name.replace(/Exception$/, '');
     const options = { cause: thrown, upstreamCode: code, ...upstream };
     const message = `STS AssumeRoleWithWebIdentity failed: ${code}: ${detail}`;
-    if (code === 'InvalidIdentityToken' || code === 'ExpiredTokenException') return new ConnectorError('upstream_rejected', message, { ...options, retryable: true });
-    if (RETRYABLE_CODES.has(code) || (status !== undefined && status >= 500)) return new ConnectorError('upstream_unavailable', message, { ...options, retryable: true });
+    if (code === 'InvalidIdentityToken' || code === 'ExpiredTokenException')
+      return new ConnectorError('upstream_rejected', message, { ...options, retryable: true });
+    if (RETRYABLE_CODES.has(code) || (status !== undefined && status >= 500))
+      return new ConnectorError('upstream_unavailable', message, { ...options, retryable: true });
     return new ConnectorError('upstream_rejected', message, { ...options, retryable: false });
   }
   if (typeof e.code === 'string' && NETWORK_CODES.has(e.code)) {
-    return new ConnectorError('upstream_unavailable', `STS could not be reached: ${e.code}`, { cause: thrown, retryable: true, upstreamCode: e.code });
+    return new ConnectorError('upstream_unavailable', `STS could not be reached: ${e.code}`, {
+      cause: thrown,
+      retryable: true,
+      upstreamCode: e.code,
+    });
   }
   if (e.code === 'ETIMEDOUT' || name === 'AbortError' || (name === 'TimeoutError' && e.code === undefined)) {
     return new ConnectorError('timeout', 'STS did not answer in time', { cause: thrown, retryable: true });
   }
   if (status !== undefined && status < 300) {
-    return new ConnectorError('upstream_malformed', `STS answered something that is not an AssumeRoleWithWebIdentity response: ${detail.split('\n')[0]}`, { cause: thrown, retryable: true, ...upstream });
+    return new ConnectorError(
+      'upstream_malformed',
+      `STS answered something that is not an AssumeRoleWithWebIdentity response: ${detail.split('\n')[0]}`,
+      { cause: thrown, retryable: true, ...upstream },
+    );
   }
-  return new ConnectorError('upstream_unavailable', `STS call failed: ${detail.split('\n')[0]}`, { cause: thrown, retryable: true, ...upstream });
+  return new ConnectorError('upstream_unavailable', `STS call failed: ${detail.split('\n')[0]}`, {
+    cause: thrown,
+    retryable: true,
+    ...upstream,
+  });
 }

@@ -12,8 +12,8 @@ import type { Logger } from '../../ops/logger.ts';
 import { lookupProblem, type Reply, type Surface, type SurfaceName } from '../contract.ts';
 import type { AzureAccessToken } from './credential.ts';
 import { APP_SERVICE_PATH, IMDS_TOKEN_PATH, MSI_PATH } from './env.ts';
-import { parseTokenRequest, type Params, type ServedIdentity } from './request.ts';
-import { appServiceProblem, appServiceTokenBody, imdsProblem, imdsTokenBody, type AzureProblem } from './responses.ts';
+import { type Params, parseTokenRequest, type ServedIdentity } from './request.ts';
+import { type AzureProblem, appServiceProblem, appServiceTokenBody, imdsProblem, imdsTokenBody } from './responses.ts';
 
 export interface AzureSurfacesOptions {
   /** Tokens by resource. */
@@ -38,16 +38,20 @@ export function azureSurfaces(o: AzureSurfacesOptions): Surface[] {
   const headerMatches = secretMatcher(o.identityHeader.reveal());
   const bodies = new BodyCache(o.served.clientId);
   const form = express.urlencoded({ extended: false, limit: '16kb', parameterLimit: 32 });
-  const problemOf = (surface: AzureSurface, problem: AzureProblem) => (surface === 'azure-appservice' ? appServiceProblem(problem, randomUUID()) : imdsProblem(problem));
+  const problemOf = (surface: AzureSurface, problem: AzureProblem) =>
+    surface === 'azure-appservice' ? appServiceProblem(problem, randomUUID()) : imdsProblem(problem);
 
   const serve = async (req: Request, res: Response, reply: Reply, surface: AzureSurface): Promise<void> => {
-    const refuse = (status: 400 | 401, description: string, error = 'invalid_request'): void => reply(res, problemOf(surface, { kind: 'refused', status, refusal: { error, description } }));
+    const refuse = (status: 400 | 401, description: string, error = 'invalid_request'): void =>
+      reply(res, problemOf(surface, { kind: 'refused', status, refusal: { error, description } }));
     if (surface === 'azure-appservice') {
-      if (!headerMatches(header(req, 'x-identity-header'))) return refuse(401, 'X-IDENTITY-HEADER is missing or does not match IDENTITY_HEADER', 'unauthorized');
+      if (!headerMatches(header(req, 'x-identity-header')))
+        return refuse(401, 'X-IDENTITY-HEADER is missing or does not match IDENTITY_HEADER', 'unauthorized');
     } else if (header(req, 'metadata')?.trim().toLowerCase() !== 'true') {
       return refuse(400, METADATA_HEADER_MISSING);
     }
-    const params: Params = surface === 'azure-msi' && isParams(req.body) ? { ...(req.query as Params), ...req.body } : (req.query as Params);
+    const params: Params =
+      surface === 'azure-msi' && isParams(req.body) ? { ...(req.query as Params), ...req.body } : (req.query as Params);
     const parsed = parseTokenRequest(params, surface, o.served);
     if (!parsed.ok) return refuse(400, parsed.refusal.description, parsed.refusal.error);
     const { resource } = parsed.request;
@@ -62,21 +66,46 @@ export function azureSurfaces(o: AzureSurfacesOptions): Surface[] {
     if (!lookup.ok) {
       // A refused or throttled key is the caller's doing and costs no call: debug, so a flood cannot flood the log.
       const level = lookup.error.code === 'throttled' || lookup.error.code === 'request_invalid' ? 'debug' : 'warn';
-      o.logger[level]({ cloud: 'azure', surface, code: lookup.error.code, upstreamCode: lookup.error.upstreamCode, retryAfterSeconds: lookup.retryAfterSeconds, err: lookup.error.message }, 'no Azure token to serve');
+      o.logger[level](
+        {
+          cloud: 'azure',
+          surface,
+          code: lookup.error.code,
+          upstreamCode: lookup.error.upstreamCode,
+          retryAfterSeconds: lookup.retryAfterSeconds,
+          err: lookup.error.message,
+        },
+        'no Azure token to serve',
+      );
       return reply(res, problemOf(surface, lookupProblem(lookup)));
     }
     reply(res, { status: 200, headers: TOKEN_HEADERS, body: bodies.body(surface, lookup.value, o.clock.now()) });
   };
 
   const notFound = (req: Request, res: Response, reply: Reply, what: string): void =>
-    reply(res, imdsProblem({ kind: 'refused', status: 404, refusal: { error: 'not_found', description: `${req.method} ${req.path} is not served here${what}` } }));
+    reply(
+      res,
+      imdsProblem({
+        kind: 'refused',
+        status: 404,
+        refusal: { error: 'not_found', description: `${req.method} ${req.path} is not served here${what}` },
+      }),
+    );
 
   const methodNotAllowed = (res: Response, reply: Reply, surface: AzureSurface, allow: string): void => {
-    const answer = problemOf(surface, { kind: 'refused', status: 405, refusal: { error: 'method_not_allowed', description: `Use ${allow}` } });
+    const answer = problemOf(surface, {
+      kind: 'refused',
+      status: 405,
+      refusal: { error: 'method_not_allowed', description: `Use ${allow}` },
+    });
     reply(res, { ...answer, headers: { ...answer.headers, allow } });
   };
 
-  const surface = (name: AzureSurface & SurfaceName, claims: (path: string) => boolean, handle: Surface['handle']): Surface => ({
+  const surface = (
+    name: AzureSurface & SurfaceName,
+    claims: (path: string) => boolean,
+    handle: Surface['handle'],
+  ): Surface => ({
     name,
     claims: (path) => claims(trimSlash(path.toLowerCase())),
     problem: (problem) => problemOf(name, problem),
@@ -84,26 +113,47 @@ export function azureSurfaces(o: AzureSurfacesOptions): Surface[] {
   });
 
   return [
-    surface('azure-appservice', (p) => p === APP_SERVICE, (req, res, reply) => {
-      if (req.method !== 'GET' && req.method !== 'HEAD') return methodNotAllowed(res, reply, 'azure-appservice', 'GET');
-      return serve(req, res, reply, 'azure-appservice');
-    }),
+    surface(
+      'azure-appservice',
+      (p) => p === APP_SERVICE,
+      (req, res, reply) => {
+        if (req.method !== 'GET' && req.method !== 'HEAD')
+          return methodNotAllowed(res, reply, 'azure-appservice', 'GET');
+        return serve(req, res, reply, 'azure-appservice');
+      },
+    ),
     // IMDS: the token path (SDKs probe it without the Metadata header and need a fast 400); the rest of
     // IMDS (instance metadata, the credential probe, ...) is 404, so clients fall back, never a proxy.
-    surface('azure-imds', (p) => p === '/metadata' || p.startsWith('/metadata/'), (req, res, reply) => {
-      if (trimSlash(req.path.toLowerCase()) !== IMDS) return notFound(req, res, reply, `; only ${IMDS_TOKEN_PATH}`);
-      if (req.method !== 'GET' && req.method !== 'HEAD') return methodNotAllowed(res, reply, 'azure-imds', 'GET');
-      return serve(req, res, reply, 'azure-imds');
-    }),
-    surface('azure-msi', (p) => p === '/msi' || p.startsWith('/msi/'), (req, res, reply) => {
-      if (trimSlash(req.path.toLowerCase()) !== MSI) return notFound(req, res, reply, '');
-      if (req.method !== 'POST') return methodNotAllowed(res, reply, 'azure-msi', 'POST');
-      // Only the form parser can fail here: a body it cannot read (too large, bad encoding) is the caller's error.
-      form(req, res, (error?: unknown) => {
-        if (error) return reply(res, imdsProblem({ kind: 'refused', status: 400, refusal: { error: 'invalid_request', description: 'The request body could not be read as a form' } }));
-        void serve(req, res, reply, 'azure-msi').catch(() => res.destroy());
-      });
-    }),
+    surface(
+      'azure-imds',
+      (p) => p === '/metadata' || p.startsWith('/metadata/'),
+      (req, res, reply) => {
+        if (trimSlash(req.path.toLowerCase()) !== IMDS) return notFound(req, res, reply, `; only ${IMDS_TOKEN_PATH}`);
+        if (req.method !== 'GET' && req.method !== 'HEAD') return methodNotAllowed(res, reply, 'azure-imds', 'GET');
+        return serve(req, res, reply, 'azure-imds');
+      },
+    ),
+    surface(
+      'azure-msi',
+      (p) => p === '/msi' || p.startsWith('/msi/'),
+      (req, res, reply) => {
+        if (trimSlash(req.path.toLowerCase()) !== MSI) return notFound(req, res, reply, '');
+        if (req.method !== 'POST') return methodNotAllowed(res, reply, 'azure-msi', 'POST');
+        // Only the form parser can fail here: a body it cannot read (too large, bad encoding) is the caller's error.
+        form(req, res, (error?: unknown) => {
+          if (error)
+            return reply(
+              res,
+              imdsProblem({
+                kind: 'refused',
+                status: 400,
+                refusal: { error: 'invalid_request', description: 'The request body could not be read as a form' },
+              }),
+            );
+          void serve(req, res, reply, 'azure-msi').catch(() => res.destroy());
+        });
+      },
+    ),
   ];
 }
 
@@ -121,7 +171,11 @@ class BodyCache {
     const key = `${surface} ${token.resource}`;
     const hit = this.#bodies.get(key);
     if (hit && hit.token === token && hit.second === second) return hit.body;
-    const body = JSON.stringify(surface === 'azure-appservice' ? appServiceTokenBody(token, this.#clientId) : imdsTokenBody(token, this.#clientId, nowMs));
+    const body = JSON.stringify(
+      surface === 'azure-appservice'
+        ? appServiceTokenBody(token, this.#clientId)
+        : imdsTokenBody(token, this.#clientId, nowMs),
+    );
     if (this.#bodies.size >= 512) this.#bodies.clear();
     this.#bodies.set(key, { token, second, body });
     return body;

@@ -2,8 +2,8 @@
 // endpoints in the order SDKs prefer them, where they live on the metadata listener, plus the
 // workload-identity file in file mode. Pure: the identity header value is resolved by the caller.
 import { isAbsolute, join } from 'node:path';
-import type { AzureConfig } from '../../config/azure.ts';
 import type { EnvLines } from '../../base/env-lines.ts';
+import type { AzureConfig } from '../../config/azure.ts';
 import type { CloudEnvironment } from '../contract.ts';
 import { IDENTITY_HEADER_FILE, resolveIdentityHeader } from './identity-header.ts';
 
@@ -25,9 +25,15 @@ export function tokenFilePath(azure: AzureConfig, stateDir: string): string | un
  * MSI_ENDPOINT; clients that know neither use IMDS at AZURE_POD_IDENTITY_AUTHORITY_HOST. AZURE_CLIENT_ID is
  * what DefaultAzureCredential passes as client_id, which the endpoints treat as the default identity.
  */
-export function azureEnv(azure: AzureConfig, stateDir: string, metadataOrigin: string, identityHeader: string): EnvLines {
+export function azureEnv(
+  azure: AzureConfig,
+  stateDir: string,
+  metadataOrigin: string,
+  identityHeader: string,
+): EnvLines {
   const lines: EnvLines = [];
-  if (azure.appService) lines.push(['IDENTITY_ENDPOINT', `${metadataOrigin}${APP_SERVICE_PATH}`], ['IDENTITY_HEADER', identityHeader]);
+  if (azure.appService)
+    lines.push(['IDENTITY_ENDPOINT', `${metadataOrigin}${APP_SERVICE_PATH}`], ['IDENTITY_HEADER', identityHeader]);
   if (azure.msi) lines.push(['MSI_ENDPOINT', `${metadataOrigin}${MSI_PATH}`]);
   if (azure.imds) lines.push(['AZURE_POD_IDENTITY_AUTHORITY_HOST', metadataOrigin]);
   lines.push(['AZURE_CLIENT_ID', azure.clientId], ['AZURE_TENANT_ID', azure.tenantId]);
@@ -43,21 +49,38 @@ export function describeAzure(azure: AzureConfig, stateDir: string, metadataOrig
   const header = azure.identityHeader !== undefined ? 'azure.identityHeader' : join(stateDir, IDENTITY_HEADER_FILE);
   const lines = [
     `Entra workload identity federation for application ${azure.clientId} in tenant ${azure.tenantId} at ${azure.authorityHost}, presenting JWT-SVIDs for audience ${azure.audience}`,
-    azure.appService ? `App Service managed identity: ${metadataOrigin}${APP_SERVICE_PATH} (X-IDENTITY-HEADER from ${header})` : 'App Service managed identity: off (azure.appService: false)',
-    azure.imds ? `IMDS managed identity: ${metadataOrigin}${IMDS_TOKEN_PATH} (AZURE_POD_IDENTITY_AUTHORITY_HOST; any process in the pod can read it)` : 'IMDS managed identity: off (azure.imds: false)',
-    azure.msi ? `MSI_ENDPOINT form POST: ${metadataOrigin}${MSI_PATH} (Azure CLI 2.45; any process in the pod can read it)` : 'MSI_ENDPOINT: off (azure.msi: false)',
+    azure.appService
+      ? `App Service managed identity: ${metadataOrigin}${APP_SERVICE_PATH} (X-IDENTITY-HEADER from ${header})`
+      : 'App Service managed identity: off (azure.appService: false)',
+    azure.imds
+      ? `IMDS managed identity: ${metadataOrigin}${IMDS_TOKEN_PATH} (AZURE_POD_IDENTITY_AUTHORITY_HOST; any process in the pod can read it)`
+      : 'IMDS managed identity: off (azure.imds: false)',
+    azure.msi
+      ? `MSI_ENDPOINT form POST: ${metadataOrigin}${MSI_PATH} (Azure CLI 2.45; any process in the pod can read it)`
+      : 'MSI_ENDPOINT: off (azure.msi: false)',
     azure.warmResources.length > 0
       ? `tokens fetched at start and kept fresh for ${azure.warmResources.join(', ')}; other resources on first request`
       : 'tokens fetched on first request for each resource',
   ];
   const file = tokenFilePath(azure, stateDir);
-  if (file !== undefined) lines.push(`file mode: a JWT-SVID for ${azure.audience} kept fresh at ${file} (AZURE_FEDERATED_TOKEN_FILE, exchanged by the SDK at ${azure.authorityHost})`);
+  if (file !== undefined)
+    lines.push(
+      `file mode: a JWT-SVID for ${azure.audience} kept fresh at ${file} (AZURE_FEDERATED_TOKEN_FILE, exchanged by the SDK at ${azure.authorityHost})`,
+    );
   return lines;
 }
 
 export const azureEnvironment: CloudEnvironment = {
   cloud: 'azure',
-  env: (config, origin) => (config.azure ? azureEnv(config.azure, config.server.stateDir, origin, resolveIdentityHeader(config.azure.identityHeader, config.server.stateDir).reveal()) : []),
+  env: (config, origin) =>
+    config.azure
+      ? azureEnv(
+          config.azure,
+          config.server.stateDir,
+          origin,
+          resolveIdentityHeader(config.azure.identityHeader, config.server.stateDir).reveal(),
+        )
+      : [],
   describe: (config, origin) => (config.azure ? describeAzure(config.azure, config.server.stateDir, origin) : []),
   audiences: (config) => (config.azure ? [config.azure.audience] : []),
 };

@@ -10,12 +10,18 @@ import { getCACertificates } from 'node:tls';
 import type { AccessToken, ClientAssertionCredentialOptions, GetTokenOptions } from '@azure/identity';
 import type { Clock } from '../../base/clock.ts';
 import { ConnectorError, isConnectorError } from '../../base/errors.ts';
+import { Secret } from '../../base/secret.ts';
 import type { Logger } from '../../ops/logger.ts';
 import type { Metrics } from '../../ops/metrics.ts';
-import { Secret } from '../../base/secret.ts';
 import type { JwtSource } from '../../spiffe/source.ts';
-import { ASSERTION_TIME_WINDOW, entraError, isEntraErrorWire, type AssertionFacts, type EntraFailure } from './upstream-errors.ts';
-import { scopeForResource, type AzureAccessToken } from './credential.ts';
+import { type AzureAccessToken, scopeForResource } from './credential.ts';
+import {
+  ASSERTION_TIME_WINDOW,
+  type AssertionFacts,
+  type EntraFailure,
+  entraError,
+  isEntraErrorWire,
+} from './upstream-errors.ts';
 
 type HttpClient = NonNullable<ClientAssertionCredentialOptions['httpClient']>;
 type PipelinePolicy = NonNullable<ClientAssertionCredentialOptions['additionalPolicies']>[number]['policy'];
@@ -66,7 +72,9 @@ export class EntraExchange {
   constructor(options: EntraExchangeOptions) {
     this.#o = options;
     // One object for the life of the exchange: the SDK's HTTP client caches its agents by this identity.
-    this.#tlsSettings = options.trustedCaPem ? { ca: [...getCACertificates('default'), options.trustedCaPem] } : undefined;
+    this.#tlsSettings = options.trustedCaPem
+      ? { ca: [...getCACertificates('default'), options.trustedCaPem] }
+      : undefined;
   }
 
   /** Exchanges a fresh JWT-SVID for an access token to `resource`. Throws ConnectorError. */
@@ -74,10 +82,14 @@ export class EntraExchange {
     try {
       return await this.#attempt(resource, signal);
     } catch (error) {
-      if (!(isConnectorError(error) && error.upstreamCode === `AADSTS${ASSERTION_TIME_WINDOW}`) || signal.aborted) throw error;
+      if (!(isConnectorError(error) && error.upstreamCode === `AADSTS${ASSERTION_TIME_WINDOW}`) || signal.aborted)
+        throw error;
       // The assertion was outside its time window: one more try at once with a freshly fetched JWT-SVID.
       this.#o.metrics?.immediateRetries.inc({ cloud: 'azure', retry: 'fresh-assertion' });
-      this.#o.logger.warn({ cloud: 'azure', resource, retry: 'fresh-assertion', upstreamCode: error.upstreamCode }, 'Entra refused the assertion as outside its time window; retrying at once with a fresh JWT-SVID');
+      this.#o.logger.warn(
+        { cloud: 'azure', resource, retry: 'fresh-assertion', upstreamCode: error.upstreamCode },
+        'Entra refused the assertion as outside its time window; retrying at once with a fresh JWT-SVID',
+      );
       return this.#attempt(resource, signal);
     }
   }
@@ -94,7 +106,13 @@ export class EntraExchange {
     const getAssertion = (): Promise<string> =>
       (assertion ??= o.jwt.fetchJwtSvid(o.audience, signal).then(
         (svid) => {
-          facts = { tenantId: o.tenantId, clientId: o.clientId, issuer: svid.issuer ?? '(the JWT-SVID has no iss claim; Entra needs one)', subject: svid.id.toString(), audience: o.audience };
+          facts = {
+            tenantId: o.tenantId,
+            clientId: o.clientId,
+            issuer: svid.issuer ?? '(the JWT-SVID has no iss claim; Entra needs one)',
+            subject: svid.id.toString(),
+            audience: o.audience,
+          };
           return svid.token.reveal();
         },
         (error: unknown) => {
@@ -109,7 +127,9 @@ export class EntraExchange {
     const policy: PipelinePolicy = {
       name: 'spiffe-connector-entra',
       async sendRequest(request, next) {
-        request.abortSignal = request.abortSignal ? AbortSignal.any([request.abortSignal as AbortSignal, signal]) : signal;
+        request.abortSignal = request.abortSignal
+          ? AbortSignal.any([request.abortSignal as AbortSignal, signal])
+          : signal;
         request.timeout = timeoutMs;
         if (tlsSettings) request.tlsSettings = tlsSettings;
         const response = await next(request);
@@ -137,33 +157,61 @@ export class EntraExchange {
       throw this.#classify(thrown, { failure, facts, assertionError, signal });
     }
     if (!token?.token || !Number.isFinite(token.expiresOnTimestamp)) {
-      throw new ConnectorError('upstream_malformed', 'Entra answered without an access token or expiry', { retryable: true });
+      throw new ConnectorError('upstream_malformed', 'Entra answered without an access token or expiry', {
+        retryable: true,
+      });
     }
     // msal stamps expiry on the real clock; carry the remaining lifetime over to ours.
     const expiresAt = o.clock.now() + (token.expiresOnTimestamp - sdkNow());
-    return { accessToken: new Secret(token.token), resource, obtainedAt: new Date(obtainedAt), expiresAt: new Date(expiresAt), spiffeId: facts?.subject, requestId };
+    return {
+      accessToken: new Secret(token.token),
+      resource,
+      obtainedAt: new Date(obtainedAt),
+      expiresAt: new Date(expiresAt),
+      spiffeId: facts?.subject,
+      requestId,
+    };
   }
 
   #classify(
     thrown: unknown,
-    seen: { failure: EntraFailure | undefined; facts: AssertionFacts | undefined; assertionError: unknown; signal: AbortSignal },
+    seen: {
+      failure: EntraFailure | undefined;
+      facts: AssertionFacts | undefined;
+      assertionError: unknown;
+      signal: AbortSignal;
+    },
   ): ConnectorError {
     if (seen.assertionError !== undefined) {
       const e = seen.assertionError;
-      return isConnectorError(e) ? e : new ConnectorError('identity_unavailable', `no JWT-SVID for ${this.#o.audience}: ${(e as Error).message}`, { cause: e, retryable: true });
+      return isConnectorError(e)
+        ? e
+        : new ConnectorError('identity_unavailable', `no JWT-SVID for ${this.#o.audience}: ${(e as Error).message}`, {
+            cause: e,
+            retryable: true,
+          });
     }
     if (seen.failure) {
       const error = entraError(seen.failure, seen.facts);
       this.#o.metrics?.upstreamErrors.inc({ cloud: 'azure', code: error.upstreamCode ?? `HTTP${seen.failure.status}` });
       return error;
     }
-    if (seen.signal.aborted) return new ConnectorError('timeout', 'Entra did not answer in time', { cause: thrown, retryable: true });
+    if (seen.signal.aborted)
+      return new ConnectorError('timeout', 'Entra did not answer in time', { cause: thrown, retryable: true });
     const name = thrown instanceof Error ? thrown.name : '';
     if (name === 'ClientConfigurationError') {
-      return new ConnectorError('upstream_rejected', `the Entra client is misconfigured: ${(thrown as Error).message}`, { cause: thrown, retryable: false });
+      return new ConnectorError(
+        'upstream_rejected',
+        `the Entra client is misconfigured: ${(thrown as Error).message}`,
+        { cause: thrown, retryable: false },
+      );
     }
     this.#o.metrics?.upstreamErrors.inc({ cloud: 'azure', code: 'network' });
-    return new ConnectorError('upstream_unavailable', `could not reach Entra at ${this.#o.authorityHost}: ${thrown instanceof Error ? thrown.message.split('\n')[0] : String(thrown)}`, { cause: thrown, retryable: true });
+    return new ConnectorError(
+      'upstream_unavailable',
+      `could not reach Entra at ${this.#o.authorityHost}: ${thrown instanceof Error ? thrown.message.split('\n')[0] : String(thrown)}`,
+      { cause: thrown, retryable: true },
+    );
   }
 }
 

@@ -33,7 +33,11 @@ export function resolveIdentityHeader(configured: string | undefined, stateDir: 
       unlinkSync(tmp);
     }
   } catch (error) {
-    throw new ConnectorError('config_invalid', `cannot create ${file} for the Azure identity header (${(error as NodeJS.ErrnoException).code ?? String(error)}); set azure.identityHeader or make server.stateDir writable`, { cause: error });
+    throw new ConnectorError(
+      'config_invalid',
+      `cannot create ${file} for the Azure identity header (${(error as NodeJS.ErrnoException).code ?? String(error)}); set azure.identityHeader or make server.stateDir writable`,
+      { cause: error },
+    );
   }
   const created = readIfPresent(file);
   if (created === undefined) throw new ConnectorError('internal', `${file} vanished right after it was created`);
@@ -46,11 +50,18 @@ function readIfPresent(file: string): Secret | undefined {
     text = readFileSync(file, 'utf8');
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new ConnectorError('config_invalid', `cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? String(error)})`, { cause: error });
+    throw new ConnectorError(
+      'config_invalid',
+      `cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? String(error)})`,
+      { cause: error },
+    );
   }
   const value = text.trim();
   if (!USABLE.test(value)) {
-    throw new ConnectorError('config_invalid', `${file} does not hold a usable identity header (16-256 header-safe characters); delete it to have a new one made`);
+    throw new ConnectorError(
+      'config_invalid',
+      `${file} does not hold a usable identity header (16-256 header-safe characters); delete it to have a new one made`,
+    );
   }
   return new Secret(value);
 }

@@ -2,18 +2,18 @@
 // resources pinned), the three managed-identity surfaces, and file mode's federated token file.
 // @azure/identity is imported only in create(), so a config without `azure` never loads it.
 import { readFile } from 'node:fs/promises';
+import { ConnectorError } from '../../base/errors.ts';
 import { CredentialCache } from '../../cache/credential-cache.ts';
 import { TOKEN_POLICY } from '../../cache/refresh-policy.ts';
 import type { AzureConfig } from '../../config/azure.ts';
-import { ConnectorError } from '../../base/errors.ts';
 import type { CloudModule, CloudProvider, ProviderContext, Readiness } from '../contract.ts';
 import type { AzureAccessToken } from './credential.ts';
+import { MAX_RESOURCE_LENGTH } from './credential.ts';
 import { azureSurfaces } from './endpoints.ts';
 import { tokenFilePath } from './env.ts';
-import { EntraExchange, type AzureIdentitySdk } from './exchange.ts';
+import { type AzureIdentitySdk, EntraExchange } from './exchange.ts';
 import { resolveIdentityHeader } from './identity-header.ts';
 import { AzureTokenFile } from './token-file.ts';
-import { MAX_RESOURCE_LENGTH } from './credential.ts';
 
 /** Resources held (and kept fresh) at once besides the warm ones; the least recently used beyond this is dropped. */
 export const MAX_RESOURCES = 64;
@@ -35,11 +35,18 @@ export const azureModule: CloudModule = {
   },
 };
 
-export async function createAzureProvider(ctx: ProviderContext, options: AzureProviderOptions = {}): Promise<CloudProvider> {
+export async function createAzureProvider(
+  ctx: ProviderContext,
+  options: AzureProviderOptions = {},
+): Promise<CloudProvider> {
   const azure = ctx.config.azure;
   if (!azure) throw new ConnectorError('config_invalid', 'azure: the azure section is missing');
   const jwt = ctx.identity.jwt;
-  if (!jwt) throw new ConnectorError('config_invalid', 'azure: Entra federation needs JWT-SVIDs: configure spiffe.jwt or spiffe.workloadApi');
+  if (!jwt)
+    throw new ConnectorError(
+      'config_invalid',
+      'azure: Entra federation needs JWT-SVIDs: configure spiffe.jwt or spiffe.workloadApi',
+    );
   const { clock, logger, metrics } = ctx;
 
   // The production build bundles @azure/identity into chunks of its own, loaded here: ~4 MB less resident
@@ -66,7 +73,11 @@ export async function createAzureProvider(ctx: ProviderContext, options: AzurePr
   const tokens = new CredentialCache<AzureAccessToken>({
     cloud: 'azure',
     name: 'resource-token',
-    audit: (t) => ({ principal: `${azure.clientId} (tenant ${azure.tenantId})`, spiffeId: t.spiffeId, upstreamRequestId: t.requestId }),
+    audit: (t) => ({
+      principal: `${azure.clientId} (tenant ${azure.tenantId})`,
+      spiffeId: t.spiffeId,
+      upstreamRequestId: t.requestId,
+    }),
     exchange: (resource, signal) => exchange.fetchToken(resource, signal),
     pinned: azure.warmResources,
     allow: azure.allowedResources ? (resource) => (azure.allowedResources as string[]).includes(resource) : undefined,
@@ -79,7 +90,10 @@ export async function createAzureProvider(ctx: ProviderContext, options: AzurePr
     maxKeyLength: MAX_RESOURCE_LENGTH,
   });
   const filePath = tokenFilePath(azure, ctx.stateDir);
-  const tokenFile = filePath === undefined ? undefined : new AzureTokenFile({ path: filePath, audience: azure.audience, jwt, clock, logger, metrics });
+  const tokenFile =
+    filePath === undefined
+      ? undefined
+      : new AzureTokenFile({ path: filePath, audience: azure.audience, jwt, clock, logger, metrics });
 
   const enabled = { 'azure-appservice': azure.appService, 'azure-imds': azure.imds, 'azure-msi': azure.msi } as const;
   const surfaces = azureSurfaces({
@@ -112,7 +126,11 @@ export async function createAzureProvider(ctx: ProviderContext, options: AzurePr
 }
 
 /** Ready when every warm resource has a valid token and the token file (file mode) is current. */
-function readiness(azure: AzureConfig, tokens: CredentialCache<AzureAccessToken>, tokenFile: AzureTokenFile | undefined): Readiness {
+function readiness(
+  azure: AzureConfig,
+  tokens: CredentialCache<AzureAccessToken>,
+  tokenFile: AzureTokenFile | undefined,
+): Readiness {
   for (const resource of azure.warmResources) {
     const lookup = tokens.peek(resource);
     if (!lookup.ok) return { ready: false, reason: `azure: no token for ${resource}: ${lookup.error.message}` };
@@ -126,6 +144,10 @@ async function readCaFile(file: string): Promise<string> {
   try {
     return await readFile(file, 'utf8');
   } catch (error) {
-    throw new ConnectorError('config_invalid', `azure.caFile: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? String(error)})`, { cause: error });
+    throw new ConnectorError(
+      'config_invalid',
+      `azure.caFile: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? String(error)})`,
+      { cause: error },
+    );
   }
 }

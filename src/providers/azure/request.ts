@@ -20,7 +20,9 @@ export interface Refusal {
   readonly description: string;
 }
 
-export type Parsed = { readonly ok: true; readonly request: TokenRequest } | { readonly ok: false; readonly refusal: Refusal };
+export type Parsed =
+  | { readonly ok: true; readonly request: TokenRequest }
+  | { readonly ok: false; readonly refusal: Refusal };
 
 /** Names that select a user-assigned identity, by kind. `clientid` is the 2017 spelling; `msi_res_id` the IMDS one. */
 const SELECTORS = {
@@ -35,7 +37,10 @@ export const APP_SERVICE_API_VERSION = '2019-08-01';
 export type Params = Readonly<Record<string, unknown>>;
 
 export function parseTokenRequest(params: Params, surface: Surface, served: ServedIdentity): Parsed {
-  const refuse = (description: string, error = 'invalid_request'): Parsed => ({ ok: false, refusal: { error, description } });
+  const refuse = (description: string, error = 'invalid_request'): Parsed => ({
+    ok: false,
+    refusal: { error, description },
+  });
   const single = (name: string): { value: string | undefined; repeated: boolean } => {
     const v = params[name];
     if (v === undefined) return { value: undefined, repeated: false };
@@ -49,8 +54,12 @@ export function parseTokenRequest(params: Params, surface: Surface, served: Serv
 
   const apiVersion = single('api-version').value;
   if (surface === 'azure-appservice') {
-    if (!apiVersion) return refuse(`Required query parameter 'api-version' is missing; this endpoint speaks api-version ${APP_SERVICE_API_VERSION}`);
-    if (apiVersion !== APP_SERVICE_API_VERSION) return refuse(`api-version '${apiVersion}' is not supported; use ${APP_SERVICE_API_VERSION}`);
+    if (!apiVersion)
+      return refuse(
+        `Required query parameter 'api-version' is missing; this endpoint speaks api-version ${APP_SERVICE_API_VERSION}`,
+      );
+    if (apiVersion !== APP_SERVICE_API_VERSION)
+      return refuse(`api-version '${apiVersion}' is not supported; use ${APP_SERVICE_API_VERSION}`);
   } else if (surface === 'azure-imds') {
     if (!apiVersion) return refuse("Required query variable 'api-version' is missing");
     if (!/^\d{4}-\d{2}-\d{2}$/.test(apiVersion)) return refuse(`api-version '${apiVersion}' is not a valid version`);
@@ -68,10 +77,15 @@ export function parseTokenRequest(params: Params, surface: Surface, served: Serv
       if (value !== undefined && value !== '') given.push({ kind, name, value });
     }
   }
-  if (given.length > 1) return refuse(`Specify at most one of client_id, object_id (principal_id) and mi_res_id (msi_res_id); got ${given.map((g) => g.name).join(', ')}`);
+  if (given.length > 1)
+    return refuse(
+      `Specify at most one of client_id, object_id (principal_id) and mi_res_id (msi_res_id); got ${given.map((g) => g.name).join(', ')}`,
+    );
   const selector = given[0];
   if (selector && !selects(served, selector.kind, selector.value)) {
-    return refuse(`Identity not found: ${selector.name} '${selector.value}' is not this pod's identity (client_id ${served.clientId}); omit it or use that value`);
+    return refuse(
+      `Identity not found: ${selector.name} '${selector.value}' is not this pod's identity (client_id ${served.clientId}); omit it or use that value`,
+    );
   }
   return { ok: true, request: { resource } };
 }

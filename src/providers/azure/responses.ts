@@ -7,7 +7,9 @@ import type { AzureAccessToken } from './credential.ts';
 import type { Refusal } from './request.ts';
 
 /** A problem of the Azure surfaces: the shared ones, or a caller error with its status. */
-export type AzureProblem = Problem | { readonly kind: 'refused'; readonly status: 400 | 401 | 404 | 405; readonly refusal: Refusal };
+export type AzureProblem =
+  | Problem
+  | { readonly kind: 'refused'; readonly status: 400 | 401 | 404 | 405; readonly refusal: Refusal };
 
 const JSON_HEADERS = { 'content-type': 'application/json; charset=utf-8' } as const;
 
@@ -16,7 +18,10 @@ function json(status: number, body: unknown, headers: Record<string, string> = {
 }
 
 /** The caller error each shared problem is, for the checks the pipeline makes before the surface. */
-function asRefusal(problem: Problem & { kind: 'foreign-host' | 'forwarded' | 'ambiguous' }): { status: 400; refusal: Refusal } {
+function asRefusal(problem: Problem & { kind: 'foreign-host' | 'forwarded' | 'ambiguous' }): {
+  status: 400;
+  refusal: Refusal;
+} {
   const description =
     problem.kind === 'foreign-host'
       ? 'The request must name the loopback metadata address as its host'
@@ -69,11 +74,26 @@ export function imdsProblem(problem: AzureProblem): Answer {
     case 'refused-key':
       return json(400, { error: 'invalid_resource', error_description: problem.message });
     case 'throttled':
-      return json(429, { error: 'too_many_requests', error_description: 'Too many requests; retry later' }, { 'Retry-After': String(problem.retryAfterSeconds) });
+      return json(
+        429,
+        { error: 'too_many_requests', error_description: 'Too many requests; retry later' },
+        { 'Retry-After': String(problem.retryAfterSeconds) },
+      );
     case 'unavailable':
-      return json(503, { error: problem.error.retryable ? 'temporarily_unavailable' : 'invalid_client', error_description: problem.error.message }, { 'Retry-After': String(problem.retryAfterSeconds) });
+      return json(
+        503,
+        {
+          error: problem.error.retryable ? 'temporarily_unavailable' : 'invalid_client',
+          error_description: problem.error.message,
+        },
+        { 'Retry-After': String(problem.retryAfterSeconds) },
+      );
     case 'draining':
-      return json(503, { error: 'temporarily_unavailable', error_description: 'The metadata endpoint is shutting down' }, { 'Retry-After': '5' });
+      return json(
+        503,
+        { error: 'temporarily_unavailable', error_description: 'The metadata endpoint is shutting down' },
+        { 'Retry-After': '5' },
+      );
   }
 }
 
@@ -81,20 +101,40 @@ export function imdsProblem(problem: AzureProblem): Answer {
 export function appServiceProblem(problem: AzureProblem, correlationId: string): Answer {
   switch (problem.kind) {
     case 'refused':
-      return json(problem.status, { statusCode: problem.status, message: `${problem.refusal.error}: ${problem.refusal.description}`, correlationId });
+      return json(problem.status, {
+        statusCode: problem.status,
+        message: `${problem.refusal.error}: ${problem.refusal.description}`,
+        correlationId,
+      });
     case 'foreign-host':
     case 'forwarded':
     case 'ambiguous': {
       const r = asRefusal(problem);
-      return json(r.status, { statusCode: r.status, message: `${r.refusal.error}: ${r.refusal.description}`, correlationId });
+      return json(r.status, {
+        statusCode: r.status,
+        message: `${r.refusal.error}: ${r.refusal.description}`,
+        correlationId,
+      });
     }
     case 'refused-key':
       return json(400, { statusCode: 400, message: `invalid_resource: ${problem.message}`, correlationId });
     case 'throttled':
-      return json(429, { statusCode: 429, message: 'Too many requests; retry later', correlationId }, { 'Retry-After': String(problem.retryAfterSeconds) });
+      return json(
+        429,
+        { statusCode: 429, message: 'Too many requests; retry later', correlationId },
+        { 'Retry-After': String(problem.retryAfterSeconds) },
+      );
     case 'unavailable':
-      return json(503, { statusCode: 503, message: problem.error.message, correlationId }, { 'Retry-After': String(problem.retryAfterSeconds) });
+      return json(
+        503,
+        { statusCode: 503, message: problem.error.message, correlationId },
+        { 'Retry-After': String(problem.retryAfterSeconds) },
+      );
     case 'draining':
-      return json(503, { statusCode: 503, message: 'The identity endpoint is shutting down', correlationId }, { 'Retry-After': '5' });
+      return json(
+        503,
+        { statusCode: 503, message: 'The identity endpoint is shutting down', correlationId },
+        { 'Retry-After': '5' },
+      );
   }
 }

@@ -6,8 +6,8 @@
 // later than FILE_MARGIN before expiry: whatever an SDK read, even 5 minutes ago, stays valid for 10 more.
 import type { Clock } from '../../base/clock.ts';
 import { CredentialCache, SINGLE } from '../../cache/credential-cache.ts';
+import { type RefreshPolicy, TOKEN_POLICY } from '../../cache/refresh-policy.ts';
 import { writeSecretFile } from '../../files/secret-file.ts';
-import { TOKEN_POLICY, type RefreshPolicy } from '../../cache/refresh-policy.ts';
 import type { Logger } from '../../ops/logger.ts';
 import type { Metrics } from '../../ops/metrics.ts';
 import type { JwtSource } from '../../spiffe/source.ts';
@@ -76,7 +76,10 @@ export class AzureTokenFile {
     const svid = await jwt.fetchJwtSvid(audience, signal);
     const remainingMs = svid.expiresAt.getTime() - clock.now();
     if (remainingMs < 2 * FILE_MARGIN_MS) {
-      logger.warn({ cloud: 'azure', path, remainingSeconds: Math.round(remainingMs / 1000) }, 'the JWT-SVID for the token file lives less than 30 minutes; SDKs cache the file for 5 minutes, so the file is rewritten often and may be read close to expiry');
+      logger.warn(
+        { cloud: 'azure', path, remainingSeconds: Math.round(remainingMs / 1000) },
+        'the JWT-SVID for the token file lives less than 30 minutes; SDKs cache the file for 5 minutes, so the file is rewritten often and may be read close to expiry',
+      );
     }
     await writeSecretFile(path, svid.token, 'federated token file', signal);
     logger.info({ cloud: 'azure', path, expiresAt: svid.expiresAt.toISOString() }, 'wrote the federated token file');

@@ -17,7 +17,11 @@ export function isEntraErrorWire(value: unknown): value is EntraErrorWire {
   const v = value as Record<string, unknown>;
   if (typeof v['error'] !== 'string') return false;
   if (v['error_description'] !== undefined && typeof v['error_description'] !== 'string') return false;
-  if (v['error_codes'] !== undefined && !(Array.isArray(v['error_codes']) && v['error_codes'].every((c) => typeof c === 'number'))) return false;
+  if (
+    v['error_codes'] !== undefined &&
+    !(Array.isArray(v['error_codes']) && v['error_codes'].every((c) => typeof c === 'number'))
+  )
+    return false;
   if (v['correlation_id'] !== undefined && typeof v['correlation_id'] !== 'string') return false;
   if (v['trace_id'] !== undefined && typeof v['trace_id'] !== 'string') return false;
   return true;
@@ -66,40 +70,82 @@ export function entraError(failure: EntraFailure, facts: AssertionFacts | undefi
   const { status, wire } = failure;
   const code = wire ? aadstsCode(wire) : undefined;
   const upstreamCode = code !== undefined ? `AADSTS${code}` : (wire?.error ?? `HTTP${status}`);
-  const said = wire?.error_description ? firstLine(wire.error_description) : `HTTP ${status}${wire ? ` ${wire.error}` : ''}`;
+  const said = wire?.error_description
+    ? firstLine(wire.error_description)
+    : `HTTP ${status}${wire ? ` ${wire.error}` : ''}`;
   const opts = (retryable: boolean) => ({ retryable, upstreamCode, upstreamStatus: status });
   const who = facts ? ` (issuer "${facts.issuer}", subject "${facts.subject}")` : '';
 
   if (code !== undefined && NO_MATCHING_FIC.has(code)) {
     // Also answered while a new federated credential propagates, so it is retried with backoff.
-    const fix = facts ? ficFix(facts) : 'Check the federated identity credential: issuer, subject and audience must match the JWT-SVID exactly';
-    return new ConnectorError('upstream_rejected', `Entra found no federated identity credential matching our JWT-SVID (${upstreamCode}). ${fix}. Entra said: ${said}`, opts(true));
+    const fix = facts
+      ? ficFix(facts)
+      : 'Check the federated identity credential: issuer, subject and audience must match the JWT-SVID exactly';
+    return new ConnectorError(
+      'upstream_rejected',
+      `Entra found no federated identity credential matching our JWT-SVID (${upstreamCode}). ${fix}. Entra said: ${said}`,
+      opts(true),
+    );
   }
   if (code === ASSERTION_TIME_WINDOW) {
-    return new ConnectorError('upstream_rejected', `Entra says the JWT-SVID${who} is outside its valid time window (${upstreamCode}); check the clocks and the SVID lifetime. Entra said: ${said}`, opts(true));
+    return new ConnectorError(
+      'upstream_rejected',
+      `Entra says the JWT-SVID${who} is outside its valid time window (${upstreamCode}); check the clocks and the SVID lifetime. Entra said: ${said}`,
+      opts(true),
+    );
   }
   if (code === 90061) {
-    const issuer = facts ? `${facts.issuer.replace(/\/$/, '')}/.well-known/openid-configuration` : "the issuer's /.well-known/openid-configuration";
-    return new ConnectorError('upstream_unavailable', `Entra could not fetch ${issuer} or its JWKS (${upstreamCode}); they must be reachable from the public internet. Entra said: ${said}`, opts(true));
+    const issuer = facts
+      ? `${facts.issuer.replace(/\/$/, '')}/.well-known/openid-configuration`
+      : "the issuer's /.well-known/openid-configuration";
+    return new ConnectorError(
+      'upstream_unavailable',
+      `Entra could not fetch ${issuer} or its JWKS (${upstreamCode}); they must be reachable from the public internet. Entra said: ${said}`,
+      opts(true),
+    );
   }
   if (code === 50027) {
-    return new ConnectorError('upstream_rejected', `Entra refused the JWT-SVID${who} as invalid or malformed (${upstreamCode}). Entra said: ${said}`, opts(false));
+    return new ConnectorError(
+      'upstream_rejected',
+      `Entra refused the JWT-SVID${who} as invalid or malformed (${upstreamCode}). Entra said: ${said}`,
+      opts(false),
+    );
   }
   if (code === 700027 || code === 7000272) {
     // Entra caches the issuer's JWKS; right after a signing-key rotation this can pass on its own
     // (7000272: the assertion's key is not in the JWKS Entra holds).
-    return new ConnectorError('upstream_rejected', `Entra could not verify the JWT-SVID signature${who} against the issuer's JWKS (${upstreamCode}). Entra said: ${said}`, opts(true));
+    return new ConnectorError(
+      'upstream_rejected',
+      `Entra could not verify the JWT-SVID signature${who} against the issuer's JWKS (${upstreamCode}). Entra said: ${said}`,
+      opts(true),
+    );
   }
   if (code === 5002738) {
-    return new ConnectorError('upstream_rejected', `Entra accepts only RS256-signed federated tokens (${upstreamCode}); configure the JWT issuer with RSA keys. Entra said: ${said}`, opts(false));
+    return new ConnectorError(
+      'upstream_rejected',
+      `Entra accepts only RS256-signed federated tokens (${upstreamCode}); configure the JWT issuer with RSA keys. Entra said: ${said}`,
+      opts(false),
+    );
   }
   if (code === 700016 || code === 90002 || code === 900023) {
-    return new ConnectorError('upstream_rejected', `Entra does not know the configured application or tenant (${upstreamCode}); check azure.clientId and azure.tenantId. Entra said: ${said}`, opts(false));
+    return new ConnectorError(
+      'upstream_rejected',
+      `Entra does not know the configured application or tenant (${upstreamCode}); check azure.clientId and azure.tenantId. Entra said: ${said}`,
+      opts(false),
+    );
   }
   if (status === 429 || status >= 500 || wire?.error === 'temporarily_unavailable') {
-    return new ConnectorError('upstream_unavailable', `Entra is unavailable or throttling (HTTP ${status}${code !== undefined ? `, ${upstreamCode}` : ''}). Entra said: ${said}`, opts(true));
+    return new ConnectorError(
+      'upstream_unavailable',
+      `Entra is unavailable or throttling (HTTP ${status}${code !== undefined ? `, ${upstreamCode}` : ''}). Entra said: ${said}`,
+      opts(true),
+    );
   }
-  return new ConnectorError('upstream_rejected', `Entra refused the token request (HTTP ${status}, ${upstreamCode}). Entra said: ${said}`, opts(false));
+  return new ConnectorError(
+    'upstream_rejected',
+    `Entra refused the token request (HTTP ${status}, ${upstreamCode}). Entra said: ${said}`,
+    opts(false),
+  );
 }
 
 function firstLine(text: string): string {

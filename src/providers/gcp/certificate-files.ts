@@ -1,8 +1,9 @@
 // The files google-auth-library's X.509 path reads on every refresh (docs/gcp.md#x509-federation): the
 // current VERIFIED X.509-SVID (chain leaf first, PKCS#8 key) and a certificate_config.json pointing
 // at them, in a private directory (0700, files 0600), each replaced by an atomic rename.
-import { chmod, mkdir, rename, rm, writeFile } from 'node:fs/promises';
+
 import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { X509Svid } from '../../spiffe/x509-svid.ts';
 

@@ -4,9 +4,19 @@ import type { Request, Response } from 'express';
 import type { Clock } from '../../base/clock.ts';
 import { ConnectorError } from '../../base/errors.ts';
 import type { CredentialLookup, Lookup } from '../../cache/credential-cache.ts';
-import { lookupProblem, type Answer, type Reply, type Surface } from '../contract.ts';
-import { scopeKey, type GcpToken } from './credential.ts';
-import { buildTree, isAccountDir, lookup, renderLeaf, renderListing, renderRecursive, TOKEN_LEAVES, type MetadataFacts, type Rendered } from './metadata-tree.ts';
+import { type Answer, lookupProblem, type Reply, type Surface } from '../contract.ts';
+import { type GcpToken, scopeKey } from './credential.ts';
+import {
+  buildTree,
+  isAccountDir,
+  lookup,
+  type MetadataFacts,
+  type Rendered,
+  renderLeaf,
+  renderListing,
+  renderRecursive,
+  TOKEN_LEAVES,
+} from './metadata-tree.ts';
 import { metadataAnswer, metadataProblem, metadataValue, notFound, tokenBody } from './responses.ts';
 
 const PREFIX = '/computeMetadata/v1';
@@ -42,12 +52,18 @@ export function metadataSurface(o: MetadataSurfaceOptions): Surface {
     problem: (problem) => metadataProblem(problem),
     handle(req: Request, res: Response, reply: Reply) {
       const path = req.path;
-      if (req.method !== 'GET' && req.method !== 'HEAD') return reply(res, metadataAnswer(405, false, 'Method Not Allowed\n', { Allow: 'GET, HEAD' }));
+      if (req.method !== 'GET' && req.method !== 'HEAD')
+        return reply(res, metadataAnswer(405, false, 'Method Not Allowed\n', { Allow: 'GET, HEAD' }));
       if (path === '/') return reply(res, metadataAnswer(200, false, '0.1/\ncomputeMetadata/\n'));
-      if (req.headers['metadata-flavor'] !== 'Google') return reply(res, metadataAnswer(403, false, 'Missing required header "Metadata-Flavor": "Google"\n'));
-      if (path === '/computeMetadata' || path === '/computeMetadata/') return reply(res, metadataAnswer(200, false, 'v1/\n'));
+      if (req.headers['metadata-flavor'] !== 'Google')
+        return reply(res, metadataAnswer(403, false, 'Missing required header "Metadata-Flavor": "Google"\n'));
+      if (path === '/computeMetadata' || path === '/computeMetadata/')
+        return reply(res, metadataAnswer(200, false, 'v1/\n'));
       if (path !== PREFIX && !path.startsWith(`${PREFIX}/`)) return reply(res, notFound());
-      const segments = path.slice(PREFIX.length).split('/').filter((s) => s !== '');
+      const segments = path
+        .slice(PREFIX.length)
+        .split('/')
+        .filter((s) => s !== '');
       const url = req.originalUrl ?? req.url;
       const q = url.indexOf('?');
       const query = new URLSearchParams(q === -1 ? '' : url.slice(q + 1));
@@ -55,46 +71,97 @@ export function metadataSurface(o: MetadataSurfaceOptions): Surface {
       const recursive = query.get('recursive')?.toLowerCase() === 'true';
 
       const last = segments[segments.length - 1];
-      if (segments.length === 4 && isAccountDir(segments.slice(0, 3)) && (TOKEN_LEAVES as readonly string[]).includes(last ?? '')) {
+      if (
+        segments.length === 4 &&
+        isAccountDir(segments.slice(0, 3)) &&
+        (TOKEN_LEAVES as readonly string[]).includes(last ?? '')
+      ) {
         if (!lookup(tree, segments.slice(0, 3))) return reply(res, notFound());
         // default/ and the default email are one account; any other listed email is an extra account.
-        const extra = segments[2] === 'default' || segments[2] === o.facts.email ? undefined : o.extraAccounts?.get(segments[2] ?? '');
+        const extra =
+          segments[2] === 'default' || segments[2] === o.facts.email
+            ? undefined
+            : o.extraAccounts?.get(segments[2] ?? '');
         if (last === 'token') {
           const scopes = parseScopes(query.get('scopes'));
-          if (scopes === false) return reply(res, metadataAnswer(400, false, `Bad Request: scopes must be at most ${MAX_SCOPES} comma-separated scope names.\n`));
+          if (scopes === false)
+            return reply(
+              res,
+              metadataAnswer(
+                400,
+                false,
+                `Bad Request: scopes must be at most ${MAX_SCOPES} comma-separated scope names.\n`,
+              ),
+            );
           const key = scopes === undefined ? defaultKey : scopeKey(scopes);
           const tokens = extra ?? o.accessTokens;
           // The common case answers from the cache at once, without a promise.
           const cached = tokens.peek(key);
           if (cached.ok && secondsLeft(cached, o.clock) >= 1) return reply(res, tokenAnswer(cached, o.clock));
-          return waitFor(res, reply, (signal) => tokens.get(key, signal), (found) => tokenAnswer(found, o.clock), o.clock);
+          return waitFor(
+            res,
+            reply,
+            (signal) => tokens.get(key, signal),
+            (found) => tokenAnswer(found, o.clock),
+            o.clock,
+          );
         }
-        if (extra) return reply(res, metadataAnswer(404, false, 'spiffe-connector serves ID tokens for the default service account (gcp.serviceAccount) only.\n'));
+        if (extra)
+          return reply(
+            res,
+            metadataAnswer(
+              404,
+              false,
+              'spiffe-connector serves ID tokens for the default service account (gcp.serviceAccount) only.\n',
+            ),
+          );
         const audience = query.get('audience') ?? '';
         if (audience === '') return reply(res, metadataAnswer(400, false, 'non-empty audience parameter required\n'));
-        if (audience.length > MAX_AUDIENCE) return reply(res, metadataAnswer(400, false, `audience must be at most ${MAX_AUDIENCE} characters\n`));
+        if (audience.length > MAX_AUDIENCE)
+          return reply(res, metadataAnswer(400, false, `audience must be at most ${MAX_AUDIENCE} characters\n`));
         // format (standard|full) and licenses are accepted; the ID token always carries the email.
         const ids = o.idTokens;
         if (!ids) return reply(res, metadataAnswer(404, false, o.noIdentityText));
-        return waitFor(res, reply, (signal) => ids.get(audience, signal), (found) => {
-          const raw = found.value.token.reveal();
-          return metadataAnswer(200, json, json ? JSON.stringify(raw) : raw);
-        }, o.clock);
+        return waitFor(
+          res,
+          reply,
+          (signal) => ids.get(audience, signal),
+          (found) => {
+            const raw = found.value.token.reveal();
+            return metadataAnswer(200, json, json ? JSON.stringify(raw) : raw);
+          },
+          o.clock,
+        );
       }
 
       const node = lookup(tree, segments);
       if (!node) return reply(res, notFound());
       let answer: Answer;
       if ('leaf' in node) answer = rendered(renderLeaf(node.leaf, json));
-      else if (recursive) answer = rendered({ json: true, body: JSON.stringify(renderRecursive(node, segments.length === 2 && segments[1] === 'service-accounts')) });
-      else answer = rendered(renderListing(node as Parameters<typeof renderListing>[0], isAccountDir(segments) ? TOKEN_LEAVES : [], json));
+      else if (recursive)
+        answer = rendered({
+          json: true,
+          body: JSON.stringify(renderRecursive(node, segments.length === 2 && segments[1] === 'service-accounts')),
+        });
+      else
+        answer = rendered(
+          renderListing(node as Parameters<typeof renderListing>[0], isAccountDir(segments) ? TOKEN_LEAVES : [], json),
+        );
       if (query.get('wait_for_change')?.toLowerCase() !== 'true') return reply(res, answer);
       // wait_for_change: answer at once when the caller's last_etag is not the current one; else hold until
       // the value changes (this tree never does) or timeout_sec passes, then answer the current value.
       const lastEtag = query.get('last_etag');
       if (lastEtag !== null && lastEtag !== answer.headers['ETag']) return reply(res, answer);
       const timeout = parseTimeout(query.get('timeout_sec'));
-      if (timeout === undefined) return reply(res, metadataAnswer(400, false, `Bad Request: timeout_sec must be a whole number of seconds up to ${MAX_WAIT_SECONDS}.\n`));
+      if (timeout === undefined)
+        return reply(
+          res,
+          metadataAnswer(
+            400,
+            false,
+            `Bad Request: timeout_sec must be a whole number of seconds up to ${MAX_WAIT_SECONDS}.\n`,
+          ),
+        );
       if (waiting.size >= MAX_WAITING) return reply(res, metadataProblem({ kind: 'throttled', retryAfterSeconds: 1 }));
       const done = (): void => {
         o.clock.clearTimeout(timer);
@@ -120,13 +187,31 @@ function tokenAnswer(found: Lookup<GcpToken> & { ok: true }, clock: Clock): Answ
 }
 
 /** Answers once a lookup that may wait for a first exchange settles; abandoned when the client goes away. */
-async function waitFor(res: Response, reply: Reply, get: (signal: AbortSignal) => Promise<Lookup<GcpToken>>, ok: (found: Lookup<GcpToken> & { ok: true }) => Answer, clock: Clock): Promise<void> {
+async function waitFor(
+  res: Response,
+  reply: Reply,
+  get: (signal: AbortSignal) => Promise<Lookup<GcpToken>>,
+  ok: (found: Lookup<GcpToken> & { ok: true }) => Answer,
+  clock: Clock,
+): Promise<void> {
   const gone = new AbortController();
   res.once('close', () => gone.abort());
   const found = await get(gone.signal);
   if (res.destroyed || gone.signal.aborted) return;
   if (!found.ok) return reply(res, metadataProblem(lookupProblem(found)));
-  if (secondsLeft(found, clock) < 1) return reply(res, metadataProblem({ kind: 'unavailable', error: new ConnectorError('credentials_unavailable', 'the cached token is about to expire and is being refreshed', { retryable: true }), retryAfterSeconds: 1 }));
+  if (secondsLeft(found, clock) < 1)
+    return reply(
+      res,
+      metadataProblem({
+        kind: 'unavailable',
+        error: new ConnectorError(
+          'credentials_unavailable',
+          'the cached token is about to expire and is being refreshed',
+          { retryable: true },
+        ),
+        retryAfterSeconds: 1,
+      }),
+    );
   reply(res, ok(found));
 }
 

@@ -1,8 +1,9 @@
 // What an app container is told about Google (docs/gcp.md#environment) and what
 // `check` says would be served. Pure: config and the metadata origin in, lines out.
+
+import type { EnvLines } from '../../base/env-lines.ts';
 import type { GcpConfig } from '../../config/gcp.ts';
 import type { SidecarConfig } from '../../config/schema.ts';
-import type { EnvLines } from '../../base/env-lines.ts';
 import type { CloudEnvironment } from '../contract.ts';
 
 /** The audience of the JWT-SVID Google STS accepts for this provider (docs/gcp.md#oidc-requirements). */

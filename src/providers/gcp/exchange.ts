@@ -4,17 +4,22 @@
 // client per (scope set, impersonation); no caching here: the credential caches in module.ts decide when to call.
 import { decodeJwt } from 'jose';
 import type { Clock } from '../../base/clock.ts';
-import type { GcpConfig } from '../../config/gcp.ts';
 import { ConnectorError } from '../../base/errors.ts';
+import { Secret } from '../../base/secret.ts';
+import type { GcpConfig } from '../../config/gcp.ts';
 import type { Logger } from '../../ops/logger.ts';
 import type { Metrics } from '../../ops/metrics.ts';
-import { Secret } from '../../base/secret.ts';
 import type { JwtSource } from '../../spiffe/source.ts';
 import type { CertificateFilePaths } from './certificate-files.ts';
+import { type GcpToken, scopeKey } from './credential.ts';
 import { federatedPrincipal, MAX_GOOGLE_SUBJECT_BYTES, providerAudience, stsTokenUrl } from './env.ts';
-import { spiffeClientFactory, type GoogleAuthSdk, type RefreshResult, type SpiffeClient } from './sdk-client.ts';
-import { scopeKey, type GcpToken } from './credential.ts';
-import { isIamAccessTokenResponse, isIamIdTokenResponse, isStsTokenResponse, upstreamError } from './upstream-errors.ts';
+import { type GoogleAuthSdk, type RefreshResult, type SpiffeClient, spiffeClientFactory } from './sdk-client.ts';
+import {
+  isIamAccessTokenResponse,
+  isIamIdTokenResponse,
+  isStsTokenResponse,
+  upstreamError,
+} from './upstream-errors.ts';
 
 export const CLOUD_PLATFORM = 'https://www.googleapis.com/auth/cloud-platform';
 const JWT_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
@@ -49,7 +54,10 @@ export class GcpExchange {
 
   constructor(options: GcpExchangeOptions) {
     this.#o = options;
-    this.#newClient = spiffeClientFactory(options.sdk, { timeoutMs: options.timeoutMs ?? 10_000, caPem: options.caPem });
+    this.#newClient = spiffeClientFactory(options.sdk, {
+      timeoutMs: options.timeoutMs ?? 10_000,
+      caPem: options.caPem,
+    });
   }
 
   /**
@@ -84,7 +92,12 @@ export class GcpExchange {
       throw malformed('generateIdToken');
     }
     if (typeof exp !== 'number') throw malformed('generateIdToken');
-    return { token: new Secret(body.token), expiresAt: new Date(exp * 1000), principal: sa, spiffeId: this.#o.subject.kind === 'x509' ? this.#o.subject.currentSubject() : this.#lastJwtSubject };
+    return {
+      token: new Secret(body.token),
+      expiresAt: new Date(exp * 1000),
+      principal: sa,
+      spiffeId: this.#o.subject.kind === 'x509' ? this.#o.subject.currentSubject() : this.#lastJwtSubject,
+    };
   }
 
   close(): void {
@@ -107,16 +120,27 @@ export class GcpExchange {
     const spiffeId = this.#o.subject.kind === 'x509' ? this.#o.subject.currentSubject() : this.#lastJwtSubject;
     if (impersonate) {
       if (!isIamAccessTokenResponse(body)) throw malformed('generateAccessToken');
-      return { token: new Secret(body.accessToken), expiresAt: new Date(Date.parse(body.expireTime)), principal: impersonate, spiffeId };
+      return {
+        token: new Secret(body.accessToken),
+        expiresAt: new Date(Date.parse(body.expireTime)),
+        principal: impersonate,
+        spiffeId,
+      };
     }
     if (!isStsTokenResponse(body)) throw malformed('STS token exchange');
     const principal = spiffeId === undefined ? undefined : federatedPrincipal(this.#o.gcp, spiffeId);
-    return { token: new Secret(body.access_token), expiresAt: new Date(started + body.expires_in * 1000), principal, spiffeId };
+    return {
+      token: new Secret(body.access_token),
+      expiresAt: new Date(started + body.expires_in * 1000),
+      principal,
+      spiffeId,
+    };
   }
 
   #failed(thrown: unknown, what: string, signal: AbortSignal): ConnectorError {
     const error = upstreamError(thrown, what, signal);
-    if (error.upstreamCode !== undefined) this.#o.metrics?.upstreamErrors.inc({ cloud: 'gcp', code: error.upstreamCode });
+    if (error.upstreamCode !== undefined)
+      this.#o.metrics?.upstreamErrors.inc({ cloud: 'gcp', code: error.upstreamCode });
     return error;
   }
 
@@ -142,21 +166,31 @@ export class GcpExchange {
         ? { subject_token_type: JWT_TYPE }
         : {
             subject_token_type: MTLS_TYPE,
-            credential_source: { certificate: { certificate_config_location: subject.files.configPath, trust_chain_path: subject.files.chainPath } },
+            credential_source: {
+              certificate: {
+                certificate_config_location: subject.files.configPath,
+                trust_chain_path: subject.files.chainPath,
+              },
+            },
           };
-    const client = this.#newClient({
-      type: 'external_account',
-      audience,
-      token_url: stsTokenUrl(gcp, subject.kind === 'x509'),
-      scopes: [...scopes],
-      ...source,
-      ...(impersonate !== undefined
-        ? {
-            service_account_impersonation_url: `${this.#iamBase()}/v1/projects/-/serviceAccounts/${encodeURIComponent(impersonate)}:generateAccessToken`,
-            service_account_impersonation: { token_lifetime_seconds: 3600 },
-          }
-        : {}),
-    }, subject.kind === 'jwt' ? (signal) => jwtSubjectToken(subject.jwt, audience, signal, (id) => (this.#lastJwtSubject = id)) : undefined);
+    const client = this.#newClient(
+      {
+        type: 'external_account',
+        audience,
+        token_url: stsTokenUrl(gcp, subject.kind === 'x509'),
+        scopes: [...scopes],
+        ...source,
+        ...(impersonate !== undefined
+          ? {
+              service_account_impersonation_url: `${this.#iamBase()}/v1/projects/-/serviceAccounts/${encodeURIComponent(impersonate)}:generateAccessToken`,
+              service_account_impersonation: { token_lifetime_seconds: 3600 },
+            }
+          : {}),
+      },
+      subject.kind === 'jwt'
+        ? (signal) => jwtSubjectToken(subject.jwt, audience, signal, (id) => (this.#lastJwtSubject = id))
+        : undefined,
+    );
     this.#clients.set(key, client);
     return client;
   }
@@ -173,11 +207,20 @@ export class GcpExchange {
 }
 
 /** The JWT-SVID for the provider's audience, checked the way Google will check it. */
-async function jwtSubjectToken(jwt: JwtSource, audience: string, signal: AbortSignal, presented: (spiffeId: string) => void): Promise<string> {
+async function jwtSubjectToken(
+  jwt: JwtSource,
+  audience: string,
+  signal: AbortSignal,
+  presented: (spiffeId: string) => void,
+): Promise<string> {
   const svid = await jwt.fetchJwtSvid(audience, signal);
   presented(svid.id.toString());
   if (!svid.audience.includes(audience)) {
-    throw new ConnectorError('jwt_svid_invalid', `the JWT-SVID's audience (${svid.audience.join(', ')}) does not include ${audience}, which Google STS requires`, { retryable: false });
+    throw new ConnectorError(
+      'jwt_svid_invalid',
+      `the JWT-SVID's audience (${svid.audience.join(', ')}) does not include ${audience}, which Google STS requires`,
+      { retryable: false },
+    );
   }
   checkSubject(svid.id.toString());
   return svid.token.reveal();
@@ -187,10 +230,16 @@ function checkSubject(subject: string | undefined): void {
   if (subject === undefined) throw new ConnectorError('identity_unavailable', 'no X.509-SVID yet', { retryable: true });
   const bytes = Buffer.byteLength(subject);
   if (bytes > MAX_GOOGLE_SUBJECT_BYTES) {
-    throw new ConnectorError('svid_invalid', `the SPIFFE ID ${subject} is ${bytes} bytes; Google limits google.subject to ${MAX_GOOGLE_SUBJECT_BYTES} bytes, so STS would refuse it`, { retryable: false });
+    throw new ConnectorError(
+      'svid_invalid',
+      `the SPIFFE ID ${subject} is ${bytes} bytes; Google limits google.subject to ${MAX_GOOGLE_SUBJECT_BYTES} bytes, so STS would refuse it`,
+      { retryable: false },
+    );
   }
 }
 
 function malformed(what: string): ConnectorError {
-  return new ConnectorError('upstream_malformed', `Google answered ${what} with a body we could not read`, { retryable: true });
+  return new ConnectorError('upstream_malformed', `Google answered ${what} with a body we could not read`, {
+    retryable: true,
+  });
 }

@@ -25,7 +25,9 @@ export interface MetadataFacts {
 }
 
 /** A leaf is text (or a list served one per line); a directory maps names to nodes. */
-export type MetadataNode = { readonly leaf: string | number | readonly string[] } | { readonly dir: Readonly<Record<string, MetadataNode>> };
+export type MetadataNode =
+  | { readonly leaf: string | number | readonly string[] }
+  | { readonly dir: Readonly<Record<string, MetadataNode>> };
 
 export const TOKEN_LEAVES = ['token', 'identity'] as const;
 
@@ -53,7 +55,12 @@ export function buildTree(facts: MetadataFacts): MetadataNode {
             dir: {
               default: account,
               [facts.email]: account,
-              ...Object.fromEntries((facts.extraEmails ?? []).map((email) => [email, { dir: { aliases: leaf([]), email: leaf(email), scopes: leaf(facts.scopes) } }])),
+              ...Object.fromEntries(
+                (facts.extraEmails ?? []).map((email) => [
+                  email,
+                  { dir: { aliases: leaf([]), email: leaf(email), scopes: leaf(facts.scopes) } },
+                ]),
+              ),
             },
           },
           zone: leaf(facts.zone),
@@ -62,7 +69,11 @@ export function buildTree(facts: MetadataFacts): MetadataNode {
       project: {
         dir: {
           attributes: { dir: {} },
-          'numeric-project-id': leaf(Number.isSafeInteger(Number(facts.numericProjectId)) ? Number(facts.numericProjectId) : facts.numericProjectId),
+          'numeric-project-id': leaf(
+            Number.isSafeInteger(Number(facts.numericProjectId))
+              ? Number(facts.numericProjectId)
+              : facts.numericProjectId,
+          ),
           'project-id': leaf(facts.projectId),
         },
       },
@@ -92,8 +103,14 @@ export interface Rendered {
 }
 
 /** A directory listing: one entry per line, sub-directories suffixed "/" (docs/gcp.md#response-format). */
-export function renderListing(node: MetadataNode & { dir: unknown }, extra: readonly string[] = [], json = false): Rendered {
-  const entries = Object.entries(node.dir as Record<string, MetadataNode>).map(([name, child]) => ('dir' in child ? `${name}/` : name));
+export function renderListing(
+  node: MetadataNode & { dir: unknown },
+  extra: readonly string[] = [],
+  json = false,
+): Rendered {
+  const entries = Object.entries(node.dir as Record<string, MetadataNode>).map(([name, child]) =>
+    'dir' in child ? `${name}/` : name,
+  );
   // Insertion order (default/ before the email, as GCE lists them); token and identity merged in order.
   const all = extra.length > 0 ? [...entries, ...extra].sort() : entries;
   if (json) return { json: true, body: JSON.stringify(all) };

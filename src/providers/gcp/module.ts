@@ -10,7 +10,7 @@ import { TOKEN_POLICY } from '../../cache/refresh-policy.ts';
 import type { X509Svid } from '../../spiffe/x509-svid.ts';
 import type { CloudModule, CloudProvider, ProviderContext, Readiness } from '../contract.ts';
 import { CertificateFiles } from './certificate-files.ts';
-import { scopeKey, type GcpToken } from './credential.ts';
+import { type GcpToken, scopeKey } from './credential.ts';
 import { MAX_AUDIENCE, metadataSurface } from './endpoints.ts';
 import { federatedAccountName } from './env.ts';
 import { CLOUD_PLATFORM, GcpExchange, type SubjectSource } from './exchange.ts';
@@ -43,7 +43,10 @@ export interface GcpProviderOptions {
   readonly hostname?: string;
 }
 
-export async function createGcpProvider(ctx: ProviderContext, options: GcpProviderOptions = {}): Promise<CloudProvider> {
+export async function createGcpProvider(
+  ctx: ProviderContext,
+  options: GcpProviderOptions = {},
+): Promise<CloudProvider> {
   const gcp = ctx.config.gcp;
   if (!gcp) throw new ConnectorError('config_invalid', 'the gcp section is not configured');
   // module.exports of the CommonJS package: what Node's import() gives as `default`, and the only export a
@@ -100,11 +103,23 @@ export async function createGcpProvider(ctx: ProviderContext, options: GcpProvid
   const extraAccounts = new Map(
     gcp.extraServiceAccounts.map((email) => [
       email,
-      new CredentialCache<GcpToken>({ ...common, name: 'access-token', exchange: (key, signal) => exchange.accessToken(key.split(','), signal, email), pinned: [defaultKey], maxKeys: 4, maxKeyLength: 4096 }),
+      new CredentialCache<GcpToken>({
+        ...common,
+        name: 'access-token',
+        exchange: (key, signal) => exchange.accessToken(key.split(','), signal, email),
+        pinned: [defaultKey],
+        maxKeys: 4,
+        maxKeyLength: 4096,
+      }),
     ]),
   );
   // The federated principal's own token authorises generateIdToken; fetched when the first ID token is.
-  const federated = new CredentialCache<GcpToken>({ ...common, name: 'federated-token', exchange: (_key, signal) => exchange.federatedToken(signal), pinned: [SINGLE] });
+  const federated = new CredentialCache<GcpToken>({
+    ...common,
+    name: 'federated-token',
+    exchange: (_key, signal) => exchange.federatedToken(signal),
+    pinned: [SINGLE],
+  });
   const idTokens =
     gcp.serviceAccount === undefined
       ? undefined
@@ -126,10 +141,14 @@ export async function createGcpProvider(ctx: ProviderContext, options: GcpProvid
     for (const c of extraAccounts.values()) c.start();
   };
   const refreshAll = async (reason: string): Promise<void> => {
-    await Promise.all([accessTokens.refreshAll(reason), ...[...extraAccounts.values()].map((c) => c.refreshAll(reason)), (async () => {
-      await federated.refreshAll(reason);
-      await idTokens?.refreshAll(reason);
-    })()]);
+    await Promise.all([
+      accessTokens.refreshAll(reason),
+      ...[...extraAccounts.values()].map((c) => c.refreshAll(reason)),
+      (async () => {
+        await federated.refreshAll(reason);
+        await idTokens?.refreshAll(reason);
+      })(),
+    ]);
   };
 
   const host = options.hostname ?? hostname();
@@ -145,7 +164,15 @@ export async function createGcpProvider(ctx: ProviderContext, options: GcpProvid
     extraEmails: gcp.extraServiceAccounts,
     scopes: DEFAULT_SCOPES,
   };
-  const surface = metadataSurface({ facts, accessTokens, extraAccounts, defaultScopes: DEFAULT_SCOPES, idTokens, clock: ctx.clock, noIdentityText: NO_IDENTITY_TEXT });
+  const surface = metadataSurface({
+    facts,
+    accessTokens,
+    extraAccounts,
+    defaultScopes: DEFAULT_SCOPES,
+    idTokens,
+    clock: ctx.clock,
+    noIdentityText: NO_IDENTITY_TEXT,
+  });
 
   const unsubscribes: Array<() => void> = [];
   let started = false;
@@ -163,7 +190,9 @@ export async function createGcpProvider(ctx: ProviderContext, options: GcpProvid
         if (first) startTokens();
         else await refreshAll(reason);
       })
-      .catch((error: unknown) => ctx.logger.error({ err: (error as Error).message }, 'could not write the X.509-SVID files for Google'));
+      .catch((error: unknown) =>
+        ctx.logger.error({ err: (error as Error).message }, 'could not write the X.509-SVID files for Google'),
+      );
     return writes;
   };
 

@@ -2,8 +2,9 @@
 // every refresh is forced (our cache decides when), carries our AbortSignal and timeout, and its HTTP
 // goes through a transport without the SDK's hidden retries (our RefreshingCredential retries, named
 // and counted). X.509 path: the SDK's mTLS agent, plus an extra CA when one is configured.
+
+import { type AgentOptions, Agent as HttpsAgent } from 'node:https';
 import { rootCertificates } from 'node:tls';
-import { Agent as HttpsAgent, type AgentOptions } from 'node:https';
 import type { gaxios, IdentityPoolClient, IdentityPoolClientOptions } from 'google-auth-library';
 
 export type GoogleAuthSdk = typeof import('google-auth-library');
@@ -53,7 +54,9 @@ export function spiffeClientFactory(
       // (cert and key re-read from the files); keep that agent, drop the SDK's retries, add our CA.
       const sdkAgent = (this.transporter.defaults.agent ?? undefined) as HttpsAgent | undefined;
       if (sdkAgent instanceof HttpsAgent) {
-        const agent = transport.caPem ? new HttpsAgent({ ...(sdkAgent.options as AgentOptions), ca: [...rootCertificates, transport.caPem] }) : sdkAgent;
+        const agent = transport.caPem
+          ? new HttpsAgent({ ...(sdkAgent.options as AgentOptions), ca: [...rootCertificates, transport.caPem] })
+          : sdkAgent;
         if (agent !== sdkAgent) sdkAgent.destroy();
         this.#agent?.destroy();
         this.#agent = agent;
@@ -82,7 +85,12 @@ export function spiffeClientFactory(
   return (options, subjectToken) => {
     const state: RefreshState = { signal: undefined };
     const withSupplier: IdentityPoolClientOptions = subjectToken
-      ? { ...options, subject_token_supplier: { getSubjectToken: () => subjectToken(state.signal ?? AbortSignal.timeout(transport.timeoutMs)) } }
+      ? {
+          ...options,
+          subject_token_supplier: {
+            getSubjectToken: () => subjectToken(state.signal ?? AbortSignal.timeout(transport.timeoutMs)),
+          },
+        }
       : options;
     const client = new SpiffeIdentityPoolClient(withSupplier, state);
     return {
@@ -118,13 +126,20 @@ function setStsTransport(client: IdentityPoolClient, transport: Gaxios): void {
  * A Gaxios with a timeout and our AbortSignal on every request and no retries of its own. An agent
  * is set only for mTLS or an extra CA, so HTTPS_PROXY keeps working otherwise.
  */
-function makeTransport(sdk: GoogleAuthSdk, o: TransportOptions, state: RefreshState, mtlsAgent: HttpsAgent | undefined): Gaxios {
+function makeTransport(
+  sdk: GoogleAuthSdk,
+  o: TransportOptions,
+  state: RefreshState,
+  mtlsAgent: HttpsAgent | undefined,
+): Gaxios {
   let agent: HttpsAgent | undefined = mtlsAgent;
   if (!agent && o.caPem) agent = new HttpsAgent({ ca: [...rootCertificates, o.caPem], keepAlive: true });
   const g = new sdk.gaxios.Gaxios({
     retry: false,
     retryConfig: { retry: 0, noResponseRetries: 0, shouldRetry: async () => false },
-    ...(agent ? { agent: (url: URL) => (url.protocol === 'https:' ? agent : (undefined as unknown as HttpsAgent)) } : {}),
+    ...(agent
+      ? { agent: (url: URL) => (url.protocol === 'https:' ? agent : (undefined as unknown as HttpsAgent)) }
+      : {}),
   });
   g.interceptors.request.add({
     resolved: async (opts) => {

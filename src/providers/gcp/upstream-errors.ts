@@ -23,11 +23,24 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 }
 
 export function isStsTokenResponse(value: unknown): value is StsTokenResponse {
-  return isRecord(value) && typeof value.access_token === 'string' && value.access_token !== '' && typeof value.expires_in === 'number' && Number.isFinite(value.expires_in) && value.expires_in > 0;
+  return (
+    isRecord(value) &&
+    typeof value.access_token === 'string' &&
+    value.access_token !== '' &&
+    typeof value.expires_in === 'number' &&
+    Number.isFinite(value.expires_in) &&
+    value.expires_in > 0
+  );
 }
 
 export function isIamAccessTokenResponse(value: unknown): value is IamAccessTokenResponse {
-  return isRecord(value) && typeof value.accessToken === 'string' && value.accessToken !== '' && typeof value.expireTime === 'string' && !Number.isNaN(Date.parse(value.expireTime));
+  return (
+    isRecord(value) &&
+    typeof value.accessToken === 'string' &&
+    value.accessToken !== '' &&
+    typeof value.expireTime === 'string' &&
+    !Number.isNaN(Date.parse(value.expireTime))
+  );
 }
 
 export function isIamIdTokenResponse(value: unknown): value is IamIdTokenResponse {
@@ -60,7 +73,18 @@ function isRetryableStatus(status: number): boolean {
   return status >= 500 || status === 429 || status === 408;
 }
 
-const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'UND_ERR_SOCKET', 'ECONNABORTED']);
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EPIPE',
+  'UND_ERR_SOCKET',
+  'ECONNABORTED',
+]);
 
 /**
  * Turns whatever the SDK threw while talking to `what` (Google STS, IAM Credentials) into a
@@ -69,14 +93,22 @@ const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTF
  */
 export function upstreamError(thrown: unknown, what: string, signal?: AbortSignal): ConnectorError {
   if (thrown instanceof ConnectorError) return thrown;
-  const e = (isRecord(thrown) ? thrown : {}) as { status?: unknown; response?: { status?: unknown; data?: unknown }; code?: unknown; name?: unknown; message?: unknown };
-  const status = typeof e.response?.status === 'number' ? e.response.status : typeof e.status === 'number' ? e.status : undefined;
+  const e = (isRecord(thrown) ? thrown : {}) as {
+    status?: unknown;
+    response?: { status?: unknown; data?: unknown };
+    code?: unknown;
+    name?: unknown;
+    message?: unknown;
+  };
+  const status =
+    typeof e.response?.status === 'number' ? e.response.status : typeof e.status === 'number' ? e.status : undefined;
   if (status !== undefined) {
     const { code, text } = readGoogleError(e.response?.data);
     const detail = text ? `: ${scrub(text)}` : '';
     const message = `${what} answered HTTP ${status}${code ? ` ${code}` : ''}${detail}`;
     const options = { upstreamStatus: status, ...(code === undefined ? {} : { upstreamCode: code }) };
-    if (isRetryableStatus(status)) return new ConnectorError('upstream_unavailable', message, { ...options, retryable: true });
+    if (isRetryableStatus(status))
+      return new ConnectorError('upstream_unavailable', message, { ...options, retryable: true });
     return new ConnectorError('upstream_rejected', message, { ...options, retryable: false });
   }
   const name = typeof e.name === 'string' ? e.name : '';
@@ -85,8 +117,16 @@ export function upstreamError(thrown: unknown, what: string, signal?: AbortSigna
     return new ConnectorError('timeout', `${what} did not answer in time`, { retryable: true });
   }
   if (name === 'CertificateSourceUnavailableError' || name === 'InvalidConfigurationError') {
-    return new ConnectorError('identity_unavailable', `the X.509-SVID files for ${what} could not be used: ${scrub(String(e.message))}`, { retryable: true });
+    return new ConnectorError(
+      'identity_unavailable',
+      `the X.509-SVID files for ${what} could not be used: ${scrub(String(e.message))}`,
+      { retryable: true },
+    );
   }
-  const reason = code && NETWORK_CODES.has(code) ? code : scrub(typeof e.message === 'string' ? e.message : String(thrown));
-  return new ConnectorError('upstream_unavailable', `${what} could not be reached: ${reason}`, { retryable: true, ...(code ? { upstreamCode: code } : {}) });
+  const reason =
+    code && NETWORK_CODES.has(code) ? code : scrub(typeof e.message === 'string' ? e.message : String(thrown));
+  return new ConnectorError('upstream_unavailable', `${what} could not be reached: ${reason}`, {
+    retryable: true,
+    ...(code ? { upstreamCode: code } : {}),
+  });
 }

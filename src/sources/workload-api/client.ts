@@ -2,24 +2,36 @@
 // files, bundles, JWT-SVIDs per audience.
 import * as grpc from '@grpc/grpc-js';
 import type { Clock } from '../../base/clock.ts';
+import { ConnectorError, toConnectorError } from '../../base/errors.ts';
 import { CredentialCache } from '../../cache/credential-cache.ts';
 import type { RefreshPolicy } from '../../cache/refresh-policy.ts';
-import { ConnectorError, toConnectorError } from '../../base/errors.ts';
 import type { Logger } from '../../ops/logger.ts';
 import type { Metrics } from '../../ops/metrics.ts';
 import { JwtBundle, type X509Bundle } from '../../spiffe/bundle.ts';
-import { MAX_AUDIENCE_LENGTH, parseJwtSvidInsecure, type JwtSvid } from '../../spiffe/jwt-svid.ts';
+import { type JwtSvid, MAX_AUDIENCE_LENGTH, parseJwtSvidInsecure } from '../../spiffe/jwt-svid.ts';
+import { type JwtSource, Listeners, type Unsubscribe, type X509Source } from '../../spiffe/source.ts';
 import { TrustDomain } from '../../spiffe/spiffe-id.ts';
 import { verifyX509Svid, type X509Svid } from '../../spiffe/x509-svid.ts';
 import { parseWorkloadApiAddress } from '../../workload-api/address.ts';
-import { isJwtBundlesResponse, isJwtSvidResponse, isX509BundlesResponse, isX509SvidResponse, securityMetadata, workloadApiDefinition } from '../../workload-api/proto.ts';
+import {
+  isJwtBundlesResponse,
+  isJwtSvidResponse,
+  isX509BundlesResponse,
+  isX509SvidResponse,
+  securityMetadata,
+  workloadApiDefinition,
+} from '../../workload-api/proto.ts';
 import { workloadApiError } from '../../workload-api/status.ts';
-import { StreamWatcher } from './stream-watcher.ts';
 import { readX509BundlesResponse, readX509SvidResponse, type X509Context } from '../../workload-api/x509-wire.ts';
-import { Listeners, type JwtSource, type Unsubscribe, type X509Source } from '../../spiffe/source.ts';
+import { StreamWatcher } from './stream-watcher.ts';
 
 /** JWT-SVIDs from the agent: refreshed at half their life (±10 %), as SPIRE's own cache does. */
-export const WORKLOAD_API_JWT_POLICY: RefreshPolicy = { marginMs: 30_000, backoffBaseMs: 1_000, backoffMaxMs: 30_000, jitter: 0.1 };
+export const WORKLOAD_API_JWT_POLICY: RefreshPolicy = {
+  marginMs: 30_000,
+  backoffBaseMs: 1_000,
+  backoffMaxMs: 30_000,
+  jitter: 0.1,
+};
 
 /** The generated client: methods are looked up by RPC name. */
 type WorkloadApiClient = grpc.Client & Record<string, unknown>;
@@ -101,11 +113,33 @@ export class WorkloadApiSource implements X509Source, JwtSource {
   /** Opens the streams (idempotent); returns at once, whenReady() tells when an SVID is held. */
   async start(): Promise<void> {
     if (this.#watchers.length > 0 || this.#closed) return;
-    const common = { clock: this.#o.clock, logger: this.#o.logger, metrics: this.#o.metrics, ...(this.#o.streamBackoff ? { backoff: this.#o.streamBackoff } : {}), ...(this.#o.random ? { random: this.#o.random } : {}) };
+    const common = {
+      clock: this.#o.clock,
+      logger: this.#o.logger,
+      metrics: this.#o.metrics,
+      ...(this.#o.streamBackoff ? { backoff: this.#o.streamBackoff } : {}),
+      ...(this.#o.random ? { random: this.#o.random } : {}),
+    };
     this.#watchers.push(
-      new StreamWatcher({ ...common, rpc: 'FetchX509SVID', open: () => this.#open('FetchX509SVID'), onMessage: (m) => this.#onX509Svid(m), onFinal: (e) => this.#onFinal(e) }),
-      new StreamWatcher({ ...common, rpc: 'FetchX509Bundles', open: () => this.#open('FetchX509Bundles'), onMessage: (m) => this.#onX509Bundles(m) }),
-      new StreamWatcher({ ...common, rpc: 'FetchJWTBundles', open: () => this.#open('FetchJWTBundles'), onMessage: (m) => this.#onJwtBundles(m) }),
+      new StreamWatcher({
+        ...common,
+        rpc: 'FetchX509SVID',
+        open: () => this.#open('FetchX509SVID'),
+        onMessage: (m) => this.#onX509Svid(m),
+        onFinal: (e) => this.#onFinal(e),
+      }),
+      new StreamWatcher({
+        ...common,
+        rpc: 'FetchX509Bundles',
+        open: () => this.#open('FetchX509Bundles'),
+        onMessage: (m) => this.#onX509Bundles(m),
+      }),
+      new StreamWatcher({
+        ...common,
+        rpc: 'FetchJWTBundles',
+        open: () => this.#open('FetchJWTBundles'),
+        onMessage: (m) => this.#onJwtBundles(m),
+      }),
     );
     for (const w of this.#watchers) w.start();
   }
@@ -144,7 +178,8 @@ export class WorkloadApiSource implements X509Source, JwtSource {
   // ---- JwtSource ----
 
   async fetchJwtSvid(audience: string, signal: AbortSignal): Promise<JwtSvid> {
-    if (this.#closed) throw new ConnectorError('identity_unavailable', 'the Workload API source is closed', { retryable: false });
+    if (this.#closed)
+      throw new ConnectorError('identity_unavailable', 'the Workload API source is closed', { retryable: false });
     const lookup = await this.#jwt.get(audience, signal);
     if (!lookup.ok) throw lookup.error;
     return lookup.value;
@@ -161,7 +196,10 @@ export class WorkloadApiSource implements X509Source, JwtSource {
   // ---- streams ----
 
   #open(rpc: 'FetchX509SVID' | 'FetchX509Bundles' | 'FetchJWTBundles'): grpc.ClientReadableStream<unknown> {
-    const method = this.#client[rpc] as (request: object, metadata: grpc.Metadata) => grpc.ClientReadableStream<unknown>;
+    const method = this.#client[rpc] as (
+      request: object,
+      metadata: grpc.Metadata,
+    ) => grpc.ClientReadableStream<unknown>;
     return method.call(this.#client, {}, securityMetadata());
   }
 
@@ -169,14 +207,24 @@ export class WorkloadApiSource implements X509Source, JwtSource {
     const { logger, metrics, clock } = this.#o;
     let context: X509Context;
     try {
-      if (!isX509SvidResponse(message)) throw new ConnectorError('svid_invalid', 'the Workload API sent an X509SVIDResponse of an unexpected shape');
-      context = readX509SvidResponse(message, { trustDomain: this.#td, hint: this.#o.hint, now: new Date(clock.now()) });
+      if (!isX509SvidResponse(message))
+        throw new ConnectorError('svid_invalid', 'the Workload API sent an X509SVIDResponse of an unexpected shape');
+      context = readX509SvidResponse(message, {
+        trustDomain: this.#td,
+        hint: this.#o.hint,
+        now: new Date(clock.now()),
+      });
     } catch (thrown) {
       const error = toConnectorError(thrown, 'svid_invalid');
       metrics?.svidUpdates.inc({ kind: 'x509', outcome: 'refused' });
       if (error.message !== this.#lastRefusal) {
         const keeping = this.#x509?.svid.id.toString() ?? null;
-        logger.warn({ source: 'workload-api', code: error.code, keeping, err: error.message }, keeping ? 'refused the X.509-SVID from the Workload API; keeping the last good SVID' : 'refused the X.509-SVID from the Workload API; no usable SVID yet');
+        logger.warn(
+          { source: 'workload-api', code: error.code, keeping, err: error.message },
+          keeping
+            ? 'refused the X.509-SVID from the Workload API; keeping the last good SVID'
+            : 'refused the X.509-SVID from the Workload API; no usable SVID yet',
+        );
         this.#lastRefusal = error.message;
       }
       return false;
@@ -187,15 +235,28 @@ export class WorkloadApiSource implements X509Source, JwtSource {
     this.#x509 = context;
     const bundleChanged = !this.#bundle || !this.#bundle.equals(context.bundle);
     this.#bundle = context.bundle;
-    const leafChanged = !previous || !previous.svid.certificates[0]?.raw.equals(context.svid.certificates[0]?.raw ?? Buffer.alloc(0));
+    const leafChanged =
+      !previous || !previous.svid.certificates[0]?.raw.equals(context.svid.certificates[0]?.raw ?? Buffer.alloc(0));
     if (!leafChanged && !bundleChanged) return true;
     metrics?.svidUpdates.inc({ kind: 'x509', outcome: 'accepted' });
     metrics?.svidExpiry.set({ kind: 'x509' }, Math.round(context.svid.notAfter.getTime() / 1000));
     const svid = context.svid;
-    logger.info({ source: 'workload-api', spiffeId: svid.id.toString(), notAfter: svid.notAfter.toISOString(), serial: svid.certificates[0]?.serialNumber, hint: context.hint || undefined }, previous ? 'X.509-SVID rotated' : 'X.509-SVID received');
+    logger.info(
+      {
+        source: 'workload-api',
+        spiffeId: svid.id.toString(),
+        notAfter: svid.notAfter.toISOString(),
+        serial: svid.certificates[0]?.serialNumber,
+        hint: context.hint || undefined,
+      },
+      previous ? 'X.509-SVID rotated' : 'X.509-SVID received',
+    );
     if (previous && !previous.svid.id.equals(svid.id)) {
       // Another identity: JWT-SVIDs of the old one must not be handed out any more.
-      logger.warn({ from: previous.svid.id.toString(), to: svid.id.toString() }, 'the Workload API identity changed; dropping cached JWT-SVIDs');
+      logger.warn(
+        { from: previous.svid.id.toString(), to: svid.id.toString() },
+        'the Workload API identity changed; dropping cached JWT-SVIDs',
+      );
       this.#jwt.reset();
     }
     this.#ready.resolve();
@@ -206,18 +267,32 @@ export class WorkloadApiSource implements X509Source, JwtSource {
   #onX509Bundles(message: unknown): boolean {
     const { logger, clock } = this.#o;
     try {
-      if (!isX509BundlesResponse(message)) throw new ConnectorError('bundle_invalid', 'the Workload API sent an X509BundlesResponse of an unexpected shape');
+      if (!isX509BundlesResponse(message))
+        throw new ConnectorError(
+          'bundle_invalid',
+          'the Workload API sent an X509BundlesResponse of an unexpected shape',
+        );
       const bundle = readX509BundlesResponse(message, this.#td);
-      if (!bundle) throw new ConnectorError('bundle_invalid', `the Workload API sent X.509 bundles without one for ${this.#td.name}`);
+      if (!bundle)
+        throw new ConnectorError(
+          'bundle_invalid',
+          `the Workload API sent X.509 bundles without one for ${this.#td.name}`,
+        );
       if (this.#bundle?.equals(bundle)) return true;
       const svid = this.#x509?.svid;
       if (svid) verifyX509Svid(svid.certificates, bundle, new Date(clock.now()));
       this.#bundle = bundle;
-      logger.info({ source: 'workload-api', trustDomain: this.#td.name, authorities: bundle.authorities.length }, 'X.509 trust bundle updated');
+      logger.info(
+        { source: 'workload-api', trustDomain: this.#td.name, authorities: bundle.authorities.length },
+        'X.509 trust bundle updated',
+      );
       if (svid) this.#listeners.emit(svid);
       return true;
     } catch (thrown) {
-      logger.warn({ source: 'workload-api', err: toConnectorError(thrown).message }, 'refused the X.509 bundles from the Workload API; keeping the last good bundle');
+      logger.warn(
+        { source: 'workload-api', err: toConnectorError(thrown).message },
+        'refused the X.509 bundles from the Workload API; keeping the last good bundle',
+      );
       return false;
     }
   }
@@ -225,7 +300,10 @@ export class WorkloadApiSource implements X509Source, JwtSource {
   #onJwtBundles(message: unknown): boolean {
     const { logger } = this.#o;
     if (!isJwtBundlesResponse(message)) {
-      logger.warn({ source: 'workload-api' }, 'the Workload API sent a JWTBundlesResponse of an unexpected shape; ignored');
+      logger.warn(
+        { source: 'workload-api' },
+        'the Workload API sent a JWTBundlesResponse of an unexpected shape; ignored',
+      );
       return false;
     }
     // The whole map is replaced (docs/spiffe.md#workload-api-streams: a bundle absent from a message is unloaded).
@@ -235,7 +313,10 @@ export class WorkloadApiSource implements X509Source, JwtSource {
         const td = TrustDomain.parse(key);
         next.set(td.name, JwtBundle.parseJwks(td, json.toString('utf8')));
       } catch (thrown) {
-        logger.warn({ source: 'workload-api', trustDomain: key, err: toConnectorError(thrown).message }, 'skipped a JWT bundle from the Workload API');
+        logger.warn(
+          { source: 'workload-api', trustDomain: key, err: toConnectorError(thrown).message },
+          'skipped a JWT bundle from the Workload API',
+        );
       }
     }
     this.#jwtBundles = next;
@@ -257,33 +338,59 @@ export class WorkloadApiSource implements X509Source, JwtSource {
   #fetchJwtSvid(audience: string, signal: AbortSignal): Promise<JwtSvid> {
     const timeout = this.#o.callTimeoutMs ?? 10_000;
     return new Promise<JwtSvid>((resolve, reject) => {
-      const method = this.#client['FetchJWTSVID'] as (request: object, metadata: grpc.Metadata, options: grpc.CallOptions, callback: (error: grpc.ServiceError | null, response: unknown) => void) => grpc.ClientUnaryCall;
-      const call = method.call(this.#client, { audience: [audience], spiffe_id: '' }, securityMetadata(), { deadline: Date.now() + timeout }, (error, response) => {
-        signal.removeEventListener('abort', cancel);
-        if (error) return reject(workloadApiError(error, `FetchJWTSVID for audience ${audience}`));
-        try {
-          resolve(this.#readJwtSvid(response, audience));
-        } catch (thrown) {
-          reject(toConnectorError(thrown, 'jwt_svid_invalid'));
-        }
-      });
+      const method = this.#client['FetchJWTSVID'] as (
+        request: object,
+        metadata: grpc.Metadata,
+        options: grpc.CallOptions,
+        callback: (error: grpc.ServiceError | null, response: unknown) => void,
+      ) => grpc.ClientUnaryCall;
+      const call = method.call(
+        this.#client,
+        { audience: [audience], spiffe_id: '' },
+        securityMetadata(),
+        { deadline: Date.now() + timeout },
+        (error, response) => {
+          signal.removeEventListener('abort', cancel);
+          if (error) return reject(workloadApiError(error, `FetchJWTSVID for audience ${audience}`));
+          try {
+            resolve(this.#readJwtSvid(response, audience));
+          } catch (thrown) {
+            reject(toConnectorError(thrown, 'jwt_svid_invalid'));
+          }
+        },
+      );
       const cancel = (): void => call.cancel();
       signal.addEventListener('abort', cancel, { once: true });
     });
   }
 
   #readJwtSvid(response: unknown, audience: string): JwtSvid {
-    if (!isJwtSvidResponse(response)) throw new ConnectorError('upstream_malformed', 'the Workload API sent a JWTSVIDResponse of an unexpected shape', { retryable: true });
+    if (!isJwtSvidResponse(response))
+      throw new ConnectorError('upstream_malformed', 'the Workload API sent a JWTSVIDResponse of an unexpected shape', {
+        retryable: true,
+      });
     const hint = this.#o.hint;
     const entry = hint === undefined ? response.svids[0] : response.svids.find((s) => s.hint === hint);
     if (!entry) {
-      throw new ConnectorError('identity_unavailable', hint === undefined ? 'the Workload API returned no JWT-SVID' : `the Workload API returned no JWT-SVID with hint ${JSON.stringify(hint)}`, { retryable: true });
+      throw new ConnectorError(
+        'identity_unavailable',
+        hint === undefined
+          ? 'the Workload API returned no JWT-SVID'
+          : `the Workload API returned no JWT-SVID with hint ${JSON.stringify(hint)}`,
+        { retryable: true },
+      );
     }
     const svid = parseJwtSvidInsecure(entry.svid, { now: new Date(this.#o.clock.now()) });
-    const fail = (problem: string): ConnectorError => new ConnectorError('jwt_svid_invalid', `refused the JWT-SVID from the Workload API: ${problem}`, { retryable: true });
-    if (svid.id.toString() !== entry.spiffe_id) throw fail(`the entry names ${JSON.stringify(entry.spiffe_id)} but the token's sub is ${svid.id.toString()}`);
-    if (!svid.id.memberOf(this.#td)) throw fail(`it is for ${svid.id.toString()}, outside the configured trust domain ${this.#td.name}`);
-    if (!svid.audience.includes(audience)) throw fail(`its audience ${svid.audience.join(', ')} does not include ${audience}`);
+    const fail = (problem: string): ConnectorError =>
+      new ConnectorError('jwt_svid_invalid', `refused the JWT-SVID from the Workload API: ${problem}`, {
+        retryable: true,
+      });
+    if (svid.id.toString() !== entry.spiffe_id)
+      throw fail(`the entry names ${JSON.stringify(entry.spiffe_id)} but the token's sub is ${svid.id.toString()}`);
+    if (!svid.id.memberOf(this.#td))
+      throw fail(`it is for ${svid.id.toString()}, outside the configured trust domain ${this.#td.name}`);
+    if (!svid.audience.includes(audience))
+      throw fail(`its audience ${svid.audience.join(', ')} does not include ${audience}`);
     return svid;
   }
 }

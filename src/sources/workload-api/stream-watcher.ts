@@ -4,8 +4,8 @@
 import type { ClientReadableStream, StatusObject } from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import type { Clock, TimerHandle } from '../../base/clock.ts';
-import { backoffDelay, type RefreshPolicy } from '../../cache/refresh-policy.ts';
 import { ConnectorError } from '../../base/errors.ts';
+import { backoffDelay, type RefreshPolicy } from '../../cache/refresh-policy.ts';
 import type { Logger } from '../../ops/logger.ts';
 import type { Metrics } from '../../ops/metrics.ts';
 import { isFinalStatus, statusName } from '../../workload-api/status.ts';
@@ -100,8 +100,15 @@ export class StreamWatcher {
       return;
     }
     if (isFinalStatus(s.code)) {
-      const error = new ConnectorError('upstream_rejected', `the Workload API refused ${rpc} (${statusName(s.code)}: ${s.details}); not retried`, { retryable: false, upstreamCode: statusName(s.code) });
-      logger.error({ rpc, status: statusName(s.code), details: s.details }, `the Workload API refused ${rpc} with ${statusName(s.code)}; this is not retried (SPIFFE_Workload_Endpoint.md §6)`);
+      const error = new ConnectorError(
+        'upstream_rejected',
+        `the Workload API refused ${rpc} (${statusName(s.code)}: ${s.details}); not retried`,
+        { retryable: false, upstreamCode: statusName(s.code) },
+      );
+      logger.error(
+        { rpc, status: statusName(s.code), details: s.details },
+        `the Workload API refused ${rpc} with ${statusName(s.code)}; this is not retried (SPIFFE_Workload_Endpoint.md §6)`,
+      );
       this.#stopped = true;
       this.#o.onFinal?.(error);
       return;
@@ -115,7 +122,14 @@ export class StreamWatcher {
     const delay = backoffDelay(this.#o.backoff ?? STREAM_BACKOFF, this.#failures, this.#o.random);
     metrics?.refreshRetries.inc({ cloud: 'workload-api', credential: rpc });
     logger.warn(
-      { retry: `workload-api-${rpc}`, rpc, status: statusName(code), details, attempt: this.#failures, retryInMs: delay },
+      {
+        retry: `workload-api-${rpc}`,
+        rpc,
+        status: statusName(code),
+        details,
+        attempt: this.#failures,
+        retryInMs: delay,
+      },
       `the Workload API stream ${rpc} failed; reconnecting after a backoff`,
     );
     this.#timer = clock.setTimeout(() => this.#connect(), delay);

@@ -1,12 +1,12 @@
 // Our trust domain's JWT bundle for the Workload API server (FetchJWTBundles, ValidateJWTSVID): the
 // issuer's published JWKS, found directly or through OIDC discovery, polled, last good kept.
 import type { Clock, TimerHandle } from '../../base/clock.ts';
-import { backoffDelay, type RefreshPolicy } from '../../cache/refresh-policy.ts';
 import { ConnectorError, toConnectorError } from '../../base/errors.ts';
+import { backoffDelay, type RefreshPolicy } from '../../cache/refresh-policy.ts';
+import { isLoopbackHost } from '../../config/common.ts';
 import type { Logger } from '../../ops/logger.ts';
 import type { Metrics } from '../../ops/metrics.ts';
 import { JwtBundle } from '../../spiffe/bundle.ts';
-import { isLoopbackHost } from '../../config/common.ts';
 import { Listeners, type Unsubscribe } from '../../spiffe/source.ts';
 
 /** Where the server gets the JWT bundle it publishes and validates with. */
@@ -76,7 +76,10 @@ class JwksBundleSource implements JwtBundleSource {
       this.#failures = 0;
       const fingerprint = JSON.stringify(bundle.keys);
       if (fingerprint !== this.#fingerprint) {
-        logger.info({ reason, url: this.#o.url, keys: bundle.keys.map((k) => k.kid) }, this.#bundle ? 'JWT bundle changed' : 'JWT bundle loaded');
+        logger.info(
+          { reason, url: this.#o.url, keys: bundle.keys.map((k) => k.kid) },
+          this.#bundle ? 'JWT bundle changed' : 'JWT bundle loaded',
+        );
         this.#bundle = bundle;
         this.#fingerprint = fingerprint;
         this.#listeners.emit(bundle);
@@ -90,7 +93,16 @@ class JwksBundleSource implements JwtBundleSource {
       metrics?.refreshRetries.inc({ cloud: 'workload-api', credential: 'jwt-bundle' });
       const delay = backoffDelay(BACKOFF, this.#failures, this.#o.random);
       logger.warn(
-        { retry: 'jwt-bundle-fetch', reason, url: this.#o.url, code: error.code, attempt: this.#failures, retryInSeconds: Math.round(delay / 1000), keeping: this.#bundle !== undefined, err: error.message },
+        {
+          retry: 'jwt-bundle-fetch',
+          reason,
+          url: this.#o.url,
+          code: error.code,
+          attempt: this.#failures,
+          retryInSeconds: Math.round(delay / 1000),
+          keeping: this.#bundle !== undefined,
+          err: error.message,
+        },
         'fetching the JWT bundle failed',
       );
       this.#schedule(delay);
@@ -110,15 +122,22 @@ class JwksBundleSource implements JwtBundleSource {
       if (isJwks(first)) return JwtBundle.parseJwks(this.#o.trustDomain, JSON.stringify(first));
     }
     // Not a JWKS: the URL names an OIDC issuer (or its discovery document); follow jwks_uri.
-    const discoveryUrl = url.endsWith('/.well-known/openid-configuration') ? url : `${url}/.well-known/openid-configuration`;
+    const discoveryUrl = url.endsWith('/.well-known/openid-configuration')
+      ? url
+      : `${url}/.well-known/openid-configuration`;
     const discovery = await this.#getJson(discoveryUrl, false);
     if (!isDiscovery(discovery)) {
-      throw new ConnectorError('upstream_malformed', `${this.#o.url} is neither a JWKS nor an OIDC issuer whose discovery document names a jwks_uri`, { retryable: true });
+      throw new ConnectorError(
+        'upstream_malformed',
+        `${this.#o.url} is neither a JWKS nor an OIDC issuer whose discovery document names a jwks_uri`,
+        { retryable: true },
+      );
     }
     checkUrl(discovery.jwks_uri, 'jwks_uri');
     const jwksUri = discovery.jwks_uri;
     const jwks = await this.#getJson(jwksUri, false);
-    if (!isJwks(jwks)) throw new ConnectorError('upstream_malformed', `${jwksUri} is not a JWKS (no "keys" array)`, { retryable: true });
+    if (!isJwks(jwks))
+      throw new ConnectorError('upstream_malformed', `${jwksUri} is not a JWKS (no "keys" array)`, { retryable: true });
     return JwtBundle.parseJwks(this.#o.trustDomain, JSON.stringify(jwks));
   }
 
@@ -130,15 +149,24 @@ class JwksBundleSource implements JwtBundleSource {
     try {
       response = await doFetch(url, { signal, headers: { accept: 'application/json' }, redirect: 'error' });
     } catch (cause) {
-      throw new ConnectorError('upstream_unavailable', `could not fetch ${url}: ${(cause as Error).message}`, { cause, retryable: true });
+      throw new ConnectorError('upstream_unavailable', `could not fetch ${url}: ${(cause as Error).message}`, {
+        cause,
+        retryable: true,
+      });
     }
     if (!response.ok) {
       await response.body?.cancel();
       if (probing && response.status >= 400 && response.status < 500) return undefined;
-      throw new ConnectorError('upstream_unavailable', `${url} answered HTTP ${response.status}`, { retryable: true, upstreamStatus: response.status });
+      throw new ConnectorError('upstream_unavailable', `${url} answered HTTP ${response.status}`, {
+        retryable: true,
+        upstreamStatus: response.status,
+      });
     }
     const text = await response.text();
-    if (text.length > MAX_BYTES) throw new ConnectorError('upstream_malformed', `${url} answered more than ${MAX_BYTES} bytes`, { retryable: true });
+    if (text.length > MAX_BYTES)
+      throw new ConnectorError('upstream_malformed', `${url} answered more than ${MAX_BYTES} bytes`, {
+        retryable: true,
+      });
     try {
       return JSON.parse(text) as unknown;
     } catch {
@@ -161,9 +189,13 @@ function checkUrl(value: string, what: string): void {
   try {
     url = new URL(value);
   } catch {
-    throw new ConnectorError('upstream_malformed', `the discovery document's ${what} is not a URL`, { retryable: true });
+    throw new ConnectorError('upstream_malformed', `the discovery document's ${what} is not a URL`, {
+      retryable: true,
+    });
   }
   if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopbackHost(url.hostname))) {
-    throw new ConnectorError('upstream_rejected', `the discovery document's ${what} ${value} is not https`, { retryable: true });
+    throw new ConnectorError('upstream_rejected', `the discovery document's ${what} ${value} is not https`, {
+      retryable: true,
+    });
   }
 }

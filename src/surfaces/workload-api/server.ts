@@ -1,20 +1,26 @@
 // The SPIFFE Workload API served to the pod on a Unix socket (docs/spiffe.md#workload-api), backed by our X509Source
 // (files) and JwtSource (issuer).
 import * as grpc from '@grpc/grpc-js';
-import { systemClock, type Clock } from '../../base/clock.ts';
+import { type Clock, systemClock } from '../../base/clock.ts';
 import { toConnectorError } from '../../base/errors.ts';
 import type { Logger } from '../../ops/logger.ts';
 import type { Metrics } from '../../ops/metrics.ts';
 import type { JwtBundle } from '../../spiffe/bundle.ts';
 import { validateJwtSvid } from '../../spiffe/jwt-svid.ts';
-import { TrustDomain } from '../../spiffe/spiffe-id.ts';
 import type { JwtSource, Unsubscribe, X509Source } from '../../spiffe/source.ts';
-import type { JwtBundleSource } from './jwt-bundle-source.ts';
-import { SECURITY_HEADER_MISSING, hasSecurityHeader, isJwtSvidRequest, isValidateJwtSvidRequest, workloadApiDefinition } from '../../workload-api/proto.ts';
-import { listenUnixSocket, unlinkOwnSocket, WORKLOAD_API_SOCKET_MODE } from './socket.ts';
+import { TrustDomain } from '../../spiffe/spiffe-id.ts';
+import {
+  hasSecurityHeader,
+  isJwtSvidRequest,
+  isValidateJwtSvidRequest,
+  SECURITY_HEADER_MISSING,
+  workloadApiDefinition,
+} from '../../workload-api/proto.ts';
 import { statusName } from '../../workload-api/status.ts';
 import { jsonToStruct } from '../../workload-api/struct.ts';
 import { buildX509BundlesResponse, buildX509SvidResponse } from '../../workload-api/x509-wire.ts';
+import type { JwtBundleSource } from './jwt-bundle-source.ts';
+import { listenUnixSocket, unlinkOwnSocket, WORKLOAD_API_SOCKET_MODE } from './socket.ts';
 
 export interface WorkloadApiServerOptions {
   /** Filesystem path of the socket, in a volume shared with the app container. */
@@ -76,7 +82,12 @@ export async function startWorkloadApiServer(options: WorkloadApiServerOptions):
    * Keeps a stream open, sending `build()` now and whenever it changes (full state each time,
    * docs/spiffe.md#workload-api-streams).
    */
-  const watch = (rpc: string, call: Stream, build: () => { key: string; message: object } | Status, subscribe: (listener: () => void) => Unsubscribe): void => {
+  const watch = (
+    rpc: string,
+    call: Stream,
+    build: () => { key: string; message: object } | Status,
+    subscribe: (listener: () => void) => Unsubscribe,
+  ): void => {
     const first = build();
     if ('code' in first) {
       fail(rpc, call, first);
@@ -104,8 +115,12 @@ export async function startWorkloadApiServer(options: WorkloadApiServerOptions):
   const x509Svid = (): { key: string; message: object } | Status => {
     const svid = x509.current();
     const bundle = x509.bundle();
-    if (!svid || !bundle) return { code: grpc.status.UNAVAILABLE, details: 'no X.509-SVID yet: the sidecar is starting' };
-    return { key: fingerprint([svid.certificates[0]?.raw, ...bundle.authorities.map((a) => a.raw)]), message: buildX509SvidResponse(svid, bundle) };
+    if (!svid || !bundle)
+      return { code: grpc.status.UNAVAILABLE, details: 'no X.509-SVID yet: the sidecar is starting' };
+    return {
+      key: fingerprint([svid.certificates[0]?.raw, ...bundle.authorities.map((a) => a.raw)]),
+      message: buildX509SvidResponse(svid, bundle),
+    };
   };
   const x509Bundles = (): { key: string; message: object } | Status => {
     const bundle = x509.bundle();
@@ -145,9 +160,16 @@ export async function startWorkloadApiServer(options: WorkloadApiServerOptions):
         return answer(rpc, callback, { code: grpc.status.INVALID_ARGUMENT, details: 'audience must be specified' });
       }
       if (request.audience.length > 1) {
-        return answer(rpc, callback, { code: grpc.status.INVALID_ARGUMENT, details: 'this Workload API issues JWT-SVIDs for one audience per request' });
+        return answer(rpc, callback, {
+          code: grpc.status.INVALID_ARGUMENT,
+          details: 'this Workload API issues JWT-SVIDs for one audience per request',
+        });
       }
-      if (!jwt) return answer(rpc, callback, { code: grpc.status.UNIMPLEMENTED, details: 'this Workload API has no JWT-SVID source (configure spiffe.jwt)' });
+      if (!jwt)
+        return answer(rpc, callback, {
+          code: grpc.status.UNIMPLEMENTED,
+          details: 'this Workload API has no JWT-SVID source (configure spiffe.jwt)',
+        });
       const audience = request.audience[0] as string;
       const wanted = request.spiffe_id;
       const current = x509.current();
@@ -159,15 +181,32 @@ export async function startWorkloadApiServer(options: WorkloadApiServerOptions):
       const signal = AbortSignal.any([abort.signal, AbortSignal.timeout(options.jwtTimeoutMs ?? 15_000)]);
       jwt.fetchJwtSvid(audience, signal).then(
         (svid) => {
-          if (wanted !== '' && wanted !== svid.id.toString()) return answer(rpc, callback, { code: grpc.status.PERMISSION_DENIED, details: 'no identity issued' });
+          if (wanted !== '' && wanted !== svid.id.toString())
+            return answer(rpc, callback, { code: grpc.status.PERMISSION_DENIED, details: 'no identity issued' });
           answer(rpc, callback, { svids: [{ spiffe_id: svid.id.toString(), svid: svid.token.reveal(), hint: '' }] });
         },
         (thrown: unknown) => {
           const error = toConnectorError(thrown);
-          logger.warn({ rpc, audience: audience.slice(0, 200), code: error.code, retryable: error.retryable, err: error.message.slice(0, 500) }, 'could not hand out a JWT-SVID on the Workload API');
+          logger.warn(
+            {
+              rpc,
+              audience: audience.slice(0, 200),
+              code: error.code,
+              retryable: error.retryable,
+              err: error.message.slice(0, 500),
+            },
+            'could not hand out a JWT-SVID on the Workload API',
+          );
           // Too many new audiences: ResourceExhausted (clients back off). An audience we will not serve: InvalidArgument.
           // Retryable (issuer unreachable, starting): Unavailable. Refused by the issuer: PermissionDenied, which clients retry with backoff.
-          const code = error.code === 'throttled' ? grpc.status.RESOURCE_EXHAUSTED : error.code === 'request_invalid' ? grpc.status.INVALID_ARGUMENT : error.retryable ? grpc.status.UNAVAILABLE : grpc.status.PERMISSION_DENIED;
+          const code =
+            error.code === 'throttled'
+              ? grpc.status.RESOURCE_EXHAUSTED
+              : error.code === 'request_invalid'
+                ? grpc.status.INVALID_ARGUMENT
+                : error.retryable
+                  ? grpc.status.UNAVAILABLE
+                  : grpc.status.PERMISSION_DENIED;
           answer(rpc, callback, { code, details: error.message });
         },
       );
@@ -177,18 +216,27 @@ export async function startWorkloadApiServer(options: WorkloadApiServerOptions):
       const no = refused(rpc, call.metadata);
       if (no) return answer(rpc, callback, no);
       const request = call.request;
-      if (!isValidateJwtSvidRequest(request) || request.audience === '') return answer(rpc, callback, { code: grpc.status.INVALID_ARGUMENT, details: 'audience must be specified' });
-      if (request.svid === '') return answer(rpc, callback, { code: grpc.status.INVALID_ARGUMENT, details: 'svid must be specified' });
+      if (!isValidateJwtSvidRequest(request) || request.audience === '')
+        return answer(rpc, callback, { code: grpc.status.INVALID_ARGUMENT, details: 'audience must be specified' });
+      if (request.svid === '')
+        return answer(rpc, callback, { code: grpc.status.INVALID_ARGUMENT, details: 'svid must be specified' });
       if (!jwtBundle) return answer(rpc, callback, NO_JWT_BUNDLE);
       const bundle = jwtBundle.current();
-      if (!bundle) return answer(rpc, callback, { code: grpc.status.UNAVAILABLE, details: 'the JWT bundle has not been fetched yet' });
+      if (!bundle)
+        return answer(rpc, callback, {
+          code: grpc.status.UNAVAILABLE,
+          details: 'the JWT bundle has not been fetched yet',
+        });
       validateJwtSvid(request.svid, bundle, request.audience, new Date(clock.now())).then(
         (svid) => answer(rpc, callback, { spiffe_id: svid.id.toString(), claims: jsonToStruct(svid.claims) }),
-        (thrown: unknown) => answer(rpc, callback, { code: grpc.status.INVALID_ARGUMENT, details: toConnectorError(thrown).message }),
+        (thrown: unknown) =>
+          answer(rpc, callback, { code: grpc.status.INVALID_ARGUMENT, details: toConnectorError(thrown).message }),
       );
     },
-    FetchWITSVID: (call: Stream) => fail('FetchWITSVID', call, refused('FetchWITSVID', call.metadata) ?? WIT_UNSUPPORTED),
-    FetchWITBundles: (call: Stream) => fail('FetchWITBundles', call, refused('FetchWITBundles', call.metadata) ?? WIT_UNSUPPORTED),
+    FetchWITSVID: (call: Stream) =>
+      fail('FetchWITSVID', call, refused('FetchWITSVID', call.metadata) ?? WIT_UNSUPPORTED),
+    FetchWITBundles: (call: Stream) =>
+      fail('FetchWITBundles', call, refused('FetchWITBundles', call.metadata) ?? WIT_UNSUPPORTED),
   };
 
   const server = new grpc.Server();
@@ -199,7 +247,16 @@ export async function startWorkloadApiServer(options: WorkloadApiServerOptions):
     if (closing) socket.destroy();
     else injector.injectConnection(socket);
   });
-  logger.info({ path: options.path, mode: `0${mode.toString(8)}`, trustDomain: td.name, jwt: jwt !== undefined, jwtBundle: jwtBundle !== undefined }, 'serving the SPIFFE Workload API');
+  logger.info(
+    {
+      path: options.path,
+      mode: `0${mode.toString(8)}`,
+      trustDomain: td.name,
+      jwt: jwt !== undefined,
+      jwtBundle: jwtBundle !== undefined,
+    },
+    'serving the SPIFFE Workload API',
+  );
 
   return {
     path: options.path,

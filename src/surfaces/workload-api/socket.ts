@@ -16,7 +16,12 @@ import type { Logger } from '../../ops/logger.ts';
 export const WORKLOAD_API_SOCKET_MODE = 0o660;
 
 /** Listens on `path` with `mode`; every accepted connection goes to `onConnection`. Returns the socket's inode too. */
-export async function listenUnixSocket(path: string, mode: number, logger: Logger, onConnection: (socket: Socket) => void): Promise<{ server: Server; inode: number }> {
+export async function listenUnixSocket(
+  path: string,
+  mode: number,
+  logger: Logger,
+  onConnection: (socket: Socket) => void,
+): Promise<{ server: Server; inode: number }> {
   await removeStaleSocket(path, logger);
   const server = createServer();
   server.on('connection', onConnection);
@@ -35,7 +40,11 @@ export async function listenUnixSocket(path: string, mode: number, logger: Logge
     await listening;
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    throw new ConnectorError('config_invalid', `cannot listen on the Workload API socket ${path}${code ? ` (${code})` : ''}; is ${dirname(path)} a writable directory?`, { cause: error });
+    throw new ConnectorError(
+      'config_invalid',
+      `cannot listen on the Workload API socket ${path}${code ? ` (${code})` : ''}; is ${dirname(path)} a writable directory?`,
+      { cause: error },
+    );
   }
   await chmod(path, mode);
   return { server, inode: (await lstat(path)).ino };
@@ -51,10 +60,16 @@ async function removeStaleSocket(path: string, logger: Logger): Promise<void> {
     throw error;
   }
   if (!stats.isSocket()) {
-    throw new ConnectorError('config_invalid', `${path} exists and is not a socket; refusing to replace it with the Workload API socket`);
+    throw new ConnectorError(
+      'config_invalid',
+      `${path} exists and is not a socket; refusing to replace it with the Workload API socket`,
+    );
   }
   if (await someoneListens(path)) {
-    throw new ConnectorError('config_invalid', `another process already serves ${path}; refusing to take its socket over`);
+    throw new ConnectorError(
+      'config_invalid',
+      `another process already serves ${path}; refusing to take its socket over`,
+    );
   }
   await unlink(path);
   logger.info({ path }, 'removed a stale Workload API socket file');
