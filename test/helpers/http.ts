@@ -10,12 +10,16 @@ export interface RawResponse {
   body: string;
 }
 
-/** One request to 127.0.0.1:`port`; Host defaults to 127.0.0.1:`port`, `headers` may override it. */
+/**
+ * One request to 127.0.0.1:`port`; Host defaults to 127.0.0.1:`port`, `headers` may override it. Rejects,
+ * saying why, when the answer is cut off or does not come within `timeoutMs`.
+ */
 export function raw(
   port: number,
   method: string,
   path: string,
   headers: Record<string, string> = {},
+  timeoutMs = 60_000,
 ): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
     const req = request(
@@ -23,11 +27,14 @@ export function raw(
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('aborted', () => reject(new Error(`the answer to ${method} ${path} was cut off`)));
+        res.on('error', reject);
         res.on('end', () =>
           resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }),
         );
       },
     );
+    req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer to ${method} ${path} within ${timeoutMs} ms`)));
     req.on('error', reject);
     req.end();
   });

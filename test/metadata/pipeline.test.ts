@@ -3,6 +3,7 @@
 // is refused in that surface's own cloud's shape, before the surface sees it, and counted.
 
 import assert from 'node:assert/strict';
+import { Agent, request } from 'node:http';
 import { type TestContext, test } from 'node:test';
 import { ManualClock } from '../../src/base/clock.ts';
 import { Secret } from '../../src/base/secret.ts';
@@ -12,7 +13,7 @@ import { Metrics } from '../../src/ops/metrics.ts';
 import { containerSurface, imdsSurface } from '../../src/providers/aws/endpoints.ts';
 import type { AzureAccessToken } from '../../src/providers/azure/credential.ts';
 import { azureSurfaces } from '../../src/providers/azure/endpoints.ts';
-import type { SurfaceName } from '../../src/providers/contract.ts';
+import type { Surface, SurfaceName } from '../../src/providers/contract.ts';
 import type { GcpToken } from '../../src/providers/gcp/credential.ts';
 import { metadataSurface } from '../../src/providers/gcp/endpoints.ts';
 import { awsCredentials, fixedLookup, ROLE_ARN } from '../helpers/credentials.ts';
@@ -216,4 +217,64 @@ test('paths no surface claims get a plain 404, the same from every cloud', async
   const { port } = await everySurface(t);
   const r = await raw(port, 'GET', '/nothing/here');
   assert.deepEqual([r.status, r.body], [404, 'not found\n']);
+});
+
+test('draining says Connection: close itself, even to a client that keeps connections alive', async (t) => {
+  const { port, listener } = await everySurface(t);
+  listener.drain();
+  const agent = new Agent({ keepAlive: true });
+  t.after(() => agent.destroy());
+  const r = await new Promise<{ status: number; connection: string | undefined }>((resolve, reject) => {
+    const req = request(
+      { host: '127.0.0.1', port, path: '/computeMetadata/v1/', headers: { 'Metadata-Flavor': 'Google' }, agent },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, connection: res.headers.connection }));
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+  assert.deepEqual(r, { status: 503, connection: 'close' });
+});
+
+test('a header that only looks like Host (same length, another name) is no repeated Host', async (t) => {
+  const { port } = await everySurface(t);
+  const c = CASES.find((x) => x.surface === 'gcp-metadata') as Case;
+  const r = await rawSocket(port, requestText(port, c, ['Hxst: evil.example', 'Authorizatiom: x']));
+  assert.equal(r.status, 200);
+});
+
+test('a surface whose handler fails answers 503 in its own shape; one that fails after its headers is cut off', async (t) => {
+  const metrics = new Metrics();
+  const listener = await startMetadataListener({ host: '127.0.0.1', port: 0, metrics, logger: silentLogger() });
+  t.after(() => listener.close(0));
+  const failing = (path: string, afterHeaders: boolean): Surface => ({
+    name: 'gcp-metadata',
+    claims: (p) => p === path,
+    problem: (problem) => ({
+      status: problem.kind === 'unavailable' ? 503 : 400,
+      headers: { 'x-shape': 'mine', 'retry-after': '1' },
+      body: 'mine\n',
+    }),
+    handle: async (_req, res) => {
+      if (afterHeaders) res.writeHead(200, { 'content-length': '100' }).write('partial');
+      throw new Error('the handler broke');
+    },
+  });
+  listener.mount([failing('/before', false), failing('/after', true)]);
+  const before = await raw(listener.port, 'GET', '/before');
+  assert.deepEqual([before.status, before.headers['x-shape'], before.body], [503, 'mine', 'mine\n']);
+  const cut = await new Promise<string>((resolve) => {
+    const req = request({ host: '127.0.0.1', port: listener.port, path: '/after', agent: false }, (res) => {
+      res.on('data', () => {});
+      res.on('aborted', () => resolve('aborted'));
+      res.on('error', () => resolve('aborted'));
+      res.on('end', () => resolve('ended'));
+    });
+    req.on('error', () => resolve('aborted'));
+    req.setTimeout(10_000, () => resolve('hung'));
+    req.end();
+  });
+  assert.equal(cut, 'aborted', 'a half-written answer is cut off, not left hanging');
 });
