@@ -2,12 +2,10 @@
 // (docs/aws.md "Role chaining"). `credential-process --role NAME` uses it; in a pod the SDKs do the same
 // from the profile the sidecar writes. One attempt per call: retrying is the caller's.
 import type { AssumeRoleCommandOutput } from '@aws-sdk/client-sts';
-import { ConnectorError } from '../../base/errors.ts';
-import { Secret } from '../../base/secret.ts';
 import type { AwsConfig, ExtraRole } from '../../config/aws.ts';
-import { type AwsCredentials, accountFromAssumedRoleArn } from './credential.ts';
+import { type AwsCredentials } from './credential.ts';
 import type { StsSdk } from './exchange.ts';
-import { mapStsError } from './upstream-errors.ts';
+import { mapStsError, stsSession } from './upstream-errors.ts';
 
 export async function assumeExtraRole(options: {
   readonly sdk: StsSdk;
@@ -47,32 +45,9 @@ export async function assumeExtraRole(options: {
   } finally {
     client.destroy();
   }
-  const c = output.Credentials;
-  const assumedRoleArn = output.AssumedRoleUser?.Arn;
-  const accountId = assumedRoleArn === undefined ? undefined : accountFromAssumedRoleArn(assumedRoleArn);
-  if (
-    !c?.AccessKeyId ||
-    !c.SecretAccessKey ||
-    !c.SessionToken ||
-    !(c.Expiration instanceof Date) ||
-    Number.isNaN(c.Expiration.getTime()) ||
-    !assumedRoleArn ||
-    !accountId
-  ) {
-    throw new ConnectorError(
-      'upstream_malformed',
-      'STS answered AssumeRole without complete credentials or an assumed-role ARN',
-      { retryable: true },
-    );
-  }
   return {
-    accessKeyId: c.AccessKeyId,
-    secretAccessKey: new Secret(c.SecretAccessKey),
-    sessionToken: new Secret(c.SessionToken),
-    expiration: c.Expiration,
-    accountId,
+    ...stsSession(output, 'AssumeRole'),
     roleArn: role.roleArn,
-    assumedRoleArn,
     sessionName: base.sessionName,
     obtainedAt: new Date(options.now()),
   };

@@ -4,12 +4,11 @@ import { createHash } from 'node:crypto';
 import type { AssumeRoleWithWebIdentityCommandOutput, STSClient } from '@aws-sdk/client-sts';
 import type { Clock } from '../../base/clock.ts';
 import { ConnectorError } from '../../base/errors.ts';
-import { Secret } from '../../base/secret.ts';
 import type { AwsConfig } from '../../config/aws.ts';
 import type { Logger } from '../../ops/logger.ts';
 import type { JwtSource } from '../../spiffe/source.ts';
-import { type AwsCredentials, accountFromAssumedRoleArn } from './credential.ts';
-import { mapStsError } from './upstream-errors.ts';
+import { type AwsCredentials } from './credential.ts';
+import { mapStsError, stsSession } from './upstream-errors.ts';
 
 /** @aws-sdk/client-sts, loaded by module.ts only when AWS web identity is configured. */
 export type StsSdk = typeof import('@aws-sdk/client-sts');
@@ -93,43 +92,14 @@ export class StsWebIdentityExchange {
     } catch (thrown) {
       throw this.#failed(mapStsError(thrown), fingerprint);
     }
-    const c = output.Credentials;
-    const assumedRoleArn = output.AssumedRoleUser?.Arn;
-    const accountId = assumedRoleArn === undefined ? undefined : accountFromAssumedRoleArn(assumedRoleArn);
-    if (
-      !c?.AccessKeyId ||
-      !c.SecretAccessKey ||
-      !c.SessionToken ||
-      !(c.Expiration instanceof Date) ||
-      Number.isNaN(c.Expiration.getTime()) ||
-      !assumedRoleArn ||
-      !accountId
-    ) {
-      throw new ConnectorError(
-        'upstream_malformed',
-        'STS answered AssumeRoleWithWebIdentity without complete credentials or an assumed-role ARN',
-        { retryable: true },
-      );
-    }
+    const session = stsSession(output, 'AssumeRoleWithWebIdentity');
     this.#invalidTokenFailures = 0;
     this.#expiredToken = undefined;
     logger.debug(
-      { spiffeId, sessionName, assumedRoleArn, expiration: c.Expiration.toISOString() },
+      { spiffeId, sessionName, assumedRoleArn: session.assumedRoleArn, expiration: session.expiration.toISOString() },
       'STS issued credentials',
     );
-    return {
-      accessKeyId: c.AccessKeyId,
-      secretAccessKey: new Secret(c.SecretAccessKey),
-      sessionToken: new Secret(c.SessionToken),
-      expiration: c.Expiration,
-      accountId,
-      roleArn: config.roleArn,
-      assumedRoleArn,
-      sessionName,
-      obtainedAt: new Date(clock.now()),
-      spiffeId,
-      requestId: output.$metadata.requestId,
-    };
+    return { ...session, roleArn: config.roleArn, sessionName, obtainedAt: new Date(clock.now()), spiffeId };
   }
 
   /** The identity changed: forget the bounded-retry state so the new identity gets its own tries. */

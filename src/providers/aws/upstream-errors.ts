@@ -3,6 +3,8 @@
 // not, except InvalidIdentityToken (JWKS propagation; bounded by the exchange) and ExpiredTokenException
 // (retried once a fresh JWT-SVID exists).
 import { ConnectorError } from '../../base/errors.ts';
+import { Secret } from '../../base/secret.ts';
+import { type AwsCredentials, accountFromAssumedRoleArn } from './credential.ts';
 
 /** STS error codes that retrying (with backoff) can fix. */
 const RETRYABLE_CODES = new Set([
@@ -82,4 +84,57 @@ export function mapStsError(thrown: unknown): ConnectorError {
     retryable: true,
     ...upstream,
   });
+}
+
+/** The credential fields every STS answer carries (AssumeRole, AssumeRoleWithWebIdentity), as the SDK gives them. */
+export interface StsAnswer {
+  readonly Credentials?:
+    | {
+        AccessKeyId?: string | undefined;
+        SecretAccessKey?: string | undefined;
+        SessionToken?: string | undefined;
+        Expiration?: Date | undefined;
+      }
+    | undefined;
+  readonly AssumedRoleUser?: { Arn?: string | undefined } | undefined;
+  readonly $metadata: { requestId?: string | undefined };
+}
+
+/** The session an STS answer issued, or upstream_malformed (retryable) when any part of it is missing. */
+export function stsSession(
+  output: StsAnswer,
+  operation: string,
+): Pick<
+  AwsCredentials,
+  'accessKeyId' | 'secretAccessKey' | 'sessionToken' | 'expiration' | 'accountId' | 'assumedRoleArn' | 'requestId'
+> {
+  const c = output.Credentials;
+  const assumedRoleArn = output.AssumedRoleUser?.Arn;
+  const accountId = assumedRoleArn === undefined ? undefined : accountFromAssumedRoleArn(assumedRoleArn);
+  if (
+    !c?.AccessKeyId ||
+    !c.SecretAccessKey ||
+    !c.SessionToken ||
+    !(c.Expiration instanceof Date) ||
+    Number.isNaN(c.Expiration.getTime()) ||
+    !assumedRoleArn ||
+    !accountId
+  ) {
+    throw new ConnectorError(
+      'upstream_malformed',
+      `STS answered ${operation} without complete credentials or an assumed-role ARN`,
+      {
+        retryable: true,
+      },
+    );
+  }
+  return {
+    accessKeyId: c.AccessKeyId,
+    secretAccessKey: new Secret(c.SecretAccessKey),
+    sessionToken: new Secret(c.SessionToken),
+    expiration: c.Expiration,
+    accountId,
+    assumedRoleArn,
+    requestId: output.$metadata.requestId,
+  };
 }
