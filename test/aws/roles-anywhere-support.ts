@@ -1,6 +1,7 @@
 // Test wiring for IAM Roles Anywhere: a dev CA that is the trust anchor, X.509-SVIDs that carry a subject
 // (as SPIRE's do; the stand-in refuses empty ones as AWS documents), the Roles Anywhere stand-in that
 // trusts the CA, and the AWS provider in Roles Anywhere mode behind a loopback express app.
+
 import { join } from 'node:path';
 import { FakeRolesAnywhere, type FakeRolesAnywhereOptions } from '@spiffe-connector/dev/fake-roles-anywhere.ts';
 import type { Clock } from '../../src/base/clock.ts';
@@ -8,9 +9,9 @@ import { validate } from '../../src/config/common.ts';
 import { type SidecarConfig, sidecarSchema } from '../../src/config/schema.ts';
 import { AWS_CONTAINER_TOKEN_FILE } from '../../src/providers/aws/env.ts';
 import { createAwsProvider } from '../../src/providers/aws/module.ts';
-import { X509Bundle } from '../../src/spiffe/bundle.ts';
-import { Listeners, type X509Source } from '../../src/spiffe/source.ts';
+import { type X509Source } from '../../src/spiffe/source.ts';
 import { parseX509Svid, type X509Svid } from '../../src/spiffe/x509-svid.ts';
+import { SettableX509Source } from '../helpers/identity.ts';
 import type { DevCa, DevKeyType, IssuedCertificate } from '../helpers/pki.ts';
 import { type MountedProvider, mountProvider } from '../helpers/provider-harness.ts';
 
@@ -51,44 +52,15 @@ export function issueSvid(ca: DevCa, o: SvidOptions = {}): Promise<IssuedCertifi
 }
 
 /** An X509Source over SVIDs minted by `ca`, rotating on demand. */
-export class TestX509Source implements X509Source {
-  readonly ca: DevCa;
-  #svid: X509Svid;
-  readonly #bundle: X509Bundle;
-  readonly #listeners = new Listeners<[X509Svid]>();
-
-  constructor(ca: DevCa, svid: X509Svid) {
-    this.ca = ca;
-    this.#svid = svid;
-    this.#bundle = X509Bundle.parsePem(ca.trustDomain, ca.certPem);
-  }
-
+export class TestX509Source extends SettableX509Source {
   static async create(ca: DevCa, o: SvidOptions = {}): Promise<TestX509Source> {
     const issued = await issueSvid(ca, o);
     return new TestX509Source(ca, parseX509Svid(issued.chainPem, issued.keyPem));
   }
 
-  current(): X509Svid | undefined {
-    return this.#svid;
-  }
-
-  bundle(): X509Bundle | undefined {
-    return this.#bundle;
-  }
-
-  subscribe(listener: (svid: X509Svid) => void): () => void {
-    return this.#listeners.add(listener);
-  }
-
-  async whenReady(): Promise<void> {}
-
-  async close(): Promise<void> {}
-
   async rotate(o: SvidOptions = {}): Promise<X509Svid> {
     const issued = await issueSvid(this.ca, o);
-    this.#svid = parseX509Svid(issued.chainPem, issued.keyPem);
-    this.#listeners.emit(this.#svid);
-    return this.#svid;
+    return this.set(parseX509Svid(issued.chainPem, issued.keyPem));
   }
 }
 

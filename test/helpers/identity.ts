@@ -5,7 +5,7 @@ import { DevCa } from '@spiffe-connector/dev/dev-ca.ts';
 import type { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
 import { X509Bundle } from '../../src/spiffe/bundle.ts';
 import { type JwtSvid, parseJwtSvidInsecure } from '../../src/spiffe/jwt-svid.ts';
-import { type JwtSource, Listeners, type X509Source } from '../../src/spiffe/source.ts';
+import { type JwtSource, Listeners, type Unsubscribe, type X509Source } from '../../src/spiffe/source.ts';
 import { parseX509Svid, type X509Svid } from '../../src/spiffe/x509-svid.ts';
 
 export interface TestJwtSource extends JwtSource {
@@ -71,6 +71,43 @@ export function signerJwtSource(options: {
   return source;
 }
 
+/** An X509Source holding the SVID it is given, and swapping in the next one when told (as a rotation does). */
+export class SettableX509Source implements X509Source {
+  readonly ca: DevCa;
+  readonly #bundle: X509Bundle;
+  readonly #listeners = new Listeners<[X509Svid]>();
+  #svid: X509Svid;
+
+  constructor(ca: DevCa, svid: X509Svid) {
+    this.ca = ca;
+    this.#svid = svid;
+    this.#bundle = X509Bundle.parsePem(ca.trustDomain, ca.certPem);
+  }
+
+  current(): X509Svid | undefined {
+    return this.#svid;
+  }
+
+  bundle(): X509Bundle | undefined {
+    return this.#bundle;
+  }
+
+  subscribe(listener: (svid: X509Svid) => void): Unsubscribe {
+    return this.#listeners.add(listener);
+  }
+
+  async whenReady(): Promise<void> {}
+
+  async close(): Promise<void> {}
+
+  /** Swaps in `svid` and tells the subscribers. */
+  set(svid: X509Svid): X509Svid {
+    this.#svid = svid;
+    this.#listeners.emit(svid);
+    return svid;
+  }
+}
+
 export interface TestX509Source extends X509Source {
   readonly ca: DevCa;
   /** Issues a fresh SVID (same ID unless given) and tells subscribers. */
@@ -86,8 +123,6 @@ export async function devX509Source(
 ): Promise<TestX509Source> {
   const trustDomain = options.trustDomain ?? 'example.org';
   const ca = options.ca ?? (await DevCa.create({ trustDomain }));
-  const bundle = X509Bundle.parsePem(trustDomain, ca.certPem);
-  const listeners = new Listeners<[X509Svid]>();
   let spiffeId = options.spiffeId ?? `spiffe://${trustDomain}/ns/default/sa/app`;
   const issue = async (): Promise<X509Svid> => {
     const minted = await ca.issueX509Svid({
@@ -97,19 +132,11 @@ export async function devX509Source(
     });
     return parseX509Svid(minted.certPem, minted.keyPem);
   };
-  let current = await issue();
-  return {
-    ca,
-    current: () => current,
-    bundle: () => bundle,
-    subscribe: (listener) => listeners.add(listener),
-    whenReady: async () => {},
-    close: async () => {},
+  const source = new SettableX509Source(ca, await issue());
+  return Object.assign(source, {
     async rotate(next?: string) {
       if (next) spiffeId = next;
-      current = await issue();
-      listeners.emit(current);
-      return current;
+      return source.set(await issue());
     },
-  };
+  });
 }
