@@ -306,30 +306,12 @@ export class FakeSts {
     const sessionName = params.get('RoleSessionName') ?? '';
     const token = params.get('WebIdentityToken') ?? '';
     const durationParam = params.get('DurationSeconds');
-    const problems: string[] = [];
-    if (roleArn.length < 20 || roleArn.length > 2048)
-      problems.push(
-        `Value '${roleArn}' at 'roleArn' failed to satisfy constraint: Member must have length between 20 and 2048`,
-      );
-    if (!SESSION_NAME.test(sessionName))
-      problems.push(
-        `Value '${sessionName}' at 'roleSessionName' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]* and have length between 2 and 64`,
-      );
-    if (token.length < 4 || token.length > 20000)
-      problems.push(
-        `Value at 'webIdentityToken' failed to satisfy constraint: Member must have length between 4 and 20000`,
-      );
-    const duration = durationParam === null ? 3600 : Number(durationParam);
-    if (!Number.isInteger(duration) || duration < 900 || duration > 43200)
-      problems.push(
-        `Value '${durationParam}' at 'durationSeconds' failed to satisfy constraint: Member must have value between 900 and 43200`,
-      );
-    if (problems.length > 0)
-      throw new StsError(
-        400,
-        'ValidationError',
-        `${problems.length} validation error${problems.length > 1 ? 's' : ''} detected: ${problems.join('; ')}`,
-      );
+    const duration = validateCommon(roleArn, sessionName, durationParam, (problems) => {
+      if (token.length < 4 || token.length > 20000)
+        problems.push(
+          `Value at 'webIdentityToken' failed to satisfy constraint: Member must have length between 4 and 20000`,
+        );
+    });
     const arn = ROLE_ARN.exec(roleArn);
     if (!arn) throw new StsError(400, 'ValidationError', 'Request ARN is invalid');
 
@@ -438,26 +420,7 @@ export class FakeSts {
     const roleArn = params.get('RoleArn') ?? '';
     const sessionName = params.get('RoleSessionName') ?? '';
     const durationParam = params.get('DurationSeconds');
-    const problems: string[] = [];
-    if (roleArn.length < 20 || roleArn.length > 2048)
-      problems.push(
-        `Value '${roleArn}' at 'roleArn' failed to satisfy constraint: Member must have length between 20 and 2048`,
-      );
-    if (!SESSION_NAME.test(sessionName))
-      problems.push(
-        `Value '${sessionName}' at 'roleSessionName' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]* and have length between 2 and 64`,
-      );
-    const duration = durationParam === null ? 3600 : Number(durationParam);
-    if (!Number.isInteger(duration) || duration < 900 || duration > 43200)
-      problems.push(
-        `Value '${durationParam}' at 'durationSeconds' failed to satisfy constraint: Member must have value between 900 and 43200`,
-      );
-    if (problems.length > 0)
-      throw new StsError(
-        400,
-        'ValidationError',
-        `${problems.length} validation error${problems.length > 1 ? 's' : ''} detected: ${problems.join('; ')}`,
-      );
+    const duration = validateCommon(roleArn, sessionName, durationParam);
     const arn = ROLE_ARN.exec(roleArn);
     if (!arn) throw new StsError(400, 'ValidationError', 'Request ARN is invalid');
     const role = this.#chainedRoles.get(roleArn);
@@ -690,4 +653,38 @@ function constantTimeEquals(a: string, b: string): boolean {
   const x = createHash('sha256').update(a).digest();
   const y = createHash('sha256').update(b).digest();
   return timingSafeEqual(x, y) && a.length === b.length;
+}
+
+/**
+ * What STS validates on every AssumeRole* call (RoleArn, RoleSessionName, DurationSeconds), plus the
+ * operation's own checks: all problems in one ValidationError, as STS lists them. Returns the duration.
+ */
+function validateCommon(
+  roleArn: string,
+  sessionName: string,
+  durationParam: string | null,
+  more?: (problems: string[]) => void,
+): number {
+  const problems: string[] = [];
+  if (roleArn.length < 20 || roleArn.length > 2048)
+    problems.push(
+      `Value '${roleArn}' at 'roleArn' failed to satisfy constraint: Member must have length between 20 and 2048`,
+    );
+  if (!SESSION_NAME.test(sessionName))
+    problems.push(
+      `Value '${sessionName}' at 'roleSessionName' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]* and have length between 2 and 64`,
+    );
+  more?.(problems);
+  const duration = durationParam === null ? 3600 : Number(durationParam);
+  if (!Number.isInteger(duration) || duration < 900 || duration > 43200)
+    problems.push(
+      `Value '${durationParam}' at 'durationSeconds' failed to satisfy constraint: Member must have value between 900 and 43200`,
+    );
+  if (problems.length > 0)
+    throw new StsError(
+      400,
+      'ValidationError',
+      `${problems.length} validation error${problems.length > 1 ? 's' : ''} detected: ${problems.join('; ')}`,
+    );
+  return duration;
 }
