@@ -184,6 +184,14 @@ module.exports = {
       to: { path: '^src/spiffe/' },
     },
     {
+      name: 'zod-mini-only',
+      comment:
+        "Schemas in src/ use zod/mini (the functional API): zod's classic API gives every schema object its own methods and brings the whole library into the bundle, which every pod pays for in memory.",
+      severity: 'error',
+      from: { path: '^src/' },
+      to: { path: 'node_modules/zod/(index\\.|v4/index\\.|v4/classic/|v3/)' },
+    },
+    {
       name: 'src-not-to-dev-dependency',
       comment:
         'The image installs only dependencies: a devDependency imported from src/ works in the tests and fails in production.',

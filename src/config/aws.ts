@@ -1,7 +1,7 @@
 // The `aws` section of the sidecar config: STS web identity (a JWT-SVID) by default, or IAM Roles
 // Anywhere (the X.509-SVID) when `rolesAnywhere` is set; limits as in docs/aws.md.
-import * as z from 'zod';
-import { httpsUrl } from './common.ts';
+import * as z from 'zod/mini';
+import { headerSecret, httpsUrl } from './common.ts';
 
 const ARN_ID = '[0-9A-Za-z-]{1,64}';
 export const TRUST_ANCHOR_ARN = new RegExp(
@@ -11,116 +11,114 @@ export const PROFILE_ARN = new RegExp(
   `^arn:(aws[a-z-]*):rolesanywhere:([a-z]{2}(?:-[a-z]+)+-\\d):(\\d{12}):profile/${ARN_ID}$`,
 );
 
-const rolesAnywhereFields = z
-  .object({
-    trustAnchorArn: z
-      .string({ error: 'is required' })
-      .regex(
+const rolesAnywhereFields = z.strictObject({
+  trustAnchorArn: z
+    .string({ error: 'is required' })
+    .check(
+      z.regex(
         TRUST_ANCHOR_ARN,
         'must be a Roles Anywhere trust anchor ARN (arn:aws:rolesanywhere:<region>:<12-digit account>:trust-anchor/<id>)',
       ),
-    profileArn: z
-      .string({ error: 'is required' })
-      .regex(
+    ),
+  profileArn: z
+    .string({ error: 'is required' })
+    .check(
+      z.regex(
         PROFILE_ARN,
         'must be a Roles Anywhere profile ARN (arn:aws:rolesanywhere:<region>:<12-digit account>:profile/<id>)',
       ),
-    /** Default: https://rolesanywhere.<the trust anchor's region>.amazonaws.com. */
-    endpoint: httpsUrl.optional(),
-  })
-  .strict();
+    ),
+  /** Default: https://rolesanywhere.<the trust anchor's region>.amazonaws.com. */
+  endpoint: z.optional(httpsUrl),
+});
 
 /** Cluster defaults (the webhook) may give any part; the pod's annotations complete it. */
-export const rolesAnywhereDefaultsSchema = rolesAnywhereFields.partial().strict();
+export const rolesAnywhereDefaultsSchema = z.partial(rolesAnywhereFields);
 
-const rolesAnywhereSchema = rolesAnywhereFields.superRefine((value, ctx) => {
-  const anchor = TRUST_ANCHOR_ARN.exec(value.trustAnchorArn);
-  const profile = PROFILE_ARN.exec(value.profileArn);
-  if (anchor && profile && (anchor[2] !== profile[2] || anchor[1] !== profile[1])) {
-    ctx.addIssue({
-      code: 'custom',
-      path: ['profileArn'],
-      message: `must be in the trust anchor's region (${anchor[2]}): Roles Anywhere answers for one region`,
-    });
-  }
-});
+const rolesAnywhereSchema = rolesAnywhereFields.check(
+  z.superRefine((value, ctx) => {
+    const anchor = TRUST_ANCHOR_ARN.exec(value.trustAnchorArn);
+    const profile = PROFILE_ARN.exec(value.profileArn);
+    if (anchor && profile && (anchor[2] !== profile[2] || anchor[1] !== profile[1])) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['profileArn'],
+        message: `must be in the trust anchor's region (${anchor[2]}): Roles Anywhere answers for one region`,
+      });
+    }
+  }),
+);
 
 const ROLE_ARN = /^arn:aws[a-z-]*:iam::\d{12}:role\/[\w+=,.@/-]{1,512}$/;
 
-/** A role assumed with the pod's role credentials (role chaining): one AWS config profile each. */
-const extraRoleSchema = z
-  .object({
-    /** The profile name apps select (AWS_PROFILE, --profile). */
-    name: z
-      .string({ error: 'is required' })
-      .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'must be a profile name: letters, digits, "_", ".", "-", at most 64')
-      .refine((n) => n !== 'default', 'must not be "default": that profile is the pod\'s own role'),
-    roleArn: z
-      .string({ error: 'is required' })
-      .regex(ROLE_ARN, 'must be an IAM role ARN (arn:aws:iam::<12-digit account>:role/<name>)'),
-    /** STS holds chained sessions to one hour. */
-    sessionDurationSeconds: z
-      .number()
-      .int('must be a whole number of seconds')
-      .min(900, 'must be at least 900 (STS minimum)')
-      .max(3600, 'must be at most 3600: STS limits role chaining to one hour')
-      .default(3600),
-  })
-  .strict();
+const roleArn = z
+  .string({ error: 'is required' })
+  .check(z.regex(ROLE_ARN, 'must be an IAM role ARN (arn:aws:iam::<12-digit account>:role/<name>)'));
 
-export const awsSchema = z
-  .object({
-    roleArn: z
-      .string({ error: 'is required' })
-      .regex(ROLE_ARN, 'must be an IAM role ARN (arn:aws:iam::<12-digit account>:role/<name>)'),
-    region: z
-      .string({ error: 'is required' })
-      .regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'must be an AWS region such as eu-west-1'),
-    audience: z
-      .string()
-      .min(1)
-      .max(255, 'must be at most 255 characters (IAM OIDC client ID limit)')
-      .default('sts.amazonaws.com'),
-    sessionDurationSeconds: z
+/** Seconds an STS session lasts: at least 900, at most `max`. */
+const sessionDuration = (max: number, tooLong: string) =>
+  z._default(
+    z
       .number()
-      .int('must be a whole number of seconds')
-      .min(900, 'must be at least 900 (STS minimum)')
-      .max(43200, 'must be at most 43200 (STS maximum)')
-      .default(3600),
-    stsEndpoint: httpsUrl.optional(),
-    /** Serve the container-credentials endpoint (the per-container token: the surface to prefer). */
-    containerCredentials: z.boolean().default(true),
-    /**
-     * The container-credentials token, also given to the app as the literal AWS_CONTAINER_AUTHORIZATION_TOKEN
-     * for SDKs released before AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE (README.md "Compatibility"). It must stay
-     * the same for the pod's life (the app reads it once, at start), so it is configured, not generated: the
-     * webhook sets one per pod (annotation aws-legacy-token). Unset: a fresh token in the token file only.
-     */
-    containerAuthorizationToken: z
-      .string()
-      .min(32, 'must be at least 32 characters')
-      .max(256, 'must be at most 256 characters')
-      .regex(/^[A-Za-z0-9._~+/=-]+$/, 'must be letters, digits and ._~+/=- only (it travels in an HTTP header)')
-      .optional(),
-    /** Also emulate EC2 IMDSv2, which any process in the pod can read (it carries no per-container secret). */
-    imds: z.boolean().default(true),
-    /** Roles assumed from the pod's role: an AWS config profile each (AWS_CONFIG_FILE), and `credential-process --role NAME`. */
-    extraRoles: z
-      .array(extraRoleSchema)
-      .max(64)
-      .default([])
-      .superRefine((roles, ctx) => {
-        const seen = new Set<string>();
-        roles.forEach((r, i) => {
-          if (seen.has(r.name))
-            ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `repeats the profile name ${r.name}` });
-          seen.add(r.name);
-        });
-      }),
-    /** Sign Roles Anywhere CreateSession with the X.509-SVID instead of exchanging a JWT-SVID at STS. */
-    rolesAnywhere: rolesAnywhereSchema.optional(),
-  })
-  .strict();
+      .check(
+        z.int('must be a whole number of seconds'),
+        z.gte(900, 'must be at least 900 (STS minimum)'),
+        z.lte(max, tooLong),
+      ),
+    3600,
+  );
+
+/** A role assumed with the pod's role credentials (role chaining): one AWS config profile each. */
+const extraRoleSchema = z.strictObject({
+  /** The profile name apps select (AWS_PROFILE, --profile). */
+  name: z.string({ error: 'is required' }).check(
+    z.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'must be a profile name: letters, digits, "_", ".", "-", at most 64'),
+    z.refine((n) => n !== 'default', 'must not be "default": that profile is the pod\'s own role'),
+  ),
+  roleArn,
+  /** STS holds chained sessions to one hour. */
+  sessionDurationSeconds: sessionDuration(3600, 'must be at most 3600: STS limits role chaining to one hour'),
+});
+
+/** The literal AWS_CONTAINER_AUTHORIZATION_TOKEN (see `containerAuthorizationToken` below). */
+export const containerAuthorizationTokenSchema = headerSecret(32);
+
+export const awsSchema = z.strictObject({
+  roleArn,
+  region: z
+    .string({ error: 'is required' })
+    .check(z.regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'must be an AWS region such as eu-west-1')),
+  audience: z._default(
+    z.string().check(z.minLength(1), z.maxLength(255, 'must be at most 255 characters (IAM OIDC client ID limit)')),
+    'sts.amazonaws.com',
+  ),
+  sessionDurationSeconds: sessionDuration(43200, 'must be at most 43200 (STS maximum)'),
+  stsEndpoint: z.optional(httpsUrl),
+  /** Serve the container-credentials endpoint (the per-container token: the surface to prefer). */
+  containerCredentials: z._default(z.boolean(), true),
+  /**
+   * The container-credentials token, also given to the app as the literal AWS_CONTAINER_AUTHORIZATION_TOKEN
+   * for SDKs released before AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE (README.md "Compatibility"). It must stay
+   * the same for the pod's life (the app reads it once, at start), so it is configured, not generated: the
+   * webhook sets one per pod (annotation aws-legacy-token). Unset: a fresh token in the token file only.
+   */
+  containerAuthorizationToken: z.optional(containerAuthorizationTokenSchema),
+  /** Also emulate EC2 IMDSv2, which any process in the pod can read (it carries no per-container secret). */
+  imds: z._default(z.boolean(), true),
+  /** Roles assumed from the pod's role: an AWS config profile each (AWS_CONFIG_FILE), and `credential-process --role NAME`. */
+  extraRoles: z._default(z.array(extraRoleSchema).check(z.maxLength(64)), []).check(
+    z.superRefine((roles, ctx) => {
+      const seen = new Set<string>();
+      roles.forEach((r, i) => {
+        if (seen.has(r.name))
+          ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `repeats the profile name ${r.name}` });
+        seen.add(r.name);
+      });
+    }),
+  ),
+  /** Sign Roles Anywhere CreateSession with the X.509-SVID instead of exchanging a JWT-SVID at STS. */
+  rolesAnywhere: z.optional(rolesAnywhereSchema),
+});
 
 export type AwsConfig = z.output<typeof awsSchema>;
 export type ExtraRole = AwsConfig['extraRoles'][number];

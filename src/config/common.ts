@@ -3,36 +3,73 @@
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { parseDocument } from 'yaml';
-import * as z from 'zod';
+import { en } from 'zod/locales';
+import * as z from 'zod/mini';
 import { ConnectorError } from '../base/errors.ts';
 
-export const hostPort = z.string().superRefine((value, ctx) => {
-  const parsed = parseHostPort(value);
-  if (!parsed) ctx.addIssue({ code: 'custom', message: 'must be HOST:PORT (IPv6 as [::1]:PORT), port 0-65535' });
-});
+// The schemas use zod's functional API (zod/mini): checks are values passed to .check(), wrappers are
+// functions (z.optional, z._default, z.pipe), so the bundle holds only the parts used and every schema
+// object stays small. zod/mini loads no locale: English, as zod's classic API does, for built-in messages
+// (imported by name: `z.locales` would bundle every language).
+z.config(en());
 
-export const loopbackHostPort = hostPort.superRefine((value, ctx) => {
-  const parsed = parseHostPort(value);
-  if (parsed && !isLoopbackHost(parsed.host)) {
-    ctx.addIssue({
-      code: 'custom',
-      message: 'must be a loopback address (127.0.0.0/8 or [::1]): the metadata endpoints are for this pod only',
-    });
-  }
-});
+export const hostPort = z.string().check(
+  z.superRefine((value, ctx) => {
+    const parsed = parseHostPort(value);
+    if (!parsed) ctx.addIssue({ code: 'custom', message: 'must be HOST:PORT (IPv6 as [::1]:PORT), port 0-65535' });
+  }),
+);
 
-export const httpsUrl = z.string().superRefine((value, ctx) => {
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    ctx.addIssue({ code: 'custom', message: 'must be an absolute URL' });
-    return;
-  }
-  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopbackHost(url.hostname))) {
-    ctx.addIssue({ code: 'custom', message: 'must be an https:// URL (http:// only for loopback hosts)' });
-  }
-});
+export const loopbackHostPort = hostPort.check(
+  z.superRefine((value, ctx) => {
+    const parsed = parseHostPort(value);
+    if (parsed && !isLoopbackHost(parsed.host)) {
+      ctx.addIssue({
+        code: 'custom',
+        message: 'must be a loopback address (127.0.0.0/8 or [::1]): the metadata endpoints are for this pod only',
+      });
+    }
+  }),
+);
+
+export const httpsUrl = z.string().check(
+  z.superRefine((value, ctx) => {
+    let url: URL;
+    try {
+      url = new URL(value);
+    } catch {
+      ctx.addIssue({ code: 'custom', message: 'must be an absolute URL' });
+      return;
+    }
+    if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopbackHost(url.hostname))) {
+      ctx.addIssue({ code: 'custom', message: 'must be an https:// URL (http:// only for loopback hosts)' });
+    }
+  }),
+);
+
+/** The container-credentials token and the App Service identity header travel in an HTTP header. */
+export const headerSecret = (min: number) =>
+  z
+    .string()
+    .check(
+      z.minLength(min, `must be at least ${min} characters`),
+      z.maxLength(256, 'must be at most 256 characters'),
+      z.regex(/^[A-Za-z0-9._~+/=-]+$/, 'must be letters, digits and ._~+/=- only (it travels in an HTTP header)'),
+    );
+
+/** The trust domain name, given bare or as spiffe://name. */
+export const trustDomain = z.pipe(
+  z.pipe(
+    z.string({ error: 'is required' }),
+    z.transform((s) => s.replace(/^spiffe:\/\//, '')),
+  ),
+  z
+    .string()
+    .check(z.regex(/^[a-z0-9._-]{1,255}$/, 'must be a trust domain name: lowercase letters, digits, ".", "_", "-"')),
+);
+
+/** A log level (pino's), default info. */
+export const logLevel = z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']);
 
 export interface HostPort {
   host: string;
@@ -79,7 +116,7 @@ export class ConfigError extends ConnectorError {
 }
 
 /** Validates a plain value against a schema; every issue is reported with its path. */
-export function validate<S extends z.ZodType>(schema: S, value: unknown, source: string): z.output<S> {
+export function validate<S extends z.ZodMiniType>(schema: S, value: unknown, source: string): z.output<S> {
   const result = schema.safeParse(value);
   if (!result.success) {
     const problems = result.error.issues.map((issue) => `${formatPath(issue.path)}: ${issue.message}`);
@@ -89,7 +126,7 @@ export function validate<S extends z.ZodType>(schema: S, value: unknown, source:
 }
 
 /** Parses YAML text (every syntax error reported with its line) and validates it. */
-export function parseYamlConfig<S extends z.ZodType>(schema: S, text: string, source: string): z.output<S> {
+export function parseYamlConfig<S extends z.ZodMiniType>(schema: S, text: string, source: string): z.output<S> {
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     throw new ConfigError(
@@ -103,7 +140,7 @@ export function parseYamlConfig<S extends z.ZodType>(schema: S, text: string, so
   return validate(schema, doc.toJS() ?? {}, source);
 }
 
-export async function loadYamlConfig<S extends z.ZodType>(schema: S, file: string): Promise<z.output<S>> {
+export async function loadYamlConfig<S extends z.ZodMiniType>(schema: S, file: string): Promise<z.output<S>> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');

@@ -1,6 +1,6 @@
 // Reads the sidecar config once at start: the YAML file, plus SPIFFE_ENDPOINT_SOCKET, which the
 // SPIFFE Workload Endpoint spec says clients fall back to. The only module that reads process.env.
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { loadYamlConfig, parseYamlConfig, validate } from './common.ts';
 import { type SidecarConfig, sidecarSchema } from './schema.ts';
 

@@ -1,62 +1,63 @@
 // The sidecar's config (config.example.yaml documents every key): spiffe sources, listeners, and one optional section
 // per cloud. A cloud section that is absent means that cloud is not served.
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { awsSchema } from './aws.ts';
 import { azureSchema } from './azure.ts';
-import { hostPort, httpsUrl, isLoopbackHost, loopbackHostPort, parseHostPort } from './common.ts';
+import {
+  hostPort,
+  httpsUrl,
+  isLoopbackHost,
+  logLevel,
+  loopbackHostPort,
+  parseHostPort,
+  trustDomain,
+} from './common.ts';
 import { gcpSchema } from './gcp.ts';
 
-const trustDomain = z
-  .string({ error: 'is required' })
-  .transform((s) => s.replace(/^spiffe:\/\//, ''))
-  .pipe(
-    z.string().regex(/^[a-z0-9._-]{1,255}$/, 'must be a trust domain name: lowercase letters, digits, ".", "_", "-"'),
-  );
+const nonEmpty = z.string().check(z.minLength(1));
 
-const x509Schema = z
-  .object({
-    dir: z.string().min(1).default('/var/run/secrets/spiffe.io'),
-    certFile: z.string().min(1).default('tls.crt'),
-    keyFile: z.string().min(1).default('tls.key'),
-    bundleFile: z.string().min(1).default('ca.crt'),
-    /** Seconds between fallback polls of the files, besides watching them. */
-    pollIntervalSeconds: z.number().int().min(1).max(3600).default(30),
-  })
-  .strict();
+const x509Schema = z.strictObject({
+  dir: z._default(nonEmpty, '/var/run/secrets/spiffe.io'),
+  certFile: z._default(nonEmpty, 'tls.crt'),
+  keyFile: z._default(nonEmpty, 'tls.key'),
+  bundleFile: z._default(nonEmpty, 'ca.crt'),
+  /** Seconds between fallback polls of the files, besides watching them. */
+  pollIntervalSeconds: z._default(z.number().check(z.int(), z.gte(1), z.lte(3600)), 30),
+});
 
 const jwtSchema = z
-  .object({
-    file: z.string().min(1).optional(),
-    exchange: z
-      .object({
+  .strictObject({
+    file: z.optional(nonEmpty),
+    exchange: z.optional(
+      z.strictObject({
         url: httpsUrl,
         /** PEM CA bundle to trust for the issuer's serving certificate, instead of the system roots (used when absent). */
-        caFile: z.string().min(1).optional(),
-      })
-      .strict()
-      .optional(),
+        caFile: z.optional(nonEmpty),
+      }),
+    ),
   })
-  .strict()
-  .superRefine((value, ctx) => {
-    const set = [value.file, value.exchange].filter((v) => v !== undefined).length;
-    if (set !== 1) ctx.addIssue({ code: 'custom', message: 'set exactly one of file or exchange' });
-  });
+  .check(
+    z.superRefine((value, ctx) => {
+      const set = [value.file, value.exchange].filter((v) => v !== undefined).length;
+      if (set !== 1) ctx.addIssue({ code: 'custom', message: 'set exactly one of file or exchange' });
+    }),
+  );
 
-const workloadApiSchema = z
-  .object({
-    socket: z
-      .string()
-      .regex(
+const workloadApiSchema = z.strictObject({
+  socket: z
+    .string()
+    .check(
+      z.regex(
         /^(unix:(\/\/)?\/[^?#]+|tcp:\/\/\d{1,3}(\.\d{1,3}){3}:\d{1,5})$/,
         'must be unix:///path/to.sock or tcp://IP:PORT',
       ),
-    /**
-     * Pick the SVID with this hint when the agent returns several (docs/spiffe.md#workload-api-streams); default the
-     * first.
-     */
-    hint: z.string().min(1).max(1024).optional(),
-  })
-  .strict();
+    ),
+  /**
+   * Pick the SVID with this hint when the agent returns several (docs/spiffe.md#workload-api-streams); default the
+   * first.
+   */
+  hint: z.optional(z.string().check(z.minLength(1), z.maxLength(1024))),
+});
 
 export const DEFAULT_METRICS_ADDRESS = '127.0.0.1:9091';
 
@@ -66,144 +67,145 @@ export function defaultMetricsAddress(opsAddress: string): string {
   return ops && isLoopbackHost(ops.host) ? opsAddress : DEFAULT_METRICS_ADDRESS;
 }
 
+const serverSchema = z.strictObject({
+  metadataAddress: z._default(loopbackHostPort, '127.0.0.1:8181'),
+  /** /healthz and /readyz (the kubelet's probes; /readyz names what is not ready, never why). */
+  opsAddress: z._default(hostPort, '0.0.0.0:9090'),
+  /**
+   * /metrics (and a /readyz that says why). Default: opsAddress when that is loopback, otherwise
+   * 127.0.0.1:9091. Set it to opsAddress (or any pod-wide address) to let Prometheus scrape the pod.
+   */
+  metricsAddress: z.optional(hostPort),
+  stateDir: z._default(nonEmpty, '/var/run/spiffe-connector'),
+  /**
+   * Also serve every metadata surface on port 80 of the metadataAddress host, for clients that drop the
+   * port of AWS_EC2_METADATA_SERVICE_ENDPOINT. No privilege beyond the pod sysctl
+   * net.ipv4.ip_unprivileged_port_start=80 (a safe sysctl; the webhook sets it), or NET_BIND_SERVICE.
+   */
+  metadataPort80: z._default(z.boolean(), false),
+  /** Seconds to keep answering (503) after SIGTERM before closing. */
+  drainSeconds: z._default(z.number().check(z.gte(0), z.lte(60)), 3),
+  /** Serve the SPIFFE Workload API to the pod on this Unix socket path (in a volume shared with the app). */
+  workloadApiSocket: z.optional(
+    z.string().check(
+      z.regex(/^\/[^\0]*[^/]$/, 'must be an absolute filesystem path to the socket file'),
+      z.refine((p) => Buffer.byteLength(p) <= 107, 'must be at most 107 bytes (the Unix socket path limit)'),
+    ),
+  ),
+  /** JWKS (or OIDC issuer, resolved by discovery) whose keys make the JWT bundle that socket serves. */
+  workloadApiJwksUrl: z.optional(httpsUrl),
+});
+
 export const sidecarSchema = z
-  .object({
-    spiffe: z
-      .object({
-        trustDomain,
-        x509: x509Schema.optional(),
-        jwt: jwtSchema.optional(),
-        workloadApi: workloadApiSchema.optional(),
-      })
-      .strict(),
-    server: z
-      .object({
-        metadataAddress: loopbackHostPort.default('127.0.0.1:8181'),
-        /** /healthz and /readyz (the kubelet's probes; /readyz names what is not ready, never why). */
-        opsAddress: hostPort.default('0.0.0.0:9090'),
-        /**
-         * /metrics (and a /readyz that says why). Default: opsAddress when that is loopback, otherwise
-         * 127.0.0.1:9091. Set it to opsAddress (or any pod-wide address) to let Prometheus scrape the pod.
-         */
-        metricsAddress: hostPort.optional(),
-        stateDir: z.string().min(1).default('/var/run/spiffe-connector'),
-        /**
-         * Also serve every metadata surface on port 80 of the metadataAddress host, for clients that drop the
-         * port of AWS_EC2_METADATA_SERVICE_ENDPOINT. No privilege beyond the pod sysctl
-         * net.ipv4.ip_unprivileged_port_start=80 (a safe sysctl; the webhook sets it), or NET_BIND_SERVICE.
-         */
-        metadataPort80: z.boolean().default(false),
-        /** Seconds to keep answering (503) after SIGTERM before closing. */
-        drainSeconds: z.number().min(0).max(60).default(3),
-        /** Serve the SPIFFE Workload API to the pod on this Unix socket path (in a volume shared with the app). */
-        workloadApiSocket: z
-          .string()
-          .regex(/^\/[^\0]*[^/]$/, 'must be an absolute filesystem path to the socket file')
-          .refine((p) => Buffer.byteLength(p) <= 107, 'must be at most 107 bytes (the Unix socket path limit)')
-          .optional(),
-        /** JWKS (or OIDC issuer, resolved by discovery) whose keys make the JWT bundle that socket serves. */
-        workloadApiJwksUrl: httpsUrl.optional(),
-      })
-      .strict()
-      .transform((server) => ({
-        ...server,
-        metricsAddress: server.metricsAddress ?? defaultMetricsAddress(server.opsAddress),
-      }))
-      .default({
+  .strictObject({
+    spiffe: z.strictObject({
+      trustDomain,
+      x509: z.optional(x509Schema),
+      jwt: z.optional(jwtSchema),
+      workloadApi: z.optional(workloadApiSchema),
+    }),
+    server: z._default(
+      z.pipe(
+        serverSchema,
+        z.transform((server) => ({
+          ...server,
+          metricsAddress: server.metricsAddress ?? defaultMetricsAddress(server.opsAddress),
+        })),
+      ),
+      {
         metadataAddress: '127.0.0.1:8181',
         opsAddress: '0.0.0.0:9090',
         metricsAddress: DEFAULT_METRICS_ADDRESS,
         stateDir: '/var/run/spiffe-connector',
         drainSeconds: 3,
         metadataPort80: false,
-      }),
-    log: z
-      .object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') })
-      .strict()
-      .default({ level: 'info' }),
-    aws: awsSchema.optional(),
-    gcp: gcpSchema.optional(),
-    azure: azureSchema.optional(),
+      },
+    ),
+    log: z._default(z.strictObject({ level: z._default(logLevel, 'info') }), { level: 'info' }),
+    aws: z.optional(awsSchema),
+    gcp: z.optional(gcpSchema),
+    azure: z.optional(azureSchema),
   })
-  .strict()
-  .superRefine((config, ctx) => {
-    const s = config.spiffe;
-    if (!s.x509 && !s.jwt && !s.workloadApi) {
-      ctx.addIssue({ code: 'custom', path: ['spiffe'], message: 'configure an identity: x509, jwt or workloadApi' });
-    }
-    const hasJwt = s.jwt !== undefined || s.workloadApi !== undefined;
-    if (s.jwt?.exchange && !s.x509 && !s.workloadApi) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['spiffe', 'jwt', 'exchange'],
-        message: 'the issuer exchange authenticates with an X.509-SVID: configure spiffe.x509 too',
-      });
-    }
-    const hasX509 = s.x509 !== undefined || s.workloadApi !== undefined;
-    if (config.aws && !config.aws.containerCredentials && !config.aws.imds) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['aws', 'containerCredentials'],
-        message: 'AWS serves no surface: enable containerCredentials or imds',
-      });
-    }
-    if (
-      config.azure &&
-      !config.azure.appService &&
-      !config.azure.imds &&
-      !config.azure.msi &&
-      config.azure.tokenFile === undefined
-    ) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['azure', 'appService'],
-        message: 'Azure serves no surface: enable appService, imds or msi, or set tokenFile',
-      });
-    }
-    if (config.aws?.rolesAnywhere && !hasX509) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['aws', 'rolesAnywhere'],
-        message:
-          'IAM Roles Anywhere signs with the X.509-SVID, not a JWT-SVID: configure spiffe.x509 or spiffe.workloadApi',
-      });
-    } else if (config.aws && !config.aws.rolesAnywhere && !hasJwt) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['aws'],
-        message:
-          'AWS federation needs JWT-SVIDs (or aws.rolesAnywhere with an X.509-SVID): configure spiffe.jwt or spiffe.workloadApi',
-      });
-    }
-    if (config.azure && !hasJwt) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['azure'],
-        message: 'Entra federation needs JWT-SVIDs: configure spiffe.jwt or spiffe.workloadApi',
-      });
-    }
-    const sameAccount =
-      config.gcp?.serviceAccount === undefined
-        ? -1
-        : config.gcp.extraServiceAccounts.indexOf(config.gcp.serviceAccount);
-    if (sameAccount !== -1)
-      ctx.addIssue({
-        code: 'custom',
-        path: ['gcp', 'extraServiceAccounts', sameAccount],
-        message: 'is already gcp.serviceAccount (the default account)',
-      });
-    if (config.gcp && !hasJwt && !s.x509) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['gcp'],
-        message:
-          'Google federation needs JWT-SVIDs or an X.509-SVID: configure spiffe.jwt, spiffe.x509 or spiffe.workloadApi',
-      });
-    }
-    if (!config.aws && !config.gcp && !config.azure) {
-      ctx.addIssue({ code: 'custom', path: [], message: 'configure at least one cloud: aws, gcp or azure' });
-    }
-  });
+  .check(
+    z.superRefine((config, ctx) => {
+      const s = config.spiffe;
+      if (!s.x509 && !s.jwt && !s.workloadApi) {
+        ctx.addIssue({ code: 'custom', path: ['spiffe'], message: 'configure an identity: x509, jwt or workloadApi' });
+      }
+      const hasJwt = s.jwt !== undefined || s.workloadApi !== undefined;
+      if (s.jwt?.exchange && !s.x509 && !s.workloadApi) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['spiffe', 'jwt', 'exchange'],
+          message: 'the issuer exchange authenticates with an X.509-SVID: configure spiffe.x509 too',
+        });
+      }
+      const hasX509 = s.x509 !== undefined || s.workloadApi !== undefined;
+      if (config.aws && !config.aws.containerCredentials && !config.aws.imds) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['aws', 'containerCredentials'],
+          message: 'AWS serves no surface: enable containerCredentials or imds',
+        });
+      }
+      if (
+        config.azure &&
+        !config.azure.appService &&
+        !config.azure.imds &&
+        !config.azure.msi &&
+        config.azure.tokenFile === undefined
+      ) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['azure', 'appService'],
+          message: 'Azure serves no surface: enable appService, imds or msi, or set tokenFile',
+        });
+      }
+      if (config.aws?.rolesAnywhere && !hasX509) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['aws', 'rolesAnywhere'],
+          message:
+            'IAM Roles Anywhere signs with the X.509-SVID, not a JWT-SVID: configure spiffe.x509 or spiffe.workloadApi',
+        });
+      } else if (config.aws && !config.aws.rolesAnywhere && !hasJwt) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['aws'],
+          message:
+            'AWS federation needs JWT-SVIDs (or aws.rolesAnywhere with an X.509-SVID): configure spiffe.jwt or spiffe.workloadApi',
+        });
+      }
+      if (config.azure && !hasJwt) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['azure'],
+          message: 'Entra federation needs JWT-SVIDs: configure spiffe.jwt or spiffe.workloadApi',
+        });
+      }
+      const sameAccount =
+        config.gcp?.serviceAccount === undefined
+          ? -1
+          : config.gcp.extraServiceAccounts.indexOf(config.gcp.serviceAccount);
+      if (sameAccount !== -1)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['gcp', 'extraServiceAccounts', sameAccount],
+          message: 'is already gcp.serviceAccount (the default account)',
+        });
+      if (config.gcp && !hasJwt && !s.x509) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['gcp'],
+          message:
+            'Google federation needs JWT-SVIDs or an X.509-SVID: configure spiffe.jwt, spiffe.x509 or spiffe.workloadApi',
+        });
+      }
+      if (!config.aws && !config.gcp && !config.azure) {
+        ctx.addIssue({ code: 'custom', path: [], message: 'configure at least one cloud: aws, gcp or azure' });
+      }
+    }),
+  );
 
 export type SidecarConfig = z.output<typeof sidecarSchema>;
 export type SpiffeConfig = SidecarConfig['spiffe'];

@@ -1,8 +1,8 @@
 // Builds one pod's sidecar config: the pod's annotations over the cluster defaults, validated by the
 // sidecar's own schema and parser (schema.ts, load.ts), every problem named by its annotation.
 
-import { awsSchema } from '../config/aws.ts';
-import { azureSchema } from '../config/azure.ts';
+import { containerAuthorizationTokenSchema as awsTokenSchema } from '../config/aws.ts';
+import { identityHeaderSchema } from '../config/azure.ts';
 import { deepFreeze, formatPath } from '../config/common.ts';
 import { WORKLOAD_IDENTITY_PROVIDER } from '../config/gcp.ts';
 import { type SidecarConfig, sidecarSchema } from '../config/schema.ts';
@@ -37,8 +37,6 @@ type Tree = Record<string, unknown>;
 const CLOUDS: readonly Cloud[] = ['aws', 'gcp', 'azure'];
 /** The Workload API socket the sidecar serves, in the token directory the app containers mount. */
 export const WORKLOAD_API_SOCKET = 'workload-api.sock';
-const identityHeaderSchema = azureSchema.shape.identityHeader.unwrap();
-const awsTokenSchema = awsSchema.shape.containerAuthorizationToken.unwrap();
 
 function setPath(tree: Tree, path: readonly string[], value: unknown): void {
   let node = tree;
