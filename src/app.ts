@@ -111,6 +111,7 @@ export async function startApp(config: SidecarConfig, deps: AppDeps): Promise<Ru
     host: listenAddress.host,
     port: listenAddress.port,
     ...(config.server.metadataPort80 && listenAddress.port !== 80 ? { alsoPorts: [80] } : {}),
+    linkLocal: config.server.linkLocal,
     metrics: deps.metrics,
     logger,
   });

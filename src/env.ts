@@ -2,12 +2,15 @@
 // cloud's lines plus NO_PROXY, and the JWT-SVID audiences those clouds need. `spiffe-connector env`, `check`, the dev mode and the webhook use this;
 // it imports only the pure providers/<cloud>/env.ts modules, never a cloud's endpoints or SDK.
 import type { EnvLines } from './base/env-lines.ts';
+import { GCE_METADATA_NAME, LINK_LOCAL_ADDRESSES } from './base/link-local.ts';
 import { CLOUDS, type CloudEntry } from './clouds.ts';
 import type { SidecarConfig } from './config/schema.ts';
 import type { Cloud } from './ops/metrics.ts';
 import { workloadApiEnv } from './surfaces/workload-api/env.ts';
 
 export const LOOPBACK_NO_PROXY = '127.0.0.1,localhost,::1';
+/** Link-local mode: the real services' addresses too, so an HTTP(S)_PROXY never carries a metadata request. */
+export const LINK_LOCAL_NO_PROXY = `${LOOPBACK_NO_PROXY},${LINK_LOCAL_ADDRESSES.join(',')},${GCE_METADATA_NAME}`;
 
 /** http://<metadataAddress> as configured. */
 export function configuredMetadataOrigin(config: SidecarConfig): string {
@@ -33,7 +36,8 @@ export function appEnvironment(config: SidecarConfig, metadataOrigin = configure
   const lines: EnvLines = [];
   for (const c of configuredClouds(config)) lines.push(...c.env(config, metadataOrigin));
   lines.push(...workloadApiEnv(config));
-  lines.push(['NO_PROXY', LOOPBACK_NO_PROXY], ['no_proxy', LOOPBACK_NO_PROXY]);
+  const noProxy = config.server.linkLocal ? LINK_LOCAL_NO_PROXY : LOOPBACK_NO_PROXY;
+  lines.push(['NO_PROXY', noProxy], ['no_proxy', noProxy]);
   return lines;
 }
 

@@ -1,7 +1,9 @@
 // `spiffe-connector check`: validates the config and the identity it names, and says what would be
 // served, or lists every problem (exit 1). Reads files; contacts nothing.
 import { readFile } from 'node:fs/promises';
+import { networkInterfaces } from 'node:os';
 import { toConnectorError } from '../base/errors.ts';
+import { LINK_LOCAL_ADDRESSES, LINK_LOCAL_PORT } from '../base/link-local.ts';
 import type { SidecarConfig } from '../config/schema.ts';
 import { appEnvironment, configuredMetadataOrigin, describeClouds, requiredAudiences } from '../env.ts';
 import { rolesAnywhereProblems } from '../providers/aws/env.ts';
@@ -11,7 +13,11 @@ import { parseJwtSvidInsecure } from '../spiffe/jwt-svid.ts';
 import { TrustDomain } from '../spiffe/spiffe-id.ts';
 
 /** Env values that are secrets: `check` output lands in logs and tickets, so it does not show them. */
-const SECRET_ENV = new Set(['IDENTITY_HEADER', 'AWS_CONTAINER_AUTHORIZATION_TOKEN']);
+const SECRET_ENV = new Set([
+  'IDENTITY_HEADER',
+  'AWS_CONTAINER_AUTHORIZATION_TOKEN',
+  'AWS_CONTAINER_CREDENTIALS_RELATIVE_URI',
+]);
 
 export interface CheckReport {
   readonly ok: boolean;
@@ -19,7 +25,62 @@ export interface CheckReport {
   readonly problems: string[];
 }
 
-export async function checkConfig(config: SidecarConfig, now: Date): Promise<CheckReport> {
+/** What link-local mode needs of the network namespace `check` runs in (the pod's, from inside the sidecar). */
+export interface LinkLocalHost {
+  /** The IPv4 addresses on lo. */
+  readonly loAddresses: readonly string[];
+  /** net.ipv4.ip_unprivileged_port_start, or undefined when unreadable. */
+  readonly unprivilegedPortStart: number | undefined;
+  /** Whether this process may bind ports below that anyway (root with CAP_NET_BIND_SERVICE, or that capability). */
+  readonly canBindPrivileged: boolean;
+}
+
+/** Reads what link-local mode needs from this process's network namespace: it sends nothing. */
+export async function readLinkLocalHost(): Promise<LinkLocalHost> {
+  const loAddresses = (networkInterfaces()['lo'] ?? []).filter((a) => a.family === 'IPv4').map((a) => a.address);
+  const start = await readFile('/proc/sys/net/ipv4/ip_unprivileged_port_start', 'utf8').then(
+    (t) => Number(t.trim()),
+    () => undefined,
+  );
+  // CapEff is a hex mask; CAP_NET_BIND_SERVICE is bit 10.
+  const capEff = await readFile('/proc/self/status', 'utf8').then(
+    (t) => /^CapEff:\s*([0-9a-f]+)$/m.exec(t)?.[1],
+    () => undefined,
+  );
+  const canBindPrivileged = capEff !== undefined && (BigInt(`0x${capEff}`) & (1n << 10n)) !== 0n;
+  return {
+    loAddresses,
+    unprivilegedPortStart: start !== undefined && Number.isInteger(start) ? start : undefined,
+    canBindPrivileged,
+  };
+}
+
+/** The problems that would stop link-local mode's listeners, worded for the operator. */
+export function linkLocalProblems(host: LinkLocalHost): string[] {
+  const problems: string[] = [];
+  const missing = LINK_LOCAL_ADDRESSES.filter((a) => !host.loAddresses.includes(a));
+  if (missing.length > 0)
+    problems.push(
+      `server.linkLocal: ${missing.join(' and ')} ${missing.length === 1 ? 'is' : 'are'} not on lo (the webhook's link-local init container adds the addresses with NET_ADMIN: ip addr add ${missing[0]}/32 dev lo); the sidecar cannot listen there`,
+    );
+  if (!host.canBindPrivileged) {
+    if (host.unprivilegedPortStart === undefined)
+      problems.push(
+        'server.linkLocal: cannot read net.ipv4.ip_unprivileged_port_start, so cannot tell whether port 80 is bindable',
+      );
+    else if (host.unprivilegedPortStart > LINK_LOCAL_PORT)
+      problems.push(
+        `server.linkLocal: port ${LINK_LOCAL_PORT} is not bindable: net.ipv4.ip_unprivileged_port_start is ${host.unprivilegedPortStart} (the pod needs the sysctl at 80, which the webhook sets, or NET_BIND_SERVICE)`,
+      );
+  }
+  return problems;
+}
+
+export async function checkConfig(
+  config: SidecarConfig,
+  now: Date,
+  linkLocalHost: () => Promise<LinkLocalHost> = readLinkLocalHost,
+): Promise<CheckReport> {
   const lines: string[] = [];
   const problems: string[] = [];
   const s = config.spiffe;
@@ -90,6 +151,12 @@ export async function checkConfig(config: SidecarConfig, now: Date): Promise<Che
     lines.push(
       `metadata: also on ${host}:80 (server.metadataPort80), for clients that drop the port; needs the pod sysctl net.ipv4.ip_unprivileged_port_start=80 (the webhook sets it) or NET_BIND_SERVICE, and no other container on port 80`,
     );
+  }
+  if (config.server.linkLocal) {
+    lines.push(
+      `metadata: link-local mode (server.linkLocal): also on ${LINK_LOCAL_ADDRESSES.map((a) => `${a}:${LINK_LOCAL_PORT}`).join(' and ')}, for clients that hard-code them; needs both addresses on lo (the webhook's init container, NET_ADMIN) and port 80 bindable (the pod sysctl net.ipv4.ip_unprivileged_port_start=80)`,
+    );
+    problems.push(...linkLocalProblems(await linkLocalHost()));
   }
   for (const [cloud, line] of describeClouds(config, origin)) lines.push(`${cloud}: ${line}`);
   lines.push('app container environment:');

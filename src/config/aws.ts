@@ -83,6 +83,16 @@ const extraRoleSchema = z.strictObject({
 /** The literal AWS_CONTAINER_AUTHORIZATION_TOKEN (see `containerAuthorizationToken` below). */
 export const containerAuthorizationTokenSchema = headerSecret(32);
 
+/** AWS_CONTAINER_CREDENTIALS_RELATIVE_URI in link-local mode (see `containerRelativeUri` below). */
+export const containerRelativeUriSchema = z
+  .string()
+  .check(
+    z.regex(
+      /^\/v2\/credentials\/[A-Za-z0-9._~-]{32,128}$/,
+      'must be /v2/credentials/ followed by 32-128 unguessable characters (A-Za-z0-9._~-)',
+    ),
+  );
+
 export const awsSchema = z.strictObject({
   roleArn,
   region: z
@@ -103,6 +113,12 @@ export const awsSchema = z.strictObject({
    * webhook sets one per pod (annotation aws-legacy-token). Unset: a fresh token in the token file only.
    */
   containerAuthorizationToken: z.optional(containerAuthorizationTokenSchema),
+  /**
+   * With server.linkLocal: the path of the container-credentials endpoint at 169.254.170.2, given to the app as
+   * AWS_CONTAINER_CREDENTIALS_RELATIVE_URI (which every SDK prefers, old ones included). Old SDKs send no token
+   * there, so the path is the secret, stable for the pod's life. The webhook sets one per pod (annotation link-local).
+   */
+  containerRelativeUri: z.optional(containerRelativeUriSchema),
   /** Also emulate EC2 IMDSv2, which any process in the pod can read (it carries no per-container secret). */
   imds: z._default(z.boolean(), true),
   /** Roles assumed from the pod's role: an AWS config profile each (AWS_CONFIG_FILE), and `credential-process --role NAME`. */

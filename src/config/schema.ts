@@ -83,6 +83,12 @@ const serverSchema = z.strictObject({
    * net.ipv4.ip_unprivileged_port_start=80 (a safe sysctl; the webhook sets it), or NET_BIND_SERVICE.
    */
   metadataPort80: z._default(z.boolean(), false),
+  /**
+   * Link-local mode: also serve every metadata surface on 169.254.169.254:80 and 169.254.170.2:80, where the
+   * real services answer, for clients that hard-code those addresses. The addresses must be on the pod's lo
+   * (the webhook's init container adds them, with NET_ADMIN) and port 80 bindable (as for metadataPort80).
+   */
+  linkLocal: z._default(z.boolean(), false),
   /** Seconds to keep answering (503) after SIGTERM before closing. */
   drainSeconds: z._default(z.number().check(z.gte(0), z.lte(60)), 3),
   /** Serve the SPIFFE Workload API to the pod on this Unix socket path (in a volume shared with the app). */
@@ -119,6 +125,7 @@ export const sidecarSchema = z
         stateDir: '/var/run/spiffe-connector',
         drainSeconds: 3,
         metadataPort80: false,
+        linkLocal: false,
       },
     ),
     log: z._default(z.strictObject({ level: z._default(logLevel, 'info') }), { level: 'info' }),
@@ -146,6 +153,13 @@ export const sidecarSchema = z
           code: 'custom',
           path: ['aws', 'containerCredentials'],
           message: 'AWS serves no surface: enable containerCredentials or imds',
+        });
+      }
+      if (config.aws?.containerRelativeUri !== undefined && !config.server.linkLocal) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['aws', 'containerRelativeUri'],
+          message: 'is served at 169.254.170.2, which only link-local mode listens on: set server.linkLocal: true',
         });
       }
       if (

@@ -3,17 +3,40 @@
 import { createHash, hash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
+import { GCE_METADATA_NAME, LINK_LOCAL_ADDRESSES, LINK_LOCAL_PORT, METADATA_IP } from '../base/link-local.ts';
+
+/** A Host header's name (lowercase, IPv6 without brackets) and port (80 when absent), or undefined. */
+function splitHost(host: string | undefined): { name: string; port: number } | undefined {
+  if (!host) return undefined;
+  const m = /^(?:\[([0-9a-fA-F:]+)\]|([^:]+))(?::(\d{1,5}))?$/.exec(host.trim());
+  if (!m) return undefined;
+  return { name: (m[1] ?? m[2] ?? '').toLowerCase(), port: m[3] === undefined ? 80 : Number(m[3]) };
+}
 
 /** True when the Host header names a loopback address (127.0.0.0/8, localhost, [::1]) on `port`. */
 export function hostIsLoopback(host: string | undefined, port: number): boolean {
-  if (!host) return false;
-  const m = /^(?:\[([0-9a-fA-F:]+)\]|([^:]+))(?::(\d{1,5}))?$/.exec(host.trim());
-  if (!m) return false;
-  const name = (m[1] ?? m[2] ?? '').toLowerCase();
-  const hostPort = m[3] === undefined ? 80 : Number(m[3]);
-  if (hostPort !== port) return false;
-  if (name === 'localhost' || name === '::1') return true;
-  return isIP(name) === 4 && name.startsWith('127.');
+  const h = splitHost(host);
+  if (!h || h.port !== port) return false;
+  if (h.name === 'localhost' || h.name === '::1') return true;
+  return isIP(h.name) === 4 && h.name.startsWith('127.');
+}
+
+/** Whether a connection came in on one of link-local mode's addresses (server.linkLocal). */
+export function isLinkLocalAddress(address: string | undefined): boolean {
+  return address !== undefined && LINK_LOCAL_ADDRESSES.includes(address);
+}
+
+/**
+ * True when the Host header names the link-local address the connection came in on, at port 80 or with no
+ * port, as the real services' clients send it; on 169.254.169.254 also the GCE metadata server's name
+ * (metadata.google.internal, with or without gcp-metadata's trailing dot). Nothing else: no loopback name,
+ * no other address.
+ */
+export function hostIsLinkLocal(host: string | undefined, localAddress: string): boolean {
+  const h = splitHost(host);
+  if (!h || h.port !== LINK_LOCAL_PORT || !isLinkLocalAddress(localAddress)) return false;
+  if (h.name === localAddress) return true;
+  return localAddress === METADATA_IP && (h.name === GCE_METADATA_NAME || h.name === `${GCE_METADATA_NAME}.`);
 }
 
 /** A request relayed by a proxy, which the real metadata services refuse. */

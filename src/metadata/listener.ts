@@ -4,6 +4,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
+import { LINK_LOCAL_ADDRESSES, LINK_LOCAL_PORT } from '../base/link-local.ts';
 import type { Logger } from '../ops/logger.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import type { Surface } from '../providers/contract.ts';
@@ -22,11 +23,15 @@ export interface MetadataListener {
   close(graceMs?: number): Promise<void>;
 }
 
-/** Listens on `host:port`, and on `host:<each of alsoPorts>` with the same surfaces (server.metadataPort80). */
+/**
+ * Listens on `host:port`, and on `host:<each of alsoPorts>` with the same surfaces (server.metadataPort80), and
+ * with `linkLocal` on 169.254.169.254:80 and 169.254.170.2:80 too (server.linkLocal: the addresses must be on lo).
+ */
 export async function startMetadataListener(o: {
   host: string;
   port: number;
   alsoPorts?: readonly number[];
+  linkLocal?: boolean;
   metrics: Metrics;
   logger: Logger;
 }): Promise<MetadataListener> {
@@ -35,11 +40,11 @@ export async function startMetadataListener(o: {
   app.set('etag', false);
   let draining = false;
   let mounted = false;
-  const listen = (port: number): Promise<Server> => {
+  const listen = (port: number, host = o.host): Promise<Server> => {
     const server: Server = createServer({ keepAliveTimeout: 5_000 }, app);
     return new Promise<Server>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(port, o.host, () => {
+      server.listen(port, host, () => {
         server.off('error', reject);
         resolve(server);
       });
@@ -48,17 +53,25 @@ export async function startMetadataListener(o: {
   const server = await listen(o.port);
   const port = (server.address() as AddressInfo).port;
   const servers: Server[] = [server];
-  for (const extra of o.alsoPorts ?? []) {
+  const extras = [
+    ...(o.alsoPorts ?? []).map((p) => ({ host: o.host, port: p })),
+    ...(o.linkLocal ? LINK_LOCAL_ADDRESSES.map((a) => ({ host: a, port: LINK_LOCAL_PORT })) : []),
+  ];
+  for (const extra of extras) {
     try {
-      servers.push(await listen(extra));
+      servers.push(await listen(extra.port, extra.host));
     } catch (error) {
       for (const s of servers) s.close();
       const code = (error as NodeJS.ErrnoException).code;
       const hint =
         code === 'EACCES'
           ? ': the pod needs the sysctl net.ipv4.ip_unprivileged_port_start=80 (or NET_BIND_SERVICE)'
-          : '';
-      throw new Error(`cannot listen on ${o.host}:${extra} (${code ?? String(error)})${hint}`, { cause: error });
+          : code === 'EADDRNOTAVAIL'
+            ? `: ${extra.host} is not on this pod's lo (server.linkLocal: the webhook's link-local init container adds it)`
+            : '';
+      throw new Error(`cannot listen on ${extra.host}:${extra.port} (${code ?? String(error)})${hint}`, {
+        cause: error,
+      });
     }
   }
   const hostForUrl = o.host.includes(':') ? `[${o.host}]` : o.host;

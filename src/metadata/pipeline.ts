@@ -6,7 +6,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { NextFunction, Request, Response } from 'express';
 import { ConnectorError } from '../base/errors.ts';
-import { hostIsLoopback, isForwarded } from '../http/guards.ts';
+import { hostIsLinkLocal, hostIsLoopback, isForwarded, isLinkLocalAddress } from '../http/guards.ts';
 import type { Logger } from '../ops/logger.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import type { Answer, Problem, Reply, Surface } from '../providers/contract.ts';
@@ -74,8 +74,14 @@ function refusal(req: IncomingMessage, o: PipelineOptions): Problem | undefined 
   // An absolute-form target (`GET http://other/...`) names a host of its own: the real services are never proxies.
   if (!req.url?.startsWith('/')) return { kind: 'foreign-host' };
   for (const name of SINGLE_HEADERS) if (repeated(req.rawHeaders, name)) return { kind: 'ambiguous', header: name };
-  // The Host must name the port this connection came in on (the listener may serve two: server.metadataPort80).
-  if (!hostIsLoopback(req.headers.host, req.socket.localPort ?? -1)) return { kind: 'foreign-host' };
+  // The Host must name the port this connection came in on (the listener may serve two: server.metadataPort80),
+  // and on a link-local address (server.linkLocal) that address itself, as the real services' clients send it.
+  const local = req.socket.localAddress;
+  const hostOk =
+    local !== undefined && isLinkLocalAddress(local)
+      ? hostIsLinkLocal(req.headers.host, local)
+      : hostIsLoopback(req.headers.host, req.socket.localPort ?? -1);
+  if (!hostOk) return { kind: 'foreign-host' };
   if (isForwarded(req)) return { kind: 'forwarded' };
   if (o.draining()) return { kind: 'draining' };
   return undefined;

@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { hostIsLoopback, secretEquals, secretMatcher } from '../../src/http/guards.ts';
+import { hostIsLinkLocal, hostIsLoopback, secretEquals, secretMatcher } from '../../src/http/guards.ts';
 
 test('loopback Host headers on the listener port are accepted', () => {
   for (const host of [
@@ -50,4 +50,34 @@ test('secrets match only exactly', () => {
     assert.equal(secretEquals(other, 's3cret-token'), false, String(other));
   }
   assert.equal(secretEquals('s3cret-token', 's3cret-token'), true);
+});
+
+test('on a link-local listener the Host names that address at port 80 (or none), or on 169.254.169.254 the Google name', () => {
+  for (const host of [
+    '169.254.169.254',
+    '169.254.169.254:80',
+    'metadata.google.internal',
+    'metadata.google.internal.',
+    'Metadata.Google.Internal:80',
+  ])
+    assert.equal(hostIsLinkLocal(host, '169.254.169.254'), true, host);
+  for (const host of ['169.254.170.2', '169.254.170.2:80'])
+    assert.equal(hostIsLinkLocal(host, '169.254.170.2'), true, host);
+  const refused: Array<[string | undefined, string]> = [
+    [undefined, '169.254.169.254'],
+    ['', '169.254.169.254'],
+    ['169.254.169.254:8080', '169.254.169.254'],
+    ['169.254.170.2', '169.254.169.254'],
+    ['169.254.169.254', '169.254.170.2'],
+    ['metadata.google.internal', '169.254.170.2'],
+    ['127.0.0.1', '169.254.169.254'],
+    ['localhost:80', '169.254.169.254'],
+    ['169.254.169.254.attacker.example', '169.254.169.254'],
+    ['metadata.google.internal.attacker.example', '169.254.169.254'],
+    ['metadata.google.internal..', '169.254.169.254'],
+    ['metadata', '169.254.169.254'],
+    ['169.254.169.254', '127.0.0.1'],
+    ['169.254.169.253', '169.254.169.253'],
+  ];
+  for (const [host, local] of refused) assert.equal(hostIsLinkLocal(host, local), false, `${host} on ${local}`);
 });

@@ -58,6 +58,38 @@ export function containerSurface(o: ContainerSurfaceOptions): Surface {
   };
 }
 
+export interface RelativeUriSurfaceOptions {
+  readonly credentials: CredentialLookup<AwsCredentials>;
+  /** aws.containerRelativeUri: /v2/credentials/<per-pod secret>. */
+  readonly relativeUri: string;
+}
+
+/** The folder of every aws.containerRelativeUri (config/aws.ts): what this surface claims. */
+const RELATIVE_URI_FOLDER = '/v2/credentials/';
+
+/**
+ * The container-credentials endpoint at AWS_CONTAINER_CREDENTIALS_RELATIVE_URI (link-local mode, on 169.254.170.2):
+ * SDKs that know only that variable send no token, so the per-pod path is the secret, compared in constant time.
+ * A token, when an SDK sends one, is neither needed nor checked. Same body as the full-URI endpoint.
+ */
+export function relativeUriSurface(o: RelativeUriSurfaceOptions): Surface {
+  const pathMatches = secretMatcher(o.relativeUri);
+  const body = bodyCache(containerCredentialsJson);
+  return {
+    name: 'aws-container',
+    claims: (path) => path.startsWith(RELATIVE_URI_FOLDER),
+    problem: (problem) => containerProblem(problem),
+    handle(req: Request, res: Response, reply: Reply) {
+      if (!pathMatches(req.path)) return reply(res, containerError(404, 'NotFound', 'no credentials at this path'));
+      if (req.method !== 'GET' && req.method !== 'HEAD')
+        return reply(res, containerError(405, 'MethodNotAllowed', 'use GET', { allow: 'GET' }));
+      const lookup = o.credentials.peek(SINGLE);
+      if (!lookup.ok) return reply(res, containerProblem(lookupProblem(lookup)));
+      reply(res, { status: 200, headers: JSON_TYPE, body: body(lookup.value) });
+    },
+  };
+}
+
 export interface ImdsSurfaceOptions {
   readonly credentials: CredentialLookup<AwsCredentials>;
   readonly roleArn: string;

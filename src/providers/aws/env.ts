@@ -1,11 +1,12 @@
 // What an app container needs to find the AWS endpoints (docs/aws.md#environment): FULL_URI +
-// TOKEN_FILE (never RELATIVE_URI, which wins everywhere). The literal TOKEN only when
+// TOKEN_FILE (RELATIVE_URI, which wins everywhere, only in link-local mode with aws.containerRelativeUri). The literal TOKEN only when
 // aws.containerAuthorizationToken is configured, and then with the file's value: Java v2 prefers TOKEN, the
 // other SDKs FILE (README.md "Compatibility"), and both give the same answer.
 
 import type { X509Certificate } from 'node:crypto';
 import { posix } from 'node:path';
 import type { EnvLines } from '../../base/env-lines.ts';
+import { CONTAINER_CREDENTIALS_IP, METADATA_IP } from '../../base/link-local.ts';
 import { rolesAnywhereEndpoint, rolesAnywhereRegion } from '../../config/aws.ts';
 import type { SidecarConfig } from '../../config/schema.ts';
 import type { CloudEnvironment } from '../contract.ts';
@@ -55,15 +56,20 @@ export function awsEnv(config: SidecarConfig, metadataOrigin: string): EnvLines 
   if (!aws) return [];
   const origin = metadataOrigin.replace(/\/+$/, '');
   const lines: EnvLines = [];
+  const linkLocal = config.server.linkLocal;
   if (aws.containerCredentials) {
-    lines.push(
-      ['AWS_CONTAINER_CREDENTIALS_FULL_URI', `${origin}${CONTAINER_CREDENTIALS_PATH}`],
-      ['AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE', awsTokenFilePath(config)],
-    );
+    // Every SDK takes RELATIVE_URI over FULL_URI (fromHttp, botocore, Go, Java): with it, FULL_URI would go unread.
+    if (linkLocal && aws.containerRelativeUri !== undefined)
+      lines.push(['AWS_CONTAINER_CREDENTIALS_RELATIVE_URI', aws.containerRelativeUri]);
+    else
+      lines.push(
+        ['AWS_CONTAINER_CREDENTIALS_FULL_URI', `${origin}${CONTAINER_CREDENTIALS_PATH}`],
+        ['AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE', awsTokenFilePath(config)],
+      );
     if (aws.containerAuthorizationToken !== undefined)
       lines.push(['AWS_CONTAINER_AUTHORIZATION_TOKEN', aws.containerAuthorizationToken]);
   }
-  if (aws.imds) lines.push(['AWS_EC2_METADATA_SERVICE_ENDPOINT', origin]);
+  if (aws.imds) lines.push(['AWS_EC2_METADATA_SERVICE_ENDPOINT', linkLocal ? `http://${METADATA_IP}` : origin]);
   lines.push(['AWS_REGION', aws.region], ['AWS_DEFAULT_REGION', aws.region]);
   if (aws.extraRoles.length > 0) lines.push(['AWS_CONFIG_FILE', awsSharedConfigPath(config)]);
   return lines;
@@ -78,17 +84,21 @@ export function describeAws(config: SidecarConfig, metadataOrigin: string): stri
   const exchange = ra
     ? `AWS: assume ${aws.roleArn} with the X.509-SVID through IAM Roles Anywhere (CreateSession at ${rolesAnywhereEndpoint(ra)}, region ${rolesAnywhereRegion(ra)}, trust anchor ${ra.trustAnchorArn}, profile ${ra.profileArn}, ${aws.sessionDurationSeconds} s sessions: the profile's duration must allow that)`
     : `AWS: assume ${aws.roleArn} with a JWT-SVID for audience "${aws.audience}" (AssumeRoleWithWebIdentity at ${sts}, ${aws.sessionDurationSeconds} s sessions, region ${aws.region})`;
+  const linkLocal = config.server.linkLocal;
+  const relative = linkLocal && aws.containerRelativeUri !== undefined;
   return [
     exchange,
-    aws.containerCredentials
-      ? `AWS container credentials: ${origin}${CONTAINER_CREDENTIALS_PATH} (Authorization token in ${awsTokenFilePath(config)}${
-          aws.containerAuthorizationToken === undefined
-            ? ')'
-            : ', and in AWS_CONTAINER_AUTHORIZATION_TOKEN for SDKs that predate the token file: aws.containerAuthorizationToken, readable by whoever can read the pod spec or the config)'
-        }`
-      : 'AWS container credentials: off (aws.containerCredentials: false)',
+    aws.containerCredentials && relative
+      ? `AWS container credentials: http://${CONTAINER_CREDENTIALS_IP} at the per-pod path in AWS_CONTAINER_CREDENTIALS_RELATIVE_URI (aws.containerRelativeUri: the path is the secret, since SDKs send no token there; readable by whoever can read the pod spec or the config); also ${origin}${CONTAINER_CREDENTIALS_PATH} with the token`
+      : aws.containerCredentials
+        ? `AWS container credentials: ${origin}${CONTAINER_CREDENTIALS_PATH} (Authorization token in ${awsTokenFilePath(config)}${
+            aws.containerAuthorizationToken === undefined
+              ? ')'
+              : ', and in AWS_CONTAINER_AUTHORIZATION_TOKEN for SDKs that predate the token file: aws.containerAuthorizationToken, readable by whoever can read the pod spec or the config)'
+          }`
+        : 'AWS container credentials: off (aws.containerCredentials: false)',
     aws.imds
-      ? `AWS IMDSv2: ${origin}/latest/ (role ${aws.roleArn.slice(aws.roleArn.lastIndexOf('/') + 1)}; any process in the pod can read it, prefer the container endpoint)`
+      ? `AWS IMDSv2: ${linkLocal ? `http://${METADATA_IP}/latest/ and ` : ''}${origin}/latest/ (role ${aws.roleArn.slice(aws.roleArn.lastIndexOf('/') + 1)}; any process in the pod can read it, prefer the container endpoint)`
       : 'AWS IMDSv2: off (aws.imds: false)',
     ...aws.extraRoles.map(
       (r) =>

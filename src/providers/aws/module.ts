@@ -10,7 +10,7 @@ import { AWS_POLICY } from '../../cache/refresh-policy.ts';
 import { writeSecretFile } from '../../files/secret-file.ts';
 import type { CloudModule, CloudProvider, ProviderContext, Surface } from '../contract.ts';
 import type { AwsCredentials } from './credential.ts';
-import { containerSurface, imdsSurface } from './endpoints.ts';
+import { containerSurface, imdsSurface, relativeUriSurface } from './endpoints.ts';
 import { AWS_CONTAINER_TOKEN_FILE, AWS_SHARED_CONFIG_FILE, awsSharedConfig } from './env.ts';
 import { StsWebIdentityExchange } from './exchange.ts';
 
@@ -65,6 +65,8 @@ export async function createAwsProvider(
   });
   const surfaces: Surface[] = [];
   if (aws.containerCredentials) surfaces.push(containerSurface({ credentials, authToken }));
+  if (aws.containerCredentials && aws.containerRelativeUri !== undefined && ctx.config.server.linkLocal)
+    surfaces.push(relativeUriSurface({ credentials, relativeUri: aws.containerRelativeUri }));
   if (aws.imds) surfaces.push(imdsSurface({ credentials, roleArn: aws.roleArn, region: aws.region, clock: ctx.clock }));
 
   let unsubscribe: (() => void) | undefined;

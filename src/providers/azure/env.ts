@@ -3,6 +3,7 @@
 // workload-identity file in file mode. Pure: the identity header value is resolved by the caller.
 import { isAbsolute, join } from 'node:path';
 import type { EnvLines } from '../../base/env-lines.ts';
+import { METADATA_IP } from '../../base/link-local.ts';
 import type { AzureConfig } from '../../config/azure.ts';
 import type { CloudEnvironment } from '../contract.ts';
 import { IDENTITY_HEADER_FILE, resolveIdentityHeader } from './identity-header.ts';
@@ -30,12 +31,14 @@ export function azureEnv(
   stateDir: string,
   metadataOrigin: string,
   identityHeader: string,
+  linkLocal = false,
 ): EnvLines {
   const lines: EnvLines = [];
   if (azure.appService)
     lines.push(['IDENTITY_ENDPOINT', `${metadataOrigin}${APP_SERVICE_PATH}`], ['IDENTITY_HEADER', identityHeader]);
   if (azure.msi) lines.push(['MSI_ENDPOINT', `${metadataOrigin}${MSI_PATH}`]);
-  if (azure.imds) lines.push(['AZURE_POD_IDENTITY_AUTHORITY_HOST', metadataOrigin]);
+  // Link-local mode: IMDS is where the SDKs look without a variable (169.254.169.254).
+  if (azure.imds && !linkLocal) lines.push(['AZURE_POD_IDENTITY_AUTHORITY_HOST', metadataOrigin]);
   lines.push(['AZURE_CLIENT_ID', azure.clientId], ['AZURE_TENANT_ID', azure.tenantId]);
   const file = tokenFilePath(azure, stateDir);
   if (file !== undefined) {
@@ -45,7 +48,12 @@ export function azureEnv(
 }
 
 /** What `check` prints about Azure, one line each (check prefixes the cloud); never the identity header itself. */
-export function describeAzure(azure: AzureConfig, stateDir: string, metadataOrigin: string): string[] {
+export function describeAzure(
+  azure: AzureConfig,
+  stateDir: string,
+  metadataOrigin: string,
+  linkLocal = false,
+): string[] {
   const header = azure.identityHeader !== undefined ? 'azure.identityHeader' : join(stateDir, IDENTITY_HEADER_FILE);
   const lines = [
     `Entra workload identity federation for application ${azure.clientId} in tenant ${azure.tenantId} at ${azure.authorityHost}, presenting JWT-SVIDs for audience ${azure.audience}`,
@@ -53,7 +61,9 @@ export function describeAzure(azure: AzureConfig, stateDir: string, metadataOrig
       ? `App Service managed identity: ${metadataOrigin}${APP_SERVICE_PATH} (X-IDENTITY-HEADER from ${header})`
       : 'App Service managed identity: off (azure.appService: false)',
     azure.imds
-      ? `IMDS managed identity: ${metadataOrigin}${IMDS_TOKEN_PATH} (AZURE_POD_IDENTITY_AUTHORITY_HOST; any process in the pod can read it)`
+      ? linkLocal
+        ? `IMDS managed identity: http://${METADATA_IP}${IMDS_TOKEN_PATH}, where the SDKs look without a variable, and ${metadataOrigin}${IMDS_TOKEN_PATH} (any process in the pod can read it)`
+        : `IMDS managed identity: ${metadataOrigin}${IMDS_TOKEN_PATH} (AZURE_POD_IDENTITY_AUTHORITY_HOST; any process in the pod can read it)`
       : 'IMDS managed identity: off (azure.imds: false)',
     azure.msi
       ? `MSI_ENDPOINT form POST: ${metadataOrigin}${MSI_PATH} (Azure CLI 2.45; any process in the pod can read it)`
@@ -79,8 +89,10 @@ export const azureEnvironment: CloudEnvironment = {
           config.server.stateDir,
           origin,
           resolveIdentityHeader(config.azure.identityHeader, config.server.stateDir).reveal(),
+          config.server.linkLocal,
         )
       : [],
-  describe: (config, origin) => (config.azure ? describeAzure(config.azure, config.server.stateDir, origin) : []),
+  describe: (config, origin) =>
+    config.azure ? describeAzure(config.azure, config.server.stateDir, origin, config.server.linkLocal) : [],
   audiences: (config) => (config.azure ? [config.azure.audience] : []),
 };

@@ -2,6 +2,7 @@
 // `check` says would be served. Pure: config and the metadata origin in, lines out.
 
 import type { EnvLines } from '../../base/env-lines.ts';
+import { GCE_METADATA_NAME, METADATA_IP } from '../../base/link-local.ts';
 import type { GcpConfig } from '../../config/gcp.ts';
 import type { SidecarConfig } from '../../config/schema.ts';
 import type { CloudEnvironment } from '../contract.ts';
@@ -44,7 +45,8 @@ export function stsTokenUrl(gcp: GcpConfig, mtls: boolean): string {
 export function gcpEnv(config: SidecarConfig, metadataOrigin: string): EnvLines {
   const gcp = config.gcp;
   if (!gcp) return [];
-  const hostPort = metadataHostPort(metadataOrigin);
+  // Link-local mode: the real server's address, which clients that read no variable use anyway.
+  const hostPort = config.server.linkLocal ? METADATA_IP : metadataHostPort(metadataOrigin);
   return [
     ['GCE_METADATA_HOST', hostPort],
     ['GCE_METADATA_IP', hostPort],
@@ -63,8 +65,11 @@ export function describeGcp(config: SidecarConfig, metadataOrigin: string): stri
   const gcp = config.gcp;
   if (!gcp) return [];
   const x509 = usesX509Path(config);
+  const at = config.server.linkLocal
+    ? `http://${METADATA_IP}/computeMetadata/v1/ (and http://${GCE_METADATA_NAME}/, which the pod's hostAliases map there) and ${metadataOrigin}/computeMetadata/v1/`
+    : `${metadataOrigin}/computeMetadata/v1/`;
   const lines = [
-    `GCE metadata server emulated at ${metadataOrigin}/computeMetadata/v1/ for project ${gcp.projectId} (${gcp.projectNumber}), zone ${gcp.zone}`,
+    `GCE metadata server emulated at ${at} for project ${gcp.projectId} (${gcp.projectNumber}), zone ${gcp.zone}`,
     x509
       ? `exchange: X.509-SVID over mTLS (subject_token_type mtls) at ${stsTokenUrl(gcp, true)}, provider ${gcp.workloadIdentityProvider}`
       : `exchange: JWT-SVID for audience ${providerAudience(gcp)} at ${stsTokenUrl(gcp, false)}`,
