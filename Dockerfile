@@ -29,7 +29,22 @@ COPY bin ./bin
 COPY proto ./proto
 RUN npm run build && node scripts/runtime-tree.ts /runtime
 
-# Runtime: the distroless base and the runtime tree, nothing else.
+# Link-local mode's init container (webhook sidecar.linkLocalInitImage; README.md "Clients that hard-code the
+# metadata address"): `docker build --target link-local-init`. Debian's static busybox (sh, ip, grep) from the
+# pinned build base and scripts/link-local-init.sh, on an empty base: nothing else to pin, about 2 MB. It runs as
+# uid 0 with the one capability NET_ADMIN (the webhook sets that), only to put two addresses on the pod's lo.
+FROM ${BUILD_IMAGE} AS link-local-tools
+RUN apt-get update && apt-get install -y --no-install-recommends busybox-static && rm -rf /var/lib/apt/lists/* \
+ && mkdir -p /out/bin /out/usr/local/bin && cp /bin/busybox /out/bin/busybox \
+ && for applet in sh ip grep printf echo; do ln -s busybox "/out/bin/$applet"; done
+COPY --chmod=0755 scripts/link-local-init.sh /out/usr/local/bin/link-local-init
+
+FROM scratch AS link-local-init
+COPY --from=link-local-tools /out /
+ENV PATH=/bin:/usr/local/bin
+ENTRYPOINT ["/usr/local/bin/link-local-init"]
+
+# Runtime (the default target, so last): the distroless base and the runtime tree, nothing else.
 FROM ${RUNTIME_IMAGE}
 ARG VERSION=0.1.0
 LABEL org.opencontainers.image.title="spiffe-connector" \

@@ -139,6 +139,12 @@ export const webhookSchema = z.strictObject({
      * annotation init-containers.
      */
     serveInitContainers: z._default(z.boolean(), false),
+    /**
+     * The image of the init container that link-local mode adds (annotation link-local): this project's
+     * Dockerfile target link-local-init, which puts 169.254.169.254 and 169.254.170.2 on the pod's lo. Unset:
+     * pods that ask for link-local mode are refused.
+     */
+    linkLocalInitImage: z.optional(z.string().check(z.minLength(1, 'must name an image'))),
   }),
   defaults: z.strictObject({
     trustDomain,
@@ -181,7 +187,10 @@ export const webhookSchema = z.strictObject({
     workloadApiJwksUrl: z.optional(httpsUrl),
     /** Cluster-wide defaults of each cloud; a cloud is served only when a pod names its role/identity. */
     aws: cloudDefaults(
-      z.extend(z.omit(awsSchema, { roleArn: true }), { rolesAnywhere: z.optional(rolesAnywhereDefaultsSchema) }),
+      // The relative URI is a per-pod secret the webhook generates: never a cluster default.
+      z.extend(z.omit(awsSchema, { roleArn: true, containerRelativeUri: true }), {
+        rolesAnywhere: z.optional(rolesAnywhereDefaultsSchema),
+      }),
     ),
     gcp: cloudDefaults(z.omit(gcpSchema, { serviceAccount: true })),
     azure: cloudDefaults(z.pick(azureSchema, { tenantId: true, authorityHost: true, audience: true, caFile: true })),

@@ -187,6 +187,13 @@ export const ANNOTATIONS: readonly AnnotationSpec[] = [
       '"true" also serves the metadata endpoints on 127.0.0.1:80, for clients that drop the port; sets the pod sysctl net.ipv4.ip_unprivileged_port_start=80 (a safe sysctl), so every container of the pod may bind ports from 80 up',
   },
   {
+    name: 'link-local',
+    kind: 'bool',
+    path: ['server', 'linkLocal'],
+    description:
+      '"true" also serves every enabled metadata surface on 169.254.169.254:80 and 169.254.170.2:80, as the real services, for clients that hard-code those addresses (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI at a per-pod path, metadata.google.internal in hostAliases); adds an init container with NET_ADMIN that puts the addresses on lo, which Pod Security "baseline" forbids; off by default',
+  },
+  {
     name: 'ops-port',
     kind: 'port',
     path: ['server', 'opsAddress'],

@@ -1,6 +1,7 @@
 // The webhook's pure core: one Pod and its settings in, the JSON Patch that injects the sidecar (plus
 // warnings) or a denial out. Same input, same output: reinvocation of an injected pod patches nothing.
 
+import { GCE_METADATA_NAME, LINK_LOCAL_ADDRESSES, METADATA_IP } from '../base/link-local.ts';
 import type { SidecarConfig } from '../config/schema.ts';
 import type { WebhookConfig } from '../config/webhook.ts';
 import { appEnvironment } from '../env.ts';
@@ -10,6 +11,7 @@ import type { Container, Pod, Volume } from './pod.ts';
 import { buildSidecarConfig } from './sidecar-config.ts';
 import {
   FS_GROUP_ATTRIBUTE,
+  linkLocalInitContainer,
   metadataPortOf,
   metricsPortOf,
   OPS_PORT_NAME,
@@ -127,11 +129,12 @@ export function mutatePod(pod: Pod, settings: PodSettings, context: MutationCont
         `${prefix}${annotation}: port ${port} is declared by container "${user.name}"; set ${prefix}${annotation} to a free port`,
       );
   }
-  // server.metadataPort80: the sidecar binds 127.0.0.1:80 without privilege through the pod's (namespaced, safe)
-  // sysctl; a pod that already sets it higher, or a container on port 80, cannot have it.
+  // server.metadataPort80 and server.linkLocal: the sidecar binds port 80 without privilege through the pod's
+  // (namespaced, safe) sysctl; a pod that already sets it higher, or a container on port 80, cannot have it.
+  const linkLocal = sidecarConfig.server.linkLocal;
   const sysctls: Array<{ name: string; value: string }> = [];
-  if (sidecarConfig.server.metadataPort80) {
-    const annotation = `${prefix}metadata-port-80`;
+  if (sidecarConfig.server.metadataPort80 || linkLocal) {
+    const annotation = `${prefix}${sidecarConfig.server.metadataPort80 ? 'metadata-port-80' : 'link-local'}`;
     const user = allContainers(pod).find((c) => c.ports?.some((p) => p.containerPort === 80));
     if (user) return denied(`${annotation}: port 80 is declared by container "${user.name}"`);
     const existing = pod.spec.securityContext?.['sysctls'];
@@ -145,8 +148,33 @@ export function mutatePod(pod: Pod, settings: PodSettings, context: MutationCont
     }
   }
 
+  // server.linkLocal: GCE clients also use the name metadata.google.internal, mapped to the address in the pod's
+  // /etc/hosts (hostAliases); a pod that maps it elsewhere cannot have it.
+  const hostAliases: Array<{ ip: string; hostnames: string[] }> = [];
+  const existingAliases = Array.isArray(pod.spec['hostAliases'])
+    ? (pod.spec['hostAliases'] as Array<{ ip?: unknown; hostnames?: unknown }>)
+    : undefined;
+  if (linkLocal) {
+    if (sidecar.linkLocalInitImage === undefined)
+      return denied(
+        `${prefix}link-local: this webhook has no link-local init image configured (sidecar.linkLocalInitImage; chart value linkLocal.initImage)`,
+      );
+    if (sidecarConfig.gcp) {
+      const mapped = (existingAliases ?? []).filter(
+        (a) => Array.isArray(a.hostnames) && (a.hostnames as unknown[]).includes(GCE_METADATA_NAME),
+      );
+      const elsewhere = mapped.find((a) => a.ip !== METADATA_IP);
+      if (elsewhere)
+        return denied(
+          `${prefix}link-local: the pod's hostAliases map ${GCE_METADATA_NAME} to ${String(elsewhere.ip)}; link-local mode serves it at ${METADATA_IP}`,
+        );
+      if (mapped.length === 0) hostAliases.push({ ip: METADATA_IP, hostnames: [GCE_METADATA_NAME] });
+    }
+  }
+
   const warnings: string[] = [];
   const patch: JsonPatchOp[] = [];
+  appendAll(patch, pointer('spec', 'hostAliases'), existingAliases, hostAliases);
   const volumes = pod.spec.volumes ?? [];
   const volumeNames = new Set(volumes.map((v) => v.name));
   const newVolumes: unknown[] = [];
@@ -204,23 +232,40 @@ export function mutatePod(pod: Pod, settings: PodSettings, context: MutationCont
     runAsGroup,
     declarePort: !portNameTaken,
   });
+  // Link-local mode: the addresses go on lo just before the sidecar starts (it binds them at once).
+  const added: Array<Record<string, unknown>> = [];
+  if (linkLocal && sidecar.linkLocalInitImage !== undefined) {
+    const taken = new Set(allContainers(pod).map((c) => c.name));
+    taken.add(sidecar.name);
+    added.push(
+      linkLocalInitContainer(
+        uniqueName(`${sidecar.name}-link-local`, taken),
+        sidecar.linkLocalInitImage,
+        sidecar.imagePullPolicy,
+        LINK_LOCAL_ADDRESSES,
+      ),
+    );
+  }
+  added.push(container);
   const serveInit = settings.initContainers ?? sidecar.serveInitContainers;
   const initContainers = pod.spec.initContainers ?? [];
   if (serveInit && initContainers.length > 0) {
     // First among the init containers: its startup probe holds the next ones until credentials are ready.
-    patch.push({ op: 'add', path: pointer('spec', 'initContainers', 0), value: container });
+    added.forEach((value, i) => {
+      patch.push({ op: 'add', path: pointer('spec', 'initContainers', i), value });
+    });
   } else {
-    appendAll(patch, pointer('spec', 'initContainers'), pod.spec.initContainers, [container]);
+    appendAll(patch, pointer('spec', 'initContainers'), pod.spec.initContainers, added);
   }
 
   // Each app container (and init container when asked): the environment `spiffe-connector env` prints, and the token files read-only.
   const env = appEnvironment(sidecarConfig);
   const stateDir = sidecarConfig.server.stateDir;
   const served: Array<{ c: Container; at: (i: number, ...rest: Array<string | number>) => string; i: number }> = [];
-  // Indexes after the insertion at 0 (init containers moved one down).
+  // Indexes after the insertion at 0 (init containers moved down by what was inserted).
   if (serveInit)
     for (const [i, c] of initContainers.entries())
-      served.push({ c, i: i + 1, at: (n, ...rest) => pointer('spec', 'initContainers', n, ...rest) });
+      served.push({ c, i: i + added.length, at: (n, ...rest) => pointer('spec', 'initContainers', n, ...rest) });
   for (const [i, c] of pod.spec.containers.entries())
     served.push({ c, i, at: (n, ...rest) => pointer('spec', 'containers', n, ...rest) });
   served.forEach(({ c, i, at }) => {

@@ -1,7 +1,10 @@
 // Builds one pod's sidecar config: the pod's annotations over the cluster defaults, validated by the
 // sidecar's own schema and parser (schema.ts, load.ts), every problem named by its annotation.
 
-import { containerAuthorizationTokenSchema as awsTokenSchema } from '../config/aws.ts';
+import {
+  containerRelativeUriSchema as awsRelativeUriSchema,
+  containerAuthorizationTokenSchema as awsTokenSchema,
+} from '../config/aws.ts';
 import { identityHeaderSchema } from '../config/azure.ts';
 import { deepFreeze, formatPath } from '../config/common.ts';
 import { WORKLOAD_IDENTITY_PROVIDER } from '../config/gcp.ts';
@@ -28,7 +31,7 @@ export type BuildResult = { readonly built: BuiltSidecarConfig } | { readonly pr
 
 export interface BuildOptions {
   readonly prefix: string;
-  /** A fresh random value for azure.identityHeader and aws.containerAuthorizationToken (one each per pod). */
+  /** A fresh random value for azure.identityHeader, aws.containerAuthorizationToken and aws.containerRelativeUri (one each per pod). */
   readonly randomSecret: () => string;
 }
 
@@ -249,6 +252,13 @@ export function buildSidecarConfig(
     const token = awsTokenSchema.parse(options.randomSecret());
     aws['containerAuthorizationToken'] = token;
     config = Object.freeze({ ...config, aws: Object.freeze({ ...config.aws, containerAuthorizationToken: token }) });
+  }
+  if (aws && config.aws?.containerCredentials && config.server.linkLocal) {
+    // Link-local mode: old SDKs send no token to AWS_CONTAINER_CREDENTIALS_RELATIVE_URI, so its path is the
+    // per-pod secret, fixed at injection like the legacy token.
+    const uri = awsRelativeUriSchema.parse(`/v2/credentials/${options.randomSecret()}`);
+    aws['containerRelativeUri'] = uri;
+    config = Object.freeze({ ...config, aws: Object.freeze({ ...config.aws, containerRelativeUri: uri }) });
   }
   // Validated by the sidecar's own schema; the text is YAML whose every scalar is a JSON literal, so
   // parseSidecarConfig (load.ts) reads back exactly `raw` plus schema defaults, i.e. `config` (tests

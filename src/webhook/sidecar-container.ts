@@ -108,3 +108,40 @@ export function svidVolume(name: string, defaults: ClusterDefaults, fsGroup: num
 export function stateVolume(name: string): Record<string, unknown> {
   return { name, emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } };
 }
+
+/** Where the link-local init image (Dockerfile target link-local-init) keeps its script. */
+export const LINK_LOCAL_INIT_COMMAND = '/usr/local/bin/link-local-init';
+
+/**
+ * Link-local mode's init container: puts the addresses on the pod's lo (ip addr, idempotent) and exits, before the
+ * sidecar starts. NET_ADMIN is the one capability it keeps. It runs as uid 0 because Kubernetes gives an added
+ * capability to a non-root process only through file capabilities, which allowPrivilegeEscalation: false (no_new_privs)
+ * disables: a non-root user with capabilities.add NET_ADMIN still gets EPERM. Never privileged, nothing mounted,
+ * read-only root filesystem.
+ */
+export function linkLocalInitContainer(
+  name: string,
+  image: string,
+  imagePullPolicy: string,
+  addresses: readonly string[],
+): Record<string, unknown> {
+  return {
+    name,
+    image,
+    imagePullPolicy,
+    command: [LINK_LOCAL_INIT_COMMAND],
+    args: [...addresses],
+    resources: { requests: { cpu: '10m', memory: '16Mi' }, limits: { memory: '32Mi' } },
+    securityContext: {
+      runAsUser: 0,
+      runAsGroup: 0,
+      runAsNonRoot: false,
+      readOnlyRootFilesystem: true,
+      allowPrivilegeEscalation: false,
+      privileged: false,
+      capabilities: { drop: ['ALL'], add: ['NET_ADMIN'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    },
+    terminationMessagePolicy: 'FallbackToLogsOnError',
+  };
+}

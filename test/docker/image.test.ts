@@ -34,8 +34,18 @@ test('the Dockerfile builds on a pinned Node 24, and its runtime stage is a pinn
   );
   assert.match(text, /imagetools inspect|crane digest/, 'the Dockerfile says how to update the pins');
   const stages = text.split(/^FROM\s+/m).slice(1);
-  assert.equal(stages.length, 2, 'a build stage and the runtime');
-  const [buildStage = '', runtimeStage = ''] = stages;
+  assert.equal(stages.length, 4, 'a build stage, the link-local init image (two stages) and the runtime, last');
+  const [buildStage = '', toolsStage = '', initStage = '', runtimeStage = ''] = stages;
+  // The link-local init image: the pinned build base's static busybox and the init script on an empty base.
+  assert.match(toolsStage, /^\$\{BUILD_IMAGE\} AS link-local-tools$/m);
+  assert.match(toolsStage, /busybox-static/);
+  assert.match(toolsStage, /^COPY --chmod=0755 scripts\/link-local-init\.sh \/out\/usr\/local\/bin\/link-local-init$/m);
+  assert.match(initStage, /^scratch AS link-local-init$/m);
+  assert.deepEqual(
+    [...initStage.matchAll(/^(COPY|ADD|RUN)\b.*$/gm)].map((m) => m[0]),
+    ['COPY --from=link-local-tools /out /'],
+  );
+  assert.match(initStage, /^ENTRYPOINT \["\/usr\/local\/bin\/link-local-init"\]$/m);
   assert.match(buildStage, /^\$\{BUILD_IMAGE\} AS build$/m);
   assert.match(buildStage, /^COPY scripts \.\/scripts$/m, 'the build stage has the build scripts');
   assert.match(buildStage, /^RUN npm run build && node scripts\/runtime-tree\.ts \/runtime$/m);

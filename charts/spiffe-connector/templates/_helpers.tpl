@@ -38,6 +38,21 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{/* registry/repository:tag (or @digest); global.imageRegistry overrides image.registry. */}}
+{{- /* Link-local mode's init image: the value, or the main image's repository with -link-local at its tag. */ -}}
+{{- define "spiffe-connector.linkLocalInitImage" -}}
+{{- if .Values.sidecar.linkLocalInitImage -}}
+{{- .Values.sidecar.linkLocalInitImage -}}
+{{- else -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag -}}
+{{- $registry := default .Values.image.registry .Values.global.imageRegistry -}}
+{{- $repository := printf "%s-link-local" .Values.image.repository -}}
+{{- if $registry -}}
+{{- $repository = printf "%s/%s" (trimSuffix "/" $registry) $repository -}}
+{{- end -}}
+{{- printf "%s:%s" $repository $tag -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "spiffe-connector.image" -}}
 {{- $tag := default .Chart.AppVersion .Values.image.tag -}}
 {{- $registry := default .Values.image.registry .Values.global.imageRegistry -}}
