@@ -218,6 +218,31 @@ azure:
     gcp: await client('gcp', {}),
     azure: await client('azure', {}),
   };
+  // The Python clients scripts/install-peers.sh installs, when present: the last botocore before the token file,
+  // with only RELATIVE_URI; google-auth with no variable (it pings 169.254.169.254, then asks metadata.google.internal).
+  const peers = join(ROOT, '.tools', 'peers');
+  const python = async (venv: string, script: string, args: string[], vars: Record<string, string>) => {
+    const bin = join(peers, `py-${venv}`, 'bin', 'python');
+    if (!(await stat(bin).catch(() => undefined))) return 'absent';
+    const home = await mkdtemp(join(tmpdir(), 'sc-link-local-home-'));
+    const out = await run(bin, [join(ROOT, 'test/peers', script), ...args], {
+      PATH: BASE_ENV.PATH,
+      HOME: home,
+      ...vars,
+    });
+    try {
+      return JSON.parse(out.stdout.trim().split('\n').at(-1) ?? '');
+    } catch {
+      return { ok: false, error: `no answer (exit ${out.code}): ${out.stderr.slice(-1500)}` };
+    }
+  };
+  result['python'] = {
+    botocoreOld: await python('boto3-old', 'aws_client.py', [sts.url], {
+      AWS_CONTAINER_CREDENTIALS_RELATIVE_URI: relative,
+      AWS_DEFAULT_REGION: 'us-east-1',
+    }),
+    googleAuth: await python('google-auth', 'gcp_client.py', [], {}),
+  };
   result['sessionName'] = sts.stats.lastSessionName;
   result['signatures'] = sts.stats.signaturesVerified;
 

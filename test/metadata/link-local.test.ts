@@ -182,6 +182,26 @@ test('link-local mode: real clients with no override variable reach the sidecar 
   assert.equal(r.clients.azure.ok, true, r.clients.azure.error);
   assert.equal(r.clients.azure.token, r.loopbackAzureToken);
 
+  // Python: the last botocore before the token file, and google-auth, when scripts/install-peers.sh installed them.
+  if (r.python.botocoreOld === 'absent')
+    t.diagnostic('.tools/peers/py-boto3-old is not installed (scripts/install-peers.sh)');
+  else {
+    assert.equal(r.python.botocoreOld.ok, true, r.python.botocoreOld.error);
+    assert.equal(r.python.botocoreOld.botocore, '1.31.85');
+    assert.equal(r.python.botocoreOld.method, 'container-role');
+    assert.equal(r.python.botocoreOld.arn, arn);
+  }
+  if (r.python.googleAuth === 'absent')
+    t.diagnostic('.tools/peers/py-google-auth is not installed (scripts/install-peers.sh)');
+  else {
+    assert.equal(r.python.googleAuth.ok, true, r.python.googleAuth.error);
+    assert.equal(r.python.googleAuth.version, '2.62.2');
+    assert.equal(r.python.googleAuth.project, 'my-project');
+    assert.equal(r.python.googleAuth.kind, 'google.auth.compute_engine.credentials.Credentials');
+    // It asks for the cloud-platform scope explicitly: its own key in the sidecar's cache, from the same exchange.
+    assert.match(r.python.googleAuth.token, /^ya29\.fake-/);
+  }
+
   if (r.curl === 'absent') {
     t.diagnostic('curl is not installed: the shell-script checks were skipped');
     return;
