@@ -50,7 +50,7 @@ export function containerError(
 export function containerProblem(problem: Problem): Answer {
   switch (problem.kind) {
     case 'foreign-host':
-      return containerError(403, 'AccessDenied', 'the request must name the loopback metadata listener as its host');
+      return containerError(403, 'AccessDenied', 'the request must name this metadata listener as its host');
     case 'forwarded':
       return containerError(403, 'AccessDenied', 'forwarded requests are refused');
     case 'ambiguous':

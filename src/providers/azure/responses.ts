@@ -24,7 +24,7 @@ function asRefusal(problem: Problem & { kind: 'foreign-host' | 'forwarded' | 'am
 } {
   const description =
     problem.kind === 'foreign-host'
-      ? 'The request must name the loopback metadata address as its host'
+      ? 'The request must name this metadata address as its host'
       : problem.kind === 'forwarded'
         ? 'Request contains a forwarding header (X-Forwarded-For or Forwarded); the identity endpoint answers this pod only'
         : `The ${problem.header} header must appear once`;

@@ -46,7 +46,7 @@ export function metadataProblem(problem: Problem): Answer {
       return metadataAnswer(
         403,
         false,
-        'Forbidden: the Host header (or the request target) must name this loopback metadata server.\n',
+        'Forbidden: the Host header (or the request target) must name this metadata server.\n',
       );
     case 'forwarded':
       return metadataAnswer(403, false, 'Forbidden: requests with X-Forwarded-For are not accepted.\n');
