@@ -193,6 +193,12 @@ async function checkRendered(r: Rendered, values: Obj): Promise<void> {
   );
   assert.equal(webhookConfig.sidecar.runAsUser, openshift ? null : values['sidecar'].runAsUser);
   assert.equal(webhookConfig.sidecar.serveInitContainers, values['sidecar'].serveInitContainers);
+  // Link-local mode's init image: the value, or the image's repository with -link-local at the image's tag.
+  const initImage = webhookConfig.sidecar.linkLocalInitImage ?? '';
+  if (values['sidecar'].linkLocalInitImage) assert.equal(initImage, values['sidecar'].linkLocalInitImage);
+  else if (!values['image'].digest)
+    assert.equal(initImage, webhookConfig.sidecar.image.replace(/:([^:/]+)$/, '-link-local:$1'));
+  else assert.ok(initImage.startsWith(`${registry}/${values['image'].repository}-link-local:`), initImage);
   assert.equal(
     deployment['spec'].template.spec.containers[0].image,
     webhookConfig.sidecar.image,
