@@ -243,6 +243,26 @@ azure:
     }),
     googleAuth: await python('google-auth', 'gcp_client.py', [], {}),
   };
+  // The Go clients scripts/install-peers.sh builds, when present: aws-sdk-go-v2 config v1.22.0 (before the token
+  // file) with only RELATIVE_URI, and cloud.google.com/go/compute/metadata with no variable.
+  const go = async (name: string, args: string[], vars: Record<string, string>) => {
+    const bin = join(peers, 'bin', `go-${name}`);
+    if (!(await stat(bin).catch(() => undefined))) return 'absent';
+    const home = await mkdtemp(join(tmpdir(), 'sc-link-local-home-'));
+    const out = await run(bin, args, { PATH: BASE_ENV.PATH, HOME: home, ...vars });
+    try {
+      return JSON.parse(out.stdout.trim().split('\n').at(-1) ?? '');
+    } catch {
+      return { ok: false, error: `no answer (exit ${out.code}): ${out.stderr.slice(-1500)}` };
+    }
+  };
+  result['go'] = {
+    awsOld: await go('aws-old', [sts.url], {
+      AWS_CONTAINER_CREDENTIALS_RELATIVE_URI: relative,
+      AWS_REGION: 'us-east-1',
+    }),
+    gcp: await go('gcp', [], {}),
+  };
   result['sessionName'] = sts.stats.lastSessionName;
   result['signatures'] = sts.stats.signaturesVerified;
 

@@ -203,6 +203,20 @@ test('link-local mode: real clients with no override variable reach the sidecar 
     assert.match(r.python.googleAuth.token, /^ya29\.fake-/);
   }
 
+  // Go: aws-sdk-go-v2 config v1.22.0 with only the relative URI, and Google's metadata package with no variable.
+  if (r.go.awsOld === 'absent') t.diagnostic('.tools/peers/bin/go-aws-old is not built (scripts/install-peers.sh)');
+  else {
+    assert.equal(r.go.awsOld.ok, true, r.go.awsOld.error);
+    assert.equal(r.go.awsOld.arn, arn);
+  }
+  if (r.go.gcp === 'absent') t.diagnostic('.tools/peers/bin/go-gcp is not built (scripts/install-peers.sh)');
+  else {
+    assert.equal(r.go.gcp.ok, true, r.go.gcp.error);
+    assert.equal(r.go.gcp.onGCE, true);
+    assert.equal(r.go.gcp.project, 'my-project');
+    assert.match(r.go.gcp.token, /^ya29\.fake-/);
+  }
+
   if (r.curl === 'absent') {
     t.diagnostic('curl is not installed: the shell-script checks were skipped');
     return;
