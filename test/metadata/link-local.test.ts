@@ -309,3 +309,35 @@ test('check names what link-local mode lacks, and nothing when the namespace has
     ['server.linkLocal: cannot read net.ipv4.ip_unprivileged_port_start, so cannot tell whether port 80 is bindable'],
   );
 });
+
+test('check says when link-local mode serves no relative URI, and never prints the one it serves', async () => {
+  const { checkConfig } = await import('../../src/commands/check.ts');
+  const { sidecarSchema } = await import('../../src/config/schema.ts');
+  const present = async () => ({
+    loAddresses: ['127.0.0.1', '169.254.169.254', '169.254.170.2'],
+    unprivilegedPortStart: 80,
+    canBindPrivileged: false,
+  });
+  const config = (aws: Record<string, unknown>) =>
+    sidecarSchema.parse({
+      spiffe: { trustDomain: 'example.org', workloadApi: { socket: 'unix:///tmp/none.sock' } },
+      server: { linkLocal: true },
+      aws: { roleArn: 'arn:aws:iam::111122223333:role/app', region: 'eu-west-1', ...aws },
+    });
+  const without = await checkConfig(config({}), new Date(), present);
+  assert.equal(without.ok, true, without.problems.join('\n'));
+  assert.ok(
+    without.lines.includes(
+      'aws: AWS container credentials at http://169.254.170.2: not served (set aws.containerRelativeUri for clients that know only AWS_CONTAINER_CREDENTIALS_RELATIVE_URI; the webhook sets one per pod)',
+    ),
+    without.lines.join('\n'),
+  );
+  assert.ok(
+    without.lines.includes('  AWS_EC2_METADATA_SERVICE_ENDPOINT=http://169.254.169.254'),
+    without.lines.join('\n'),
+  );
+  const uri = `/v2/credentials/${'s'.repeat(40)}`;
+  const served = await checkConfig(config({ containerRelativeUri: uri }), new Date(), present);
+  assert.ok(!served.lines.join('\n').includes(uri), 'the relative URI is a secret');
+  assert.ok(served.lines.includes('  AWS_CONTAINER_CREDENTIALS_RELATIVE_URI=[redacted: see `spiffe-connector env`]'));
+});

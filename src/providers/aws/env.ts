@@ -100,6 +100,11 @@ export function describeAws(config: SidecarConfig, metadataOrigin: string): stri
     aws.imds
       ? `AWS IMDSv2: ${linkLocal ? `http://${METADATA_IP}/latest/ and ` : ''}${origin}/latest/ (role ${aws.roleArn.slice(aws.roleArn.lastIndexOf('/') + 1)}; any process in the pod can read it, prefer the container endpoint)`
       : 'AWS IMDSv2: off (aws.imds: false)',
+    ...(linkLocal && aws.containerCredentials && !relative
+      ? [
+          `AWS container credentials at http://${CONTAINER_CREDENTIALS_IP}: not served (set aws.containerRelativeUri for clients that know only AWS_CONTAINER_CREDENTIALS_RELATIVE_URI; the webhook sets one per pod)`,
+        ]
+      : []),
     ...aws.extraRoles.map(
       (r) =>
         `AWS profile ${r.name} (AWS_PROFILE=${r.name}, in ${awsSharedConfigPath(config)}): assumes ${r.roleArn} with ${aws.roleArn}'s credentials (${r.sessionDurationSeconds} s sessions); its trust policy must name ${aws.roleArn}`,
