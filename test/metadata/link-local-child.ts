@@ -7,7 +7,7 @@
 
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chown, mkdtemp, readdir, stat, writeFile } from 'node:fs/promises';
+import { chown, mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -262,6 +262,29 @@ azure:
       AWS_REGION: 'us-east-1',
     }),
     gcp: await go('gcp', [], {}),
+  };
+  // The Java clients scripts/install-peers.sh builds, when present: the AWS SDK for Java v2 default chain with only
+  // RELATIVE_URI, and google-auth-library-java ADC with no variable.
+  const javaClient = async (name: string, args: string[], vars: Record<string, string>) => {
+    const dir = join(peers, `java-${name}`);
+    if (!(await stat(join(dir, '.stamp')).catch(() => undefined))) return 'absent';
+    if ((await run('sh', ['-c', 'command -v java'], BASE_ENV)).code !== 0) return 'absent';
+    const home = await mkdtemp(join(tmpdir(), 'sc-link-local-home-'));
+    const classpath = `${join(dir, 'classes')}:${(await readFile(join(dir, 'classpath'), 'utf8')).trim()}`;
+    const jvm = [`-Duser.home=${home}`, '-XX:+UseSerialGC', '-XX:TieredStopAtLevel=1', '-cp', classpath, 'Main'];
+    const out = await run('java', [...jvm, ...args], { PATH: BASE_ENV.PATH, HOME: home, ...vars }, 120_000);
+    try {
+      return JSON.parse(out.stdout.trim().split('\n').at(-1) ?? '');
+    } catch {
+      return { ok: false, error: `no answer (exit ${out.code}): ${out.stderr.slice(-1500)}` };
+    }
+  };
+  result['java'] = {
+    aws: await javaClient('aws', [sts.url], {
+      AWS_CONTAINER_CREDENTIALS_RELATIVE_URI: relative,
+      AWS_REGION: 'us-east-1',
+    }),
+    gcp: await javaClient('gcp', [], {}),
   };
   result['sessionName'] = sts.stats.lastSessionName;
   result['signatures'] = sts.stats.signaturesVerified;

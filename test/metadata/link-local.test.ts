@@ -217,6 +217,20 @@ test('link-local mode: real clients with no override variable reach the sidecar 
     assert.match(r.go.gcp.token, /^ya29\.fake-/);
   }
 
+  // Java: the AWS SDK for Java v2 chain with only the relative URI, and google-auth-library-java ADC with no variable
+  // (its default is http://metadata.google.internal: the pod's hosts file).
+  if (r.java.aws === 'absent') t.diagnostic('.tools/peers/java-aws is not built (scripts/install-peers.sh)');
+  else {
+    assert.equal(r.java.aws.ok, true, r.java.aws.error);
+    assert.equal(r.java.aws.arn, arn);
+  }
+  if (r.java.gcp === 'absent') t.diagnostic('.tools/peers/java-gcp is not built (scripts/install-peers.sh)');
+  else {
+    assert.equal(r.java.gcp.ok, true, r.java.gcp.error);
+    assert.equal(r.java.gcp.kind, 'ComputeEngineCredentials');
+    assert.match(r.java.gcp.token, /^ya29\.fake-/);
+  }
+
   if (r.curl === 'absent') {
     t.diagnostic('curl is not installed: the shell-script checks were skipped');
     return;
