@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the third-party SDK clients the compatibility tests (test/peers/) run as black boxes, each at an
-# exact version, into .tools/peers/ (Python here, Go and Java below): one Python virtualenv per client set (from
+# exact version, into .tools/peers/ (Python here, Go, Java and two Debian packages below): one Python virtualenv per client set (from
 # PyPI, with pip's own cache, so a second run on the same machine installs from the cache), written with a
 # stamp so an environment already at the pinned versions is kept. Without python3 (or its venv module), or when a registry cannot be reached, it
 # says so and exits 0: the tests that need that client skip, saying why.
@@ -88,5 +88,19 @@ else
       echo "note: java-$name could not be built; its tests will skip" >&2
     fi
   done
+fi
+
+# Debian packages, on a Debian machine where this runs as root (CI): Ruby's aws-sdk-core 3.168.1 (bookworm's
+# ruby-aws-sdk-core, before the token file: it knows only AWS_CONTAINER_CREDENTIALS_RELATIVE_URI) and the static
+# busybox whose ip the link-local init image uses (test/metadata/link-local.test.ts). Elsewhere their tests skip.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && grep -q '^VERSION_CODENAME=bookworm' /etc/os-release 2>/dev/null; then
+  if ! dpkg -s ruby-aws-sdk-core busybox-static >/dev/null 2>&1; then
+    if (apt-get install -y -qq --no-install-recommends ruby-aws-sdk-core busybox-static >/dev/null 2>&1 ||
+      { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends ruby-aws-sdk-core busybox-static >/dev/null 2>&1; }); then
+      echo "installed ruby-aws-sdk-core and busybox-static (Debian)" >&2
+    else
+      echo "note: ruby-aws-sdk-core and busybox-static could not be installed; their tests will skip" >&2
+    fi
+  fi
 fi
 exit 0

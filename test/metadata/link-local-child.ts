@@ -286,6 +286,24 @@ azure:
     }),
     gcp: await javaClient('gcp', [], {}),
   };
+  // Ruby's aws-sdk-core 3.168.1 (Debian 12's ruby-aws-sdk-core), when installed: it knows only RELATIVE_URI.
+  result['ruby'] = await (async () => {
+    if ((await run('sh', ['-c', 'command -v ruby'], BASE_ENV)).code !== 0) return 'absent';
+    const home = await mkdtemp(join(tmpdir(), 'sc-link-local-home-'));
+    const out = await run('ruby', [join(ROOT, 'test/peers/aws_client.rb'), sts.url], {
+      PATH: BASE_ENV.PATH,
+      HOME: home,
+      AWS_CONTAINER_CREDENTIALS_RELATIVE_URI: relative,
+      AWS_REGION: 'us-east-1',
+    });
+    try {
+      return JSON.parse(out.stdout.trim().split('\n').at(-1) ?? '');
+    } catch {
+      return out.stderr.includes('aws-sdk-core') && out.stderr.includes('LoadError')
+        ? 'absent'
+        : { ok: false, error: `no answer (exit ${out.code}): ${out.stderr.slice(-1500)}` };
+    }
+  })();
   result['sessionName'] = sts.stats.lastSessionName;
   result['signatures'] = sts.stats.signaturesVerified;
 

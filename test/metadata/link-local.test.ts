@@ -231,6 +231,15 @@ test('link-local mode: real clients with no override variable reach the sidecar 
     assert.match(r.java.gcp.token, /^ya29\.fake-/);
   }
 
+  // Ruby: aws-sdk-core 3.168.1 reads no AWS_CONTAINER_CREDENTIALS_FULL_URI at all; the relative URI is its only way.
+  if (r.ruby === 'absent') t.diagnostic('ruby with aws-sdk-core is not installed (Debian: ruby-aws-sdk-core)');
+  else {
+    assert.equal(r.ruby.ok, true, r.ruby.error);
+    assert.equal(r.ruby.version, '3.168.1');
+    assert.equal(r.ruby.provider, 'Aws::ECSCredentials');
+    assert.equal(r.ruby.arn, arn);
+  }
+
   if (r.curl === 'absent') {
     t.diagnostic('curl is not installed: the shell-script checks were skipped');
     return;
