@@ -83,10 +83,15 @@ async function check(configFile: string): Promise<void> {
   }
 }
 
-async function env(configFile: string, options: { export?: boolean }): Promise<void> {
+async function env(configFile: string, options: { export?: boolean; container?: string }): Promise<void> {
   const config = await loadSidecarConfig(configFile, processEnvironment());
-  const { appEnvironment, shellQuote } = await import('./env.ts');
-  for (const [k, v] of appEnvironment(config)) {
+  const { appEnvironment, ownIdentityContainers, shellQuote } = await import('./env.ts');
+  const { container } = options;
+  if (container !== undefined && !ownIdentityContainers(config).includes(container))
+    process.stderr.write(
+      `spiffe-connector env: container "${container}" has no identity of its own (aws.containers, azure.containers): these are the pod's lines\n`,
+    );
+  for (const [k, v] of appEnvironment(config, undefined, container)) {
     process.stdout.write(options.export ? `export ${k}=${shellQuote(v)}\n` : `${k}=${v}\n`);
   }
 }
@@ -181,7 +186,8 @@ program
   .description('print the KEY=VALUE lines an app container needs')
   .requiredOption('-c, --config <file>', 'config file')
   .option('--export', 'print as shell export lines')
-  .action((o: { config: string; export?: boolean }) => env(o.config, o));
+  .option('--container <name>', 'the lines of that container (its own role or client id when the config gives it one)')
+  .action((o: { config: string; export?: boolean; container?: string }) => env(o.config, o));
 program
   .command('credential-process')
   .description('print AWS credential_process JSON after one exchange from this host’s SVID (no sidecar)')

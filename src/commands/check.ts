@@ -5,7 +5,14 @@ import { networkInterfaces } from 'node:os';
 import { toConnectorError } from '../base/errors.ts';
 import { LINK_LOCAL_ADDRESSES, LINK_LOCAL_PORT } from '../base/link-local.ts';
 import type { SidecarConfig } from '../config/schema.ts';
-import { appEnvironment, configuredMetadataOrigin, describeClouds, requiredAudiences } from '../env.ts';
+import {
+  appEnvironment,
+  configuredMetadataOrigin,
+  describeClouds,
+  ownIdentityContainers,
+  perContainerBoundary,
+  requiredAudiences,
+} from '../env.ts';
 import { rolesAnywhereProblems } from '../providers/aws/env.ts';
 import { googleSubjectProblem } from '../providers/gcp/env.ts';
 import { loadX509Files } from '../sources/x509-files.ts';
@@ -159,8 +166,14 @@ export async function checkConfig(
     problems.push(...linkLocalProblems(await linkLocalHost()));
   }
   for (const [cloud, line] of describeClouds(config, origin)) lines.push(`${cloud}: ${line}`);
-  lines.push('app container environment:');
-  for (const [k, v] of appEnvironment(config, origin))
-    lines.push(`  ${k}=${SECRET_ENV.has(k) ? '[redacted: see `spiffe-connector env`]' : v}`);
+  // A role per container is a boundary only with no surface that answers any process of the pod.
+  const boundary = perContainerBoundary(config);
+  problems.push(...boundary.problems.map((p) => `${p.key}: ${p.message}`));
+  lines.push(...boundary.notes);
+  for (const container of [undefined, ...ownIdentityContainers(config)]) {
+    lines.push(container === undefined ? 'app container environment:' : `app container environment of ${container}:`);
+    for (const [k, v] of appEnvironment(config, origin, container))
+      lines.push(`  ${k}=${SECRET_ENV.has(k) ? '[redacted: see `spiffe-connector env`]' : v}`);
+  }
   return { ok: problems.length === 0, lines, problems };
 }

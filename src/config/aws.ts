@@ -1,7 +1,7 @@
 // The `aws` section of the sidecar config: STS web identity (a JWT-SVID) by default, or IAM Roles
 // Anywhere (the X.509-SVID) when `rolesAnywhere` is set; limits as in docs/aws.md.
 import * as z from 'zod/mini';
-import { headerSecret, httpsUrl } from './common.ts';
+import { containerNames, headerSecret, httpsUrl } from './common.ts';
 
 const ARN_ID = '[0-9A-Za-z-]{1,64}';
 export const TRUST_ANCHOR_ARN = new RegExp(
@@ -80,6 +80,13 @@ const extraRoleSchema = z.strictObject({
   sessionDurationSeconds: sessionDuration(3600, 'must be at most 3600: STS limits role chaining to one hour'),
 });
 
+/** One container's own role (docs/aws.md "A role per container"): its own path, token file and session. */
+const containerRoleSchema = z.strictObject({
+  roleArn,
+  /** Where the sidecar writes this container's token (relative paths are under server.stateDir). Default containers/<name>/aws-container-token. */
+  tokenFile: z.optional(z.string().check(z.minLength(1))),
+});
+
 /** The literal AWS_CONTAINER_AUTHORIZATION_TOKEN (see `containerAuthorizationToken` below). */
 export const containerAuthorizationTokenSchema = headerSecret(32);
 
@@ -132,12 +139,18 @@ export const awsSchema = z.strictObject({
       });
     }),
   ),
+  /**
+   * Containers with a role of their own, by container name: each is served on /v1/credentials/<name> with a
+   * token of its own, exchanged with the same JWT-SVID; the others keep roleArn.
+   */
+  containers: z._default(z.record(z.string(), containerRoleSchema), {}).check(z.superRefine(containerNames)),
   /** Sign Roles Anywhere CreateSession with the X.509-SVID instead of exchanging a JWT-SVID at STS. */
   rolesAnywhere: z.optional(rolesAnywhereSchema),
 });
 
 export type AwsConfig = z.output<typeof awsSchema>;
 export type ExtraRole = AwsConfig['extraRoles'][number];
+export type ContainerRole = AwsConfig['containers'][string];
 export type RolesAnywhereConfig = NonNullable<AwsConfig['rolesAnywhere']>;
 
 /** The region Roles Anywhere is called in: the trust anchor's (its profile is checked to match). */

@@ -1,6 +1,6 @@
 // The `azure` section of the sidecar config (config.example.yaml; facts from docs/azure.md#federated-credentials).
 import * as z from 'zod/mini';
-import { headerSecret, httpsUrl } from './common.ts';
+import { containerNames, headerSecret, httpsUrl } from './common.ts';
 
 const GUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 
@@ -8,6 +8,13 @@ const GUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a
 export const identityHeaderSchema = headerSecret(16);
 
 const nonEmpty = z.string().check(z.minLength(1));
+
+/** One container's own client id (docs/azure.md "App Service"): its own App Service identity header. */
+const containerIdentitySchema = z.strictObject({
+  clientId: z.string({ error: 'is required' }).check(z.regex(GUID, 'must be the application (client) ID, a GUID')),
+  /** That container's X-IDENTITY-HEADER (the webhook sets one); else one is generated in <stateDir>/azure-identity-header.<container>. */
+  identityHeader: z.optional(identityHeaderSchema),
+});
 
 export const azureSchema = z.strictObject({
   tenantId: z.string({ error: 'is required' }).check(z.regex(GUID, 'must be the directory (tenant) ID, a GUID')),
@@ -37,6 +44,11 @@ export const azureSchema = z.strictObject({
   warmResources: z._default(z.array(nonEmpty).check(z.maxLength(16)), ['https://management.azure.com']),
   /** When set, only these resources (and the warm ones) are served; any other is refused at once, without calling Entra. */
   allowedResources: z.optional(z.array(nonEmpty).check(z.maxLength(256))),
+  /**
+   * Containers with a client id of their own, by container name: each gets its own IDENTITY_HEADER, which the
+   * App Service endpoint answers with that client id only; the others keep clientId.
+   */
+  containers: z._default(z.record(z.string(), containerIdentitySchema), {}).check(z.superRefine(containerNames)),
   /** Serve the App Service endpoint (IDENTITY_ENDPOINT, the per-pod X-IDENTITY-HEADER: the surface to prefer). */
   appService: z._default(z.boolean(), true),
   /** Also emulate IMDS, which any process in the pod can read (it carries no secret). */
@@ -46,3 +58,4 @@ export const azureSchema = z.strictObject({
 });
 
 export type AzureConfig = z.output<typeof azureSchema>;
+export type ContainerIdentity = AzureConfig['containers'][string];

@@ -71,6 +71,25 @@ export const trustDomain = z.pipe(
 /** A log level (pino's), default info. */
 export const logLevel = z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']);
 
+/** A Kubernetes container name (a DNS label): the keys of aws.containers and azure.containers. */
+export const CONTAINER_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+/** The keys of a per-container section: container names, at most 32 of them. */
+export function containerNames(
+  value: Record<string, unknown>,
+  ctx: { addIssue(issue: { code: 'custom'; path: PropertyKey[]; message: string }): void },
+): void {
+  const names = Object.keys(value);
+  for (const name of names)
+    if (!CONTAINER_NAME.test(name))
+      ctx.addIssue({
+        code: 'custom',
+        path: [name],
+        message: 'must be a container name: lowercase letters, digits and "-", at most 63',
+      });
+  if (names.length > 32) ctx.addIssue({ code: 'custom', path: [], message: 'at most 32 containers' });
+}
+
 export interface HostPort {
   host: string;
   port: number;

@@ -175,6 +175,30 @@ export const sidecarSchema = z
           message: 'Azure serves no surface: enable appService, imds or msi, or set tokenFile',
         });
       }
+      const awsContainers = Object.keys(config.aws?.containers ?? {});
+      if (config.aws && awsContainers.length > 0 && config.aws.rolesAnywhere) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['aws', 'containers'],
+          message:
+            'roles per container are assumed with the JWT-SVID (AssumeRoleWithWebIdentity), not through aws.rolesAnywhere',
+        });
+      }
+      if (config.aws && awsContainers.length > 0 && !config.aws.containerCredentials) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['aws', 'containers'],
+          message:
+            'roles per container are served on the container-credentials endpoint: enable aws.containerCredentials',
+        });
+      }
+      if (config.azure && Object.keys(config.azure.containers).length > 0 && !config.azure.appService) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['azure', 'containers'],
+          message: 'client ids per container are served on the App Service endpoint: enable azure.appService',
+        });
+      }
       if (config.aws?.rolesAnywhere && !hasX509) {
         ctx.addIssue({
           code: 'custom',

@@ -188,7 +188,7 @@ export const webhookSchema = z.strictObject({
     /** Cluster-wide defaults of each cloud; a cloud is served only when a pod names its role/identity. */
     aws: cloudDefaults(
       // The relative URI is a per-pod secret the webhook generates: never a cluster default.
-      z.extend(z.omit(awsSchema, { roleArn: true, containerRelativeUri: true }), {
+      z.extend(z.omit(awsSchema, { roleArn: true, containerRelativeUri: true, containers: true }), {
         rolesAnywhere: z.optional(rolesAnywhereDefaultsSchema),
       }),
     ),

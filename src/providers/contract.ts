@@ -94,8 +94,11 @@ export interface CloudProvider {
  */
 export interface CloudEnvironment {
   readonly cloud: Cloud;
-  /** The app's env lines; only called when the cloud is configured. */
-  env(config: SidecarConfig, metadataOrigin: string): Array<readonly [name: string, value: string]>;
+  /**
+   * The app's env lines; only called when the cloud is configured. `container`: the app container they are
+   * for, which may have an identity of its own (aws.containers, azure.containers); absent, the pod's.
+   */
+  env(config: SidecarConfig, metadataOrigin: string, container?: string): Array<readonly [name: string, value: string]>;
   /** What `check` says would be served; only called when the cloud is configured. */
   describe(config: SidecarConfig, metadataOrigin: string): string[];
   /** Audiences of the JWT-SVIDs the exchange will ask for (none for an exchange that signs with the X.509-SVID). */

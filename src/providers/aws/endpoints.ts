@@ -10,7 +10,7 @@ import { type CredentialLookup, SINGLE } from '../../cache/credential-cache.ts';
 import { secretMatcher } from '../../http/guards.ts';
 import { lookupProblem, type Reply, type Surface } from '../contract.ts';
 import { type AwsCredentials, accountFromArn, awsTimestamp, roleNameFromArn } from './credential.ts';
-import { CONTAINER_CREDENTIALS_PATH } from './env.ts';
+import { CONTAINER_CREDENTIALS_PATH, containerCredentialsPath } from './env.ts';
 import { IMDS_TOKEN_PATH, ImdsTokens, parseTtl } from './imds-tokens.ts';
 import {
   containerCredentialsJson,
@@ -22,21 +22,36 @@ import {
 } from './responses.ts';
 
 export interface ContainerSurfaceOptions {
+  /** Keyed by SINGLE (the pod's role) and by the name of each container with a role of its own. */
   readonly credentials: CredentialLookup<AwsCredentials>;
-  /** The container-credentials token written to the token file. */
+  /** The container-credentials token written to the pod's token file. */
   readonly authToken: Secret;
+  /** Containers with their own role (aws.containers): each its own path and token, and only its own role there. */
+  readonly containers?: ReadonlyArray<{ readonly name: string; readonly authToken: Secret }>;
 }
 
 const JSON_TYPE = { 'content-type': 'application/json' };
 
+/**
+ * /v1/credentials answers the pod's token with the pod's role; /v1/credentials/<container> answers that
+ * container's token with that container's role. Each path knows only its own token (compared in constant
+ * time): another container's token, or the pod's, on a path is refused like any wrong token.
+ */
 export function containerSurface(o: ContainerSurfaceOptions): Surface {
-  const tokenMatches = secretMatcher(o.authToken.reveal());
-  const body = bodyCache(containerCredentialsJson);
+  const makeRoute = (key: string, token: Secret) => ({
+    key,
+    tokenMatches: secretMatcher(token.reveal()),
+    body: bodyCache(containerCredentialsJson),
+  });
+  const routes = new Map([[CONTAINER_CREDENTIALS_PATH, makeRoute(SINGLE, o.authToken)]]);
+  for (const c of o.containers ?? []) routes.set(containerCredentialsPath(c.name), makeRoute(c.name, c.authToken));
   return {
     name: 'aws-container',
-    claims: (path) => path === CONTAINER_CREDENTIALS_PATH,
+    claims: (path) => routes.has(path),
     problem: (problem) => containerProblem(problem),
     handle(req: Request, res: Response, reply: Reply) {
+      const route = routes.get(req.path);
+      if (route === undefined) return reply(res, containerError(404, 'NotFound', 'no such credentials path'));
       if (req.method !== 'GET' && req.method !== 'HEAD')
         return reply(res, containerError(405, 'MethodNotAllowed', 'use GET', { allow: 'GET' }));
       const presented = req.headers.authorization;
@@ -49,11 +64,11 @@ export function containerSurface(o: ContainerSurfaceOptions): Surface {
             'the Authorization header with the token from AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE is required',
           ),
         );
-      if (!tokenMatches(presented))
-        return reply(res, containerError(403, 'AccessDenied', 'the Authorization token is not valid'));
-      const lookup = o.credentials.peek(SINGLE);
+      if (!route.tokenMatches(presented))
+        return reply(res, containerError(403, 'AccessDenied', 'the Authorization token is not valid for this path'));
+      const lookup = o.credentials.peek(route.key);
       if (!lookup.ok) return reply(res, containerProblem(lookupProblem(lookup)));
-      reply(res, { status: 200, headers: JSON_TYPE, body: body(lookup.value) });
+      reply(res, { status: 200, headers: JSON_TYPE, body: route.body(lookup.value) });
     },
   };
 }

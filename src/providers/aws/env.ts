@@ -21,6 +21,24 @@ export function awsTokenFilePath(config: SidecarConfig): string {
   return posix.join(config.server.stateDir, AWS_CONTAINER_TOKEN_FILE);
 }
 
+/** Where a container's own role (aws.containers) answers: CONTAINER_CREDENTIALS_PATH/<container>. */
+export function containerCredentialsPath(container: string): string {
+  return `${CONTAINER_CREDENTIALS_PATH}/${container}`;
+}
+
+/** Where the sidecar writes a container's own token: its tokenFile (relative under server.stateDir), default containers/<name>/aws-container-token. */
+export function awsContainerTokenFilePath(config: SidecarConfig, container: string): string {
+  const file =
+    config.aws?.containers[container]?.tokenFile ?? posix.join('containers', container, AWS_CONTAINER_TOKEN_FILE);
+  return posix.isAbsolute(file) ? file : posix.join(config.server.stateDir, file);
+}
+
+/** The container's own role, when aws.containers names it. */
+export function ownAwsRole(config: SidecarConfig, container: string | undefined): string | undefined {
+  if (container === undefined || !config.aws || !Object.hasOwn(config.aws.containers, container)) return undefined;
+  return config.aws.containers[container]?.roleArn;
+}
+
 /** The AWS shared config file's name inside server.stateDir: a profile per extra role. */
 export const AWS_SHARED_CONFIG_FILE = 'aws-config';
 
@@ -51,11 +69,25 @@ export function awsSharedConfig(config: SidecarConfig): string | undefined {
   );
 }
 
-export function awsEnv(config: SidecarConfig, metadataOrigin: string): EnvLines {
+/**
+ * The lines for one app container: a container with its own role (aws.containers) gets its own path and
+ * token file, never the pod's token, literal token or extra-role profiles (those chain from the pod's role);
+ * any other container (or none named) the pod's.
+ */
+export function awsEnv(config: SidecarConfig, metadataOrigin: string, container?: string): EnvLines {
   const aws = config.aws;
   if (!aws) return [];
   const origin = metadataOrigin.replace(/\/+$/, '');
   const lines: EnvLines = [];
+  if (container !== undefined && ownAwsRole(config, container) !== undefined) {
+    lines.push(
+      ['AWS_CONTAINER_CREDENTIALS_FULL_URI', `${origin}${containerCredentialsPath(container)}`],
+      ['AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE', awsContainerTokenFilePath(config, container)],
+    );
+    if (aws.imds) lines.push(['AWS_EC2_METADATA_SERVICE_ENDPOINT', origin]);
+    lines.push(['AWS_REGION', aws.region], ['AWS_DEFAULT_REGION', aws.region]);
+    return lines;
+  }
   const linkLocal = config.server.linkLocal;
   if (aws.containerCredentials) {
     // Every SDK takes RELATIVE_URI over FULL_URI (fromHttp, botocore, Go, Java): with it, FULL_URI would go unread.
@@ -105,6 +137,10 @@ export function describeAws(config: SidecarConfig, metadataOrigin: string): stri
           `AWS container credentials at http://${CONTAINER_CREDENTIALS_IP}: not served (set aws.containerRelativeUri for clients that know only AWS_CONTAINER_CREDENTIALS_RELATIVE_URI; the webhook sets one per pod)`,
         ]
       : []),
+    ...Object.entries(aws.containers).map(
+      ([name, c]) =>
+        `AWS container ${name}: assume ${c.roleArn} with the same JWT-SVID (session name ${name}@...), served on ${origin}${containerCredentialsPath(name)} with the token in ${awsContainerTokenFilePath(config, name)}; its trust policy names the same SPIFFE ID as ${aws.roleArn}'s`,
+    ),
     ...aws.extraRoles.map(
       (r) =>
         `AWS profile ${r.name} (AWS_PROFILE=${r.name}, in ${awsSharedConfigPath(config)}): assumes ${r.roleArn} with ${aws.roleArn}'s credentials (${r.sessionDurationSeconds} s sessions); its trust policy must name ${aws.roleArn}`,

@@ -7,7 +7,7 @@ import { ConnectorError } from '../../base/errors.ts';
 import type { AwsConfig } from '../../config/aws.ts';
 import type { Logger } from '../../ops/logger.ts';
 import type { JwtSource } from '../../spiffe/source.ts';
-import { type AwsCredentials } from './credential.ts';
+import type { AwsCredentials } from './credential.ts';
 import { mapStsError, stsSession } from './upstream-errors.ts';
 
 /** @aws-sdk/client-sts, loaded by module.ts only when AWS web identity is configured. */
@@ -30,24 +30,37 @@ const HASH_CHARS = 12;
 
 /**
  * RoleSessionName from a SPIFFE ID: the path with `/` → `.` (trust domain when the path is empty), which
- * stays inside `[\w+=,.@-]` because SPIFFE paths allow only letters, digits, `.`, `-`, `_`. Longer than
- * 64: a readable head, `-`, and 12 hex digits of SHA-256 of the whole ID, so distinct IDs stay distinct.
+ * stays inside `[\w+=,.@-]` because SPIFFE paths allow only letters, digits, `.`, `-`, `_`. A container's
+ * own role (aws.containers) puts the container first: `<container>@<that name>`, so CloudTrail says which
+ * container of the workload acted (AssumeRoleWithWebIdentity takes no session tags of the caller's
+ * choosing; the name is the one field that can say it). Longer than 64: a readable head, `-`, and 12 hex
+ * digits of SHA-256 of the whole ID (and container), so distinct names stay distinct.
  */
-export function roleSessionName(spiffeId: string): string {
+export function roleSessionName(spiffeId: string, container?: string): string {
   const m = /^spiffe:\/\/([^/]+)(\/.*)?$/.exec(spiffeId);
   const trustDomain = m?.[1] ?? 'spiffe';
   const path = (m?.[2] ?? '').replace(/^\//, '');
   let name = (path === '' ? trustDomain : path.replace(/\//g, '.')).replace(/[^\w+=,.@-]/g, '_');
   if (name.length < 2) name = `${name}@${trustDomain}`;
+  if (container !== undefined) name = `${container.replace(/[^\w+=,.@-]/g, '_')}@${name}`;
   if (name.length <= SESSION_NAME_MAX) return name;
-  const hash = createHash('sha256').update(spiffeId).digest('hex').slice(0, HASH_CHARS);
+  const whole = container === undefined ? spiffeId : `${container}@${spiffeId}`;
+  const hash = createHash('sha256').update(whole).digest('hex').slice(0, HASH_CHARS);
   return `${name.slice(0, SESSION_NAME_MAX - HASH_CHARS - 1)}-${hash}`;
+}
+
+/** The role a cache key stands for: SINGLE is the pod's (aws.roleArn), a container name that container's own. */
+export function roleForKey(config: AwsConfig, key: string): { roleArn: string; container?: string } | undefined {
+  if (key === '') return { roleArn: config.roleArn };
+  const own = Object.hasOwn(config.containers, key) ? config.containers[key] : undefined;
+  return own === undefined ? undefined : { roleArn: own.roleArn, container: key };
 }
 
 export class StsWebIdentityExchange {
   readonly #o: StsExchangeOptions;
   readonly #client: STSClient;
-  #invalidTokenFailures = 0;
+  /** InvalidIdentityToken answers in a row, by cache key (each role counts its own). */
+  readonly #invalidTokenFailures = new Map<string, number>();
   /** SHA-256 of the JWT-SVID STS last called expired: the same token is not sent again. */
   #expiredToken: string | undefined;
 
@@ -63,9 +76,12 @@ export class StsWebIdentityExchange {
     });
   }
 
-  /** One exchange (the cache's key is unused: one role). Throws ConnectorError with `retryable` set. */
-  async exchange(_key: string, signal: AbortSignal): Promise<AwsCredentials> {
+  /** One exchange for the role the key stands for (roleForKey). Throws ConnectorError with `retryable` set. */
+  async exchange(key: string, signal: AbortSignal): Promise<AwsCredentials> {
     const { config, jwt, clock, logger } = this.#o;
+    const role = roleForKey(config, key);
+    if (role === undefined)
+      throw new ConnectorError('request_invalid', 'no such container in aws.containers', { retryable: false });
     const svid = await jwt.fetchJwtSvid(config.audience, signal);
     const token = svid.token.reveal();
     const fingerprint = createHash('sha256').update(token).digest('hex');
@@ -77,12 +93,12 @@ export class StsWebIdentityExchange {
       );
     }
     const spiffeId = svid.id.toString();
-    const sessionName = roleSessionName(spiffeId);
+    const sessionName = roleSessionName(spiffeId, role.container);
     let output: AssumeRoleWithWebIdentityCommandOutput;
     try {
       output = await this.#client.send(
         new this.#o.sdk.AssumeRoleWithWebIdentityCommand({
-          RoleArn: config.roleArn,
+          RoleArn: role.roleArn,
           RoleSessionName: sessionName,
           WebIdentityToken: token,
           DurationSeconds: config.sessionDurationSeconds,
@@ -90,40 +106,47 @@ export class StsWebIdentityExchange {
         { abortSignal: signal },
       );
     } catch (thrown) {
-      throw this.#failed(mapStsError(thrown), fingerprint);
+      throw this.#failed(mapStsError(thrown), fingerprint, key);
     }
     const session = stsSession(output, 'AssumeRoleWithWebIdentity');
-    this.#invalidTokenFailures = 0;
+    this.#invalidTokenFailures.delete(key);
     this.#expiredToken = undefined;
     logger.debug(
-      { spiffeId, sessionName, assumedRoleArn: session.assumedRoleArn, expiration: session.expiration.toISOString() },
+      {
+        spiffeId,
+        sessionName,
+        ...(role.container === undefined ? {} : { container: role.container }),
+        assumedRoleArn: session.assumedRoleArn,
+        expiration: session.expiration.toISOString(),
+      },
       'STS issued credentials',
     );
-    return { ...session, roleArn: config.roleArn, sessionName, obtainedAt: new Date(clock.now()), spiffeId };
+    return { ...session, roleArn: role.roleArn, sessionName, obtainedAt: new Date(clock.now()), spiffeId };
   }
 
   /** The identity changed: forget the bounded-retry state so the new identity gets its own tries. */
   identityChanged(): void {
-    this.#invalidTokenFailures = 0;
+    this.#invalidTokenFailures.clear();
   }
 
   close(): void {
     this.#client.destroy();
   }
 
-  #failed(error: ConnectorError, fingerprint: string): ConnectorError {
+  #failed(error: ConnectorError, fingerprint: string, key: string): ConnectorError {
     if (error.upstreamCode === 'ExpiredTokenException') {
       // Useless to resend this token; a retry helps only once the source hands out a fresh one.
       this.#expiredToken = fingerprint;
       return error;
     }
     if (error.upstreamCode === 'InvalidIdentityToken') {
-      this.#invalidTokenFailures += 1;
+      const failures = (this.#invalidTokenFailures.get(key) ?? 0) + 1;
+      this.#invalidTokenFailures.set(key, failures);
       const limit = this.#o.invalidTokenRetries ?? 3;
-      if (this.#invalidTokenFailures > limit) {
+      if (failures > limit) {
         return new ConnectorError(
           'upstream_rejected',
-          `${error.message} (${this.#invalidTokenFailures} times in a row; no more quick retries)`,
+          `${error.message} (${failures} times in a row; no more quick retries)`,
           {
             cause: error,
             retryable: false,

@@ -2,7 +2,8 @@
 // Anywhere with the X.509-SVID) wrapped by the credential cache, and the two surfaces (container
 // credentials, IMDSv2 when aws.imds). The AWS SDK is loaded only here, for web identity.
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
+import { mkdir } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { ConnectorError } from '../../base/errors.ts';
 import { Secret } from '../../base/secret.ts';
 import { CredentialCache, type Exchange, SINGLE } from '../../cache/credential-cache.ts';
@@ -11,7 +12,7 @@ import { writeSecretFile } from '../../files/secret-file.ts';
 import type { CloudModule, CloudProvider, ProviderContext, Surface } from '../contract.ts';
 import type { AwsCredentials } from './credential.ts';
 import { containerSurface, imdsSurface, relativeUriSurface } from './endpoints.ts';
-import { AWS_CONTAINER_TOKEN_FILE, AWS_SHARED_CONFIG_FILE, awsSharedConfig } from './env.ts';
+import { AWS_CONTAINER_TOKEN_FILE, AWS_SHARED_CONFIG_FILE, awsContainerTokenFilePath, awsSharedConfig } from './env.ts';
 import { StsWebIdentityExchange } from './exchange.ts';
 
 export interface AwsProviderOptions {
@@ -45,6 +46,17 @@ export async function createAwsProvider(
       'AWS shared config file',
     );
 
+  // A container with a role of its own (aws.containers) gets a token of its own, in a file of its own.
+  const containers: Array<{ name: string; authToken: Secret }> = [];
+  for (const name of Object.keys(aws.containers)) {
+    const token = new Secret(randomBytes(32).toString('base64url'));
+    // Its own directory (mode 0750, group: the pod's fsGroup): the webhook mounts just that directory (a subPath) into it.
+    await mkdir(dirname(awsContainerTokenFilePath(ctx.config, name)), { recursive: true, mode: 0o750 });
+    await writeSecretFile(awsContainerTokenFilePath(ctx.config, name), token, `AWS container token file of ${name}`);
+    containers.push({ name, authToken: token });
+  }
+
+  // One cache: the pod's role (SINGLE) and each container's own role (keyed by its name), all pinned.
   const credentials = new CredentialCache<AwsCredentials>({
     cloud: 'aws',
     name: upstream.name,
@@ -56,7 +68,7 @@ export async function createAwsProvider(
       upstreamRequestId: c.requestId,
     }),
     expiresAt: (c) => c.expiration,
-    pinned: [SINGLE],
+    pinned: [SINGLE, ...containers.map((c) => c.name)],
     policy: AWS_POLICY,
     clock: ctx.clock,
     logger: ctx.logger,
@@ -64,7 +76,7 @@ export async function createAwsProvider(
     timeoutMs: (options.stsRequestTimeoutMs ?? 10_000) + 5_000,
   });
   const surfaces: Surface[] = [];
-  if (aws.containerCredentials) surfaces.push(containerSurface({ credentials, authToken }));
+  if (aws.containerCredentials) surfaces.push(containerSurface({ credentials, authToken, containers }));
   if (aws.containerCredentials && aws.containerRelativeUri !== undefined && ctx.config.server.linkLocal)
     surfaces.push(relativeUriSurface({ credentials, relativeUri: aws.containerRelativeUri }));
   if (aws.imds) surfaces.push(imdsSurface({ credentials, roleArn: aws.roleArn, region: aws.region, clock: ctx.clock }));
@@ -78,8 +90,15 @@ export async function createAwsProvider(
       credentials.start();
     },
     readiness: () => {
-      const lookup = credentials.peek(SINGLE);
-      return lookup.ok ? { ready: true } : { ready: false, reason: lookup.error.message };
+      for (const key of [SINGLE, ...containers.map((c) => c.name)]) {
+        const lookup = credentials.peek(key);
+        if (!lookup.ok)
+          return {
+            ready: false,
+            reason: key === SINGLE ? lookup.error.message : `container ${key}: ${lookup.error.message}`,
+          };
+      }
+      return { ready: true };
     },
     stop: async () => {
       unsubscribe?.();

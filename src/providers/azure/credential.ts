@@ -12,9 +12,27 @@ export interface AzureAccessToken {
   /** The SPIFFE ID of the assertion and Entra's id of the request that issued it (x-ms-request-id): for the audit event. */
   readonly spiffeId?: string | undefined;
   readonly requestId?: string | undefined;
+  /** The client id it was issued to, when that is a container's own (azure.containers); else azure.clientId. */
+  readonly clientId?: string | undefined;
 }
 
 export const MAX_RESOURCE_LENGTH = 2048;
+
+/**
+ * The credential cache's key for a resource: the resource itself for the pod's client id, `<container> <resource>`
+ * for a container's own (azure.containers). A valid resource has no whitespace, so the two never meet.
+ */
+export function resourceKey(container: string | undefined, resource: string): string {
+  return container === undefined ? resource : `${container} ${resource}`;
+}
+
+/** The container (undefined: the pod's) and resource a cache key names. */
+export function splitResourceKey(key: string): { container: string | undefined; resource: string } {
+  const space = key.indexOf(' ');
+  return space === -1
+    ? { container: undefined, resource: key }
+    : { container: key.slice(0, space), resource: key.slice(space + 1) };
+}
 
 /** Why `resource` cannot be a resource (an App ID URI, URL or GUID), or undefined when it can. */
 export function resourceProblem(resource: string): string | undefined {

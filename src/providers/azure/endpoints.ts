@@ -10,7 +10,7 @@ import type { CredentialLookup } from '../../cache/credential-cache.ts';
 import { secretMatcher } from '../../http/guards.ts';
 import type { Logger } from '../../ops/logger.ts';
 import { lookupProblem, type Reply, type Surface, type SurfaceName } from '../contract.ts';
-import type { AzureAccessToken } from './credential.ts';
+import { type AzureAccessToken, resourceKey } from './credential.ts';
 import { APP_SERVICE_PATH, IMDS_TOKEN_PATH, MSI_PATH } from './env.ts';
 import { type Params, parseTokenRequest, type ServedIdentity } from './request.ts';
 import { type AzureProblem, appServiceProblem, appServiceTokenBody, imdsProblem, imdsTokenBody } from './responses.ts';
@@ -21,6 +21,15 @@ export interface AzureSurfacesOptions {
   readonly served: ServedIdentity;
   /** The X-IDENTITY-HEADER secret App Service callers must present. */
   readonly identityHeader: Secret;
+  /**
+   * Containers with a client id of their own (azure.containers): App Service answers a request with one's
+   * header for that client id only, from its own cache keys (resourceKey).
+   */
+  readonly containers?: ReadonlyArray<{
+    readonly name: string;
+    readonly clientId: string;
+    readonly identityHeader: Secret;
+  }>;
   readonly clock: Clock;
   readonly logger: Logger;
 }
@@ -35,8 +44,18 @@ const MSI = MSI_PATH.toLowerCase();
 
 /** The three surfaces, App Service first (its path lies under /msi/, which the MSI surface claims otherwise). */
 export function azureSurfaces(o: AzureSurfacesOptions): Surface[] {
-  const headerMatches = secretMatcher(o.identityHeader.reveal());
-  const bodies = new BodyCache(o.served.clientId);
+  // Who a header stands for: the pod's identity, or a container's own. Every matcher runs on every request
+  // (constant time whichever matches); a header that matches none is refused.
+  const callers = [
+    { matches: secretMatcher(o.identityHeader.reveal()), served: o.served, container: undefined as string | undefined },
+    ...(o.containers ?? []).map((c) => ({
+      matches: secretMatcher(c.identityHeader.reveal()),
+      served: { clientId: c.clientId, container: c.name } satisfies ServedIdentity,
+      container: c.name as string | undefined,
+    })),
+  ];
+  const pod = callers[0] as (typeof callers)[number];
+  const bodies = new BodyCache();
   const form = express.urlencoded({ extended: false, limit: '16kb', parameterLimit: 32 });
   const problemOf = (surface: AzureSurface, problem: AzureProblem) =>
     surface === 'azure-appservice' ? appServiceProblem(problem, randomUUID()) : imdsProblem(problem);
@@ -44,23 +63,29 @@ export function azureSurfaces(o: AzureSurfacesOptions): Surface[] {
   const serve = async (req: Request, res: Response, reply: Reply, surface: AzureSurface): Promise<void> => {
     const refuse = (status: 400 | 401, description: string, error = 'invalid_request'): void =>
       reply(res, problemOf(surface, { kind: 'refused', status, refusal: { error, description } }));
+    let caller = pod;
     if (surface === 'azure-appservice') {
-      if (!headerMatches(header(req, 'x-identity-header')))
+      const presented = header(req, 'x-identity-header');
+      let found: typeof pod | undefined;
+      for (const c of callers) if (c.matches(presented) && found === undefined) found = c;
+      if (found === undefined)
         return refuse(401, 'X-IDENTITY-HEADER is missing or does not match IDENTITY_HEADER', 'unauthorized');
+      caller = found;
     } else if (header(req, 'metadata')?.trim().toLowerCase() !== 'true') {
       return refuse(400, METADATA_HEADER_MISSING);
     }
     const params: Params =
       surface === 'azure-msi' && isParams(req.body) ? { ...(req.query as Params), ...req.body } : (req.query as Params);
-    const parsed = parseTokenRequest(params, surface, o.served);
+    const parsed = parseTokenRequest(params, surface, caller.served);
     if (!parsed.ok) return refuse(400, parsed.refusal.description, parsed.refusal.error);
     const { resource } = parsed.request;
+    const key = resourceKey(caller.container, resource);
 
-    let lookup = o.tokens.peek(resource);
+    let lookup = o.tokens.peek(key);
     if (!lookup.ok) {
       const gone = new AbortController();
       res.once('close', () => gone.abort());
-      lookup = await o.tokens.get(resource, gone.signal);
+      lookup = await o.tokens.get(key, gone.signal);
       if (res.writableEnded || gone.signal.aborted) return;
     }
     if (!lookup.ok) {
@@ -79,7 +104,11 @@ export function azureSurfaces(o: AzureSurfacesOptions): Surface[] {
       );
       return reply(res, problemOf(surface, lookupProblem(lookup)));
     }
-    reply(res, { status: 200, headers: TOKEN_HEADERS, body: bodies.body(surface, lookup.value, o.clock.now()) });
+    reply(res, {
+      status: 200,
+      headers: TOKEN_HEADERS,
+      body: bodies.body(surface, caller.served.clientId, lookup.value, o.clock.now()),
+    });
   };
 
   const notFound = (req: Request, res: Response, reply: Reply, what: string): void =>
@@ -159,22 +188,15 @@ export function azureSurfaces(o: AzureSurfacesOptions): Surface[] {
 
 /** Success bodies serialized once per token and surface (IMDS's `expires_in` once per second). */
 class BodyCache {
-  readonly #clientId: string;
   readonly #bodies = new Map<string, { token: AzureAccessToken; second: number; body: string }>();
 
-  constructor(clientId: string) {
-    this.#clientId = clientId;
-  }
-
-  body(surface: AzureSurface, token: AzureAccessToken, nowMs: number): string {
+  body(surface: AzureSurface, clientId: string, token: AzureAccessToken, nowMs: number): string {
     const second = surface === 'azure-appservice' ? 0 : Math.floor(nowMs / 1000);
-    const key = `${surface} ${token.resource}`;
+    const key = `${surface} ${clientId} ${token.resource}`;
     const hit = this.#bodies.get(key);
     if (hit && hit.token === token && hit.second === second) return hit.body;
     const body = JSON.stringify(
-      surface === 'azure-appservice'
-        ? appServiceTokenBody(token, this.#clientId)
-        : imdsTokenBody(token, this.#clientId, nowMs),
+      surface === 'azure-appservice' ? appServiceTokenBody(token, clientId) : imdsTokenBody(token, clientId, nowMs),
     );
     if (this.#bodies.size >= 512) this.#bodies.clear();
     this.#bodies.set(key, { token, second, body });

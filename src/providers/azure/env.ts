@@ -4,9 +4,9 @@
 import { isAbsolute, join } from 'node:path';
 import type { EnvLines } from '../../base/env-lines.ts';
 import { METADATA_IP } from '../../base/link-local.ts';
-import type { AzureConfig } from '../../config/azure.ts';
+import type { AzureConfig, ContainerIdentity } from '../../config/azure.ts';
 import type { CloudEnvironment } from '../contract.ts';
-import { IDENTITY_HEADER_FILE, resolveIdentityHeader } from './identity-header.ts';
+import { IDENTITY_HEADER_FILE, identityHeaderFile, resolveIdentityHeader } from './identity-header.ts';
 
 /** App Service 2019-08-01, named by IDENTITY_ENDPOINT. */
 export const APP_SERVICE_PATH = '/msi/token';
@@ -32,6 +32,8 @@ export function azureEnv(
   metadataOrigin: string,
   identityHeader: string,
   linkLocal = false,
+  /** A container with a client id of its own (azure.containers): its own header (the one given) and client id, no token file. */
+  ownClientId?: string,
 ): EnvLines {
   const lines: EnvLines = [];
   if (azure.appService)
@@ -39,7 +41,8 @@ export function azureEnv(
   if (azure.msi) lines.push(['MSI_ENDPOINT', `${metadataOrigin}${MSI_PATH}`]);
   // Link-local mode: IMDS is where the SDKs look without a variable (169.254.169.254).
   if (azure.imds && !linkLocal) lines.push(['AZURE_POD_IDENTITY_AUTHORITY_HOST', metadataOrigin]);
-  lines.push(['AZURE_CLIENT_ID', azure.clientId], ['AZURE_TENANT_ID', azure.tenantId]);
+  lines.push(['AZURE_CLIENT_ID', ownClientId ?? azure.clientId], ['AZURE_TENANT_ID', azure.tenantId]);
+  if (ownClientId !== undefined) return lines;
   const file = tokenFilePath(azure, stateDir);
   if (file !== undefined) {
     lines.push(['AZURE_FEDERATED_TOKEN_FILE', file], ['AZURE_AUTHORITY_HOST', azure.authorityHost.replace(/\/+$/, '')]);
@@ -68,6 +71,10 @@ export function describeAzure(
     azure.msi
       ? `MSI_ENDPOINT form POST: ${metadataOrigin}${MSI_PATH} (Azure CLI 2.45; any process in the pod can read it)`
       : 'MSI_ENDPOINT: off (azure.msi: false)',
+    ...Object.entries(azure.containers).map(
+      ([name, c]) =>
+        `container ${name}: application ${c.clientId}, federated with the same JWT-SVID, on the App Service endpoint with its own X-IDENTITY-HEADER (from ${c.identityHeader !== undefined ? `azure.containers.${name}.identityHeader` : join(stateDir, identityHeaderFile(name))}); a request with its header is answered for that client id only`,
+    ),
     azure.warmResources.length > 0
       ? `tokens fetched at start and kept fresh for ${azure.warmResources.join(', ')}; other resources on first request`
       : 'tokens fetched on first request for each resource',
@@ -80,18 +87,31 @@ export function describeAzure(
   return lines;
 }
 
+/** The container's own Azure identity, when azure.containers names it. */
+export function ownAzureIdentity(azure: AzureConfig, container: string | undefined): ContainerIdentity | undefined {
+  return container !== undefined && Object.hasOwn(azure.containers, container)
+    ? azure.containers[container]
+    : undefined;
+}
+
 export const azureEnvironment: CloudEnvironment = {
   cloud: 'azure',
-  env: (config, origin) =>
-    config.azure
-      ? azureEnv(
-          config.azure,
-          config.server.stateDir,
-          origin,
-          resolveIdentityHeader(config.azure.identityHeader, config.server.stateDir).reveal(),
-          config.server.linkLocal,
-        )
-      : [],
+  env: (config, origin, container) => {
+    if (!config.azure) return [];
+    const own = ownAzureIdentity(config.azure, container);
+    const header =
+      own === undefined
+        ? resolveIdentityHeader(config.azure.identityHeader, config.server.stateDir)
+        : resolveIdentityHeader(own.identityHeader, config.server.stateDir, container);
+    return azureEnv(
+      config.azure,
+      config.server.stateDir,
+      origin,
+      header.reveal(),
+      config.server.linkLocal,
+      own?.clientId,
+    );
+  },
   describe: (config, origin) =>
     config.azure ? describeAzure(config.azure, config.server.stateDir, origin, config.server.linkLocal) : [],
   audiences: (config) => (config.azure ? [config.azure.audience] : []),

@@ -11,14 +11,19 @@ const USABLE = /^[A-Za-z0-9._~+/=-]{16,256}$/;
 /** The file, in the state directory, holding the generated X-IDENTITY-HEADER secret. */
 export const IDENTITY_HEADER_FILE = 'azure-identity-header';
 
+/** The generated header's file: the pod's, or a container's own (azure.containers) beside it. */
+export function identityHeaderFile(container?: string): string {
+  return container === undefined ? IDENTITY_HEADER_FILE : `${IDENTITY_HEADER_FILE}.${container}`;
+}
+
 /**
  * The configured header, or the one in the state directory, creating it if absent. Synchronous because
  * `env` is. Creation is atomic (write a private temp file, hard-link it into place), so two processes
  * starting together end up with the same value.
  */
-export function resolveIdentityHeader(configured: string | undefined, stateDir: string): Secret {
+export function resolveIdentityHeader(configured: string | undefined, stateDir: string, container?: string): Secret {
   if (configured !== undefined) return new Secret(configured);
-  const file = join(stateDir, IDENTITY_HEADER_FILE);
+  const file = join(stateDir, identityHeaderFile(container));
   const existing = readIfPresent(file);
   if (existing !== undefined) return existing;
   try {

@@ -8,7 +8,7 @@ import { TOKEN_POLICY } from '../../cache/refresh-policy.ts';
 import type { AzureConfig } from '../../config/azure.ts';
 import type { CloudModule, CloudProvider, ProviderContext, Readiness } from '../contract.ts';
 import type { AzureAccessToken } from './credential.ts';
-import { MAX_RESOURCE_LENGTH } from './credential.ts';
+import { MAX_RESOURCE_LENGTH, resourceKey, splitResourceKey } from './credential.ts';
 import { azureSurfaces } from './endpoints.ts';
 import { tokenFilePath } from './env.ts';
 import { type AzureIdentitySdk, EntraExchange } from './exchange.ts';
@@ -55,39 +55,62 @@ export async function createAzureProvider(
   // One HTTP client (and so one HTTPS agent, keyed by the TLS settings) for the provider's life.
   const httpClient = (await import('@azure/core-rest-pipeline')).createDefaultHttpClient();
   const trustedCaPem = azure.caFile ? await readCaFile(azure.caFile) : undefined;
-  const exchange = new EntraExchange({
-    tenantId: azure.tenantId,
-    clientId: azure.clientId,
-    authorityHost: azure.authorityHost,
-    audience: azure.audience,
-    jwt,
-    sdk,
-    clock,
-    logger,
-    metrics,
-    trustedCaPem,
-    ...(options.sdkNow ? { sdkNow: options.sdkNow } : {}),
-    ...(options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.requestTimeoutMs }),
-    httpClient,
-  });
+  const exchangeFor = (clientId: string): EntraExchange =>
+    new EntraExchange({
+      tenantId: azure.tenantId,
+      clientId,
+      authorityHost: azure.authorityHost,
+      audience: azure.audience,
+      jwt,
+      sdk,
+      clock,
+      logger,
+      metrics,
+      trustedCaPem,
+      ...(options.sdkNow ? { sdkNow: options.sdkNow } : {}),
+      ...(options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.requestTimeoutMs }),
+      httpClient,
+    });
+  // The pod's client id, and each container's own (azure.containers) with its own header: one cache, keyed by
+  // resourceKey (the resource, or `<container> <resource>`), the warm resources pinned for each.
+  const exchange = exchangeFor(azure.clientId);
+  const own = Object.entries(azure.containers).map(([name, c]) => ({
+    name,
+    clientId: c.clientId,
+    identityHeader: resolveIdentityHeader(c.identityHeader, ctx.stateDir, name),
+    exchange: exchangeFor(c.clientId),
+  }));
   const tokens = new CredentialCache<AzureAccessToken>({
     cloud: 'azure',
     name: 'resource-token',
     audit: (t) => ({
-      principal: `${azure.clientId} (tenant ${azure.tenantId})`,
+      principal: `${t.clientId ?? azure.clientId} (tenant ${azure.tenantId})`,
       spiffeId: t.spiffeId,
       upstreamRequestId: t.requestId,
     }),
-    exchange: (resource, signal) => exchange.fetchToken(resource, signal),
-    pinned: azure.warmResources,
-    allow: azure.allowedResources ? (resource) => (azure.allowedResources as string[]).includes(resource) : undefined,
+    exchange: async (key, signal) => {
+      const { container, resource } = splitResourceKey(key);
+      if (container === undefined) return exchange.fetchToken(resource, signal);
+      const mine = own.find((c) => c.name === container);
+      if (mine === undefined)
+        throw new ConnectorError('request_invalid', 'no such container in azure.containers', { retryable: false });
+      return { ...(await mine.exchange.fetchToken(resource, signal)), clientId: mine.clientId };
+    },
+    pinned: [
+      ...azure.warmResources,
+      ...own.flatMap((c) => azure.warmResources.map((resource) => resourceKey(c.name, resource))),
+    ],
+    allow: azure.allowedResources
+      ? (key) => (azure.allowedResources as string[]).includes(splitResourceKey(key).resource)
+      : undefined,
     expiresAt: (t) => t.expiresAt,
     policy: TOKEN_POLICY,
     clock,
     logger,
     metrics,
     maxKeys: MAX_RESOURCES,
-    maxKeyLength: MAX_RESOURCE_LENGTH,
+    // Room for `<container> ` before the resource.
+    maxKeyLength: MAX_RESOURCE_LENGTH + 64,
   });
   const filePath = tokenFilePath(azure, ctx.stateDir);
   const tokenFile =
@@ -100,6 +123,7 @@ export async function createAzureProvider(
     tokens,
     served: { clientId: azure.clientId, objectId: azure.objectId, resourceId: azure.resourceId },
     identityHeader: resolveIdentityHeader(azure.identityHeader, ctx.stateDir),
+    containers: own.map(({ name, clientId, identityHeader }) => ({ name, clientId, identityHeader })),
     clock,
     logger,
   }).filter((surface) => enabled[surface.name as keyof typeof enabled]);
@@ -116,7 +140,13 @@ export async function createAzureProvider(
       tokens.start();
       tokenFile?.start();
     },
-    readiness: () => readiness(azure, tokens, tokenFile),
+    readiness: () =>
+      readiness(
+        azure,
+        own.map((c) => c.name),
+        tokens,
+        tokenFile,
+      ),
     async stop() {
       unsubscribe?.();
       tokens.stop();
@@ -128,12 +158,17 @@ export async function createAzureProvider(
 /** Ready when every warm resource has a valid token and the token file (file mode) is current. */
 function readiness(
   azure: AzureConfig,
+  containers: readonly string[],
   tokens: CredentialCache<AzureAccessToken>,
   tokenFile: AzureTokenFile | undefined,
 ): Readiness {
-  for (const resource of azure.warmResources) {
-    const lookup = tokens.peek(resource);
-    if (!lookup.ok) return { ready: false, reason: `azure: no token for ${resource}: ${lookup.error.message}` };
+  for (const container of [undefined, ...containers]) {
+    for (const resource of azure.warmResources) {
+      const lookup = tokens.peek(resourceKey(container, resource));
+      const whose = container === undefined ? '' : ` (container ${container})`;
+      if (!lookup.ok)
+        return { ready: false, reason: `azure: no token for ${resource}${whose}: ${lookup.error.message}` };
+    }
   }
   const file = tokenFile?.status();
   if (file && !file.valid) return { ready: false, reason: `azure: federated token file: ${file.reason}` };

@@ -9,6 +9,8 @@ export interface ServedIdentity {
   readonly clientId: string;
   readonly objectId?: string | undefined;
   readonly resourceId?: string | undefined;
+  /** Whose identity it is, for refusals: a container's own (azure.containers); absent, the pod's. */
+  readonly container?: string | undefined;
 }
 
 export interface TokenRequest {
@@ -84,7 +86,7 @@ export function parseTokenRequest(params: Params, surface: Surface, served: Serv
   const selector = given[0];
   if (selector && !selects(served, selector.kind, selector.value)) {
     return refuse(
-      `Identity not found: ${selector.name} '${selector.value}' is not this pod's identity (client_id ${served.clientId}); omit it or use that value`,
+      `Identity not found: ${selector.name} '${selector.value}' is not ${served.container === undefined ? "this pod's identity" : `the identity of container ${served.container}, whose X-IDENTITY-HEADER this is`} (client_id ${served.clientId}); omit it or use that value`,
     );
   }
   return { ok: true, request: { resource } };
