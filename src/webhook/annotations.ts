@@ -226,6 +226,35 @@ export const ANNOTATIONS: readonly AnnotationSpec[] = [
   },
 ];
 
+/**
+ * Annotations that name a container after a dot: `aws-role-arn.api` gives container `api` a role of its own
+ * (docs/webhook.md "A role per container"). The name part of an annotation key is at most 63 characters, so
+ * the container's name is at most 63 minus the annotation's name and the dot.
+ */
+export interface PerContainerSpec {
+  readonly name: string;
+  readonly cloud: 'aws' | 'azure';
+  readonly description: string;
+}
+
+export const PER_CONTAINER_ANNOTATIONS: readonly PerContainerSpec[] = [
+  {
+    name: 'aws-role-arn',
+    cloud: 'aws',
+    description:
+      "IAM role of that container alone (aws.containers.<container>.roleArn), assumed with the pod's JWT-SVID; the container gets its own credentials path and token file, and not the pod's",
+  },
+  {
+    name: 'azure-client-id',
+    cloud: 'azure',
+    description:
+      "client ID of that container alone (azure.containers.<container>.clientId), federated with the pod's JWT-SVID; the container gets its own IDENTITY_HEADER",
+  },
+];
+
+/** A Kubernetes container name (a DNS label). */
+const CONTAINER_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
 /** The annotation whose presence serves each cloud, named when that cloud's setup is incomplete. */
 export const CLOUD_ANNOTATION: Readonly<Record<Cloud, string>> = {
   aws: 'aws-role-arn',
@@ -249,6 +278,8 @@ export interface PodSettings {
   readonly values: ReadonlyMap<string, AnnotationValue>;
   /** Clouds some annotation asks for. */
   readonly clouds: ReadonlySet<Cloud>;
+  /** Per-container annotations: container name → the identity of its own, by cloud. */
+  readonly containers?: ReadonlyMap<string, Readonly<Partial<Record<'aws' | 'azure', string>>>>;
 }
 
 export type SettingsResult = { readonly settings: PodSettings } | { readonly problems: readonly string[] };
@@ -330,6 +361,7 @@ export function readPodSettings(
   const problems: string[] = [];
   const values = new Map<string, AnnotationValue>();
   const clouds = new Set<Cloud>();
+  const containers = new Map<string, Partial<Record<'aws' | 'azure', string>>>();
   let inject: boolean | undefined;
   let skipContainers: string[] = [];
   let initContainers: boolean | undefined;
@@ -337,10 +369,25 @@ export function readPodSettings(
     if (!key.startsWith(prefix)) continue;
     const name = key.slice(prefix.length);
     const spec = SPEC_BY_NAME.get(name);
+    const dot = name.indexOf('.');
+    const perContainer = dot > 0 ? PER_CONTAINER_ANNOTATIONS.find((a) => a.name === name.slice(0, dot)) : undefined;
+    if (!spec && perContainer) {
+      const container = name.slice(dot + 1);
+      if (!CONTAINER_NAME.test(container)) {
+        problems.push(
+          `${key}: "${container.slice(0, 63)}" is not a container name (lowercase letters, digits and "-"): ${prefix}${perContainer.name}.<container> names the container that gets its own identity`,
+        );
+        continue;
+      }
+      const own = containers.get(container) ?? {};
+      containers.set(container, { ...own, [perContainer.cloud]: text.trim() });
+      clouds.add(perContainer.cloud);
+      continue;
+    }
     if (!spec) {
       const near = closest(name);
       problems.push(
-        `${key}: unknown annotation (${near ? `did you mean ${prefix}${near}? ` : ''}known: ${ANNOTATIONS.map((a) => a.name).join(', ')})`,
+        `${key}: unknown annotation (${near ? `did you mean ${prefix}${near}? ` : ''}known: ${ANNOTATIONS.map((a) => a.name).join(', ')}, and per container ${PER_CONTAINER_ANNOTATIONS.map((a) => `${a.name}.<container>`).join(', ')})`,
       );
       continue;
     }
@@ -368,7 +415,14 @@ export function readPodSettings(
     return { settings: { inject: false, skipContainers: [], values: new Map(), clouds: new Set() } };
   if (problems.length > 0) return { problems };
   return {
-    settings: { inject, skipContainers, values, clouds, ...(initContainers === undefined ? {} : { initContainers }) },
+    settings: {
+      inject,
+      skipContainers,
+      values,
+      clouds,
+      ...(initContainers === undefined ? {} : { initContainers }),
+      ...(containers.size === 0 ? {} : { containers }),
+    },
   };
 }
 

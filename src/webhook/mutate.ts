@@ -4,12 +4,21 @@
 import { GCE_METADATA_NAME, LINK_LOCAL_ADDRESSES, METADATA_IP } from '../base/link-local.ts';
 import type { SidecarConfig } from '../config/schema.ts';
 import type { WebhookConfig } from '../config/webhook.ts';
-import { appEnvironment } from '../env.ts';
-import { type PodSettings, readPodSettings, SKIP_CONTAINERS } from './annotations.ts';
+import { appEnvironment, perContainerBoundary } from '../env.ts';
+import { ownAwsRole } from '../providers/aws/env.ts';
+import {
+  INJECT,
+  PER_CONTAINER_ANNOTATIONS,
+  type PodSettings,
+  readPodSettings,
+  SKIP_CONTAINERS,
+} from './annotations.ts';
 import { appendAll, type JsonPatchOp, pointer } from './json-patch.ts';
 import type { Container, Pod, Volume } from './pod.ts';
 import { buildSidecarConfig } from './sidecar-config.ts';
 import {
+  CONTAINERS_VOLUME,
+  containersDir,
   FS_GROUP_ATTRIBUTE,
   linkLocalInitContainer,
   metadataPortOf,
@@ -42,6 +51,14 @@ export interface MutationContext {
   /** A fresh random value per call (the Azure identity header). */
   readonly randomSecret: () => string;
 }
+
+/** The annotation that turns on each surface perContainerBoundary names. */
+const BOUNDARY_ANNOTATION: Readonly<Record<string, string>> = {
+  'aws.imds': 'aws-imds',
+  'azure.imds': 'azure-imds',
+  'azure.msi': 'azure-msi',
+  'server.workloadApiSocket': 'workload-api',
+};
 
 const NOTHING = { patch: [] as const, warnings: [] as const };
 
@@ -84,18 +101,47 @@ export function admitPod(
   );
   const annotations = inherited.length === 0 ? own : { ...Object.fromEntries(inherited), ...own };
   const read = readPodSettings(annotations, pod.metadata?.labels ?? {}, prefix);
-  if ('problems' in read) {
-    const fromAccount = new Set(inherited.map(([k]) => k));
-    const named = read.problems.map((p) => {
-      const key = p.slice(0, p.indexOf(':'));
-      return fromAccount.has(key) ? `${p} (annotation of ServiceAccount ${serviceAccount?.name})` : p;
-    });
-    return denied(named.join('; '));
-  }
-  return mutatePod(pod, read.settings, context);
+  const fromAccount = new Set(inherited.map(([k]) => k));
+  const named = (problems: readonly string[]): string =>
+    problems
+      .map((p) => {
+        const key = p.slice(0, p.indexOf(':'));
+        return fromAccount.has(key) ? `${p} (annotation of ServiceAccount ${serviceAccount?.name})` : p;
+      })
+      .join('; ');
+  if ('problems' in read) return denied(named(read.problems));
+  return mutatePod(pod, read.settings, context, named);
 }
 
-export function mutatePod(pod: Pod, settings: PodSettings, context: MutationContext): MutationResult {
+/**
+ * What is wrong with the per-container annotations: a name that is no served container of this pod, or a
+ * skipped container.
+ */
+function perContainerProblems(pod: Pod, settings: PodSettings, prefix: string, serveInit: boolean): string[] {
+  const own = settings.containers;
+  if (own === undefined || own.size === 0) return [];
+  const problems: string[] = [];
+  const served = [...(serveInit ? (pod.spec.initContainers ?? []) : []), ...pod.spec.containers].map((c) => c.name);
+  for (const [container, clouds] of own) {
+    for (const spec of PER_CONTAINER_ANNOTATIONS) {
+      if (clouds[spec.cloud] === undefined) continue;
+      const key = `${prefix}${spec.name}.${container}`;
+      if (!served.includes(container))
+        problems.push(`${key}: names no container of this pod (its containers: ${served.join(', ')})`);
+      else if (settings.skipContainers.includes(container))
+        problems.push(`${key}: container "${container}" is in ${prefix}${SKIP_CONTAINERS}, which gets no credentials`);
+    }
+  }
+  return problems;
+}
+
+export function mutatePod(
+  pod: Pod,
+  settings: PodSettings,
+  context: MutationContext,
+  /** Words problems named by their annotation (admitPod: which came from the ServiceAccount). */
+  named: (problems: readonly string[]) => string = (problems) => problems.join('; '),
+): MutationResult {
   const { config } = context;
   const { sidecar, defaults } = config;
   const prefix = config.webhook.annotationPrefix;
@@ -113,9 +159,28 @@ export function mutatePod(pod: Pod, settings: PodSettings, context: MutationCont
   if (unknownSkips.length > 0)
     return denied(`${prefix}${SKIP_CONTAINERS}: names no container of this pod: ${unknownSkips.join(', ')}`);
 
+  const serveInit = settings.initContainers ?? sidecar.serveInitContainers;
+  const ownProblems = perContainerProblems(pod, settings, prefix, serveInit);
+  if (ownProblems.length > 0) return denied(named(ownProblems));
+
   const built = buildSidecarConfig(settings, defaults, { prefix, randomSecret: context.randomSecret });
   if ('problems' in built) return denied(built.problems.join('; '));
   const sidecarConfig = built.built.config;
+  // A surface any process of the pod reads without a container's secret would make them no boundary
+  // (docs/webhook.md "A role per container"): refused, by the annotation that turned it on.
+  const boundary = perContainerBoundary(sidecarConfig).problems;
+  if (boundary.length > 0) {
+    const [first, clouds] = [...(settings.containers ?? [])][0] ?? ['', {}];
+    const own = `${prefix}${PER_CONTAINER_ANNOTATIONS.find((a) => clouds[a.cloud] !== undefined)?.name ?? ''}.${first}`;
+    return denied(
+      boundary
+        .map(
+          (p) =>
+            `${prefix}${BOUNDARY_ANNOTATION[p.key] ?? INJECT}: cannot be on with ${own}: ${p.message.replace(/; (set it false|unset it)$/, '')}`,
+        )
+        .join('; '),
+    );
+  }
 
   const ports = [
     { port: metadataPortOf(sidecarConfig), annotation: 'metadata-port' },
@@ -185,6 +250,14 @@ export function mutatePod(pod: Pod, settings: PodSettings, context: MutationCont
   let svidName: string;
   if (existing) {
     svidName = existing.name;
+    // The X.509-SVID buys the pod's JWT-SVID, which every per-container role trusts.
+    const reader = settings.containers?.size
+      ? allContainers(pod).find((c) => c.volumeMounts?.some((m) => m.name === existing.name))
+      : undefined;
+    if (reader)
+      warnings.push(
+        `container "${reader.name}" mounts the SPIFFE volume "${existing.name}": with the pod's SVID it can take any container's role, so the roles per container are no boundary against it`,
+      );
     const fsGroup = existing.csi?.volumeAttributes?.[FS_GROUP_ATTRIBUTE];
     const podFsGroup = pod.spec.securityContext?.fsGroup;
     if (fsGroup !== undefined && /^[1-9]\d{0,9}$/.test(fsGroup)) runAsGroup = Number(fsGroup);
@@ -218,7 +291,12 @@ export function mutatePod(pod: Pod, settings: PodSettings, context: MutationCont
     );
   }
   const stateName = uniqueName(STATE_VOLUME, volumeNames);
+  volumeNames.add(stateName);
   newVolumes.push(stateVolume(stateName));
+  // A role per container: a second emptyDir, a directory per such container, each mounted into its container only.
+  const ownRoles = Object.keys(sidecarConfig.aws?.containers ?? {});
+  const containersName = ownRoles.length > 0 ? uniqueName(CONTAINERS_VOLUME, volumeNames) : undefined;
+  if (containersName !== undefined) newVolumes.push(stateVolume(containersName));
   appendAll(patch, pointer('spec', 'volumes'), pod.spec.volumes, newVolumes);
 
   const portNameTaken = allContainers(pod).some((c) => c.ports?.some((p) => p.name === OPS_PORT_NAME));
@@ -229,6 +307,7 @@ export function mutatePod(pod: Pod, settings: PodSettings, context: MutationCont
     configText: built.built.text,
     svidVolume: svidName,
     stateVolume: stateName,
+    ...(containersName === undefined ? {} : { containersVolume: containersName }),
     runAsGroup,
     declarePort: !portNameTaken,
   });
@@ -247,7 +326,6 @@ export function mutatePod(pod: Pod, settings: PodSettings, context: MutationCont
     );
   }
   added.push(container);
-  const serveInit = settings.initContainers ?? sidecar.serveInitContainers;
   const initContainers = pod.spec.initContainers ?? [];
   if (serveInit && initContainers.length > 0) {
     // First among the init containers: its startup probe holds the next ones until credentials are ready.
@@ -259,7 +337,6 @@ export function mutatePod(pod: Pod, settings: PodSettings, context: MutationCont
   }
 
   // Each app container (and init container when asked): the environment `spiffe-connector env` prints, and the token files read-only.
-  const env = appEnvironment(sidecarConfig);
   const stateDir = sidecarConfig.server.stateDir;
   const served: Array<{ c: Container; at: (i: number, ...rest: Array<string | number>) => string; i: number }> = [];
   // Indexes after the insertion at 0 (init containers moved down by what was inserted).
@@ -270,6 +347,8 @@ export function mutatePod(pod: Pod, settings: PodSettings, context: MutationCont
     served.push({ c, i, at: (n, ...rest) => pointer('spec', 'containers', n, ...rest) });
   served.forEach(({ c, i, at }) => {
     if (settings.skipContainers.includes(c.name)) return;
+    // The same function as `spiffe-connector env --container NAME`: its own identity where it has one.
+    const env = appEnvironment(sidecarConfig, undefined, c.name);
     const explicit = new Set((c.env ?? []).map((e) => e.name));
     const add: Array<{ name: string; value: string }> = [];
     for (const [name, value] of env) {
@@ -281,6 +360,18 @@ export function mutatePod(pod: Pod, settings: PodSettings, context: MutationCont
       } else add.push({ name, value });
     }
     appendAll(patch, at(i, 'env'), c.env, add);
+    if (containersName !== undefined && ownAwsRole(sidecarConfig, c.name) !== undefined) {
+      // Its own directory only, where the sidecar sees it too (so the env's paths hold in both); not the pod's
+      // token mount. A subPath directory (not the file): the sidecar's atomic renames inside it stay visible.
+      const own = `${containersDir(stateDir)}/${c.name}`;
+      if ((c.volumeMounts ?? []).some((m) => m.mountPath === own))
+        warnings.push(`container "${c.name}": ${own} is already mounted; its token file is not mounted there`);
+      else
+        appendAll(patch, at(i, 'volumeMounts'), c.volumeMounts, [
+          { name: containersName, mountPath: own, subPath: c.name, readOnly: true },
+        ]);
+      return;
+    }
     if ((c.volumeMounts ?? []).some((m) => m.mountPath === stateDir)) {
       warnings.push(`container "${c.name}": ${stateDir} is already mounted; the token files are not mounted there`);
     } else {

@@ -10,6 +10,7 @@ import { deepFreeze, formatPath } from '../config/common.ts';
 import { WORKLOAD_IDENTITY_PROVIDER } from '../config/gcp.ts';
 import { type SidecarConfig, sidecarSchema } from '../config/schema.ts';
 import type { ClusterDefaults } from '../config/webhook.ts';
+import { AWS_CONTAINER_TOKEN_FILE } from '../providers/aws/env.ts';
 import {
   ANNOTATIONS,
   type AnnotationValue,
@@ -17,8 +18,10 @@ import {
   CLOUD_ANNOTATION,
   type Cloud,
   INJECT,
+  PER_CONTAINER_ANNOTATIONS,
   type PodSettings,
 } from './annotations.ts';
+import { containersDir } from './sidecar-container.ts';
 
 export interface BuiltSidecarConfig {
   /** The YAML the sidecar reads from SPIFFE_CONNECTOR_CONFIG. */
@@ -112,6 +115,25 @@ function compose(settings: PodSettings, defaults: ClusterDefaults): Tree {
     const path = pathOf(name);
     if (path) setPath(raw, path, value satisfies AnnotationValue);
   }
+  // A role per container: its own token file in its own directory of the containers volume (sidecar-container.ts),
+  // which is all that container mounts of it.
+  for (const [container, own] of settings.containers ?? []) {
+    if (own.aws !== undefined) {
+      const aws = raw['aws'] as Tree;
+      const list = (aws['containers'] ?? {}) as Tree;
+      aws['containers'] = list;
+      list[container] = {
+        roleArn: own.aws,
+        tokenFile: `${containersDir(defaults.stateDir)}/${container}/${AWS_CONTAINER_TOKEN_FILE}`,
+      };
+    }
+    if (own.azure !== undefined) {
+      const azure = raw['azure'] as Tree;
+      const list = (azure['containers'] ?? {}) as Tree;
+      azure['containers'] = list;
+      list[container] = { clientId: own.azure };
+    }
+  }
   // Injected pods get only the surfaces that carry a per-container secret unless asked: IMDS, Azure IMDS and
   // MSI_ENDPOINT answer any process in the pod, so skip-containers could not keep them out.
   for (const [cloud, keys] of SECRETLESS_SURFACES) {
@@ -192,6 +214,10 @@ function describeIssue(
   settings: PodSettings,
   prefix: string,
 ): string {
+  if ((path[0] === 'aws' || path[0] === 'azure') && path[1] === 'containers' && typeof path[2] === 'string') {
+    const own = PER_CONTAINER_ANNOTATIONS.find((a) => a.cloud === path[0]);
+    if (own) return `${prefix}${own.name}.${path[2]}: ${message}`;
+  }
   if (path.length === 0) {
     return `${prefix}${INJECT}: ${message} (annotate ${Object.values(CLOUD_ANNOTATION)
       .map((n) => prefix + n)
@@ -244,7 +270,22 @@ export function buildSidecarConfig(
     // One identity header per pod, shared by the sidecar and the app. Checked by the schema's own rule.
     const header = identityHeaderSchema.parse(options.randomSecret());
     azure['identityHeader'] = header;
-    config = Object.freeze({ ...config, azure: Object.freeze({ ...config.azure, identityHeader: header }) });
+    // And one per container with a client id of its own: its own secret, never another container's.
+    const own = azure['containers'] as Record<string, Tree> | undefined;
+    const containers = { ...config.azure.containers };
+    for (const [name, entry] of Object.entries(own ?? {})) {
+      const mine = identityHeaderSchema.parse(options.randomSecret());
+      entry['identityHeader'] = mine;
+      containers[name] = Object.freeze({
+        ...containers[name],
+        clientId: String(entry['clientId']),
+        identityHeader: mine,
+      });
+    }
+    config = Object.freeze({
+      ...config,
+      azure: Object.freeze({ ...config.azure, identityHeader: header, containers: Object.freeze(containers) }),
+    });
   }
   const aws = raw['aws'] as Tree | undefined;
   if (aws && config.aws && settings.values.get('aws-legacy-token') === true) {

@@ -12,6 +12,13 @@ import type { ClusterDefaults, SidecarSettings } from '../config/webhook.ts';
 export const FS_GROUP_ATTRIBUTE = 'spiffe.csi.cert-manager.io/fs-group';
 
 export const STATE_VOLUME = 'spiffe-connector-state';
+/** The emptyDir with a directory per container with a role of its own; each such container mounts only its own (a subPath). */
+export const CONTAINERS_VOLUME = 'spiffe-connector-containers';
+
+/** Where the sidecar (and, each its own directory, the containers with their own role) mount the containers volume. */
+export function containersDir(stateDir: string): string {
+  return `${stateDir.replace(/\/+$/, '')}-containers`;
+}
 export const SVID_VOLUME = 'spiffe-connector-svid';
 /** Container port name (IANA_SVC_NAME: at most 15 characters). */
 export const OPS_PORT_NAME = 'spiffe-conn-ops';
@@ -24,6 +31,8 @@ export interface SidecarSpecInput {
   readonly configText: string;
   readonly svidVolume: string;
   readonly stateVolume: string;
+  /** The containers volume (a role per container), mounted at containersDir(stateDir). */
+  readonly containersVolume?: string;
   /** Group the sidecar runs as: the one the SVID volume grants read access to. */
   readonly runAsGroup: number;
   /** Declare the ops port by name (skipped when the pod already uses that name). */
@@ -88,6 +97,9 @@ export function sidecarContainer(input: SidecarSpecInput): Record<string, unknow
     volumeMounts: [
       { name: input.svidVolume, mountPath: input.defaults.csi.mountPath, readOnly: true },
       { name: input.stateVolume, mountPath: config.server.stateDir },
+      ...(input.containersVolume === undefined
+        ? []
+        : [{ name: input.containersVolume, mountPath: containersDir(config.server.stateDir) }]),
     ],
     terminationMessagePolicy: 'FallbackToLogsOnError',
   };
