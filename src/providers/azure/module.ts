@@ -50,8 +50,9 @@ export async function createAzureProvider(
   const { clock, logger, metrics } = ctx;
 
   // The production build bundles @azure/identity into chunks of its own, loaded here: ~4 MB less resident
-  // than requiring its CommonJS build from node_modules. Run from src/ (tests, dev), this loads its ESM build.
-  const sdk: AzureIdentitySdk = options.sdk ?? (await import('@azure/identity'));
+  // than requiring its CommonJS build from node_modules, and only what ClientAssertionCredential needs (sdk.ts).
+  // Run from src/ (tests, dev), this loads its ESM build.
+  const sdk: AzureIdentitySdk = options.sdk ?? (await import('./sdk.ts'));
   // One HTTP client (and so one HTTPS agent, keyed by the TLS settings) for the provider's life.
   const httpClient = (await import('@azure/core-rest-pipeline')).createDefaultHttpClient();
   const trustedCaPem = azure.caFile ? await readCaFile(azure.caFile) : undefined;
