@@ -15,7 +15,9 @@ if (!module)
 
 export default {
   testRunner: 'command',
-  commandRunner: { command: `./node_modules/.bin/node --test --test-concurrency=1 ${module.tests.join(' ')}` },
+  // The node running Stryker (Node 24 via npm run mutate): the sandbox may have no node_modules of its own when
+  // the checkout's node_modules is a symlink, which Stryker does not link into it; packages still resolve upward.
+  commandRunner: { command: `${process.execPath} --test --test-concurrency=1 ${module.tests.join(' ')}` },
   coverageAnalysis: 'off',
   mutate: module.mutate,
   // Error texts are matched loosely by the tests (a clue for a platform engineer, not a contract);
