@@ -13,9 +13,15 @@ export const MODULES: Record<string, MutationModule> = {
   guards: { mutate: ['src/http/guards.ts'], tests: ['test/http/guards.test.ts', 'test/metadata/pipeline.test.ts'] },
   pipeline: { mutate: ['src/metadata/pipeline.ts'], tests: ['test/metadata/pipeline.test.ts'] },
   'aws-endpoints': { mutate: ['src/providers/aws/endpoints.ts'], tests: ['test/aws/endpoints.test.ts'] },
-  'gcp-endpoints': { mutate: ['src/providers/gcp/endpoints.ts'], tests: ['test/gcp/metadata-server.test.ts'] },
+  'gcp-endpoints': {
+    mutate: ['src/providers/gcp/endpoints.ts'],
+    tests: ['test/gcp/metadata-server.test.ts', 'test/gcp/extra-service-accounts.test.ts'],
+  },
   'azure-endpoints': { mutate: ['src/providers/azure/endpoints.ts'], tests: ['test/azure/endpoints.test.ts'] },
-  'client-auth': { mutate: ['src/issuer/client-auth.ts'], tests: ['test/issuer/token.test.ts'] },
+  'client-auth': {
+    mutate: ['src/issuer/client-auth.ts'],
+    tests: ['test/issuer/token.test.ts', 'test/issuer/bundle-reload.test.ts'],
+  },
   'webhook-mutate': {
     mutate: ['src/webhook/mutate.ts'],
     tests: ['test/webhook/mutate.test.ts', 'test/webhook/roles-anywhere.test.ts'],

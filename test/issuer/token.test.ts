@@ -106,6 +106,12 @@ test('refusals: each bad client gets invalid_client with 401', async (t) => {
   const other = await mintBad(fx.ca, 'other-trust-domain');
   cases.push({ name: 'other trust domain (its own CA)', client: other, reason: 'foreign_trust_domain' });
   cases.push({ name: 'expired SVID', client: await mintBad(fx.ca, 'expired'), reason: 'expired_certificate' });
+  cases.push({
+    name: 'SVID not yet valid',
+    client: await mintBad(fx.ca, 'not-yet-valid'),
+    reason: 'expired_certificate',
+    says: /not valid now/,
+  });
   cases.push({ name: 'CA certificate', client: await mintBad(fx.ca, 'leaf-is-ca'), reason: 'invalid_svid' });
   cases.push({ name: 'no URI SAN', client: await mintBad(fx.ca, 'no-uri-san'), reason: 'invalid_svid' });
   cases.push({ name: 'two URI SANs', client: await mintBad(fx.ca, 'two-uri-sans'), reason: 'invalid_svid' });
@@ -338,4 +344,34 @@ test('token requests are rate-limited per client SPIFFE ID and overall: 429, Ret
     metrics,
     /spiffe_connector_issuer_refusals_total\{error="temporarily_unavailable",reason="rate_limited"\} 52/,
   );
+});
+
+test('a client verified once is refused when its SVID expires: on a new connection and on its kept-alive one', async (t) => {
+  const clock = new ManualClock(Date.now());
+  const fx = await startFixture(t, { clock });
+  const svid = await fx.ca.issueX509Svid({ spiffeId: ID, ttlSeconds: 600, now: new Date(clock.now() - 1000) });
+  const { Agent, request } = await import('undici');
+  const kept = new Agent({ connect: { ca: fx.ca.certPem, cert: svid.certPem, key: svid.keyPem } });
+  t.after(() => kept.close());
+  const viaKept = async (): Promise<{ status: number; body: Record<string, unknown> }> => {
+    const res = await request(fx.issuer.tokenUrl, {
+      method: 'POST',
+      dispatcher: kept,
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ ...FORM, audience: AUDIENCES[0] ?? '' }).toString(),
+    });
+    return { status: res.statusCode, body: (await res.body.json()) as Record<string, unknown> };
+  };
+  assert.equal((await viaKept()).status, 200);
+  assert.equal((await postToken(fx, svid)).status, 200);
+  await clock.advance(svid.notAfter.getTime() - clock.now() + 1000);
+  for (const [name, answer] of [
+    ['kept-alive connection', await viaKept()],
+    ['new connection', await postToken(fx, svid)],
+  ] as const) {
+    assert.equal(answer.status, 401, `${name}: ${JSON.stringify(answer.body)}`);
+    assert.equal(answer.body['error'], 'invalid_client', name);
+    assert.match(String(answer.body['error_description']), /not valid now/, name);
+    assert.equal(answer.body['access_token'], undefined, name);
+  }
 });
