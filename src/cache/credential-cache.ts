@@ -261,7 +261,7 @@ export class CredentialCache<C> implements CredentialLookup<C> {
       });
     }
     this.#o.logger.info(
-      { cloud: this.#o.cloud, credential: this.#o.name, key: this.#describe(key) },
+      { cloud: this.#o.cloud, credential: this.#o.name, cacheKey: this.#describe(key) },
       'dropped the least recently used credential (cache full)',
     );
   }
@@ -313,7 +313,7 @@ export class CredentialCache<C> implements CredentialLookup<C> {
         audit: 'credential_issued',
         cloud: this.#o.cloud,
         credential: this.#o.name,
-        ...(key === SINGLE ? {} : { key: this.#describe(key) }),
+        ...(key === SINGLE ? {} : { cacheKey: this.#describe(key) }),
         principal: facts.principal,
         sessionName: facts.sessionName,
         spiffeId: facts.spiffeId,

@@ -16,7 +16,7 @@ export interface RefreshingCredentialOptions<T> {
   /** For metrics and logs: the cloud (or "issuer", "workload-api") and the credential's name. */
   readonly cloud: string;
   readonly name: string;
-  /** Which key of a keyed cache this is, in words for logs (never a metric label). */
+  /** Which key of a keyed cache, in words for logs as `cacheKey` (the logger censors `key`); never a metric label. */
   readonly key?: string;
   /** Called after each successful refresh with the new value and its expiry (the cache reports and audits). */
   readonly onRefreshed?: (value: T, expiresAt: number) => void;
@@ -166,7 +166,7 @@ export class RefreshingCredential<T> {
     const { clock, logger, metrics, cloud, name, key } = this.#o;
     const started = clock.now();
     const signal = AbortSignal.any([this.#stop.signal, AbortSignal.timeout(this.#o.timeoutMs ?? 30_000)]);
-    logger.debug({ cloud, credential: name, key, reason }, 'refreshing credentials');
+    logger.debug({ cloud, credential: name, cacheKey: key, reason }, 'refreshing credentials');
     try {
       const value = await this.#o.fetch(signal);
       if (this.#stop.signal.aborted) return;
@@ -189,7 +189,7 @@ export class RefreshingCredential<T> {
         {
           cloud,
           credential: name,
-          key,
+          cacheKey: key,
           reason,
           expiresAt: new Date(expiresAt).toISOString(),
           nextRefreshInSeconds: Math.round(delay / 1000),
@@ -216,7 +216,7 @@ export class RefreshingCredential<T> {
         {
           cloud,
           credential: name,
-          key,
+          cacheKey: key,
           reason,
           code: error.code,
           upstreamCode: error.upstreamCode,

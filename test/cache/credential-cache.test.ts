@@ -2,13 +2,15 @@
 // of new keys, the pinned (configured) keys never evicted, refusals remembered, expiry never printed past.
 
 import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import { ManualClock } from '../../src/base/clock.ts';
 import { ConnectorError } from '../../src/base/errors.ts';
-import { CredentialCache, SINGLE } from '../../src/cache/credential-cache.ts';
+import { CredentialCache, type Lookup, SINGLE } from '../../src/cache/credential-cache.ts';
 import { TOKEN_POLICY } from '../../src/cache/refresh-policy.ts';
-import { silentLogger } from '../../src/ops/logger.ts';
+import { createLogger, silentLogger } from '../../src/ops/logger.ts';
 import { Metrics } from '../../src/ops/metrics.ts';
+import { until } from '../helpers/until.ts';
 
 const HOUR = 3_600_000;
 
@@ -28,6 +30,7 @@ function cache(
     refuse?: (key: string) => boolean;
     lifeMs?: number;
     metrics?: Metrics;
+    rememberRefusalMs?: number;
   } = {},
 ) {
   const clock = new ManualClock();
@@ -45,6 +48,7 @@ function cache(
     newKeyBurst: o.burst ?? 100,
     newKeysPerSecond: o.perSecond ?? 1,
     allow: o.allow,
+    ...(o.rememberRefusalMs === undefined ? {} : { rememberRefusalMs: o.rememberRefusalMs }),
     expiresAt: (cred) => cred.expiresAt,
     exchange: async (key) => {
       calls.push(key);
@@ -165,4 +169,235 @@ test('with an allow-list, other caller keys are refused at once without a call o
   assert.ok((await c.get('https://warm.example')).ok);
   assert.deepEqual(calls.sort(), ['https://storage.azure.com', 'https://warm.example']);
   c.stop();
+});
+
+test('a first exchange that does not answer: a lookup waits 10 s at most, or until its caller goes away', async () => {
+  const clock = new ManualClock();
+  const c = new CredentialCache<Cred>({
+    cloud: 'azure',
+    name: 'resource-token',
+    clock,
+    logger: silentLogger(),
+    policy: TOKEN_POLICY,
+    maxKeys: 4,
+    expiresAt: (cred) => cred.expiresAt,
+    exchange: () => new Promise<Cred>(() => undefined),
+  });
+  const seen: { answer?: Lookup<Cred> } = {};
+  void c.get('https://storage.azure.com').then((r) => (seen.answer = r));
+  await clock.advance(9_999);
+  assert.equal(seen.answer, undefined, 'still waiting for the first exchange');
+  await clock.advance(1);
+  const answered = seen.answer as Lookup<Cred> | undefined; // set by the lookup meanwhile
+  assert.ok(answered && !answered.ok, 'answered after 10 s');
+  assert.equal(answered.error.code, 'credentials_unavailable');
+  assert.ok(answered.error.retryable);
+  const gone = new AbortController();
+  let early: Lookup<Cred> | undefined;
+  void c.get('https://vault.azure.net', gone.signal).then((r) => (early = r));
+  await clock.advance(0);
+  assert.equal(early, undefined);
+  gone.abort();
+  const r = await until(() => early, 'the lookup to answer once its caller went away');
+  assert.equal(r.ok, false);
+  c.stop();
+});
+
+test('a refresh under way never delays an answer: the valid credential is served at once', async () => {
+  const clock = new ManualClock();
+  let gate: Promise<void> | undefined;
+  let n = 0;
+  const c = new CredentialCache<Cred>({
+    cloud: 'azure',
+    name: 'resource-token',
+    clock,
+    logger: silentLogger(),
+    policy: TOKEN_POLICY,
+    pinned: [SINGLE],
+    expiresAt: (cred) => cred.expiresAt,
+    exchange: async (key) => {
+      n += 1;
+      if (gate) await gate;
+      return { key, n, expiresAt: new Date(clock.now() + HOUR) };
+    },
+  });
+  c.start();
+  await c.whenReady();
+  gate = new Promise(() => undefined); // the next exchange never answers
+  void c.refreshAll('identity changed');
+  await clock.advance(0);
+  assert.equal(n, 2, 'a refresh is in flight');
+  let answered: Lookup<Cred> | undefined;
+  void c.get(SINGLE).then((r) => (answered = r));
+  const r = await until(() => answered, 'the lookup to answer while the refresh hangs');
+  assert.ok(r.ok && r.value.n === 1);
+  c.stop();
+});
+
+test('an identity change exchanges every held key anew and forgets the refusals', async () => {
+  let refuse = true;
+  const { c, calls } = cache({
+    pinned: ['https://warm.example'],
+    maxKeys: 1,
+    refuse: (k) => refuse && k === 'https://unknown.example',
+  });
+  c.start();
+  const warm = await c.get('https://warm.example');
+  assert.ok(!(await c.get('https://unknown.example')).ok);
+  const held = await c.get('https://other.example'); // drops the refused key, which is remembered
+  refuse = false; // the new identity may use it
+  await c.refreshAll('new SVID');
+  const warmAfter = c.peek('https://warm.example');
+  const heldAfter = c.peek('https://other.example');
+  assert.ok(warm.ok && warmAfter.ok && warmAfter.value.n !== warm.value.n, 'the pinned key was exchanged anew');
+  assert.ok(held.ok && heldAfter.ok && heldAfter.value.n !== held.value.n, 'the held key was exchanged anew');
+  assert.ok((await c.get('https://unknown.example')).ok, 'the refusal was forgotten');
+  assert.equal(calls.filter((k) => k === 'https://unknown.example').length, 2);
+  c.stop();
+});
+
+test('another identity: after reset no credential of the old one is served; started pinned keys fetch again, the old entries stop', async () => {
+  const { c, calls, clock } = cache({ pinned: ['https://a.example', 'https://b.example'], maxKeys: 2 });
+  assert.ok((await c.get('https://a.example')).ok, 'a lookup starts its pinned key');
+  assert.ok((await c.get('https://caller.example')).ok);
+  c.reset();
+  assert.equal(c.peek('https://a.example').ok, false, "the old identity's credential is gone");
+  assert.equal(c.size, 0, 'caller keys are dropped');
+  await c.whenReady();
+  assert.deepEqual(calls.filter((k) => k === 'https://a.example').length, 2, 'fetched again for the new identity');
+  assert.ok(calls.includes('https://b.example'), 'every pinned key starts, since one had started');
+  const before = calls.length;
+  await clock.advance(40 * 60_000); // past one refresh (half life) of the new entries
+  assert.equal(calls.length - before, 2, 'one refresh per pinned key: the dropped entries do not refresh any more');
+  c.stop();
+  const stopped = calls.length;
+  await clock.advance(4 * HOUR);
+  assert.equal(calls.length, stopped, 'a stopped cache exchanges nothing');
+});
+
+test('readiness: whenReady waits for every pinned key, and pinnedValid holds only while each is valid', async () => {
+  let failB = true;
+  const { c, clock } = cache({
+    pinned: ['https://a.example', 'https://b.example'],
+    refuse: (k) => failB && k === 'https://b.example',
+  });
+  let ready = false;
+  void c.whenReady().then(() => (ready = true));
+  assert.equal(c.pinnedValid(), false, 'nothing fetched yet');
+  c.start();
+  await clock.advance(0);
+  assert.ok(c.peek('https://a.example').ok);
+  assert.equal(ready, false, 'b has no credential');
+  assert.equal(c.pinnedValid(), false);
+  failB = false;
+  await c.refreshAll('new SVID');
+  await until(() => ready, 'whenReady once b is fetched');
+  assert.equal(c.pinnedValid(), true);
+  failB = true; // later refreshes of b fail: valid until its expiry, then not
+  await clock.advance(HOUR + 1000);
+  assert.equal(c.pinnedValid(), false);
+  c.stop();
+});
+
+test('a remembered refusal lasts rememberRefusalMs: Retry-After says how long, then the cloud is asked again', async () => {
+  const { c, calls, clock } = cache({
+    maxKeys: 1,
+    rememberRefusalMs: 60_000,
+    refuse: (k) => k === 'https://unknown.example',
+  });
+  assert.ok(!(await c.get('https://unknown.example')).ok);
+  await c.get('https://other.example'); // drops the refused key
+  await clock.advance(20_000);
+  const remembered = c.peek('https://unknown.example');
+  assert.ok(!remembered.ok && remembered.error.code === 'upstream_rejected');
+  assert.equal(remembered.retryAfterSeconds, 40);
+  assert.equal(calls.filter((k) => k === 'https://unknown.example').length, 1);
+  await clock.advance(40_000);
+  await c.get('https://unknown.example');
+  assert.equal(calls.filter((k) => k === 'https://unknown.example').length, 2, 'asked again once the time is up');
+  c.stop();
+});
+
+test('the expiry gauge is the soonest expiry of the pinned credentials, and goes away with the cache', async () => {
+  const metrics = new Metrics();
+  const clock = new ManualClock();
+  const lives: Record<string, number> = { 'https://a.example': 2 * HOUR, 'https://b.example': HOUR };
+  const c = new CredentialCache<Cred>({
+    cloud: 'azure',
+    name: 'resource-token',
+    clock,
+    logger: silentLogger(),
+    metrics,
+    policy: TOKEN_POLICY,
+    pinned: Object.keys(lives),
+    maxKeys: 4,
+    expiresAt: (cred) => cred.expiresAt,
+    exchange: async (key) => ({ key, n: 0, expiresAt: new Date(clock.now() + (lives[key] ?? 3 * HOUR)) }),
+  });
+  c.start();
+  await c.whenReady();
+  await c.get('https://caller.example'); // a caller key expiring later is not what the pod relies on
+  const gauge =
+    /spiffe_connector_credential_expiry_timestamp_seconds\{cloud="azure",credential="resource-token"\} (\d+)/;
+  assert.equal(Number(gauge.exec(await metrics.text())?.[1]), Math.round((clock.now() + HOUR) / 1000));
+  c.stop();
+  assert.doesNotMatch(await metrics.text(), gauge);
+});
+
+test('each credential issued is one audit line and one count: the key in words for keyed caches, no secret', async () => {
+  const chunks: string[] = [];
+  const destination = new Writable({
+    write: (chunk: Buffer, _enc, done) => {
+      chunks.push(chunk.toString('utf8'));
+      done();
+    },
+  });
+  const metrics = new Metrics();
+  const clock = new ManualClock();
+  const make = (pinned: string[], maxKeys: number) =>
+    new CredentialCache<Cred & { secret: string }>({
+      cloud: 'azure',
+      name: 'resource-token',
+      clock,
+      logger: createLogger({ level: 'info', destination }),
+      metrics,
+      policy: TOKEN_POLICY,
+      pinned,
+      maxKeys,
+      expiresAt: (cred) => cred.expiresAt,
+      exchange: async (key) => ({ key, n: 0, secret: 'eyJ-secret-token', expiresAt: new Date(clock.now() + HOUR) }),
+      audit: () => ({ principal: 'client-id-1', spiffeId: 'spiffe://example.org/app', upstreamRequestId: 'req-1' }),
+    });
+  const keyed = make([], 4);
+  await keyed.get('https://storage.azure.com');
+  const single = make([SINGLE], 0);
+  single.start();
+  await single.whenReady();
+  const audits = chunks
+    .join('')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((r) => r['audit'] === 'credential_issued');
+  assert.equal(audits.length, 2);
+  assert.deepEqual(
+    audits.map((a) => [a['cacheKey'], a['principal'], a['spiffeId'], a['upstreamRequestId'], a['expiresAt']]),
+    [
+      [
+        'https://storage.azure.com',
+        'client-id-1',
+        'spiffe://example.org/app',
+        'req-1',
+        new Date(clock.now() + HOUR).toISOString(),
+      ],
+      [undefined, 'client-id-1', 'spiffe://example.org/app', 'req-1', new Date(clock.now() + HOUR).toISOString()],
+    ],
+  );
+  assert.ok(!chunks.join('').includes('eyJ-secret-token'));
+  assert.match(
+    await metrics.text(),
+    /spiffe_connector_credentials_issued_total\{cloud="azure",credential="resource-token"\} 2/,
+  );
+  keyed.stop();
+  single.stop();
 });

@@ -9,6 +9,7 @@ import { AWS_POLICY, backoffDelay, refreshDelay, TOKEN_POLICY } from '../../src/
 import { RefreshingCredential } from '../../src/cache/refreshing-credential.ts';
 import { silentLogger } from '../../src/ops/logger.ts';
 import { Metrics } from '../../src/ops/metrics.ts';
+import { until } from '../helpers/until.ts';
 
 const HOUR = 3_600_000;
 const MIN = 60_000;
@@ -70,8 +71,14 @@ test('refresh timing: half life, pulled in to keep the margin, never a busy loop
   assert.equal(refreshDelay({ ...AWS_POLICY, jitter: 0 }, now, now + 15 * MIN, now), 1.5 * MIN);
   // 1 h tokens with a 5-minute margin: half life.
   assert.equal(refreshDelay({ ...TOKEN_POLICY, jitter: 0 }, now, now + HOUR, now), 30 * MIN);
-  // Jitter only pulls earlier.
+  // 8 min tokens: the 5-minute margin says at 3 min, before half life.
+  assert.equal(refreshDelay({ ...TOKEN_POLICY, jitter: 0 }, now, now + 8 * MIN, now), 3 * MIN);
+  // Jitter only pulls earlier, by at most its fraction.
   assert.ok(refreshDelay(AWS_POLICY, now, now + HOUR, now, () => 1) < 30 * MIN);
+  assert.equal(
+    refreshDelay(AWS_POLICY, now, now + HOUR, now, () => 0.5),
+    30 * MIN * 0.95,
+  );
 });
 
 test('backoff grows exponentially with jitter and is capped', () => {
@@ -195,4 +202,144 @@ test('credentials that arrive already expired are refused', async () => {
   assert.equal(r.ok, false);
   if (!r.ok) assert.match(r.error.message, /already expired/);
   h.cred.stop();
+});
+
+/** A credential whose fetch does what `next` says; options as the cache passes them. */
+function scripted(
+  next: (signal: AbortSignal) => Promise<Cred>,
+  options: { permanentRetryMs?: number; timeoutMs?: number; policy?: typeof AWS_POLICY } = {},
+) {
+  const clock = new ManualClock();
+  let calls = 0;
+  const cred = new RefreshingCredential<Cred>({
+    cloud: 'gcp',
+    name: 'access-token',
+    clock,
+    logger: silentLogger(),
+    policy: options.policy ?? TOKEN_POLICY,
+    random: () => 0.5,
+    expiresAt: (c) => c.expiresAt,
+    ...options,
+    fetch: (signal) => {
+      calls += 1;
+      return next(signal);
+    },
+  });
+  return { clock, cred, calls: () => calls };
+}
+
+test('an upstream that does not answer in time is a retryable timeout, retried with backoff', async () => {
+  const s = scripted(
+    (signal) =>
+      new Promise<Cred>((_resolve, reject) =>
+        signal.addEventListener('abort', () => reject(signal.reason), { once: true }),
+      ),
+    { timeoutMs: 20 },
+  );
+  s.cred.start();
+  const error = await until(() => s.cred.lastError(), 'the attempt to time out');
+  assert.equal(error.code, 'timeout');
+  assert.equal(error.retryable, true);
+  const r = s.cred.get();
+  assert.ok(!r.ok && r.error.code === 'credentials_unavailable' && r.error.retryable);
+  s.cred.stop();
+});
+
+test('an unexpected failure of the exchange (not a ConnectorError) is retryable: tried again soon, not in 5 min', async () => {
+  const s = scripted(() => Promise.reject(new TypeError('fetch failed')));
+  s.cred.start();
+  await s.clock.advance(0);
+  const error = s.cred.lastError();
+  assert.ok(error, 'failed');
+  assert.equal(error.retryable, true);
+  assert.match(error.message, /fetch failed/);
+  await s.clock.advance(10_000);
+  assert.ok(s.calls() >= 3, `retried with backoff: ${s.calls()} calls`);
+  s.cred.stop();
+});
+
+test("before a first value, the lookup carries the upstream's code and HTTP status (surfaces answer with them)", async () => {
+  const s = scripted(() =>
+    Promise.reject(
+      new ConnectorError('upstream_rejected', 'PERMISSION_DENIED', {
+        retryable: false,
+        upstreamCode: 'PERMISSION_DENIED',
+        upstreamStatus: 403,
+      }),
+    ),
+  );
+  s.cred.start();
+  await s.clock.advance(0);
+  const r = s.cred.get();
+  assert.ok(!r.ok);
+  assert.deepEqual(
+    [r.error.code, r.error.upstreamCode, r.error.upstreamStatus, r.error.retryable],
+    ['upstream_rejected', 'PERMISSION_DENIED', 403, false],
+  );
+  s.cred.stop();
+});
+
+test('Retry-After: 1 while a fetch is under way, else the seconds until the next attempt, at most 60', async () => {
+  const hanging = scripted(() => new Promise<Cred>(() => undefined));
+  hanging.cred.start();
+  await hanging.clock.advance(0);
+  const during = hanging.cred.get();
+  assert.ok(!during.ok && during.retryAfterSeconds === 1, 'in flight');
+  hanging.cred.stop();
+  const refuse = () => Promise.reject(new ConnectorError('upstream_rejected', 'denied', { retryable: false }));
+  const s = scripted(refuse, { permanentRetryMs: 30_000 });
+  s.cred.start();
+  await s.clock.advance(0);
+  const after = s.cred.get();
+  assert.ok(!after.ok && after.retryAfterSeconds === 30, 'the next attempt is in 30 s');
+  await s.clock.advance(10_000);
+  const later = s.cred.get();
+  assert.ok(!later.ok && later.retryAfterSeconds === 20);
+  s.cred.stop();
+  const long = scripted(refuse);
+  long.cred.start();
+  await long.clock.advance(0);
+  const capped = long.cred.get();
+  assert.ok(!capped.ok && capped.retryAfterSeconds === 60, 'a 5-minute wait is said as 60 s at most');
+  long.cred.stop();
+});
+
+test('a refusal while a valid credential is held is tried again no later than its expiry', async () => {
+  let fail = false;
+  const s = scripted(
+    async () => {
+      if (fail) throw new ConnectorError('upstream_rejected', 'denied', { retryable: false });
+      return { id: 1, expiresAt: new Date(s.clock.now() + HOUR) };
+    },
+    { permanentRetryMs: 4 * HOUR },
+  );
+  s.cred.start();
+  await s.cred.whenReady();
+  fail = true;
+  const expiry = s.clock.now() + HOUR;
+  await s.clock.advance(30 * MIN); // the refresh at half life (less jitter) is refused
+  assert.equal(s.calls(), 2);
+  await s.clock.advance(expiry - s.clock.now() - 1000);
+  assert.equal(s.calls(), 2, 'not before the expiry');
+  await s.clock.advance(2000);
+  assert.equal(s.calls(), 3, 'tried again at the expiry, not after the 4 h wait of a refusal');
+  s.cred.stop();
+});
+
+test('stopped: no more fetches, and whenReady no longer waits', async () => {
+  const h = harness();
+  let ready = false;
+  void h.cred.whenReady().then(() => (ready = true));
+  h.cred.stop();
+  await until(() => ready, 'whenReady to resolve once stopped');
+  h.cred.start();
+  await h.cred.refreshNow('after stop');
+  await h.clock.advance(2 * HOUR);
+  assert.equal(h.calls(), 0);
+  const running = harness();
+  running.cred.start();
+  await running.cred.whenReady();
+  running.cred.stop();
+  await running.clock.advance(4 * HOUR);
+  assert.equal(running.calls(), 1, 'the scheduled refresh was cancelled');
 });
