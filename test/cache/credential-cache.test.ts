@@ -14,6 +14,17 @@ import { until } from '../helpers/until.ts';
 
 const HOUR = 3_600_000;
 
+/** Awaits a promise no clock ends (readiness) with until's bound, so a broken cache fails naming it instead of hanging. */
+async function settled<T>(promise: Promise<T>, what: string): Promise<T> {
+  const box: { value?: T; done?: true } = {};
+  void promise.then((value) => {
+    box.value = value;
+    box.done = true;
+  });
+  await until(() => box.done, what);
+  return box.value as T;
+}
+
 interface Cred {
   readonly key: string;
   readonly n: number;
@@ -222,7 +233,7 @@ test('a refresh under way never delays an answer: the valid credential is served
     },
   });
   c.start();
-  await c.whenReady();
+  await settled(c.whenReady(), 'the first credential');
   gate = new Promise(() => undefined); // the next exchange never answers
   void c.refreshAll('identity changed');
   await clock.advance(0);
@@ -263,7 +274,7 @@ test('another identity: after reset no credential of the old one is served; star
   c.reset();
   assert.equal(c.peek('https://a.example').ok, false, "the old identity's credential is gone");
   assert.equal(c.size, 0, 'caller keys are dropped');
-  await c.whenReady();
+  await settled(c.whenReady(), 'the first credential');
   assert.deepEqual(calls.filter((k) => k === 'https://a.example').length, 2, 'fetched again for the new identity');
   assert.ok(calls.includes('https://b.example'), 'every pinned key starts, since one had started');
   const before = calls.length;
@@ -335,7 +346,7 @@ test('the expiry gauge is the soonest expiry of the pinned credentials, and goes
     exchange: async (key) => ({ key, n: 0, expiresAt: new Date(clock.now() + (lives[key] ?? 3 * HOUR)) }),
   });
   c.start();
-  await c.whenReady();
+  await settled(c.whenReady(), 'the first credential');
   await c.get('https://caller.example'); // a caller key expiring later is not what the pod relies on
   const gauge =
     /spiffe_connector_credential_expiry_timestamp_seconds\{cloud="azure",credential="resource-token"\} (\d+)/;
@@ -372,7 +383,7 @@ test('each credential issued is one audit line and one count: the key in words f
   await keyed.get('https://storage.azure.com');
   const single = make([SINGLE], 0);
   single.start();
-  await single.whenReady();
+  await settled(single.whenReady(), 'the first credential');
   const audits = chunks
     .join('')
     .split('\n')

@@ -14,6 +14,17 @@ import { until } from '../helpers/until.ts';
 const HOUR = 3_600_000;
 const MIN = 60_000;
 
+/** Awaits a promise no clock ends (readiness) with until's bound, so a broken cache fails naming it instead of hanging. */
+async function settled<T>(promise: Promise<T>, what: string): Promise<T> {
+  const box: { value?: T; done?: true } = {};
+  void promise.then((value) => {
+    box.value = value;
+    box.done = true;
+  });
+  await until(() => box.done, what);
+  return box.value as T;
+}
+
 interface Cred {
   id: number;
   expiresAt: Date;
@@ -105,7 +116,7 @@ test('fetched at start; served without calls; refreshed at half life', async () 
   const h = harness();
   assert.equal(h.cred.get().ok, false, 'nothing before the first fetch');
   h.cred.start();
-  await h.cred.whenReady();
+  await settled(h.cred.whenReady(), 'the first credential');
   const first = h.cred.get();
   assert.ok(first.ok);
   assert.equal(first.value.id, 1);
@@ -123,7 +134,7 @@ test('fetched at start; served without calls; refreshed at half life', async () 
 test('a failing refresh keeps the valid credential until it expires, never after; then recovers', async () => {
   const h = harness();
   h.cred.start();
-  await h.cred.whenReady();
+  await settled(h.cred.whenReady(), 'the first credential');
   h.fail(new ConnectorError('upstream_unavailable', 'STS 500', { retryable: true }));
   await h.clock.advance(31 * MIN);
   assert.ok(h.calls() >= 2, 'refresh attempted');
@@ -314,7 +325,7 @@ test('a refusal while a valid credential is held is tried again no later than it
     { permanentRetryMs: 4 * HOUR },
   );
   s.cred.start();
-  await s.cred.whenReady();
+  await settled(s.cred.whenReady(), 'the first credential');
   fail = true;
   const expiry = s.clock.now() + HOUR;
   await s.clock.advance(30 * MIN); // the refresh at half life (less jitter) is refused
@@ -338,7 +349,7 @@ test('stopped: no more fetches, and whenReady no longer waits', async () => {
   assert.equal(h.calls(), 0);
   const running = harness();
   running.cred.start();
-  await running.cred.whenReady();
+  await settled(running.cred.whenReady(), 'the first credential');
   running.cred.stop();
   await running.clock.advance(4 * HOUR);
   assert.equal(running.calls(), 1, 'the scheduled refresh was cancelled');

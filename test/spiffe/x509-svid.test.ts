@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { test } from 'node:test';
 import { inspect } from 'node:util';
+import { x509 } from '@spiffe-connector/dev/x509.ts';
 import { ConnectorError } from '../../src/base/errors.ts';
 import { Secret } from '../../src/base/secret.ts';
 import { X509Bundle } from '../../src/spiffe/bundle.ts';
@@ -352,4 +353,126 @@ test('chains of more than 10 certificates are refused before path building', asy
   for (let i = 0; i < 9; i++) nine = await nine.issueIntermediate({ now: NOW });
   const ten = certsOf((await nine.issueX509Svid({ spiffeId: ID, now: NOW })).certPem);
   assert.equal(verifyX509Svid(ten, bundle, NOW).chain.length, 11);
+});
+
+test('a leaf signed by another key is refused even with the trust bundle root appended to its chain', async () => {
+  const real = await rootCa();
+  const twin = await rootCa(); // same subject DN, different key
+  const issued = await twin.issueX509Svid({ spiffeId: ID, now: NOW });
+  assert.throws(
+    () => verifyX509Svid(certsOf(issued.certPem + real.certPem), X509Bundle.parsePem(TD, real.certPem), NOW),
+    refusal(/does not lead to any|does not verify/),
+  );
+  // With a genuine leaf the appended root is the anchor, and the verified path (which bounds how long a
+  // verification may be remembered) holds every certificate.
+  const good = await real.issueX509Svid({ spiffeId: ID, now: NOW });
+  const path = verifyX509Svid(certsOf(good.certPem + real.certPem), X509Bundle.parsePem(TD, real.certPem), NOW).chain;
+  assert.deepEqual(
+    path.map((c) => c.fingerprint256),
+    certsOf(good.certPem + real.certPem).map((c) => c.fingerprint256),
+  );
+});
+
+test('path building is bounded: CA certificates that all issue one another are refused quickly, with the reason', async () => {
+  // Nine CA certificates with one name and one key each verify as the issuer of the others and of the
+  // leaf: 9! orderings to try, none ending at the bundle's root. The walk stops after its issuer-check budget.
+  const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
+  const keys = await crypto.subtle.generateKey(alg, true, ['sign', 'verify']);
+  const name = 'CN=loop, O=spiffe-connector test';
+  const notBefore = new Date(NOW.getTime() - HOUR);
+  const notAfter = new Date(NOW.getTime() + HOUR);
+  const ski = await x509.SubjectKeyIdentifierExtension.create(keys.publicKey);
+  const aki = await x509.AuthorityKeyIdentifierExtension.create(keys.publicKey);
+  const mint = (serial: number, leaf: boolean) =>
+    x509.X509CertificateGenerator.create({
+      serialNumber: (serial + 1).toString(16).padStart(2, '0'),
+      subject: leaf ? '' : name,
+      issuer: name,
+      notBefore,
+      notAfter,
+      publicKey: keys.publicKey,
+      signingKey: keys.privateKey,
+      signingAlgorithm: alg,
+      extensions: [
+        new x509.BasicConstraintsExtension(!leaf, undefined, true),
+        new x509.KeyUsagesExtension(
+          leaf ? x509.KeyUsageFlags.digitalSignature : x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
+          true,
+        ),
+        ...(leaf ? [new x509.SubjectAlternativeNameExtension([{ type: 'url', value: ID }], true)] : []),
+        ski,
+        aki,
+      ],
+    });
+  const chain = [await mint(0, true), ...(await Promise.all(Array.from({ length: 9 }, (_, i) => mint(i + 1, false))))];
+  const certs = chain.map((c) => new X509Certificate(c.toString('pem')));
+  const ca = await rootCa();
+  const started = Date.now();
+  assert.throws(
+    () => verifyX509Svid(certs, X509Bundle.parsePem(TD, ca.certPem), NOW),
+    refusal('took more than 1000 issuer checks'),
+  );
+  assert.ok(Date.now() - started < 30_000, 'refused without trying every ordering');
+});
+
+test('validity includes notBefore and notAfter themselves (RFC 5280 §4.1.2.5)', async () => {
+  const ca = await rootCa();
+  const issued = await ca.issueX509Svid({ spiffeId: ID, now: NOW, ttlSeconds: 3600 });
+  const bundle = X509Bundle.parsePem(TD, ca.certPem);
+  const certs = certsOf(issued.certPem);
+  const leaf = certs[0];
+  assert.ok(leaf);
+  assert.equal(verifyX509Svid(certs, bundle, leaf.validToDate).id.toString(), ID);
+  assert.equal(verifyX509Svid(certs, bundle, leaf.validFromDate).id.toString(), ID);
+  assert.throws(() => verifyX509Svid(certs, bundle, new Date(leaf.validToDate.getTime() + 1)), refusal('expired'));
+});
+
+test('a leaf without basicConstraints is not a CA and verifies (as go-spiffe accepts it)', async () => {
+  const ca = await rootCa();
+  const issued = await ca.issueCertificate({
+    uris: [ID],
+    basicConstraints: null,
+    keyUsage: ['digitalSignature'],
+    notBefore: new Date(NOW.getTime() - HOUR),
+    notAfter: new Date(NOW.getTime() + HOUR),
+  });
+  const svid = parseX509Svid(issued.chainPem, issued.keyPem);
+  assert.equal(verifyX509Svid(svid.certificates, X509Bundle.parsePem(TD, ca.certPem), NOW).id.toString(), ID);
+});
+
+test('load refusals: an intermediate without key usage, a certificate that is not DER, BEGIN and END that differ', async () => {
+  const ca = await rootCa();
+  const noKeyUsage = await ca.issueIntermediate({ now: NOW, override: { keyUsage: null } });
+  const issued = await noKeyUsage.issueX509Svid({ spiffeId: ID, now: NOW });
+  assert.throws(() => parseX509Svid(issued.certPem, issued.keyPem), refusal('certificate 2 of the chain'));
+  assert.throws(() => parseX509Svid(issued.certPem, issued.keyPem), refusal(/no key usage extension/));
+  const good = await ca.issueX509Svid({ spiffeId: ID, now: NOW });
+  const garbage = `-----BEGIN CERTIFICATE-----\n${Buffer.from('not a certificate at all').toString('base64')}\n-----END CERTIFICATE-----\n`;
+  assert.throws(
+    () => parseX509Svid(good.certPem + garbage, good.keyPem),
+    refusal('certificate 2 is not a valid X.509 certificate'),
+  );
+  const mismatched = good.certPem.replace('-----END CERTIFICATE-----', '-----END PRIVATE KEY-----');
+  assert.throws(
+    () => parseX509Svid(mismatched, good.keyPem),
+    refusal(/begins as "CERTIFICATE" but ends as "PRIVATE KEY"/),
+  );
+});
+
+test('PEM: written in 64-character lines; read back when its line breaks became spaces', async () => {
+  const ca = await rootCa();
+  const issued = await ca.issueX509Svid({ spiffeId: ID, now: NOW });
+  const svid = parseX509Svid(issued.certPem, issued.keyPem);
+  const body = svid
+    .chainPem()
+    .split('\n')
+    .filter((l) => l !== '' && !l.startsWith('-----'));
+  assert.ok(body.length > 1);
+  assert.ok(
+    body.slice(0, -1).every((l) => l.length === 64),
+    'full lines of 64 characters (RFC 7468 §2)',
+  );
+  assert.ok((body.at(-1)?.length ?? 0) <= 64);
+  const flattened = parseX509Svid(issued.certPem.replaceAll('\n', ' '), issued.keyPem);
+  assert.equal(flattened.id.toString(), ID);
 });
