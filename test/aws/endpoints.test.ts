@@ -33,7 +33,12 @@ function credentials(clock: ManualClock): AwsCredentials {
 
 async function serve(
   t: TestContext,
-  options: { imds?: boolean; lookup?: () => Lookup<AwsCredentials>; imdsTokenLimit?: number } = {},
+  options: {
+    imds?: boolean;
+    lookup?: () => Lookup<AwsCredentials>;
+    imdsTokenLimit?: number;
+    imdsTokenBurst?: number;
+  } = {},
 ) {
   const clock = new ManualClock();
   const metrics = new Metrics();
@@ -52,6 +57,7 @@ async function serve(
         region: 'eu-west-1',
         clock,
         ...(options.imdsTokenLimit ? { tokenLimit: options.imdsTokenLimit } : {}),
+        ...(options.imdsTokenBurst ? { tokenBurst: options.imdsTokenBurst } : {}),
       }),
     );
   }
@@ -273,4 +279,68 @@ test('with aws.imds false the IMDS paths are not mounted', async (t) => {
   const put = await raw(port, 'PUT', '/latest/api/token', { 'x-aws-ec2-metadata-token-ttl-seconds': '60' });
   assert.deepEqual([put.status, put.body], [404, 'not found\n']);
   assert.equal((await raw(port, 'GET', '/v1/credentials', { authorization: TOKEN })).status, 200);
+});
+
+test('methods: each surface answers 405 naming the methods it takes in Allow; HEAD is a GET without a body', async (t) => {
+  const { port, imdsToken } = await serve(t);
+  const container = await raw(port, 'POST', '/v1/credentials', { authorization: TOKEN });
+  assert.deepEqual([container.status, container.headers['allow']], [405, 'GET']);
+  const head = await raw(port, 'HEAD', '/v1/credentials', { authorization: TOKEN });
+  assert.deepEqual([head.status, head.body], [200, '']);
+  const getToken = await raw(port, 'GET', '/latest/api/token');
+  assert.deepEqual([getToken.status, getToken.headers['allow']], [405, 'PUT']);
+  const token = await imdsToken();
+  for (const method of ['POST', 'PUT', 'DELETE']) {
+    const res = await raw(port, method, '/latest/meta-data/iam/security-credentials/app', {
+      'x-aws-ec2-metadata-token': token,
+    });
+    assert.deepEqual([res.status, res.headers['allow']], [405, 'GET, HEAD'], method);
+    assert.ok(!res.body.includes('ASIA'), method);
+  }
+  const imdsHead = await raw(port, 'HEAD', '/latest/meta-data/iam/security-credentials/app', {
+    'x-aws-ec2-metadata-token': token,
+  });
+  assert.deepEqual([imdsHead.status, imdsHead.body], [200, '']);
+});
+
+test('session-token PUTs beyond the burst are 429 with Retry-After, and the GETs of issued tokens still work', async (t) => {
+  const { port, clock, imdsToken } = await serve(t, { imdsTokenBurst: 3 });
+  const tokens = [await imdsToken(), await imdsToken(), await imdsToken()];
+  const over = await raw(port, 'PUT', '/latest/api/token', { 'x-aws-ec2-metadata-token-ttl-seconds': '60' });
+  assert.equal(over.status, 429);
+  assert.match(String(over.headers['retry-after']), /^[1-9]\d*$/);
+  assert.doesNotMatch(over.body, /^[\w-]{40,}$/, 'no token in the refusal');
+  for (const token of tokens) {
+    const res = await raw(port, 'GET', '/latest/meta-data/placement/region', { 'x-aws-ec2-metadata-token': token });
+    assert.equal(res.status, 200);
+  }
+  await clock.advance(Number(over.headers['retry-after']) * 1000);
+  assert.equal(
+    (await raw(port, 'PUT', '/latest/api/token', { 'x-aws-ec2-metadata-token-ttl-seconds': '60' })).status,
+    200,
+    'issued again once the bucket refilled',
+  );
+});
+
+test('IMDS tree: /latest itself, trailing slashes on info and the identity document, the instance profile id', async (t) => {
+  const { port, imdsToken } = await serve(t);
+  const token = await imdsToken();
+  const get = (path: string) => raw(port, 'GET', path, { 'x-aws-ec2-metadata-token': token });
+  assert.deepEqual([(await get('/latest')).status, (await get('/latest')).body], [200, 'dynamic\nmeta-data']);
+  const info = json((await get('/latest/meta-data/iam/info/')).body);
+  assert.equal(info['InstanceProfileArn'], `arn:aws:iam::${ACCOUNT}:instance-profile/app`);
+  // Real ids are AIPA and 17 upper-case characters; the same role gives the same id.
+  assert.match(String(info['InstanceProfileId']), /^AIPA[0-9A-F]{17}$/);
+  assert.equal(json((await get('/latest/meta-data/iam/info')).body)['InstanceProfileId'], info['InstanceProfileId']);
+  const doc = json((await get('/latest/dynamic/instance-identity/document/')).body);
+  assert.deepEqual([doc['region'], doc['accountId'], doc['availabilityZone']], ['eu-west-1', ACCOUNT, 'eu-west-1a']);
+});
+
+test('a forwarded session-token PUT is 400 with a query string too', async (t) => {
+  const { port } = await serve(t);
+  const res = await raw(port, 'PUT', '/latest/api/token?x=1', {
+    'x-aws-ec2-metadata-token-ttl-seconds': '60',
+    'x-forwarded-for': '10.0.0.1',
+  });
+  assert.deepEqual([res.status, res.body], [400, 'Bad Request']);
 });
