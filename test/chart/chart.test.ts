@@ -356,6 +356,7 @@ test('the example pods are injected by the webhook with the matching example val
     ['gcp', 'pod-gcp.yaml'],
     ['azure', 'pod-azure.yaml'],
     ['aws', 'serviceaccount-aws.yaml'],
+    ['aws', 'pod-aws-per-container.yaml'],
   ] as const) {
     const rendered = await r.render({ valuesFiles: [join(EXAMPLES, `values-${cloud}.yaml`)] });
     const config = parseWebhookConfig(one(rendered, 'ConfigMap', 'spiffe-connector-webhook')['data']['webhook.yaml']);

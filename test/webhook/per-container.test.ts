@@ -329,3 +329,37 @@ test('bad per-container annotations are denied by name: unknown container, bad v
   );
   assert.equal(response.allowed, true, response.status?.message);
 });
+
+test('replicas of one pod template each get fresh per-container identity headers, never another pod’s or container’s', async (t) => {
+  const { h } = await setup(t);
+  const headers: string[] = [];
+  for (let i = 0; i < 2; i++) {
+    const { out } = await admit(h, pod(BOTH));
+    headers.push(
+      envOf(container(out, 'api'))['IDENTITY_HEADER'] ?? '',
+      envOf(container(out, 'web'))['IDENTITY_HEADER'] ?? '',
+    );
+    const sidecar = out.spec.initContainers.find((c: any) => c.name === 'spiffe-connector');
+    const config = parseSidecarConfig(sidecar.env[0].value, 'SPIFFE_CONNECTOR_CONFIG');
+    assert.equal(config.azure?.containers['api']?.identityHeader, envOf(container(out, 'api'))['IDENTITY_HEADER']);
+  }
+  assert.equal(new Set(headers).size, 4, 'four headers: two pods, two identities each');
+  for (const header of headers) assert.doesNotMatch(header, /placeholder/);
+});
+
+test('examples/pod-aws-per-container.yaml is a valid pod the webhook gives a role per container', async (t) => {
+  const { h } = await setup(t);
+  const { readFile } = await import('node:fs/promises');
+  const { parseAllDocuments } = await import('yaml');
+  const text = await readFile(new URL('../../examples/pod-aws-per-container.yaml', import.meta.url), 'utf8');
+  const docs = parseAllDocuments(text).map((d) => d.toJS() as Record<string, any>);
+  for (const doc of docs) assert.deepEqual(await validateK8sObject(doc), []);
+  const example = docs.find((d) => d['kind'] === 'Pod');
+  const { response, out } = await admit(h, example);
+  assert.equal(response.allowed, true, response.status?.message);
+  for (const name of ['api', 'worker'])
+    assert.equal(
+      envOf(container(out, name))['AWS_CONTAINER_CREDENTIALS_FULL_URI'],
+      `http://127.0.0.1:8181/v1/credentials/${name}`,
+    );
+});
