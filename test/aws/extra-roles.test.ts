@@ -74,6 +74,7 @@ test('AWS_PROFILE=reports: the SDK assumes the extra role with the pod role cred
     file,
     /\[profile reports\]\nrole_arn = arn:aws:iam::111122223333:role\/reports\ncredential_source = EcsContainer\n/,
   );
+  assert.match(file, /\[profile audit\]\n(?:.*\n)*?role_session_name = audit@ns\.default\.sa\.app\n/);
   assert.equal((await stat(env['AWS_CONFIG_FILE'] ?? '')).mode & 0o777, 0o640);
 
   const chained = await runNode([CLIENT, sts.fake.url], { ...env, AWS_PROFILE: 'reports' });
@@ -85,6 +86,12 @@ test('AWS_PROFILE=reports: the SDK assumes the extra role with the pod role cred
     sts.fake.stats.lastChainedFrom,
     `arn:aws:sts::${ACCOUNT}:assumed-role/app/ns.default.sa.app`,
     'AssumeRole was signed with the pod role session',
+  );
+  // The chained session is named for the profile and the pod (role_session_name), not aws-sdk-js-<time>.
+  assert.equal(got.arn, `arn:aws:sts::${ACCOUNT}:assumed-role/reports/reports@ns.default.sa.app`);
+  assert.equal(
+    sts.fake.issued().find((c) => c.accessKeyId === got.accessKeyId)?.sessionName,
+    'reports@ns.default.sa.app',
   );
 
   // No profile: the pod's own role, as before.
@@ -138,6 +145,7 @@ aws:
   const issued = sts.fake.issued().find((c) => c.accessKeyId === printed.AccessKeyId);
   assert.equal(issued?.roleArn, REPORTS);
   assert.equal(issued?.subject, SPIFFE_ID);
+  assert.equal(issued?.sessionName, 'reports@ns.default.sa.app', 'named as the profiles the sidecar writes name it');
   assert.equal(new Date(printed.Expiration).getTime(), issued?.expiration);
   assert.ok(
     Math.abs((issued?.expiration ?? 0) - Date.now() - 1800_000) < 120_000,

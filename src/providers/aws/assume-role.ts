@@ -4,7 +4,7 @@
 import type { AssumeRoleCommandOutput } from '@aws-sdk/client-sts';
 import type { AwsConfig, ExtraRole } from '../../config/aws.ts';
 import { type AwsCredentials } from './credential.ts';
-import type { StsSdk } from './exchange.ts';
+import { roleSessionName, type StsSdk } from './exchange.ts';
 import { mapStsError, stsSession } from './upstream-errors.ts';
 
 export async function assumeExtraRole(options: {
@@ -30,12 +30,14 @@ export async function assumeExtraRole(options: {
     },
     requestHandler: { requestTimeout: timeout, connectionTimeout: timeout, throwOnRequestTimeout: true },
   });
+  // As the profiles the sidecar writes name it: <profile>@<SPIFFE path>, so CloudTrail says which extra role and whose.
+  const sessionName = base.spiffeId === undefined ? base.sessionName : roleSessionName(base.spiffeId, role.name);
   let output: AssumeRoleCommandOutput;
   try {
     output = await client.send(
       new sdk.AssumeRoleCommand({
         RoleArn: role.roleArn,
-        RoleSessionName: base.sessionName,
+        RoleSessionName: sessionName,
         DurationSeconds: role.sessionDurationSeconds,
       }),
       { abortSignal: options.signal },
@@ -48,7 +50,7 @@ export async function assumeExtraRole(options: {
   return {
     ...stsSession(output, 'AssumeRole'),
     roleArn: role.roleArn,
-    sessionName: base.sessionName,
+    sessionName,
     obtainedAt: new Date(options.now()),
   };
 }

@@ -52,7 +52,11 @@ export function awsSharedConfigPath(config: SidecarConfig): string {
  * IMDS when that is the only surface), as botocore and the JS SDK chain them (docs/aws.md "Role chaining").
  * Undefined when there are no extra roles. No secrets: the file names roles only.
  */
-export function awsSharedConfig(config: SidecarConfig): string | undefined {
+export function awsSharedConfig(
+  config: SidecarConfig,
+  /** The chained session's name per profile (role_session_name), once the pod's identity is known. */
+  sessionName?: (profile: string) => string,
+): string | undefined {
   const aws = config.aws;
   if (!aws || aws.extraRoles.length === 0) return undefined;
   const source = aws.containerCredentials ? 'EcsContainer' : 'Ec2InstanceMetadata';
@@ -63,7 +67,7 @@ export function awsSharedConfig(config: SidecarConfig): string | undefined {
     aws.extraRoles
       .map(
         (r) =>
-          `\n[profile ${r.name}]\nrole_arn = ${r.roleArn}\ncredential_source = ${source}\nduration_seconds = ${r.sessionDurationSeconds}\nregion = ${aws.region}\n`,
+          `\n[profile ${r.name}]\nrole_arn = ${r.roleArn}\ncredential_source = ${source}\nduration_seconds = ${r.sessionDurationSeconds}\nregion = ${aws.region}\n${sessionName ? `role_session_name = ${sessionName(r.name)}\n` : ''}`,
       )
       .join('')
   );

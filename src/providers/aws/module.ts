@@ -13,7 +13,7 @@ import type { CloudModule, CloudProvider, ProviderContext, Surface } from '../co
 import type { AwsCredentials } from './credential.ts';
 import { containerSurface, imdsSurface, relativeUriSurface } from './endpoints.ts';
 import { AWS_CONTAINER_TOKEN_FILE, AWS_SHARED_CONFIG_FILE, awsContainerTokenFilePath, awsSharedConfig } from './env.ts';
-import { StsWebIdentityExchange } from './exchange.ts';
+import { roleSessionName, StsWebIdentityExchange } from './exchange.ts';
 
 export interface AwsProviderOptions {
   /** Per-request timeout for STS, default 10 s. */
@@ -38,13 +38,35 @@ export async function createAwsProvider(
   const authToken = new Secret(aws.containerAuthorizationToken ?? randomBytes(32).toString('base64url'));
   await writeSecretFile(join(ctx.stateDir, AWS_CONTAINER_TOKEN_FILE), authToken, 'AWS container token file');
   // Not a secret, but written the same way: atomically, and readable by the app through the pod's fsGroup.
-  const sharedConfig = awsSharedConfig(ctx.config);
-  if (sharedConfig !== undefined)
-    await writeSecretFile(
-      join(ctx.stateDir, AWS_SHARED_CONFIG_FILE),
-      new Secret(sharedConfig),
-      'AWS shared config file',
+  // Written again once the pod's SPIFFE ID is known, naming each chained session <profile>@<SPIFFE path>
+  // (role_session_name: else the SDK names it aws-sdk-js-<time>, botocore-session-<time>).
+  const writeSharedConfig = async (spiffeId?: string): Promise<void> => {
+    const text = awsSharedConfig(
+      ctx.config,
+      spiffeId === undefined ? undefined : (profile) => roleSessionName(spiffeId, profile),
     );
+    if (text !== undefined)
+      await writeSecretFile(join(ctx.stateDir, AWS_SHARED_CONFIG_FILE), new Secret(text), 'AWS shared config file');
+  };
+  await writeSharedConfig();
+  let namedFor: string | undefined;
+  const exchange: typeof upstream.exchange = async (key, signal) => {
+    const issued = await upstream.exchange(key, signal);
+    if (key === SINGLE && aws.extraRoles.length > 0 && issued.spiffeId !== undefined && issued.spiffeId !== namedFor) {
+      // The profiles without the names still work: a failed rewrite is tried again with the next credentials.
+      await writeSharedConfig(issued.spiffeId).then(
+        () => {
+          namedFor = issued.spiffeId;
+        },
+        (error: unknown) =>
+          ctx.logger.warn(
+            { cloud: 'aws', err: (error as Error).message },
+            'cannot name the chained sessions in the AWS shared config file',
+          ),
+      );
+    }
+    return issued;
+  };
 
   // A container with a role of its own (aws.containers) gets a token of its own, in a file of its own.
   const containers: Array<{ name: string; authToken: Secret }> = [];
@@ -60,7 +82,7 @@ export async function createAwsProvider(
   const credentials = new CredentialCache<AwsCredentials>({
     cloud: 'aws',
     name: upstream.name,
-    exchange: upstream.exchange,
+    exchange,
     audit: (c) => ({
       principal: c.assumedRoleArn,
       sessionName: c.sessionName,
