@@ -2,7 +2,7 @@
 // also on 127.0.0.1:80 (server.metadataPort80) and an IMDS client that drops the port. Prints one JSON line.
 
 import { mkdtemp } from 'node:fs/promises';
-import { networkInterfaces, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { fromInstanceMetadata } from '@aws-sdk/credential-providers';
@@ -12,17 +12,14 @@ import { silentLogger } from '../../src/ops/logger.ts';
 import { Metrics } from '../../src/ops/metrics.ts';
 import { createAwsProvider } from '../../src/providers/aws/module.ts';
 import { awsConfig, awsJwtSource, raw, startStsWorld, until } from '../aws/support.ts';
+import { abortUnlessIsolated } from '../helpers/netns.ts';
 
 const report = (value: Record<string, unknown>): void => {
   process.stdout.write(`${JSON.stringify(value)}\n`);
 };
 
-// Nothing is sent unless this namespace holds no interface but lo.
-const interfaces = Object.keys(networkInterfaces());
-if (interfaces.some((name) => name !== 'lo')) {
-  report({ ok: false, error: `not in an isolated network namespace: ${interfaces.join(', ')}` });
-  process.exit(0);
-}
+// Nothing is sent unless this namespace holds no interface but lo (asked of netlink too: test/helpers/netns.ts).
+const interfaces = abortUnlessIsolated();
 
 const metrics = new Metrics();
 const logger = silentLogger();
