@@ -7,6 +7,7 @@ import type { WebhookConfig } from '../config/webhook.ts';
 import { appEnvironment, perContainerBoundary } from '../env.ts';
 import { ownAwsRole } from '../providers/aws/env.ts';
 import {
+  INIT_CONTAINERS,
   INJECT,
   PER_CONTAINER_ANNOTATIONS,
   type PodSettings,
@@ -126,7 +127,11 @@ function perContainerProblems(pod: Pod, settings: PodSettings, prefix: string, s
     for (const spec of PER_CONTAINER_ANNOTATIONS) {
       if (clouds[spec.cloud] === undefined) continue;
       const key = `${prefix}${spec.name}.${container}`;
-      if (!served.includes(container))
+      if ((pod.spec.initContainers ?? []).some((c) => c.name === container) && !served.includes(container))
+        problems.push(
+          `${key}: "${container}" is an init container, served only with ${prefix}${INIT_CONTAINERS}: "true"`,
+        );
+      else if (!served.includes(container))
         problems.push(`${key}: names no container of this pod (its containers: ${served.join(', ')})`);
       else if (settings.skipContainers.includes(container))
         problems.push(`${key}: container "${container}" is in ${prefix}${SKIP_CONTAINERS}, which gets no credentials`);

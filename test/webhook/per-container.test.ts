@@ -363,3 +363,32 @@ test('examples/pod-aws-per-container.yaml is a valid pod the webhook gives a rol
       `http://127.0.0.1:8181/v1/credentials/${name}`,
     );
 });
+
+test('a served init container may have a role of its own; without init-containers it names no served container', async (t) => {
+  const { h } = await setup(t);
+  const annotations = {
+    [`${P}inject`]: 'true',
+    [`${P}aws-role-arn`]: POD_ROLE,
+    [`${P}aws-role-arn.migrate`]: API_ROLE,
+  };
+  const initContainers = [{ name: 'migrate', image: 'registry.example/migrate:1' }];
+  const { response, out } = await admit(
+    h,
+    pod({ ...annotations, [`${P}init-containers`]: 'true' }, { initContainers }),
+  );
+  assert.equal(response.allowed, true, response.status?.message);
+  const migrate = out.spec.initContainers.find((c: any) => c.name === 'migrate');
+  assert.equal(envOf(migrate)['AWS_CONTAINER_CREDENTIALS_FULL_URI'], 'http://127.0.0.1:8181/v1/credentials/migrate');
+  assert.deepEqual(migrate.volumeMounts, [
+    {
+      name: 'spiffe-connector-containers',
+      mountPath: '/var/run/spiffe-connector-containers/migrate',
+      subPath: 'migrate',
+      readOnly: true,
+    },
+  ]);
+  assert.equal(
+    deniedMessage(await admit(h, pod(annotations, { initContainers }))),
+    `${P}aws-role-arn.migrate: "migrate" is an init container, served only with ${P}init-containers: "true"`,
+  );
+});
