@@ -176,14 +176,6 @@ export const sidecarSchema = z
         });
       }
       const awsContainers = Object.keys(config.aws?.containers ?? {});
-      if (config.aws && awsContainers.length > 0 && config.aws.rolesAnywhere) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['aws', 'containers'],
-          message:
-            'roles per container are assumed with the JWT-SVID (AssumeRoleWithWebIdentity), not through aws.rolesAnywhere',
-        });
-      }
       if (config.aws && awsContainers.length > 0 && !config.aws.containerCredentials) {
         ctx.addIssue({
           code: 'custom',

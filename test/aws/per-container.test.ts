@@ -241,16 +241,6 @@ test('config: container names are Kubernetes names; their roles need the contain
     problems({ containerCredentials: false, containers: { api: { roleArn: API } } }),
     /aws\.containers: roles per container are served on the container-credentials endpoint/,
   );
-  assert.match(
-    problems({
-      containers: { api: { roleArn: API } },
-      rolesAnywhere: {
-        trustAnchorArn: 'arn:aws:rolesanywhere:eu-west-1:111122223333:trust-anchor/a',
-        profileArn: 'arn:aws:rolesanywhere:eu-west-1:111122223333:profile/p',
-      },
-    }),
-    /aws\.containers: roles per container are assumed with the JWT-SVID/,
-  );
   assert.equal(problems({ containers: { api: { roleArn: API } } }), '');
 
   // check refuses per-container roles beside IMDS (the pod role for every process), and prints each container's role.
@@ -290,4 +280,67 @@ aws: { roleArn: "${ROLE_ARN}", region: eu-west-1, imds: ${imds}, containers: { a
     'http://127.0.0.1:8181/v1/credentials',
   );
   assert.match(other.stderr, /container "web" has no identity of its own/);
+});
+
+test('with IAM Roles Anywhere each container’s role is a CreateSession of its own with the same X.509-SVID', async (t) => {
+  const { DevCa } = await import('../helpers/pki.ts');
+  const ra = await import('./roles-anywhere-support.ts');
+  const ca = await DevCa.create({ trustDomain: ra.TD });
+  const trust = { trustAnchorArns: [ra.TRUST_ANCHOR_ARN], sanUri: `spiffe://${ra.TD}/ns/default/*` };
+  const fake = await ra.startFakeRolesAnywhere(ca, {
+    profiles: [{ arn: ra.PROFILE_ARN, roleArns: [ra.ROLE_ARN, API], durationSeconds: 3600 }],
+    roles: [
+      { arn: ra.ROLE_ARN, ...trust },
+      { arn: API, ...trust },
+    ],
+  });
+  t.after(() => fake.close());
+  const x509 = await ra.TestX509Source.create(ca);
+  const sidecar = await mountProvider({
+    config: (stateDir) => {
+      const base = ra.rolesAnywhereConfig({ endpoint: fake.url, stateDir });
+      return validate(
+        sidecarSchema,
+        {
+          spiffe: { trustDomain: ra.TD, x509: { dir: '/unused' } },
+          server: { metadataAddress: '127.0.0.1:0', stateDir },
+          aws: {
+            roleArn: ra.ROLE_ARN,
+            region: ra.REGION,
+            imds: false,
+            rolesAnywhere: base.aws?.rolesAnywhere,
+            containers: { api: { roleArn: API } },
+          },
+        },
+        'test config',
+      );
+    },
+    identity: { x509, jwt: undefined },
+    create: (ctx) => createAwsProvider(ctx),
+  });
+  t.after(() => sidecar.close());
+  await until(() => sidecar.provider.readiness().ready, 'the pod role and api’s');
+  assert.deepEqual(
+    fake
+      .sessions()
+      .map((s) => s.roleArn)
+      .sort(),
+    [ra.ROLE_ARN, API].sort(),
+  );
+  const env = Object.fromEntries(appEnvironment(sidecar.config, sidecar.origin, 'api'));
+  const creds = await fromHttp({
+    awsContainerCredentialsFullUri: env['AWS_CONTAINER_CREDENTIALS_FULL_URI'] ?? '',
+    awsContainerAuthorizationTokenFile: env['AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE'] ?? '',
+  })();
+  const body = JSON.parse(
+    (
+      await raw(sidecar.port, 'GET', '/v1/credentials/api', {
+        authorization: await readFile(env['AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE'] ?? '', 'utf8'),
+      })
+    ).body,
+  ) as { RoleArn: string; AccessKeyId: string };
+  assert.equal(body.RoleArn, API);
+  assert.equal(creds.accessKeyId, body.AccessKeyId);
+  const pod = await readFile(`${sidecar.stateDir}/aws-container-token`, 'utf8');
+  assert.equal((await raw(sidecar.port, 'GET', '/v1/credentials/api', { authorization: pod })).status, 403);
 });

@@ -143,7 +143,7 @@ export function describeAws(config: SidecarConfig, metadataOrigin: string): stri
       : []),
     ...Object.entries(aws.containers).map(
       ([name, c]) =>
-        `AWS container ${name}: assume ${c.roleArn} with the same JWT-SVID (session name ${name}@...), served on ${origin}${containerCredentialsPath(name)} with the token in ${awsContainerTokenFilePath(config, name)}; its trust policy names the same SPIFFE ID as ${aws.roleArn}'s`,
+        `AWS container ${name}: assume ${c.roleArn} with the same ${ra ? 'X.509-SVID (Roles Anywhere CreateSession; the profile must list it)' : `JWT-SVID (session name ${name}@...)`}, served on ${origin}${containerCredentialsPath(name)} with the token in ${awsContainerTokenFilePath(config, name)}; its trust policy names the same SPIFFE ID as ${aws.roleArn}'s`,
     ),
     ...aws.extraRoles.map(
       (r) =>

@@ -183,17 +183,27 @@ async function rolesAnywhereUpstream(ctx: ProviderContext, options: AwsProviderO
     );
   // Loaded only when configured: it brings undici, which web identity never uses.
   const { createRolesAnywhereExchange } = await import('./roles-anywhere.ts');
-  const exchange = createRolesAnywhereExchange({
-    config: { ...aws, rolesAnywhere: aws.rolesAnywhere },
-    x509,
-    clock: ctx.clock,
-    logger: ctx.logger,
-    ...(options.stsRequestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.stsRequestTimeoutMs }),
-  });
+  const rolesAnywhere = aws.rolesAnywhere;
+  const exchangeFor = (roleArn: string) =>
+    createRolesAnywhereExchange({
+      config: { ...aws, roleArn, rolesAnywhere },
+      x509,
+      clock: ctx.clock,
+      logger: ctx.logger,
+      ...(options.stsRequestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.stsRequestTimeoutMs }),
+    });
+  // The pod's role, and each container's own (aws.containers) with the same X.509-SVID: the profile lists them all.
+  const exchanges = new Map([[SINGLE, exchangeFor(aws.roleArn)]]);
+  for (const [name, own] of Object.entries(aws.containers)) exchanges.set(name, exchangeFor(own.roleArn));
   // A rotated SVID signs a new session at once: the old certificate may be revoked or expire first.
   return {
     name: 'roles-anywhere',
-    exchange: (_key, signal) => exchange(signal),
+    exchange: async (key, signal) => {
+      const exchange = exchanges.get(key);
+      if (exchange === undefined)
+        throw new ConnectorError('request_invalid', 'no such container in aws.containers', { retryable: false });
+      return exchange(signal);
+    },
     subscribe: (changed) => x509.subscribe(() => changed('X.509-SVID rotated')),
     close: () => {},
   };
