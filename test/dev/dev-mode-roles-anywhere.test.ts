@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import { fromHttp } from '@aws-sdk/credential-providers';
 import { runDev } from '@spiffe-connector/dev/dev-mode.ts';
 import { silentLogger } from '../../src/ops/logger.ts';
+import { until } from '../helpers/until.ts';
 
 test('the dev mode serves AWS through Roles Anywhere beside web identity, and rotates both', async (t) => {
   let printed = '';
@@ -34,7 +35,9 @@ test('the dev mode serves AWS through Roles Anywhere beside web identity, and ro
   assert.ok(dev.sts.stats.assumeRoleSuccesses >= 1, 'web identity is served as before');
 
   await dev.rotate();
-  for (let i = 0; i < 400 && ra.fake.stats.sessions < 2; i++) await new Promise((r) => setTimeout(r, 25));
-  assert.equal(ra.fake.stats.sessions, 2, 'the rotated SVID signed a new session');
+  await until(() => ra.fake.stats.sessions >= 2, 'the rotated SVID to sign a second CreateSession', {
+    timeoutMs: 60_000,
+  });
+  assert.equal(ra.fake.stats.sessions, 2, 'the rotated SVID signed exactly one new session');
   assert.notEqual(ra.fake.sessions()[1]?.serial, ra.fake.sessions()[0]?.serial);
 });
