@@ -5,7 +5,7 @@ import { mkdir } from 'node:fs/promises';
 import type { Clock } from './base/clock.ts';
 import { parseHostPort } from './config/common.ts';
 import type { SidecarConfig } from './config/schema.ts';
-import { configuredClouds, requiredAudiences } from './env.ts';
+import { configuredClouds, perContainerBoundary, requiredAudiences } from './env.ts';
 import { startMetadataListener } from './metadata/listener.ts';
 import type { Logger } from './ops/logger.ts';
 import type { Metrics } from './ops/metrics.ts';
@@ -173,6 +173,12 @@ export async function startApp(config: SidecarConfig, deps: AppDeps): Promise<Ru
   for (const source of identity.all) await source.start?.();
   for (const p of providers) await p.start();
   const workloadApi = await startWorkloadApi(config, identity, deps);
+  // `check` refuses these; `run` serves what it was told, and says once why it is no boundary.
+  for (const problem of perContainerBoundary(config).problems)
+    logger.warn(
+      { setting: problem.key },
+      `the roles per container are no boundary: ${problem.key}: ${problem.message}`,
+    );
   logger.info(
     {
       metadata: metadataOrigin,
