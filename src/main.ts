@@ -1,6 +1,8 @@
 // argv → config → app → start; signals. Nothing else (CONTRIBUTING.md#where-things-live).
 // Exit codes: 0 ok, 1 invalid config or identity, 2 usage, 70 an uncaught exception (see ops/stray-errors.ts).
 // SIGTERM drains and exits 0.
+// First, before any other module is evaluated: startup runs without TurboFan (ops/startup-tiering.ts).
+import './ops/startup-tiering.ts';
 import { resolve } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import pkg from '../package.json' with { type: 'json' };
@@ -10,10 +12,15 @@ import { ConfigError } from './config/common.ts';
 import { CONFIG_ENV, loadSidecarConfig, loadSidecarConfigFrom, processEnvironment } from './config/load.ts';
 import { createLogger, type Logger } from './ops/logger.ts';
 import { Metrics } from './ops/metrics.ts';
+import { optimizeFromNowOn } from './ops/startup-tiering.ts';
 import { exitOnStrayErrors } from './ops/stray-errors.ts';
 
 const EXIT_INVALID = 1;
 const EXIT_USAGE = 2;
+/** The longest the sidecar runs without TurboFan while it waits for its first credentials. */
+const STARTUP_TIERING_LIMIT_MS = 60_000;
+/** Set by `run`: the sidecar lets TurboFan in when ready, not when its listeners are up. */
+let sidecarStarting: Promise<void> | undefined;
 
 /** Closes `stop` on SIGTERM/SIGINT, then exits 0. A second signal exits at once. */
 function onSignals(stop: () => Promise<void>, logger: Logger = createLogger()): void {
@@ -68,6 +75,13 @@ async function run(configFile: string | undefined): Promise<void> {
     await app?.shutdown();
   }, logger);
   app = await startApp(config, { clock: systemClock, logger, metrics });
+  // TurboFan once the first credentials are in (the last of the start-up work), or after a minute without them.
+  const limit = new AbortController();
+  const timer = setTimeout(() => limit.abort(), STARTUP_TIERING_LIMIT_MS).unref();
+  sidecarStarting = app.whenReady(limit.signal).then(() => {
+    clearTimeout(timer);
+    optimizeFromNowOn();
+  });
 }
 
 async function check(configFile: string): Promise<void> {
@@ -235,6 +249,8 @@ program
 
 try {
   await program.parseAsync(process.argv);
+  // The servers (issuer, webhook) are listening and the one-shot commands are done: optimize from here on.
+  if (!sidecarStarting) optimizeFromNowOn();
 } catch (error) {
   if (error instanceof CommanderError) {
     process.exit(

@@ -1,0 +1,87 @@
+// The sidecar starts without TurboFan (src/ops/startup-tiering.ts: one start-up compilation alone leaves ~6 MB
+// resident) and optimizes again once it is ready: a sidecar that stayed without it would answer every request
+// at a fraction of its throughput. Watched through V8's own --trace-opt lines. The module is preloaded, as
+// bin/spiffe-connector.js sets the flag before loading anything: run from the sources, Node's own loader would
+// otherwise reach TurboFan reading the ~400 modules before main.ts is evaluated.
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { Agent, get } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { FakeSts } from '@spiffe-connector/dev/fake-sts.ts';
+import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
+import { freePort, MAIN, waitFor200 } from '../helpers/sidecar.ts';
+
+const TIERING = new URL('../../src/ops/startup-tiering.ts', import.meta.url).href;
+
+const ROLE = 'arn:aws:iam::111122223333:role/app';
+const ID = 'spiffe://example.org/ns/default/sa/app';
+const TURBOFAN = /target TURBOFAN/;
+
+test('the sidecar starts without TurboFan and optimizes its request paths once ready', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'e2e-tiering-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const signer = await DevOidcSigner.start();
+  t.after(() => signer.close());
+  const sts = await FakeSts.start({
+    allowLoopbackHttpIssuers: true,
+    providers: [{ issuer: signer.issuer, audiences: ['sts.amazonaws.com'] }],
+    roles: [{ arn: ROLE, issuer: signer.issuer, audience: 'sts.amazonaws.com' }],
+  });
+  t.after(() => sts.close());
+  await mkdir(join(dir, 'tokens'));
+  await writeFile(
+    join(dir, 'tokens', 'jwt-svid'),
+    await signer.sign({ sub: ID, aud: 'sts.amazonaws.com', ttlSeconds: 3600 }),
+  );
+  const [metadataPort, opsPort] = [await freePort(), await freePort()];
+  const configFile = join(dir, 'config.yaml');
+  await writeFile(
+    configFile,
+    `spiffe: { trustDomain: example.org, jwt: { file: ${join(dir, 'tokens', 'jwt-svid')} } }
+server: { metadataAddress: "127.0.0.1:${metadataPort}", opsAddress: "127.0.0.1:${opsPort}", stateDir: ${join(dir, 'state')}, drainSeconds: 0 }
+log: { level: warn }
+aws: { roleArn: "${ROLE}", region: eu-west-1, stsEndpoint: "${sts.url}" }
+`,
+  );
+  const child = spawn(process.execPath, ['--trace-opt', `--import=${TIERING}`, MAIN, 'run', '--config', configFile], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let trace = '';
+  let logs = '';
+  child.stdout.on('data', (d: Buffer) => (trace += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (logs += d.toString()));
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  t.after(async () => {
+    child.kill('SIGTERM');
+    await exited;
+  });
+
+  await waitFor200(`http://127.0.0.1:${opsPort}/readyz`);
+  const atReady = trace;
+  assert.match(atReady, /completed compiling/, 'V8 traces its compilations (Maglev ones at least) while starting');
+  assert.doesNotMatch(atReady, TURBOFAN, 'nothing is compiled with TurboFan before the sidecar is ready');
+
+  // Requests through the metadata listener (its 404: express and the pipeline) until V8 optimizes something with
+  // TurboFan; bounded by a count of requests, never by time.
+  const agent = new Agent({ keepAlive: true, maxSockets: 16 });
+  t.after(() => agent.destroy());
+  const request = (): Promise<number> =>
+    new Promise((resolve, reject) => {
+      get({ host: '127.0.0.1', port: metadataPort, path: '/none', agent }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      }).on('error', reject);
+    });
+  let sent = 0;
+  while (!TURBOFAN.test(trace.slice(atReady.length)) && sent < 40_000) {
+    const statuses = await Promise.all(Array.from({ length: 64 }, request));
+    assert.deepEqual(new Set(statuses), new Set([404]));
+    sent += statuses.length;
+  }
+  t.diagnostic(`TurboFan optimized after ${sent} requests`);
+  assert.match(trace.slice(atReady.length), TURBOFAN, `no TurboFan compilation after ${sent} requests:\n${logs}`);
+});
