@@ -93,6 +93,34 @@ test('caller keys are bounded (least recently used dropped) and the pinned ones 
   c.stop();
 });
 
+test('the least recently used key is the one dropped; a dropped key refreshes no more and is fetched anew when asked', async () => {
+  const { c, calls, clock } = cache({ maxKeys: 2 });
+  assert.ok((await c.get('https://a.example')).ok);
+  assert.ok((await c.get('https://b.example')).ok);
+  assert.ok((await c.get('https://a.example')).ok, 'a is now the most recently used');
+  assert.ok((await c.get('https://c.example')).ok, 'drops b');
+  assert.ok(c.peek('https://a.example').ok, 'a is still held');
+  assert.deepEqual(calls, ['https://a.example', 'https://b.example', 'https://c.example']);
+  await clock.advance(40 * 60_000); // past the half life of every credential fetched
+  assert.equal(calls.filter((k) => k === 'https://b.example').length, 1, 'the dropped key is not refreshed');
+  const again = await c.get('https://b.example');
+  assert.ok(again.ok, 'a dropped key that had a credential is fetched again, not refused');
+  assert.equal(calls.filter((k) => k === 'https://b.example').length, 2);
+  c.stop();
+});
+
+test('remembered refusals are bounded too: beyond 16, the oldest is forgotten and asked again', async () => {
+  const { c, calls } = cache({ maxKeys: 1, refuse: (k) => k.startsWith('https://refused-') });
+  for (let i = 0; i <= 16; i++) assert.ok(!(await c.get(`https://refused-${i}.example`)).ok);
+  await c.get('https://fine.example'); // drops refused-16: 17 refusals remembered, one over the bound
+  const asked = (k: string) => calls.filter((x) => x === k).length;
+  await c.get('https://refused-0.example');
+  assert.equal(asked('https://refused-0.example'), 2, 'the oldest refusal was forgotten');
+  await c.get('https://refused-13.example');
+  assert.equal(asked('https://refused-13.example'), 1, 'a recent refusal is still answered from memory');
+  c.stop();
+});
+
 test('new keys beyond the bucket are throttled without an upstream call, and allowed again as it refills', async () => {
   const { c, calls, clock } = cache({ maxKeys: 64, burst: 3, perSecond: 0.5 });
   const results = [];
@@ -126,6 +154,8 @@ test('over-long keys and, with no room for caller keys, any unpinned key are ref
   const { c, calls } = cache({ maxKeys: 4 });
   const long = c.peek('x'.repeat(2049));
   assert.ok(!long.ok && long.error.code === 'request_invalid');
+  assert.ok((await c.get('x'.repeat(2048))).ok, '2048 characters are accepted');
+  calls.length = 0;
   const only = cache({ pinned: [SINGLE], maxKeys: 0 });
   const other = only.c.peek('something-else');
   assert.ok(!other.ok && other.error.code === 'request_invalid');
@@ -274,12 +304,13 @@ test('another identity: after reset no credential of the old one is served; star
   c.reset();
   assert.equal(c.peek('https://a.example').ok, false, "the old identity's credential is gone");
   assert.equal(c.size, 0, 'caller keys are dropped');
+  assert.ok((await c.get('https://caller.example')).ok, 'a caller key is fetched anew for the new identity');
   await settled(c.whenReady(), 'the first credential');
   assert.deepEqual(calls.filter((k) => k === 'https://a.example').length, 2, 'fetched again for the new identity');
   assert.ok(calls.includes('https://b.example'), 'every pinned key starts, since one had started');
   const before = calls.length;
   await clock.advance(40 * 60_000); // past one refresh (half life) of the new entries
-  assert.equal(calls.length - before, 2, 'one refresh per pinned key: the dropped entries do not refresh any more');
+  assert.equal(calls.length - before, 3, 'one refresh per key held: the dropped entries do not refresh any more');
   c.stop();
   const stopped = calls.length;
   await clock.advance(4 * HOUR);
@@ -307,6 +338,58 @@ test('readiness: whenReady waits for every pinned key, and pinnedValid holds onl
   failB = true; // later refreshes of b fail: valid until its expiry, then not
   await clock.advance(HOUR + 1000);
   assert.equal(c.pinnedValid(), false);
+  c.stop();
+  const keyedOnly = cache();
+  assert.equal(keyedOnly.c.pinnedValid(), true, 'a cache of caller keys only has nothing to wait for');
+  await settled(keyedOnly.c.whenReady(), 'readiness of a cache without pinned keys');
+  keyedOnly.c.start();
+  await keyedOnly.clock.advance(0);
+  assert.deepEqual(keyedOnly.calls, [], 'and fetches nothing on its own');
+});
+
+test('a refusal is forgotten on reset too: the new identity may be allowed', async () => {
+  let refuse = true;
+  const { c, calls } = cache({ maxKeys: 1, refuse: (k) => refuse && k === 'https://unknown.example' });
+  assert.ok(!(await c.get('https://unknown.example')).ok);
+  await c.get('https://other.example'); // drops the refused key, which is remembered
+  refuse = false;
+  c.reset();
+  assert.ok((await c.get('https://unknown.example')).ok);
+  assert.equal(calls.filter((k) => k === 'https://unknown.example').length, 2);
+  c.stop();
+});
+
+test("the cache's per-attempt timeout and permanent-retry wait reach each key", async () => {
+  const clock = new ManualClock();
+  let calls = 0;
+  const c = new CredentialCache<Cred>({
+    cloud: 'gcp',
+    name: 'access-token',
+    clock,
+    logger: silentLogger(),
+    policy: TOKEN_POLICY,
+    pinned: ['hangs', 'refused'],
+    timeoutMs: 20,
+    permanentRetryMs: 60_000,
+    expiresAt: (cred) => cred.expiresAt,
+    exchange: (key, signal) => {
+      calls += 1;
+      if (key === 'refused')
+        return Promise.reject(new ConnectorError('upstream_rejected', 'denied', { retryable: false }));
+      return new Promise<Cred>((_resolve, reject) =>
+        signal.addEventListener('abort', () => reject(signal.reason), { once: true }),
+      );
+    },
+  });
+  c.start();
+  await until(() => {
+    const r = c.peek('hangs');
+    return !r.ok && /did not answer in time/.test(r.error.message);
+  }, 'the 20 ms attempt timeout');
+  await clock.advance(59_000);
+  const refusedCalls = calls;
+  await clock.advance(1_000);
+  assert.ok(calls > refusedCalls, 'the refused key is asked again after 60 s, not 5 min');
   c.stop();
 });
 
@@ -353,6 +436,14 @@ test('the expiry gauge is the soonest expiry of the pinned credentials, and goes
   assert.equal(Number(gauge.exec(await metrics.text())?.[1]), Math.round((clock.now() + HOUR) / 1000));
   c.stop();
   assert.doesNotMatch(await metrics.text(), gauge);
+  const keyed = cache({ metrics });
+  await keyed.c.get('https://caller.example');
+  assert.equal(
+    Number(gauge.exec(await metrics.text())?.[1]),
+    Math.round((keyed.clock.now() + HOUR) / 1000),
+    'without pinned keys, the keys held',
+  );
+  keyed.c.stop();
 });
 
 test('each credential issued is one audit line and one count: the key in words for keyed caches, no secret', async () => {
@@ -365,13 +456,13 @@ test('each credential issued is one audit line and one count: the key in words f
   });
   const metrics = new Metrics();
   const clock = new ManualClock();
-  const make = (pinned: string[], maxKeys: number) =>
+  const make = (pinned: string[], maxKeys: number, withMetrics = true) =>
     new CredentialCache<Cred & { secret: string }>({
       cloud: 'azure',
       name: 'resource-token',
       clock,
       logger: createLogger({ level: 'info', destination }),
-      metrics,
+      metrics: withMetrics ? metrics : undefined,
       policy: TOKEN_POLICY,
       pinned,
       maxKeys,
@@ -381,7 +472,7 @@ test('each credential issued is one audit line and one count: the key in words f
     });
   const keyed = make([], 4);
   await keyed.get('https://storage.azure.com');
-  const single = make([SINGLE], 0);
+  const single = make([SINGLE], 0, false); // no metrics: the log line all the same
   single.start();
   await settled(single.whenReady(), 'the first credential');
   const audits = chunks
@@ -407,8 +498,13 @@ test('each credential issued is one audit line and one count: the key in words f
   assert.ok(!chunks.join('').includes('eyJ-secret-token'));
   assert.match(
     await metrics.text(),
-    /spiffe_connector_credentials_issued_total\{cloud="azure",credential="resource-token"\} 2/,
+    /spiffe_connector_credentials_issued_total\{cloud="azure",credential="resource-token"\} 1/,
   );
+  // A long key is logged by its first 200 characters.
+  const long = `https://storage.azure.com/${'x'.repeat(400)}`;
+  await keyed.get(long);
+  const last = JSON.parse(chunks.join('').trim().split('\n').at(-1) ?? '{}') as Record<string, unknown>;
+  assert.equal(last['cacheKey'], long.slice(0, 200));
   keyed.stop();
   single.stop();
 });

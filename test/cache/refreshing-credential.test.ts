@@ -212,7 +212,14 @@ test('credentials that arrive already expired are refused', async () => {
   const r = h.cred.get();
   assert.equal(r.ok, false);
   if (!r.ok) assert.match(r.error.message, /already expired/);
+  await h.clock.advance(10_000);
+  assert.ok(h.calls() >= 3, `asked again with backoff, as for any retryable failure: ${h.calls()} calls`);
   h.cred.stop();
+  const now = harness({ lifeMs: 0 }); // expiring the very millisecond it arrives
+  now.cred.start();
+  await now.clock.advance(0);
+  assert.equal(now.cred.get().ok, false);
+  now.cred.stop();
 });
 
 /** A credential whose fetch does what `next` says; options as the cache passes them. */
@@ -334,6 +341,11 @@ test('a refusal while a valid credential is held is tried again no later than it
   assert.equal(s.calls(), 2, 'not before the expiry');
   await s.clock.advance(2000);
   assert.equal(s.calls(), 3, 'tried again at the expiry, not after the 4 h wait of a refusal');
+  // Expired and refused: the surfaces answer "unavailable, retry" (503), naming the refusal.
+  const expired = s.cred.get();
+  assert.ok(!expired.ok);
+  assert.deepEqual([expired.error.code, expired.error.retryable], ['credentials_unavailable', true]);
+  assert.match(expired.error.message, /expired and could not be refreshed: denied/);
   s.cred.stop();
 });
 
@@ -353,4 +365,27 @@ test('stopped: no more fetches, and whenReady no longer waits', async () => {
   running.cred.stop();
   await running.clock.advance(4 * HOUR);
   assert.equal(running.calls(), 1, 'the scheduled refresh was cancelled');
+  // A fetch under way when the credential stops, answering or failing after it: nothing is kept or retried.
+  for (const outcome of ['answers', 'fails'] as const) {
+    const late = harness();
+    const release = late.hold();
+    if (outcome === 'fails') late.fail(new ConnectorError('upstream_unavailable', 'down', { retryable: true }));
+    late.cred.start();
+    await late.clock.advance(0);
+    late.cred.stop();
+    release();
+    await late.clock.advance(4 * HOUR);
+    assert.equal(late.calls(), 1, `the fetch that ${outcome} after stop schedules nothing`);
+    assert.equal(late.cred.get().ok, false, outcome);
+  }
+});
+
+test('an exchange aborted on its own (AbortError) is a retryable timeout', async () => {
+  const s = scripted(() => Promise.reject(new DOMException('This operation was aborted', 'AbortError')));
+  s.cred.start();
+  await s.clock.advance(0);
+  const error = s.cred.lastError();
+  assert.ok(error);
+  assert.deepEqual([error.code, error.retryable], ['timeout', true]);
+  s.cred.stop();
 });
