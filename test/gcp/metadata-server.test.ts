@@ -298,3 +298,38 @@ test('wait_for_change holds until timeout_sec (the tree never changes), answers 
   await clock.advance(60_000);
   assert.ok((await Promise.all(many)).every((r) => r.status === 200));
 });
+
+test('only /computeMetadata/v1 is served: /computeMetadata itself lists v1/, other versions are 404; 405 says GET, HEAD', async (t) => {
+  const world = await startGoogleWorld();
+  t.after(() => world.close());
+  const s = await startSidecar({ world, jwt: jwtSource(world), serviceAccount: true });
+  t.after(() => s.close());
+  await ok(s, '/computeMetadata', 'v1/\n');
+  await ok(s, '/computeMetadata/', 'v1/\n');
+  for (const path of ['/computeMetadata/v2/instance/hostname', '/computeMetadata/v1beta1/instance/hostname']) {
+    const r = await get(s.port, path);
+    assert.equal(r.status, 404, path);
+    assertMetadataHeaders(r, false);
+  }
+  const post = await get(s.port, `${V1}/project/project-id`, FLAVOR, 'POST');
+  assert.deepEqual([post.status, post.headers['allow']], [405, 'GET, HEAD']);
+  const head = await get(s.port, `${V1}/project/project-id`, FLAVOR, 'HEAD');
+  assert.deepEqual([head.status, head.body], [200, '']);
+  assertMetadataHeaders(head, false);
+});
+
+test('an identity audience over 2048 characters is a 400 at once, and Google is not asked', async (t) => {
+  const world = await startGoogleWorld();
+  t.after(() => world.close());
+  const s = await startSidecar({ world, jwt: jwtSource(world), serviceAccount: true });
+  t.after(() => s.close());
+  const identity = (audience: string) =>
+    get(s.port, `${V1}/instance/service-accounts/default/identity?audience=${encodeURIComponent(audience)}`);
+  const long = await identity(`https://${'a'.repeat(2033)}.example`);
+  assert.equal(long.status, 400);
+  assert.match(long.body, /audience must be at most 2048 characters/);
+  assertMetadataHeaders(long, false);
+  assert.equal(world.fake.stats.generateIdToken, 0);
+  const longest = await identity(`https://${'a'.repeat(2032)}.example`);
+  assert.notEqual(longest.status, 400, `2048 characters are accepted: ${longest.body.slice(0, 200)}`);
+});
