@@ -306,6 +306,7 @@ test('only /computeMetadata/v1 is served: /computeMetadata itself lists v1/, oth
   t.after(() => s.close());
   await ok(s, '/computeMetadata', 'v1/\n');
   await ok(s, '/computeMetadata/', 'v1/\n');
+  await ok(s, V1, 'instance/\nproject/\nuniverse/\n');
   for (const path of ['/computeMetadata/v2/instance/hostname', '/computeMetadata/v1beta1/instance/hostname']) {
     const r = await get(s.port, path);
     assert.equal(r.status, 404, path);
