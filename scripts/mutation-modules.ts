@@ -24,7 +24,12 @@ export const MODULES: Record<string, MutationModule> = {
   },
   'webhook-mutate': {
     mutate: ['src/webhook/mutate.ts'],
-    tests: ['test/webhook/mutate.test.ts', 'test/webhook/roles-anywhere.test.ts'],
+    tests: [
+      'test/webhook/mutate.test.ts',
+      'test/webhook/roles-anywhere.test.ts',
+      'test/webhook/per-container.test.ts',
+      'test/webhook/service-accounts.test.ts',
+    ],
   },
   cache: {
     mutate: ['src/cache/*.ts'],
