@@ -4,16 +4,10 @@
 
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readdir, readFile } from 'node:fs/promises';
 import { test } from 'node:test';
-import { FakeSts } from '@spiffe-connector/dev/fake-sts.ts';
-import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
-import { freePort, startSidecar, waitFor200 } from '../helpers/sidecar.ts';
-
-const ROLE = 'arn:aws:iam::111122223333:role/app';
-const ID = 'spiffe://example.org/ns/default/sa/app';
+import { startAwsJwtWorld } from '../helpers/aws-jwt-world.ts';
+import { startSidecar, waitFor200 } from '../helpers/sidecar.ts';
 
 /** Voluntary context switches summed over the process's threads: each is a thread that slept and was woken. */
 async function wakeups(pid: number): Promise<number> {
@@ -28,30 +22,7 @@ async function wakeups(pid: number): Promise<number> {
 test('an idle sidecar holding credentials is not woken up', {
   skip: existsSync('/proc/self/task') ? false : 'counts wake-ups in /proc (Linux only)',
 }, async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'e2e-idle-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  const signer = await DevOidcSigner.start();
-  t.after(() => signer.close());
-  const sts = await FakeSts.start({
-    allowLoopbackHttpIssuers: true,
-    providers: [{ issuer: signer.issuer, audiences: ['sts.amazonaws.com'] }],
-    roles: [{ arn: ROLE, issuer: signer.issuer, audience: 'sts.amazonaws.com' }],
-  });
-  t.after(() => sts.close());
-  await mkdir(join(dir, 'tokens'));
-  await writeFile(
-    join(dir, 'tokens', 'jwt-svid'),
-    await signer.sign({ sub: ID, aud: 'sts.amazonaws.com', ttlSeconds: 3600 }),
-  );
-  const [metadataPort, opsPort] = [await freePort(), await freePort()];
-  const configFile = join(dir, 'config.yaml');
-  await writeFile(
-    configFile,
-    `spiffe: { trustDomain: example.org, jwt: { file: ${join(dir, 'tokens', 'jwt-svid')} } }
-server: { metadataAddress: "127.0.0.1:${metadataPort}", opsAddress: "127.0.0.1:${opsPort}", stateDir: ${join(dir, 'state')}, drainSeconds: 0 }
-aws: { roleArn: "${ROLE}", region: eu-west-1, stsEndpoint: "${sts.url}" }
-`,
-  );
+  const { configFile, opsPort } = await startAwsJwtWorld(t, 'e2e-idle-');
   const sidecar = await startSidecar(configFile);
   t.after(() => sidecar.stop());
   await waitFor200(`http://127.0.0.1:${opsPort}/readyz`);

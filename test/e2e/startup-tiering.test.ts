@@ -6,47 +6,17 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { Agent, get } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test } from 'node:test';
-import { FakeSts } from '@spiffe-connector/dev/fake-sts.ts';
-import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
-import { freePort, MAIN, waitFor200 } from '../helpers/sidecar.ts';
+import { startAwsJwtWorld } from '../helpers/aws-jwt-world.ts';
+import { MAIN, waitFor200 } from '../helpers/sidecar.ts';
 
 const TIERING = new URL('../../src/ops/startup-tiering.ts', import.meta.url).href;
 
-const ROLE = 'arn:aws:iam::111122223333:role/app';
-const ID = 'spiffe://example.org/ns/default/sa/app';
 const TURBOFAN = /target TURBOFAN/;
 
 test('the sidecar starts without TurboFan and optimizes its request paths once ready', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'e2e-tiering-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  const signer = await DevOidcSigner.start();
-  t.after(() => signer.close());
-  const sts = await FakeSts.start({
-    allowLoopbackHttpIssuers: true,
-    providers: [{ issuer: signer.issuer, audiences: ['sts.amazonaws.com'] }],
-    roles: [{ arn: ROLE, issuer: signer.issuer, audience: 'sts.amazonaws.com' }],
-  });
-  t.after(() => sts.close());
-  await mkdir(join(dir, 'tokens'));
-  await writeFile(
-    join(dir, 'tokens', 'jwt-svid'),
-    await signer.sign({ sub: ID, aud: 'sts.amazonaws.com', ttlSeconds: 3600 }),
-  );
-  const [metadataPort, opsPort] = [await freePort(), await freePort()];
-  const configFile = join(dir, 'config.yaml');
-  await writeFile(
-    configFile,
-    `spiffe: { trustDomain: example.org, jwt: { file: ${join(dir, 'tokens', 'jwt-svid')} } }
-server: { metadataAddress: "127.0.0.1:${metadataPort}", opsAddress: "127.0.0.1:${opsPort}", stateDir: ${join(dir, 'state')}, drainSeconds: 0 }
-log: { level: warn }
-aws: { roleArn: "${ROLE}", region: eu-west-1, stsEndpoint: "${sts.url}" }
-`,
-  );
+  const { configFile, metadataPort, opsPort } = await startAwsJwtWorld(t, 'e2e-tiering-', 'log: { level: warn }\n');
   const child = spawn(process.execPath, ['--trace-opt', `--import=${TIERING}`, MAIN, 'run', '--config', configFile], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
