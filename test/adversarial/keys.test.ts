@@ -17,7 +17,7 @@ import { runAzure, startWorld } from '../azure/fixtures.ts';
 import { FLAVOR, get, jwtSource, startGoogleWorld, startSidecar } from '../gcp/support.ts';
 import { awsCredentials, fixedLookup } from '../helpers/credentials.ts';
 import { FakeWorkloadApi, x509Entry } from '../helpers/fake-workload-api.ts';
-import { type RawResponse, raw } from '../helpers/http.ts';
+import type { RawResponse } from '../helpers/http.ts';
 import { DevCa } from '../helpers/pki.ts';
 
 const KEYS = 10_000;

@@ -9,7 +9,7 @@ import { validate } from '../../src/config/common.ts';
 import { type SidecarConfig, sidecarSchema } from '../../src/config/schema.ts';
 import { AWS_CONTAINER_TOKEN_FILE } from '../../src/providers/aws/env.ts';
 import { createAwsProvider } from '../../src/providers/aws/module.ts';
-import { type X509Source } from '../../src/spiffe/source.ts';
+import type { X509Source } from '../../src/spiffe/source.ts';
 import { parseX509Svid, type X509Svid } from '../../src/spiffe/x509-svid.ts';
 import { SettableX509Source } from '../helpers/identity.ts';
 import type { DevCa, DevKeyType, IssuedCertificate } from '../helpers/pki.ts';

@@ -37,8 +37,7 @@ export function parseAuthorization(header: string | undefined): SigV4Authorizati
   const credential = fields.get('Credential')?.split('/');
   const signedHeaders = fields.get('SignedHeaders');
   const signature = fields.get('Signature');
-  if (!credential || credential.length !== 5 || credential[4] !== 'aws4_request' || !signedHeaders || !signature)
-    return undefined;
+  if (credential?.length !== 5 || credential[4] !== 'aws4_request' || !signedHeaders || !signature) return undefined;
   const [accessKeyId, date, region, service] = credential as [string, string, string, string, string];
   if (!/^\d{8}$/.test(date) || !/^[0-9a-f]{64}$/.test(signature)) return undefined;
   return { accessKeyId, date, region, service, signedHeaders: signedHeaders.split(';'), signature };

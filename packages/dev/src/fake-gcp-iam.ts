@@ -186,7 +186,7 @@ export class FakeIam {
   #caller(authorization: string | undefined): IssuedToken {
     const m = /^Bearer (\S+)$/.exec(authorization ?? '');
     const t = m?.[1] === undefined ? undefined : this.lookup(m[1]);
-    if (!t || t.kind !== 'federated') {
+    if (t?.kind !== 'federated') {
       throw new GoogleApiError(
         401,
         'UNAUTHENTICATED',

@@ -424,7 +424,7 @@ export class FakeSts {
     const arn = ROLE_ARN.exec(roleArn);
     if (!arn) throw new StsError(400, 'ValidationError', 'Request ARN is invalid');
     const role = this.#chainedRoles.get(roleArn);
-    if (!role || !role.trustedRoles.includes(caller.roleArn)) {
+    if (!role?.trustedRoles.includes(caller.roleArn)) {
       throw new StsError(
         403,
         'AccessDenied',

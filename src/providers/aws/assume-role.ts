@@ -3,7 +3,7 @@
 // from the profile the sidecar writes. One attempt per call: retrying is the caller's.
 import type { AssumeRoleCommandOutput } from '@aws-sdk/client-sts';
 import type { AwsConfig, ExtraRole } from '../../config/aws.ts';
-import { type AwsCredentials } from './credential.ts';
+import type { AwsCredentials } from './credential.ts';
 import { roleSessionName, type StsSdk } from './exchange.ts';
 import { mapStsError, stsSession } from './upstream-errors.ts';
 

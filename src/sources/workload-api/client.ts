@@ -233,10 +233,11 @@ export class WorkloadApiSource implements X509Source, JwtSource {
     for (const warning of context.warnings) logger.warn({ source: 'workload-api' }, warning);
     const previous = this.#x509;
     this.#x509 = context;
-    const bundleChanged = !this.#bundle || !this.#bundle.equals(context.bundle);
+    const bundleChanged = !this.#bundle?.equals(context.bundle);
     this.#bundle = context.bundle;
-    const leafChanged =
-      !previous || !previous.svid.certificates[0]?.raw.equals(context.svid.certificates[0]?.raw ?? Buffer.alloc(0));
+    const leafChanged = !previous?.svid.certificates[0]?.raw.equals(
+      context.svid.certificates[0]?.raw ?? Buffer.alloc(0),
+    );
     if (!leafChanged && !bundleChanged) return true;
     metrics?.svidUpdates.inc({ kind: 'x509', outcome: 'accepted' });
     metrics?.svidExpiry.set({ kind: 'x509' }, Math.round(context.svid.notAfter.getTime() / 1000));
