@@ -189,4 +189,13 @@ test('errors quote the input but cut very long ones', () => {
     () => SpiffeId.parse(`spiffe://td/${'x'.repeat(5000)}`),
     (err: unknown) => err instanceof ConnectorError && err.message.length < 400,
   );
+  // Up to 120 characters the input is quoted whole, so the operator sees exactly what was refused.
+  const whole = `spiffe://td/${'x'.repeat(120 - 'spiffe://td/'.length - 1)}/`;
+  assert.equal(whole.length, 120);
+  assertFail(whole, `SPIFFE ID ${JSON.stringify(whole)} is invalid`);
+  const short = 'spiffe://td/a/';
+  assertFail(short, `SPIFFE ID "${short}" is invalid`);
+  // Longer, it is cut to its first 117 characters and "...".
+  const cut = `${whole.slice(0, -1)}x/`;
+  assertFail(cut, `SPIFFE ID ${JSON.stringify(`${cut.slice(0, 117)}...`)} is invalid`);
 });
