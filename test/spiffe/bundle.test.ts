@@ -166,3 +166,40 @@ test('JwtBundle.parseJwks: refusals', async () => {
   );
   bad({ keys: [{ kty: 'oct', kid: 's', k: 'c2VjcmV0' }] }, 'private or symmetric key material');
 });
+
+test('X509Bundle.equals: the same trust domain and the same authorities, in any order', async () => {
+  const a = await DevCa.create({ trustDomain: 'example.org' });
+  const b = await DevCa.create({ trustDomain: 'example.org' });
+  const ab = X509Bundle.parsePem(td, a.certPem + b.certPem);
+  assert.equal(ab.equals(X509Bundle.parsePem(td, b.certPem + a.certPem)), true);
+  assert.equal(ab.equals(X509Bundle.parsePem(td, a.certPem)), false, 'an authority fewer');
+  assert.equal(X509Bundle.parsePem(td, a.certPem).equals(ab), false, 'an authority more');
+  assert.equal(X509Bundle.parsePem(td, a.certPem).equals(X509Bundle.parsePem(td, b.certPem)), false);
+  const c = await DevCa.create({ trustDomain: 'example.org' });
+  assert.equal(ab.equals(X509Bundle.parsePem(td, a.certPem + c.certPem)), false, 'one authority replaced');
+  assert.equal(ab.equals(X509Bundle.parsePem('other.org', a.certPem + b.certPem)), false, 'another trust domain');
+});
+
+test('splitDer: a 4-byte long-form length, and a long-form length that ends the buffer', () => {
+  const four = new Uint8Array([0x30, 0x84, 0, 0, 0, 1, 0x05]);
+  assert.deepEqual(splitDer(four), [four]);
+  const empty = new Uint8Array([0x30, 0x81, 0x00]);
+  assert.deepEqual(splitDer(empty), [empty]);
+});
+
+test('JwtBundle.parseJwks: frozen keys, zero sequence and hint, and more refusals', async () => {
+  const { jwk } = await publicJwk('ES256', 'k1');
+  const bundle = JwtBundle.parseJwks(td, JSON.stringify({ keys: [jwk], spiffe_sequence: 0, spiffe_refresh_hint: 0 }));
+  assert.equal(bundle.sequence, 0);
+  assert.equal(bundle.refreshHintSeconds, 0);
+  assert.equal(Object.isFrozen(bundle.keys), true);
+  assert.equal(Object.isFrozen(bundle.keys[0]), true);
+  const bad = (doc: string, includes: string) =>
+    refused(() => JwtBundle.parseJwks(td, doc), 'bundle_invalid', includes);
+  bad('null', 'is not a JSON object');
+  bad(JSON.stringify({ keys: [null] }), 'keys[0] is not a JSON object');
+  bad(JSON.stringify({ keys: [{ ...jwk, kty: '' }] }), 'has no "kty"');
+  bad(JSON.stringify({ keys: [{ ...jwk, kid: 7 }] }), 'without a "kid"');
+  bad(JSON.stringify({ keys: [], spiffe_sequence: 1.5 }), '"spiffe_sequence" must be a non-negative integer');
+  bad(JSON.stringify({ keys: [], spiffe_refresh_hint: -1 }), '"spiffe_refresh_hint" must be a non-negative integer');
+});
