@@ -189,6 +189,9 @@ test('validateJwtSvid: refusals', async () => {
   // A key pinned to another algorithm.
   const pinned = JwtBundle.parseJwks('example.org', JSON.stringify({ keys: [{ ...rsa.jwk, alg: 'PS256' }] }));
   await refuse(await sign(rsa), 'signed with RS256 but key "r" is for PS256', pinned);
+  // A key pinned to the token's own algorithm (OIDC-style JWKS publish "alg") verifies it.
+  const same = JwtBundle.parseJwks('example.org', JSON.stringify({ keys: [{ ...rsa.jwk, alg: 'RS256' }] }));
+  assert.equal((await validateJwtSvid(await sign(rsa), same, AUD, NOW)).id.toString(), ID);
 
   // An empty bundle trusts nothing.
   await refuse(await sign(a), 'has no key with kid "a"', JwtBundle.parseJwks('example.org', '{"keys":[]}'));
@@ -259,4 +262,58 @@ test('parseJwtSvidInsecure: a signature cut short is refused for every algorithm
       assert.throws(() => parseJwtSvidInsecure(cut, { now: NOW }), refusal(cut, 'cut short'), `${alg} cut by ${keep}`);
     }
   }
+});
+
+test('parseJwtSvidInsecure: time claims at the leeway boundary, exactly', async () => {
+  const s = await signer('ES256');
+  const ok = async (over: JWTPayload) => parseJwtSvidInsecure(await sign(s, claims(over)), { now: NOW });
+  const no = async (over: JWTPayload, includes: string) => {
+    const token = await sign(s, claims(over));
+    assert.throws(() => parseJwtSvidInsecure(token, { now: NOW }), refusal(token, includes));
+  };
+  await no({ exp: NOW_S - 30 }, 'expired at');
+  assert.ok(await ok({ exp: NOW_S - 29 }));
+  assert.ok(await ok({ nbf: NOW_S - 60 }), 'a past nbf');
+  assert.ok(await ok({ nbf: NOW_S + 10 }), 'an nbf within the leeway');
+  assert.ok(await ok({ nbf: NOW_S + 30 }), 'an nbf at the leeway');
+  await no({ nbf: NOW_S + 31 }, 'not valid before');
+  assert.ok(await ok({ iat: NOW_S + 30 }), 'an iat at the leeway');
+  await no({ iat: NOW_S + 31 }, 'issued in the future');
+  await no({ nbf: String(NOW_S) as unknown as number }, 'nbf claim is not a NumericDate');
+});
+
+test('parseJwtSvidInsecure: more refusals (kid, audience, segments, signature sizes)', async () => {
+  const es = await signer('ES256');
+  const es384 = await signer('ES384');
+  const good = await sign(es);
+  const [h, p, sig = ''] = good.split('.');
+  const rsaWith = (bytes: number) =>
+    `${b64({ alg: 'RS256', kid: 'r' })}.${p}.${Buffer.alloc(bytes, 1).toString('base64url')}`;
+  const cases: [string, string][] = [
+    [await sign(es, claims(), { kid: 5 }), 'header kid is not a string'],
+    [await sign(es, claims({ aud: [AUD, ''] })), 'neither a string nor an array of strings'],
+    [`${b64(null)}.${p}.${sig}`, 'header is not a JSON object'],
+    [`${b64(5)}.${p}.${sig}`, 'header is not a JSON object'],
+    [`${h}.${b64('spiffe://example.org/app')}.${sig}`, 'payload is not a JSON object'],
+    [`${h}.${p}.*${sig.slice(1)}`, 'signature is not base64url'],
+    [`${await sign(es384)}A`, 'cut short'],
+    [rsaWith(224), 'signatures are the size of the RSA modulus'],
+    [rsaWith(2080), 'signatures are the size of the RSA modulus'],
+    [rsaWith(260), 'signatures are the size of the RSA modulus'],
+  ];
+  for (const [token, includes] of cases) {
+    assert.throws(() => parseJwtSvidInsecure(token, { now: NOW }), refusal(token, includes), includes);
+  }
+  // The largest RSA modulus taken: 16384 bits.
+  assert.equal(parseJwtSvidInsecure(rsaWith(2048), { now: NOW }).algorithm, 'RS256');
+});
+
+test('parseJwtSvidInsecure: claims are frozen all the way down; inspect names the ID', async () => {
+  const s = await signer('ES256');
+  const svid = parseJwtSvidInsecure(await sign(s, claims({ extra: { a: [1] }, none: null })), { now: NOW });
+  const extra = svid.claims['extra'] as { a: number[] };
+  assert.equal(Object.isFrozen(extra), true);
+  assert.equal(Object.isFrozen(extra.a), true);
+  assert.equal(svid.claims['none'], null);
+  assert.match(inspect(svid), /^JwtSvid\(spiffe:\/\/example\.org\/ns\/default\/sa\/app, aud \["sts\.amazonaws\.com"\]/);
 });
