@@ -17,7 +17,10 @@ export const MODULES: Record<string, MutationModule> = {
     mutate: ['src/providers/gcp/endpoints.ts'],
     tests: ['test/gcp/metadata-server.test.ts', 'test/gcp/extra-service-accounts.test.ts'],
   },
-  'azure-endpoints': { mutate: ['src/providers/azure/endpoints.ts'], tests: ['test/azure/endpoints.test.ts'] },
+  'azure-endpoints': {
+    mutate: ['src/providers/azure/endpoints.ts'],
+    tests: ['test/azure/endpoints.test.ts', 'test/azure/per-container.test.ts'],
+  },
   'client-auth': {
     mutate: ['src/issuer/client-auth.ts'],
     tests: ['test/issuer/token.test.ts', 'test/issuer/bundle-reload.test.ts'],

@@ -6,9 +6,20 @@ import { readFile, stat } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { type Clock, systemClock } from '../../src/base/clock.ts';
 import { cloudEnvironment } from '../../src/env.ts';
 import { raw } from '../helpers/http.ts';
-import { azureConfig, CLIENT_ID, OBJECT_ID, type RunningAzure, runAzure, startWorld } from './fixtures.ts';
+import { until } from '../helpers/until.ts';
+import {
+  azureConfig,
+  CLIENT_ID,
+  exchangesSettled,
+  OBJECT_ID,
+  type RunningAzure,
+  runAzure,
+  SPIFFE_ID,
+  startWorld,
+} from './fixtures.ts';
 
 const STORAGE = 'https://storage.azure.com';
 const IMDS = '/metadata/identity/oauth2/token';
@@ -314,4 +325,103 @@ test('azure.allowedResources: another resource is a 400 invalid_resource at once
   const allowed = await imds(run, `api-version=2018-02-01&resource=${encodeURIComponent(STORAGE)}`);
   assert.equal(allowed.status, 200);
   assert.equal(world.entra.counters.token, before + 1, 'only the allowed resource reached Entra');
+});
+
+test('methods: 405 with Allow (GET for App Service and IMDS, POST for MSI_ENDPOINT) in each surface’s shape; HEAD as GET', async (t) => {
+  const world = await startWorld(t);
+  const run = await runAzure(t, world);
+  const identity = { 'X-IDENTITY-HEADER': run.env['IDENTITY_HEADER'] ?? '' };
+  const imdsPost = await send(run, 'POST', `${IMDS}?api-version=2018-02-01&resource=${STORAGE}`, { Metadata: 'true' });
+  assert.deepEqual(
+    [imdsPost.status, imdsPost.headers['allow'], imdsPost.body['error']],
+    [405, 'GET', 'method_not_allowed'],
+  );
+  const appPost = await send(run, 'POST', `/msi/token?api-version=2019-08-01&resource=${STORAGE}`, identity);
+  assert.deepEqual([appPost.status, appPost.headers['allow'], appPost.body['statusCode']], [405, 'GET', 405]);
+  assert.match(String(appPost.body['message']), /^method_not_allowed: /);
+  const msiGet = await send(run, 'GET', `/msi/legacy?resource=${STORAGE}`, { Metadata: 'true' });
+  assert.deepEqual([msiGet.status, msiGet.headers['allow'], msiGet.body['error']], [405, 'POST', 'method_not_allowed']);
+
+  const imdsHead = await send(run, 'HEAD', `${IMDS}?api-version=2018-02-01&resource=${STORAGE}`, { Metadata: 'true' });
+  assert.equal(imdsHead.status, 200);
+  assert.equal(imdsHead.headers['cache-control'], 'no-store');
+  const appHead = await send(run, 'HEAD', `/msi/token?api-version=2019-08-01&resource=${STORAGE}`, identity);
+  assert.equal(appHead.status, 200);
+  assert.equal(appHead.headers['cache-control'], 'no-store');
+});
+
+test('paths: /metadata and /msi themselves are 404 JSON, other paths are not ours; a trailing slash is the same path', async (t) => {
+  const world = await startWorld(t);
+  const run = await runAzure(t, world);
+  for (const path of ['/metadata', '/msi']) {
+    const reply = await send(run, 'GET', path, { Metadata: 'true' });
+    assert.deepEqual([reply.status, reply.body['error']], [404, 'not_found'], path);
+  }
+  for (const path of ['/', '/msi-other', '/metadataX', '/latest/meta-data/']) {
+    const reply = await raw(run.port, 'GET', path, { Metadata: 'true' });
+    assert.deepEqual([reply.status, reply.body], [404, 'not found\n'], path);
+  }
+  const q = `api-version=2018-02-01&resource=${STORAGE}`;
+  assert.equal((await send(run, 'GET', `${IMDS}/?${q}`, { Metadata: 'true' })).status, 200);
+  const app = await send(run, 'GET', `/msi/token/?api-version=2019-08-01&resource=${STORAGE}`, {
+    'X-IDENTITY-HEADER': run.env['IDENTITY_HEADER'] ?? '',
+  });
+  assert.deepEqual(Object.keys(app.body).sort(), ['access_token', 'client_id', 'expires_on', 'resource', 'token_type']);
+  const form = { 'Content-Type': 'application/x-www-form-urlencoded', Metadata: 'true' };
+  const msi = await send(run, 'POST', '/msi/legacy/', form, `resource=${encodeURIComponent(STORAGE)}`);
+  assert.deepEqual([msi.status, msi.body['resource']], [200, STORAGE]);
+});
+
+test('MSI_ENDPOINT: a form body it cannot read (over 16 kB, too many fields) is a 400 JSON error, and Entra is not called', async (t) => {
+  const world = await startWorld(t);
+  const run = await runAzure(t, world);
+  const form = { 'Content-Type': 'application/x-www-form-urlencoded', Metadata: 'true' };
+  const large = `resource=${encodeURIComponent(STORAGE)}&pad=${'a'.repeat(17 * 1024)}`;
+  const many = `resource=${encodeURIComponent(STORAGE)}${Array.from({ length: 40 }, (_, i) => `&f${i}=1`).join('')}`;
+  for (const body of [large, many]) {
+    const reply = await send(run, 'POST', '/msi/legacy', form, body);
+    assert.equal(reply.status, 400);
+    assert.deepEqual(reply.body, {
+      error: 'invalid_request',
+      error_description: 'The request body could not be read as a form',
+    });
+  }
+  assert.equal(world.entra.counters.token, 0);
+});
+
+test('a held token: IMDS and MSI_ENDPOINT count expires_in down with the clock; after a refresh every surface serves the new token', async (t) => {
+  const world = await startWorld(t);
+  let offsetMs = 0;
+  const clock: Clock = { ...systemClock, now: () => systemClock.now() + offsetMs };
+  const run = await runAzure(t, world, { clock });
+  const form = { 'Content-Type': 'application/x-www-form-urlencoded', Metadata: 'true' };
+  const surfaces = {
+    imds: () => imds(run, `api-version=2018-02-01&resource=${STORAGE}`),
+    msi: () => send(run, 'POST', '/msi/legacy', form, `resource=${encodeURIComponent(STORAGE)}`),
+    appService: () => appService(run, `api-version=2019-08-01&resource=${STORAGE}`),
+  };
+  const before: Record<string, Reply> = {};
+  for (const [name, ask] of Object.entries(surfaces)) before[name] = await ask();
+
+  offsetMs = 120_000;
+  for (const name of ['imds', 'msi'] as const) {
+    const later = await surfaces[name]();
+    const elapsed = Number(before[name]?.body['expires_in']) - Number(later.body['expires_in']);
+    // Two minutes of the clock, plus at most a few seconds of real time between the requests.
+    assert.ok(elapsed >= 120 && elapsed <= 125, `${name}: expires_in went down by ${elapsed} s`);
+    assert.equal(later.body['access_token'], before[name]?.body['access_token']);
+  }
+  assert.equal(world.entra.counters.token, 1);
+
+  world.jwt.rotate(SPIFFE_ID);
+  await until(
+    async () => (await exchangesSettled(run, 'success')) === 2,
+    "(await exchangesSettled(run, 'success')) === 2",
+  );
+  for (const [name, ask] of Object.entries(surfaces)) {
+    const after = await ask();
+    assert.equal(after.status, 200, name);
+    assert.notEqual(after.body['access_token'], before[name]?.body['access_token'], name);
+    await world.entra.verifyAccessToken(String(after.body['access_token']), STORAGE);
+  }
 });
