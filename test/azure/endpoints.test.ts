@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { type Clock, systemClock } from '../../src/base/clock.ts';
 import { cloudEnvironment } from '../../src/env.ts';
+import { createLogger } from '../../src/ops/logger.ts';
 import { raw } from '../helpers/http.ts';
 import { until } from '../helpers/until.ts';
 import {
@@ -424,4 +425,32 @@ test('a held token: IMDS and MSI_ENDPOINT count expires_in down with the clock; 
     assert.notEqual(after.body['access_token'], before[name]?.body['access_token'], name);
     await world.entra.verifyAccessToken(String(after.body['access_token']), STORAGE);
   }
+});
+
+test('no token to serve: logged at warn when upstream failed, at debug when the caller asked for a refused resource', async (t) => {
+  const lines: Array<Record<string, unknown>> = [];
+  const logger = createLogger({
+    level: 'debug',
+    destination: { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) },
+  });
+  const world = await startWorld(t, { federate: false });
+  const run = await runAzure(t, world, { logger, azure: { allowedResources: [STORAGE] } });
+  const noToken = () => lines.filter((l) => l['msg'] === 'no Azure token to serve');
+
+  assert.equal((await imds(run, `api-version=2018-02-01&resource=${encodeURIComponent(STORAGE)}`)).status, 503);
+  const upstream = noToken();
+  assert.equal(upstream.length, 1);
+  assert.equal(upstream[0]?.['level'], 'warn');
+  assert.equal(upstream[0]?.['surface'], 'azure-imds');
+  assert.equal(upstream[0]?.['cloud'], 'azure');
+  assert.equal(typeof upstream[0]?.['err'], 'string');
+
+  const vault = encodeURIComponent('https://vault.azure.net');
+  assert.equal((await appService(run, `api-version=2019-08-01&resource=${vault}`)).status, 400);
+  const refused = noToken().slice(1);
+  assert.equal(refused.length, 1);
+  assert.deepEqual(
+    [refused[0]?.['level'], refused[0]?.['surface'], refused[0]?.['code']],
+    ['debug', 'azure-appservice', 'request_invalid'],
+  );
 });
