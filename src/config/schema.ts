@@ -191,6 +191,18 @@ export const sidecarSchema = z
           message: 'client ids per container are served on the App Service endpoint: enable azure.appService',
         });
       }
+      // The header says who asks: two callers with one header would be served as whichever is checked first.
+      const headers = new Set(config.azure?.identityHeader === undefined ? [] : [config.azure.identityHeader]);
+      for (const [name, c] of Object.entries(config.azure?.containers ?? {})) {
+        if (c.identityHeader === undefined) continue;
+        if (headers.has(c.identityHeader))
+          ctx.addIssue({
+            code: 'custom',
+            path: ['azure', 'containers', name, 'identityHeader'],
+            message: 'must differ from the pod’s and every other container’s identityHeader (it says who asks)',
+          });
+        headers.add(c.identityHeader);
+      }
       if (config.aws?.rolesAnywhere && !hasX509) {
         ctx.addIssue({
           code: 'custom',

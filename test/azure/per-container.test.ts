@@ -151,6 +151,21 @@ test('config: container names are Kubernetes names; client ids per container nee
     problems({ containers: { api: { clientId: 'x' } } }),
     /azure\.containers\.api\.clientId: must be the application/,
   );
+  const header = 'set-by-the-webhook-0123456789';
+  assert.match(
+    problems({ identityHeader: header, containers: { api: { clientId: API_CLIENT, identityHeader: header } } }),
+    /azure\.containers\.api\.identityHeader: must differ from the pod’s/,
+  );
+  assert.match(
+    problems({
+      containers: {
+        api: { clientId: API_CLIENT, identityHeader: header },
+        web: { clientId: CLIENT_ID, identityHeader: header },
+      },
+    }),
+    /azure\.containers\.web\.identityHeader: must differ/,
+  );
+  assert.equal(problems({ identityHeader: header, containers: { api: { clientId: API_CLIENT } } }), '');
   assert.match(
     problems({ containers: { api: { clientId: API_CLIENT, identityHeader: 'short' } } }),
     /azure\.containers\.api\.identityHeader: must be at least 16 characters/,
