@@ -368,25 +368,12 @@ export class FakeSts {
         'The requested DurationSeconds exceeds the MaxSessionDuration set for this role.',
       );
 
-    const [, partition, account, roleName] = arn as unknown as [string, string, string, string];
-    const now = Math.floor(this.#clock.now() / 1000) * 1000;
-    const credential: IssuedCredential = {
-      accessKeyId: `ASIA${randomBase32(16)}`,
-      secretAccessKey: randomBytes(30).toString('base64'),
-      sessionToken: `IQoJb3JpZ2luX2Vj${randomBytes(300).toString('base64')}`,
-      expiration: now + duration * 1000 + this.#expirationFractionMs,
-      account,
-      assumedRoleArn: `arn:${partition}:sts::${account}:assumed-role/${roleName}/${sessionName}`,
-      assumedRoleId: `${roleId(roleArn)}:${sessionName}`,
-      roleArn,
-      sessionName,
+    const credential = this.#mint(arn, roleArn, sessionName, duration * 1000 + this.#expirationFractionMs, {
       subject: claims.sub,
       sessionTags: tags,
       transitiveTagKeys,
       sourceIdentity,
-    };
-    for (const [key, c] of this.#issued) if (c.expiration <= now) this.#issued.delete(key);
-    this.#issued.set(credential.accessKeyId, credential);
+    });
     this.stats.assumeRoleSuccesses += 1;
     this.stats.lastSessionName = sessionName;
     this.stats.lastSubject = claims.sub;
@@ -443,18 +430,7 @@ export class FakeSts {
         'ValidationError',
         'The requested DurationSeconds exceeds the MaxSessionDuration set for this role.',
       );
-    const [, partition, account, roleName] = arn as unknown as [string, string, string, string];
-    const now = Math.floor(this.#clock.now() / 1000) * 1000;
-    const credential: IssuedCredential = {
-      accessKeyId: `ASIA${randomBase32(16)}`,
-      secretAccessKey: randomBytes(30).toString('base64'),
-      sessionToken: `IQoJb3JpZ2luX2Vj${randomBytes(300).toString('base64')}`,
-      expiration: now + duration * 1000,
-      account,
-      assumedRoleArn: `arn:${partition}:sts::${account}:assumed-role/${roleName}/${sessionName}`,
-      assumedRoleId: `${roleId(roleArn)}:${sessionName}`,
-      roleArn,
-      sessionName,
+    const credential = this.#mint(arn, roleArn, sessionName, duration * 1000, {
       subject: caller.subject,
       // Transitive tags and the source identity pass along a role chain.
       sessionTags: Object.fromEntries(
@@ -462,12 +438,37 @@ export class FakeSts {
       ),
       transitiveTagKeys: caller.transitiveTagKeys,
       sourceIdentity: caller.sourceIdentity,
-    };
-    for (const [key, c] of this.#issued) if (c.expiration <= now) this.#issued.delete(key);
-    this.#issued.set(credential.accessKeyId, credential);
+    });
     this.stats.chainedAssumeRoleSuccesses += 1;
     this.stats.lastChainedFrom = caller.assumedRoleArn;
     return assumeRoleXml({ ...credential, requestId });
+  }
+
+  /** A new session for `roleArn` (matched by ROLE_ARN), kept until it expires; expired ones are dropped. */
+  #mint(
+    arn: RegExpExecArray,
+    roleArn: string,
+    sessionName: string,
+    lifeMs: number,
+    identity: Pick<IssuedCredential, 'subject' | 'sessionTags' | 'transitiveTagKeys' | 'sourceIdentity'>,
+  ): IssuedCredential {
+    const [, partition, account, roleName] = arn as unknown as [string, string, string, string];
+    const now = Math.floor(this.#clock.now() / 1000) * 1000;
+    const credential: IssuedCredential = {
+      accessKeyId: `ASIA${randomBase32(16)}`,
+      secretAccessKey: randomBytes(30).toString('base64'),
+      sessionToken: `IQoJb3JpZ2luX2Vj${randomBytes(300).toString('base64')}`,
+      expiration: now + lifeMs,
+      account,
+      assumedRoleArn: `arn:${partition}:sts::${account}:assumed-role/${roleName}/${sessionName}`,
+      assumedRoleId: `${roleId(roleArn)}:${sessionName}`,
+      roleArn,
+      sessionName,
+      ...identity,
+    };
+    for (const [key, c] of this.#issued) if (c.expiration <= now) this.#issued.delete(key);
+    this.#issued.set(credential.accessKeyId, credential);
+    return credential;
   }
 
   /** The session a SigV4-signed request was signed with, verified with the secret this stand-in issued for it. */
