@@ -4,9 +4,11 @@
 // tests, since a mutant already killed stays killed when tests are only added. REF is the commit the report
 // was measured at (default HEAD): each mutant is found by its text near its old place, so later edits of
 // other lines do not misplace it; one whose text changed is listed as "changed" and not run.
-// Each mutant runs in a copy of the checkout under the system temp dir; the source tree is never touched.
+// Each mutant runs in a copy of the checkout (its files git knows or would add) under the system temp dir, its
+// test files one at a time up to the first that fails; the source tree is never touched. The tests first run
+// once without a mutant: a copy they fail in would count every mutant as killed.
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -41,9 +43,29 @@ const RUN_TIMEOUT_MS = 240_000;
 
 const report = JSON.parse(readFileSync(join(ROOT, 'reports', 'mutation', `${name}.json`), 'utf8')) as Report;
 const box = mkdtempSync(join(tmpdir(), 'mutate-survivors-'));
-for (const entry of ['src', 'test', 'packages', 'proto', 'scripts', 'package.json', 'tsconfig.json'])
-  cpSync(join(ROOT, entry), join(box, entry), { recursive: true });
+// Every file of the checkout that git knows or would add (the tests also read examples/, charts/, docs/, ...).
+const files = spawnSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], {
+  cwd: ROOT,
+  encoding: 'utf8',
+}).stdout;
+for (const file of new Set(files.split('\0').filter((f) => f !== '' && existsSync(join(ROOT, f)))))
+  cpSync(join(ROOT, file), join(box, file), { recursive: true });
 symlinkSync(join(ROOT, 'node_modules'), join(box, 'node_modules'));
+
+/** One run of the module's test files in the copy, file by file, up to the first that fails. */
+const tests = module.tests;
+function runTests(): 'killed' | 'timeout' | 'survived' {
+  for (const test of tests) {
+    const run = spawnSync(process.execPath, ['--test', '--test-concurrency=1', test], {
+      cwd: box,
+      encoding: 'utf8',
+      timeout: RUN_TIMEOUT_MS,
+    });
+    if (run.error || run.signal) return 'timeout';
+    if (run.status !== 0) return 'killed';
+  }
+  return 'survived';
+}
 
 /**
  * Where the text a mutant replaced (measured at REF) is in the current file: found with the lines around it
@@ -74,6 +96,8 @@ function relocate(
 
 const tally = { killed: 0, timeout: 0, survived: 0, changed: 0 };
 try {
+  // Without a mutant every test must pass in the copy, or each mutant would count as killed.
+  if (runTests() !== 'survived') throw new Error(`${name}: the tests fail in the copy without any mutant`);
   for (const [file, { mutants }] of Object.entries(report.files)) {
     const current = readFileSync(join(ROOT, file), 'utf8');
     const measured = spawnSync('git', ['show', `${ref}:${file}`], { cwd: ROOT, encoding: 'utf8' }).stdout;
@@ -91,12 +115,7 @@ try {
         continue;
       }
       writeFileSync(join(box, file), current.slice(0, at) + m.replacement + current.slice(at + text.length));
-      const run = spawnSync(process.execPath, ['--test', '--test-concurrency=1', ...module.tests], {
-        cwd: box,
-        encoding: 'utf8',
-        timeout: RUN_TIMEOUT_MS,
-      });
-      const status = run.error || run.signal ? 'timeout' : run.status === 0 ? 'survived' : 'killed';
+      const status = runTests();
       tally[status]++;
       process.stdout.write(`${status.padEnd(9)} ${m.id} ${where}\n`);
       writeFileSync(join(box, file), current);
