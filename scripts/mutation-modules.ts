@@ -32,6 +32,7 @@ export const MODULES: Record<string, MutationModule> = {
       'test/webhook/roles-anywhere.test.ts',
       'test/webhook/per-container.test.ts',
       'test/webhook/service-accounts.test.ts',
+      'test/webhook/link-local.test.ts',
     ],
   },
   cache: {
