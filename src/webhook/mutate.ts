@@ -169,7 +169,7 @@ export function mutatePod(
   if (ownProblems.length > 0) return denied(named(ownProblems));
 
   const built = buildSidecarConfig(settings, defaults, { prefix, randomSecret: context.randomSecret });
-  if ('problems' in built) return denied(built.problems.join('; '));
+  if ('problems' in built) return denied(named(built.problems));
   const sidecarConfig = built.built.config;
   // A surface any process of the pod reads without a container's secret would make them no boundary
   // (docs/webhook.md "A role per container"): refused, by the annotation that turned it on.

@@ -712,3 +712,31 @@ test('aws-extra-roles and gcp-extra-service-accounts: the profiles and accounts 
     /aws-extra-roles.*must be an IAM role ARN/,
   );
 });
+
+test("a problem in the pod's own annotation is not blamed on its ServiceAccount, which sets the same key", () => {
+  const account = {
+    name: 'shop/orders',
+    annotations: { [`${P}inject`]: 'true', [`${P}aws-role-arn`]: 'arn:aws:iam::111122223333:role/orders' },
+  };
+  const r = admitPod(
+    pod({ [`${P}aws-role-arn`]: 'role/orders' }),
+    {
+      config: config(),
+      randomSecret: () => 'per-pod-secret-0123456789',
+    },
+    account,
+  );
+  const message = deniedMessage(r);
+  assert.match(message, /^spiffe-connector\.io\/aws-role-arn: must be an IAM role ARN/);
+  assert.doesNotMatch(message, /ServiceAccount/);
+  // And one the account alone sets is named as the account's.
+  const typo = admitPod(
+    pod({}),
+    { config: config(), randomSecret: () => 'per-pod-secret-0123456789' },
+    {
+      name: 'shop/orders',
+      annotations: { ...account.annotations, [`${P}aws-region`]: 'mars' },
+    },
+  );
+  assert.match(deniedMessage(typo), /aws-region: .*\(annotation of ServiceAccount shop\/orders\)$/);
+});
