@@ -2,6 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import jsonpatch from 'fast-json-patch';
 import { parseWebhookConfig, type WebhookConfig } from '../../src/config/webhook.ts';
 import { admitPod, type MutationResult } from '../../src/webhook/mutate.ts';
 import type { Pod } from '../../src/webhook/pod.ts';
@@ -711,6 +712,209 @@ test('aws-extra-roles and gcp-extra-service-accounts: the profiles and accounts 
     deniedMessage(admit(pod({ ...AWS, [`${P}aws-extra-roles`]: 'r=not-an-arn' }))),
     /aws-extra-roles.*must be an IAM role ARN/,
   );
+});
+
+/** The pod as the API server stores it after applying the patch (RFC 6902, every op validated). */
+function patched(p: Pod, r: Extract<MutationResult, { outcome: 'injected' }>): Record<string, any> {
+  return jsonpatch.applyPatch(structuredClone(p), structuredClone(r.patch) as never, true, false).newDocument;
+}
+
+function sidecarOf(out: Record<string, any>): Record<string, any> {
+  const sidecar = (out['spec'].initContainers as Array<Record<string, any>>).find(
+    (c) => c['name'] === 'spiffe-connector',
+  );
+  assert.ok(sidecar, 'the sidecar is injected');
+  return sidecar;
+}
+
+test('volume names taken with their suffixes too get the next free suffix', () => {
+  const p = pod(AWS, {
+    volumes: [
+      'spiffe-connector-svid',
+      'spiffe-connector-svid-1',
+      'spiffe-connector-state',
+      'spiffe-connector-state-1',
+    ].map((name) => ({ name, emptyDir: {} })),
+  });
+  const out = patched(p, injected(admit(p)));
+  assert.deepEqual(out['spec'].volumes.map((v: { name: string }) => v.name).slice(4), [
+    'spiffe-connector-svid-2',
+    'spiffe-connector-state-2',
+  ]);
+  assert.deepEqual(
+    sidecarOf(out)['volumeMounts'].map((m: { name: string }) => m.name),
+    ['spiffe-connector-svid-2', 'spiffe-connector-state-2'],
+  );
+});
+
+test("a port of the sidecar's declared by any container, among other ports, is denied; other ports are not", () => {
+  const withPorts = (...ports: number[]) =>
+    pod(AWS, {
+      containers: [
+        { name: 'app', image: 'app:1', ports: [] },
+        { name: 'web', image: 'web:1', ports: ports.map((containerPort) => ({ containerPort })) },
+      ],
+    });
+  assert.equal(
+    deniedMessage(admit(withPorts(3000, 8181))),
+    `${P}metadata-port: port 8181 is declared by container "web"; set ${P}metadata-port to a free port`,
+  );
+  assert.match(
+    deniedMessage(admit(withPorts(3000, 9090))),
+    /^spiffe-connector\.io\/ops-port: port 9090 is declared by container "web"/,
+  );
+  injected(admit(withPorts(3000, 8080)));
+  // metadata-port-80: only a container that declares port 80 is in the way.
+  const port80 = { ...AWS, [`${P}metadata-port-80`]: 'true' };
+  assert.equal(
+    deniedMessage(admit({ ...withPorts(3000, 80), metadata: { name: 'p', annotations: port80 } })),
+    `${P}metadata-port-80: port 80 is declared by container "web"`,
+  );
+  const free = { ...withPorts(3000, 8443), metadata: { name: 'p', annotations: port80 } };
+  assert.deepEqual(patched(free, injected(admit(free)))['spec'].securityContext.sysctls, [
+    { name: 'net.ipv4.ip_unprivileged_port_start', value: '80' },
+  ]);
+});
+
+test('metadata-port-80 keeps a sysctl of exactly 80; one the kernel would not read as a whole number up to 80 is denied', () => {
+  const withSysctl = (value: string) =>
+    pod(
+      { ...AWS, [`${P}metadata-port-80`]: 'true' },
+      { securityContext: { fsGroup: 2000, sysctls: [{ name: 'net.ipv4.ip_unprivileged_port_start', value }] } },
+    );
+  assert.deepEqual(
+    injected(admit(withSysctl('80'))).patch.filter((op) => op.path.startsWith('/spec/securityContext')),
+    [],
+  );
+  for (const value of ['81', '-1', '1e1', '8O', ' 0'])
+    assert.equal(
+      deniedMessage(admit(withSysctl(value))),
+      `${P}metadata-port-80: the pod sets net.ipv4.ip_unprivileged_port_start to ${value}; the sidecar needs 80 or lower to listen on port 80`,
+      value,
+    );
+});
+
+test("the sidecar's group is the SPIFFE volume's fs-group only when it is a group number, never the root group", () => {
+  const svid = (attributes?: Record<string, string>) => ({
+    name: 'svid',
+    csi: { driver: 'spiffe.csi.cert-manager.io', ...(attributes ? { volumeAttributes: attributes } : {}) },
+  });
+  const groupOf = (r: Extract<MutationResult, { outcome: 'injected' }>, p: Pod): unknown =>
+    sidecarOf(patched(p, r))['securityContext'].runAsGroup;
+  for (const fsGroup of ['2000x', 'x2000', '0', '-5']) {
+    const p = pod(AWS, { volumes: [svid({ 'spiffe.csi.cert-manager.io/fs-group': fsGroup })] });
+    const r = injected(admit(p));
+    assert.equal(groupOf(r, p), 65532, fsGroup);
+    assert.match(r.warnings[0] ?? '', /sets no spiffe\.csi\.cert-manager\.io\/fs-group/, fsGroup);
+  }
+  // The pod's fsGroup 0 (root) is not taken either: the sidecar keeps its own group, with the warning.
+  const root = pod(AWS, { volumes: [svid()], securityContext: { fsGroup: 0 } });
+  const r = injected(admit(root));
+  assert.equal(groupOf(r, root), 65532);
+  assert.match(r.warnings[0] ?? '', /sets no spiffe\.csi\.cert-manager\.io\/fs-group/);
+});
+
+test('the sidecar declares its ops port by name unless a container of the pod already uses that port name', () => {
+  const opsPort = (p: Pod) => sidecarOf(patched(p, injected(admit(p))))['ports'];
+  const two = (ports: Array<{ containerPort: number; name?: string }>): Pod =>
+    pod(AWS, {
+      containers: [
+        { name: 'app', image: 'app:1', ports },
+        { name: 'b', image: 'b:1', ports: [] },
+      ],
+    });
+  assert.deepEqual(opsPort(two([{ containerPort: 3000, name: 'http' }])), [
+    { name: 'spiffe-conn-ops', containerPort: 9090, protocol: 'TCP' },
+  ]);
+  assert.equal(
+    opsPort(
+      two([
+        { containerPort: 3000, name: 'http' },
+        { containerPort: 3001, name: 'spiffe-conn-ops' },
+      ]),
+    ),
+    undefined,
+    'port names are unique in a pod: the API server would refuse a second one',
+  );
+});
+
+test('a skipped container gets neither the env nor the token mount; the others do', () => {
+  const p = pod(
+    { ...AWS, [`${P}skip-containers`]: 'b' },
+    {
+      containers: [
+        { name: 'a', image: 'a:1' },
+        { name: 'b', image: 'b:1' },
+      ],
+    },
+  );
+  const out = patched(p, injected(admit(p)));
+  const [a, b] = out['spec'].containers;
+  assert.ok(a.env.some((e: { name: string }) => e.name === 'AWS_CONTAINER_CREDENTIALS_FULL_URI'));
+  assert.deepEqual(a.volumeMounts, [
+    { name: 'spiffe-connector-state', mountPath: '/var/run/spiffe-connector', readOnly: true },
+  ]);
+  assert.deepEqual(b, { name: 'b', image: 'b:1' });
+});
+
+test('init-containers on a pod that has none: the sidecar is its only init container, and unknown names list only the app containers', () => {
+  const p = pod({ ...AWS, [`${P}init-containers`]: 'true' });
+  const out = patched(p, injected(admit(p)));
+  assert.deepEqual(
+    out['spec'].initContainers.map((c: { name: string }) => c.name),
+    ['spiffe-connector'],
+  );
+  assert.ok(
+    out['spec'].containers[0].env.some((e: { name: string }) => e.name === 'AWS_CONTAINER_CREDENTIALS_FULL_URI'),
+  );
+  assert.equal(
+    deniedMessage(
+      admit(
+        pod({ ...AWS, [`${P}init-containers`]: 'true', [`${P}aws-role-arn.nope`]: AWS[`${P}aws-role-arn`] as string }),
+      ),
+    ),
+    `${P}aws-role-arn.nope: names no container of this pod (its containers: app)`,
+  );
+});
+
+test('a role per container: a container that mounts the SPIFFE volume among others is warned of; one that already mounts its own directory keeps it', () => {
+  const ROLE = 'arn:aws:iam::111122223333:role/api';
+  const p = pod(
+    { ...AWS, [`${P}aws-role-arn.api`]: ROLE },
+    {
+      containers: [
+        { name: 'api', image: 'api:1', volumeMounts: [] },
+        {
+          name: 'web',
+          image: 'web:1',
+          volumeMounts: [
+            { name: 'cache', mountPath: '/cache' },
+            { name: 'svid', mountPath: '/spiffe', readOnly: true },
+          ],
+        },
+      ],
+      volumes: [
+        { name: 'cache', emptyDir: {} },
+        { name: 'svid', csi: { driver: 'spiffe.csi.cert-manager.io', readOnly: true } },
+      ],
+      securityContext: { fsGroup: 2000 },
+    },
+  );
+  assert.deepEqual(injected(admit(p)).warnings, [
+    'container "web" mounts the SPIFFE volume "svid": with the pod\'s SVID it can take any container\'s role, so the roles per container are no boundary against it',
+  ]);
+
+  const own = '/var/run/spiffe-connector-containers/api';
+  const mounted = pod(
+    { ...AWS, [`${P}aws-role-arn.api`]: ROLE },
+    {
+      containers: [{ name: 'api', image: 'api:1', volumeMounts: [{ name: 'mine', mountPath: own }] }],
+      volumes: [{ name: 'mine', emptyDir: {} }],
+    },
+  );
+  const r = injected(admit(mounted));
+  assert.deepEqual(r.warnings, [`container "api": ${own} is already mounted; its token file is not mounted there`]);
+  assert.deepEqual(patched(mounted, r)['spec'].containers[0].volumeMounts, [{ name: 'mine', mountPath: own }]);
 });
 
 test("a problem in the pod's own annotation is not blamed on its ServiceAccount, which sets the same key", () => {
