@@ -173,7 +173,25 @@ export async function startBareServer(
   return { ...node, url: `http://127.0.0.1:${port}` };
 }
 
-/** Idle RSS of a bare Node process (same binary), measured after `settleMs`. */
+/**
+ * Idle RSS of a bare node:http server (same binary, default flags) listening on 127.0.0.1 that has answered one
+ * request, as a sidecar at idle has answered its readiness probe: the baseline the idle-memory targets are set
+ * against. Read `settleMs` after that request.
+ */
+export async function bareServerRss(settleMs = 2_000): Promise<number> {
+  const bare = await startBareServer('ok', { 'content-type': 'text/plain' });
+  try {
+    const answer = await fetch(bare.url);
+    if (answer.status !== 200) throw new Error(`the bare server answered ${answer.status}`);
+    await answer.arrayBuffer();
+    await sleep(settleMs);
+    return await bare.rss();
+  } finally {
+    await bare.stop();
+  }
+}
+
+/** Idle RSS of a bare Node process (same binary) running no server, measured after `settleMs`. */
 export async function bareNodeRss(settleMs = 2_000): Promise<number> {
   const node = spawnNode(['-e', 'setInterval(() => {}, 1 << 30)']);
   await sleep(settleMs);

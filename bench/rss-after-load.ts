@@ -39,6 +39,8 @@ try {
     if (sample.status !== 200) throw new Error(`the endpoint answered ${sample.status}: ${body.toString()}`);
     const bare = await startBareServer(body, { 'content-type': 'application/json' });
     try {
+      // One request answered by each before the idle reading, as the sidecar has answered the sample above.
+      await (await fetch(bare.url)).arrayBuffer();
       await sleep(3_000);
       const [sidecarIdle, bareIdle] = [await sidecar.node.rss(), await bare.rss()];
       // Bare first, then the sidecar; each is read `afterSeconds` after its own load ended.

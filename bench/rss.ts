@@ -1,7 +1,9 @@
 // Idle RSS of the sidecar as production runs it (bin/spiffe-connector.js → the built dist/, with the
-// image's NODE_OPTIONS) for AWS only, AWS + Google and all three clouds, each beside a bare Node process
-// measured in the same round; rounds interleaved, medians reported. Targets: ≤15 / ≤20 / ≤25 MB above bare
-// (the README's "Measured" table). Run `npm run build` first.
+// image's NODE_OPTIONS) for AWS only, AWS + Google and all three clouds, each beside a bare node:http server
+// that has answered one request (as the sidecar has answered its readiness probe), measured in the same
+// round; rounds interleaved, medians reported. Targets: ≤15 / ≤20 / ≤25 MB above that server (the README's
+// "Measured" table). A bare Node process running no server is measured too, for comparison with figures
+// taken against it before. Run `npm run build` first.
 // Usage: node bench/rss.ts [rounds, default 3] [--entry FILE]... [--node-options "FLAGS"]... [--settle MS] [--detail]
 //   --entry         what to start (default bin/spiffe-connector.js; src/main.ts runs the sources)
 //   --node-options  NODE_OPTIONS for the sidecar (default: the Dockerfile's ENV NODE_OPTIONS; "" for none)
@@ -13,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { imageNodeOptions, mb, median, sleep, spawnNode, waitFor } from './lib.ts';
+import { bareNodeRss, bareServerRss, imageNodeOptions, mb, median, sleep, waitFor } from './lib.ts';
 import { type BenchCloud, startBenchWorld } from './world.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -93,23 +95,15 @@ async function sidecarRss(variant: Variant, name: string, clouds: readonly Bench
   }
 }
 
-async function bareRss(): Promise<number> {
-  const node = spawnNode(['-e', 'setInterval(() => {}, 1 << 30)']);
-  try {
-    await sleep(settleMs);
-    return await node.rss();
-  } finally {
-    await node.stop();
-  }
-}
-
 const bare: number[] = [];
+const bareProcess: number[] = [];
 const samples = new Map<string, Sample[]>();
 const key = (variant: Variant, set: (typeof SETS)[number]): string => `${variant.label}\u0000${set.label}`;
 const range = (xs: number[]): string => `[${mb(Math.min(...xs))}–${mb(Math.max(...xs))}]`;
 try {
   for (let round = 0; round < rounds; round++) {
-    bare.push(await bareRss());
+    bare.push(await bareServerRss(settleMs));
+    bareProcess.push(await bareNodeRss(settleMs));
     for (const variant of variants) {
       for (const [i, set] of SETS.entries()) {
         const sample = await sidecarRss(variant, `${round}-${variants.indexOf(variant)}-${i}`, set.clouds);
@@ -121,7 +115,10 @@ try {
   console.log(
     `\nIdle RSS, ${rounds} interleaved rounds (medians; min–max in brackets), ${settleMs} ms after /readyz 200, Node ${process.version}`,
   );
-  console.log(`bare node (node -e 'setInterval(...)'): ${mb(bareMedian)} ${range(bare)}`);
+  console.log(`bare node:http server, one request answered: ${mb(bareMedian)} ${range(bare)}`);
+  console.log(
+    `bare Node process, no server (node -e 'setInterval(...)'): ${mb(median(bareProcess))} ${range(bareProcess)}`,
+  );
   console.table(
     variants.flatMap((variant) =>
       SETS.map((set) => {
@@ -132,6 +129,7 @@ try {
           clouds: set.label,
           RSS: `${mb(median(rss))} ${range(rss)}`,
           'above bare': mb(above),
+          'above bare process': mb(median(rss) - median(bareProcess)),
           target: `≤ ${set.targetMb} MB`,
           met: above <= set.targetMb * 1024 * 1024 ? 'yes' : 'no',
         };
