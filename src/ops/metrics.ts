@@ -8,10 +8,14 @@ export type Cloud = 'aws' | 'gcp' | 'azure';
 export class Metrics {
   readonly registry = new Registry();
 
-  /** Requests to the emulated endpoints, by surface (aws-container, aws-imds, gcp-metadata, azure-imds, ...) and status. */
+  /**
+   * Requests answered, by surface (aws-container, aws-imds, gcp-metadata, azure-imds, ..., workload-api) and status:
+   * the HTTP status code of a metadata endpoint, the gRPC status name (OK, INVALID_ARGUMENT, ...) of a Workload
+   * API call.
+   */
   readonly requests = new Counter({
     name: 'spiffe_connector_requests_total',
-    help: 'Requests answered by the emulated metadata endpoints, by surface and HTTP status.',
+    help: 'Requests answered by the sidecar, by surface and status: the HTTP status code of an emulated metadata endpoint, the gRPC status name of the Workload API.',
     labelNames: ['surface', 'status'] as const,
     registers: [this.registry],
   });

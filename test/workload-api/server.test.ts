@@ -16,6 +16,7 @@ import { ManualClock } from '../../src/base/clock.ts';
 import { ConnectorError } from '../../src/base/errors.ts';
 import { parseSidecarConfig } from '../../src/config/load.ts';
 import { silentLogger } from '../../src/ops/logger.ts';
+import { Metrics } from '../../src/ops/metrics.ts';
 import { workloadApiEnv } from '../../src/surfaces/workload-api/env.ts';
 import { type JwtBundleSource, startJwksBundleSource } from '../../src/surfaces/workload-api/jwt-bundle-source.ts';
 import { startWorkloadApiServer } from '../../src/surfaces/workload-api/server.ts';
@@ -34,6 +35,7 @@ interface Harness {
   x509: TestX509Source;
   jwt: TestJwtSource;
   signer: DevOidcSigner;
+  metrics: Metrics;
   close: () => Promise<void>;
 }
 
@@ -47,7 +49,16 @@ async function harness(t: TestContext, opts: { jwtBundle?: boolean } = {}): Prom
   let jwtBundle: JwtBundleSource | undefined;
   if (opts.jwtBundle !== false)
     jwtBundle = await startJwksBundleSource({ url: signer.issuer, trustDomain: TD, clock, logger: silentLogger() });
-  const server = await startWorkloadApiServer({ path, x509, jwt, trustDomain: TD, logger: silentLogger(), jwtBundle });
+  const metrics = new Metrics();
+  const server = await startWorkloadApiServer({
+    path,
+    x509,
+    jwt,
+    trustDomain: TD,
+    logger: silentLogger(),
+    jwtBundle,
+    metrics,
+  });
   const Client = loadSpecProto();
   const client = new Client(`unix://${path}`, grpc.credentials.createInsecure()) as unknown as Client;
   const close = async (): Promise<void> => {
@@ -60,7 +71,7 @@ async function harness(t: TestContext, opts: { jwtBundle?: boolean } = {}): Prom
     await signer.close();
     await rm(dir, { recursive: true, force: true });
   });
-  return { path, client, x509, jwt, signer, close };
+  return { path, client, x509, jwt, signer, metrics, close };
 }
 
 function header(value = 'true'): grpc.Metadata {
@@ -117,6 +128,17 @@ test('every RPC without the security header is refused with InvalidArgument, as 
     );
   }
   assert.deepEqual(h.jwt.requested, [], 'no JWT-SVID was minted for a refused call');
+});
+
+test('each Workload API call is counted under surface workload-api with its gRPC status name', async (t) => {
+  const h = await harness(t);
+  await unary(h.client, 'FetchJWTSVID', { audience: ['a'] });
+  await assert.rejects(unary(h.client, 'FetchJWTSVID', { audience: ['a'] }, new grpc.Metadata()));
+  await assert.rejects(unary(h.client, 'FetchJWTSVID', { audience: [] }));
+  const text = await h.metrics.registry.metrics();
+  assert.match(text, /spiffe_connector_requests_total\{surface="workload-api",status="OK"\} 1\n/);
+  assert.match(text, /spiffe_connector_requests_total\{surface="workload-api",status="INVALID_ARGUMENT"\} 2\n/);
+  assert.match(text, /# HELP spiffe_connector_requests_total .*gRPC status name of the Workload API/);
 });
 
 test('FetchX509SVID stays open and sends the full state on each of two rotations', async (t) => {
