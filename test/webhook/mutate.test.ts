@@ -944,3 +944,19 @@ test("a problem in the pod's own annotation is not blamed on its ServiceAccount,
   );
   assert.match(deniedMessage(typo), /aws-region: .*\(annotation of ServiceAccount shop\/orders\)$/);
 });
+
+test('a per-container name that is no container is said to be so, also on a pod with init containers not served', () => {
+  const p = pod(
+    { ...AWS, [`${P}aws-role-arn.nope`]: AWS[`${P}aws-role-arn`] as string },
+    { initContainers: [{ name: 'migrate', image: 'migrate:1' }] },
+  );
+  assert.equal(deniedMessage(admit(p)), `${P}aws-role-arn.nope: names no container of this pod (its containers: app)`);
+});
+
+test('init containers not served are left as they were, and the sidecar after them is the same as in a pod without them', () => {
+  const migrate = { name: 'migrate', image: 'migrate:1' };
+  const p = pod(AWS, { initContainers: [migrate] });
+  const out = patched(p, injected(admit(p)));
+  assert.deepEqual(out['spec'].initContainers[0], migrate);
+  assert.deepEqual(out['spec'].initContainers[1], sidecarOf(patched(pod(AWS), injected(admit(pod(AWS))))));
+});
