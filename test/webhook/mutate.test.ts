@@ -960,3 +960,7 @@ test('init containers not served are left as they were, and the sidecar after th
   assert.deepEqual(out['spec'].initContainers[0], migrate);
   assert.deepEqual(out['spec'].initContainers[1], sidecarOf(patched(pod(AWS), injected(admit(pod(AWS))))));
 });
+
+test('a pod without metadata, a shape the webhook takes, has asked for nothing: admitted as it is, not a crash', () => {
+  assert.equal(admit({ spec: { containers: [{ name: 'app', image: 'app:1' }] } }).outcome, 'not-requested');
+});
