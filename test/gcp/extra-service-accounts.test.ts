@@ -74,7 +74,12 @@ test('each extra service account has its own token under its email; default stay
   const before = world.fake.stats.generateAccessToken;
   assert.equal((await get(sidecar.port, `${BASE}/${LOCKED}/token`)).status, 404);
   assert.equal(world.fake.stats.generateAccessToken, before);
-  assert.equal((await get(sidecar.port, `${BASE}/${REPORTS}/identity?audience=x`)).status, 404);
+  const identity = await get(sidecar.port, `${BASE}/${REPORTS}/identity?audience=x`);
+  assert.deepEqual(
+    [identity.status, identity.headers['content-type'], identity.headers['metadata-flavor']],
+    [404, 'application/text', 'Google'],
+  );
+  assert.match(identity.body, /ID tokens for the default service account/);
 
   // An unmodified app: google-auth-library's Compute client naming the account, through the env lines alone.
   const script = `import { Compute } from 'google-auth-library';

@@ -3,9 +3,11 @@
 // each refusal.
 
 import assert from 'node:assert/strict';
+import { request as httpRequest } from 'node:http';
 import { test } from 'node:test';
 import { ManualClock } from '../../src/base/clock.ts';
 import { MAX_WAITING } from '../../src/providers/gcp/endpoints.ts';
+import { raw } from '../helpers/http.ts';
 import {
   CLOUD_PLATFORM,
   FLAVOR,
@@ -126,6 +128,23 @@ test('token (per scope set) and identity (with format=full and licenses) by defa
   assert.equal(a.access_token, b.access_token);
   assert.deepEqual(world.fake.tokenInfo(a.access_token)?.scopes, ['a.scope', 'b.scope']);
 
+  // Empty names between separators are dropped: `scopes=,` is the default set, a trailing comma changes nothing.
+  const scoped = async (scopes: string) => {
+    const r = await get(s.port, `${V1}/instance/service-accounts/default/token?scopes=${encodeURIComponent(scopes)}`);
+    assert.equal(r.status, 200, `scopes=${scopes}: ${r.body}`);
+    return world.fake.tokenInfo((JSON.parse(r.body) as { access_token: string }).access_token)?.scopes;
+  };
+  assert.deepEqual(await scoped(','), [CLOUD_PLATFORM, EMAIL_SCOPE]);
+  assert.deepEqual(await scoped(' a.scope,'), ['a.scope']);
+  // At most 32 scopes, each of them well formed.
+  const many = Array.from({ length: 33 }, (_, i) => `s${i}.scope`);
+  assert.equal((await scoped(many.slice(0, 32).join(',')))?.length, 32);
+  for (const scopes of [many.join(','), 'a.scope,b\u0001']) {
+    const r = await get(s.port, `${V1}/instance/service-accounts/default/token?scopes=${encodeURIComponent(scopes)}`);
+    assert.equal(r.status, 400, scopes);
+    assert.match(r.body, /scopes must be at most 32/);
+  }
+
   const id1 = await get(
     s.port,
     `${V1}/instance/service-accounts/default/identity?audience=https://x.example/a?b&format=full&licenses=TRUE`,
@@ -178,6 +197,14 @@ test('refusals: Metadata-Flavor, X-Forwarded-For, foreign Host, identity without
       /Not Found/,
     ],
     ['unknown path', `${V1}/instance/machine-type`, FLAVOR, 404, /Not Found/],
+    ['token below a leaf', `${V1}/instance/service-accounts/default/email/token`, FLAVOR, 404, /Not Found/],
+    [
+      'identity below token',
+      `${V1}/instance/service-accounts/default/token/identity?audience=https://x.example`,
+      FLAVOR,
+      404,
+      /Not Found/,
+    ],
     ['unknown attribute', `${V1}/instance/attributes/cluster-name`, FLAVOR, 404, /Not Found/],
     ['bad scopes', `${token}?scopes=${encodeURIComponent('a\u0001b')}`, FLAVOR, 400, /scopes/],
   ];
@@ -288,7 +315,9 @@ test('wait_for_change holds until timeout_sec (the tree never changes), answers 
     [200, now.body],
     'a last_etag that is not the current one is answered at once',
   );
-  assert.equal((await get(s.port, `${path}?wait_for_change=true&timeout_sec=abc`)).status, 400);
+  const badTimeout = await get(s.port, `${path}?wait_for_change=true&timeout_sec=abc`);
+  assert.equal(badTimeout.status, 400);
+  assertMetadataHeaders(badTimeout, false);
 
   const many = Array.from({ length: MAX_WAITING }, () => get(s.port, `${path}?wait_for_change=true&timeout_sec=60`));
   await get(s.port, path);
@@ -333,4 +362,133 @@ test('an identity audience over 2048 characters is a 400 at once, and Google is 
   assert.equal(world.fake.stats.generateIdToken, 0);
   const longest = await identity(`https://${'a'.repeat(2032)}.example`);
   assert.notEqual(longest.status, 400, `2048 characters are accepted: ${longest.body.slice(0, 200)}`);
+});
+
+test('wait_for_change: timeout_sec absent or empty holds up to 3600 s, 1 to 3600 hold that long, anything else is a 400 at once', async (t) => {
+  const world = await startGoogleWorld();
+  t.after(() => world.close());
+  const clock = new ManualClock(Date.now());
+  const s = await startSidecar({ world, jwt: jwtSource(world, { clock }), serviceAccount: true, clock });
+  t.after(() => s.close());
+  const path = `${V1}/project/project-id`;
+  const etag = String((await get(s.port, path)).headers['etag']);
+  const hold = (timeout: string) => {
+    const seen: { answered?: RawResponse; done: Promise<RawResponse> } = {
+      done: get(s.port, `${path}?wait_for_change=true&last_etag=${etag}${timeout}`).then((r) => (seen.answered = r)),
+    };
+    return seen;
+  };
+  const held = {
+    absent: hold(''),
+    empty: hold('&timeout_sec='),
+    one: hold('&timeout_sec=1'),
+    max: hold('&timeout_sec=3600'),
+  };
+  await get(s.port, path); // the server has taken the held requests by the time this one is answered
+  // Refused at once: the bound makes a refusal that is held fail the test rather than hang it.
+  for (const bad of ['0', '3601', '1e3', '5.0']) {
+    const r = await raw(
+      s.port,
+      'GET',
+      `${path}?wait_for_change=true&last_etag=${etag}&timeout_sec=${bad}`,
+      FLAVOR,
+      15_000,
+    );
+    assert.equal(r.status, 400, `timeout_sec=${bad}`);
+    assert.match(r.body, /timeout_sec must be a whole number of seconds up to 3600/);
+  }
+  const answered = () =>
+    Object.entries(held)
+      .filter(([, h]) => h.answered !== undefined)
+      .map(([name]) => name);
+  await clock.advance(999);
+  await get(s.port, path);
+  assert.deepEqual(answered(), []);
+  await clock.advance(1);
+  assert.equal((await held.one.done).status, 200);
+  await clock.advance(3_598_999);
+  await get(s.port, path);
+  assert.deepEqual(answered(), ['one']);
+  await clock.advance(1);
+  for (const h of Object.values(held)) assert.equal((await h.done).status, 200);
+});
+
+/** A request the test can walk away from: `leave()` closes its connection before any answer. */
+function leavable(port: number, path: string): { leave(): void; settled: Promise<void> } {
+  const req = httpRequest({
+    host: '127.0.0.1',
+    port,
+    path,
+    headers: { host: `127.0.0.1:${port}`, ...FLAVOR },
+    agent: false,
+  });
+  const settled = new Promise<void>((resolve) => {
+    req.on('response', (res) => {
+      res.resume();
+      res.on('end', resolve);
+      res.on('error', () => resolve());
+    });
+    req.on('error', () => resolve());
+  });
+  req.end();
+  return { leave: () => req.destroy(), settled };
+}
+
+test('a held wait_for_change whose client goes away gives its place back', async (t) => {
+  const world = await startGoogleWorld();
+  t.after(() => world.close());
+  const s = await startSidecar({ world, jwt: jwtSource(world), serviceAccount: true });
+  t.after(() => s.close());
+  const path = `${V1}/project/project-id`;
+  const waiters = Array.from({ length: MAX_WAITING }, () =>
+    leavable(s.port, `${path}?wait_for_change=true&timeout_sec=3600`),
+  );
+  await get(s.port, path); // the server has taken the held requests by the time this one is answered
+  assert.equal((await get(s.port, `${path}?wait_for_change=true&timeout_sec=3600`)).status, 429);
+  for (const w of waiters) w.leave();
+  await Promise.all(waiters.map((w) => w.settled));
+  // A place is free again long before the abandoned requests' hour is up (the first tries may beat the closes).
+  await until(
+    async () => (await get(s.port, `${path}?wait_for_change=true&timeout_sec=1`)).status === 200,
+    'a wait_for_change held again once the others left',
+  );
+});
+
+test('in the last second of a token whose refresh fails, a token request is 503 with Retry-After 1, never expires_in 0', async (t) => {
+  // On a whole second, so that the token's expiry is one too and its last second is a whole one.
+  const clock = new ManualClock(Math.floor(Date.now() / 1000) * 1000);
+  const world = await startGoogleWorld({ clock });
+  t.after(() => world.close());
+  const s = await startSidecar({ world, jwt: jwtSource(world, { clock }), clock, serviceAccount: false });
+  t.after(() => s.close());
+  await until(() => s.provider.readiness().ready, 'first token');
+  const token = `${V1}/instance/service-accounts/default/token`;
+  const first = await get(s.port, token);
+  assert.equal(first.status, 200);
+  const good = JSON.parse(first.body) as { access_token: string; expires_in: number };
+  world.fake.setOutage('sts', { status: 503 });
+  // From two seconds before expiry, in steps a quarter of a second long, to past it.
+  await clock.advance((good.expires_in - 2) * 1000);
+  const seen: string[] = [];
+  let lastSecond: string | undefined;
+  for (let step = 0; step < 14; step++) {
+    const r = await get(s.port, token);
+    if (r.status === 200) {
+      const body = JSON.parse(r.body) as { access_token: string; expires_in: number };
+      assert.equal(body.access_token, good.access_token);
+      assert.ok(body.expires_in >= 1, `expires_in ${body.expires_in}`);
+      seen.push(`200 ${body.expires_in}`);
+    } else {
+      assert.equal(r.status, 503, r.body);
+      assert.match(String(r.headers['retry-after']), /^[1-9]\d*$/);
+      assert.ok(!r.body.includes(good.access_token));
+      assertMetadataHeaders(r, false);
+      seen.push(`503 ${r.headers['retry-after']}`);
+      lastSecond ??= r.body;
+    }
+    await clock.advance(250);
+  }
+  // Its last second is 503 asking to retry in 1 s (a refresh may land by then), not a token about to lapse.
+  assert.ok(seen.join(', ').startsWith('200 2, 200 1, 200 1, 200 1, 200 1, 503 1, 503 1, 503 1, 503'), seen.join(', '));
+  assert.match(lastSecond ?? '', /the cached token is about to expire and is being refreshed/);
 });
