@@ -6,7 +6,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { type Clock, systemClock } from '../../src/base/clock.ts';
+import { type Clock, ManualClock, systemClock } from '../../src/base/clock.ts';
 import { cloudEnvironment } from '../../src/env.ts';
 import { createLogger } from '../../src/ops/logger.ts';
 import { raw } from '../helpers/http.ts';
@@ -452,5 +452,29 @@ test('no token to serve: logged at warn when upstream failed, at debug when the 
   assert.deepEqual(
     [refused[0]?.['level'], refused[0]?.['surface'], refused[0]?.['code']],
     ['debug', 'azure-appservice', 'request_invalid'],
+  );
+});
+
+test('a lookup throttled for asking too many new resources is logged at debug, so a flood of them cannot flood the log', async (t) => {
+  const lines: Array<Record<string, unknown>> = [];
+  const logger = createLogger({
+    level: 'debug',
+    destination: { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) },
+  });
+  const world = await startWorld(t);
+  // The manual clock never moves, so the burst of new resources is not refilled while the test asks.
+  const run = await runAzure(t, world, { logger, clock: new ManualClock() });
+  let throttled: Reply | undefined;
+  for (let i = 0; i < 64 && throttled === undefined; i++) {
+    const reply = await imds(run, `api-version=2018-02-01&resource=${encodeURIComponent(`api://resource-${i}`)}`);
+    if (reply.status === 429) throttled = reply;
+    else assert.equal(reply.status, 200, `resource ${i}: ${JSON.stringify(reply.body)}`);
+  }
+  assert.ok(throttled, 'a new resource beyond the burst is throttled');
+  assert.equal(throttled.body['error'], 'too_many_requests');
+  const noToken = lines.filter((l) => l['msg'] === 'no Azure token to serve');
+  assert.deepEqual(
+    noToken.map((l) => [l['level'], l['surface'], l['code']]),
+    [['debug', 'azure-imds', 'throttled']],
   );
 });
