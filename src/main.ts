@@ -12,6 +12,7 @@ import { ConfigError } from './config/common.ts';
 import { CONFIG_ENV, loadSidecarConfig, loadSidecarConfigFrom, processEnvironment } from './config/load.ts';
 import { createLogger, type Logger } from './ops/logger.ts';
 import { Metrics } from './ops/metrics.ts';
+import { releaseStartupMemory } from './ops/startup-memory.ts';
 import { optimizeFromNowOn } from './ops/startup-tiering.ts';
 import { exitOnStrayErrors } from './ops/stray-errors.ts';
 
@@ -21,6 +22,16 @@ const EXIT_USAGE = 2;
 const STARTUP_TIERING_LIMIT_MS = 60_000;
 /** Set by `run`: the sidecar lets TurboFan in when ready, not when its listeners are up. */
 let sidecarStarting: Promise<void> | undefined;
+
+/**
+ * A serving program is up (the sidecar ready, the issuer or webhook listening): TurboFan from now on, and the heap
+ * start-up left behind given back (ops/startup-memory.ts).
+ */
+function startedUp(logger: Logger): void {
+  optimizeFromNowOn();
+  const { heapBefore, heapAfter } = releaseStartupMemory();
+  logger.debug({ heapBeforeBytes: heapBefore, heapAfterBytes: heapAfter }, 'released the memory start-up left');
+}
 
 /** Closes `stop` on SIGTERM/SIGINT, then exits 0. A second signal exits at once. */
 function onSignals(stop: () => Promise<void>, logger: Logger = createLogger()): void {
@@ -44,11 +55,13 @@ function onSignals(stop: () => Promise<void>, logger: Logger = createLogger()): 
  */
 async function serveUntilSignal(start: () => Promise<{ close(): Promise<void> }>): Promise<void> {
   let started: Promise<{ close(): Promise<void> }> | undefined;
+  const logger = createLogger();
   onSignals(async () => {
     await (await started)?.close();
-  });
+  }, logger);
   started = start();
   await started;
+  startedUp(logger);
 }
 
 function fail(error: unknown): never {
@@ -80,7 +93,7 @@ async function run(configFile: string | undefined): Promise<void> {
   const timer = setTimeout(() => limit.abort(), STARTUP_TIERING_LIMIT_MS).unref();
   sidecarStarting = app.whenReady(limit.signal).then(() => {
     clearTimeout(timer);
-    optimizeFromNowOn();
+    startedUp(logger);
   });
 }
 
@@ -249,7 +262,7 @@ program
 
 try {
   await program.parseAsync(process.argv);
-  // The servers (issuer, webhook) are listening and the one-shot commands are done: optimize from here on.
+  // The one-shot commands are done (the issuer and webhook optimized once listening): optimize from here on.
   if (!sidecarStarting) optimizeFromNowOn();
 } catch (error) {
   if (error instanceof CommanderError) {

@@ -1,6 +1,7 @@
 // The sidecar starts without TurboFan (src/ops/startup-tiering.ts: one start-up compilation alone leaves ~6 MB
 // resident) and optimizes again once it is ready: a sidecar that stayed without it would answer every request
-// at a fraction of its throughput. Watched through V8's own --trace-opt lines. The module is preloaded, as
+// at a fraction of its throughput. Once ready it also gives back the heap start-up left (src/ops/startup-memory.ts),
+// once, after its first credentials. Watched through V8's own --trace-opt lines. The module is preloaded, as
 // bin/spiffe-connector.js sets the flag before loading anything: run from the sources, Node's own loader would
 // otherwise reach TurboFan reading the ~400 modules before main.ts is evaluated.
 
@@ -10,13 +11,16 @@ import { Agent, get } from 'node:http';
 import { test } from 'node:test';
 import { startAwsJwtWorld } from '../helpers/aws-jwt-world.ts';
 import { MAIN, waitFor200 } from '../helpers/sidecar.ts';
+import { until } from '../helpers/until.ts';
 
 const TIERING = new URL('../../src/ops/startup-tiering.ts', import.meta.url).href;
 
 const TURBOFAN = /target TURBOFAN/;
 
+const RELEASED = 'released the memory start-up left';
+
 test('the sidecar starts without TurboFan and optimizes its request paths once ready', async (t) => {
-  const { configFile, metadataPort, opsPort } = await startAwsJwtWorld(t, 'e2e-tiering-', 'log: { level: warn }\n');
+  const { configFile, metadataPort, opsPort } = await startAwsJwtWorld(t, 'e2e-tiering-', 'log: { level: debug }\n');
   const child = spawn(process.execPath, ['--trace-opt', `--import=${TIERING}`, MAIN, 'run', '--config', configFile], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -34,6 +38,25 @@ test('the sidecar starts without TurboFan and optimizes its request paths once r
   const atReady = trace;
   assert.match(atReady, /completed compiling/, 'V8 traces its compilations (Maglev ones at least) while starting');
   assert.doesNotMatch(atReady, TURBOFAN, 'nothing is compiled with TurboFan before the sidecar is ready');
+
+  // Start-up's heap given back once, after the first credentials, and the heap smaller for it.
+  const releaseLines = (): Array<{ heapBeforeBytes: number; heapAfterBytes: number }> =>
+    logs
+      .split('\n')
+      .filter((l) => l.includes(RELEASED))
+      .map((l) => JSON.parse(l) as { heapBeforeBytes: number; heapAfterBytes: number });
+  await until(() => releaseLines().length > 0, 'the sidecar to log that it released start-up memory');
+  const released = releaseLines();
+  assert.equal(released.length, 1, 'released once');
+  const [line] = released;
+  assert.ok(
+    line && line.heapAfterBytes < line.heapBeforeBytes,
+    `heap ${line?.heapBeforeBytes} → ${line?.heapAfterBytes}`,
+  );
+  assert.ok(
+    logs.indexOf('"credential issued"') !== -1 && logs.indexOf('"credential issued"') < logs.indexOf(RELEASED),
+    'released after the first credential was issued',
+  );
 
   // Requests through the metadata listener (its 404: express and the pipeline) until V8 optimizes something with
   // TurboFan; bounded by a count of requests, never by time.
