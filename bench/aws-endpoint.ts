@@ -6,7 +6,7 @@
 // NODE_OPTIONS); BENCH_ENTRY=src/main.ts and BENCH_NODE_OPTIONS="..." override (see sidecarForm in lib.ts).
 // Usage: node bench/aws-endpoint.ts [seconds per run, default 10] [rounds, default 3]
 import {
-  bareNodeRss,
+  bareServerRss,
   compare,
   type LoadResult,
   mb,
@@ -34,7 +34,7 @@ try {
   if (sample.status !== 200) throw new Error(`the endpoint answered ${sample.status}: ${body.toString()}`);
 
   await sleep(2_000);
-  const [sidecarRss, bareRss] = [await sidecar.node.rss(), await bareNodeRss()];
+  const [sidecarRss, bareRss] = [await sidecar.node.rss(), await bareServerRss()];
 
   const bare = await startBareServer(body, { 'content-type': 'application/json' });
   try {
@@ -63,7 +63,7 @@ try {
     }
     console.log(`process start → /readyz 200: ${Math.round(readyMs)} ms (target < 1000 ms)`);
     console.log(
-      `idle RSS: sidecar ${mb(sidecarRss)}, bare node ${mb(bareRss)}, difference ${mb(sidecarRss - bareRss)} (target ≤ 15 MB)`,
+      `idle RSS: sidecar ${mb(sidecarRss)}, bare node:http server ${mb(bareRss)}, difference ${mb(sidecarRss - bareRss)} (target ≤ 15 MB)`,
     );
   } finally {
     await bare.stop();

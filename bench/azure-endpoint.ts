@@ -7,7 +7,7 @@
 // NODE_OPTIONS); BENCH_ENTRY=src/main.ts and BENCH_NODE_OPTIONS="..." override (see sidecarForm in lib.ts).
 // Usage: node bench/azure-endpoint.ts [seconds per run, default 10] [rounds, default 3]
 import {
-  bareNodeRss,
+  bareServerRss,
   compare,
   type LoadResult,
   mb,
@@ -50,7 +50,7 @@ try {
   await sleep(2_000);
   const withoutAzureRss = await withoutAzure.node.rss();
   await withoutAzure.node.stop();
-  const bareRss = await bareNodeRss();
+  const bareRss = await bareServerRss();
 
   const bare = await startBareServer(body, { 'content-type': 'application/json; charset=utf-8' });
   try {
@@ -77,7 +77,7 @@ try {
       );
     }
     console.log(
-      `idle RSS: all three clouds ${mb(allRss)}, AWS + Google only ${mb(withoutAzureRss)}, bare node ${mb(bareRss)}; all three − bare ${mb(allRss - bareRss)} (target ≤ 25 MB); Azure adds ${mb(allRss - withoutAzureRss)}`,
+      `idle RSS: all three clouds ${mb(allRss)}, AWS + Google only ${mb(withoutAzureRss)}, bare node:http server ${mb(bareRss)}; all three − bare ${mb(allRss - bareRss)} (target ≤ 25 MB); Azure adds ${mb(allRss - withoutAzureRss)}`,
     );
     console.log(
       `Entra stand-in: ${world.entra.counters.token} token requests, ${world.entra.counters.issued} issued (the load never reached it)`,

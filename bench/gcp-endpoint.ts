@@ -6,7 +6,7 @@
 // NODE_OPTIONS); BENCH_ENTRY=src/main.ts and BENCH_NODE_OPTIONS="..." override (see sidecarForm in lib.ts).
 // Usage: node bench/gcp-endpoint.ts [seconds per run, default 10] [rounds, default 3]
 import {
-  bareNodeRss,
+  bareServerRss,
   compare,
   type LoadResult,
   mb,
@@ -32,7 +32,7 @@ try {
   if (sample.status !== 200) throw new Error(`the endpoint answered ${sample.status}: ${body.toString()}`);
 
   await sleep(2_000);
-  const [sidecarRss, bareRss] = [await sidecar.node.rss(), await bareNodeRss()];
+  const [sidecarRss, bareRss] = [await sidecar.node.rss(), await bareServerRss()];
 
   const bare = await startBareServer(body, {
     'content-type': 'application/json',
@@ -64,7 +64,7 @@ try {
       );
     }
     console.log(
-      `idle RSS (AWS + Google configured): sidecar ${mb(sidecarRss)}, bare node ${mb(bareRss)}, difference ${mb(sidecarRss - bareRss)} (target ≤ 20 MB)`,
+      `idle RSS (AWS + Google configured): sidecar ${mb(sidecarRss)}, bare node:http server ${mb(bareRss)}, difference ${mb(sidecarRss - bareRss)} (target ≤ 20 MB)`,
     );
   } finally {
     await bare.stop();
