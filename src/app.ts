@@ -18,6 +18,8 @@ export interface AppDeps {
   readonly clock: Clock;
   readonly logger: Logger;
   readonly metrics: Metrics;
+  /** Called on every request the metadata listener receives (the process's heap release: ops/heap-release.ts). */
+  readonly onRequest?: () => void;
 }
 
 export interface RunningApp {
@@ -114,6 +116,7 @@ export async function startApp(config: SidecarConfig, deps: AppDeps): Promise<Ru
     linkLocal: config.server.linkLocal,
     metrics: deps.metrics,
     logger,
+    ...(deps.onRequest ? { onRequest: deps.onRequest } : {}),
   });
   const metadataOrigin = metadata.origin;
 

@@ -10,9 +10,9 @@ import { systemClock } from './base/clock.ts';
 import { toConnectorError } from './base/errors.ts';
 import { ConfigError } from './config/common.ts';
 import { CONFIG_ENV, loadSidecarConfig, loadSidecarConfigFrom, processEnvironment } from './config/load.ts';
+import { HeapRelease } from './ops/heap-release.ts';
 import { createLogger, type Logger } from './ops/logger.ts';
 import { Metrics } from './ops/metrics.ts';
-import { releaseStartupMemory } from './ops/startup-memory.ts';
 import { optimizeFromNowOn } from './ops/startup-tiering.ts';
 import { exitOnStrayErrors } from './ops/stray-errors.ts';
 
@@ -25,12 +25,11 @@ let sidecarStarting: Promise<void> | undefined;
 
 /**
  * A serving program is up (the sidecar ready, the issuer or webhook listening): TurboFan from now on, and the heap
- * start-up left behind given back (ops/startup-memory.ts).
+ * start-up left behind given back (ops/heap-release.ts).
  */
-function startedUp(logger: Logger): void {
+function startedUp(heap: HeapRelease): void {
   optimizeFromNowOn();
-  const { heapBefore, heapAfter } = releaseStartupMemory();
-  logger.debug({ heapBeforeBytes: heapBefore, heapAfterBytes: heapAfter }, 'released the memory start-up left');
+  heap.now('start-up');
 }
 
 /** Closes `stop` on SIGTERM/SIGINT, then exits 0. A second signal exits at once. */
@@ -61,7 +60,7 @@ async function serveUntilSignal(start: () => Promise<{ close(): Promise<void> }>
   }, logger);
   started = start();
   await started;
-  startedUp(logger);
+  startedUp(new HeapRelease({ clock: systemClock, logger }));
 }
 
 function fail(error: unknown): never {
@@ -82,18 +81,21 @@ async function run(configFile: string | undefined): Promise<void> {
   const logger = createLogger({ level: config.log.level });
   const metrics = new Metrics({ defaultMetrics: true });
   const { startApp } = await import('./app.ts');
+  // The heap start-up leaves is given back once ready, and what each burst of requests leaves once it is over.
+  const heap = new HeapRelease({ clock: systemClock, logger });
   // Signals first: a SIGTERM while the first credentials are still being fetched also exits 0.
   let app: Awaited<ReturnType<typeof startApp>> | undefined;
   onSignals(async () => {
+    heap.stop();
     await app?.shutdown();
   }, logger);
-  app = await startApp(config, { clock: systemClock, logger, metrics });
+  app = await startApp(config, { clock: systemClock, logger, metrics, onRequest: heap.touch });
   // TurboFan once the first credentials are in (the last of the start-up work), or after a minute without them.
   const limit = new AbortController();
   const timer = setTimeout(() => limit.abort(), STARTUP_TIERING_LIMIT_MS).unref();
   sidecarStarting = app.whenReady(limit.signal).then(() => {
     clearTimeout(timer);
-    startedUp(logger);
+    startedUp(heap);
   });
 }
 

@@ -34,6 +34,8 @@ export async function startMetadataListener(o: {
   linkLocal?: boolean;
   metrics: Metrics;
   logger: Logger;
+  /** Called on every request, on every address, before it is answered. */
+  onRequest?: () => void;
 }): Promise<MetadataListener> {
   const app = express();
   app.disable('x-powered-by');
@@ -42,6 +44,7 @@ export async function startMetadataListener(o: {
   let mounted = false;
   const listen = (port: number, host = o.host): Promise<Server> => {
     const server: Server = createServer({ keepAliveTimeout: 5_000 }, app);
+    if (o.onRequest) server.on('request', o.onRequest);
     return new Promise<Server>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, host, () => {

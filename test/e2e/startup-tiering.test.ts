@@ -1,6 +1,6 @@
 // The sidecar starts without TurboFan (src/ops/startup-tiering.ts: one start-up compilation alone leaves ~6 MB
 // resident) and optimizes again once it is ready: a sidecar that stayed without it would answer every request
-// at a fraction of its throughput. Once ready it also gives back the heap start-up left (src/ops/startup-memory.ts),
+// at a fraction of its throughput. Once ready it also gives back the heap start-up left (src/ops/heap-release.ts),
 // once, after its first credentials. Watched through V8's own --trace-opt lines. The module is preloaded, as
 // bin/spiffe-connector.js sets the flag before loading anything: run from the sources, Node's own loader would
 // otherwise reach TurboFan reading the ~400 modules before main.ts is evaluated.
@@ -17,7 +17,7 @@ const TIERING = new URL('../../src/ops/startup-tiering.ts', import.meta.url).hre
 
 const TURBOFAN = /target TURBOFAN/;
 
-const RELEASED = 'released the memory start-up left';
+const RELEASED = '"reason":"start-up"';
 
 test('the sidecar starts without TurboFan and optimizes its request paths once ready', async (t) => {
   const { configFile, metadataPort, opsPort } = await startAwsJwtWorld(t, 'e2e-tiering-', 'log: { level: debug }\n');

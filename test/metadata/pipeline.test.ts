@@ -278,3 +278,21 @@ test('a surface whose handler fails answers 503 in its own shape; one that fails
   });
   assert.equal(cut, 'aborted', 'a half-written answer is cut off, not left hanging');
 });
+
+test('every request the listener receives is reported to onRequest, the ones no surface claims included', async (t) => {
+  let seen = 0;
+  const listener = await startMetadataListener({
+    host: '127.0.0.1',
+    port: 0,
+    metrics: new Metrics(),
+    logger: silentLogger(),
+    onRequest: () => seen++,
+  });
+  t.after(() => listener.close(0));
+  listener.mount([]);
+  for (const path of ['/latest/meta-data/', '/none', '/v1/credentials']) {
+    const r = await raw(listener.port, 'GET', path);
+    assert.equal(r.status, 404);
+  }
+  assert.equal(seen, 3);
+});
