@@ -1,7 +1,7 @@
 // What the design's libraries weigh on their own: idle RSS of small programs that each load one library (or
 // two), use it once, then serve on node:http like the sidecar, bundled exactly as the product is bundled
 // (scripts/bundle-options.ts) and run with the image's NODE_OPTIONS and without TurboFan (as the sidecar
-// starts). Each beside the same program using no library, and beside the bare node:http server bench/rss.ts
+// starts), each giving back its start-up heap once serving, as the sidecar does once ready. Each beside the same program using no library, and beside the bare node:http server bench/rss.ts
 // measures against; rounds interleaved, medians reported. This is the floor under the sidecar's idle-RSS
 // targets (README "Measured"): a sidecar cannot weigh less than the libraries it must load.
 // Every call goes to a port on 127.0.0.1 that nothing listens on: a refused connection, no traffic elsewhere.
@@ -53,11 +53,14 @@ PROBES['AWS STS client + express'] = {
   use: `${PROBES['AWS STS client']?.use}\n  ${PROBES['express']?.use}`,
 };
 
+const HEAP_RELEASE = join(root, 'src', 'ops', 'heap-release.ts');
+// Each program, as the sidecar once ready, gives back the heap its start left (src/ops/heap-release.ts).
 const program = ({ imports, use }: { imports: string; use: string }): string => `${imports}
 import http from 'node:http';
+import { releaseHeap } from ${JSON.stringify(HEAP_RELEASE)};
 ${use ? `${use}\n` : ''}const server = http.createServer((_req, res) => res.end('x'));
 server.listen(0, '127.0.0.1', () =>
-  http.get(\`http://127.0.0.1:\${server.address().port}/\`, (r) => { r.resume(); r.on('end', () => process.stdout.write('READY\\n')); }),
+  http.get(\`http://127.0.0.1:\${server.address().port}/\`, (r) => { r.resume(); r.on('end', () => { releaseHeap(); process.stdout.write('READY\\n'); }); }),
 );
 setInterval(() => {}, 1 << 30);
 `;
