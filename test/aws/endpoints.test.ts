@@ -6,16 +6,20 @@ import { type TestContext, test } from 'node:test';
 import { ManualClock } from '../../src/base/clock.ts';
 import { ConnectorError } from '../../src/base/errors.ts';
 import { Secret } from '../../src/base/secret.ts';
+import { SINGLE } from '../../src/cache/credential-cache.ts';
 import type { Lookup } from '../../src/cache/refreshing-credential.ts';
 import { startMetadataListener } from '../../src/metadata/listener.ts';
 import { silentLogger } from '../../src/ops/logger.ts';
 import { Metrics } from '../../src/ops/metrics.ts';
 import type { AwsCredentials } from '../../src/providers/aws/credential.ts';
-import { containerSurface, imdsSurface } from '../../src/providers/aws/endpoints.ts';
+import { containerSurface, imdsSurface, relativeUriSurface } from '../../src/providers/aws/endpoints.ts';
 import { parseTtl } from '../../src/providers/aws/imds-tokens.ts';
 import { ACCOUNT, ROLE_ARN, raw } from './support.ts';
 
 const TOKEN = 'container-token-0123456789abcdefghijklmnopqrstuv';
+const WORKER_TOKEN = 'worker-token-0123456789abcdefghijklmnopqrstuvw';
+const WORKER_ROLE_ARN = `arn:aws:iam::${ACCOUNT}:role/worker`;
+const RELATIVE_URI = '/v2/credentials/Zq3-x9_Lm.2~Tv8RkP4wYc7NbH1sJdGfA';
 
 function credentials(clock: ManualClock): AwsCredentials {
   return {
@@ -38,6 +42,12 @@ async function serve(
     lookup?: () => Lookup<AwsCredentials>;
     imdsTokenLimit?: number;
     imdsTokenBurst?: number;
+    /** Containers with a role of their own, served on their own path and token. */
+    containers?: Array<{ name: string; authToken: Secret }>;
+    /** The link-local relative URI (aws.containerRelativeUri). */
+    relativeUri?: string;
+    /** A lookup by cache key (SINGLE, or a container's name), given the pod's; default: the pod's for every key. */
+    lookupKey?: (key: string, pod: Lookup<AwsCredentials>) => Lookup<AwsCredentials>;
   } = {},
 ) {
   const clock = new ManualClock();
@@ -47,8 +57,17 @@ async function serve(
   t.after(() => listener.close(0));
   const port = listener.port;
   const lookup = options.lookup ?? (() => ({ ok: true as const, value: creds, expiresAt: creds.expiration }));
-  const credentialLookup = { peek: () => lookup(), get: async () => lookup() };
-  const surfaces = [containerSurface({ credentials: credentialLookup, authToken: new Secret(TOKEN) })];
+  const byKey = (key: string) => (options.lookupKey ? options.lookupKey(key, lookup()) : lookup());
+  const credentialLookup = { peek: byKey, get: async (key: string) => byKey(key) };
+  const surfaces = [
+    containerSurface({
+      credentials: credentialLookup,
+      authToken: new Secret(TOKEN),
+      ...(options.containers ? { containers: options.containers } : {}),
+    }),
+  ];
+  if (options.relativeUri !== undefined)
+    surfaces.push(relativeUriSurface({ credentials: credentialLookup, relativeUri: options.relativeUri }));
   if (options.imds ?? true) {
     surfaces.push(
       imdsSurface({
@@ -343,4 +362,96 @@ test('a forwarded session-token PUT is 400 with a query string too', async (t) =
     'x-forwarded-for': '10.0.0.1',
   });
   assert.deepEqual([res.status, res.body], [400, 'Bad Request']);
+});
+
+test('a container with a role of its own: its path answers its role on its token only; the pod path keeps the pod role', async (t) => {
+  const worker = { ...credentials(new ManualClock()), accessKeyId: 'ASIAWORKERWORKER1234', roleArn: WORKER_ROLE_ARN };
+  let workerLookup: Lookup<AwsCredentials> = { ok: true, value: worker, expiresAt: worker.expiration };
+  const { port, creds } = await serve(t, {
+    containers: [{ name: 'worker', authToken: new Secret(WORKER_TOKEN) }],
+    // The real cache holds only these two keys.
+    lookupKey: (key, pod) => {
+      if (key === SINGLE) return pod;
+      assert.equal(key, 'worker', 'only the pod and the worker have a role');
+      return workerLookup;
+    },
+  });
+  const get = (path: string, authorization: string) => raw(port, 'GET', path, { authorization });
+  const own = await get('/v1/credentials/worker', WORKER_TOKEN);
+  assert.equal(own.status, 200);
+  assert.deepEqual([json(own.body)['AccessKeyId'], json(own.body)['RoleArn']], [worker.accessKeyId, WORKER_ROLE_ARN]);
+  const pod = await get('/v1/credentials', TOKEN);
+  assert.deepEqual([json(pod.body)['AccessKeyId'], json(pod.body)['RoleArn']], [creds.accessKeyId, ROLE_ARN]);
+  for (const [path, token] of [
+    ['/v1/credentials/worker', TOKEN],
+    ['/v1/credentials', WORKER_TOKEN],
+  ] as const) {
+    const refused = await get(path, token);
+    assert.equal(refused.status, 403, `${path} with the other token`);
+    assert.equal(json(refused.body)['code'], 'AccessDenied');
+    assert.ok(!refused.body.includes('ASIA'));
+  }
+  const post = await raw(port, 'POST', '/v1/credentials/worker', { authorization: WORKER_TOKEN });
+  assert.deepEqual([post.status, post.headers['allow']], [405, 'GET']);
+  // A container that is not configured has no path of its own: the listener's 404, no credentials.
+  const other = await get('/v1/credentials/other', WORKER_TOKEN);
+  assert.equal(other.status, 404);
+  assert.ok(!other.body.includes('ASIA'));
+
+  workerLookup = {
+    ok: false,
+    error: new ConnectorError('credentials_unavailable', 'aws: container worker has no credentials yet'),
+    retryAfterSeconds: 3,
+  };
+  const unavailable = await get('/v1/credentials/worker', WORKER_TOKEN);
+  assert.deepEqual([unavailable.status, unavailable.headers['retry-after']], [503, '3']);
+  assert.equal((await get('/v1/credentials', TOKEN)).status, 200, 'the pod role is still served');
+});
+
+test('the link-local relative URI: its per-pod path is the secret, no token is needed, any other path under it is 404', async (t) => {
+  let lookup: Lookup<AwsCredentials> | undefined;
+  const { port } = await serve(t, {
+    relativeUri: RELATIVE_URI,
+    lookupKey: (key, pod) => {
+      assert.equal(key, SINGLE, "the pod's role");
+      return lookup ?? pod;
+    },
+  });
+  const fullUri = await raw(port, 'GET', '/v1/credentials', { authorization: TOKEN });
+  const served = await raw(port, 'GET', RELATIVE_URI);
+  assert.equal(served.status, 200);
+  assert.equal(served.headers['content-type'], 'application/json');
+  assert.equal(served.body, fullUri.body, 'the same body as the full-URI endpoint');
+  const withToken = await raw(port, 'GET', RELATIVE_URI, { authorization: 'anything at all' });
+  assert.equal(withToken.status, 200, 'a token some SDKs send is not checked');
+  for (const path of [
+    `${RELATIVE_URI}x`,
+    RELATIVE_URI.slice(0, -1),
+    `${RELATIVE_URI}/`,
+    '/v2/credentials/',
+    '/v2/credentials/x',
+  ]) {
+    const res = await raw(port, 'GET', path);
+    assert.equal(res.status, 404, path);
+    assert.equal(json(res.body)['code'], 'NotFound', path);
+    assert.ok(!res.body.includes('ASIA'), path);
+  }
+  const post = await raw(port, 'POST', RELATIVE_URI);
+  assert.deepEqual([post.status, post.headers['allow']], [405, 'GET']);
+  assert.ok(!post.body.includes('ASIA'));
+  // The listener's refusals come in this surface's shape too.
+  const forwarded = await raw(port, 'GET', RELATIVE_URI, { 'x-forwarded-for': '10.0.0.1' });
+  assert.equal(forwarded.status, 403);
+  assert.deepEqual(Object.keys(json(forwarded.body)).sort(), ['code', 'message']);
+  assert.ok(!forwarded.body.includes('ASIA'));
+  const head = await raw(port, 'HEAD', RELATIVE_URI);
+  assert.deepEqual([head.status, head.body], [200, '']);
+  lookup = {
+    ok: false,
+    error: new ConnectorError('credentials_unavailable', 'aws web-identity credentials expired'),
+    retryAfterSeconds: 5,
+  };
+  const unavailable = await raw(port, 'GET', RELATIVE_URI);
+  assert.deepEqual([unavailable.status, unavailable.headers['retry-after']], [503, '5']);
+  assert.equal(json(unavailable.body)['code'], 'CredentialsUnavailable');
 });
