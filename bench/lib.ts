@@ -6,9 +6,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freeLoopbackPort } from '../src/http/free-port.ts';
 
 const require = createRequire(import.meta.url);
 
@@ -34,15 +34,8 @@ export interface LoadOptions {
   readonly durationSeconds?: number;
 }
 
-/** A free TCP port on 127.0.0.1 (listen on 0, read, close). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : 0;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+/** A free TCP port on 127.0.0.1 (src/http/free-port.ts). */
+export const freePort = freeLoopbackPort;
 
 export interface ChildNode {
   readonly child: ChildProcess;

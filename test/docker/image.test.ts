@@ -9,7 +9,6 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -17,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { generateKeyPair, SignJWT } from 'jose';
 import { treeSize } from '../../scripts/runtime-tree.ts';
+import { freeLoopbackPort as freePort } from '../../src/http/free-port.ts';
 import { DevCa } from '../helpers/pki.ts';
 
 const run = promisify(execFile);
@@ -81,17 +81,6 @@ async function carriedPackages(modules: string): Promise<string[]> {
     else if (!entry.startsWith('.')) names.push(entry);
   }
   return names.sort();
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
 }
 
 interface Started {
