@@ -1,9 +1,10 @@
-// What the design's libraries weigh on their own: idle RSS of small programs that each load one library (or
-// two), use it once, then serve on node:http like the sidecar, bundled exactly as the product is bundled
-// (scripts/bundle-options.ts) and run with the image's NODE_OPTIONS and without TurboFan (as the sidecar
-// starts), each giving back its start-up heap once serving, as the sidecar does once ready. Each beside the same program using no library, and beside the bare node:http server bench/rss.ts
-// measures against; rounds interleaved, medians reported. This is the floor under the sidecar's idle-RSS
-// targets (README "Measured"): a sidecar cannot weigh less than the libraries it must load.
+// What the libraries weigh on their own: idle RSS of small programs that each load one library (or two), use it
+// once as the sidecar does, then serve on node:http like the sidecar, bundled exactly as the product is bundled
+// (scripts/bundle-options.ts), run with the image's NODE_OPTIONS and without TurboFan (as the sidecar starts), each
+// giving back its start-up heap once serving, as the sidecar does once ready. Each beside the same program using no
+// library, and beside the bare node:http server bench/rss.ts measures against; rounds interleaved, medians. The
+// libraries the design requires are the floor under the sidecar's idle-RSS targets (README "Measured"); the others
+// say what each choice costs (with the built-ins it loads, which the sidecar shares with its other libraries).
 // Every call goes to a port on 127.0.0.1 that nothing listens on: a refused connection, no traffic elsewhere.
 // Usage: node bench/rss-libraries.ts [rounds, default 3] [--settle MS]
 import { mkdir, rm, writeFile } from 'node:fs/promises';
@@ -47,6 +48,42 @@ const PROBES: Record<string, { imports: string; use: string }> = {
     use: `const credential = new ClientAssertionCredential('00000000-0000-0000-0000-000000000000', '00000000-0000-0000-0000-000000000001', async () => 'a.b.c', { authorityHost: 'https://${nowhere}', disableInstanceDiscovery: true, retryOptions: { maxRetries: 0 } });
   await credential.getToken('https://storage.azure.com/.default').catch(() => {});`,
   },
+};
+// The libraries that are a choice, each used as the sidecar uses it.
+PROBES['yaml'] = {
+  imports: `import { parseDocument } from 'yaml';`,
+  use: `parseDocument('aws:\\n  roleArn: arn:aws:iam::123456789012:role/r\\n  region: us-east-1\\nlog: { level: info }\\n', { prettyErrors: true, uniqueKeys: true }).toJS();`,
+};
+PROBES['zod/mini'] = {
+  imports: `import * as z from 'zod/mini';`,
+  use: `z.strictObject({ a: z.optional(z.string().check(z.minLength(1))), b: z._default(z.number(), 1) }).safeParse({ a: 'x' });`,
+};
+PROBES['commander'] = {
+  imports: `import { Command } from 'commander';`,
+  use: `const program = new Command().name('p').exitOverride();
+  for (const name of ['run', 'check', 'env', 'issuer', 'webhook']) program.command(name).option('-c, --config <file>').action(() => {});
+  await program.parseAsync(['node', 'p', 'run', '-c', 'x']);`,
+};
+PROBES['pino'] = {
+  imports: `import pino from 'pino';`,
+  use: `const log = pino({ redact: { paths: ['token', '*.token'], censor: '[redacted]' }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ dest: 2, sync: false }));
+  log.info({ token: 'x' }, 'ready');`,
+};
+PROBES['prom-client'] = {
+  imports: `import { Counter, Registry } from 'prom-client';`,
+  use: `const registry = new Registry();
+  new Counter({ name: 'c', help: 'c', labelNames: ['a'], registers: [registry] }).inc({ a: 'b' });
+  await registry.metrics();`,
+};
+PROBES['chokidar'] = {
+  imports: `import { watch } from 'chokidar';`,
+  use: `const watcher = watch(process.argv[1].replace(/[^/]+$/, ''), { depth: 0 });
+  await new Promise((resolve) => watcher.once('ready', resolve));`,
+};
+PROBES['jose'] = {
+  imports: `import { SignJWT, generateKeyPair, jwtVerify } from 'jose';`,
+  use: `const { publicKey, privateKey } = await generateKeyPair('ES256');
+  await jwtVerify(await new SignJWT({}).setProtectedHeader({ alg: 'ES256' }).setAudience('a').sign(privateKey), publicKey, { audience: 'a' });`,
 };
 PROBES['AWS STS client + express'] = {
   imports: `${PROBES['AWS STS client']?.imports}\n${PROBES['express']?.imports}`,
