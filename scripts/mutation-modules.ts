@@ -46,4 +46,9 @@ export const MODULES: Record<string, MutationModule> = {
   'spiffe-id': { mutate: ['src/spiffe/spiffe-id.ts'], tests: ['test/spiffe/spiffe-id.test.ts'] },
   bundle: { mutate: ['src/spiffe/bundle.ts'], tests: ['test/spiffe/bundle.test.ts'] },
   'jwt-svid': { mutate: ['src/spiffe/jwt-svid.ts'], tests: ['test/spiffe/jwt-svid.test.ts'] },
+  // The Workload API the sidecar offers the pod: the security header, the streams, JWT-SVIDs and their validation.
+  'workload-api-server': {
+    mutate: ['src/surfaces/workload-api/server.ts'],
+    tests: ['test/workload-api/server.test.ts'],
+  },
 };
