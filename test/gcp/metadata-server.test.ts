@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
-import { test } from 'node:test';
+import { type TestContext, test } from 'node:test';
 import { ManualClock } from '../../src/base/clock.ts';
 import { MAX_WAITING } from '../../src/providers/gcp/endpoints.ts';
 import { raw } from '../helpers/http.ts';
@@ -286,13 +286,18 @@ test('a SPIFFE ID over 127 bytes is refused before Google is asked, with the rea
   assert.equal(world.fake.stats.stsRequests, 0);
 });
 
-test('wait_for_change holds until timeout_sec (the tree never changes), answers at once for a stale last_etag, and is bounded', async (t) => {
+/** A sidecar on a manual clock with a service account, and a value whose ETag a wait_for_change can name. */
+async function waitForChangeSidecar(t: TestContext) {
   const world = await startGoogleWorld();
   t.after(() => world.close());
   const clock = new ManualClock(Date.now());
   const s = await startSidecar({ world, jwt: jwtSource(world, { clock }), serviceAccount: true, clock });
   t.after(() => s.close());
-  const path = `${V1}/project/project-id`;
+  return { s, clock, path: `${V1}/project/project-id` };
+}
+
+test('wait_for_change holds until timeout_sec (the tree never changes), answers at once for a stale last_etag, and is bounded', async (t) => {
+  const { s, clock, path } = await waitForChangeSidecar(t);
   const now = await get(s.port, path);
   assert.equal(now.status, 200);
   const etag = String(now.headers['etag']);
@@ -365,12 +370,7 @@ test('an identity audience over 2048 characters is a 400 at once, and Google is 
 });
 
 test('wait_for_change: timeout_sec absent or empty holds up to 3600 s, 1 to 3600 hold that long, anything else is a 400 at once', async (t) => {
-  const world = await startGoogleWorld();
-  t.after(() => world.close());
-  const clock = new ManualClock(Date.now());
-  const s = await startSidecar({ world, jwt: jwtSource(world, { clock }), serviceAccount: true, clock });
-  t.after(() => s.close());
-  const path = `${V1}/project/project-id`;
+  const { s, clock, path } = await waitForChangeSidecar(t);
   const etag = String((await get(s.port, path)).headers['etag']);
   const hold = (timeout: string) => {
     const seen: { answered?: RawResponse; done: Promise<RawResponse> } = {
