@@ -11,7 +11,12 @@ export const MODULES: Record<string, MutationModule> = {
     tests: ['test/spiffe/x509-svid.test.ts', 'test/spiffe/bundle.test.ts'],
   },
   guards: { mutate: ['src/http/guards.ts'], tests: ['test/http/guards.test.ts', 'test/metadata/pipeline.test.ts'] },
-  pipeline: { mutate: ['src/metadata/pipeline.ts'], tests: ['test/metadata/pipeline.test.ts'] },
+  // The link-local test (in a network namespace of its own; it skips where none can be made) holds the Host check of
+  // the 169.254.x listeners.
+  pipeline: {
+    mutate: ['src/metadata/pipeline.ts'],
+    tests: ['test/metadata/pipeline.test.ts', 'test/metadata/link-local.test.ts'],
+  },
   'aws-endpoints': { mutate: ['src/providers/aws/endpoints.ts'], tests: ['test/aws/endpoints.test.ts'] },
   'gcp-endpoints': {
     mutate: ['src/providers/gcp/endpoints.ts'],

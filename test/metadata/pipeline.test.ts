@@ -296,3 +296,84 @@ test('every request the listener receives is reported to onRequest, the ones no 
   }
   assert.equal(seen, 3);
 });
+
+test('a refusal other than draining keeps the connection open: a client that sent a wrong Host can go on', async (t) => {
+  const { port } = await everySurface(t);
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  t.after(() => agent.destroy());
+  const send = (host: string) =>
+    new Promise<{ status: number; connection: string | undefined; socket: unknown }>((resolve, reject) => {
+      const req = request(
+        { host: '127.0.0.1', port, path: '/v1/credentials', headers: { host, authorization: AWS_TOKEN }, agent },
+        (res) => {
+          res.resume();
+          res.on('end', () =>
+            resolve({ status: res.statusCode ?? 0, connection: res.headers.connection, socket: req.socket }),
+          );
+        },
+      );
+      req.on('error', reject);
+      req.end();
+    });
+  const refused = await send('metadata.attacker.example');
+  assert.equal(refused.status, 403);
+  assert.notEqual(refused.connection, 'close', 'only a draining sidecar closes the connection');
+  const next = await send(`127.0.0.1:${port}`);
+  assert.equal(next.status, 200);
+  assert.equal(next.socket, refused.socket, 'the same connection answered the next request');
+  // An answer a surface writes at once (no token: 401) leaves the connection as open as one it awaits.
+  const unauthorized = await new Promise<{ status: number; socket: unknown }>((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path: '/v1/credentials', agent }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, socket: req.socket }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  assert.equal(unauthorized.status, 401);
+  const after = await send(`127.0.0.1:${port}`);
+  assert.equal(after.status, 200);
+  assert.equal(after.socket, unauthorized.socket, 'the connection outlived an answer written at once');
+});
+
+test('a handler that fails on an Azure surface answers that the service is temporarily unavailable, as Azure does', async (t) => {
+  const tokens = fixedLookup<AzureAccessToken>(
+    {
+      accessToken: new Secret('eyJ.azure'),
+      resource: 'https://storage.azure.com',
+      obtainedAt: new Date(),
+      expiresAt: new Date(Date.now() + 3_600_000),
+    },
+    new Date(Date.now() + 3_600_000),
+  );
+  const listener = await startMetadataListener({
+    host: '127.0.0.1',
+    port: 0,
+    metrics: new Metrics(),
+    logger: silentLogger(),
+  });
+  t.after(() => listener.close(0));
+  const surfaces = azureSurfaces({
+    tokens,
+    served: { clientId: 'client' },
+    identityHeader: new Secret(IDENTITY_HEADER),
+    clock: new ManualClock(Date.now()),
+    logger: silentLogger(),
+  });
+  listener.mount(
+    surfaces.map((s) => ({
+      ...s,
+      claims: (p: string) => s.claims(p),
+      problem: (problem: Parameters<typeof s.problem>[0], req: Parameters<typeof s.problem>[1]) =>
+        s.problem(problem, req),
+      handle: async () => {
+        throw new Error('a bug in the handler');
+      },
+    })),
+  );
+  const imds = CASES.find((c) => c.surface === 'azure-imds') as Case;
+  const r = await raw(listener.port, 'GET', imds.path, imds.headers);
+  assert.equal(r.status, 503);
+  imds.shape(r);
+  assert.equal(json(r)['error'], 'temporarily_unavailable', 'a client retries this one; invalid_client it would not');
+});
