@@ -17,6 +17,8 @@ import { ConnectorError } from '../../src/base/errors.ts';
 import { parseSidecarConfig } from '../../src/config/load.ts';
 import { silentLogger } from '../../src/ops/logger.ts';
 import { Metrics } from '../../src/ops/metrics.ts';
+import { JwtBundle } from '../../src/spiffe/bundle.ts';
+import type { JwtSource, X509Source } from '../../src/spiffe/source.ts';
 import { workloadApiEnv } from '../../src/surfaces/workload-api/env.ts';
 import { type JwtBundleSource, startJwksBundleSource } from '../../src/surfaces/workload-api/jwt-bundle-source.ts';
 import { startWorkloadApiServer } from '../../src/surfaces/workload-api/server.ts';
@@ -39,25 +41,38 @@ interface Harness {
   close: () => Promise<void>;
 }
 
-async function harness(t: TestContext, opts: { jwtBundle?: boolean } = {}): Promise<Harness> {
+interface HarnessOptions {
+  /** false: none; a source: that one instead of the signer's JWKS. */
+  readonly jwtBundle?: boolean | JwtBundleSource;
+  /** The JWT-SVIDs' SPIFFE ID (default: the X.509-SVID's), or a JwtSource of the test's own. */
+  readonly jwtId?: string;
+  readonly jwt?: JwtSource;
+  readonly jwtTimeoutMs?: number;
+  /** Wraps the X.509 source the server is given (to watch its subscriptions). */
+  readonly wrapX509?: (source: TestX509Source) => X509Source;
+}
+
+async function harness(t: TestContext, opts: HarnessOptions = {}): Promise<Harness> {
   const dir = await mkdtemp(join(tmpdir(), 'wl-server-'));
   const path = join(dir, 'spiffe.sock');
   const signer = await DevOidcSigner.start();
   const x509 = await devX509Source({ trustDomain: TD, spiffeId: ID });
-  const jwt = signerJwtSource({ signer, spiffeId: ID, ttlSeconds: 600 });
+  const jwt = signerJwtSource({ signer, spiffeId: opts.jwtId ?? ID, ttlSeconds: 600 });
   const clock = new ManualClock(Date.now());
   let jwtBundle: JwtBundleSource | undefined;
-  if (opts.jwtBundle !== false)
+  if (typeof opts.jwtBundle === 'object') jwtBundle = opts.jwtBundle;
+  else if (opts.jwtBundle !== false)
     jwtBundle = await startJwksBundleSource({ url: signer.issuer, trustDomain: TD, clock, logger: silentLogger() });
   const metrics = new Metrics();
   const server = await startWorkloadApiServer({
     path,
-    x509,
-    jwt,
+    x509: opts.wrapX509 ? opts.wrapX509(x509) : x509,
+    jwt: opts.jwt ?? jwt,
     trustDomain: TD,
     logger: silentLogger(),
     jwtBundle,
     metrics,
+    ...(opts.jwtTimeoutMs ? { jwtTimeoutMs: opts.jwtTimeoutMs } : {}),
   });
   const Client = loadSpecProto();
   const client = new Client(`unix://${path}`, grpc.credentials.createInsecure()) as unknown as Client;
@@ -135,9 +150,13 @@ test('each Workload API call is counted under surface workload-api with its gRPC
   await unary(h.client, 'FetchJWTSVID', { audience: ['a'] });
   await assert.rejects(unary(h.client, 'FetchJWTSVID', { audience: ['a'] }, new grpc.Metadata()));
   await assert.rejects(unary(h.client, 'FetchJWTSVID', { audience: [] }));
+  const opened = stream(h.client, 'FetchX509SVID');
+  await until(() => opened.messages.length === 1, 'the first X509-SVID message');
+  opened.call.cancel();
+  await stream(h.client, 'FetchX509Bundles', new grpc.Metadata()).ended;
   const text = await h.metrics.registry.metrics();
-  assert.match(text, /spiffe_connector_requests_total\{surface="workload-api",status="OK"\} 1\n/);
-  assert.match(text, /spiffe_connector_requests_total\{surface="workload-api",status="INVALID_ARGUMENT"\} 2\n/);
+  assert.match(text, /spiffe_connector_requests_total\{surface="workload-api",status="OK"\} 2\n/);
+  assert.match(text, /spiffe_connector_requests_total\{surface="workload-api",status="INVALID_ARGUMENT"\} 3\n/);
   assert.match(text, /# HELP spiffe_connector_requests_total .*gRPC status name of the Workload API/);
 });
 
@@ -363,4 +382,177 @@ test('env: SPIFFE_ENDPOINT_SOCKET=unix://<path> only when the sidecar serves the
   assert.deepEqual(workloadApiEnv(parseSidecarConfig(yaml('  workloadApiSocket: /run/spiffe/agent.sock\n'))), [
     ['SPIFFE_ENDPOINT_SOCKET', 'unix:///run/spiffe/agent.sock'],
   ]);
+});
+
+test('FetchJWTSVID refuses before anything is minted: an empty audience, two audiences, another SPIFFE ID than the pod’s', async (t) => {
+  const h = await harness(t);
+  await assert.rejects(
+    unary(h.client, 'FetchJWTSVID', { audience: ['a', ''] }),
+    isStatus(grpc.status.INVALID_ARGUMENT, 'audience must be specified'),
+  );
+  await assert.rejects(
+    unary(h.client, 'FetchJWTSVID', { audience: ['a', 'b'] }),
+    isStatus(grpc.status.INVALID_ARGUMENT, 'this Workload API issues JWT-SVIDs for one audience per request'),
+  );
+  await assert.rejects(
+    unary(h.client, 'FetchJWTSVID', { audience: ['a'], spiffe_id: `spiffe://${TD}/someone/else` }),
+    isStatus(grpc.status.PERMISSION_DENIED, 'no identity issued'),
+  );
+  assert.deepEqual(h.jwt.requested, [], 'no JWT-SVID was asked of the issuer for a refused call');
+});
+
+test('FetchJWTSVID does not pass on a JWT-SVID its source made for another SPIFFE ID than the one asked for', async (t) => {
+  const h = await harness(t, { jwtId: `spiffe://${TD}/ns/default/sa/other` });
+  await assert.rejects(
+    unary(h.client, 'FetchJWTSVID', { audience: ['a'], spiffe_id: ID }),
+    isStatus(grpc.status.PERMISSION_DENIED, 'no identity issued'),
+  );
+  assert.deepEqual(h.jwt.requested, ['a']);
+});
+
+test('FetchJWTSVID answers the JWT source’s failures as SPIRE’s clients expect them', async (t) => {
+  const h = await harness(t);
+  const cases: Array<[ConnectorError, grpc.status]> = [
+    [new ConnectorError('throttled', 'too many new audiences'), grpc.status.RESOURCE_EXHAUSTED],
+    [new ConnectorError('request_invalid', 'this audience is not served'), grpc.status.INVALID_ARGUMENT],
+    [new ConnectorError('upstream_unavailable', 'issuer down', { retryable: true }), grpc.status.UNAVAILABLE],
+    [new ConnectorError('upstream_rejected', 'the issuer refused this identity'), grpc.status.PERMISSION_DENIED],
+  ];
+  for (const [error, code] of cases) {
+    h.jwt.failWith(error);
+    await assert.rejects(unary(h.client, 'FetchJWTSVID', { audience: ['a'] }), isStatus(code, error.message));
+  }
+});
+
+test('FetchJWTSVID gives up on a source that does not answer after jwtTimeoutMs, and a caller that leaves ends the wait', async (t) => {
+  const signals: AbortSignal[] = [];
+  const hanging: JwtSource = {
+    fetchJwtSvid: (_audience: string, signal?: AbortSignal) => {
+      if (signal) signals.push(signal);
+      return new Promise((_resolve, reject) =>
+        signal?.addEventListener('abort', () =>
+          reject(new ConnectorError('upstream_unavailable', 'gave up waiting', { retryable: true })),
+        ),
+      );
+    },
+    subscribe: () => () => undefined,
+  } as unknown as JwtSource;
+  const h = await harness(t, { jwt: hanging, jwtTimeoutMs: 200 });
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error('no answer 20 s after a jwtTimeoutMs of 200 ms')), 20_000);
+  });
+  await assert.rejects(
+    Promise.race([unary(h.client, 'FetchJWTSVID', { audience: ['a'] }), bound]),
+    isStatus(grpc.status.UNAVAILABLE),
+  );
+  clearTimeout(timer);
+  const call = h.client['FetchJWTSVID']?.({ audience: ['b'] }, header(), () => undefined) as grpc.ClientUnaryCall;
+  await until(() => signals.length === 2, 'the second fetch to reach the source');
+  call.cancel();
+  await until(() => signals[1]?.aborted, 'the source to be told the caller left');
+  assert.equal(
+    (signals[1]?.reason as Error | undefined)?.name,
+    'AbortError',
+    'ended because the caller left, not by the timeout',
+  );
+});
+
+test('a stream sends the state again only when it changed, and a stream that ends leaves no subscription behind', async (t) => {
+  let subscribed = 0;
+  let source: TestX509Source | undefined;
+  const h = await harness(t, {
+    wrapX509: (x509) => {
+      source = x509;
+      const subscribe = (listener: () => void): (() => void) => {
+        subscribed++;
+        const off = x509.subscribe(listener);
+        let on = true;
+        return () => {
+          if (on) subscribed--;
+          on = false;
+          off();
+        };
+      };
+      return new Proxy(x509, {
+        get: (target, key) => {
+          if (key === 'subscribe') return subscribe;
+          const value = Reflect.get(target, key) as unknown;
+          return typeof value === 'function' ? value.bind(target) : value;
+        },
+      });
+    },
+  });
+  const s = stream(h.client, 'FetchX509SVID');
+  await until(() => s.messages.length === 1, 'the first message');
+  const der = (m: Record<string, unknown> | undefined): string =>
+    ((m?.['svids'] as Array<{ x509_svid: Buffer }> | undefined)?.[0]?.x509_svid ?? Buffer.alloc(0)).toString('base64');
+  (source as unknown as { set(svid: unknown): unknown }).set(source?.current());
+  await h.x509.rotate();
+  await until(() => der(s.messages.at(-1)) !== der(s.messages[0]), 'the message of the rotation');
+  assert.equal(s.messages.length, 2, 'the same SVID told again sent nothing');
+  for (let i = 0; i < 5; i++) {
+    const other = stream(h.client, 'FetchX509Bundles');
+    await until(() => other.messages.length === 1, 'a bundles message');
+    other.call.cancel();
+    await other.ended;
+  }
+  s.call.cancel();
+  await s.ended;
+  await until(() => subscribed === 0, `every subscription ended (${subscribed} left)`);
+});
+
+test('the WIT-SVID profile is answered Unimplemented, and refused without the security header first', async (t) => {
+  const h = await harness(t);
+  for (const rpc of ['FetchWITSVID', 'FetchWITBundles']) {
+    const s = stream(h.client, rpc);
+    const status = await s.ended;
+    assert.equal(status.code, grpc.status.UNIMPLEMENTED, rpc);
+    assert.equal(status.details, 'the WIT-SVID profile is not supported');
+    const bare = await stream(h.client, rpc, new grpc.Metadata()).ended;
+    assert.equal(bare.code, grpc.status.INVALID_ARGUMENT, rpc);
+  }
+});
+
+test('before the JWT bundle is fetched the JWT-bundle calls answer Unavailable; a SPIFFE bundle’s sequence and refresh hint are passed on', async (t) => {
+  let current: JwtBundle | undefined;
+  const listeners = new Set<(b: JwtBundle) => void>();
+  const source: JwtBundleSource = {
+    current: () => current,
+    subscribe: (l) => {
+      listeners.add(l);
+      return () => listeners.delete(l);
+    },
+    close: async () => undefined,
+  };
+  const h = await harness(t, { jwtBundle: source });
+  const early = await stream(h.client, 'FetchJWTBundles').ended;
+  assert.equal(early.code, grpc.status.UNAVAILABLE);
+  assert.equal(early.details, 'the JWT bundle has not been fetched yet');
+  await assert.rejects(
+    unary(h.client, 'ValidateJWTSVID', { audience: 'a', svid: 'x.y.z' }),
+    isStatus(grpc.status.UNAVAILABLE, 'the JWT bundle has not been fetched yet'),
+  );
+
+  const key = {
+    kty: 'EC',
+    crv: 'P-256',
+    kid: 'k1',
+    x: 'f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU',
+    y: 'x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0',
+  };
+  const read = async (): Promise<Record<string, unknown>> => {
+    const s = stream(h.client, 'FetchJWTBundles');
+    await until(() => s.messages.length === 1, 'a JWT bundles message');
+    s.call.cancel();
+    const bundles = s.messages[0]?.['bundles'] as Record<string, Buffer>;
+    return JSON.parse((bundles[`spiffe://${TD}`] as Buffer).toString('utf8')) as Record<string, unknown>;
+  };
+  current = JwtBundle.parseJwks(TD, JSON.stringify({ keys: [key], spiffe_sequence: 7, spiffe_refresh_hint: 300 }));
+  const withBoth = await read();
+  assert.equal(withBoth['spiffe_sequence'], 7);
+  assert.equal(withBoth['spiffe_refresh_hint'], 300);
+  current = JwtBundle.parseJwks(TD, JSON.stringify({ keys: [key] }));
+  const plain = await read();
+  assert.deepEqual(Object.keys(plain), ['keys'], 'no sequence or refresh hint where the bundle has none');
 });
