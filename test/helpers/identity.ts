@@ -74,7 +74,7 @@ export function signerJwtSource(options: {
 /** An X509Source holding the SVID it is given, and swapping in the next one when told (as a rotation does). */
 export class SettableX509Source implements X509Source {
   readonly ca: DevCa;
-  readonly #bundle: X509Bundle;
+  #bundle: X509Bundle;
   readonly #listeners = new Listeners<[X509Svid]>();
   #svid: X509Svid;
 
@@ -99,6 +99,12 @@ export class SettableX509Source implements X509Source {
   async whenReady(): Promise<void> {}
 
   async close(): Promise<void> {}
+
+  /** Swaps in another bundle (a root added ahead of a rotation), the SVID unchanged, and tells the subscribers. */
+  setBundle(bundle: X509Bundle): void {
+    this.#bundle = bundle;
+    this.#listeners.emit(this.#svid);
+  }
 
   /** Swaps in `svid` and tells the subscribers. */
   set(svid: X509Svid): X509Svid {

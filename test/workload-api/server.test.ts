@@ -17,13 +17,14 @@ import { ConnectorError } from '../../src/base/errors.ts';
 import { parseSidecarConfig } from '../../src/config/load.ts';
 import { silentLogger } from '../../src/ops/logger.ts';
 import { Metrics } from '../../src/ops/metrics.ts';
-import { JwtBundle } from '../../src/spiffe/bundle.ts';
+import { JwtBundle, X509Bundle } from '../../src/spiffe/bundle.ts';
 import type { JwtSource, X509Source } from '../../src/spiffe/source.ts';
 import { workloadApiEnv } from '../../src/surfaces/workload-api/env.ts';
 import { type JwtBundleSource, startJwksBundleSource } from '../../src/surfaces/workload-api/jwt-bundle-source.ts';
 import { startWorkloadApiServer } from '../../src/surfaces/workload-api/server.ts';
 import { loadSpecProto } from '../helpers/fake-workload-api.ts';
 import { devX509Source, signerJwtSource, type TestJwtSource, type TestX509Source } from '../helpers/identity.ts';
+import { DevCa } from '../helpers/pki.ts';
 import { until } from '../helpers/until.ts';
 
 const TD = 'example.org';
@@ -369,6 +370,9 @@ test('before the first X.509-SVID the streams answer Unavailable', async (t) => 
   const client = new (loadSpecProto())(`unix://${path}`, grpc.credentials.createInsecure()) as unknown as Client;
   t.after(() => client.close());
   assert.equal((await stream(client, 'FetchX509SVID').ended).code, grpc.status.UNAVAILABLE);
+  const bundles = await stream(client, 'FetchX509Bundles').ended;
+  assert.equal(bundles.code, grpc.status.UNAVAILABLE);
+  assert.equal(bundles.details, 'no X.509 bundle yet: the sidecar is starting');
   await assert.rejects(
     unary(client, 'FetchJWTSVID', { audience: ['a'] }),
     isStatus(grpc.status.UNIMPLEMENTED, /JWT-SVID source/),
@@ -555,4 +559,29 @@ test('before the JWT bundle is fetched the JWT-bundle calls answer Unavailable; 
   current = JwtBundle.parseJwks(TD, JSON.stringify({ keys: [key] }));
   const plain = await read();
   assert.deepEqual(Object.keys(plain), ['keys'], 'no sequence or refresh hint where the bundle has none');
+});
+
+test('a bundle that changes under the same SVID (a root added ahead of a rotation, then replaced) is sent on both X.509 streams', async (t) => {
+  const h = await harness(t);
+  const svid = stream(h.client, 'FetchX509SVID');
+  const bundles = stream(h.client, 'FetchX509Bundles');
+  await until(() => svid.messages.length === 1 && bundles.messages.length === 1, 'the first messages');
+  const next = await DevCa.create({ trustDomain: TD });
+  const current = h.x509.bundle() as X509Bundle;
+  const both = X509Bundle.parsePem(TD, `${h.x509.ca.certPem}\n${next.certPem}`);
+  assert.equal(both.authorities.length, current.authorities.length + 1);
+  (h.x509 as unknown as { setBundle(b: X509Bundle): void }).setBundle(both);
+  await until(() => svid.messages.length === 2 && bundles.messages.length === 2, 'the new bundle on both streams');
+  const sent = (m: Record<string, unknown> | undefined): Buffer =>
+    (m?.['bundles'] as Record<string, Buffer> | undefined)?.[`spiffe://${TD}`] ?? Buffer.alloc(0);
+  assert.ok(sent(bundles.messages[1]).includes(new X509Certificate(next.certPem).raw), 'the added root is sent');
+  // The added root replaced by another: as many roots as before, other bytes.
+  const other = await DevCa.create({ trustDomain: TD });
+  (h.x509 as unknown as { setBundle(b: X509Bundle): void }).setBundle(
+    X509Bundle.parsePem(TD, `${h.x509.ca.certPem}\n${other.certPem}`),
+  );
+  await until(() => svid.messages.length === 3 && bundles.messages.length === 3, 'the replaced root on both streams');
+  assert.ok(sent(bundles.messages[2]).includes(new X509Certificate(other.certPem).raw), 'the replacing root is sent');
+  svid.call.cancel();
+  bundles.call.cancel();
 });
