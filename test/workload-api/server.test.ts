@@ -98,8 +98,13 @@ function header(value = 'true'): grpc.Metadata {
 
 function unary(client: Client, rpc: string, request: object, metadata = header()): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
-    client[rpc]?.(request, metadata, (error: grpc.ServiceError | null, response: Record<string, unknown>) =>
-      error ? reject(error) : resolve(response),
+    // Bounded by a deadline: a call the server never answers ends DEADLINE_EXCEEDED instead of hanging the test.
+    client[rpc]?.(
+      request,
+      metadata,
+      { deadline: Date.now() + 20_000 },
+      (error: grpc.ServiceError | null, response: Record<string, unknown>) =>
+        error ? reject(error) : resolve(response),
     );
   });
 }
@@ -110,7 +115,16 @@ function stream(client: Client, rpc: string, metadata = header()) {
   const call = client[rpc]?.({}, metadata) as grpc.ClientReadableStream<Record<string, unknown>>;
   call.on('data', (m) => messages.push(m));
   call.on('error', () => undefined);
-  const ended = new Promise<grpc.StatusObject>((resolve) => call.on('status', resolve));
+  // Bounded: a stream the server never ends fails the test saying so instead of hanging it.
+  const ended = new Promise<grpc.StatusObject>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${rpc}: the server never ended the stream`)), 20_000);
+    timer.unref();
+    call.on('status', (status) => {
+      clearTimeout(timer);
+      resolve(status);
+    });
+  });
+  ended.catch(() => undefined);
   return { call, messages, ended };
 }
 
