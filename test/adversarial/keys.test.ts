@@ -8,16 +8,14 @@ import { Agent, request } from 'node:http';
 import { test } from 'node:test';
 import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
 import { ManualClock } from '../../src/base/clock.ts';
-import { startMetadataListener } from '../../src/metadata/listener.ts';
 import { silentLogger } from '../../src/ops/logger.ts';
-import { Metrics } from '../../src/ops/metrics.ts';
 import { imdsSurface } from '../../src/providers/aws/endpoints.ts';
 import { createWorkloadApiSource } from '../../src/sources/workload-api/client.ts';
 import { runAzure, startWorld } from '../azure/fixtures.ts';
 import { FLAVOR, get, jwtSource, startGoogleWorld, startSidecar } from '../gcp/support.ts';
 import { awsCredentials, fixedLookup } from '../helpers/credentials.ts';
 import { FakeWorkloadApi, x509Entry } from '../helpers/fake-workload-api.ts';
-import type { RawResponse } from '../helpers/http.ts';
+import { type RawResponse, testListener } from '../helpers/http.ts';
 import { DevCa } from '../helpers/pki.ts';
 
 const KEYS = 10_000;
@@ -143,13 +141,7 @@ test(`Azure: ${KEYS} made-up resources call Entra at most the bucket's worth; th
 test(`IMDSv2: ${KEYS} token PUTs cannot evict the session token the app is using`, { timeout: 300_000 }, async (t) => {
   const clock = new ManualClock(Date.now());
   const creds = awsCredentials(clock.now());
-  const listener = await startMetadataListener({
-    host: '127.0.0.1',
-    port: 0,
-    metrics: new Metrics(),
-    logger: silentLogger(),
-  });
-  t.after(() => listener.close(0));
+  const listener = await testListener(t);
   listener.mount([
     imdsSurface({
       credentials: fixedLookup(creds, creds.expiration),

@@ -2,7 +2,11 @@
 // given (fetch would set its own), and requests written byte for byte.
 import { request } from 'node:http';
 import { connect as netConnect } from 'node:net';
+import type { TestContext } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
+import { type MetadataListener, startMetadataListener } from '../../src/metadata/listener.ts';
+import { silentLogger } from '../../src/ops/logger.ts';
+import { Metrics } from '../../src/ops/metrics.ts';
 
 export interface RawResponse {
   status: number;
@@ -136,4 +140,20 @@ function dechunk(text: string): string {
     out += text.slice(eol + 2, eol + 2 + size);
     at = eol + 2 + size + 2;
   }
+}
+
+/** A metadata listener on 127.0.0.1, port 0, for one test: closed when the test ends. */
+export async function testListener(
+  t: TestContext,
+  options: { metrics?: Metrics; onRequest?: () => void } = {},
+): Promise<MetadataListener> {
+  const listener = await startMetadataListener({
+    host: '127.0.0.1',
+    port: 0,
+    metrics: options.metrics ?? new Metrics(),
+    logger: silentLogger(),
+    ...(options.onRequest ? { onRequest: options.onRequest } : {}),
+  });
+  t.after(() => listener.close(0));
+  return listener;
 }

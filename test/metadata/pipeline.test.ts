@@ -7,7 +7,6 @@ import { Agent, request } from 'node:http';
 import { type TestContext, test } from 'node:test';
 import { ManualClock } from '../../src/base/clock.ts';
 import { Secret } from '../../src/base/secret.ts';
-import { startMetadataListener } from '../../src/metadata/listener.ts';
 import { silentLogger } from '../../src/ops/logger.ts';
 import { Metrics } from '../../src/ops/metrics.ts';
 import { containerSurface, imdsSurface } from '../../src/providers/aws/endpoints.ts';
@@ -17,10 +16,24 @@ import type { Surface, SurfaceName } from '../../src/providers/contract.ts';
 import type { GcpToken } from '../../src/providers/gcp/credential.ts';
 import { metadataSurface } from '../../src/providers/gcp/endpoints.ts';
 import { awsCredentials, fixedLookup, ROLE_ARN } from '../helpers/credentials.ts';
-import { type RawResponse, raw, rawSocket } from '../helpers/http.ts';
+import { type RawResponse, raw, rawSocket, testListener } from '../helpers/http.ts';
 
 const AWS_TOKEN = 'container-token-0123456789abcdefghijklmnopqrstuv';
 const IDENTITY_HEADER = 'identity-header-0123456789abcdefghijklmnop';
+
+/** An Azure token for storage, valid for an hour from `now`. */
+function azureTokens(now: number) {
+  const expires = new Date(now + 3_600_000);
+  return fixedLookup<AzureAccessToken>(
+    {
+      accessToken: new Secret('eyJ.azure'),
+      resource: 'https://storage.azure.com',
+      obtainedAt: new Date(now),
+      expiresAt: expires,
+    },
+    expires,
+  );
+}
 
 /** Every surface of the three clouds on one listener, answering from fixed credentials. */
 async function everySurface(t: TestContext) {
@@ -30,17 +43,8 @@ async function everySurface(t: TestContext) {
   const aws = awsCredentials(clock.now());
   const awsLookup = fixedLookup(aws, aws.expiration);
   const gcp = fixedLookup<GcpToken>({ token: new Secret('ya29.token'), expiresAt: expires }, expires);
-  const azure = fixedLookup<AzureAccessToken>(
-    {
-      accessToken: new Secret('eyJ.azure'),
-      resource: 'https://storage.azure.com',
-      obtainedAt: new Date(clock.now()),
-      expiresAt: expires,
-    },
-    expires,
-  );
-  const listener = await startMetadataListener({ host: '127.0.0.1', port: 0, metrics, logger: silentLogger() });
-  t.after(() => listener.close(0));
+  const azure = azureTokens(clock.now());
+  const listener = await testListener(t, { metrics });
   listener.mount([
     containerSurface({ credentials: awsLookup, authToken: new Secret(AWS_TOKEN) }),
     imdsSurface({ credentials: awsLookup, roleArn: ROLE_ARN, region: 'eu-west-1', clock }),
@@ -247,8 +251,7 @@ test('a header that only looks like Host (same length, another name) is no repea
 
 test('a surface whose handler fails answers 503 in its own shape; one that fails after its headers is cut off', async (t) => {
   const metrics = new Metrics();
-  const listener = await startMetadataListener({ host: '127.0.0.1', port: 0, metrics, logger: silentLogger() });
-  t.after(() => listener.close(0));
+  const listener = await testListener(t, { metrics });
   const failing = (path: string, afterHeaders: boolean): Surface => ({
     name: 'gcp-metadata',
     claims: (p) => p === path,
@@ -281,14 +284,7 @@ test('a surface whose handler fails answers 503 in its own shape; one that fails
 
 test('every request the listener receives is reported to onRequest, the ones no surface claims included', async (t) => {
   let seen = 0;
-  const listener = await startMetadataListener({
-    host: '127.0.0.1',
-    port: 0,
-    metrics: new Metrics(),
-    logger: silentLogger(),
-    onRequest: () => seen++,
-  });
-  t.after(() => listener.close(0));
+  const listener = await testListener(t, { onRequest: () => seen++ });
   listener.mount([]);
   for (const path of ['/latest/meta-data/', '/none', '/v1/credentials']) {
     const r = await raw(listener.port, 'GET', path);
@@ -337,22 +333,8 @@ test('a refusal other than draining keeps the connection open: a client that sen
 });
 
 test('a handler that fails on an Azure surface answers that the service is temporarily unavailable, as Azure does', async (t) => {
-  const tokens = fixedLookup<AzureAccessToken>(
-    {
-      accessToken: new Secret('eyJ.azure'),
-      resource: 'https://storage.azure.com',
-      obtainedAt: new Date(),
-      expiresAt: new Date(Date.now() + 3_600_000),
-    },
-    new Date(Date.now() + 3_600_000),
-  );
-  const listener = await startMetadataListener({
-    host: '127.0.0.1',
-    port: 0,
-    metrics: new Metrics(),
-    logger: silentLogger(),
-  });
-  t.after(() => listener.close(0));
+  const tokens = azureTokens(Date.now());
+  const listener = await testListener(t);
   const surfaces = azureSurfaces({
     tokens,
     served: { clientId: 'client' },
