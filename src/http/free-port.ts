@@ -25,22 +25,15 @@ export function ephemeralRange(): { first: number; last: number } {
   return { first: 32_768, last: 60_999 };
 }
 
-function tryBind(port: number): Promise<boolean> {
+/** Binds 127.0.0.1:`port` (0: any) and closes it again: the port it got, or undefined when it was taken. */
+function bindAndRelease(port: number): Promise<number | undefined> {
   return new Promise((resolve) => {
     const server = createServer();
-    server.once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-  });
-}
-
-function listenZero(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
+    server.once('error', () => resolve(undefined));
+    server.listen(port, '127.0.0.1', () => {
       const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
+      const bound = typeof address === 'object' && address ? address.port : undefined;
+      server.close(() => resolve(bound));
     });
   });
 }
@@ -53,8 +46,10 @@ export async function freeLoopbackPort(): Promise<number> {
     const top = Math.min(last, ephemeral.first - 1);
     for (let i = 0; i < ATTEMPTS; i++) {
       const port = first + Math.floor(Math.random() * (top - first + 1));
-      if (await tryBind(port)) return port;
+      if ((await bindAndRelease(port)) !== undefined) return port;
     }
   }
-  return listenZero();
+  const any = await bindAndRelease(0);
+  if (any === undefined) throw new Error('cannot bind any port on 127.0.0.1');
+  return any;
 }
