@@ -4,7 +4,7 @@
 // node_modules only the packages the bundle loads at run time (scripts/runtime-packages.ts). No package
 // manager, no other node_modules. test/docker/image.test.ts starts the three programs from this tree.
 // Usage: node scripts/runtime-tree.ts OUTDIR [DIST, default dist]   (run `npm run build` first)
-import { cp, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir, readFile, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runtimePackages } from './runtime-packages.ts';
@@ -47,8 +47,11 @@ export async function writeRuntimeTree(out: string, root = ROOT, dist = join(roo
     join(out, 'package.json'),
     `${JSON.stringify({ name: pkg.name, version: pkg.version, license: pkg.license, private: true, type: 'module' }, null, 2)}\n`,
   );
+  // Package directories come back resolved through symbolic links; so is node_modules here (a checkout whose
+  // node_modules links to another's).
+  const modules = await realpath(join(root, 'node_modules'));
   for (const p of await runtimePackages(root)) {
-    await cp(p.dir, join(out, 'node_modules', relative(join(root, 'node_modules'), p.dir)), { recursive: true });
+    await cp(p.dir, join(out, 'node_modules', relative(modules, p.dir)), { recursive: true });
   }
 }
 
