@@ -29,35 +29,62 @@ export const builtinsAsRequire: Plugin = {
 };
 
 /**
+ * A built-in module that a package requires when it loads but uses later, if ever: for the files `importer` matches,
+ * `contents` stands in for it and loads it on first use.
+ */
+function lazyBuiltin(name: string, builtin: string, importer: RegExp, contents: string): Plugin {
+  const filter = new RegExp(`^(node:)?${builtin}$`);
+  return {
+    name,
+    setup(b) {
+      b.onResolve({ filter }, (args) =>
+        importer.test(args.importer) ? { path: builtin, namespace: name } : undefined,
+      );
+      b.onLoad({ filter: /.*/, namespace: name }, () => ({ contents, loader: 'js' }));
+    },
+  };
+}
+
+/**
  * node:http2 for the AWS SDK's HTTP handler package, loaded on first use. The package holds both the
  * HTTP/1.1 handler STS is called with and an HTTP/2 one, and reads `http2.constants` at load; loading
  * node:http2 costs ~4 MB resident that an STS client over HTTP/1.1 never uses.
  */
-export const lazyHttp2ForSmithy: Plugin = {
-  name: 'lazy-http2-for-smithy',
-  setup(b) {
-    b.onResolve({ filter: /^(node:)?http2$/ }, (args) =>
-      /[\\/]@smithy[\\/]node-http-handler[\\/]/.test(args.importer)
-        ? { path: 'http2', namespace: 'lazy-http2' }
-        : undefined,
-    );
-    b.onLoad({ filter: /.*/, namespace: 'lazy-http2' }, () => ({
-      contents: `let http2;
+export const lazyHttp2ForSmithy = lazyBuiltin(
+  'lazy-http2-for-smithy',
+  'http2',
+  /[\\/]@smithy[\\/]node-http-handler[\\/]/,
+  `let http2;
 const load = () => (http2 ??= require("node:http2"));
 const constants = new Proxy({}, { get: (_, key) => load().constants[key] });
 module.exports = new Proxy({}, { get: (_, key) => (key === "constants" ? constants : load()[key]) });`,
-      loader: 'js',
-    }));
-  },
-};
+);
 
 /**
- * How the production build bundles (scripts/build.ts), for whatever else must bundle the same way: an ES-module
- * bundle for Node 24, minified with readable names, the data-heavy packages left external, and the plugins above.
+ * node:module for pino's transports, loaded on first use: pino takes `createRequire` from it when it loads, to
+ * resolve transport targets, which the sidecar never configures. Loading node:module loads Node's ES module loader
+ * with it, ~3 MB resident (see BUNDLE_OPTIONS).
+ */
+export const lazyModuleForPino = lazyBuiltin(
+  'lazy-module-for-pino',
+  'module',
+  /[\\/]pino[\\/]lib[\\/]transport\.js$/,
+  'exports.createRequire = (...args) => require("node:module").createRequire(...args);',
+);
+
+/** The identifier `import.meta.url` becomes in the bundle: CommonJS has no import.meta, so each file defines it. */
+const IMPORT_META_URL = '__importMetaUrl';
+
+/**
+ * How the production build bundles (scripts/build.ts), for whatever else must bundle the same way: CommonJS for
+ * Node 24, minified with readable names, the data-heavy packages left external, and the plugins above. CommonJS
+ * because a process that loads any ES module from a file also loads Node's ES module loader, ~3 MB resident
+ * (README.md "Measured"); the sources stay ES modules. One entry builds to CommonJS directly; the product's
+ * split build goes through ES modules first (scripts/build.ts), since esbuild splits only those.
  */
 export const BUNDLE_OPTIONS = {
   bundle: true,
-  format: 'esm',
+  format: 'cjs',
   platform: 'node',
   target: 'node24',
   minify: true,
@@ -65,10 +92,12 @@ export const BUNDLE_OPTIONS = {
   keepNames: true,
   // Data-heavy packages loaded from node_modules at run time (scripts/runtime-packages.ts).
   external: [...EXTERNAL_PACKAGES],
-  // CommonJS code inside the bundle calls require(); an ES module has none, so each chunk makes one.
-  banner: {
-    js: 'import{createRequire as __createRequire}from"node:module";const require=__createRequire(import.meta.url);',
-  },
-  plugins: [builtinsAsRequire, lazyHttp2ForSmithy],
+  // src/workload-api/proto.ts finds the proto from its own file's URL.
+  define: { 'import.meta.url': IMPORT_META_URL },
+  banner: { js: `var ${IMPORT_META_URL}=require("node:url").pathToFileURL(__filename).href;` },
+  plugins: [builtinsAsRequire, lazyHttp2ForSmithy, lazyModuleForPino],
   logLevel: 'warning',
 } satisfies BuildOptions;
+
+/** A package.json that makes Node load the `.js` files beside it (and below) as CommonJS. */
+export const COMMONJS_PACKAGE_JSON = `${JSON.stringify({ type: 'commonjs' })}\n`;

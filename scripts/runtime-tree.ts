@@ -1,6 +1,6 @@
 // The image's runtime tree, the only thing its final stage copies (the Dockerfile's build stage runs this
 // after `npm run build`): the bundle's JavaScript (dist/main.js and dist/chunks/*.js, no source maps), the
-// entry point, the Workload API proto, a package.json that marks the bundle as ES modules, and of
+// entry point, the Workload API proto, package.json files that mark the bundle and the entry point as CommonJS, and of
 // node_modules only the packages the bundle loads at run time (scripts/runtime-packages.ts). No package
 // manager, no other node_modules. test/docker/image.test.ts starts the three programs from this tree.
 // Usage: node scripts/runtime-tree.ts OUTDIR [DIST, default dist]   (run `npm run build` first)
@@ -33,6 +33,7 @@ export async function writeRuntimeTree(out: string, root = ROOT, dist = join(roo
   await rm(out, { recursive: true, force: true });
   await mkdir(join(out, 'dist', 'chunks'), { recursive: true });
   await cp(join(dist, 'main.js'), join(out, 'dist', 'main.js'));
+  await cp(join(dist, 'package.json'), join(out, 'dist', 'package.json'));
   for (const chunk of await readdir(join(dist, 'chunks'))) {
     if (chunk.endsWith('.js')) await cp(join(dist, 'chunks', chunk), join(out, 'dist', 'chunks', chunk));
   }
@@ -45,7 +46,7 @@ export async function writeRuntimeTree(out: string, root = ROOT, dist = join(roo
   };
   await writeFile(
     join(out, 'package.json'),
-    `${JSON.stringify({ name: pkg.name, version: pkg.version, license: pkg.license, private: true, type: 'module' }, null, 2)}\n`,
+    `${JSON.stringify({ name: pkg.name, version: pkg.version, license: pkg.license, private: true, type: 'commonjs' }, null, 2)}\n`,
   );
   // Package directories come back resolved through symbolic links; so is node_modules here (a checkout whose
   // node_modules links to another's).

@@ -262,17 +262,20 @@ program
     process.exit(EXIT_USAGE);
   });
 
-try {
-  await program.parseAsync(process.argv);
-  // The one-shot commands are done (the issuer and webhook optimized once listening): optimize from here on.
-  if (!sidecarStarting) optimizeFromNowOn();
-} catch (error) {
-  if (error instanceof CommanderError) {
-    process.exit(
-      error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.exitCode === 0
-        ? 0
-        : EXIT_USAGE,
-    );
-  }
-  fail(error);
-}
+// No top-level await: the bundle the build makes is CommonJS (scripts/build.ts).
+program.parseAsync(process.argv).then(
+  () => {
+    // The one-shot commands are done (the issuer and webhook optimized once listening): optimize from here on.
+    if (!sidecarStarting) optimizeFromNowOn();
+  },
+  (error: unknown) => {
+    if (error instanceof CommanderError) {
+      process.exit(
+        error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.exitCode === 0
+          ? 0
+          : EXIT_USAGE,
+      );
+    }
+    fail(error);
+  },
+);

@@ -12,7 +12,6 @@ import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { generateKeyPair, SignJWT } from 'jose';
 import { treeSize } from '../../scripts/runtime-tree.ts';
@@ -94,17 +93,21 @@ async function imageNodeOptions(): Promise<string> {
   return m?.[1] ?? '';
 }
 
-/** Preloaded (--import) into every program: appends the URL of each module it loads to $LOADS_FILE. */
-const RECORDER = `import { registerHooks } from 'node:module';
-import { appendFileSync } from 'node:fs';
-registerHooks({ load(url, context, next) { appendFileSync(process.env.LOADS_FILE, url + '\\n'); return next(url, context); } });
+/**
+ * Preloaded (--require, itself CommonJS) into every program: at exit, appends to $LOADS_FILE the file of each
+ * module it loaded and whether it loaded Node's ES module loader, without which it can have loaded no ES module (a
+ * process that loads that loader is ~3 MB bigger, scripts/bundle-options.ts). Not through module hooks:
+ * registering one loads that loader.
+ */
+const RECORDER = `const { appendFileSync } = require('node:fs');
+process.on('exit', () => appendFileSync(process.env.LOADS_FILE, [...Object.keys(require.cache), 'esm-loader ' + process.moduleLoadList.includes('NativeModule internal/modules/esm/loader')].join('\\n') + '\\n'));
 `;
 
 /** The environment the image gives a program: PATH, the image's NODE_OPTIONS, plus the load recorder. */
 async function imageEnv(recorder: string, loads: string, env: Record<string, string>): Promise<Record<string, string>> {
   return {
     PATH: process.env['PATH'] ?? '',
-    NODE_OPTIONS: `${await imageNodeOptions()} --import=${recorder}`,
+    NODE_OPTIONS: `${await imageNodeOptions()} --require=${recorder}`,
     LOADS_FILE: loads,
     ...env,
   };
@@ -168,7 +171,7 @@ test('the runtime tree alone starts the webhook, the issuer and the sidecar from
     `runtime tree: ${size.files} files, ${(size.bytes / 1e6).toFixed(1)} MB (node_modules ${(modules.bytes / 1e6).toFixed(1)} MB: ${packages.join(', ')})`,
   );
 
-  const recorder = join(dir, 'record-loads.mjs');
+  const recorder = join(dir, 'record-loads.cjs');
   await writeFile(recorder, RECORDER);
   const loads = join(dir, 'loads.txt');
   const env = (extra: Record<string, string> = {}): Promise<Record<string, string>> => imageEnv(recorder, loads, extra);
@@ -308,9 +311,11 @@ azure: { tenantId: 72f988bf-86f1-41af-91ab-2d7cd011db47, clientId: 11111111-2222
 
   // Every module the three programs loaded came from the tree, and every package the tree carries was
   // loaded by one of them: the tree is what they need, and no more.
-  const loaded = [...new Set((await readFile(loads, 'utf8')).split('\n').filter((u) => u.startsWith('file:')))]
-    .map((u) => fileURLToPath(u))
-    .filter((f) => f !== recorder);
+  const lines = (await readFile(loads, 'utf8')).split('\n');
+  const loaded = [...new Set(lines.filter((l) => l.startsWith('/')))].filter((f) => f !== recorder);
+  const esmLoader = lines.filter((l) => l.startsWith('esm-loader '));
+  assert.ok(esmLoader.length >= 5, `each program reported at exit: ${esmLoader.join(', ')}`);
+  assert.deepEqual([...new Set(esmLoader)], ['esm-loader false'], "a program loaded Node's ES module loader");
   const outside = loaded.filter((f) => !f.startsWith(`${app}/`));
   assert.deepEqual(outside, [], 'loaded from outside the runtime tree');
   const used = new Set(
