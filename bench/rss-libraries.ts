@@ -1,6 +1,6 @@
 // What the libraries weigh on their own: idle RSS of small programs that each load one library (or two), use it
 // once as the sidecar does, then serve on node:http like the sidecar, bundled exactly as the product is bundled
-// (scripts/bundle-options.ts), run with the image's NODE_OPTIONS and without TurboFan (as the sidecar starts), each
+// (scripts/bundle-options.ts), run with the image's NODE_OPTIONS and without TurboFan or Maglev (as the sidecar starts), each
 // giving back its start-up heap once serving, as the sidecar does once ready. Each beside the same program using no
 // library, and beside the bare node:http server bench/rss.ts measures against; rounds interleaved, medians. The
 // libraries the design requires are the floor under the sidecar's idle-RSS targets (README "Measured"); the others
@@ -95,10 +95,13 @@ const HEAP_RELEASE = join(root, 'src', 'ops', 'heap-release.ts');
 const program = ({ imports, use }: { imports: string; use: string }): string => `${imports}
 import http from 'node:http';
 import { releaseHeap } from ${JSON.stringify(HEAP_RELEASE)};
+// No top-level await: the bundle is CommonJS, as the product's is.
+(async () => {
 ${use ? `${use}\n` : ''}const server = http.createServer((_req, res) => res.end('x'));
 server.listen(0, '127.0.0.1', () =>
   http.get(\`http://127.0.0.1:\${server.address().port}/\`, (r) => { r.resume(); r.on('end', () => { releaseHeap(); process.stdout.write('READY\\n'); }); }),
 );
+})();
 setInterval(() => {}, 1 << 30);
 `;
 
@@ -109,7 +112,7 @@ const files = new Map<string, string>();
 for (const [i, name] of names.entries()) {
   const entry = join(dir, `probe-${i}.mjs`);
   await writeFile(entry, program(PROBES[name] as { imports: string; use: string }));
-  const outfile = join(dir, `bundle-${i}.mjs`);
+  const outfile = join(dir, `bundle-${i}.cjs`);
   await build({ ...BUNDLE_OPTIONS, absWorkingDir: root, entryPoints: [entry], outfile });
   files.set(name, outfile);
 }
@@ -118,7 +121,7 @@ const env: NodeJS.ProcessEnv = { ...process.env, NODE_OPTIONS: nodeOptions };
 
 async function probeRss(file: string): Promise<number> {
   // The Google probe reads its subject token from the file named by argv[1]: the bundle itself will do.
-  const node = spawnNode(['--turbo-filter=-*', file], { env });
+  const node = spawnNode(['--turbo-filter=-*', '--maglev-filter=-*', file], { env });
   try {
     await waitFor(() => (node.output().includes('READY') ? true : undefined), `${file} to serve`, 30_000).catch(
       (error) => {
@@ -142,7 +145,7 @@ try {
   const none = median(samples.get('no library') ?? []);
   const bareMedian = median(bare);
   console.log(
-    `\nIdle RSS of one library in use, bundled as the product is, ${rounds} interleaved rounds (medians), ${settleMs} ms after serving, NODE_OPTIONS ${JSON.stringify(nodeOptions)} and --turbo-filter=-*, Node ${process.version}`,
+    `\nIdle RSS of one library in use, bundled as the product is, ${rounds} interleaved rounds (medians), ${settleMs} ms after serving, NODE_OPTIONS ${JSON.stringify(nodeOptions)} and --turbo-filter=-* --maglev-filter=-*, Node ${process.version}`,
   );
   console.log(`bare node:http server (bench/rss.ts's baseline): ${mb(bareMedian)}`);
   console.table(
