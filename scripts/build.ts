@@ -46,8 +46,10 @@ try {
     target: BUNDLE_OPTIONS.target,
     // A chunk's `import()` of another becomes a require() run on the next microtask.
     supported: { 'dynamic-import': false },
-    minify: true,
-    keepNames: true,
+    // Names stay as the first pass left them (it kept the readable ones): renaming again, with keepNames, added
+    // ~5,700 calls that set a function's name at load, 1.2-1.6 MB of idle RSS.
+    minifyWhitespace: true,
+    minifySyntax: true,
     banner: BUNDLE_OPTIONS.banner,
     sourcemap: true,
     logLevel: BUNDLE_OPTIONS.logLevel,
