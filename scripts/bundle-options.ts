@@ -1,5 +1,6 @@
 // The esbuild options of the production build (scripts/build.ts), shared with the benches that must bundle code
 // the way the product is bundled (bench/rss-libraries.ts).
+import { readFile } from 'node:fs/promises';
 import { builtinModules } from 'node:module';
 import type { BuildOptions, Plugin } from 'esbuild';
 import { EXTERNAL_PACKAGES } from './runtime-packages.ts';
@@ -72,6 +73,35 @@ export const lazyModuleForPino = lazyBuiltin(
   'exports.createRequire = (...args) => require("node:module").createRequire(...args);',
 );
 
+/**
+ * Google's SDK (google-auth-library, gaxios, gcp-metadata) given node-fetch's `Headers` and `FormData` instead of
+ * Node's globals. gaxios sends every request with node-fetch, but builds the request headers with the global
+ * `Headers` and tests request bodies with `instanceof FormData`; the first touch of either global loads Node's
+ * internal copy of undici, and node:http2 with it, which Google's path never uses: ~2 MB resident. node-fetch's
+ * classes do the job here: the headers go to node-fetch, whose responses already carry its own `Headers`, and no
+ * body the sidecar sends is a FormData. test/e2e/bundle-gcp.test.ts runs the bundle this makes.
+ */
+export const fetchClassesForGoogle: Plugin = {
+  name: 'fetch-classes-for-google',
+  setup(b) {
+    b.onLoad(
+      { filter: /[\\/]node_modules[\\/](gaxios|gcp-metadata|google-auth-library)[\\/].*\.c?js$/ },
+      async (args) => {
+        const text = await readFile(args.path, 'utf8');
+        const names = ['Headers', 'FormData'].filter((name) => new RegExp(`\\b${name}\\b`).test(text));
+        if (names.length === 0) return undefined;
+        const binding = `{ ${names.join(', ')} }`;
+        const prelude = /^(import|export)\s/m.test(text)
+          ? `import ${binding} from "node-fetch";`
+          : `const ${binding} = require("node-fetch");`;
+        // After a "use strict" directive, which must stay first; on the first line, so source maps hold.
+        const directive = /^\s*(["'])use strict\1;?/.exec(text)?.[0] ?? '';
+        return { contents: `${directive}${prelude}${text.slice(directive.length)}`, loader: 'js' };
+      },
+    );
+  },
+};
+
 /** The identifier `import.meta.url` becomes in the bundle: CommonJS has no import.meta, so each file defines it. */
 const IMPORT_META_URL = '__importMetaUrl';
 
@@ -95,7 +125,7 @@ export const BUNDLE_OPTIONS = {
   // src/workload-api/proto.ts finds the proto from its own file's URL.
   define: { 'import.meta.url': IMPORT_META_URL },
   banner: { js: `var ${IMPORT_META_URL}=require("node:url").pathToFileURL(__filename).href;` },
-  plugins: [builtinsAsRequire, lazyHttp2ForSmithy, lazyModuleForPino],
+  plugins: [builtinsAsRequire, lazyHttp2ForSmithy, lazyModuleForPino, fetchClassesForGoogle],
   logLevel: 'warning',
 } satisfies BuildOptions;
 
