@@ -2,6 +2,7 @@
 // the way the product is bundled (bench/rss-libraries.ts).
 import { readFile } from 'node:fs/promises';
 import { builtinModules } from 'node:module';
+import { dirname } from 'node:path';
 import type { BuildOptions, Plugin } from 'esbuild';
 import { EXTERNAL_PACKAGES } from './runtime-packages.ts';
 
@@ -102,6 +103,33 @@ export const fetchClassesForGoogle: Plugin = {
   },
 };
 
+/**
+ * jsonwebtoken for MSAL (@azure/msal-node, under @azure/identity), loaded on first use. MSAL signs a client
+ * assertion with it only when the application holds a certificate; the sidecar hands MSAL its JWT-SVID as
+ * the assertion, so that never runs. Imported eagerly, jsonwebtoken and what it requires (jws, jwa, semver and
+ * its regular expressions, the lodash checks) run when the Azure module loads: ~0.3 MB of heap kept. Its code
+ * stays in the bundle, run by the first property read (`jwt.sign`); test/azure/bundle.test.ts takes that path.
+ */
+export const lazyJsonwebtokenForMsal: Plugin = {
+  name: 'lazy-jsonwebtoken-for-msal',
+  setup(b) {
+    b.onResolve({ filter: /^jsonwebtoken$/ }, (args) =>
+      /[\\/]@azure[\\/]msal-node[\\/]/.test(args.importer)
+        ? { path: 'jsonwebtoken', namespace: 'lazy-jsonwebtoken', pluginData: dirname(args.importer) }
+        : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: 'lazy-jsonwebtoken' }, (args) => ({
+      // __esModule is what the bundler's interop reads at import: answered without loading.
+      contents: `let jwt;
+const load = () => (jwt ??= require("jsonwebtoken"));
+module.exports = new Proxy({}, { get: (_, key) => (key === "__esModule" ? undefined : load()[key]) });`,
+      loader: 'js',
+      // The require above resolves from MSAL's directory, as its import did, and is not this plugin's again.
+      resolveDir: args.pluginData as string,
+    }));
+  },
+};
+
 /** The identifier `import.meta.url` becomes in the bundle: CommonJS has no import.meta, so each file defines it. */
 const IMPORT_META_URL = '__importMetaUrl';
 
@@ -125,7 +153,7 @@ export const BUNDLE_OPTIONS = {
   // src/workload-api/proto.ts finds the proto from its own file's URL.
   define: { 'import.meta.url': IMPORT_META_URL },
   banner: { js: `var ${IMPORT_META_URL}=require("node:url").pathToFileURL(__filename).href;` },
-  plugins: [builtinsAsRequire, lazyHttp2ForSmithy, lazyModuleForPino, fetchClassesForGoogle],
+  plugins: [builtinsAsRequire, lazyHttp2ForSmithy, lazyModuleForPino, fetchClassesForGoogle, lazyJsonwebtokenForMsal],
   logLevel: 'warning',
 } satisfies BuildOptions;
 
