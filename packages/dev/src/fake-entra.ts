@@ -4,8 +4,8 @@
 // the issuer's discovery and JWKS, exp. Issues RS256 access tokens shaped like Entra's v1 tokens.
 //
 // Trusting its certificate (it is minted by a DevCa): @azure/identity's HTTP client (core-rest-pipeline on
-// node:https) uses the process-wide default CA list unless a request carries tlsSettings. Three ways work:
-//   - in the sidecar: azure.caFile = a file holding `caPem` (the exchange sets tlsSettings per request);
+// node:https) uses the process-wide default CA list unless a request carries tlsSettings or an agent. Three ways work:
+//   - in the sidecar: azure.caFile = a file holding `caPem` (the exchange sets its agent on each request);
 //   - for an SDK in a child process: NODE_EXTRA_CA_CERTS=<file holding caPem> in its environment;
 //   - in one process: tls.setDefaultCACertificates([...tls.getCACertificates('default'), caPem]) (Node ≥ 24.5)
 //     before the first request (agents made earlier keep their old CA list).

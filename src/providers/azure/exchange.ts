@@ -6,7 +6,7 @@
 // calling Entra, msal-common ThrottlingUtils). Our RefreshingCredential owns caching, refresh timing and
 // backoff, so a refresh must really reach Entra with a new assertion, and an identity change must not be
 // answered from msal's cache. The cost is one OIDC metadata GET per exchange, every half hour per resource.
-import { getCACertificates } from 'node:tls';
+import type { Agent as HttpsAgent } from 'node:https';
 import type { AccessToken, ClientAssertionCredentialOptions, GetTokenOptions } from '@azure/identity';
 import type { Clock } from '../../base/clock.ts';
 import { ConnectorError, isConnectorError } from '../../base/errors.ts';
@@ -52,8 +52,11 @@ export interface EntraExchangeOptions {
   readonly clock: Clock;
   readonly logger: Logger;
   readonly metrics?: Metrics | undefined;
-  /** Extra PEM CA certificates to trust for the authority host, besides the default roots. */
-  readonly trustedCaPem?: string | undefined;
+  /**
+   * The HTTPS agent for Entra when azure.caFile adds a CA (entraAgent()); without one, the SDK's own agent
+   * trusts the default roots.
+   */
+  readonly agent?: HttpsAgent | undefined;
   /** Timeout of each HTTP request to Entra. Default 10 s. */
   readonly requestTimeoutMs?: number;
   /** The clock msal stamps `expiresOn` with (the real one); only tests replace it. */
@@ -67,14 +70,9 @@ export interface EntraExchangeOptions {
 
 export class EntraExchange {
   readonly #o: EntraExchangeOptions;
-  readonly #tlsSettings: { ca: string[] } | undefined;
 
   constructor(options: EntraExchangeOptions) {
     this.#o = options;
-    // One object for the life of the exchange: the SDK's HTTP client caches its agents by this identity.
-    this.#tlsSettings = options.trustedCaPem
-      ? { ca: [...getCACertificates('default'), options.trustedCaPem] }
-      : undefined;
   }
 
   /** Exchanges a fresh JWT-SVID for an access token to `resource`. Throws ConnectorError. */
@@ -122,7 +120,7 @@ export class EntraExchange {
       ));
 
     const timeoutMs = o.requestTimeoutMs ?? 10_000;
-    const tlsSettings = this.#tlsSettings;
+    const agent = o.agent;
     let requestId: string | undefined;
     const policy: PipelinePolicy = {
       name: 'spiffe-connector-entra',
@@ -131,7 +129,9 @@ export class EntraExchange {
           ? AbortSignal.any([request.abortSignal as AbortSignal, signal])
           : signal;
         request.timeout = timeoutMs;
-        if (tlsSettings) request.tlsSettings = tlsSettings;
+        // An agent already set is an HTTPS proxy's (the SDK's proxy policy runs first), which wins, as it
+        // would over TLS settings.
+        if (agent) request.agent ??= agent;
         const response = await next(request);
         if (response.status >= 400) failure = { status: response.status, wire: parseErrorBody(response.bodyAsText) };
         else requestId = response.headers.get('x-ms-request-id') ?? requestId;

@@ -2,6 +2,8 @@
 // resources pinned), the three managed-identity surfaces, and file mode's federated token file.
 // @azure/identity is imported only in create(), so a config without `azure` never loads it.
 import { readFile } from 'node:fs/promises';
+import { Agent as HttpsAgent } from 'node:https';
+import { createSecureContext, getCACertificates } from 'node:tls';
 import { ConnectorError } from '../../base/errors.ts';
 import { CredentialCache } from '../../cache/credential-cache.ts';
 import { TOKEN_POLICY } from '../../cache/refresh-policy.ts';
@@ -53,9 +55,9 @@ export async function createAzureProvider(
   // than requiring its CommonJS build from node_modules, and only what ClientAssertionCredential needs (sdk.ts).
   // Run from src/ (tests, dev), this loads its ESM build.
   const sdk: AzureIdentitySdk = options.sdk ?? (await import('./sdk.ts'));
-  // One HTTP client (and so one HTTPS agent, keyed by the TLS settings) for the provider's life.
+  // One HTTP client for the provider's life, with one HTTPS agent: the client's own, or caFile's (entraAgent()).
   const httpClient = (await import('@azure/core-rest-pipeline')).createDefaultHttpClient();
-  const trustedCaPem = azure.caFile ? await readCaFile(azure.caFile) : undefined;
+  const agent = azure.caFile ? entraAgent(await readCaFile(azure.caFile)) : undefined;
   const exchangeFor = (clientId: string): EntraExchange =>
     new EntraExchange({
       tenantId: azure.tenantId,
@@ -67,7 +69,7 @@ export async function createAzureProvider(
       clock,
       logger,
       metrics,
-      trustedCaPem,
+      agent,
       ...(options.sdkNow ? { sdkNow: options.sdkNow } : {}),
       ...(options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.requestTimeoutMs }),
       httpClient,
@@ -174,6 +176,19 @@ function readiness(
   const file = tokenFile?.status();
   if (file && !file.valid) return { ready: false, reason: `azure: federated token file: ${file.reason}` };
   return { ready: true };
+}
+
+/**
+ * One HTTPS agent for every exchange of the provider, trusting the default roots and caFile's CAs: one
+ * TLS context, its CA store built once. The SDK's agent for TLS settings carrying `ca` would build that
+ * store again for every connection, and name its connections (and TLS session cache entries) by the
+ * whole PEM text of the list.
+ */
+function entraAgent(caPem: string): HttpsAgent {
+  return new HttpsAgent({
+    keepAlive: true,
+    secureContext: createSecureContext({ ca: [...getCACertificates('default'), caPem] }),
+  });
 }
 
 async function readCaFile(file: string): Promise<string> {
