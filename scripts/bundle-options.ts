@@ -130,6 +130,34 @@ module.exports = new Proxy({}, { get: (_, key) => (key === "__esModule" ? undefi
   },
 };
 
+/**
+ * Azure's HTTP pipeline (@typespec/ts-http-runtime, under @azure/core-rest-pipeline) asked whether a request body is
+ * a FormData without reading the global `FormData` first. Its form-data policy runs on every request and tests
+ * `typeof FormData !== "undefined" && body instanceof FormData`; the first read of that global loads Node's
+ * internal copy of undici, and node:http2 with it, which Azure's path never uses otherwise: ~1.8 MB resident. A
+ * FormData body says so itself (its Symbol.toStringTag is "FormData"), so that test comes first, and the global is
+ * read only for a body that could be one, as before. test/azure/bundle.test.ts sends one; test/e2e/bundle-azure
+ * holds that undici stays unloaded.
+ */
+export const formDataTestForAzure: Plugin = {
+  name: 'form-data-test-for-azure',
+  setup(b) {
+    b.onLoad(
+      { filter: /[\\/]node_modules[\\/](@typespec[\\/]ts-http-runtime|@azure[\\/]core-rest-pipeline)[\\/].*\.c?js$/ },
+      async (args) => {
+        const text = await readFile(args.path, 'utf8');
+        const contents = text.replace(
+          /typeof FormData !== "undefined" && (\w+) instanceof FormData/g,
+          (_, body: string) =>
+            `Object.prototype.toString.call(${body}) === "[object FormData]" && typeof FormData !== "undefined" && ${body} instanceof FormData`,
+        );
+        // On the same line, so source maps hold.
+        return contents === text ? undefined : { contents, loader: 'js' };
+      },
+    );
+  },
+};
+
 /** The identifier `import.meta.url` becomes in the bundle: CommonJS has no import.meta, so each file defines it. */
 const IMPORT_META_URL = '__importMetaUrl';
 
@@ -153,7 +181,14 @@ export const BUNDLE_OPTIONS = {
   // src/workload-api/proto.ts finds the proto from its own file's URL.
   define: { 'import.meta.url': IMPORT_META_URL },
   banner: { js: `var ${IMPORT_META_URL}=require("node:url").pathToFileURL(__filename).href;` },
-  plugins: [builtinsAsRequire, lazyHttp2ForSmithy, lazyModuleForPino, fetchClassesForGoogle, lazyJsonwebtokenForMsal],
+  plugins: [
+    builtinsAsRequire,
+    lazyHttp2ForSmithy,
+    lazyModuleForPino,
+    fetchClassesForGoogle,
+    lazyJsonwebtokenForMsal,
+    formDataTestForAzure,
+  ],
   logLevel: 'warning',
 } satisfies BuildOptions;
 

@@ -1,11 +1,14 @@
 // The built sidecar (the bundle scripts/build.ts makes, started from the image's runtime tree) serves Azure tokens
 // to an unmodified app (real @azure/identity, only the `env` lines), exchanged with the Entra stand-in through
 // azure.caFile. The other Azure tests run the sources; the bundle differs from them where scripts/bundle-options.ts
-// says so: there, MSAL's jsonwebtoken is loaded only on first use (test/azure/bundle.test.ts takes that use).
+// says so: there, MSAL's jsonwebtoken is loaded only on first use, and the HTTP pipeline asks a request body whether
+// it is a FormData before reading the global, whose first read would load Node's internal undici (with node:http2).
+// This test holds both: the bundle still works, and that copy stays unloaded (test/azure/bundle.test.ts takes the
+// paths the sidecar does not).
 
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -17,6 +20,12 @@ import { freePort, parseEnvLines, waitFor200 } from '../helpers/sidecar.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const STORAGE = 'https://storage.azure.com';
+const INTERNAL_UNDICI = 'NativeModule internal/deps/undici/undici';
+
+/** Preloaded into the sidecar: writes the built-in modules it loaded to $MODULES_FILE when it exits. */
+const RECORDER = `const { writeFileSync } = require('node:fs');
+process.on('exit', () => writeFileSync(process.env.MODULES_FILE, process.moduleLoadList.join('\\n')));
+`;
 
 /** Runs a Node script to completion (at most two minutes) and resolves with what it printed. */
 function run(args: readonly string[]): Promise<string> {
@@ -40,12 +49,15 @@ async function stop(child: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
-test('the built sidecar serves Azure tokens exchanged with Entra through caFile', async (t) => {
+test('the built sidecar serves Azure tokens exchanged with Entra through caFile, without loading Node’s internal undici', async (t) => {
   const world = await startWorld(t);
   const app = join(world.dir, 'app');
   await run([join(ROOT, 'scripts', 'build.ts'), join(world.dir, 'dist')]);
   await run([join(ROOT, 'scripts', 'runtime-tree.ts'), app, join(world.dir, 'dist')]);
   const bin = join(app, 'bin', 'spiffe-connector.js');
+  const recorder = join(world.dir, 'recorder.cjs');
+  await writeFile(recorder, RECORDER);
+  const modulesFile = join(world.dir, 'modules.txt');
   await writeAtomicDir(join(world.dir, 'jwt'), [
     {
       name: 'jwt-svid',
@@ -72,7 +84,7 @@ azure:
   );
   const sidecar = spawn(process.execPath, [bin, 'run', '--config', configFile], {
     cwd: '/',
-    env: { PATH: process.env['PATH'] ?? '' },
+    env: { PATH: process.env['PATH'] ?? '', NODE_OPTIONS: `--require=${recorder}`, MODULES_FILE: modulesFile },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let logs = '';
@@ -95,4 +107,9 @@ azure:
   assert.ok(issued.length >= 1);
   for (const s of issued)
     assert.deepEqual(s.assertion, { iss: world.signer.issuer, sub: SPIFFE_ID, aud: ENTRA_FEDERATION_AUDIENCE });
+
+  await stop(sidecar);
+  const modules = (await readFile(modulesFile, 'utf8')).split('\n');
+  assert.ok(modules.includes('NativeModule https'), 'the list is the one the sidecar wrote');
+  assert.ok(!modules.includes(INTERNAL_UNDICI), "the sidecar loaded Node's internal undici");
 });
