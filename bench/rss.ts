@@ -9,6 +9,7 @@
 //   --node-options  NODE_OPTIONS for the sidecar (default: the Dockerfile's ENV NODE_OPTIONS; "" for none)
 //   Both repeat: every entry × every NODE_OPTIONS is a variant, all measured in the same interleaved rounds.
 //   --detail        also print V8 heap figures of each sidecar (read through a preloaded module)
+//   --tls           STS and Google over TLS as well, as the real clouds are (Entra's stand-in always is; bench/world.ts)
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -26,6 +27,7 @@ const { values, positionals } = parseArgs({
     'node-options': { type: 'string', multiple: true },
     settle: { type: 'string' },
     detail: { type: 'boolean' },
+    tls: { type: 'boolean' },
   },
 });
 const rounds = Number(positionals[0] ?? 3);
@@ -61,7 +63,7 @@ process.on('SIGUSR2', () => {
 });
 `;
 
-const world = await startBenchWorld();
+const world = await startBenchWorld({ tls: values.tls === true });
 const probe = join(await mkdtemp(join(tmpdir(), 'spiffe-connector-rss-')), 'probe.cjs');
 await writeFile(probe, PROBE);
 
@@ -113,7 +115,7 @@ try {
   }
   const bareMedian = median(bare);
   console.log(
-    `\nIdle RSS, ${rounds} interleaved rounds (medians; min–max in brackets), ${settleMs} ms after /readyz 200, Node ${process.version}`,
+    `\nIdle RSS, ${rounds} interleaved rounds (medians; min–max in brackets), ${settleMs} ms after /readyz 200, Node ${process.version}, ${values.tls ? 'every stand-in over TLS' : 'STS and Google over plain HTTP, Entra over TLS'}`,
   );
   console.log(`bare node:http server, one request answered: ${mb(bareMedian)} ${range(bare)}`);
   console.log(

@@ -1,7 +1,14 @@
 // What every sidecar benchmark stands on: the local OIDC signer with the AWS, Google and Entra stand-ins
 // trusting it, one JWT-SVID file carrying every cloud's audience, and `spiffe-connector run` started with
 // any set of clouds and waited for until /readyz answers 200. Run by hand, never in `npm test`.
+// Entra's stand-in is HTTPS (azure.caFile trusts its CA); STS and Google are plain HTTP unless `tls` is asked for:
+// then the sidecar reaches every cloud over TLS, as it reaches the real ones, with no caFile: STS through an HTTPS
+// front, Google on its HTTPS listener, all three trusted through NODE_EXTRA_CA_CERTS, which adds to Node's default
+// CA list as the system's roots would be that list in production.
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
+import { createServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -58,8 +65,36 @@ export interface BenchWorld {
   close(): Promise<void>;
 }
 
-export async function startBenchWorld(): Promise<BenchWorld> {
+export interface BenchWorldOptions {
+  /** STS and Google over TLS as well (Entra's stand-in always is). */
+  readonly tls?: boolean;
+}
+
+/** An HTTPS front on 127.0.0.1 for a plain-HTTP stand-in: each request passed on as it came. */
+async function httpsFront(
+  target: string,
+  certPem: string,
+  keyPem: string,
+): Promise<{ url: string; close(): Promise<void> }> {
+  const server = createServer({ cert: certPem, key: keyPem }, (req, res) => {
+    const upstream = request(new URL(req.url ?? '/', target), { method: req.method, headers: req.headers }, (up) => {
+      res.writeHead(up.statusCode ?? 502, up.headers);
+      up.pipe(res);
+    });
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `https://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+export async function startBenchWorld(options: BenchWorldOptions = {}): Promise<BenchWorld> {
   const signer = await DevOidcSigner.start();
+  const tlsCa = options.tls ? await DevCa.create({ trustDomain: 'tls.bench' }) : undefined;
+  const tlsCert = await tlsCa?.issueServerCert({ dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
   const sts = await FakeSts.start({
     allowLoopbackHttpIssuers: true,
     region: 'eu-west-1',
@@ -68,6 +103,7 @@ export async function startBenchWorld(): Promise<BenchWorld> {
   });
   const google = await FakeGcp.start({
     allowLoopbackHttpIssuers: true,
+    ...(tlsCert ? { tls: { certPem: tlsCert.certPem, keyPem: tlsCert.keyPem } } : {}),
     providers: [{ name: PROVIDER, issuer: signer.issuer }],
     serviceAccounts: [{ email: SERVICE_ACCOUNT, impersonators: [`principalSet://iam.googleapis.com/${POOL}/*`] }],
   });
@@ -79,6 +115,12 @@ export async function startBenchWorld(): Promise<BenchWorld> {
   });
   const dir = await mkdtemp(join(tmpdir(), 'spiffe-connector-bench-'));
   await writeFile(join(dir, 'entra-ca.pem'), entra.caPem);
+  const stsFront = tlsCert ? await httpsFront(sts.url, tlsCert.certPem, tlsCert.keyPem) : undefined;
+  const tlsCaFile = join(dir, 'tls-ca.pem');
+  if (tlsCa) await writeFile(tlsCaFile, `${tlsCa.certPem}\n${entra.caPem}`);
+  const stsUrl = stsFront?.url ?? sts.url;
+  const googleUrl = (tlsCert ? google.httpsUrl : undefined) ?? google.url;
+  const entraCa = tlsCa ? '' : `, caFile: ${join(dir, 'entra-ca.pem')}`;
   // The JWT-SVID in a directory of its own, as a mounted volume is: the sidecar watches that directory and,
   // for the directory's own entry, its parent (the bench's directory, quiet once the sidecars started).
   await mkdir(join(dir, 'svid'));
@@ -92,9 +134,9 @@ export async function startBenchWorld(): Promise<BenchWorld> {
   );
 
   const sections: Record<BenchCloud, string> = {
-    aws: `aws: { roleArn: "${ROLE_ARN}", region: eu-west-1, stsEndpoint: "${sts.url}" }\n`,
-    gcp: `gcp: { projectId: my-project, projectNumber: "123456789012", workloadIdentityProvider: ${PROVIDER}, serviceAccount: ${SERVICE_ACCOUNT}, stsEndpoint: "${google.url}", iamCredentialsEndpoint: "${google.url}" }\n`,
-    azure: `azure: { tenantId: ${TENANT_ID}, clientId: ${CLIENT_ID}, authorityHost: "${entra.authorityHost}", caFile: ${join(dir, 'entra-ca.pem')}, warmResources: [${AZURE_RESOURCE}] }\n`,
+    aws: `aws: { roleArn: "${ROLE_ARN}", region: eu-west-1, stsEndpoint: "${stsUrl}" }\n`,
+    gcp: `gcp: { projectId: my-project, projectNumber: "123456789012", workloadIdentityProvider: ${PROVIDER}, serviceAccount: ${SERVICE_ACCOUNT}, stsEndpoint: "${googleUrl}", iamCredentialsEndpoint: "${googleUrl}" }\n`,
+    azure: `azure: { tenantId: ${TENANT_ID}, clientId: ${CLIENT_ID}, authorityHost: "${entra.authorityHost}"${entraCa}, warmResources: [${AZURE_RESOURCE}] }\n`,
   };
 
   return {
@@ -114,6 +156,7 @@ log: { level: warn }
 ${clouds.map((c) => sections[c]).join('')}`,
       );
       const env = Object.fromEntries(Object.entries(launch.env).filter(([k]) => !CLOUD_ENV.test(k)));
+      if (tlsCa) env['NODE_EXTRA_CA_CERTS'] = tlsCaFile;
       const started = performance.now();
       const node = spawnNode([...launch.args, 'run', '--config', config], { env, cwd: ROOT });
       try {
@@ -138,7 +181,7 @@ ${clouds.map((c) => sections[c]).join('')}`,
       };
     },
     async close() {
-      await Promise.all([sts.close(), google.close(), entra.close()]);
+      await Promise.all([sts.close(), google.close(), entra.close(), stsFront?.close()]);
       await signer.close();
       await rm(dir, { recursive: true, force: true });
     },
