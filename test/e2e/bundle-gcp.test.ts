@@ -6,12 +6,10 @@
 // is never loaded for Google. This test holds both: the bundle still works, and that copy stays unloaded.
 
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { writeAtomicDir } from '@spiffe-connector/dev/atomic-dir.ts';
 import {
   AUDIENCE,
@@ -23,47 +21,13 @@ import {
   startGoogleWorld,
   until,
 } from '../gcp/support.ts';
+import { buildRuntimeTree, INTERNAL_UNDICI, runNodeScript, stopChild } from '../helpers/built-tree.ts';
 import { freePort, parseEnvLines, waitFor200 } from '../helpers/sidecar.ts';
-
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const INTERNAL_UNDICI = 'NativeModule internal/deps/undici/undici';
-
-/** Preloaded into the sidecar: writes the built-in modules it loaded to $MODULES_FILE when it exits. */
-const RECORDER = `const { writeFileSync } = require('node:fs');
-process.on('exit', () => writeFileSync(process.env.MODULES_FILE, process.moduleLoadList.join('\\n')));
-`;
-
-/** Runs a Node script to completion (at most two minutes) and resolves with what it printed. */
-function run(args: readonly string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      process.execPath,
-      args,
-      { cwd: ROOT, env: { PATH: process.env['PATH'] ?? '' }, timeout: 120_000 },
-      (e, out, err) => (e ? reject(new Error(`${args.join(' ')}: ${e.message}\n${err}`)) : resolve(out)),
-    );
-  });
-}
-
-/** Stops the child with SIGTERM; a SIGKILL if it has not exited within 30 s. */
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-  await exited;
-  clearTimeout(timer);
-}
 
 test('the built sidecar serves Google tokens through both paths without loading Node’s internal undici', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'e2e-bundle-gcp-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
-  const app = join(dir, 'app');
-  await run([join(ROOT, 'scripts', 'build.ts'), join(dir, 'dist')]);
-  await run([join(ROOT, 'scripts', 'runtime-tree.ts'), app, join(dir, 'dist')]);
-  const bin = join(app, 'bin', 'spiffe-connector.js');
-  const recorder = join(dir, 'recorder.cjs');
-  await writeFile(recorder, RECORDER);
+  const tree = await buildRuntimeTree(dir);
 
   const world = await startGoogleWorld();
   t.after(() => world.close());
@@ -104,17 +68,11 @@ gcp:
 `,
     );
     const modulesFile = join(dir, `modules-${name}.txt`);
-    const sidecar = spawn(process.execPath, [bin, 'run', '--config', configFile], {
-      cwd: '/',
-      env: { PATH: process.env['PATH'] ?? '', NODE_OPTIONS: `--require=${recorder}`, MODULES_FILE: modulesFile },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let logs = '';
-    sidecar.stderr?.on('data', (d: Buffer) => (logs += d.toString()));
+    const { child: sidecar, logs } = tree.startSidecar(configFile, modulesFile);
     try {
-      await use({ metadataPort, opsPort, configFile, logs: () => logs });
+      await use({ metadataPort, opsPort, configFile, logs });
     } finally {
-      await stop(sidecar);
+      await stopChild(sidecar);
     }
     const modules = (await readFile(modulesFile, 'utf8')).split('\n');
     assert.ok(modules.includes('NativeModule http'), 'the list is the one the sidecar wrote');
@@ -127,7 +85,7 @@ gcp:
         await waitFor200(`http://127.0.0.1:${opsPort}/readyz`).catch((e: Error) =>
           assert.fail(`${e.message}; the sidecar logged:\n${logs()}`),
         );
-        const env = parseEnvLines(await run([bin, 'env', '--config', configFile]));
+        const env = parseEnvLines(await runNodeScript([tree.bin, 'env', '--config', configFile]));
         const r = await runAdcClient(env);
         assert.deepEqual(r.errors, {});
         assert.equal(r.projectId, PROJECT_ID);
