@@ -31,18 +31,25 @@ export const builtinsAsRequire: Plugin = {
 };
 
 /**
- * A built-in module that a package requires when it loads but uses later, if ever: for the files `importer` matches,
- * `contents` stands in for it and loads it on first use.
+ * A module (a built-in, or a package) that a package requires when it loads but uses later, if ever: for the files
+ * `importer` matches, `contents` stands in for it and loads it on first use. `contents` requires it as the importer
+ * would: resolved from the importer's directory, and not by this plugin again.
  */
-function lazyBuiltin(name: string, builtin: string, importer: RegExp, contents: string): Plugin {
-  const filter = new RegExp(`^(node:)?${builtin}$`);
+function lazyModule(name: string, specifier: string, importer: RegExp, contents: string): Plugin {
+  const filter = new RegExp(`^(node:)?${specifier}$`);
   return {
     name,
     setup(b) {
       b.onResolve({ filter }, (args) =>
-        importer.test(args.importer) ? { path: builtin, namespace: name } : undefined,
+        importer.test(args.importer)
+          ? { path: specifier, namespace: name, pluginData: dirname(args.importer) }
+          : undefined,
       );
-      b.onLoad({ filter: /.*/, namespace: name }, () => ({ contents, loader: 'js' }));
+      b.onLoad({ filter: /.*/, namespace: name }, (args) => ({
+        contents,
+        loader: 'js',
+        resolveDir: args.pluginData as string,
+      }));
     },
   };
 }
@@ -52,7 +59,7 @@ function lazyBuiltin(name: string, builtin: string, importer: RegExp, contents: 
  * HTTP/1.1 handler STS is called with and an HTTP/2 one, and reads `http2.constants` at load; loading
  * node:http2 costs ~4 MB resident that an STS client over HTTP/1.1 never uses.
  */
-export const lazyHttp2ForSmithy = lazyBuiltin(
+export const lazyHttp2ForSmithy = lazyModule(
   'lazy-http2-for-smithy',
   'http2',
   /[\\/]@smithy[\\/]node-http-handler[\\/]/,
@@ -67,7 +74,7 @@ module.exports = new Proxy({}, { get: (_, key) => (key === "constants" ? constan
  * resolve transport targets, which the sidecar never configures. Loading node:module loads Node's ES module loader
  * with it, ~3 MB resident (see BUNDLE_OPTIONS).
  */
-export const lazyModuleForPino = lazyBuiltin(
+export const lazyModuleForPino = lazyModule(
   'lazy-module-for-pino',
   'module',
   /[\\/]pino[\\/]lib[\\/]transport\.js$/,
@@ -110,25 +117,15 @@ export const fetchClassesForGoogle: Plugin = {
  * its regular expressions, the lodash checks) run when the Azure module loads: ~0.3 MB of heap kept. Its code
  * stays in the bundle, run by the first property read (`jwt.sign`); test/azure/bundle.test.ts takes that path.
  */
-export const lazyJsonwebtokenForMsal: Plugin = {
-  name: 'lazy-jsonwebtoken-for-msal',
-  setup(b) {
-    b.onResolve({ filter: /^jsonwebtoken$/ }, (args) =>
-      /[\\/]@azure[\\/]msal-node[\\/]/.test(args.importer)
-        ? { path: 'jsonwebtoken', namespace: 'lazy-jsonwebtoken', pluginData: dirname(args.importer) }
-        : undefined,
-    );
-    b.onLoad({ filter: /.*/, namespace: 'lazy-jsonwebtoken' }, (args) => ({
-      // __esModule is what the bundler's interop reads at import: answered without loading.
-      contents: `let jwt;
+export const lazyJsonwebtokenForMsal = lazyModule(
+  'lazy-jsonwebtoken-for-msal',
+  'jsonwebtoken',
+  /[\\/]@azure[\\/]msal-node[\\/]/,
+  // __esModule is what the bundler's interop reads at import: answered without loading.
+  `let jwt;
 const load = () => (jwt ??= require("jsonwebtoken"));
 module.exports = new Proxy({}, { get: (_, key) => (key === "__esModule" ? undefined : load()[key]) });`,
-      loader: 'js',
-      // The require above resolves from MSAL's directory, as its import did, and is not this plugin's again.
-      resolveDir: args.pluginData as string,
-    }));
-  },
-};
+);
 
 /**
  * Azure's HTTP pipeline (@typespec/ts-http-runtime, under @azure/core-rest-pipeline) asked whether a request body is
