@@ -155,6 +155,68 @@ export const formDataTestForAzure: Plugin = {
   },
 };
 
+/**
+ * What express requires when it loads for the middleware it exports and the response methods the sidecar never
+ * calls, loaded on first use: body-parser's four parsers (with raw-body, iconv-lite and qs), serve-static and send
+ * (for `express.static` and `res.sendFile`), and qs for the "extended" query parser. The metadata listener routes
+ * requests and writes its answers itself; only Azure's token endpoint takes a form body (`express.urlencoded`), and
+ * calling the factory loads the parser then. Each stand-in is the function, or the factories, that express reads.
+ */
+export const lazyBodyParserForExpress = lazyModule(
+  'lazy-body-parser-for-express',
+  'body-parser',
+  /[\\/]express[\\/]lib[\\/]express\.js$/,
+  `let parsers;
+const load = () => (parsers ??= require("body-parser"));
+for (const name of ["json", "raw", "text", "urlencoded"]) exports[name] = (options) => load()[name](options);`,
+);
+
+export const lazyServeStaticForExpress = lazyModule(
+  'lazy-serve-static-for-express',
+  'serve-static',
+  /[\\/]express[\\/]lib[\\/]express\.js$/,
+  'module.exports = (root, options) => require("serve-static")(root, options);',
+);
+
+export const lazySendForExpress = lazyModule(
+  'lazy-send-for-express',
+  'send',
+  /[\\/]express[\\/]lib[\\/]response\.js$/,
+  'module.exports = (req, path, options) => require("send")(req, path, options);',
+);
+
+/** A package whose exports are read as properties only, loaded at the first read. */
+const lazyProperties = (specifier: string): string => `let loaded;
+const load = () => (loaded ??= require(${JSON.stringify(specifier)}));
+module.exports = new Proxy({}, { get: (_, key) => (key === "__esModule" ? undefined : load()[key]) });`;
+
+export const lazyQsForExpress = lazyModule(
+  'lazy-qs-for-express',
+  'qs',
+  /[\\/]express[\\/]lib[\\/]utils\.js$/,
+  lazyProperties('qs'),
+);
+
+/**
+ * mime-types, and the 200 KB JSON database it parses when it loads (mime-db), loaded at the first lookup: express,
+ * type-is and accepts require it when they load, and use it only to name a type from a file extension or to add a
+ * charset to a Content-Type that express sets (`res.type`, `res.set('Content-Type', …)`).
+ */
+export const lazyMimeTypes = lazyModule(
+  'lazy-mime-types',
+  'mime-types',
+  /[\\/]node_modules[\\/](express|type-is|accepts)[\\/]/,
+  lazyProperties('mime-types'),
+);
+
+/** @opentelemetry/api for prom-client's CPU collector, which reads it only when exemplars are on (never here). */
+export const lazyOtelForPromClient = lazyModule(
+  'lazy-otel-for-prom-client',
+  '@opentelemetry/api',
+  /[\\/]prom-client[\\/]lib[\\/]/,
+  lazyProperties('@opentelemetry/api'),
+);
+
 /** The identifier `import.meta.url` becomes in the bundle: CommonJS has no import.meta, so each file defines it. */
 const IMPORT_META_URL = '__importMetaUrl';
 
@@ -185,6 +247,12 @@ export const BUNDLE_OPTIONS = {
     fetchClassesForGoogle,
     lazyJsonwebtokenForMsal,
     formDataTestForAzure,
+    lazyBodyParserForExpress,
+    lazyServeStaticForExpress,
+    lazySendForExpress,
+    lazyQsForExpress,
+    lazyMimeTypes,
+    lazyOtelForPromClient,
   ],
   logLevel: 'warning',
 } satisfies BuildOptions;

@@ -302,6 +302,10 @@ azure: { tenantId: 72f988bf-86f1-41af-91ab-2d7cd011db47, clientId: 11111111-2222
     if (!listening) await new Promise((r) => setTimeout(r, 50));
   }
   assert.ok(listening, `the Workload API socket did not appear:\n${out}`);
+  // A path no surface claims gets express's 404, which names its type through mime-types (loaded on first use).
+  const missing = await fetch(`http://127.0.0.1:${metadataPort}/no/such/path`);
+  assert.equal(missing.status, 404);
+  assert.equal(missing.headers.get('content-type'), 'text/plain; charset=utf-8');
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     sidecar.once('exit', (code, signal) => resolve({ code, signal })),
   );

@@ -1,6 +1,6 @@
 // The production form for tests that must run it rather than the sources: the bundle scripts/build.ts makes,
 // in the runtime tree the image carries (scripts/runtime-tree.ts), and a preload that records which of Node's
-// built-in modules the program loaded (the bundle differs from the sources in what it loads:
+// built-in modules, and which files, the program loaded (the bundle differs from the sources in what it loads:
 // scripts/bundle-options.ts).
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
@@ -27,7 +27,11 @@ export function runNodeScript(args: readonly string[]): Promise<string> {
 export interface BuiltTree {
   /** The entry point in the tree, as the image runs it. */
   readonly bin: string;
-  /** Starts `run --config configFile` from the tree as the image does (from /, PATH alone); its built-ins go to `modulesFile` at exit. */
+  /**
+   * Starts `run --config configFile` from the tree as the image does (from /, PATH alone). At exit, and on SIGUSR2
+   * to `modulesFile`.now, it writes what it loaded to `modulesFile`: one line per built-in (process.moduleLoadList),
+   * then one per file (an absolute path).
+   */
   startSidecar(configFile: string, modulesFile: string): { readonly child: ChildProcess; logs(): string };
 }
 
@@ -40,7 +44,9 @@ export async function buildRuntimeTree(dir: string): Promise<BuiltTree> {
   await writeFile(
     recorder,
     `const { writeFileSync } = require('node:fs');
-process.on('exit', () => writeFileSync(process.env.MODULES_FILE, process.moduleLoadList.join('\\n')));
+const write = (file) => writeFileSync(file, [...process.moduleLoadList, ...Object.keys(require.cache)].join('\\n'));
+process.on('exit', () => write(process.env.MODULES_FILE));
+process.on('SIGUSR2', () => write(process.env.MODULES_FILE + '.now'));
 `,
   );
   const bin = join(app, 'bin', 'spiffe-connector.js');

@@ -1,0 +1,102 @@
+// The built sidecar (the bundle scripts/build.ts makes, started from the image's runtime tree) serves AWS credentials
+// to an unmodified app (the real AWS SDK's default chain, only the `env` lines). The bundle differs from the sources
+// where scripts/bundle-options.ts says so: there, what express requires for middleware and response helpers the
+// sidecar does not call (body-parser's parsers, serve-static and send, mime-types and its database) loads on first
+// use. This test holds that the bundle still serves, that those stay unloaded while it does, and that express's own
+// answer to a path no surface claims, which names its type through mime-types, still comes out whole.
+
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { writeAtomicDir } from '@spiffe-connector/dev/atomic-dir.ts';
+import { FakeSts } from '@spiffe-connector/dev/fake-sts.ts';
+import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
+import { buildRuntimeTree, runNodeScript, stopChild } from '../helpers/built-tree.ts';
+import { freePort, parseEnvLines, runNode, waitFor200 } from '../helpers/sidecar.ts';
+
+const ID = 'spiffe://example.org/ns/payments/sa/api';
+const ROLE = 'arn:aws:iam::111122223333:role/payments';
+const CLIENT = fileURLToPath(new URL('./clients/aws-sdk-client.mjs', import.meta.url));
+/** Packages the runtime tree carries that only express's unused helpers load (scripts/runtime-packages.ts). */
+const ON_FIRST_USE = ['mime-types', 'mime-db', 'iconv-lite'];
+
+/** The packages of node_modules among the loaded files of a recorder's list (test/helpers/built-tree.ts). */
+function packagesIn(list: string): Set<string> {
+  const names = list.split('\n').map((f) => /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(f)?.[1]);
+  return new Set(names.filter((n) => n !== undefined));
+}
+
+test('the built sidecar serves AWS credentials without loading what express loads for helpers it never calls', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'bundle-aws-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const signer = await DevOidcSigner.start();
+  t.after(() => signer.close());
+  const sts = await FakeSts.start({
+    allowLoopbackHttpIssuers: true,
+    region: 'eu-west-1',
+    providers: [{ issuer: signer.issuer, audiences: ['sts.amazonaws.com'] }],
+    roles: [{ arn: ROLE, issuer: signer.issuer, audience: 'sts.amazonaws.com', subject: ID }],
+  });
+  t.after(() => sts.close());
+  await writeAtomicDir(join(dir, 'tokens'), [
+    { name: 'jwt-svid', content: await signer.sign({ sub: ID, aud: 'sts.amazonaws.com', ttlSeconds: 3600 }) },
+  ]);
+  const tree = await buildRuntimeTree(dir);
+  const [metadataPort, opsPort] = [await freePort(), await freePort()];
+  const configFile = join(dir, 'sidecar.yaml');
+  await writeFile(
+    configFile,
+    `spiffe: { trustDomain: example.org, jwt: { file: ${join(dir, 'tokens', 'jwt-svid')} } }
+server: { metadataAddress: "127.0.0.1:${metadataPort}", opsAddress: "127.0.0.1:${opsPort}", stateDir: ${join(dir, 'state')}, drainSeconds: 0 }
+aws: { roleArn: "${ROLE}", region: eu-west-1, stsEndpoint: "${sts.url}" }
+`,
+  );
+  const modulesFile = join(dir, 'modules.txt');
+  const { child: sidecar, logs } = tree.startSidecar(configFile, modulesFile);
+  t.after(() => stopChild(sidecar));
+  await waitFor200(`http://127.0.0.1:${opsPort}/readyz`).catch((e: Error) =>
+    assert.fail(`${e.message}; the sidecar logged:\n${logs()}`),
+  );
+
+  // An unmodified app, through the SDK's default chain: the container-credentials endpoint, then STS signed with them.
+  const appEnv = parseEnvLines(await runNodeScript([tree.bin, 'env', '--config', configFile]));
+  const app = await runNode([CLIENT, sts.url], { ...appEnv, PATH: process.env['PATH'] ?? '' });
+  assert.equal(app.code, 0, app.stderr);
+  assert.equal((JSON.parse(app.stdout) as { account: string }).account, '111122223333');
+  assert.ok(sts.stats.signaturesVerified >= 1, 'STS verified a request signed with the issued secret');
+
+  // What the serving sidecar has loaded: none of express's first-use packages.
+  sidecar.kill('SIGUSR2');
+  let now = '';
+  for (let i = 0; i < 100 && now === ''; i++) {
+    now = await stat(`${modulesFile}.now`).then(
+      () => readFile(`${modulesFile}.now`, 'utf8'),
+      () => '',
+    );
+    if (now === '') await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.ok(now.includes('NativeModule https'), `the sidecar wrote what it loaded on SIGUSR2 within 5 s:\n${logs()}`);
+  const serving = packagesIn(now);
+  assert.ok(
+    now.split('\n').some((f) => f.endsWith('/dist/main.js')),
+    'the list names the files loaded, the bundle among them',
+  );
+  assert.deepEqual(
+    ON_FIRST_USE.filter((p) => serving.has(p)),
+    [],
+    'loaded while serving credentials',
+  );
+
+  // A path no surface claims: express's own 404, whose Content-Type gets its charset from mime-types' database.
+  const missing = await fetch(`http://127.0.0.1:${metadataPort}/no/such/path`);
+  assert.equal(missing.status, 404);
+  assert.equal(missing.headers.get('content-type'), 'text/plain; charset=utf-8');
+  assert.equal(await missing.text(), 'not found\n');
+
+  await stopChild(sidecar);
+  const atExit = packagesIn(await readFile(modulesFile, 'utf8'));
+  assert.ok(atExit.has('mime-types') && atExit.has('mime-db'), 'mime-types and its database loaded for the 404');
+});
