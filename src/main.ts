@@ -25,11 +25,11 @@ let sidecarStarting: Promise<void> | undefined;
 
 /**
  * A serving program is up (the sidecar ready, the issuer or webhook listening): TurboFan from now on, and the heap
- * start-up left behind given back (ops/heap-release.ts).
+ * start-up left behind given back, with the code it compiled (ops/heap-release.ts).
  */
 function startedUp(heap: HeapRelease): void {
   optimizeFromNowOn();
-  heap.now('start-up');
+  heap.now('start-up', 'drop');
 }
 
 /** Closes `stop` on SIGTERM/SIGINT, then exits 0. A second signal exits at once. */

@@ -11,6 +11,12 @@
 //
 // Node has no API for it. V8's gc extension has ("last-resort" flavour), and V8 installs it in contexts created
 // after --expose-gc is set: the flag is set for one new context only, and the program's own global never gets `gc`.
+//
+// Compiled code: a burst's release keeps it all (the request paths run again at the next burst). The start-up release
+// drops the bytecode and baseline code of every function not running at that moment. Nothing that runs often has run
+// by then: the request paths have not run at all, and what has (module bodies, the command line, the config's parser
+// and schema, the first exchange) runs once, or again at a refresh minutes to hours later, compiled again then. With
+// AWS that is ~1.1 MB of bytecode, and what it kept alive: ~3 MB less heap in use (README.md "Measured").
 import { getHeapStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { Clock, TimerHandle } from '../base/clock.ts';
@@ -33,8 +39,14 @@ export function residentHeap(): number {
   return getHeapStatistics().total_physical_size;
 }
 
+/** What a release does with compiled code: keep it all, or drop that of every function not running now. */
+export type CompiledCode = 'keep' | 'drop';
+
+/** V8's default: a function's bytecode goes once it has not run through this many full collections. */
+const BYTECODE_OLD_AGE = 6;
+
 /** Runs V8's low-memory collection once, synchronously. */
-export function releaseHeap(): Released {
+export function releaseHeap(code: CompiledCode = 'keep'): Released {
   const heapBefore = residentHeap();
   setFlagsFromString('--expose-gc');
   let gc: (options: GcOptions) => void;
@@ -43,14 +55,21 @@ export function releaseHeap(): Released {
   } finally {
     setFlagsFromString('--no-expose-gc');
   }
-  // Without dropping compiled code: a low-memory collection also flushes the bytecode of functions that have not run
-  // lately, which a sidecar that serves in bursts then compiles and optimizes again at each one (the AWS endpoint's
-  // throughput ratio fell to ~0.3 of bare node:http with it, ~0.44 without; README.md "Measured").
-  setFlagsFromString('--no-flush-bytecode');
+  // Kept: a low-memory collection also flushes the bytecode of functions that have not run lately, which a sidecar
+  // that serves in bursts then compiles and optimizes again at each one (the AWS endpoint's throughput ratio fell to
+  // ~0.3 of bare node:http with it, ~0.44 without; README.md "Measured"). Dropped: every function's that has not run
+  // since the last full collection, so every function's but those running now, baseline code included.
+  if (code === 'keep') setFlagsFromString('--no-flush-bytecode');
+  else {
+    setFlagsFromString('--bytecode-old-age=1');
+    setFlagsFromString('--flush-baseline-code');
+  }
   try {
     gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
   } finally {
     setFlagsFromString('--flush-bytecode');
+    setFlagsFromString(`--bytecode-old-age=${BYTECODE_OLD_AGE}`);
+    setFlagsFromString('--no-flush-baseline-code');
   }
   return { heapBefore, heapAfter: residentHeap() };
 }
@@ -63,7 +82,7 @@ export interface HeapReleaseOptions {
   /** How much the heap must have grown since the last release for a burst's release to be worth its pause. */
   readonly growthBytes?: number;
   /** For tests: the collection and the heap's size. */
-  readonly release?: () => Released;
+  readonly release?: (code: CompiledCode) => Released;
   readonly heapSize?: () => number;
 }
 
@@ -76,7 +95,7 @@ export class HeapRelease {
   readonly #logger: Logger;
   readonly #quietMs: number;
   readonly #growthBytes: number;
-  readonly #release: () => Released;
+  readonly #release: (code: CompiledCode) => Released;
   readonly #heapSize: () => number;
   /** The heap's size after the last release (or when made): a burst is measured from here. */
   #floor: number;
@@ -95,8 +114,8 @@ export class HeapRelease {
   }
 
   /** Releases at once; `reason` is fixed text for the debug log line. */
-  now(reason: string): Released {
-    const released = this.#release();
+  now(reason: string, code: CompiledCode = 'keep'): Released {
+    const released = this.#release(code);
     this.#floor = released.heapAfter;
     this.#logger.debug(
       { reason, heapBeforeBytes: released.heapBefore, heapAfterBytes: released.heapAfter },

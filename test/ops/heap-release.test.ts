@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import { ManualClock } from '../../src/base/clock.ts';
-import { HeapRelease, type Released } from '../../src/ops/heap-release.ts';
+import { type CompiledCode, HeapRelease, type Released } from '../../src/ops/heap-release.ts';
 import { createLogger } from '../../src/ops/logger.ts';
 
 const MODULE = new URL('../../src/ops/heap-release.ts', import.meta.url).href;
@@ -63,6 +63,48 @@ test('one low-memory collection gives back the heap a program no longer uses, an
   assert.equal(out.gcInLaterContext, 'undefined', 'contexts made afterwards have no gc either');
 });
 
+const CODE_CHILD = `
+import { getHeapCodeStatistics } from 'node:v8';
+import { releaseHeap } from ${JSON.stringify(MODULE)};
+// Start-up work: 400 functions that each ran once (compiled to bytecode), as a config parser's or a module's body.
+const fns = Array.from({ length: 400 }, (_, n) =>
+  new Function('x', Array.from({ length: 40 }, (_, i) => 'x = (x * ' + (i + 3) + ' + ' + n + ') % 1000003;').join('\\n') + ' return x;'));
+const sum = () => fns.reduce((acc, f) => (acc + f(7)) % 1000003, 0);
+const first = sum();
+const bytecode = () => getHeapCodeStatistics().bytecode_and_metadata_size;
+const start = bytecode();
+releaseHeap('keep');
+const kept = bytecode();
+releaseHeap('drop');
+const dropped = bytecode();
+const again = sum();
+process.stdout.write(JSON.stringify({ start, kept, dropped, recompiled: bytecode(), same: again === first }));
+`;
+
+test('the start-up release drops the bytecode of functions that ran during start-up, and they still run after', () => {
+  const child = spawnSync(process.execPath, ['--input-type=module', '-e', CODE_CHILD], {
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  assert.equal(child.status, 0, `the child failed: ${child.stderr}`);
+  const out = JSON.parse(child.stdout) as {
+    start: number;
+    kept: number;
+    dropped: number;
+    recompiled: number;
+    same: boolean;
+  };
+  const kb = (bytes: number): string => `${(bytes / 1024).toFixed(0)} KB`;
+  // 400 functions of 40 statements: ~100 KB of bytecode at least, beside the runtime's own.
+  assert.ok(out.kept >= out.start * 0.9, `'keep' kept the code: ${kb(out.start)} → ${kb(out.kept)}`);
+  assert.ok(
+    out.kept - out.dropped >= 100 * 1024,
+    `'drop' dropped ${kb(out.kept - out.dropped)} (${kb(out.kept)} → ${kb(out.dropped)}): the start-up code stayed`,
+  );
+  assert.equal(out.same, true, 'the dropped functions give the same results when called again');
+  assert.ok(out.recompiled - out.dropped >= 100 * 1024, 'called again, they were compiled again');
+});
+
 const MB = 1024 * 1024;
 
 /** A HeapRelease on a manual clock, over a heap whose size the test sets; counts the collections. */
@@ -70,6 +112,7 @@ function harness(quietMs = 10_000) {
   const clock = new ManualClock();
   const heap = { size: 20 * MB };
   const collections: Released[] = [];
+  const codes: CompiledCode[] = [];
   const chunks: string[] = [];
   const destination = new Writable({
     write: (c: Buffer, _e, done) => {
@@ -90,19 +133,20 @@ function harness(quietMs = 10_000) {
     quietMs,
     growthBytes: 4 * MB,
     heapSize: () => heap.size,
-    release: () => {
+    release: (code) => {
+      codes.push(code);
       const r = { heapBefore: heap.size, heapAfter: 15 * MB };
       heap.size = r.heapAfter;
       collections.push(r);
       return r;
     },
   });
-  return { clock, heap, collections, release, lines };
+  return { clock, heap, collections, codes, release, lines };
 }
 
 test('after a burst of requests, the heap it grew is given back once the requests have stopped for quietMs', async () => {
-  const { clock, heap, collections, release, lines } = harness();
-  release.now('start-up');
+  const { clock, heap, collections, codes, release, lines } = harness();
+  release.now('start-up', 'drop');
   assert.equal(collections.length, 1);
   assert.equal(clock.pendingTimers(), 0, 'idle: no timer armed');
 
@@ -117,6 +161,7 @@ test('after a burst of requests, the heap it grew is given back once the request
   assert.equal(collections.length, 1, 'not before the last request is quietMs old');
   await clock.advance(11_000);
   assert.equal(collections.length, 2, 'given back once the burst is over');
+  assert.deepEqual(codes, ['drop', 'keep'], "a burst's release keeps the compiled request paths");
   assert.equal(clock.pendingTimers(), 0, 'idle again: no timer armed');
   assert.ok(
     lines().some((l) => l.msg === 'released unused heap' && l['reason'] === 'a burst of requests ended'),
