@@ -57,6 +57,12 @@ ENV NODE_ENV=production
 # idle for the bundled sidecar, no cost to the endpoints' throughput beyond noise (bench/rss.ts,
 # bench/aws-endpoint.ts). Set here, so it applies to all three programs and to the bench's production form.
 ENV NODE_OPTIONS=--max-semi-space-size=1
+# glibc's malloc with its mmap threshold fixed at its starting value (128 KiB). Left to itself, glibc raises the
+# threshold each time a block above it is freed (reading and compiling the bundle's chunks at start frees several),
+# and the blocks it then serves from the main heap instead of their own mappings fragment it: 1 to 3 MB that the
+# sidecar's idle RSS keeps (bench/rss.ts). No cost beyond noise to the endpoints (bench/aws-endpoint.ts). Read by
+# the benches' production form like NODE_OPTIONS.
+ENV GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072
 WORKDIR /app
 COPY --from=build /runtime /app
 # The base's nonroot user (uid and gid 65532, home /home/nonroot).

@@ -94,7 +94,7 @@ export async function rssOf(pid: number): Promise<number> {
   return Number(out.trim()) * 1024;
 }
 
-/** What the benches start as the sidecar: an entry script and the NODE_OPTIONS it runs with. */
+/** What the benches start as the sidecar: an entry script and the NODE_OPTIONS it runs with (and the image's GLIBC_TUNABLES). */
 export interface SidecarForm {
   /** Absolute path of the script node runs. */
   readonly entry: string;
@@ -106,16 +106,41 @@ export interface SidecarForm {
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
-/** The NODE_OPTIONS the runtime image sets (the Dockerfile's `ENV NODE_OPTIONS=...`), so a bench runs what ships. */
-export async function imageNodeOptions(): Promise<string> {
+/** A variable the runtime image sets (the Dockerfile's `ENV NAME=value`), so a bench runs what ships. */
+async function imageVariable(name: string): Promise<string> {
   const dockerfile = await readFile(join(ROOT, 'Dockerfile'), 'utf8');
-  const m = /^ENV NODE_OPTIONS=(?:"([^"]*)"|(\S+))/m.exec(dockerfile);
+  const m = new RegExp(`^ENV ${name}=(?:"([^"]*)"|(\\S+))`, 'm').exec(dockerfile);
   return m?.[1] ?? m?.[2] ?? '';
+}
+
+/** The NODE_OPTIONS the runtime image sets. */
+export function imageNodeOptions(): Promise<string> {
+  return imageVariable('NODE_OPTIONS');
+}
+
+/** glibc's malloc tuning as the image sets it (GLIBC_TUNABLES), or BENCH_GLIBC_TUNABLES ("" for none). */
+export const GLIBC_TUNABLES = process.env['BENCH_GLIBC_TUNABLES'] ?? (await imageVariable('GLIBC_TUNABLES'));
+
+/**
+ * `env` as the image gives it to a program: NODE_OPTIONS replaced by `nodeOptions`, GLIBC_TUNABLES by
+ * `glibcTunables` (the image's by default); each removed when empty.
+ */
+export function imageEnv(
+  env: NodeJS.ProcessEnv,
+  nodeOptions: string,
+  glibcTunables = GLIBC_TUNABLES,
+): NodeJS.ProcessEnv {
+  const { NODE_OPTIONS: _, GLIBC_TUNABLES: __, ...rest } = env;
+  return {
+    ...rest,
+    ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}),
+    ...(glibcTunables ? { GLIBC_TUNABLES: glibcTunables } : {}),
+  };
 }
 
 /**
  * The production form by default: bin/spiffe-connector.js (the image's entry point, which runs dist/ as
- * `npm run build` makes it) with the image's NODE_OPTIONS. BENCH_ENTRY (a path from the repository root,
+ * `npm run build` makes it) with the image's NODE_OPTIONS and GLIBC_TUNABLES. BENCH_ENTRY (a path from the repository root,
  * e.g. src/main.ts) and BENCH_NODE_OPTIONS override either; BENCH_NODE_ARGS adds flags to node's command
  * line (V8 flags NODE_OPTIONS refuses, e.g. --max-opt=2, for experiments).
  */
@@ -129,14 +154,13 @@ export async function sidecarForm(): Promise<SidecarForm> {
     entry: join(ROOT, entry),
     nodeArgs,
     nodeOptions,
-    label: `${[...nodeArgs, entry].join(' ')}${nodeOptions ? ` with NODE_OPTIONS=${nodeOptions}` : ''}`,
+    label: `${[...nodeArgs, entry].join(' ')}${nodeOptions ? ` with NODE_OPTIONS=${nodeOptions}` : ''}${GLIBC_TUNABLES ? ` GLIBC_TUNABLES=${GLIBC_TUNABLES}` : ''}`,
   };
 }
 
-/** `env` with NODE_OPTIONS replaced by the form's (removed when it has none). */
+/** `env` as the image gives it, with the form's NODE_OPTIONS. */
 export function formEnv(form: SidecarForm, env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  const { NODE_OPTIONS: _, ...rest } = env;
-  return form.nodeOptions ? { ...rest, NODE_OPTIONS: form.nodeOptions } : rest;
+  return imageEnv(env, form.nodeOptions);
 }
 
 const BARE_SERVER = `

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { build } from 'esbuild';
 import { BUNDLE_OPTIONS } from '../scripts/bundle-options.ts';
-import { bareServerRss, freePort, imageNodeOptions, mb, median, sleep, spawnNode, waitFor } from './lib.ts';
+import { bareServerRss, freePort, imageEnv, imageNodeOptions, mb, median, sleep, spawnNode, waitFor } from './lib.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { settle: { type: 'string' } } });
@@ -117,7 +117,7 @@ for (const [i, name] of names.entries()) {
   files.set(name, outfile);
 }
 const nodeOptions = await imageNodeOptions();
-const env: NodeJS.ProcessEnv = { ...process.env, NODE_OPTIONS: nodeOptions };
+const env = imageEnv(process.env, nodeOptions);
 
 async function probeRss(file: string): Promise<number> {
   // The Google probe reads its subject token from the file named by argv[1]: the bundle itself will do.

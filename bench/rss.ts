@@ -1,5 +1,5 @@
 // Idle RSS of the sidecar as production runs it (bin/spiffe-connector.js → the built dist/, with the
-// image's NODE_OPTIONS) for AWS only, AWS + Google and all three clouds, each beside a bare node:http server
+// image's NODE_OPTIONS and GLIBC_TUNABLES; BENCH_GLIBC_TUNABLES="" for glibc's defaults) for AWS only, AWS + Google and all three clouds, each beside a bare node:http server
 // that has answered one request (as the sidecar has answered its readiness probe), measured in the same
 // round; rounds interleaved, medians reported. Targets: ≤15 / ≤20 / ≤25 MB above that server (the README's
 // "Measured" table). A bare Node process running no server is measured too, for comparison with figures
@@ -7,7 +7,8 @@
 // Usage: node bench/rss.ts [rounds, default 3] [--entry FILE]... [--node-options "FLAGS"]... [--settle MS] [--detail]
 //   --entry         what to start (default bin/spiffe-connector.js; src/main.ts runs the sources)
 //   --node-options  NODE_OPTIONS for the sidecar (default: the Dockerfile's ENV NODE_OPTIONS; "" for none)
-//   Both repeat: every entry × every NODE_OPTIONS is a variant, all measured in the same interleaved rounds.
+//   --glibc-tunables  GLIBC_TUNABLES for the sidecar (default: the Dockerfile's ENV GLIBC_TUNABLES; "" for none)
+//   All three repeat: every entry × NODE_OPTIONS × GLIBC_TUNABLES is a variant, measured in the same interleaved rounds.
 //   --detail        also print V8 heap figures of each sidecar (read through a preloaded module)
 //   --tls           STS and Google over TLS as well, as the real clouds are (Entra's stand-in always is; bench/world.ts)
 import { existsSync } from 'node:fs';
@@ -16,7 +17,17 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { bareNodeRss, bareServerRss, imageNodeOptions, mb, median, sleep, waitFor } from './lib.ts';
+import {
+  bareNodeRss,
+  bareServerRss,
+  GLIBC_TUNABLES,
+  imageEnv,
+  imageNodeOptions,
+  mb,
+  median,
+  sleep,
+  waitFor,
+} from './lib.ts';
 import { type BenchCloud, startBenchWorld } from './world.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -25,6 +36,7 @@ const { values, positionals } = parseArgs({
   options: {
     entry: { type: 'string', multiple: true },
     'node-options': { type: 'string', multiple: true },
+    'glibc-tunables': { type: 'string', multiple: true },
     settle: { type: 'string' },
     detail: { type: 'boolean' },
     tls: { type: 'boolean' },
@@ -34,8 +46,16 @@ const rounds = Number(positionals[0] ?? 3);
 const settleMs = Number(values.settle ?? 3_000);
 const entries = values.entry ?? ['bin/spiffe-connector.js'];
 const nodeOptionSets = values['node-options'] ?? [await imageNodeOptions()];
+const tunableSets = values['glibc-tunables'] ?? [GLIBC_TUNABLES];
 const variants = entries.flatMap((entry) =>
-  nodeOptionSets.map((nodeOptions) => ({ entry, nodeOptions, label: `${entry} ${JSON.stringify(nodeOptions)}` })),
+  nodeOptionSets.flatMap((nodeOptions) =>
+    tunableSets.map((glibcTunables) => ({
+      entry,
+      nodeOptions,
+      glibcTunables,
+      label: `${entry} ${JSON.stringify(nodeOptions)}${tunableSets.length > 1 ? ` ${JSON.stringify(glibcTunables)}` : ''}`,
+    })),
+  ),
 );
 type Variant = (typeof variants)[number];
 if (entries.includes('bin/spiffe-connector.js') && !existsSync(join(root, 'dist/main.js')))
@@ -80,9 +100,8 @@ interface Sample {
 
 /** Starts the sidecar with these clouds, waits for /readyz 200 and `settleMs`, reads its RSS, stops it. */
 async function sidecarRss(variant: Variant, name: string, clouds: readonly BenchCloud[]): Promise<Sample> {
-  const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'NODE_OPTIONS'));
   const options = [variant.nodeOptions, values.detail ? `--require=${probe}` : ''].filter(Boolean).join(' ');
-  if (options) env['NODE_OPTIONS'] = options;
+  const env = imageEnv(process.env, options, variant.glibcTunables);
   const { node } = await world.startSidecar(name, clouds, { args: [join(root, variant.entry)], env });
   try {
     await sleep(settleMs);
@@ -139,7 +158,9 @@ try {
     ),
   );
   if (variants.length === 1)
-    console.log(`entry ${variants[0]?.entry}, NODE_OPTIONS ${JSON.stringify(variants[0]?.nodeOptions)}`);
+    console.log(
+      `entry ${variants[0]?.entry}, NODE_OPTIONS ${JSON.stringify(variants[0]?.nodeOptions)}, GLIBC_TUNABLES ${JSON.stringify(variants[0]?.glibcTunables)}`,
+    );
   if (values.detail) {
     const first = samples.values().next().value?.[0]?.detail ?? {};
     console.table(

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { writeAtomicDir } from '@spiffe-connector/dev/atomic-dir.ts';
 import { FakeSts } from '@spiffe-connector/dev/fake-sts.ts';
 import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
-import { freePort, imageNodeOptions, spawnNode } from './lib.ts';
+import { freePort, imageEnv, imageNodeOptions, spawnNode } from './lib.ts';
 
 const rounds = Number(process.argv[2] ?? 5);
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -56,9 +56,9 @@ aws: { roleArn: "arn:aws:iam::111122223333:role/app", region: eu-west-1, stsEndp
 `,
     );
     const started = performance.now();
-    const { NODE_OPTIONS: _, ...env } = process.env;
+
     const child = spawnNode([entry, 'run', '--config', config], {
-      env: nodeOptions ? { ...env, NODE_OPTIONS: nodeOptions } : env,
+      env: imageEnv(process.env, nodeOptions),
     });
     for (;;) {
       const status = await fetch(`http://127.0.0.1:${ops}/readyz`).then(

@@ -10,7 +10,18 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DevCa } from '@spiffe-connector/dev/dev-ca.ts';
 import { Agent, request } from 'undici';
-import { bareNodeRss, cpuMsOf, freePort, imageNodeOptions, mb, median, sleep, spawnNode, waitFor } from './lib.ts';
+import {
+  bareNodeRss,
+  cpuMsOf,
+  freePort,
+  imageEnv,
+  imageNodeOptions,
+  mb,
+  median,
+  sleep,
+  spawnNode,
+  waitFor,
+} from './lib.ts';
 
 const require = createRequire(import.meta.url);
 const autocannon = require('autocannon') as (opts: Record<string, unknown>) => Promise<{
@@ -73,9 +84,8 @@ log: { level: warn }
     );
   });
   const nodeOptions = process.env['BENCH_NODE_OPTIONS'] ?? (await imageNodeOptions());
-  const { NODE_OPTIONS: _, ...parentEnv } = process.env;
   const webhook = spawnNode([join(app, 'dist/main.js'), 'webhook', '--config', join(dir, 'webhook.yaml')], {
-    env: nodeOptions ? { ...parentEnv, NODE_OPTIONS: nodeOptions } : parentEnv,
+    env: imageEnv(process.env, nodeOptions),
   });
   const url = `https://127.0.0.1:${port}`;
   const agent = new Agent({ connect: { ca: ca.certPem } });

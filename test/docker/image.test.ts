@@ -62,6 +62,11 @@ test('the Dockerfile builds on a pinned Node 24, and its runtime stage is a pinn
     /^ENV NODE_OPTIONS=--max-semi-space-size=1$/m,
     "the runtime keeps V8's young generation small",
   );
+  assert.match(
+    runtimeStage,
+    /^ENV GLIBC_TUNABLES=glibc\.malloc\.mmap_threshold=131072$/m,
+    "the runtime fixes glibc's mmap threshold",
+  );
   for (const label of ['title', 'description', 'licenses', 'version'])
     assert.match(runtimeStage, new RegExp(`org\\.opencontainers\\.image\\.${label}=`), `OCI label ${label}`);
   const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
@@ -87,9 +92,9 @@ interface Started {
   readonly log: () => string;
 }
 
-/** The runtime stage's `ENV NODE_OPTIONS=...`, given to every program started from the layout. */
-async function imageNodeOptions(): Promise<string> {
-  const m = /^ENV NODE_OPTIONS=(\S+)$/m.exec(await readFile(join(ROOT, 'Dockerfile'), 'utf8'));
+/** The runtime stage's `ENV name=...` (NODE_OPTIONS, GLIBC_TUNABLES), given to every program started from the layout. */
+async function imageVariable(name: string): Promise<string> {
+  const m = new RegExp(`^ENV ${name}=(\\S+)$`, 'm').exec(await readFile(join(ROOT, 'Dockerfile'), 'utf8'));
   return m?.[1] ?? '';
 }
 
@@ -103,11 +108,12 @@ const RECORDER = `const { appendFileSync } = require('node:fs');
 process.on('exit', () => appendFileSync(process.env.LOADS_FILE, [...Object.keys(require.cache), 'esm-loader ' + process.moduleLoadList.includes('NativeModule internal/modules/esm/loader')].join('\\n') + '\\n'));
 `;
 
-/** The environment the image gives a program: PATH, the image's NODE_OPTIONS, plus the load recorder. */
+/** The environment the image gives a program: PATH, the image's NODE_OPTIONS and GLIBC_TUNABLES, plus the load recorder. */
 async function imageEnv(recorder: string, loads: string, env: Record<string, string>): Promise<Record<string, string>> {
   return {
     PATH: process.env['PATH'] ?? '',
-    NODE_OPTIONS: `${await imageNodeOptions()} --require=${recorder}`,
+    NODE_OPTIONS: `${await imageVariable('NODE_OPTIONS')} --require=${recorder}`,
+    GLIBC_TUNABLES: await imageVariable('GLIBC_TUNABLES'),
     LOADS_FILE: loads,
     ...env,
   };
