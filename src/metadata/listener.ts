@@ -1,14 +1,17 @@
 // The loopback metadata listener: an HTTP server on the configured address whose every request goes
 // through the one pipeline (pipeline.ts) to the surface that claims it, or gets a plain 404. The
-// composition root and the tests mount surfaces on it the same way.
-import { createServer, type Server } from 'node:http';
+// composition root and the tests mount surfaces on it the same way. What no surface claims goes on to express;
+// what one claims never passes through it: express gives every request its own request and response prototypes
+// (Object.setPrototypeOf, twice a request), and the objects of Node's HTTP code that then change shape made the AWS
+// endpoint's server spend ~25 % more CPU a request (README.md "Measured").
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import { LINK_LOCAL_ADDRESSES, LINK_LOCAL_PORT } from '../base/link-local.ts';
 import type { Logger } from '../ops/logger.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import type { Surface } from '../providers/contract.ts';
-import { metadataPipeline } from './pipeline.ts';
+import { metadataPipeline, type Pipeline } from './pipeline.ts';
 
 export interface MetadataListener {
   /** http://<host>:<port> (the port is real even when configured as 0). */
@@ -41,9 +44,13 @@ export async function startMetadataListener(o: {
   app.disable('x-powered-by');
   app.set('etag', false);
   let draining = false;
-  let mounted = false;
+  let pipeline: Pipeline | undefined;
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    if (pipeline) pipeline(req, res, () => app(req, res));
+    else app(req, res);
+  };
   const listen = (port: number, host = o.host): Promise<Server> => {
-    const server: Server = createServer({ keepAliveTimeout: 5_000 }, app);
+    const server: Server = createServer({ keepAliveTimeout: 5_000 }, onRequest);
     if (o.onRequest) server.on('request', o.onRequest);
     return new Promise<Server>((resolve, reject) => {
       server.once('error', reject);
@@ -82,9 +89,8 @@ export async function startMetadataListener(o: {
     origin: `http://${hostForUrl}:${port}`,
     port,
     mount(surfaces) {
-      if (mounted) throw new Error('the metadata listener is mounted once');
-      mounted = true;
-      app.use(metadataPipeline({ surfaces, draining: () => draining, metrics: o.metrics, logger: o.logger }));
+      if (pipeline) throw new Error('the metadata listener is mounted once');
+      pipeline = metadataPipeline({ surfaces, draining: () => draining, metrics: o.metrics, logger: o.logger });
       app.use((_req, res) => {
         res.status(404).type('text/plain').send('not found\n');
       });

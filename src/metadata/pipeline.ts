@@ -2,14 +2,14 @@
 // finds the surface that claims the path, then refuses, in that surface's own shape, what no surface
 // may answer (a target or Host naming another host, a forwarded request, a repeated Host or
 // Authorization header, a request while draining), counts every answer by surface and status, and logs
-// refusals. Surfaces see only requests that passed. See docs/architecture.md "The metadata listener".
-import type { IncomingMessage } from 'node:http';
-import type { NextFunction, Request, Response } from 'express';
+// refusals. Surfaces see only requests that passed, as Node's own request with its path found once. See
+// docs/architecture.md "The metadata listener".
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ConnectorError } from '../base/errors.ts';
 import { hostIsLinkLocal, hostIsLoopback, isForwarded, isLinkLocalAddress } from '../http/guards.ts';
 import type { Logger } from '../ops/logger.ts';
 import type { Metrics } from '../ops/metrics.ts';
-import type { Answer, Problem, Reply, Surface } from '../providers/contract.ts';
+import type { Answer, MetadataRequest, Problem, Reply, Surface } from '../providers/contract.ts';
 
 export interface PipelineOptions {
   readonly surfaces: readonly Surface[];
@@ -18,15 +18,16 @@ export interface PipelineOptions {
   readonly logger: Logger;
 }
 
-export type Middleware = (req: Request, res: Response, next: NextFunction) => void;
+/** Answers a request some surface claims; passes on (`next`) any other. */
+export type Pipeline = (req: IncomingMessage, res: ServerResponse, next: () => void) => void;
 
 /** Headers a request may carry once only: two of them could be read differently by two parsers. */
 const SINGLE_HEADERS = ['host', 'authorization'] as const;
 
-export function metadataPipeline(o: PipelineOptions): Middleware {
+export function metadataPipeline(o: PipelineOptions): Pipeline {
   const replies = new Map<Surface, Reply>(o.surfaces.map((s) => [s, replier(s, o.metrics)]));
-  return (req, res, next) => {
-    const path = req.path;
+  return (incoming, res, next) => {
+    const path = pathOf(incoming.url ?? '/');
     let surface: Surface | undefined;
     for (const s of o.surfaces) {
       if (s.claims(path)) {
@@ -35,6 +36,7 @@ export function metadataPipeline(o: PipelineOptions): Middleware {
       }
     }
     if (!surface) return next();
+    const req = Object.assign(incoming, { path }) as MetadataRequest;
     const reply = replies.get(surface) as Reply;
     const problem = refusal(req, o);
     if (problem) {
@@ -70,6 +72,18 @@ export function metadataPipeline(o: PipelineOptions): Middleware {
   };
 }
 
+/**
+ * The path of a request target without its query. An absolute-form target (`http://host/path`) is claimed by the
+ * surface its path names, which then refuses it in its own shape (`refusal`).
+ */
+function pathOf(target: string): string {
+  const q = target.indexOf('?');
+  const path = q === -1 ? target : target.slice(0, q);
+  if (path.startsWith('/')) return path;
+  const absolute = /^[a-z][a-z0-9+.-]*:\/\/[^/]*(\/.*)?$/i.exec(path);
+  return absolute ? (absolute[1] ?? '/') : path;
+}
+
 function refusal(req: IncomingMessage, o: PipelineOptions): Problem | undefined {
   // An absolute-form target (`GET http://other/...`) names a host of its own: the real services are never proxies.
   if (!req.url?.startsWith('/')) return { kind: 'foreign-host' };
@@ -100,7 +114,7 @@ function repeated(raw: readonly string[], name: string): boolean {
 /** Writes answers for one surface and counts them; label children are cached (this is the hot path). */
 function replier(surface: Surface, metrics: Metrics): Reply {
   const children = new Map<number, { inc(): void }>();
-  return (res: Response, answer: Answer) => {
+  return (res: ServerResponse, answer: Answer) => {
     res.writeHead(answer.status, answer.headers as Record<string, string | number>).end(answer.body);
     let child = children.get(answer.status);
     if (!child) {

@@ -4,8 +4,7 @@
 // from a credential lookup only, and declares how its problems look in its own cloud's shape, so the
 // listener's one request pipeline (metadata/pipeline.ts) can refuse, throttle and drain for it.
 // See docs/architecture.md.
-import type { IncomingMessage } from 'node:http';
-import type { Request, Response } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Clock } from '../base/clock.ts';
 import type { ConnectorError } from '../base/errors.ts';
 import type { SidecarConfig } from '../config/schema.ts';
@@ -59,7 +58,14 @@ export type Problem =
   | { readonly kind: 'unavailable'; readonly error: ConnectorError; readonly retryAfterSeconds: number };
 
 /** Writes an answer and counts it by surface and status. */
-export type Reply = (res: Response, answer: Answer) => void;
+export type Reply = (res: ServerResponse, answer: Answer) => void;
+
+/** A request as a surface gets it: Node's own, with its path (the target without its query) found once. */
+export interface MetadataRequest extends IncomingMessage {
+  readonly path: string;
+  /** A form body, once a surface has parsed one (Azure's MSI endpoint). */
+  body?: unknown;
+}
 
 export interface Surface {
   readonly name: SurfaceName;
@@ -68,7 +74,7 @@ export interface Surface {
   /** This surface's answer to a problem, in its cloud's shape. */
   problem(problem: Problem, req: IncomingMessage): Answer;
   /** Answers a request that passed the pipeline's checks; never calls a cloud. */
-  handle(req: Request, res: Response, reply: Reply): void | Promise<void>;
+  handle(req: MetadataRequest, res: ServerResponse, reply: Reply): void | Promise<void>;
 }
 
 export interface Readiness {

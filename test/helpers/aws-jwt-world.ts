@@ -29,6 +29,7 @@ export async function startAwsJwtWorld(t: TestContext, prefix: string, extraConf
   t.after(() => signer.close());
   const sts = await FakeSts.start({
     allowLoopbackHttpIssuers: true,
+    region: 'eu-west-1',
     providers: [{ issuer: signer.issuer, audiences: ['sts.amazonaws.com'] }],
     roles: [{ arn: AWS_WORLD_ROLE, issuer: signer.issuer, audience: 'sts.amazonaws.com' }],
   });

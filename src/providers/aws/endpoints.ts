@@ -2,13 +2,13 @@
 // endpoint (`/v1/credentials`, the per-pod token) and IMDSv2 (`/latest/...`, session tokens), byte-compatible
 // with what the SDKs parse. They answer from the credential lookup only, never calling AWS.
 import { createHash } from 'node:crypto';
-import type { Request, Response } from 'express';
+import type { ServerResponse } from 'node:http';
 import type { Clock } from '../../base/clock.ts';
 import type { Secret } from '../../base/secret.ts';
 import { retryAfterSeconds, TokenBucket } from '../../base/token-bucket.ts';
 import { type CredentialLookup, SINGLE } from '../../cache/credential-cache.ts';
 import { secretMatcher } from '../../http/guards.ts';
-import { lookupProblem, type Reply, type Surface } from '../contract.ts';
+import { lookupProblem, type MetadataRequest, type Reply, type Surface } from '../contract.ts';
 import { type AwsCredentials, accountFromArn, awsTimestamp, roleNameFromArn } from './credential.ts';
 import { CONTAINER_CREDENTIALS_PATH, containerCredentialsPath } from './env.ts';
 import { IMDS_TOKEN_PATH, ImdsTokens, parseTtl } from './imds-tokens.ts';
@@ -49,7 +49,7 @@ export function containerSurface(o: ContainerSurfaceOptions): Surface {
     name: 'aws-container',
     claims: (path) => routes.has(path),
     problem: (problem) => containerProblem(problem),
-    handle(req: Request, res: Response, reply: Reply) {
+    handle(req: MetadataRequest, res: ServerResponse, reply: Reply) {
       const route = routes.get(req.path);
       if (route === undefined) return reply(res, containerError(404, 'NotFound', 'no such credentials path'));
       if (req.method !== 'GET' && req.method !== 'HEAD')
@@ -94,7 +94,7 @@ export function relativeUriSurface(o: RelativeUriSurfaceOptions): Surface {
     name: 'aws-container',
     claims: (path) => path.startsWith(RELATIVE_URI_FOLDER),
     problem: (problem) => containerProblem(problem),
-    handle(req: Request, res: Response, reply: Reply) {
+    handle(req: MetadataRequest, res: ServerResponse, reply: Reply) {
       if (!pathMatches(req.path)) return reply(res, containerError(404, 'NotFound', 'no credentials at this path'));
       if (req.method !== 'GET' && req.method !== 'HEAD')
         return reply(res, containerError(405, 'MethodNotAllowed', 'use GET', { allow: 'GET' }));
@@ -158,7 +158,7 @@ export function imdsSurface(o: ImdsSurfaceOptions): Surface {
     name: 'aws-imds',
     claims: (path) => path === '/latest' || path.startsWith('/latest/'),
     problem: (problem, req) => imdsProblem(problem, isTokenPath(pathOf(req.url)), o.clock.now()),
-    handle(req: Request, res: Response, reply: Reply) {
+    handle(req: MetadataRequest, res: ServerResponse, reply: Reply) {
       const path = req.path;
       if (isTokenPath(path)) {
         if (req.method !== 'PUT') return reply(res, imdsText(405, 'Method Not Allowed', { allow: 'PUT' }));

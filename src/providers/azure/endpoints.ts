@@ -3,13 +3,15 @@
 // Tokens come only from the per-resource credential lookup. Hot path: one path comparison per surface,
 // bodies serialized once per token (and second), the identity header's digest computed once.
 import { randomUUID } from 'node:crypto';
-import express, { type Request, type Response } from 'express';
+import type { ServerResponse } from 'node:http';
+import { parse as parseQuery } from 'node:querystring';
+import express from 'express';
 import type { Clock } from '../../base/clock.ts';
 import type { Secret } from '../../base/secret.ts';
 import type { CredentialLookup } from '../../cache/credential-cache.ts';
 import { secretMatcher } from '../../http/guards.ts';
 import type { Logger } from '../../ops/logger.ts';
-import { lookupProblem, type Reply, type Surface, type SurfaceName } from '../contract.ts';
+import { lookupProblem, type MetadataRequest, type Reply, type Surface, type SurfaceName } from '../contract.ts';
 import { type AzureAccessToken, resourceKey } from './credential.ts';
 import { APP_SERVICE_PATH, IMDS_TOKEN_PATH, MSI_PATH } from './env.ts';
 import { type Params, parseTokenRequest, type ServedIdentity } from './request.ts';
@@ -60,7 +62,12 @@ export function azureSurfaces(o: AzureSurfacesOptions): Surface[] {
   const problemOf = (surface: AzureSurface, problem: AzureProblem) =>
     surface === 'azure-appservice' ? appServiceProblem(problem, randomUUID()) : imdsProblem(problem);
 
-  const serve = async (req: Request, res: Response, reply: Reply, surface: AzureSurface): Promise<void> => {
+  const serve = async (
+    req: MetadataRequest,
+    res: ServerResponse,
+    reply: Reply,
+    surface: AzureSurface,
+  ): Promise<void> => {
     const refuse = (status: 400 | 401, description: string, error = 'invalid_request'): void =>
       reply(res, problemOf(surface, { kind: 'refused', status, refusal: { error, description } }));
     let caller = pod;
@@ -74,8 +81,8 @@ export function azureSurfaces(o: AzureSurfacesOptions): Surface[] {
     } else if (header(req, 'metadata')?.trim().toLowerCase() !== 'true') {
       return refuse(400, METADATA_HEADER_MISSING);
     }
-    const params: Params =
-      surface === 'azure-msi' && isParams(req.body) ? { ...(req.query as Params), ...req.body } : (req.query as Params);
+    const query = queryOf(req);
+    const params: Params = surface === 'azure-msi' && isParams(req.body) ? { ...query, ...req.body } : query;
     const parsed = parseTokenRequest(params, surface, caller.served);
     if (!parsed.ok) return refuse(400, parsed.refusal.description, parsed.refusal.error);
     const { resource } = parsed.request;
@@ -111,7 +118,7 @@ export function azureSurfaces(o: AzureSurfacesOptions): Surface[] {
     });
   };
 
-  const notFound = (req: Request, res: Response, reply: Reply, what: string): void =>
+  const notFound = (req: MetadataRequest, res: ServerResponse, reply: Reply, what: string): void =>
     reply(
       res,
       imdsProblem({
@@ -121,7 +128,7 @@ export function azureSurfaces(o: AzureSurfacesOptions): Surface[] {
       }),
     );
 
-  const methodNotAllowed = (res: Response, reply: Reply, surface: AzureSurface, allow: string): void => {
+  const methodNotAllowed = (res: ServerResponse, reply: Reply, surface: AzureSurface, allow: string): void => {
     const answer = problemOf(surface, {
       kind: 'refused',
       status: 405,
@@ -204,7 +211,14 @@ class BodyCache {
   }
 }
 
-function header(req: Request, name: string): string | undefined {
+/** The query parameters, as express's default ("simple") query parser reads them: a repeated one is a list. */
+function queryOf(req: MetadataRequest): Params {
+  const url = req.url ?? '';
+  const q = url.indexOf('?');
+  return parseQuery(q === -1 ? '' : url.slice(q + 1));
+}
+
+function header(req: MetadataRequest, name: string): string | undefined {
   const v = req.headers[name];
   return Array.isArray(v) ? v[0] : v;
 }

@@ -1,10 +1,10 @@
 // The emulated GCE metadata server (docs/gcp.md "Metadata paths", "Request checks"): root and listing probes, static facts,
 // service accounts, and token and identity answered from the credential lookups. Never calls Google.
-import type { Request, Response } from 'express';
+import type { ServerResponse } from 'node:http';
 import type { Clock } from '../../base/clock.ts';
 import { ConnectorError } from '../../base/errors.ts';
 import type { CredentialLookup, Lookup } from '../../cache/credential-cache.ts';
-import { type Answer, lookupProblem, type Reply, type Surface } from '../contract.ts';
+import { type Answer, lookupProblem, type MetadataRequest, type Reply, type Surface } from '../contract.ts';
 import { type GcpToken, scopeKey } from './credential.ts';
 import {
   buildTree,
@@ -50,7 +50,7 @@ export function metadataSurface(o: MetadataSurfaceOptions): Surface {
     name: 'gcp-metadata',
     claims: (path) => path === '/' || path === '/computeMetadata' || path.startsWith('/computeMetadata/'),
     problem: (problem) => metadataProblem(problem),
-    handle(req: Request, res: Response, reply: Reply) {
+    handle(req: MetadataRequest, res: ServerResponse, reply: Reply) {
       const path = req.path;
       if (req.method !== 'GET' && req.method !== 'HEAD')
         return reply(res, metadataAnswer(405, false, 'Method Not Allowed\n', { Allow: 'GET, HEAD' }));
@@ -64,7 +64,7 @@ export function metadataSurface(o: MetadataSurfaceOptions): Surface {
         .slice(PREFIX.length)
         .split('/')
         .filter((s) => s !== '');
-      const url = req.originalUrl ?? req.url;
+      const url = req.url ?? '/';
       const q = url.indexOf('?');
       const query = new URLSearchParams(q === -1 ? '' : url.slice(q + 1));
       const json = query.get('alt') === 'json';
@@ -188,7 +188,7 @@ function tokenAnswer(found: Lookup<GcpToken> & { ok: true }, clock: Clock): Answ
 
 /** Answers once a lookup that may wait for a first exchange settles; abandoned when the client goes away. */
 async function waitFor(
-  res: Response,
+  res: ServerResponse,
   reply: Reply,
   get: (signal: AbortSignal) => Promise<Lookup<GcpToken>>,
   ok: (found: Lookup<GcpToken> & { ok: true }) => Answer,
