@@ -6,19 +6,14 @@
 // answer to a path no surface claims, which names its type through mime-types, still comes out whole.
 
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { writeAtomicDir } from '@spiffe-connector/dev/atomic-dir.ts';
-import { FakeSts } from '@spiffe-connector/dev/fake-sts.ts';
-import { DevOidcSigner } from '@spiffe-connector/dev/oidc-signer.ts';
+import { startAwsJwtWorld } from '../helpers/aws-jwt-world.ts';
 import { buildRuntimeTree, runNodeScript, stopChild } from '../helpers/built-tree.ts';
-import { freePort, parseEnvLines, runNode, waitFor200 } from '../helpers/sidecar.ts';
+import { parseEnvLines, runNode, waitFor200 } from '../helpers/sidecar.ts';
 
-const ID = 'spiffe://example.org/ns/payments/sa/api';
-const ROLE = 'arn:aws:iam::111122223333:role/payments';
 const CLIENT = fileURLToPath(new URL('./clients/aws-sdk-client.mjs', import.meta.url));
 /** Packages the runtime tree carries that only express's unused helpers load (scripts/runtime-packages.ts). */
 const ON_FIRST_USE = ['mime-types', 'mime-db', 'iconv-lite'];
@@ -30,30 +25,8 @@ function packagesIn(list: string): Set<string> {
 }
 
 test('the built sidecar serves AWS credentials without loading what express loads for helpers it never calls', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'bundle-aws-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  const signer = await DevOidcSigner.start();
-  t.after(() => signer.close());
-  const sts = await FakeSts.start({
-    allowLoopbackHttpIssuers: true,
-    region: 'eu-west-1',
-    providers: [{ issuer: signer.issuer, audiences: ['sts.amazonaws.com'] }],
-    roles: [{ arn: ROLE, issuer: signer.issuer, audience: 'sts.amazonaws.com', subject: ID }],
-  });
-  t.after(() => sts.close());
-  await writeAtomicDir(join(dir, 'tokens'), [
-    { name: 'jwt-svid', content: await signer.sign({ sub: ID, aud: 'sts.amazonaws.com', ttlSeconds: 3600 }) },
-  ]);
+  const { dir, configFile, metadataPort, opsPort, sts } = await startAwsJwtWorld(t, 'bundle-aws-');
   const tree = await buildRuntimeTree(dir);
-  const [metadataPort, opsPort] = [await freePort(), await freePort()];
-  const configFile = join(dir, 'sidecar.yaml');
-  await writeFile(
-    configFile,
-    `spiffe: { trustDomain: example.org, jwt: { file: ${join(dir, 'tokens', 'jwt-svid')} } }
-server: { metadataAddress: "127.0.0.1:${metadataPort}", opsAddress: "127.0.0.1:${opsPort}", stateDir: ${join(dir, 'state')}, drainSeconds: 0 }
-aws: { roleArn: "${ROLE}", region: eu-west-1, stsEndpoint: "${sts.url}" }
-`,
-  );
   const modulesFile = join(dir, 'modules.txt');
   const { child: sidecar, logs } = tree.startSidecar(configFile, modulesFile);
   t.after(() => stopChild(sidecar));
