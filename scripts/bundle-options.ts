@@ -111,6 +111,14 @@ export const fetchClassesForGoogle: Plugin = {
 };
 
 /**
+ * A stand-in for a package whose exports are read as properties only, loading it at the first read. `__esModule` is
+ * what the bundler's interop reads at import: answered without loading.
+ */
+const lazyProperties = (specifier: string): string => `let loaded;
+const load = () => (loaded ??= require(${JSON.stringify(specifier)}));
+module.exports = new Proxy({}, { get: (_, key) => (key === "__esModule" ? undefined : load()[key]) });`;
+
+/**
  * jsonwebtoken for MSAL (@azure/msal-node, under @azure/identity), loaded on first use. MSAL signs a client
  * assertion with it only when the application holds a certificate; the sidecar hands MSAL its JWT-SVID as
  * the assertion, so that never runs. Imported eagerly, jsonwebtoken and what it requires (jws, jwa, semver and
@@ -121,10 +129,7 @@ export const lazyJsonwebtokenForMsal = lazyModule(
   'lazy-jsonwebtoken-for-msal',
   'jsonwebtoken',
   /[\\/]@azure[\\/]msal-node[\\/]/,
-  // __esModule is what the bundler's interop reads at import: answered without loading.
-  `let jwt;
-const load = () => (jwt ??= require("jsonwebtoken"));
-module.exports = new Proxy({}, { get: (_, key) => (key === "__esModule" ? undefined : load()[key]) });`,
+  lazyProperties('jsonwebtoken'),
 );
 
 /**
@@ -184,11 +189,6 @@ export const lazySendForExpress = lazyModule(
   /[\\/]express[\\/]lib[\\/]response\.js$/,
   'module.exports = (req, path, options) => require("send")(req, path, options);',
 );
-
-/** A package whose exports are read as properties only, loaded at the first read. */
-const lazyProperties = (specifier: string): string => `let loaded;
-const load = () => (loaded ??= require(${JSON.stringify(specifier)}));
-module.exports = new Proxy({}, { get: (_, key) => (key === "__esModule" ? undefined : load()[key]) });`;
 
 export const lazyQsForExpress = lazyModule(
   'lazy-qs-for-express',
