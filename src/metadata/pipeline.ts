@@ -27,7 +27,9 @@ const SINGLE_HEADERS = ['host', 'authorization'] as const;
 export function metadataPipeline(o: PipelineOptions): Pipeline {
   const replies = new Map<Surface, Reply>(o.surfaces.map((s) => [s, replier(s, o.metrics)]));
   return (incoming, res, next) => {
-    const path = pathOf(incoming.url ?? '/');
+    const target = incoming.url ?? '/';
+    const q = target.indexOf('?');
+    const path = pathOf(q === -1 ? target : target.slice(0, q));
     let surface: Surface | undefined;
     for (const s of o.surfaces) {
       if (s.claims(path)) {
@@ -36,7 +38,7 @@ export function metadataPipeline(o: PipelineOptions): Pipeline {
       }
     }
     if (!surface) return next();
-    const req = Object.assign(incoming, { path }) as MetadataRequest;
+    const req = Object.assign(incoming, { path, search: q === -1 ? '' : target.slice(q + 1) }) as MetadataRequest;
     const reply = replies.get(surface) as Reply;
     const problem = refusal(req, o);
     if (problem) {
@@ -73,12 +75,10 @@ export function metadataPipeline(o: PipelineOptions): Pipeline {
 }
 
 /**
- * The path of a request target without its query. An absolute-form target (`http://host/path`) is claimed by the
+ * The path of a request target, its query cut off. An absolute-form target (`http://host/path`) is claimed by the
  * surface its path names, which then refuses it in its own shape (`refusal`).
  */
-function pathOf(target: string): string {
-  const q = target.indexOf('?');
-  const path = q === -1 ? target : target.slice(0, q);
+function pathOf(path: string): string {
   if (path.startsWith('/')) return path;
   const absolute = /^[a-z][a-z0-9+.-]*:\/\/[^/]*(\/.*)?$/i.exec(path);
   return absolute ? (absolute[1] ?? '/') : path;

@@ -60,9 +60,11 @@ export type Problem =
 /** Writes an answer and counts it by surface and status. */
 export type Reply = (res: ServerResponse, answer: Answer) => void;
 
-/** A request as a surface gets it: Node's own, with its path (the target without its query) found once. */
+/** A request as a surface gets it: Node's own, with its target split once into path and query. */
 export interface MetadataRequest extends IncomingMessage {
   readonly path: string;
+  /** The query: what follows the target's first `?`, without it ('' when there is none). */
+  readonly search: string;
   /** A form body, once a surface has parsed one (Azure's MSI endpoint). */
   body?: unknown;
 }

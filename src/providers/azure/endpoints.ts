@@ -81,7 +81,8 @@ export function azureSurfaces(o: AzureSurfacesOptions): Surface[] {
     } else if (header(req, 'metadata')?.trim().toLowerCase() !== 'true') {
       return refuse(400, METADATA_HEADER_MISSING);
     }
-    const query = queryOf(req);
+    // As express's default ("simple") query parser read it: a repeated parameter is a list.
+    const query: Params = parseQuery(req.search);
     const params: Params = surface === 'azure-msi' && isParams(req.body) ? { ...query, ...req.body } : query;
     const parsed = parseTokenRequest(params, surface, caller.served);
     if (!parsed.ok) return refuse(400, parsed.refusal.description, parsed.refusal.error);
@@ -209,13 +210,6 @@ class BodyCache {
     this.#bodies.set(key, { token, second, body });
     return body;
   }
-}
-
-/** The query parameters, as express's default ("simple") query parser reads them: a repeated one is a list. */
-function queryOf(req: MetadataRequest): Params {
-  const url = req.url ?? '';
-  const q = url.indexOf('?');
-  return parseQuery(q === -1 ? '' : url.slice(q + 1));
 }
 
 function header(req: MetadataRequest, name: string): string | undefined {

@@ -64,9 +64,7 @@ export function metadataSurface(o: MetadataSurfaceOptions): Surface {
         .slice(PREFIX.length)
         .split('/')
         .filter((s) => s !== '');
-      const url = req.url ?? '/';
-      const q = url.indexOf('?');
-      const query = new URLSearchParams(q === -1 ? '' : url.slice(q + 1));
+      const query = new URLSearchParams(req.search);
       const json = query.get('alt') === 'json';
       const recursive = query.get('recursive')?.toLowerCase() === 'true';
 
