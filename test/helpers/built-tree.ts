@@ -43,8 +43,12 @@ export async function buildRuntimeTree(dir: string): Promise<BuiltTree> {
   const recorder = join(dir, 'recorder.cjs');
   await writeFile(
     recorder,
-    `const { writeFileSync } = require('node:fs');
-const write = (file) => writeFileSync(file, [...process.moduleLoadList, ...Object.keys(require.cache)].join('\\n'));
+    `const { renameSync, writeFileSync } = require('node:fs');
+// Whole or not at all: written beside, then renamed, so a reader never sees half a list.
+const write = (file) => {
+  writeFileSync(file + '.part', [...process.moduleLoadList, ...Object.keys(require.cache)].join('\\n'));
+  renameSync(file + '.part', file);
+};
 process.on('exit', () => write(process.env.MODULES_FILE));
 process.on('SIGUSR2', () => write(process.env.MODULES_FILE + '.now'));
 `,
