@@ -56,7 +56,6 @@ aws: { roleArn: "arn:aws:iam::111122223333:role/app", region: eu-west-1, stsEndp
 `,
     );
     const started = performance.now();
-
     const child = spawnNode([entry, 'run', '--config', config], {
       env: imageEnv(process.env, nodeOptions),
     });
