@@ -3,6 +3,7 @@
 // The entry of CredentialCache (credential-cache.ts), which every cloud and source uses; see
 // docs/architecture.md "The credential cache".
 import type { Clock, TimerHandle } from '../base/clock.ts';
+import { deadline } from '../base/deadline.ts';
 import { ConnectorError, toConnectorError } from '../base/errors.ts';
 import type { Logger } from '../ops/logger.ts';
 import type { Metrics } from '../ops/metrics.ts';
@@ -165,10 +166,10 @@ export class RefreshingCredential<T> {
   async #run(reason: string): Promise<void> {
     const { clock, logger, metrics, cloud, name, key } = this.#o;
     const started = clock.now();
-    const signal = AbortSignal.any([this.#stop.signal, AbortSignal.timeout(this.#o.timeoutMs ?? 30_000)]);
+    const limit = deadline(this.#o.timeoutMs ?? 30_000, this.#stop.signal);
     logger.debug({ cloud, credential: name, cacheKey: key, reason }, 'refreshing credentials');
     try {
-      const value = await this.#o.fetch(signal);
+      const value = await this.#o.fetch(limit.signal);
       if (this.#stop.signal.aborted) return;
       // Whole seconds, rounded toward now: every surface prints expiry in whole seconds, so a credential
       // is never served with a printed expiry that has already passed.
@@ -229,6 +230,8 @@ export class RefreshingCredential<T> {
         'credential refresh failed',
       );
       this.#schedule(delay);
+    } finally {
+      limit.clear();
     }
   }
 

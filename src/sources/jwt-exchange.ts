@@ -2,6 +2,7 @@
 // (RFC 8693 over mutual TLS, docs/spiffe.md#token-exchange), one per audience, cached and refreshed ahead.
 import { Agent, request } from 'undici';
 import type { Clock } from '../base/clock.ts';
+import { deadline } from '../base/deadline.ts';
 import { ConnectorError } from '../base/errors.ts';
 import { CredentialCache } from '../cache/credential-cache.ts';
 import { TOKEN_POLICY } from '../cache/refresh-policy.ts';
@@ -165,13 +166,14 @@ class JwtExchangeSource implements JwtSource {
     });
     let status: number;
     let text: string;
+    const limit = deadline(this.#o.timeoutMs ?? 10_000, signal);
     try {
       const res = await request(this.#o.url, {
         method: 'POST',
         dispatcher: this.#agentFor(svid),
         headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
         body: form.toString(),
-        signal: AbortSignal.any([signal, AbortSignal.timeout(this.#o.timeoutMs ?? 10_000)]),
+        signal: limit.signal,
       });
       status = res.statusCode;
       text = await res.body.text();
@@ -182,6 +184,8 @@ class JwtExchangeSource implements JwtSource {
         `the issuer at ${this.#o.url} ${timedOut ? 'did not answer in time' : `could not be reached: ${(cause as Error).message}`}`,
         { cause, retryable: true },
       );
+    } finally {
+      limit.clear();
     }
     let body: unknown;
     try {

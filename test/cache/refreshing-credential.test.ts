@@ -263,6 +263,24 @@ test('an upstream that does not answer in time is a retryable timeout, retried w
   s.cred.stop();
 });
 
+test('a refresh that ended leaves no time limit behind to wake the process later', async () => {
+  // The limit's timer ends with the refresh: an idle sidecar does not wake 15 s after each refresh to abort it.
+  const signals: AbortSignal[] = [];
+  const s = scripted(
+    async (signal) => {
+      signals.push(signal);
+      return { id: 1, expiresAt: new Date(Date.now() + HOUR) };
+    },
+    { timeoutMs: 20 },
+  );
+  s.cred.start();
+  await until(() => s.cred.get().ok, 'the first value');
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.equal(signals.length, 1);
+  assert.equal(signals[0]?.aborted, false, 'the limit of a refresh that ended did not fire');
+  s.cred.stop();
+});
+
 test('an unexpected failure of the exchange (not a ConnectorError) is retryable: tried again soon, not in 5 min', async () => {
   const s = scripted(() => Promise.reject(new TypeError('fetch failed')));
   s.cred.start();

@@ -1,6 +1,7 @@
 // Our trust domain's JWT bundle for the Workload API server (FetchJWTBundles, ValidateJWTSVID): the
 // issuer's published JWKS, found directly or through OIDC discovery, polled, last good kept.
 import type { Clock, TimerHandle } from '../../base/clock.ts';
+import { deadline } from '../../base/deadline.ts';
 import { ConnectorError, toConnectorError } from '../../base/errors.ts';
 import { backoffDelay, type RefreshPolicy } from '../../cache/refresh-policy.ts';
 import { isLoopbackHost } from '../../config/common.ts';
@@ -143,7 +144,15 @@ class JwksBundleSource implements JwtBundleSource {
 
   /** GETs JSON; with `probing`, a 4xx answer is "not here" (undefined) rather than an error. */
   async #getJson(url: string, probing: boolean): Promise<unknown> {
-    const signal = AbortSignal.any([this.#stop.signal, AbortSignal.timeout(this.#o.timeoutMs ?? 10_000)]);
+    const limit = deadline(this.#o.timeoutMs ?? 10_000, this.#stop.signal);
+    try {
+      return await this.#getJsonUntil(url, probing, limit.signal);
+    } finally {
+      limit.clear();
+    }
+  }
+
+  async #getJsonUntil(url: string, probing: boolean, signal: AbortSignal): Promise<unknown> {
     const doFetch = this.#o.fetch ?? fetch;
     let response: Response;
     try {
