@@ -1,9 +1,11 @@
 // A JWT-SVID kept fresh in a file by someone else (spiffe-helper, a projected token): re-read on
 // change and before expiry; a bad or expired token is refused and the last good one kept while valid.
+// A poll reads only a file whose stat changed (files/file-stamp.ts), and parses only a token it does not hold.
 import { readFile as fsReadFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Clock, TimerHandle } from '../base/clock.ts';
 import { ConnectorError, toConnectorError } from '../base/errors.ts';
+import { type StatBig, stamper } from '../files/file-stamp.ts';
 import { type DirectoryWatch, watchDirectory } from '../files/watch-dir.ts';
 import type { Logger } from '../ops/logger.ts';
 import type { Metrics } from '../ops/metrics.ts';
@@ -18,6 +20,8 @@ export interface JwtFileOptions {
   readonly logger: Logger;
   readonly metrics?: Metrics | undefined;
   readonly readFile?: (path: string) => Promise<string>;
+  /** Injected for tests; defaults to fs.promises.stat, unless readFile is injected (then every poll reads). */
+  readonly stat?: StatBig;
   /** Fallback poll interval, default 30 s. */
   readonly pollIntervalMs?: number;
   readonly debounceMs?: number;
@@ -33,7 +37,10 @@ export class JwtFileSource implements JwtSource {
   readonly #o: JwtFileOptions;
   readonly #td: TrustDomain;
   readonly #listeners = new Listeners<[]>();
+  readonly #stampNow: () => Promise<string | undefined>;
   #current: JwtSvid | undefined;
+  /** The file's stamp when #current was read from it (files/file-stamp.ts): unchanged, a poll reads nothing. */
+  #stamp: string | undefined;
   #lastRefusal: string | undefined;
   #warnedNoIssuer = false;
   #watcher: DirectoryWatch | undefined;
@@ -44,6 +51,7 @@ export class JwtFileSource implements JwtSource {
   constructor(options: JwtFileOptions) {
     this.#o = options;
     this.#td = TrustDomain.parse(options.trustDomain);
+    this.#stampNow = stamper([options.file], options);
   }
 
   async start(): Promise<void> {
@@ -107,6 +115,9 @@ export class JwtFileSource implements JwtSource {
 
   async reload(reason: string): Promise<void> {
     const { clock, logger, metrics } = this.#o;
+    const stamp = await this.#stampNow();
+    if (stamp !== undefined && stamp === this.#stamp && this.current()) return this.#scheduleNext();
+    this.#stamp = undefined;
     try {
       const read = this.#o.readFile ?? ((p: string) => fsReadFile(p, 'utf8'));
       let text: string;
@@ -118,6 +129,12 @@ export class JwtFileSource implements JwtSource {
           `cannot read ${this.#o.file} (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
           { cause: error },
         );
+      }
+      if (this.current()?.token.reveal() === text.trim()) {
+        // The token held: nothing to parse or check again (a file just written is read again; see #stamp).
+        this.#lastRefusal = undefined;
+        this.#stamp = stamp;
+        return this.#scheduleNext();
       }
       const svid = parseJwtSvidInsecure(text.trim(), { now: new Date(clock.now()) });
       if (!svid.id.memberOf(this.#td)) {
@@ -135,6 +152,7 @@ export class JwtFileSource implements JwtSource {
       }
       checkSameKeySize(this.#current, svid);
       this.#lastRefusal = undefined;
+      this.#stamp = stamp;
       if (svid.issuer === undefined && !this.#warnedNoIssuer) {
         this.#warnedNoIssuer = true;
         logger.warn(

@@ -5,6 +5,7 @@ import { readFile as fsReadFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Clock } from '../base/clock.ts';
 import { ConnectorError } from '../base/errors.ts';
+import { type StatBig, stamper } from '../files/file-stamp.ts';
 import { Reloading } from '../files/reloading.ts';
 import type { Logger } from '../ops/logger.ts';
 import type { Metrics } from '../ops/metrics.ts';
@@ -25,6 +26,8 @@ export interface X509FilesOptions {
   readonly metrics?: Metrics | undefined;
   /** Injected for tests; defaults to fs.promises.readFile. */
   readonly readFile?: (path: string) => Promise<string>;
+  /** Injected for tests; defaults to fs.promises.stat, unless readFile is injected (then every poll reads). */
+  readonly stat?: StatBig;
   /** Milliseconds to wait for a burst of file events to settle. Default 250. */
   readonly debounceMs?: number;
   /** Watch the directory (default true); polling alone otherwise. */
@@ -83,16 +86,30 @@ export class X509FilesSource implements X509Source {
   readonly #o: X509FilesOptions;
   readonly #listeners = new Listeners<[X509Svid]>();
   readonly #files: Reloading<LoadedX509>;
+  /** The files' stamp when the held set was read (files/file-stamp.ts): unchanged, a poll reads nothing. */
+  #stamp: string | undefined;
   #readyWaiters: Array<() => void> = [];
   #closed = false;
 
   constructor(options: X509FilesOptions) {
     this.#o = options;
     const { clock, logger, metrics } = options;
+    const stampNow = stamper(
+      [options.certFile, options.keyFile, options.bundleFile].map((name) => join(options.dir, name)),
+      options,
+    );
     this.#files = new Reloading<LoadedX509>({
       what: 'X.509-SVID files',
       watchDirs: [options.dir],
-      load: () => loadX509Files(options, new Date(clock.now()), options.readFile),
+      load: async (previous) => {
+        const stamp = await stampNow();
+        if (stamp !== undefined && stamp === this.#stamp && previous && previous.svid.notAfter.getTime() > clock.now())
+          return previous;
+        this.#stamp = undefined;
+        const loaded = await loadX509Files(options, new Date(clock.now()), options.readFile);
+        this.#stamp = stamp;
+        return loaded;
+      },
       fingerprint: fingerprint,
       describe: (held) => held.svid.id.toString(),
       clock,

@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -12,6 +12,7 @@ import { ManualClock, systemClock } from '../../src/base/clock.ts';
 import type { ConnectorError } from '../../src/base/errors.ts';
 import { createLogger } from '../../src/ops/logger.ts';
 import { JwtFileSource } from '../../src/sources/jwt-file.ts';
+import { until } from '../helpers/until.ts';
 
 const ID = 'spiffe://example.org/ns/default/sa/app';
 
@@ -205,4 +206,75 @@ test('the token directory removed and created again is still watched (no wait fo
     assert.ok(seen, `round ${round}: the new token was not seen within 10 s`);
     assert.equal(await served(source), next);
   }
+});
+
+/**
+ * A token file on disk whose reads are counted, and whose stat (counted too) reports its times `agoMs` earlier
+ * than they are: as if written that long before, without waiting for it.
+ */
+async function onDisk(t: import('node:test').TestContext, agoMs: number) {
+  const dir = await mkdtemp(join(tmpdir(), 'jwt-svid-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const file = join(dir, 'jwt-svid');
+  const signer = await testSigner('ES256');
+  const clock = new ManualClock(Date.now());
+  const sign = () => signer.sign({ sub: ID, aud: AUDIENCES, ttlSeconds: 3600, iat: Math.floor(clock.now() / 1000) });
+  await writeFile(file, await sign());
+  let reads = 0;
+  let stats = 0;
+  const shift = BigInt(agoMs) * 1_000_000n;
+  const source = new JwtFileSource({
+    file,
+    trustDomain: 'example.org',
+    clock,
+    logger: createLogger({ level: 'silent' }),
+    watch: false,
+    pollIntervalMs: 30_000,
+    readFile: (path) => {
+      reads += 1;
+      return readFile(path, 'utf8');
+    },
+    stat: async (path, options) => {
+      const s = await stat(path, options);
+      stats += 1;
+      return Object.assign(s, { mtimeNs: s.mtimeNs - shift, ctimeNs: s.ctimeNs - shift });
+    },
+  });
+  t.after(() => source.close());
+  await source.start();
+  /** Advances past the next poll and waits until it has looked at the file. */
+  const poll = async (): Promise<void> => {
+    const before = stats;
+    await clock.advance(30_000);
+    await until(() => stats > before, 'the poll to stat the token file');
+    await new Promise((resolve) => setImmediate(resolve));
+  };
+  return { source, file, sign, poll, reads: () => reads };
+}
+
+test('a poll reads the token file again only when it was replaced or written', async (t) => {
+  const h = await onDisk(t, 10_000);
+  const first = await served(h.source);
+  assert.equal(h.reads(), 1);
+  await h.poll();
+  await h.poll();
+  assert.equal(h.reads(), 1, 'an unchanged file is not read again');
+  const next = await h.sign();
+  await writeFile(h.file, next);
+  await h.poll();
+  await until(() => h.reads() === 2, 'the written file to be read');
+  await until(async () => (await served(h.source)) === next, 'the new token to be served');
+  assert.notEqual(next, first);
+  // Replaced (a new file under the name, as a `..data` swap makes): read again too.
+  await writeFile(`${h.file}.new`, await h.sign());
+  await rename(`${h.file}.new`, h.file);
+  await h.poll();
+  await until(() => h.reads() === 3, 'the replaced file to be read');
+});
+
+test('a token file written within the last second is read again at the next poll', async (t) => {
+  // Its times could stay the same through a second write in the same kernel tick, so they prove nothing yet.
+  const h = await onDisk(t, 0);
+  await h.poll();
+  await until(() => h.reads() === 2, 'the fresh file to be read again');
 });
