@@ -33,11 +33,14 @@ export type SurfaceName =
   | 'azure-imds'
   | 'azure-msi';
 
-/** One answer, as a surface writes it. `body` is sent as is (HEAD requests get the headers only). */
+/**
+ * One answer, as a surface writes it. `body` is sent as is (HEAD requests get the headers only); a hot path's
+ * bytes, encoded once, are written without encoding them again.
+ */
 export interface Answer {
   readonly status: number;
   readonly headers: Readonly<Record<string, string | number>>;
-  readonly body: string;
+  readonly body: string | Buffer;
 }
 
 /** What can stop a request before, or instead of, its credential: each surface words it its own way. */

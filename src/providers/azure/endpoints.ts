@@ -1,7 +1,8 @@
 // The emulated Azure managed-identity surfaces (docs/azure.md "App Service", "IMDS", "MSI_ENDPOINT"): App Service
 // 2019-08-01 (the per-pod X-IDENTITY-HEADER), IMDS (`Metadata: true`) and the MSI_ENDPOINT form POST.
-// Tokens come only from the per-resource credential lookup. Hot path: one path comparison per surface,
-// bodies serialized once per token (and second), the identity header's digest computed once.
+// Tokens come only from the per-resource credential lookup. Hot path: one path comparison per surface, a query
+// string read once per caller (an app asks the same way every time), bodies encoded once per token (and second),
+// the identity header's digest computed once, and no promise while the cache holds the token.
 import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import { parse as parseQuery } from 'node:querystring';
@@ -14,7 +15,7 @@ import type { Logger } from '../../ops/logger.ts';
 import { lookupProblem, type MetadataRequest, type Reply, type Surface, type SurfaceName } from '../contract.ts';
 import { type AzureAccessToken, resourceKey } from './credential.ts';
 import { APP_SERVICE_PATH, IMDS_TOKEN_PATH, MSI_PATH } from './env.ts';
-import { type Params, parseTokenRequest, type ServedIdentity } from './request.ts';
+import { type Params, type Parsed, parseTokenRequest, type ServedIdentity } from './request.ts';
 import { type AzureProblem, appServiceProblem, appServiceTokenBody, imdsProblem, imdsTokenBody } from './responses.ts';
 
 export interface AzureSurfacesOptions {
@@ -48,75 +49,93 @@ const MSI = MSI_PATH.toLowerCase();
 export function azureSurfaces(o: AzureSurfacesOptions): Surface[] {
   // Who a header stands for: the pod's identity, or a container's own. Every matcher runs on every request
   // (constant time whichever matches); a header that matches none is refused.
-  const callers = [
-    { matches: secretMatcher(o.identityHeader.reveal()), served: o.served, container: undefined as string | undefined },
-    ...(o.containers ?? []).map((c) => ({
-      matches: secretMatcher(c.identityHeader.reveal()),
-      served: { clientId: c.clientId, container: c.name } satisfies ServedIdentity,
-      container: c.name as string | undefined,
-    })),
+  const callers: Caller[] = [
+    caller(secretMatcher(o.identityHeader.reveal()), o.served, undefined),
+    ...(o.containers ?? []).map((c) =>
+      caller(secretMatcher(c.identityHeader.reveal()), { clientId: c.clientId, container: c.name }, c.name),
+    ),
   ];
-  const pod = callers[0] as (typeof callers)[number];
+  const pod = callers[0] as Caller;
   const bodies = new BodyCache();
   const form = express.urlencoded({ extended: false, limit: '16kb', parameterLimit: 32 });
   const problemOf = (surface: AzureSurface, problem: AzureProblem) =>
     surface === 'azure-appservice' ? appServiceProblem(problem, randomUUID()) : imdsProblem(problem);
 
-  const serve = async (
+  const refuse = (
+    res: ServerResponse,
+    reply: Reply,
+    surface: AzureSurface,
+    status: 400 | 401,
+    description: string,
+    error = 'invalid_request',
+  ): void => reply(res, problemOf(surface, { kind: 'refused', status, refusal: { error, description } }));
+
+  /** Answers from the cache when it holds the token (no promise on this path); waits for a first fetch otherwise. */
+  const serve = (
     req: MetadataRequest,
     res: ServerResponse,
     reply: Reply,
     surface: AzureSurface,
-  ): Promise<void> => {
-    const refuse = (status: 400 | 401, description: string, error = 'invalid_request'): void =>
-      reply(res, problemOf(surface, { kind: 'refused', status, refusal: { error, description } }));
+  ): Promise<void> | void => {
     let caller = pod;
     if (surface === 'azure-appservice') {
       const presented = header(req, 'x-identity-header');
-      let found: typeof pod | undefined;
+      let found: Caller | undefined;
       for (const c of callers) if (c.matches(presented) && found === undefined) found = c;
       if (found === undefined)
-        return refuse(401, 'X-IDENTITY-HEADER is missing or does not match IDENTITY_HEADER', 'unauthorized');
+        return refuse(
+          res,
+          reply,
+          surface,
+          401,
+          'X-IDENTITY-HEADER is missing or does not match IDENTITY_HEADER',
+          'unauthorized',
+        );
       caller = found;
     } else if (header(req, 'metadata')?.trim().toLowerCase() !== 'true') {
-      return refuse(400, METADATA_HEADER_MISSING);
+      return refuse(res, reply, surface, 400, METADATA_HEADER_MISSING);
     }
-    // As express's default ("simple") query parser read it: a repeated parameter is a list.
-    const query: Params = parseQuery(req.search);
-    const params: Params = surface === 'azure-msi' && isParams(req.body) ? { ...query, ...req.body } : query;
-    const parsed = parseTokenRequest(params, surface, caller.served);
-    if (!parsed.ok) return refuse(400, parsed.refusal.description, parsed.refusal.error);
-    const { resource } = parsed.request;
-    const key = resourceKey(caller.container, resource);
+    const parsed = surface === 'azure-msi' ? parseForm(req, caller.served) : caller.parseQuery(surface, req.search);
+    if (!parsed.ok) return refuse(res, reply, surface, 400, parsed.refusal.description, parsed.refusal.error);
+    const key = resourceKey(caller.container, parsed.request.resource);
+    const lookup = o.tokens.peek(key);
+    if (lookup.ok) return answer(res, reply, surface, caller, lookup.value);
+    return waitAndServe(res, reply, surface, caller, key);
+  };
 
-    let lookup = o.tokens.peek(key);
-    if (!lookup.ok) {
-      const gone = new AbortController();
-      res.once('close', () => gone.abort());
-      lookup = await o.tokens.get(key, gone.signal);
-      if (res.writableEnded || gone.signal.aborted) return;
-    }
-    if (!lookup.ok) {
-      // A refused or throttled key is the caller's doing and costs no call: debug, so a flood cannot flood the log.
-      const level = lookup.error.code === 'throttled' || lookup.error.code === 'request_invalid' ? 'debug' : 'warn';
-      o.logger[level](
-        {
-          cloud: 'azure',
-          surface,
-          code: lookup.error.code,
-          upstreamCode: lookup.error.upstreamCode,
-          retryAfterSeconds: lookup.retryAfterSeconds,
-          err: lookup.error.message,
-        },
-        'no Azure token to serve',
-      );
-      return reply(res, problemOf(surface, lookupProblem(lookup)));
-    }
+  const answer = (res: ServerResponse, reply: Reply, surface: AzureSurface, caller: Caller, token: AzureAccessToken) =>
     reply(res, {
       status: 200,
       headers: TOKEN_HEADERS,
-      body: bodies.body(surface, caller.served.clientId, lookup.value, o.clock.now()),
+      body: bodies.body(surface, caller.served.clientId, token, o.clock.now()),
     });
+
+  const waitAndServe = async (
+    res: ServerResponse,
+    reply: Reply,
+    surface: AzureSurface,
+    caller: Caller,
+    key: string,
+  ): Promise<void> => {
+    const gone = new AbortController();
+    res.once('close', () => gone.abort());
+    const lookup = await o.tokens.get(key, gone.signal);
+    if (res.writableEnded || gone.signal.aborted) return;
+    if (lookup.ok) return answer(res, reply, surface, caller, lookup.value);
+    // A refused or throttled key is the caller's doing and costs no call: debug, so a flood cannot flood the log.
+    const level = lookup.error.code === 'throttled' || lookup.error.code === 'request_invalid' ? 'debug' : 'warn';
+    o.logger[level](
+      {
+        cloud: 'azure',
+        surface,
+        code: lookup.error.code,
+        upstreamCode: lookup.error.upstreamCode,
+        retryAfterSeconds: lookup.retryAfterSeconds,
+        err: lookup.error.message,
+      },
+      'no Azure token to serve',
+    );
+    return reply(res, problemOf(surface, lookupProblem(lookup)));
   };
 
   const notFound = (req: MetadataRequest, res: ServerResponse, reply: Reply, what: string): void =>
@@ -187,29 +206,79 @@ export function azureSurfaces(o: AzureSurfacesOptions): Surface[] {
                 refusal: { error: 'invalid_request', description: 'The request body could not be read as a form' },
               }),
             );
-          void serve(req, res, reply, 'azure-msi').catch(() => res.destroy());
+          void serve(req, res, reply, 'azure-msi')?.catch(() => res.destroy());
         });
       },
     ),
   ];
 }
 
-/** Success bodies serialized once per token and surface (IMDS's `expires_in` once per second). */
+/** Success bodies serialized once per token and surface (IMDS's `expires_in` once per second), as bytes. */
 class BodyCache {
-  readonly #bodies = new Map<string, { token: AzureAccessToken; second: number; body: string }>();
+  readonly #bodies = new WeakMap<
+    AzureAccessToken,
+    Partial<Record<AzureSurface, { clientId: string; second: number; body: Buffer }>>
+  >();
 
-  body(surface: AzureSurface, clientId: string, token: AzureAccessToken, nowMs: number): string {
+  body(surface: AzureSurface, clientId: string, token: AzureAccessToken, nowMs: number): Buffer {
     const second = surface === 'azure-appservice' ? 0 : Math.floor(nowMs / 1000);
-    const key = `${surface} ${clientId} ${token.resource}`;
-    const hit = this.#bodies.get(key);
-    if (hit && hit.token === token && hit.second === second) return hit.body;
-    const body = JSON.stringify(
-      surface === 'azure-appservice' ? appServiceTokenBody(token, clientId) : imdsTokenBody(token, clientId, nowMs),
+    let held = this.#bodies.get(token);
+    const hit = held?.[surface];
+    if (hit && hit.clientId === clientId && hit.second === second) return hit.body;
+    const body = Buffer.from(
+      JSON.stringify(
+        surface === 'azure-appservice' ? appServiceTokenBody(token, clientId) : imdsTokenBody(token, clientId, nowMs),
+      ),
     );
-    if (this.#bodies.size >= 512) this.#bodies.clear();
-    this.#bodies.set(key, { token, second, body });
+    if (held === undefined) {
+      held = {};
+      this.#bodies.set(token, held);
+    }
+    held[surface] = { clientId, second, body };
     return body;
   }
+}
+
+/** Who an identity header stands for, with the token requests its callers' query strings asked for. */
+interface Caller {
+  readonly matches: (presented: string | undefined) => boolean;
+  readonly served: ServedIdentity;
+  readonly container: string | undefined;
+  /** The request a query string asks for, read once per query text: an app sends the same query every time. */
+  parseQuery(surface: AzureSurface, search: string): Parsed;
+}
+
+/** Query strings remembered per caller and surface; more distinct ones start the memory afresh. */
+const REMEMBERED_QUERIES = 64;
+
+function caller(matches: Caller['matches'], served: ServedIdentity, container: string | undefined): Caller {
+  const read: Partial<Record<AzureSurface, Map<string, Parsed>>> = {};
+  return {
+    matches,
+    served,
+    container,
+    parseQuery(surface, search) {
+      let queries = read[surface];
+      if (queries === undefined) {
+        queries = new Map();
+        read[surface] = queries;
+      }
+      let parsed = queries.get(search);
+      if (parsed === undefined) {
+        // As express's default ("simple") query parser read it: a repeated parameter is a list.
+        parsed = parseTokenRequest(parseQuery(search), surface, served);
+        if (queries.size >= REMEMBERED_QUERIES) queries.clear();
+        queries.set(search, parsed);
+      }
+      return parsed;
+    },
+  };
+}
+
+/** The MSI endpoint's request: its query and its form body together (the body wins a name both give). */
+function parseForm(req: MetadataRequest, served: ServedIdentity): Parsed {
+  const query: Params = parseQuery(req.search);
+  return parseTokenRequest(isParams(req.body) ? { ...query, ...req.body } : query, 'azure-msi', served);
 }
 
 function header(req: MetadataRequest, name: string): string | undefined {
