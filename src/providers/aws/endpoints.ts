@@ -212,11 +212,11 @@ export function imdsSurface(o: ImdsSurfaceOptions): Surface {
   };
 }
 
-/** A credential's body serialized once (the hot path answers the same bytes until the next refresh). */
-function bodyCache(render: (c: AwsCredentials) => string): (c: AwsCredentials) => string {
-  let cached: { creds: AwsCredentials; body: string } | undefined;
+/** A credential's body serialized once, as bytes (the hot path answers the same bytes until the next refresh). */
+function bodyCache(render: (c: AwsCredentials) => string): (c: AwsCredentials) => Buffer {
+  let cached: { creds: AwsCredentials; body: Buffer } | undefined;
   return (creds) => {
-    if (cached?.creds !== creds) cached = { creds, body: render(creds) };
+    if (cached?.creds !== creds) cached = { creds, body: Buffer.from(render(creds)) };
     return cached.body;
   };
 }

@@ -71,7 +71,7 @@ export function containerProblem(problem: Problem): Answer {
 }
 
 /** IMDS answers are plain text; its errors are the bare reason phrase. */
-export function imdsText(status: number, body: string, headers: Record<string, string> = {}): Answer {
+export function imdsText(status: number, body: string | Buffer, headers: Record<string, string> = {}): Answer {
   return { status, headers: { 'content-type': TEXT_TYPE, ...headers }, body };
 }
 
