@@ -180,8 +180,17 @@ function rendered(r: Rendered): Answer {
   return metadataValue(r.json, r.body);
 }
 
+/** Each token's answer, built once per second of its life (`expires_in` counts down), its body as bytes. */
+const tokenAnswers = new WeakMap<GcpToken, { readonly seconds: number; readonly answer: Answer }>();
+
 function tokenAnswer(found: Lookup<GcpToken> & { ok: true }, clock: Clock): Answer {
-  return metadataAnswer(200, true, tokenBody(found.value.token.reveal(), secondsLeft(found, clock)));
+  const seconds = secondsLeft(found, clock);
+  const held = tokenAnswers.get(found.value);
+  if (held?.seconds === seconds) return held.answer;
+  const built = metadataAnswer(200, true, tokenBody(found.value.token.reveal(), seconds));
+  const answer = { ...built, body: Buffer.from(built.body) };
+  tokenAnswers.set(found.value, { seconds, answer });
+  return answer;
 }
 
 /** Answers once a lookup that may wait for a first exchange settles; abandoned when the client goes away. */
