@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -12,6 +12,7 @@ import { ManualClock, systemClock } from '../../src/base/clock.ts';
 import type { ConnectorError } from '../../src/base/errors.ts';
 import { createLogger } from '../../src/ops/logger.ts';
 import { JwtFileSource } from '../../src/sources/jwt-file.ts';
+import { countedFiles } from '../helpers/counted-files.ts';
 import { until } from '../helpers/until.ts';
 
 const ID = 'spiffe://example.org/ns/default/sa/app';
@@ -208,10 +209,7 @@ test('the token directory removed and created again is still watched (no wait fo
   }
 });
 
-/**
- * A token file on disk whose reads are counted, and whose stat (counted too) reports its times `agoMs` earlier
- * than they are: as if written that long before, without waiting for it.
- */
+/** A token file on disk, read and stat'ed through countedFiles(agoMs). */
 async function onDisk(t: import('node:test').TestContext, agoMs: number) {
   const dir = await mkdtemp(join(tmpdir(), 'jwt-svid-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
@@ -220,9 +218,7 @@ async function onDisk(t: import('node:test').TestContext, agoMs: number) {
   const clock = new ManualClock(Date.now());
   const sign = () => signer.sign({ sub: ID, aud: AUDIENCES, ttlSeconds: 3600, iat: Math.floor(clock.now() / 1000) });
   await writeFile(file, await sign());
-  let reads = 0;
-  let stats = 0;
-  const shift = BigInt(agoMs) * 1_000_000n;
+  const disk = countedFiles(agoMs);
   const source = new JwtFileSource({
     file,
     trustDomain: 'example.org',
@@ -230,26 +226,19 @@ async function onDisk(t: import('node:test').TestContext, agoMs: number) {
     logger: createLogger({ level: 'silent' }),
     watch: false,
     pollIntervalMs: 30_000,
-    readFile: (path) => {
-      reads += 1;
-      return readFile(path, 'utf8');
-    },
-    stat: async (path, options) => {
-      const s = await stat(path, options);
-      stats += 1;
-      return Object.assign(s, { mtimeNs: s.mtimeNs - shift, ctimeNs: s.ctimeNs - shift });
-    },
+    readFile: disk.readFile,
+    stat: disk.stat,
   });
   t.after(() => source.close());
   await source.start();
   /** Advances past the next poll and waits until it has looked at the file. */
   const poll = async (): Promise<void> => {
-    const before = stats;
+    const before = disk.stats();
     await clock.advance(30_000);
-    await until(() => stats > before, 'the poll to stat the token file');
+    await until(() => disk.stats() > before, 'the poll to stat the token file');
     await new Promise((resolve) => setImmediate(resolve));
   };
-  return { source, file, sign, poll, reads: () => reads };
+  return { source, file, sign, poll, reads: disk.reads };
 }
 
 test('a poll reads the token file again only when it was replaced or written', async (t) => {

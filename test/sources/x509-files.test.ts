@@ -2,7 +2,7 @@
 // every kind of bad or half-written set is refused with the last good SVID kept.
 
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -12,6 +12,7 @@ import { createLogger } from '../../src/ops/logger.ts';
 import { Metrics } from '../../src/ops/metrics.ts';
 import { X509FilesSource } from '../../src/sources/x509-files.ts';
 import type { X509Svid } from '../../src/spiffe/x509-svid.ts';
+import { countedFiles } from '../helpers/counted-files.ts';
 import { BAD_SVID_KINDS, DevCa, mintBad } from '../helpers/pki.ts';
 import { until } from '../helpers/until.ts';
 
@@ -33,7 +34,7 @@ function capturingLogger(): { logger: ReturnType<typeof createLogger>; captured:
 
 async function setup(
   t: import('node:test').TestContext,
-  options: { watch?: boolean; pollIntervalSeconds?: number } = {},
+  options: { watch?: boolean; pollIntervalSeconds?: number; disk?: ReturnType<typeof countedFiles> } = {},
 ) {
   const dir = await mkdtemp(join(tmpdir(), 'svid-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
@@ -60,6 +61,7 @@ async function setup(
     metrics,
     debounceMs: 50,
     watch: options.watch ?? false,
+    ...(options.disk ? { readFile: options.disk.readFile, stat: options.disk.stat } : {}),
   });
   t.after(() => source.close());
   await source.start();
@@ -198,48 +200,15 @@ async function toSvid(minted: { certPem: string; keyPem: string }): Promise<X509
 }
 
 test('a poll reads, parses and verifies the files again only when they were replaced', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'svid-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  const ca = await DevCa.create({ trustDomain: TD });
-  const write = async (svid: { certPem: string; keyPem: string }): Promise<void> =>
-    writeAtomicDir(dir, [
-      { name: 'tls.crt', content: svid.certPem },
-      { name: 'tls.key', content: svid.keyPem, mode: 0o600 },
-      { name: 'ca.crt', content: ca.certPem },
-    ]);
-  await write(await ca.issueX509Svid({ spiffeId: ID }));
-  let reads = 0;
-  let stats = 0;
-  // The files' times as if written 10 s before: settled (files/file-stamp.ts), without waiting for it.
-  const shift = 10_000_000_000n;
-  const source = new X509FilesSource({
-    dir,
-    certFile: 'tls.crt',
-    keyFile: 'tls.key',
-    bundleFile: 'ca.crt',
-    trustDomain: TD,
-    pollIntervalSeconds: 1,
-    clock: systemClock,
-    logger: createLogger({ level: 'silent' }),
-    watch: false,
-    readFile: (path) => {
-      reads += 1;
-      return readFile(path, 'utf8');
-    },
-    stat: async (path, options) => {
-      const s = await stat(path, options);
-      stats += 1;
-      return Object.assign(s, { mtimeNs: s.mtimeNs - shift, ctimeNs: s.ctimeNs - shift });
-    },
-  });
-  t.after(() => source.close());
-  await source.start();
-  assert.equal(reads, 3, 'the first load reads the three files');
-  const seen = stats;
-  await until(() => stats >= seen + 6, 'two polls to stat the three files');
-  assert.equal(reads, 3, 'unchanged files are not read again');
+  const disk = countedFiles(10_000);
+  const { source, ca, write } = await setup(t, { disk });
+  assert.equal(disk.reads(), 3, 'the first load reads the three files');
+  const seen = disk.stats();
+  await until(() => disk.stats() >= seen + 6, 'two polls to stat the three files');
+  assert.equal(disk.reads(), 3, 'unchanged files are not read again');
   const before = serial(source.current());
-  await write(await ca.issueX509Svid({ spiffeId: ID }));
+  const next = await ca.issueX509Svid({ spiffeId: ID });
+  await write(next.certPem, next.keyPem);
   await until(() => serial(source.current()) !== before, 'the next poll to load the new SVID');
-  assert.equal(reads, 6);
+  assert.equal(disk.reads(), 6);
 });
