@@ -77,7 +77,7 @@ export interface Surface {
   /** Whether this surface answers `path` (the request's path without its query). */
   claims(path: string): boolean;
   /** This surface's answer to a problem, in its cloud's shape. */
-  problem(problem: Problem, req: IncomingMessage): Answer;
+  problem(problem: Problem, req: MetadataRequest): Answer;
   /** Answers a request that passed the pipeline's checks; never calls a cloud. */
   handle(req: MetadataRequest, res: ServerResponse, reply: Reply): void | Promise<void>;
 }

@@ -157,7 +157,7 @@ export function imdsSurface(o: ImdsSurfaceOptions): Surface {
   return {
     name: 'aws-imds',
     claims: (path) => path === '/latest' || path.startsWith('/latest/'),
-    problem: (problem, req) => imdsProblem(problem, isTokenPath(pathOf(req.url)), o.clock.now()),
+    problem: (problem, req) => imdsProblem(problem, isTokenPath(req.path), o.clock.now()),
     handle(req: MetadataRequest, res: ServerResponse, reply: Reply) {
       const path = req.path;
       if (isTokenPath(path)) {
@@ -219,10 +219,4 @@ function bodyCache(render: (c: AwsCredentials) => string): (c: AwsCredentials) =
     if (cached?.creds !== creds) cached = { creds, body: Buffer.from(render(creds)) };
     return cached.body;
   };
-}
-
-function pathOf(url: string | undefined): string {
-  const u = url ?? '/';
-  const q = u.indexOf('?');
-  return q === -1 ? u : u.slice(0, q);
 }
