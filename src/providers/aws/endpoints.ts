@@ -9,6 +9,7 @@ import { retryAfterSeconds, TokenBucket } from '../../base/token-bucket.ts';
 import { type CredentialLookup, SINGLE } from '../../cache/credential-cache.ts';
 import { secretMatcher } from '../../http/guards.ts';
 import { lookupProblem, type MetadataRequest, type Reply, type Surface } from '../contract.ts';
+import { PerCredential } from '../per-credential.ts';
 import { type AwsCredentials, accountFromArn, awsTimestamp, roleNameFromArn } from './credential.ts';
 import { CONTAINER_CREDENTIALS_PATH, containerCredentialsPath } from './env.ts';
 import { IMDS_TOKEN_PATH, ImdsTokens, parseTtl } from './imds-tokens.ts';
@@ -214,9 +215,6 @@ export function imdsSurface(o: ImdsSurfaceOptions): Surface {
 
 /** A credential's body serialized once, as bytes (the hot path answers the same bytes until the next refresh). */
 function bodyCache(render: (c: AwsCredentials) => string): (c: AwsCredentials) => Buffer {
-  let cached: { creds: AwsCredentials; body: Buffer } | undefined;
-  return (creds) => {
-    if (cached?.creds !== creds) cached = { creds, body: Buffer.from(render(creds)) };
-    return cached.body;
-  };
+  const bodies = new PerCredential<AwsCredentials, Buffer>();
+  return (creds) => bodies.get(creds, 0) ?? bodies.keep(creds, 0, Buffer.from(render(creds)));
 }

@@ -13,6 +13,7 @@ import type { CredentialLookup } from '../../cache/credential-cache.ts';
 import { secretMatcher } from '../../http/guards.ts';
 import type { Logger } from '../../ops/logger.ts';
 import { lookupProblem, type MetadataRequest, type Reply, type Surface, type SurfaceName } from '../contract.ts';
+import { PerCredential } from '../per-credential.ts';
 import { type AzureAccessToken, resourceKey } from './credential.ts';
 import { APP_SERVICE_PATH, IMDS_TOKEN_PATH, MSI_PATH } from './env.ts';
 import { type Params, type Parsed, parseTokenRequest, type ServedIdentity } from './request.ts';
@@ -213,29 +214,25 @@ export function azureSurfaces(o: AzureSurfacesOptions): Surface[] {
   ];
 }
 
-/** Success bodies serialized once per token and surface (IMDS's `expires_in` once per second), as bytes. */
+/**
+ * Success bodies encoded once per token (IMDS's and MSI's, whose `expires_in` counts down, once per second). A token
+ * is one caller's (its cache key names the container), so its client id is always the same.
+ */
 class BodyCache {
-  readonly #bodies = new WeakMap<
-    AzureAccessToken,
-    Partial<Record<AzureSurface, { clientId: string; second: number; body: Buffer }>>
-  >();
+  readonly #appService = new PerCredential<AzureAccessToken, Buffer>();
+  readonly #imds = new PerCredential<AzureAccessToken, Buffer>();
 
   body(surface: AzureSurface, clientId: string, token: AzureAccessToken, nowMs: number): Buffer {
-    const second = surface === 'azure-appservice' ? 0 : Math.floor(nowMs / 1000);
-    let held = this.#bodies.get(token);
-    const hit = held?.[surface];
-    if (hit && hit.clientId === clientId && hit.second === second) return hit.body;
-    const body = Buffer.from(
-      JSON.stringify(
-        surface === 'azure-appservice' ? appServiceTokenBody(token, clientId) : imdsTokenBody(token, clientId, nowMs),
-      ),
+    if (surface === 'azure-appservice')
+      return (
+        this.#appService.get(token, 0) ??
+        this.#appService.keep(token, 0, Buffer.from(JSON.stringify(appServiceTokenBody(token, clientId))))
+      );
+    const second = Math.floor(nowMs / 1000);
+    return (
+      this.#imds.get(token, second) ??
+      this.#imds.keep(token, second, Buffer.from(JSON.stringify(imdsTokenBody(token, clientId, nowMs))))
     );
-    if (held === undefined) {
-      held = {};
-      this.#bodies.set(token, held);
-    }
-    held[surface] = { clientId, second, body };
-    return body;
   }
 }
 

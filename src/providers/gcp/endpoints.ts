@@ -5,6 +5,7 @@ import type { Clock } from '../../base/clock.ts';
 import { ConnectorError } from '../../base/errors.ts';
 import type { CredentialLookup, Lookup } from '../../cache/credential-cache.ts';
 import { type Answer, lookupProblem, type MetadataRequest, type Reply, type Surface } from '../contract.ts';
+import { PerCredential } from '../per-credential.ts';
 import { type GcpToken, scopeKey } from './credential.ts';
 import {
   buildTree,
@@ -181,16 +182,14 @@ function rendered(r: Rendered): Answer {
 }
 
 /** Each token's answer, built once per second of its life (`expires_in` counts down), its body as bytes. */
-const tokenAnswers = new WeakMap<GcpToken, { readonly seconds: number; readonly answer: Answer }>();
+const tokenAnswers = new PerCredential<GcpToken, Answer>();
 
 function tokenAnswer(found: Lookup<GcpToken> & { ok: true }, clock: Clock): Answer {
   const seconds = secondsLeft(found, clock);
-  const held = tokenAnswers.get(found.value);
-  if (held?.seconds === seconds) return held.answer;
+  const held = tokenAnswers.get(found.value, seconds);
+  if (held) return held;
   const built = metadataAnswer(200, true, tokenBody(found.value.token.reveal(), seconds));
-  const answer = { ...built, body: Buffer.from(built.body) };
-  tokenAnswers.set(found.value, { seconds, answer });
-  return answer;
+  return tokenAnswers.keep(found.value, seconds, { ...built, body: Buffer.from(built.body) });
 }
 
 /** Answers once a lookup that may wait for a first exchange settles; abandoned when the client goes away. */
