@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { startAwsJwtWorld } from '../helpers/aws-jwt-world.ts';
 import { buildRuntimeTree, runNodeScript, stopChild } from '../helpers/built-tree.ts';
 import { parseEnvLines, runNode, waitFor200 } from '../helpers/sidecar.ts';
+import { until } from '../helpers/until.ts';
 
 const CLIENT = fileURLToPath(new URL('./clients/aws-sdk-client.mjs', import.meta.url));
 /** Packages the runtime tree carries that only express's unused helpers load (scripts/runtime-packages.ts). */
@@ -43,12 +44,15 @@ test('the built sidecar serves AWS credentials without loading what express load
 
   // What the serving sidecar has loaded: none of express's first-use packages.
   sidecar.kill('SIGUSR2');
-  let now = '';
-  for (let i = 0; i < 100 && now === ''; i++) {
-    now = await readFile(`${modulesFile}.now`, 'utf8').catch(() => '');
-    if (now === '') await new Promise((r) => setTimeout(r, 50));
-  }
-  assert.ok(now.includes('NativeModule https'), `the sidecar wrote what it loaded on SIGUSR2 within 5 s:\n${logs()}`);
+  const now = await until(
+    () =>
+      readFile(`${modulesFile}.now`, 'utf8').then(
+        (text) => text || undefined,
+        () => undefined,
+      ),
+    'the list of what it loaded, which the sidecar writes on SIGUSR2',
+  ).catch((error: Error) => assert.fail(`${error.message}\n${logs()}`));
+  assert.ok(now.includes('NativeModule https'), `the sidecar wrote what it loaded on SIGUSR2:\n${logs()}`);
   const serving = packagesIn(now);
   assert.ok(
     now.split('\n').some((f) => f.endsWith('/dist/main.js')),
